@@ -1,0 +1,92 @@
+"""The one typed settings object of the inventory center.
+
+Every knob lives here; nothing else in the codebase reads ``os.environ``. Values come from
+the environment (prefix ``INVENTORY_``) or a ``.env`` file, and are passed down explicitly.
+Secrets are ``SecretStr`` and never logged.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Settings for the broker connection, the local stack, the worker and the core policy."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INVENTORY_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- Kafka connection -------------------------------------------------------------
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka bootstrap servers. When this is the local default, the local "
+        "broker is started on demand; any other value means an existing cluster.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    schema_registry_url: str | None = Field(
+        None,
+        description="Confluent-compatible schema registry. Unset: Avro single-object encoding.",
+    )
+
+    # --- Local stack (development, tests, CI, demo) -----------------------------------
+    local_dir: Path = Field(
+        REPO_ROOT / ".local",
+        description="Ignored folder for Maven-resolved jars, broker data and logs.",
+    )
+    kafka_version: str = "4.1.1"
+    kafka_heap: str = Field("-Xms256m -Xmx512m", description="Local broker JVM heap.")
+    local_kafka_port: int = 9092
+    local_controller_port: int = 9093
+
+    # --- Topics -----------------------------------------------------------------------
+    topic_prefix: str = Field("", description="Prefix for every topic name (multi-tenant).")
+    partitions: int = Field(4, ge=1, description="Partitions of input and internal topics.")
+    replication_factor: int = Field(1, ge=1)
+
+    # --- Worker -----------------------------------------------------------------------
+    app_id: str = "inventory-center"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = Field(REPO_ROOT / ".local" / "worker", description="Faust data directory.")
+    rocksdb_block_cache_bytes: int = Field(
+        8 * 1024 * 1024, description="Block cache per table partition (Faust default: 2 GiB)."
+    )
+    rocksdb_write_buffer_bytes: int = Field(4 * 1024 * 1024)
+    rocksdb_max_write_buffers: int = Field(2)
+    expiry_check_interval_s: float = Field(1.0, gt=0)
+    receipt_retention_days: int = Field(
+        7, ge=1, description="How long a processed command is remembered for deduplication."
+    )
+
+    # --- Core policy ------------------------------------------------------------------
+    warehouse_priority: tuple[str, ...] = Field(
+        (), description="Tie-break order for source selection; unlisted warehouses come last."
+    )
+    default_reorder_point: int = Field(
+        10, ge=0, description="LOW_STOCK fires when availableQty crosses below this."
+    )
+
+    @property
+    def uses_local_broker(self) -> bool:
+        """True when the settings point at the embedded local broker, not a real cluster."""
+        return (
+            self.bootstrap_servers == f"127.0.0.1:{self.local_kafka_port}"
+            and self.security_protocol == "PLAINTEXT"
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
