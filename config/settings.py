@@ -44,10 +44,23 @@ class Settings(BaseSettings):
         REPO_ROOT / ".local",
         description="Ignored folder for Maven-resolved jars, broker data and logs.",
     )
-    kafka_version: str = "4.1.1"
+    kafka_version: str = Field(
+        "4.1.2",
+        description="org.apache.kafka:kafka_2.13 version resolved from Maven Central "
+        "(4.1.2 is the newest 4.1.x there; 4.1.3 does not exist).",
+    )
     kafka_heap: str = Field("-Xms256m -Xmx512m", description="Local broker JVM heap.")
+    kafka_jvm_opts: str = Field(
+        "-XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true",
+        description="Extra JVM options of the local broker (see streams/local_kafka.py).",
+    )
     local_kafka_port: int = 9092
     local_controller_port: int = 9093
+    local_kafka_start_timeout_s: float = Field(
+        60.0, gt=0, description="How long `start` waits for the local broker to answer."
+    )
+    java_bin: str = Field("java", description="Java 17+ executable for the local stack.")
+    maven_bin: str = Field("mvn", description="Maven executable that resolves the jars.")
 
     # --- Topics -----------------------------------------------------------------------
     topic_prefix: str = Field("", description="Prefix for every topic name (multi-tenant).")
