@@ -187,11 +187,13 @@ def ensure_jars(settings: Settings) -> Path:
         for line in proc.stdout:
             line = line.rstrip()
             tail = (tail + [line])[-40:]
+            # "[INFO] Downloaded from central: https://.../x-1.0.jar (12 kB at 3.4 MB/s)"
             if "Downloaded from" in line:
                 downloads += 1
-                if line.endswith(".jar") or ".jar (" in line:
-                    name = line.split("/")[-1]
-                    _say(f"  [{downloads:3d} files] {name}")
+                words = line.split("Downloaded from", 1)[1].split()
+                if len(words) >= 2 and words[1].endswith(".jar"):
+                    size = " ".join(words[2:4]).lstrip("(")
+                    _say(f"  [{downloads:3d} files] {words[1].rsplit('/', 1)[-1]} ({size})")
         rc = proc.wait()
     if rc != 0:
         raise LocalKafkaError(
@@ -454,10 +456,12 @@ def is_running(settings: Settings | None = None) -> bool:
 
 
 def _tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a log, stack frames left out (the cause would scroll away)."""
     try:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
         return f"({path} does not exist)"
+    text = [line for line in text if not line.lstrip().startswith(("at ", "... "))]
     return "\n".join(text[-lines:]) or f"({path} is empty)"
 
 
@@ -596,7 +600,8 @@ def stop(settings: Settings | None = None) -> bool:
     with _locked(paths):
         pid = _read_pid(paths)
         if pid is None:
-            extra = " (but a broker not started by this tool answers)" if is_running(settings) else ""
+            foreign = is_running(settings)
+            extra = " (but a broker not started by this tool answers)" if foreign else ""
             _say(f"not running: no pid file{extra}")
             return False
         if not _is_our_broker(pid, paths):
