@@ -1,0 +1,143 @@
+"""The whole core in one process, with dicts for tables: the reference model.
+
+It routes messages exactly as the Kafka topology does (input event -> order partition or
+per-SKU commands; commands -> SKU partition; reservation answers -> order partition) but
+through an in-memory FIFO queue, so golden scenarios, property tests and the core benchmark
+exercise the same messages and rules as the streaming pipeline, with no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from schemas.internal import ReservationExpiryDue, ReservationUpdated, StockCommand
+from tables.orders import OrderOutcome, apply_order
+from tables.policy import CorePolicy
+from tables.routing import is_order_scoped, stock_commands_for
+from tables.state import InboundExpectation, Order, Receipt, Reservation, SkuStock
+from tables.stock import StockOutcome, apply_stock
+
+
+@dataclass
+class MemoryTables:
+    """The records of both partitions, keyed as in RocksDB; implements both views."""
+
+    stock_by_sku: dict[str, SkuStock] = field(default_factory=dict)
+    reservations_by_key: dict[tuple[str, str], Reservation] = field(default_factory=dict)
+    expectations_by_key: dict[tuple[str, str, str], InboundExpectation] = field(default_factory=dict)
+    orders_by_no: dict[str, Order] = field(default_factory=dict)
+    receipts_by_id: dict[str, Receipt] = field(default_factory=dict)
+    expiry_index: dict[tuple[datetime, str], None] = field(default_factory=dict)
+
+    # StockView
+    def stock(self, sku: str) -> SkuStock | None:
+        return self.stock_by_sku.get(sku)
+
+    def reservation(self, sku: str, order_no: str) -> Reservation | None:
+        return self.reservations_by_key.get((sku, order_no))
+
+    def reservations_of(self, sku: str) -> Iterator[Reservation]:
+        return (r for (s, _), r in self.reservations_by_key.items() if s == sku)
+
+    def expectation(self, sku: str, warehouse_code: str, document_no: str) -> InboundExpectation | None:
+        return self.expectations_by_key.get((sku, warehouse_code, document_no))
+
+    def receipt(self, message_id: str) -> Receipt | None:
+        return self.receipts_by_id.get(message_id)
+
+    # OrderView
+    def order(self, order_no: str) -> Order | None:
+        return self.orders_by_no.get(order_no)
+
+    # writes, as the agents do them
+    def store_stock(self, outcome: StockOutcome) -> None:
+        if outcome.stock is not None:
+            self.stock_by_sku[outcome.sku] = outcome.stock
+        for key, reservation in outcome.reservations.items():
+            if reservation is None:
+                self.reservations_by_key.pop(key, None)
+            else:
+                self.reservations_by_key[key] = reservation
+        for ekey, expectation in outcome.expectations.items():
+            if expectation is None:
+                self.expectations_by_key.pop(ekey, None)
+            else:
+                self.expectations_by_key[ekey] = expectation
+        if outcome.receipt is not None:
+            self.receipts_by_id[outcome.receipt.message_id] = outcome.receipt
+
+    def store_order(self, outcome: OrderOutcome) -> None:
+        if outcome.order is not None:
+            self.orders_by_no[outcome.order_no] = outcome.order
+        if outcome.expiry_cleared is not None:
+            self.expiry_index.pop((outcome.expiry_cleared, outcome.order_no), None)
+        if outcome.expiry_set is not None:
+            self.expiry_index[(outcome.expiry_set, outcome.order_no)] = None
+        if outcome.receipt is not None:
+            self.receipts_by_id[outcome.receipt.message_id] = outcome.receipt
+
+
+class InventoryCenter:
+    """Feed input events in; read positions, orders and every emitted output."""
+
+    def __init__(self, policy: CorePolicy | None = None) -> None:
+        self.policy = policy or CorePolicy()
+        self.tables = MemoryTables()
+        self.outputs: list[object] = []  # every event for the outside world, in order
+        self.messages_processed = 0
+
+    def submit(self, event: BaseModel) -> None:
+        """Process one input event and everything it sets in motion, to quiescence."""
+        queue: deque[BaseModel] = deque()
+        if is_order_scoped(event):
+            queue.append(event)
+        else:
+            queue.extend(stock_commands_for(event))  # type: ignore[arg-type]
+        self._drain(queue)
+
+    def submit_all(self, events: Iterable[BaseModel]) -> None:
+        for event in events:
+            self.submit(event)
+
+    def expire_due(self, now: datetime) -> None:
+        """The expiry timer: every unpaid reservation due by ``now`` gets a tick."""
+        due = sorted(key for key in self.tables.expiry_index if key[0] <= now)
+        for due_at, order_no in due:
+            tick = ReservationExpiryDue.model_construct(
+                event_id=f"{order_no}|expiry|{due_at.isoformat()}",
+                order_no=order_no,
+                due_at=due_at,
+                occurred_at=now,
+            )
+            self._drain(deque([tick]))
+
+    def _drain(self, queue: deque[BaseModel]) -> None:
+        while queue:
+            message = queue.popleft()
+            self.messages_processed += 1
+            if isinstance(message, StockCommand):
+                stock_outcome = apply_stock(self.tables, message, self.policy)
+                self.tables.store_stock(stock_outcome)
+                emitted = stock_outcome.events
+            else:
+                order_outcome = apply_order(self.tables, message)
+                self.tables.store_order(order_outcome)
+                emitted = order_outcome.events
+            for event in emitted:
+                if isinstance(event, (StockCommand, ReservationUpdated)):
+                    queue.append(event)  # type: ignore[arg-type]
+                else:
+                    self.outputs.append(event)
+
+    # reads
+    def position(self, sku: str, warehouse_code: str):  # type: ignore[no-untyped-def]
+        stock = self.tables.stock(sku)
+        return stock.position(warehouse_code) if stock else None
+
+    def order(self, order_no: str) -> Order | None:
+        return self.tables.order(order_no)

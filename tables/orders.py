@@ -1,0 +1,574 @@
+"""The order partition of the core: one order's lifecycle (table key: orderNo).
+
+``apply_order(view, message) -> OrderOutcome``: folds an order-scoped input event, a
+reservation answer from the SKU partition, or an expiry tick into the order, and returns the
+new order, the events for the OMS/WMS, and the stock commands for the SKU partition.
+
+Everything that decides which message may move an order from which status lives in
+``LIFECYCLE`` below (read it top to bottom). A message outside it is a named domain error
+that becomes an ANOMALY alert, never a crash and never a silent drop. Physical events
+(shipped, delivered, failed, inspected) still move stock when the order is in an
+unexpected status: the warehouse's truth wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from schemas.inputs import (
+    Delivered,
+    DeliveryFailed,
+    InTransit,
+    OrderCancelled,
+    OrderCreated,
+    OrderPaid,
+    OrderShipped,
+    OutForDelivery,
+    PickedUp,
+    ReturnInspected,
+    ReturnPickedUp,
+    ReturnRequested,
+)
+from schemas.internal import (
+    DeliverStock,
+    ExpectReturn,
+    InspectReturn,
+    ReleaseStock,
+    ReservationExpiryDue,
+    ReservationStatus,
+    ReservationUpdated,
+    ReserveStock,
+    ReturnUndelivered,
+    ShipStock,
+)
+from schemas.outputs import (
+    AlertType,
+    InventoryAlert,
+    OrderLineAllocation,
+    OrderStatus,
+    OrderStatusChanged,
+    OutboundInstruction,
+)
+from schemas.inputs import Consignee, StockLine
+from tables.state import (
+    MAX_TIMELINE,
+    CustomerReturn,
+    LineState,
+    Order,
+    OrderLine,
+    Receipt,
+    Shipment,
+    ShipmentLine,
+    ShipmentState,
+    TimelineEntry,
+)
+
+S = OrderStatus
+OPEN = frozenset({S.PENDING, S.RESERVED, S.OUTBOUND_REQUESTED})
+SHIPPED_OR_LATER = frozenset(
+    {S.PARTIALLY_SHIPPED, S.SHIPPED, S.DELIVERED, S.DELIVERY_FAILED, S.RETURN_REQUESTED,
+     S.PARTIALLY_RETURNED, S.RETURNED}
+)
+ENDED_UNSHIPPED = frozenset({S.REJECTED, S.EXPIRED, S.CANCELLED})
+
+# Which message may act on an order in which status. ``None`` stands for "no such order".
+# Messages of a type listed here that arrive in any other status are domain errors (ANOMALY).
+LIFECYCLE: dict[str, frozenset[OrderStatus | None]] = {
+    "OrderCreated": frozenset({None}),
+    "ReservationUpdated": frozenset(set(S)),
+    "OrderPaid": frozenset({S.PENDING, S.RESERVED, S.OUTBOUND_REQUESTED}),
+    "ReservationExpiryDue": frozenset(set(S)),  # a no-op unless unpaid, open and due
+    "OrderCancelled": frozenset(OPEN | ENDED_UNSHIPPED),  # ended: already released, no-op
+    "OrderShipped": frozenset({None, *S}),  # physical truth: always applied
+    "PickedUp": frozenset(SHIPPED_OR_LATER),
+    "InTransit": frozenset(SHIPPED_OR_LATER),
+    "OutForDelivery": frozenset(SHIPPED_OR_LATER),
+    "Delivered": frozenset({S.PARTIALLY_SHIPPED, S.SHIPPED, S.DELIVERY_FAILED, S.DELIVERED}),
+    "DeliveryFailed": frozenset({S.PARTIALLY_SHIPPED, S.SHIPPED, S.DELIVERED, S.DELIVERY_FAILED}),
+    "ReturnRequested": frozenset({S.DELIVERED, S.RETURN_REQUESTED, S.PARTIALLY_RETURNED}),
+    "ReturnPickedUp": frozenset({S.RETURN_REQUESTED, S.PARTIALLY_RETURNED}),
+    "ReturnInspected": frozenset({None, *S}),  # physical truth: always applied
+}
+
+
+class OrderView(Protocol):
+    def order(self, order_no: str) -> Order | None: ...
+    def receipt(self, message_id: str) -> Receipt | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutcome:
+    order_no: str
+    order: Order | None  # None: the order record did not change
+    receipt: Receipt | None  # None: duplicate
+    events: tuple[object, ...]  # outputs and stock commands, in emission order
+    expiry_set: datetime | None = None  # index this order under this expiry time
+    expiry_cleared: datetime | None = None  # drop it from the expiry index
+    duplicate: bool = False
+
+
+class _Tx:
+    def __init__(self, order: Order | None, message: BaseModel) -> None:
+        self.before = order
+        self.order = order
+        self.message = message
+        self.message_id: str = getattr(message, "event_id", None) or getattr(message, "result_id")
+        self.message_type = type(message).__name__
+        self.cause_event_id: str = getattr(message, "cause_event_id", self.message_id)
+        self.cause_event_type: str = getattr(message, "cause_event_type", self.message_type)
+        self.occurred_at: datetime = message.occurred_at  # type: ignore[attr-defined]
+        self.events: list[object] = []
+        self.expiry_set: datetime | None = None
+        self.expiry_cleared: datetime | None = None
+        self.version = order.version if order is not None else 0
+        self.moved = False
+        # The status the OMS last heard of: None for an order this message creates.
+        self.announced_status: OrderStatus | None = order.status if order is not None else None
+
+    @property
+    def o(self) -> Order:
+        assert self.order is not None
+        return self.order
+
+    def update(self, **changes: object) -> None:
+        self.order = replace(self.o, **changes)  # type: ignore[arg-type]
+
+    def set_line(self, line: OrderLine) -> None:
+        lines = tuple(line if x.sku == line.sku else x for x in self.o.lines)
+        if all(x.sku != line.sku for x in lines):
+            lines = (*lines, line)
+        self.update(lines=lines)
+
+    def note(self, what: str) -> None:
+        entry = TimelineEntry(at=self.occurred_at, what=what, cause_event_id=self.cause_event_id)
+        self.update(timeline=(*self.o.timeline, entry)[-MAX_TIMELINE:])
+
+    def move_to(self, status: OrderStatus, reason: str = "") -> None:
+        """Change status and tell the OMS, one OrderStatusChanged per move."""
+        previous = self.announced_status
+        if previous == status:
+            return
+        self.announced_status = status
+        self.update(status=status)
+        self.note(status.value)
+        self.version += 1
+        self.update(version=self.version)
+        self.moved = True
+        self.events.append(_status_changed(self.o, previous, self, reason))
+
+    def command(self, cls: type[BaseModel], sku: str, step: str, **fields: object) -> None:
+        self.events.append(
+            cls.model_construct(
+                command_id=f"{self.message_id}|{sku}|{step}",
+                sku=sku,
+                occurred_at=self.occurred_at,
+                cause_event_type=self.cause_event_type,
+                cause_event_id=self.cause_event_id,
+                **fields,
+            )
+        )
+
+    def anomaly(self, message: str, sku: str | None = None, quantity: int = 0) -> None:
+        order_no: str = self.message.order_no  # type: ignore[attr-defined]
+        self.events.append(
+            InventoryAlert.model_construct(
+                alert_id=f"{self.message_id}|ANOMALY|{len(self.events)}",
+                alert_type=AlertType.ANOMALY,
+                sku=sku,
+                warehouse_code=None,
+                order_no=order_no,
+                quantity=quantity,
+                orders_at_risk=[],
+                message=message[:256],
+                cause_event_type=self.cause_event_type,
+                cause_event_id=self.cause_event_id,
+                occurred_at=self.occurred_at,
+            )
+        )
+
+    def release_held_lines(self) -> None:
+        for line in self.o.lines:
+            if line.state in (LineState.REQUESTED, LineState.RESERVED):
+                self.command(ReleaseStock, line.sku, "release", order_no=self.o.order_no)
+        if self.o.reservation_expires_at is not None:
+            self.expiry_cleared = self.o.reservation_expires_at
+
+    def maybe_request_outbound(self) -> None:
+        """Seed step 4: a reserved, paid, fully allocated order goes to the WMS, one
+        instruction per warehouse."""
+        o = self.o
+        if o.status != S.RESERVED or not o.paid or o.outbound_issued:
+            return
+        if any(
+            line.state != LineState.RESERVED or line.reserved_qty < line.quantity for line in o.lines
+        ):
+            return
+        by_warehouse: dict[str, list[StockLine]] = {}
+        for line in o.lines:
+            assert line.warehouse_code is not None
+            by_warehouse.setdefault(line.warehouse_code, []).append(
+                StockLine.model_construct(sku=line.sku, quantity=line.quantity)
+            )
+        consignee = Consignee.model_construct(
+            name=o.consignee_name, phone=o.consignee_phone, address=o.consignee_address
+        )
+        for warehouse_code in sorted(by_warehouse):
+            self.events.append(
+                OutboundInstruction.model_construct(
+                    event_id=f"{o.order_no}|{warehouse_code}|outbound",
+                    instruction_no=f"{o.order_no}-{warehouse_code}",
+                    order_no=o.order_no,
+                    warehouse_code=warehouse_code,
+                    order_type=o.order_type,
+                    consignee=consignee,
+                    time_requirement=o.time_requirement,
+                    lines=by_warehouse[warehouse_code],
+                    occurred_at=self.occurred_at,
+                )
+            )
+        self.update(outbound_issued=True)
+        self.move_to(S.OUTBOUND_REQUESTED)
+
+    def finish(self) -> OrderOutcome:
+        order_no: str = self.message.order_no  # type: ignore[attr-defined]
+        order = self.order
+        if order is not None and order != self.before:
+            if not self.moved:
+                order = replace(order, version=self.version + 1)
+        else:
+            order = None
+        events = tuple(self.events)
+        return OrderOutcome(
+            order_no=order_no,
+            order=order,
+            receipt=Receipt(message_id=self.message_id, events=events),
+            events=events,
+            expiry_set=self.expiry_set,
+            expiry_cleared=self.expiry_cleared,
+        )
+
+
+def _status_changed(
+    order: Order, previous: OrderStatus | None, tx: _Tx, reason: str
+) -> OrderStatusChanged:
+    return OrderStatusChanged.model_construct(
+        event_id=f"{order.order_no}|v{order.version}",
+        order_no=order.order_no,
+        status=order.status,
+        previous_status=previous,
+        reason=reason[:256],
+        lines=[
+            OrderLineAllocation.model_construct(
+                sku=line.sku,
+                quantity=line.quantity,
+                warehouse_code=line.warehouse_code,
+                reserved_qty=line.reserved_qty,
+                presold_qty=line.presold_qty,
+                shipped_qty=line.shipped_qty,
+                delivered_qty=line.delivered_qty,
+                returned_qty=line.returned_qty,
+            )
+            for line in order.lines
+        ],
+        version=order.version,
+        cause_event_type=tx.cause_event_type,
+        cause_event_id=tx.cause_event_id,
+        occurred_at=tx.occurred_at,
+    )
+
+
+def _placeholder(tx: _Tx, status: OrderStatus) -> None:
+    """A physical event for an order never created: keep what we learn, say so."""
+    order_no: str = tx.message.order_no  # type: ignore[attr-defined]
+    tx.order = Order(order_no=order_no, status=status, known=False, created_at=tx.occurred_at)
+    tx.move_to(status)
+    tx.anomaly(f"{tx.message_type} for unknown order {order_no}")
+
+
+# --- transitions ---------------------------------------------------------------------------
+
+
+def _created(tx: _Tx, e: OrderCreated) -> None:
+    lines = tuple(
+        OrderLine(sku=item.sku, quantity=item.quantity, requested_warehouse=item.warehouse_code or e.warehouse_code)
+        for item in e.items
+    )
+    tx.order = Order(
+        order_no=e.order_no,
+        status=S.PENDING,
+        order_type=e.order_type,
+        lines=lines,
+        consignee_name=e.consignee.name,
+        consignee_phone=e.consignee.phone,
+        consignee_address=e.consignee.address,
+        time_requirement=e.time_requirement,
+        paid=e.reservation_expires_at is None,
+        reservation_expires_at=e.reservation_expires_at,
+        created_at=e.occurred_at,
+    )
+    tx.move_to(S.PENDING)
+    for line in lines:
+        tx.command(
+            ReserveStock, line.sku, "reserve",
+            order_no=e.order_no, order_type=e.order_type, quantity=line.quantity,
+            warehouse_code=line.requested_warehouse,
+        )
+    tx.expiry_set = e.reservation_expires_at
+
+
+def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
+    line = tx.o.line(r.sku)
+    if line is None:
+        tx.anomaly(f"reservation answer for {r.sku}, which order {r.order_no} does not contain", r.sku)
+        return
+    state = {
+        ReservationStatus.RESERVED: LineState.RESERVED,
+        ReservationStatus.REJECTED: LineState.REJECTED,
+        ReservationStatus.RELEASED: LineState.RELEASED,
+    }[r.status]
+    tx.set_line(
+        replace(
+            line, state=state, warehouse_code=r.warehouse_code or line.warehouse_code,
+            reserved_qty=r.reserved_qty, presold_qty=r.presold_qty, short_qty=r.short_qty,
+            best_available_qty=r.best_available_qty,
+        )
+    )
+    if r.short_qty > line.short_qty:
+        tx.anomaly(f"{r.short_qty} units of {r.sku} promised to this order will not arrive", r.sku, r.short_qty)
+    if tx.o.status != S.PENDING or any(x.state == LineState.REQUESTED for x in tx.o.lines):
+        tx.maybe_request_outbound()
+        return
+    rejected = [x for x in tx.o.lines if x.state == LineState.REJECTED]
+    if rejected:
+        short = ", ".join(f"{x.sku} (wanted {x.quantity}, best {x.best_available_qty})" for x in rejected)
+        tx.release_held_lines()
+        tx.move_to(S.REJECTED, f"insufficient stock: {short}")
+    else:
+        tx.move_to(S.RESERVED)
+        tx.maybe_request_outbound()
+
+
+def _paid(tx: _Tx, e: OrderPaid) -> None:
+    if tx.o.paid:
+        return
+    if tx.o.reservation_expires_at is not None:
+        tx.expiry_cleared = tx.o.reservation_expires_at
+    tx.update(paid=True)
+    tx.note("PAID")
+    tx.maybe_request_outbound()
+
+
+def _expiry_due(tx: _Tx, e: ReservationExpiryDue) -> None:
+    o = tx.o
+    if o.paid or o.status not in (S.PENDING, S.RESERVED) or o.reservation_expires_at != e.due_at:
+        return
+    tx.release_held_lines()
+    tx.move_to(S.EXPIRED, f"not paid by {e.due_at.isoformat()}")
+
+
+def _cancelled(tx: _Tx, e: OrderCancelled) -> None:
+    if tx.o.status in ENDED_UNSHIPPED:
+        return  # already released
+    tx.release_held_lines()
+    tx.move_to(S.CANCELLED, e.reason)
+
+
+def _shipped(tx: _Tx, e: OrderShipped) -> None:
+    if tx.order is None:
+        _placeholder(tx, S.SHIPPED)
+    elif tx.o.status in ENDED_UNSHIPPED:
+        tx.anomaly(f"order {e.order_no} shipped after it was {tx.o.status}")
+    if tx.o.shipment(e.shipment_no) is not None:
+        tx.anomaly(f"shipment {e.shipment_no} reported twice under different event ids")
+        return
+    for shipped in e.lines:
+        line = tx.o.line(shipped.sku) or OrderLine(
+            sku=shipped.sku, quantity=0, state=LineState.UNRESERVED, warehouse_code=e.warehouse_code
+        )
+        tx.command(
+            ShipStock, shipped.sku, "ship",
+            order_no=e.order_no, shipment_no=e.shipment_no, warehouse_code=e.warehouse_code,
+            quantity=shipped.quantity, order_known=tx.o.known,
+        )
+        consumed = min(shipped.quantity, line.reserved_qty) if line.warehouse_code == e.warehouse_code else 0
+        tx.set_line(
+            replace(line, shipped_qty=line.shipped_qty + shipped.quantity, reserved_qty=line.reserved_qty - consumed)
+        )
+    shipment = Shipment(
+        shipment_no=e.shipment_no, warehouse_code=e.warehouse_code, waybill_no=e.waybill_no,
+        lines=tuple(ShipmentLine(sku=x.sku, quantity=x.quantity) for x in e.lines),
+    )
+    tx.update(shipments=(*tx.o.shipments, shipment))
+    if tx.o.reservation_expires_at is not None and not tx.o.paid:
+        tx.expiry_cleared = tx.o.reservation_expires_at
+    if all(line.shipped_qty >= line.quantity for line in tx.o.lines):
+        # Whatever is still held (shipped from another warehouse) is no longer needed.
+        for line in tx.o.lines:
+            if line.state == LineState.RESERVED and (line.reserved_qty or line.presold_qty):
+                tx.command(ReleaseStock, line.sku, "release", order_no=e.order_no)
+        tx.move_to(S.SHIPPED)
+    elif tx.o.status not in (S.SHIPPED,):
+        tx.move_to(S.PARTIALLY_SHIPPED)
+
+
+def _tracked(tx: _Tx, e: PickedUp) -> None:
+    if tx.o.shipment(e.shipment_no) is None:
+        tx.anomaly(f"{tx.message_type} for unknown shipment {e.shipment_no}")
+        return
+    tx.note(tx.message_type)
+
+
+def _shipment_for(tx: _Tx, shipment_no: str) -> Shipment | None:
+    shipment = tx.o.shipment(shipment_no)
+    if shipment is None:
+        tx.anomaly(f"{tx.message_type} for unknown shipment {shipment_no}: quantities unknown")
+        return None
+    if shipment.state != ShipmentState.SHIPPED:
+        tx.anomaly(f"{tx.message_type} for shipment {shipment_no} already {shipment.state}")
+        return None
+    return shipment
+
+
+def _replace_shipment(tx: _Tx, shipment: Shipment) -> None:
+    tx.update(
+        shipments=tuple(shipment if s.shipment_no == shipment.shipment_no else s for s in tx.o.shipments)
+    )
+
+
+def _delivered(tx: _Tx, e: Delivered) -> None:
+    shipment = _shipment_for(tx, e.shipment_no)
+    if shipment is None:
+        return
+    for shipped in shipment.lines:
+        tx.command(
+            DeliverStock, shipped.sku, "deliver",
+            order_no=e.order_no, shipment_no=e.shipment_no, warehouse_code=shipment.warehouse_code,
+            quantity=shipped.quantity,
+        )
+        line = tx.o.line(shipped.sku)
+        if line is not None:
+            tx.set_line(replace(line, delivered_qty=line.delivered_qty + shipped.quantity))
+    _replace_shipment(tx, replace(shipment, state=ShipmentState.DELIVERED))
+    fully_shipped = all(line.shipped_qty >= line.quantity for line in tx.o.lines)
+    if fully_shipped and all(s.state == ShipmentState.DELIVERED for s in tx.o.shipments):
+        tx.move_to(S.DELIVERED)
+    else:
+        tx.note("Delivered")
+
+
+def _delivery_failed(tx: _Tx, e: DeliveryFailed) -> None:
+    shipment = _shipment_for(tx, e.shipment_no)
+    if shipment is None:
+        return
+    for shipped in shipment.lines:
+        tx.command(
+            ReturnUndelivered, shipped.sku, "undelivered",
+            order_no=e.order_no, shipment_no=e.shipment_no, warehouse_code=shipment.warehouse_code,
+            quantity=shipped.quantity,
+        )
+    _replace_shipment(tx, replace(shipment, state=ShipmentState.FAILED))
+    tx.move_to(S.DELIVERY_FAILED, e.reason)
+
+
+def _return_requested(tx: _Tx, e: ReturnRequested) -> None:
+    if tx.o.customer_return(e.return_no) is not None:
+        return
+    customer_return = CustomerReturn(
+        return_no=e.return_no, lines=tuple(ShipmentLine(sku=x.sku, quantity=x.quantity) for x in e.items)
+    )
+    tx.update(returns=(*tx.o.returns, customer_return))
+    tx.move_to(S.RETURN_REQUESTED, e.reason)
+
+
+def _return_picked_up(tx: _Tx, e: ReturnPickedUp) -> None:
+    customer_return = tx.o.customer_return(e.return_no)
+    if customer_return is None:
+        tx.anomaly(f"return {e.return_no} picked up but never requested: quantities unknown")
+        return
+    if customer_return.picked_up:
+        return
+    for line in customer_return.lines:
+        tx.command(
+            ExpectReturn, line.sku, "expect-return",
+            order_no=e.order_no, return_no=e.return_no, warehouse_code=e.warehouse_code, quantity=line.quantity,
+        )
+    picked = replace(customer_return, picked_up=True, warehouse_code=e.warehouse_code)
+    tx.update(returns=tuple(picked if r.return_no == e.return_no else r for r in tx.o.returns))
+    tx.note("ReturnPickedUp")
+
+
+def _return_inspected(tx: _Tx, e: ReturnInspected) -> None:
+    if tx.order is None:
+        _placeholder(tx, S.RETURNED)
+    customer_return = tx.o.customer_return(e.return_no)
+    if customer_return is None:
+        if tx.o.known:
+            tx.anomaly(f"return {e.return_no} inspected but never requested")
+    elif customer_return.inspected:
+        tx.anomaly(f"return {e.return_no} inspected twice under different event ids")
+        return
+    totals: dict[str, list[int]] = {}
+    for inspected in e.lines:
+        sellable_damaged = totals.setdefault(inspected.sku, [0, 0])
+        sellable_damaged[0 if inspected.disposition == "SELLABLE" else 1] += inspected.quantity
+    for sku, (sellable, damaged) in totals.items():
+        tx.command(
+            InspectReturn, sku, "inspect-return",
+            order_no=e.order_no, return_no=e.return_no, warehouse_code=e.warehouse_code,
+            sellable_qty=sellable, damaged_qty=damaged,
+        )
+        line = tx.o.line(sku)
+        if line is not None:
+            tx.set_line(replace(line, returned_qty=line.returned_qty + sellable + damaged))
+    if customer_return is not None:
+        inspected_return = replace(customer_return, inspected=True, warehouse_code=e.warehouse_code)
+        tx.update(returns=tuple(inspected_return if r.return_no == e.return_no else r for r in tx.o.returns))
+    if not tx.o.known:
+        return
+    delivered = sum(line.delivered_qty for line in tx.o.lines)
+    returned = sum(line.returned_qty for line in tx.o.lines)
+    tx.move_to(S.RETURNED if returned >= delivered else S.PARTIALLY_RETURNED)
+
+
+_HANDLERS: dict[type[BaseModel], Callable[[_Tx, BaseModel], None]] = {
+    OrderCreated: _created,  # type: ignore[dict-item]
+    ReservationUpdated: _reservation_updated,  # type: ignore[dict-item]
+    OrderPaid: _paid,  # type: ignore[dict-item]
+    ReservationExpiryDue: _expiry_due,  # type: ignore[dict-item]
+    OrderCancelled: _cancelled,  # type: ignore[dict-item]
+    OrderShipped: _shipped,  # type: ignore[dict-item]
+    PickedUp: _tracked,  # type: ignore[dict-item]
+    InTransit: _tracked,  # type: ignore[dict-item]
+    OutForDelivery: _tracked,  # type: ignore[dict-item]
+    Delivered: _delivered,  # type: ignore[dict-item]
+    DeliveryFailed: _delivery_failed,  # type: ignore[dict-item]
+    ReturnRequested: _return_requested,  # type: ignore[dict-item]
+    ReturnPickedUp: _return_picked_up,  # type: ignore[dict-item]
+    ReturnInspected: _return_inspected,  # type: ignore[dict-item]
+}
+ORDER_MESSAGES = tuple(_HANDLERS)
+
+
+def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
+    """Fold one order-scoped message into its order. A message already applied (same id)
+    changes nothing and re-emits what it emitted the first time."""
+    tx = _Tx(view.order(message.order_no), message)  # type: ignore[attr-defined]
+    seen = view.receipt(tx.message_id)
+    if seen is not None:
+        return OrderOutcome(
+            order_no=message.order_no, order=None, receipt=None, events=seen.events, duplicate=True  # type: ignore[attr-defined]
+        )
+    status = tx.order.status if tx.order is not None else None
+    if status not in LIFECYCLE[tx.message_type]:
+        what = "no such order" if status is None else f"order is {status}"
+        if tx.message_type == "OrderCreated":
+            what = "order already exists"
+        tx.anomaly(f"{tx.message_type} rejected: {what}")
+        return tx.finish()
+    _HANDLERS[type(message)](tx, message)
+    return tx.finish()

@@ -1,0 +1,228 @@
+"""State records of the inventory core: small, frozen values.
+
+Per-event state is kept small on purpose. A hot SKU's record (`SkuStock`, one position per
+warehouse) never lists its open orders; each order line's reservation is its own record
+(`Reservation`, keyed sku|orderNo), and so is each open inbound document
+(`InboundExpectation`, keyed sku|warehouseCode|documentNo). A transition rewrites the SKU
+record plus the one or two small records it touches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from schemas.inputs import OrderType, TimeRequirement
+from schemas.outputs import OrderStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One SKU in one warehouse. All quantities are integers."""
+
+    warehouse_code: str
+    on_hand_qty: int = 0
+    reserved_qty: int = 0
+    in_transit_qty: int = 0
+    presold_qty: int = 0
+    outbound_qty: int = 0
+    damaged_qty: int = 0
+    delivered_qty: int = 0  # cumulative units signed for: the deduction ERP books
+    version: int = 0
+    updated_at: datetime | None = None
+
+    @property
+    def available_qty(self) -> int:
+        return self.on_hand_qty - self.reserved_qty
+
+    @property
+    def total_qty(self) -> int:
+        return self.on_hand_qty + self.in_transit_qty
+
+    def same_quantities(self, other: Position) -> bool:
+        return (
+            self.on_hand_qty == other.on_hand_qty
+            and self.reserved_qty == other.reserved_qty
+            and self.in_transit_qty == other.in_transit_qty
+            and self.presold_qty == other.presold_qty
+            and self.outbound_qty == other.outbound_qty
+            and self.damaged_qty == other.damaged_qty
+            and self.delivered_qty == other.delivered_qty
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SkuStock:
+    """Every warehouse position of one SKU (table key: sku). Warehouses are few."""
+
+    sku: str
+    positions: tuple[Position, ...] = ()
+    reservation_seq: int = 0  # arrival order of reservations: first ordered, first served
+
+    def position(self, warehouse_code: str) -> Position | None:
+        for position in self.positions:
+            if position.warehouse_code == warehouse_code:
+                return position
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One order line's hold on one SKU (table key: sku|orderNo)."""
+
+    sku: str
+    order_no: str
+    warehouse_code: str
+    order_type: OrderType
+    reserved_qty: int
+    presold_qty: int
+    short_qty: int
+    seq: int
+
+
+class ExpectationKind(StrEnum):
+    PURCHASE = "PURCHASE"  # an ASN from a supplier
+    TRANSFER = "TRANSFER"  # our units moving between warehouses
+    FAILED_DELIVERY = "FAILED_DELIVERY"  # our units coming back from a failed delivery
+    RETURN = "RETURN"  # a customer's return
+
+
+@dataclass(frozen=True, slots=True)
+class InboundExpectation:
+    """Units announced into a warehouse under one document and not yet received
+    (table key: sku|warehouseCode|documentNo)."""
+
+    sku: str
+    warehouse_code: str
+    document_no: str
+    kind: ExpectationKind
+    outstanding_qty: int
+
+
+class LineState(StrEnum):
+    REQUESTED = "REQUESTED"  # ReserveStock sent, no answer yet
+    RESERVED = "RESERVED"
+    REJECTED = "REJECTED"
+    RELEASED = "RELEASED"
+    UNRESERVED = "UNRESERVED"  # shipped without a reservation (unknown order)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    sku: str
+    quantity: int
+    requested_warehouse: str | None = None
+    state: LineState = LineState.REQUESTED
+    warehouse_code: str | None = None
+    reserved_qty: int = 0
+    presold_qty: int = 0
+    short_qty: int = 0
+    best_available_qty: int = 0
+    shipped_qty: int = 0
+    delivered_qty: int = 0
+    returned_qty: int = 0
+
+
+class ShipmentState(StrEnum):
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentLine:
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    shipment_no: str
+    warehouse_code: str
+    waybill_no: str
+    lines: tuple[ShipmentLine, ...]
+    state: ShipmentState = ShipmentState.SHIPPED
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerReturn:
+    return_no: str
+    lines: tuple[ShipmentLine, ...]
+    warehouse_code: str | None = None  # known once picked up
+    picked_up: bool = False
+    inspected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: datetime
+    what: str  # a status, or a tracking event (PickedUp, InTransit, ...)
+    cause_event_id: str
+
+
+MAX_TIMELINE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One order (table key: orderNo). Bounded by the order's lifecycle, not by traffic."""
+
+    order_no: str
+    status: OrderStatus
+    order_type: OrderType = OrderType.NORMAL
+    known: bool = True  # False: first seen through a shipment or return, never created
+    lines: tuple[OrderLine, ...] = ()
+    consignee_name: str = ""
+    consignee_phone: str = ""
+    consignee_address: str = ""
+    time_requirement: TimeRequirement = TimeRequirement.STANDARD
+    paid: bool = True
+    reservation_expires_at: datetime | None = None
+    outbound_issued: bool = False
+    shipments: tuple[Shipment, ...] = ()
+    returns: tuple[CustomerReturn, ...] = ()
+    version: int = 0
+    created_at: datetime | None = None
+    timeline: tuple[TimelineEntry, ...] = field(default=())
+
+    def line(self, sku: str) -> OrderLine | None:
+        for line in self.lines:
+            if line.sku == sku:
+                return line
+        return None
+
+    def shipment(self, shipment_no: str) -> Shipment | None:
+        for shipment in self.shipments:
+            if shipment.shipment_no == shipment_no:
+                return shipment
+        return None
+
+    def customer_return(self, return_no: str) -> CustomerReturn | None:
+        for customer_return in self.returns:
+            if customer_return.return_no == return_no:
+                return customer_return
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What processing one message emitted, kept so that a replay re-emits it and changes
+    nothing (table key: message id)."""
+
+    message_id: str
+    events: tuple[object, ...]
+
+
+STATE_RECORDS = (
+    Position,
+    SkuStock,
+    Reservation,
+    InboundExpectation,
+    OrderLine,
+    ShipmentLine,
+    Shipment,
+    CustomerReturn,
+    TimelineEntry,
+    Order,
+)
