@@ -214,6 +214,14 @@ class Receipt:
     events: tuple[object, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class StoredReceipt:
+    """A receipt as kept in a table: each emitted event in its own wire encoding."""
+
+    message_id: str
+    events: tuple[bytes, ...]
+
+
 STATE_RECORDS = (
     Position,
     SkuStock,
@@ -225,4 +233,5 @@ STATE_RECORDS = (
     CustomerReturn,
     TimelineEntry,
     Order,
+    StoredReceipt,
 )
