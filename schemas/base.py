@@ -50,7 +50,8 @@ class Contract(BaseModel):
         populate_by_name=True,
         frozen=True,
         extra="forbid",
-        ser_json_timedelta="iso8601",
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
     )
 
     def wire(self) -> dict[str, Any]:

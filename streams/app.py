@@ -1,0 +1,240 @@
+"""The Faust application: topics, tables, agents, the expiry timer and the web views.
+
+Agents are thin: decode, call the core, write the tables, send what the core returned.
+Anything that cannot be decoded, validated or applied goes to the dead-letter topic with its
+reason and source coordinates, and the agent carries on.
+
+Delivery: at least once. Faust flushes the producer before it commits input offsets, but a
+table write reaches RocksDB and its changelog at once, so after a crash the state can be
+ahead of the committed offset. Every message is therefore applied through the core's
+receipts: a replayed message changes nothing and its recorded outputs are sent again
+(consumers drop them by eventId/version).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.types import EventT
+from pydantic import ValidationError
+
+from config.settings import Settings
+from schemas.codec import CodecError, decode, encode
+from schemas.internal import ReservationExpiryDue, ReservationUpdated, StockCommand
+from schemas.outputs import (
+    DeadLetter,
+    InventoryAlert,
+    InventoryChanged,
+    InventoryLedgerEntry,
+    OrderStatusChanged,
+    OutboundInstruction,
+)
+from streams.kafka_config import faust_broker_credentials
+from streams.metrics import Metrics
+from streams.stores import OrderTableViews, StockTableViews, expiry_key, scan_prefix
+from streams.topics import Topics
+from tables.declarations import InventoryTables, declare_tables
+from tables.orders import ORDER_MESSAGES, apply_order
+from tables.policy import CorePolicy
+from tables.routing import is_order_scoped, stock_commands_for
+from tables.stock import apply_stock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pipeline:
+    app: faust.App
+    settings: Settings
+    topics: Topics
+    tables: InventoryTables
+    metrics: Metrics
+
+
+def _faust_topic(app: faust.App, *names: str) -> faust.TopicT:
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def create_app(settings: Settings) -> Pipeline:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        broker_credentials=faust_broker_credentials(settings),
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_disable_leader=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=5,
+        broker_commit_interval=1.0,
+        table_standby_replicas=0,
+    )
+    topics = Topics(settings)
+    tables = declare_tables(app, settings)
+    metrics = Metrics()
+    pipeline = Pipeline(app, settings, topics, tables, metrics)
+    policy = CorePolicy(warehouse_priority=settings.warehouse_priority, reorder_point=settings.default_reorder_point)
+
+    t_orders_in = _faust_topic(app, topics.orders, topics.shipments, topics.order_inbox)
+    t_movements = _faust_topic(app, topics.stock_movements)
+    t_commands = _faust_topic(app, topics.stock_commands)
+    out = {name: _faust_topic(app, name) for name in (
+        topics.order_inbox, topics.stock_commands, topics.inventory_changes, topics.order_status,
+        topics.outbound_instructions, topics.inventory_ledger, topics.inventory_alerts, topics.dead_letters,
+    )}
+
+    def destination(event: object) -> tuple[str, str]:
+        """Which topic an emitted event goes to, and its key."""
+        if isinstance(event, StockCommand):
+            return topics.stock_commands, event.sku
+        if isinstance(event, ReservationUpdated):
+            return topics.order_inbox, event.order_no
+        if isinstance(event, InventoryChanged):
+            return topics.inventory_changes, f"{event.sku}|{event.warehouse_code}"
+        if isinstance(event, InventoryLedgerEntry):
+            return topics.inventory_ledger, f"{event.sku}|{event.warehouse_code}"
+        if isinstance(event, InventoryAlert):
+            return topics.inventory_alerts, event.sku or event.order_no or ""
+        if isinstance(event, OrderStatusChanged):
+            return topics.order_status, event.order_no
+        if isinstance(event, OutboundInstruction):
+            return topics.outbound_instructions, event.order_no
+        raise TypeError(f"no destination for {type(event).__name__}")
+
+    def encode_all(events: Iterable[object]) -> tuple[bytes, ...]:
+        return tuple(encode(e) for e in events)
+
+    async def send_all(events: tuple[object, ...], encoded: tuple[bytes, ...]) -> None:
+        for event, payload in zip(events, encoded, strict=True):
+            name, k = destination(event)
+            await out[name].send(key=k.encode(), value=payload)
+            metrics.sent(name)
+
+    async def dead_letter(event: EventT, error_type: str, error: str) -> None:
+        msg = event.message
+        letter = DeadLetter.model_construct(
+            source_topic=msg.topic, source_partition=msg.partition, source_offset=msg.offset,
+            key=msg.key if isinstance(msg.key, bytes) else None,
+            payload=msg.value if isinstance(msg.value, bytes) else None,
+            error_type=error_type, error=error[:4096], failed_at=datetime.now(UTC),
+        )
+        await out[topics.dead_letters].send(key=msg.key if isinstance(msg.key, bytes) else None, value=encode(letter))
+        metrics.dead_letter(msg.topic, error_type)
+        log.warning("dead letter %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, error_type, error[:300])
+
+    async def decode_or_dead_letter(event: EventT, validate: bool) -> Any:
+        try:
+            return decode(event.value, validate=validate)
+        except ValidationError as exc:
+            await dead_letter(event, "VALIDATION", str(exc))
+        except CodecError as exc:
+            await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a record must never stop the agent
+            await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}")
+        return None
+
+    order_views = OrderTableViews(tables)
+    stock_views = StockTableViews(tables)
+
+    @app.agent(t_orders_in, name="order-agent")
+    async def order_agent(stream: faust.StreamT) -> None:
+        """Orders, shipments and reservation answers -> the order lifecycle."""
+        async for event in stream.events():
+            started = time.perf_counter()
+            metrics.received(event.message.topic)
+            internal = event.message.topic == topics.order_inbox
+            message = await decode_or_dead_letter(event, validate=not internal)
+            if message is None:
+                continue
+            if type(message) not in ORDER_MESSAGES:
+                await dead_letter(event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not an order message")
+                continue
+            try:
+                order_views.event = event
+                outcome = apply_order(order_views, message)
+                encoded = encode_all(outcome.events)
+                order_views.store(outcome, encoded)
+            except Exception as exc:  # noqa: BLE001
+                await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
+                continue
+            await send_all(outcome.events, encoded)
+            metrics.processed("order-agent", time.perf_counter() - started, outcome.duplicate)
+
+    @app.agent(t_movements, name="movement-router")
+    async def movement_router(stream: faust.StreamT) -> None:
+        """Stock-movement documents -> per-SKU commands (or to the order, for returns)."""
+        async for event in stream.events():
+            metrics.received(event.message.topic)
+            message = await decode_or_dead_letter(event, validate=True)
+            if message is None:
+                continue
+            if is_order_scoped(message):
+                await out[topics.order_inbox].send(key=message.order_no.encode(), value=encode(message))
+                metrics.sent(topics.order_inbox)
+                continue
+            try:
+                commands = stock_commands_for(message)
+            except KeyError:
+                await dead_letter(event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not a stock movement")
+                continue
+            await send_all(tuple(commands), encode_all(commands))
+
+    @app.agent(t_commands, name="stock-agent")
+    async def stock_agent(stream: faust.StreamT) -> None:
+        """Per-SKU commands -> positions, ledger, alerts, reservation answers."""
+        async for event in stream.events():
+            started = time.perf_counter()
+            metrics.received(event.message.topic)
+            command = await decode_or_dead_letter(event, validate=False)
+            if command is None:
+                continue
+            if not isinstance(command, StockCommand):
+                await dead_letter(event, "UNEXPECTED_RECORD", f"{type(command).__name__} is not a stock command")
+                continue
+            try:
+                stock_views.event = event
+                outcome = apply_stock(stock_views, command, policy)
+                encoded = encode_all(outcome.events)
+                stock_views.store(outcome, encoded)
+            except Exception as exc:  # noqa: BLE001
+                await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
+                continue
+            await send_all(outcome.events, encoded)
+            metrics.processed("stock-agent", time.perf_counter() - started, outcome.duplicate)
+
+    @app.timer(interval=settings.expiry_check_interval_s, on_leader=False)
+    async def expire_due() -> None:
+        """Tick every unpaid reservation that came due, walking the sorted expiry index of
+        this worker's active partitions only up to now (no scan of all orders)."""
+        now = datetime.now(UTC)  # the clock lives in the shell, never in the core
+        limit = expiry_key(now, "\xff")
+        changelog = tables.order_expiry.changelog_topic.get_topic_name()
+        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
+        for partition in sorted(actives):
+            for k, _ in scan_prefix(tables.order_expiry, partition, b""):
+                if k > limit:
+                    break
+                stamp, order_no = k.decode().split("|", 1)
+                due_at = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+                tick = ReservationExpiryDue.model_construct(
+                    event_id=f"{order_no}|expiry|{stamp}", order_no=order_no, due_at=due_at, occurred_at=now
+                )
+                await out[topics.order_inbox].send(key=order_no.encode(), value=encode(tick))
+
+    from streams.views import register_views
+
+    register_views(pipeline)
+    return pipeline
