@@ -76,10 +76,16 @@ SHIPPED_OR_LATER = frozenset(
 )
 ENDED_UNSHIPPED = frozenset({S.REJECTED, S.EXPIRED, S.CANCELLED})
 
+PLACEHOLDER = "PLACEHOLDER"  # an order known only from physical events (shipment, return)
+ANY = frozenset({None, *S})
+
 # Which message may act on an order in which status. ``None`` stands for "no such order".
 # Messages of a type listed here that arrive in any other status are domain errors (ANOMALY).
-LIFECYCLE: dict[str, frozenset[OrderStatus | None]] = {
-    "OrderCreated": frozenset({None}),
+# The three input topics are not ordered with respect to each other (a backlog drained after
+# downtime interleaves them), so the physical and return events are accepted in any order
+# and merged; only what cannot be merged is an anomaly.
+LIFECYCLE: dict[str, frozenset[OrderStatus | str | None]] = {
+    "OrderCreated": frozenset({None, PLACEHOLDER}),
     "ReservationUpdated": frozenset(set(S)),
     "OrderPaid": frozenset({S.PENDING, S.RESERVED, S.OUTBOUND_REQUESTED}),
     "ReservationExpiryDue": frozenset(set(S)),  # a no-op unless unpaid, open and due
@@ -88,12 +94,13 @@ LIFECYCLE: dict[str, frozenset[OrderStatus | None]] = {
     "PickedUp": frozenset(SHIPPED_OR_LATER),
     "InTransit": frozenset(SHIPPED_OR_LATER),
     "OutForDelivery": frozenset(SHIPPED_OR_LATER),
-    "Delivered": frozenset({S.PARTIALLY_SHIPPED, S.SHIPPED, S.DELIVERY_FAILED, S.DELIVERED}),
-    "DeliveryFailed": frozenset({S.PARTIALLY_SHIPPED, S.SHIPPED, S.DELIVERED, S.DELIVERY_FAILED}),
-    "ReturnRequested": frozenset({S.DELIVERED, S.RETURN_REQUESTED, S.PARTIALLY_RETURNED}),
-    "ReturnPickedUp": frozenset({S.RETURN_REQUESTED, S.PARTIALLY_RETURNED}),
-    "ReturnInspected": frozenset({None, *S}),  # physical truth: always applied
+    "Delivered": frozenset(set(S)),  # physical: applied wherever its shipment is known
+    "DeliveryFailed": frozenset(set(S)),
+    "ReturnRequested": frozenset(SHIPPED_OR_LATER),
+    "ReturnPickedUp": frozenset(SHIPPED_OR_LATER),
+    "ReturnInspected": ANY,  # physical truth: always applied
 }
+RETURN_STATUSES = frozenset({S.RETURN_REQUESTED, S.PARTIALLY_RETURNED, S.RETURNED})
 
 
 class OrderView(Protocol):
@@ -294,6 +301,9 @@ def _placeholder(tx: _Tx, status: OrderStatus) -> None:
 
 
 def _created(tx: _Tx, e: OrderCreated) -> None:
+    if tx.order is not None:
+        _created_after_shipment(tx, e)
+        return
     lines = tuple(
         OrderLine(sku=item.sku, quantity=item.quantity, requested_warehouse=item.warehouse_code or e.warehouse_code)
         for item in e.items
@@ -319,6 +329,28 @@ def _created(tx: _Tx, e: OrderCreated) -> None:
             warehouse_code=line.requested_warehouse,
         )
     tx.expiry_set = e.reservation_expires_at
+
+
+def _created_after_shipment(tx: _Tx, e: OrderCreated) -> None:
+    """The order arrives after its shipment or return (topics interleave): adopt the order's
+    data and keep what physically happened. Shipped units need no reservation any more."""
+    lines = []
+    for item in e.items:
+        seen = tx.o.line(item.sku)
+        shipped = seen.shipped_qty if seen else 0
+        line = replace(seen, quantity=item.quantity) if seen else OrderLine(sku=item.sku, quantity=item.quantity)
+        if shipped < item.quantity:
+            tx.anomaly(
+                f"order created after shipment of {shipped} of {item.quantity} units of {item.sku}: "
+                "the rest is not reserved", item.sku, item.quantity - shipped,
+            )
+        lines.append(line)
+    tx.update(
+        known=True, order_type=e.order_type, lines=tuple(lines), consignee_name=e.consignee.name,
+        consignee_phone=e.consignee.phone, consignee_address=e.consignee.address,
+        time_requirement=e.time_requirement, created_at=e.occurred_at,
+    )
+    tx.note("OrderCreated")
 
 
 def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
@@ -455,7 +487,8 @@ def _delivered(tx: _Tx, e: Delivered) -> None:
             tx.set_line(replace(line, delivered_qty=line.delivered_qty + shipped.quantity))
     _replace_shipment(tx, replace(shipment, state=ShipmentState.DELIVERED))
     fully_shipped = all(line.shipped_qty >= line.quantity for line in tx.o.lines)
-    if fully_shipped and all(s.state == ShipmentState.DELIVERED for s in tx.o.shipments):
+    all_delivered = all(s.state == ShipmentState.DELIVERED for s in tx.o.shipments)
+    if fully_shipped and all_delivered and tx.o.status not in RETURN_STATUSES:
         tx.move_to(S.DELIVERED)
     else:
         tx.note("Delivered")
@@ -475,41 +508,51 @@ def _delivery_failed(tx: _Tx, e: DeliveryFailed) -> None:
     tx.move_to(S.DELIVERY_FAILED, e.reason)
 
 
-def _return_requested(tx: _Tx, e: ReturnRequested) -> None:
-    if tx.o.customer_return(e.return_no) is not None:
-        return
-    customer_return = CustomerReturn(
-        return_no=e.return_no, lines=tuple(ShipmentLine(sku=x.sku, quantity=x.quantity) for x in e.items)
-    )
-    tx.update(returns=(*tx.o.returns, customer_return))
-    tx.move_to(S.RETURN_REQUESTED, e.reason)
+def _replace_return(tx: _Tx, customer_return: CustomerReturn) -> None:
+    others = tuple(r for r in tx.o.returns if r.return_no != customer_return.return_no)
+    tx.update(returns=(*others, customer_return))
 
 
-def _return_picked_up(tx: _Tx, e: ReturnPickedUp) -> None:
-    customer_return = tx.o.customer_return(e.return_no)
-    if customer_return is None:
-        tx.anomaly(f"return {e.return_no} picked up but never requested: quantities unknown")
-        return
-    if customer_return.picked_up:
-        return
+def _expect_return(tx: _Tx, customer_return: CustomerReturn, order_no: str) -> None:
+    assert customer_return.warehouse_code is not None
     for line in customer_return.lines:
         tx.command(
             ExpectReturn, line.sku, "expect-return",
-            order_no=e.order_no, return_no=e.return_no, warehouse_code=e.warehouse_code, quantity=line.quantity,
+            order_no=order_no, return_no=customer_return.return_no,
+            warehouse_code=customer_return.warehouse_code, quantity=line.quantity,
         )
-    picked = replace(customer_return, picked_up=True, warehouse_code=e.warehouse_code)
-    tx.update(returns=tuple(picked if r.return_no == e.return_no else r for r in tx.o.returns))
+
+
+def _return_requested(tx: _Tx, e: ReturnRequested) -> None:
+    lines = tuple(ShipmentLine(sku=x.sku, quantity=x.quantity) for x in e.items)
+    seen = tx.o.customer_return(e.return_no)
+    if seen is not None and seen.lines:
+        return  # requested before (different event id), or already inspected
+    customer_return = replace(seen, lines=lines) if seen else CustomerReturn(return_no=e.return_no, lines=lines)
+    _replace_return(tx, customer_return)
+    if customer_return.picked_up and not customer_return.inspected:
+        _expect_return(tx, customer_return, e.order_no)  # the pickup came first
+    if tx.o.status not in (S.PARTIALLY_RETURNED, S.RETURNED):
+        tx.move_to(S.RETURN_REQUESTED, e.reason)
+
+
+def _return_picked_up(tx: _Tx, e: ReturnPickedUp) -> None:
+    seen = tx.o.customer_return(e.return_no)
+    if seen is not None and seen.picked_up:
+        return
+    customer_return = replace(seen, picked_up=True, warehouse_code=seen.warehouse_code or e.warehouse_code) if seen \
+        else CustomerReturn(return_no=e.return_no, lines=(), picked_up=True, warehouse_code=e.warehouse_code)
+    _replace_return(tx, customer_return)
+    if customer_return.lines and not customer_return.inspected:
+        _expect_return(tx, customer_return, e.order_no)
     tx.note("ReturnPickedUp")
 
 
 def _return_inspected(tx: _Tx, e: ReturnInspected) -> None:
     if tx.order is None:
         _placeholder(tx, S.RETURNED)
-    customer_return = tx.o.customer_return(e.return_no)
-    if customer_return is None:
-        if tx.o.known:
-            tx.anomaly(f"return {e.return_no} inspected but never requested")
-    elif customer_return.inspected:
+    seen = tx.o.customer_return(e.return_no)
+    if seen is not None and seen.inspected:
         tx.anomaly(f"return {e.return_no} inspected twice under different event ids")
         return
     totals: dict[str, list[int]] = {}
@@ -525,9 +568,13 @@ def _return_inspected(tx: _Tx, e: ReturnInspected) -> None:
         line = tx.o.line(sku)
         if line is not None:
             tx.set_line(replace(line, returned_qty=line.returned_qty + sellable + damaged))
-    if customer_return is not None:
-        inspected_return = replace(customer_return, inspected=True, warehouse_code=e.warehouse_code)
-        tx.update(returns=tuple(inspected_return if r.return_no == e.return_no else r for r in tx.o.returns))
+    # Inspected is final: a pickup or request arriving later must not expect these units again.
+    inspected_lines = tuple(ShipmentLine(sku=sku, quantity=sum(q)) for sku, q in totals.items())
+    if seen is None:
+        seen = CustomerReturn(return_no=e.return_no, lines=inspected_lines)
+    _replace_return(
+        tx, replace(seen, inspected=True, warehouse_code=e.warehouse_code, lines=seen.lines or inspected_lines)
+    )
     if not tx.o.known:
         return
     delivered = sum(line.delivered_qty for line in tx.o.lines)
@@ -563,7 +610,9 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
         return OrderOutcome(
             order_no=message.order_no, order=None, receipt=None, events=seen.events, duplicate=True  # type: ignore[attr-defined]
         )
-    status = tx.order.status if tx.order is not None else None
+    status: OrderStatus | str | None = tx.order.status if tx.order is not None else None
+    if tx.order is not None and not tx.order.known and tx.message_type == "OrderCreated":
+        status = PLACEHOLDER
     if status not in LIFECYCLE[tx.message_type]:
         what = "no such order" if status is None else f"order is {status}"
         if tx.message_type == "OrderCreated":

@@ -133,8 +133,10 @@ class _Tx:
             self.reservations[key] = None
 
     def put_expectation(self, expectation: InboundExpectation) -> None:
+        """Keep an open document; a negative outstanding is a credit: units received before
+        their announcement, which the late announcement must not put in transit again."""
         key = (self.sku, expectation.warehouse_code, expectation.document_no)
-        self.expectations[key] = expectation if expectation.outstanding_qty > 0 else None
+        self.expectations[key] = expectation if expectation.outstanding_qty != 0 else None
 
     def ledger(
         self,
@@ -248,12 +250,14 @@ class _Tx:
         movement: MovementType,
         document_type: str,
         reference: str,
+        kind: ExpectationKind,
     ) -> None:
         """Units arrived: take the announced part out of transit, put the rest on hand or
-        damaged, hand arriving presold units to their PRESALE orders."""
+        damaged, hand arriving presold units to their PRESALE orders. Units beyond what was
+        announced under the document are remembered as a credit (negative outstanding)."""
         expectation = self.expectation(warehouse_code, document_no) if document_no else None
         outstanding = expectation.outstanding_qty if expectation else 0
-        from_transit = min(sellable + damaged, outstanding)
+        from_transit = min(sellable + damaged, max(0, outstanding))
         position = self.position(warehouse_code)
         self.set(
             warehouse_code,
@@ -264,8 +268,13 @@ class _Tx:
         self.ledger(warehouse_code, StockBucket.IN_TRANSIT, movement, -from_transit, document_type, reference)
         self.ledger(warehouse_code, StockBucket.ON_HAND, movement, sellable, document_type, reference)
         self.ledger(warehouse_code, StockBucket.DAMAGED, movement, damaged, document_type, reference)
-        remaining = outstanding - from_transit
-        if expectation is not None:
+        remaining = outstanding - (sellable + damaged)
+        if document_no is not None:
+            if expectation is None:
+                expectation = InboundExpectation(
+                    sku=self.sku, warehouse_code=warehouse_code, document_no=document_no,
+                    kind=kind, outstanding_qty=0,
+                )
             if closes and remaining > 0:
                 position = self.position(warehouse_code)
                 self.set(warehouse_code, in_transit_qty=position.in_transit_qty - remaining)
@@ -540,45 +549,44 @@ def _deliver(tx: _Tx, cmd: DeliverStock) -> None:
     tx.ledger(wh, StockBucket.DELIVERED, MovementType.DELIVERED, cmd.quantity, "SHIPMENT", cmd.shipment_no)
 
 
-def _expect(tx: _Tx, wh: str, document_no: str, kind: ExpectationKind, quantity: int) -> None:
-    p = tx.position(wh)
-    tx.set(wh, in_transit_qty=p.in_transit_qty + quantity)
+def _expect(tx: _Tx, wh: str, document_no: str, kind: ExpectationKind, quantity: int) -> int:
+    """Announce inbound units under a document; returns how many went into transit (fewer
+    when some already arrived before the announcement)."""
     existing = tx.expectation(wh, document_no)
-    outstanding = (existing.outstanding_qty if existing else 0) + quantity
+    before = existing.outstanding_qty if existing else 0
+    after = before + quantity
+    into_transit = max(0, after) - max(0, before)
+    p = tx.position(wh)
+    tx.set(wh, in_transit_qty=p.in_transit_qty + into_transit)
     tx.put_expectation(
-        InboundExpectation(
-            sku=tx.sku, warehouse_code=wh, document_no=document_no, kind=kind, outstanding_qty=outstanding
-        )
+        InboundExpectation(sku=tx.sku, warehouse_code=wh, document_no=document_no, kind=kind, outstanding_qty=after)
     )
+    return into_transit
 
 
 def _return_undelivered(tx: _Tx, cmd: ReturnUndelivered) -> None:
     wh = cmd.warehouse_code
     _take_outbound(tx, wh, cmd.quantity, cmd.order_no, "failed delivery")
-    _expect(tx, wh, cmd.shipment_no, ExpectationKind.FAILED_DELIVERY, cmd.quantity)
+    coming = _expect(tx, wh, cmd.shipment_no, ExpectationKind.FAILED_DELIVERY, cmd.quantity)
     tx.ledger(wh, StockBucket.OUTBOUND, MovementType.DELIVERY_FAILED, -cmd.quantity, "SHIPMENT", cmd.shipment_no)
-    tx.ledger(wh, StockBucket.IN_TRANSIT, MovementType.DELIVERY_FAILED, cmd.quantity, "SHIPMENT", cmd.shipment_no)
+    tx.ledger(wh, StockBucket.IN_TRANSIT, MovementType.DELIVERY_FAILED, coming, "SHIPMENT", cmd.shipment_no)
 
 
 def _expect_return(tx: _Tx, cmd: ExpectReturn) -> None:
-    _expect(tx, cmd.warehouse_code, cmd.return_no, ExpectationKind.RETURN, cmd.quantity)
-    tx.ledger(
-        cmd.warehouse_code, StockBucket.IN_TRANSIT, MovementType.RETURN_EXPECTED, cmd.quantity, "RETURN", cmd.return_no
-    )
+    coming = _expect(tx, cmd.warehouse_code, cmd.return_no, ExpectationKind.RETURN, cmd.quantity)
+    tx.ledger(cmd.warehouse_code, StockBucket.IN_TRANSIT, MovementType.RETURN_EXPECTED, coming, "RETURN", cmd.return_no)
 
 
 def _inspect_return(tx: _Tx, cmd: InspectReturn) -> None:
     tx.receive_into(
         cmd.warehouse_code, cmd.return_no, cmd.sellable_qty, cmd.damaged_qty, True,
-        MovementType.RETURN_INSPECTED, "RETURN", cmd.return_no,
+        MovementType.RETURN_INSPECTED, "RETURN", cmd.return_no, ExpectationKind.RETURN,
     )
 
 
 def _announce(tx: _Tx, cmd: AnnounceInbound) -> None:
-    _expect(tx, cmd.warehouse_code, cmd.document_no, ExpectationKind.PURCHASE, cmd.quantity)
-    tx.ledger(
-        cmd.warehouse_code, StockBucket.IN_TRANSIT, MovementType.INBOUND_ANNOUNCED, cmd.quantity, "ASN", cmd.document_no
-    )
+    coming = _expect(tx, cmd.warehouse_code, cmd.document_no, ExpectationKind.PURCHASE, cmd.quantity)
+    tx.ledger(cmd.warehouse_code, StockBucket.IN_TRANSIT, MovementType.INBOUND_ANNOUNCED, coming, "ASN", cmd.document_no)
 
 
 def _receive(tx: _Tx, cmd: ReceiveStock) -> None:
@@ -587,6 +595,7 @@ def _receive(tx: _Tx, cmd: ReceiveStock) -> None:
     tx.receive_into(
         cmd.warehouse_code, cmd.document_no, cmd.sellable_qty, cmd.damaged_qty, cmd.closes_document,
         movement, document_type, cmd.document_no or cmd.receipt_no,
+        ExpectationKind.TRANSFER if cmd.is_transfer else ExpectationKind.PURCHASE,
     )
 
 
@@ -613,10 +622,8 @@ def _dispatch(tx: _Tx, cmd: DispatchTransfer) -> None:
     source, destination = cmd.from_warehouse_code, cmd.to_warehouse_code
     tx.take_on_hand(source, cmd.quantity, cmd.transfer_no)
     tx.ledger(source, StockBucket.ON_HAND, MovementType.TRANSFER_OUT, -cmd.quantity, "TRANSFER", cmd.transfer_no)
-    _expect(tx, destination, cmd.transfer_no, ExpectationKind.TRANSFER, cmd.quantity)
-    tx.ledger(
-        destination, StockBucket.IN_TRANSIT, MovementType.TRANSFER_OUT, cmd.quantity, "TRANSFER", cmd.transfer_no
-    )
+    coming = _expect(tx, destination, cmd.transfer_no, ExpectationKind.TRANSFER, cmd.quantity)
+    tx.ledger(destination, StockBucket.IN_TRANSIT, MovementType.TRANSFER_OUT, coming, "TRANSFER", cmd.transfer_no)
 
 
 def _reconcile(tx: _Tx, cmd: ReconcileStock) -> None:
