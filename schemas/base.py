@@ -22,6 +22,10 @@ Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=CODE
 WarehouseCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=CODE_PATTERN)]
 DocumentNo = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=CODE_PATTERN)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=CODE_PATTERN)]
+# Ids the pipeline derives from input ids (``<eventId>|<sku>|<step>``, ``<orderNo>|v<n>``,
+# expiry timestamps with ``+``): longer, and "|" and "+" allowed.
+DERIVED_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/#|+-]*$"
+DerivedId = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=DERIVED_ID_PATTERN)]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 LongText = Annotated[str, StringConstraints(max_length=1024)]
 

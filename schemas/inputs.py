@@ -9,9 +9,9 @@ money is decimal, lists and strings are bounded.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from schemas.base import (
     MAX_LINES,
@@ -147,10 +147,11 @@ class OrderCreated(OmsEvent):
         None, description="Unpaid order: release the reservation if not paid by then."
     )
 
-    @model_validator(mode="after")
-    def _one_line_per_sku(self) -> Self:
-        _unique_skus([item.sku for item in self.items], "items")
-        return self
+    @field_validator("items")
+    @classmethod
+    def _one_line_per_sku(cls, value: list[Any]) -> list[Any]:
+        _unique_skus([x.sku for x in value], "items")
+        return value
 
 
 class OrderPaid(OmsEvent):
@@ -181,10 +182,11 @@ class OrderShipped(Event):
     waybill_no: DocumentNo = Field(description="Carrier waybill.")
     carrier: Annotated[str, Field(min_length=1, max_length=64)] = Field(description="Carrier.")
 
-    @model_validator(mode="after")
-    def _one_line_per_sku(self) -> Self:
-        _unique_skus([line.sku for line in self.lines], "lines")
-        return self
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, value: list[Any]) -> list[Any]:
+        _unique_skus([x.sku for x in value], "lines")
+        return value
 
 
 class TrackingEvent(Event):
@@ -246,10 +248,11 @@ class InboundAnnounced(WmsEvent):
     inbound_type: InboundType = Field(InboundType.PURCHASE, description="Why units come in.")
     lines: Lines = Field(description="Units announced.")
 
-    @model_validator(mode="after")
-    def _one_line_per_sku(self) -> Self:
-        _unique_skus([line.sku for line in self.lines], "lines")
-        return self
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, value: list[Any]) -> list[Any]:
+        _unique_skus([x.sku for x in value], "lines")
+        return value
 
 
 class GoodsReceived(WmsEvent):
@@ -265,10 +268,11 @@ class GoodsReceived(WmsEvent):
         True, description="True: what was announced and not received will not come."
     )
 
-    @model_validator(mode="after")
-    def _one_line_per_sku(self) -> Self:
-        _unique_skus([line.sku for line in self.lines], "lines")
-        return self
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, value: list[Any]) -> list[Any]:
+        _unique_skus([x.sku for x in value], "lines")
+        return value
 
 
 class ReturnInspected(WmsEvent):
@@ -291,11 +295,12 @@ class StockAdjusted(WmsEvent):
     )
     reason: AdjustmentReason = Field(description="CYCLE_COUNT, DAMAGE, LOSS or FOUND.")
 
-    @model_validator(mode="after")
-    def _non_zero(self) -> Self:
-        if self.delta == 0:
+    @field_validator("delta")
+    @classmethod
+    def _non_zero(cls, value: int) -> int:
+        if value == 0:
             raise ValueError("delta must be non-zero")
-        return self
+        return value
 
 
 class TransferDispatched(WmsEvent):
@@ -304,12 +309,18 @@ class TransferDispatched(WmsEvent):
     to_warehouse_code: WarehouseCode = Field(description="Receiving warehouse.")
     lines: Lines = Field(description="Units sent.")
 
-    @model_validator(mode="after")
-    def _distinct_warehouses(self) -> Self:
-        if self.from_warehouse_code == self.to_warehouse_code:
-            raise ValueError("fromWarehouseCode and toWarehouseCode must differ")
-        _unique_skus([line.sku for line in self.lines], "lines")
-        return self
+    @field_validator("to_warehouse_code")
+    @classmethod
+    def _distinct_warehouses(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("from_warehouse_code"):
+            raise ValueError("toWarehouseCode must differ from fromWarehouseCode")
+        return value
+
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, value: list[Any]) -> list[Any]:
+        _unique_skus([x.sku for x in value], "lines")
+        return value
 
 
 class TransferReceived(WmsEvent):
@@ -319,10 +330,11 @@ class TransferReceived(WmsEvent):
         description="Units received."
     )
 
-    @model_validator(mode="after")
-    def _one_line_per_sku(self) -> Self:
-        _unique_skus([line.sku for line in self.lines], "lines")
-        return self
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, value: list[Any]) -> list[Any]:
+        _unique_skus([x.sku for x in value], "lines")
+        return value
 
 
 class StockSnapshot(WmsEvent):
@@ -335,10 +347,11 @@ class StockSnapshot(WmsEvent):
         description="Counted units per SKU."
     )
 
-    @model_validator(mode="after")
-    def _one_line_per_sku(self) -> Self:
-        _unique_skus([line.sku for line in self.lines], "lines")
-        return self
+    @field_validator("lines")
+    @classmethod
+    def _one_line_per_sku(cls, value: list[Any]) -> list[Any]:
+        _unique_skus([x.sku for x in value], "lines")
+        return value
 
 
 class DamagedDisposed(WmsEvent):

@@ -13,14 +13,14 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from schemas.base import Contract, DocumentNo, EventId, Sku, Timestamp, WarehouseCode
+from schemas.base import Contract, DocumentNo, DerivedId, Sku, Timestamp, WarehouseCode
 from schemas.inputs import AdjustmentReason, OrderType
 
 
 class StockCommand(Contract):
     """A command for one SKU's positions (topic key: sku)."""
 
-    command_id: EventId = Field(description="Deterministic: <cause event id>|<sku>|<step>.")
+    command_id: DerivedId = Field(description="Deterministic: <cause event id>|<sku>|<step>.")
     sku: Sku = Field(description="Stock keeping unit (the topic key).")
     occurred_at: Timestamp = Field(description="When the causing event happened.")
     cause_event_type: str = Field(description="Type of the input event.")
@@ -129,7 +129,7 @@ class ReservationStatus(StrEnum):
 class ReservationUpdated(Contract):
     """SKU partition -> order partition: the state of one order line's reservation."""
 
-    result_id: EventId = Field(description="Deterministic: <command id>|result.")
+    result_id: DerivedId = Field(description="Deterministic: <command id>|result.")
     order_no: DocumentNo = Field(description="Order (the topic key).")
     sku: Sku = Field(description="Stock keeping unit.")
     status: ReservationStatus = Field(description="RESERVED, REJECTED or RELEASED.")
@@ -146,7 +146,7 @@ class ReservationUpdated(Contract):
 class ReservationExpiryDue(Contract):
     """Timer -> order partition: an unpaid order's reservation may have expired."""
 
-    event_id: EventId = Field(description="Deterministic: orderNo|expiry|<expiresAt>.")
+    event_id: DerivedId = Field(description="Deterministic: orderNo|expiry|<expiresAt>.")
     order_no: DocumentNo = Field(description="Order (the topic key).")
     due_at: Timestamp = Field(description="The reservationExpiresAt that came due.")
     occurred_at: Timestamp = Field(description="When the timer fired.")

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from schemas.base import Contract, DocumentNo, EventId, ShortText, Sku, Timestamp, WarehouseCode
+from schemas.base import Contract, DocumentNo, DerivedId, ShortText, Sku, Timestamp, WarehouseCode
 from schemas.inputs import Consignee, OrderType, StockLine, TimeRequirement
 
 
@@ -30,7 +30,7 @@ class InventoryLevel(Contract):
 class InventoryChanged(InventoryLevel):
     """The whole position after a change (compacted topic, keyed sku|warehouseCode)."""
 
-    event_id: EventId = Field(description="Deterministic: sku|warehouseCode|v<version>.")
+    event_id: DerivedId = Field(description="Deterministic: sku|warehouseCode|v<version>.")
     on_hand_qty: int = Field(description="Sellable units physically in the warehouse.")
     presold_qty: int = Field(description="Part of inTransitQty promised to PRESALE orders.")
     outbound_qty: int = Field(description="Shipped units not yet signed for.")
@@ -71,7 +71,7 @@ class OrderLineAllocation(Contract):
 class OrderStatusChanged(Contract):
     """For the OMS: an order's new status (keyed by orderNo)."""
 
-    event_id: EventId = Field(description="Deterministic: orderNo|v<version>.")
+    event_id: DerivedId = Field(description="Deterministic: orderNo|v<version>.")
     order_no: DocumentNo = Field(description="Order.")
     status: OrderStatus = Field(description="New status.")
     previous_status: OrderStatus | None = Field(description="Status before; null when new.")
@@ -86,7 +86,7 @@ class OrderStatusChanged(Contract):
 class OutboundInstruction(Contract):
     """For the WMS (seed step 4): pick and ship these lines from this warehouse."""
 
-    event_id: EventId = Field(description="Deterministic: orderNo|warehouseCode|outbound.")
+    event_id: DerivedId = Field(description="Deterministic: orderNo|warehouseCode|outbound.")
     instruction_no: DocumentNo = Field(description="orderNo-warehouseCode.")
     order_no: DocumentNo = Field(description="Order.")
     warehouse_code: WarehouseCode = Field(description="Warehouse to ship from.")
@@ -124,7 +124,7 @@ class MovementType(StrEnum):
 class InventoryLedgerEntry(Contract):
     """For ERP: one signed movement of units in one bucket (append-only)."""
 
-    entry_id: EventId = Field(description="Deterministic: commandId|warehouseCode|bucket.")
+    entry_id: DerivedId = Field(description="Deterministic: commandId|warehouseCode|bucket.")
     sku: Sku = Field(description="Stock keeping unit.")
     warehouse_code: WarehouseCode = Field(description="Warehouse.")
     bucket: StockBucket = Field(description="Which quantity moved.")
@@ -145,7 +145,7 @@ class AlertType(StrEnum):
 
 
 class InventoryAlert(Contract):
-    alert_id: EventId = Field(description="Deterministic: cause message id|type|sequence.")
+    alert_id: DerivedId = Field(description="Deterministic: cause message id|type|sequence.")
     alert_type: AlertType = Field(description="What is wrong.")
     sku: Sku | None = Field(description="SKU concerned, if any.")
     warehouse_code: WarehouseCode | None = Field(description="Warehouse concerned, if any.")

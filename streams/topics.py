@@ -7,7 +7,7 @@ Read top to bottom this is the data flow:
     order-inbox ────┘        │  ▲
                              ▼  │ ReservationUpdated (key orderNo)
     stock-movements ──► router ──► stock-commands (key sku) ──► stock agent
-      (key document)     │ ReturnInspected ──► order-inbox      │
+      (key warehouse)    │ ReturnInspected ──► order-inbox      │
                                                                 ▼
                           inventory-changes (compacted), inventory-ledger, inventory-alerts
 
@@ -45,7 +45,7 @@ def _specs() -> tuple[TopicSpec, ...]:
                   "input", RETAINED),
         TopicSpec("shipments", "orderNo", ("OrderShipped", "PickedUp", "InTransit", "OutForDelivery",
                                            "Delivered", "DeliveryFailed", "ReturnPickedUp"), "input", RETAINED),
-        TopicSpec("stock-movements", "documentNo", ("InboundAnnounced", "GoodsReceived", "ReturnInspected",
+        TopicSpec("stock-movements", "warehouseCode", ("InboundAnnounced", "GoodsReceived", "ReturnInspected",
                                                     "StockAdjusted", "TransferDispatched", "TransferReceived",
                                                     "StockSnapshot", "DamagedDisposed"), "input", RETAINED),
         TopicSpec("order-inbox", "orderNo", ("ReservationUpdated", "ReturnInspected", "ReservationExpiryDue"),
@@ -107,11 +107,10 @@ class Topics:
 
 
 # Orders and shipments are keyed by orderNo, so that the order agent's three input topics
-# co-partition; a stock movement is keyed by its own document number.
-# A receipt against an ASN is keyed by the ASN, so that it cannot overtake the announcement.
-MOVEMENT_KEY_FIELDS = (
-    "asn_no", "receipt_no", "return_no", "adjustment_no", "transfer_no", "snapshot_id", "disposal_no",
-)
+# co-partition. Stock movements are keyed by warehouse: one warehouse's WMS events stay in the
+# order the WMS published them (a count never overtakes the receipts it counted). A transfer's
+# dispatch is keyed by the sending warehouse, its receipt by the receiving one.
+MOVEMENT_KEY_FIELDS = ("warehouse_code", "from_warehouse_code", "to_warehouse_code")
 
 
 def input_key(event: object) -> str:

@@ -156,9 +156,7 @@ def test_bad_input_names_the_field(
     assert [(e["loc"], e["type"]) for e in caught.value.errors()] == [(loc, kind)]
 
 
-# Cross-field rules are model validators (mode="after"): pydantic reports them at loc=(),
-# so the field is only named in the message. The strict xfails below pin the loc the brief
-# asks for; they turn into failures (remove the mark) once the rule names its field.
+# Cross-field rules are field validators, so the error's loc names the field.
 CROSS_FIELD = [
     (
         "duplicate-sku",
@@ -180,17 +178,9 @@ CROSS_FIELD = [
         TransferDispatched,
         setter("toWarehouseCode", value="WH001"),
         ("toWarehouseCode",),
-        "fromWarehouseCode and toWarehouseCode must differ",
+        "toWarehouseCode must differ from fromWarehouseCode",
     ),
 ]
-LOC_IS_EMPTY = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="model_validator(mode='after') errors carry loc=(); a field_validator (or a "
-    "PydanticCustomError raised from one) would name the field",
-)
-
-
 @pytest.mark.parametrize(
     ("model", "change", "loc", "message"),
     [c[1:] for c in CROSS_FIELD],
@@ -210,7 +200,7 @@ def test_cross_field_rule_rejects_and_says_which_field(
 
 @pytest.mark.parametrize(
     ("model", "change", "loc"),
-    [pytest.param(*c[1:4], id=c[0], marks=LOC_IS_EMPTY) for c in CROSS_FIELD],
+    [pytest.param(*c[1:4], id=c[0]) for c in CROSS_FIELD],
 )
 def test_cross_field_rule_loc_names_the_field(
     model: type[BaseModel], change: Callable[[dict[str, Any]], None], loc: tuple[Any, ...]
@@ -240,17 +230,9 @@ def test_contracts_are_frozen() -> None:
     assert caught.value.errors()[0]["loc"] == ("delta",)
 
 
-# The field descriptions document deterministic ids joined with "|" (and an ISO timestamp
-# with "+"), but EventId's pattern forbids both: a consumer that validates (decode's default)
-# rejects every such output. Strict xfail: flips to a failure once pattern and docs agree.
-DOCUMENTED_IDS = pytest.mark.xfail(
-    strict=True,
-    raises=ValidationError,
-    reason="EventId pattern forbids the '|' the field descriptions use",
-)
+# Derived ids (joined with "|", ISO timestamps with "+") validate as documented.
 
 
-@DOCUMENTED_IDS
 def test_documented_inventory_changed_event_id_validates() -> None:
     InventoryChanged(
         sku="SKU001",
@@ -271,7 +253,6 @@ def test_documented_inventory_changed_event_id_validates() -> None:
     )
 
 
-@DOCUMENTED_IDS
 def test_documented_order_status_event_id_validates() -> None:
     OrderStatusChanged(
         event_id="OMS202511220001|v1",  # "Deterministic: orderNo|v<version>."
@@ -287,7 +268,6 @@ def test_documented_order_status_event_id_validates() -> None:
     )
 
 
-@DOCUMENTED_IDS
 def test_documented_expiry_event_id_validates() -> None:
     due = datetime(2025, 11, 22, 11, 0, tzinfo=UTC)
     ReservationExpiryDue(

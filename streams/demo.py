@@ -1,0 +1,177 @@
+"""The main job on the embedded default: ``python -m streams.demo`` (``make run``).
+
+Starts the local Kafka broker if needed, creates the topics, starts a worker (left running
+with its web port), publishes a small realistic day (connectors/samples/seed-day.jsonl:
+receipts, an ASN, a normal order, a multi-line order rejected for short stock, a presale
+order served by the ASN's arrival, shipment, delivery, a transfer, a return, a stock count),
+waits until the pipeline has applied it, and prints the resulting inventory and orders.
+Running it again publishes the same events again: they are applied once.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from config.settings import REPO_ROOT, get_settings
+from connectors.produce import EventPublisher, InvalidLine, parse_lines
+from streams import local_kafka
+from streams.topics import create_topics
+from streams.worker_process import WorkerProcess, http_json
+
+SAMPLE = REPO_ROOT / "connectors" / "samples" / "seed-day.jsonl"
+PACING_S = 0.3
+
+
+def _pidfile() -> Path:
+    return get_settings().local_dir / "worker.pid"
+
+
+def main() -> int:
+    settings = get_settings()
+    started = time.monotonic()
+    if settings.uses_local_broker:
+        local_kafka.start(settings)
+    created = create_topics(settings)
+    print(f"topics ready ({len(created)} created)", flush=True)
+
+    url = f"http://{settings.web_host}:{settings.web_port}"
+    if http_json(f"{url}/health")[0] == 200:
+        print(f"a worker already serves {url}", flush=True)
+    else:
+        worker = WorkerProcess({}, settings.local_dir / "worker.log", settings.web_port).start()
+        assert worker.proc is not None
+        _pidfile().write_text(str(worker.proc.pid))
+        print(f"worker starting (pid {worker.proc.pid}, log {worker.log_path})", flush=True)
+        worker.wait_ready(timeout_s=120)
+    print(f"worker ready at {url}", flush=True)
+
+    events = []
+    with SAMPLE.open(encoding="utf-8") as lines:
+        for item in parse_lines(lines):
+            if isinstance(item, InvalidLine):
+                print(f"sample {item}", file=sys.stderr)
+                return 1
+            events.append(item)
+    # A day has time between its events: publish them in causal order, one at a time, so
+    # that an order placed after a receipt is applied after it (the three input topics are
+    # not ordered with respect to each other).
+    publisher = EventPublisher(settings)
+    for event in events:
+        publisher.publish(event)
+        publisher.flush()
+        time.sleep(PACING_S)
+    print(f"published {publisher.report.sent} events from {SAMPLE.relative_to(REPO_ROOT)}", flush=True)
+
+    skus = sorted({line["sku"] for e in map(lambda x: x.wire(), events) for line in e.get("lines", e.get("items", []))})
+    orders = sorted({e.order_no for e in events if hasattr(e, "order_no")})
+    snapshot = _wait_until_settled(url, skus, orders)
+    _print_inventory(snapshot)
+    print(f"\ndone in {time.monotonic() - started:.1f}s. The worker keeps running: try "
+          f"{url}/inventory/SKU001  {url}/orders/{orders[0]}  {url}/metrics", flush=True)
+    print("stop everything with: make stop", flush=True)
+    return 0
+
+
+def _read(url: str, skus: list[str], orders: list[str]) -> dict[str, object]:
+    return {
+        "inventory": {sku: http_json(f"{url}/inventory/{sku}")[1] for sku in skus},
+        "orders": {no: http_json(f"{url}/orders/{no}")[1] for no in orders},
+    }
+
+
+def _wait_until_settled(url: str, skus: list[str], orders: list[str], timeout_s: float = 60.0) -> dict:  # type: ignore[type-arg]
+    """Poll the views until two reads a second apart agree (the pipeline is quiet)."""
+    deadline = time.monotonic() + timeout_s
+    previous = None
+    while time.monotonic() < deadline:
+        current = _read(url, skus, orders)
+        complete = all(isinstance(v, dict) and "error" not in v for v in current["orders"].values())  # type: ignore[union-attr]
+        if complete and current == previous:
+            return current
+        previous = current
+        time.sleep(1.0)
+    return previous or {}
+
+
+def _print_inventory(snapshot: dict) -> None:  # type: ignore[type-arg]
+    print("\nInventory (per SKU and warehouse)")
+    header = f"{'sku':8} {'warehouse':9} {'available':>9} {'reserved':>8} {'inTransit':>9} {'total':>6} " \
+             f"{'onHand':>6} {'presold':>7} {'outbound':>8} {'damaged':>7} {'version':>7}"
+    print(header)
+    print("-" * len(header))
+    for sku, body in snapshot.get("inventory", {}).items():
+        for p in (body or {}).get("warehouses", []):
+            print(f"{sku:8} {p['warehouseCode']:9} {p['availableQty']:>9} {p['reservedQty']:>8} "
+                  f"{p['inTransitQty']:>9} {p['totalQty']:>6} {p['onHandQty']:>6} {p['presoldQty']:>7} "
+                  f"{p['outboundQty']:>8} {p['damagedQty']:>7} {p['version']:>7}")
+    print("\nOrders")
+    for no, body in snapshot.get("orders", {}).items():
+        timeline = " -> ".join(entry["what"] for entry in (body or {}).get("timeline", []))
+        print(f"{no}  {(body or {}).get('status', '?'):20} {timeline}")
+    sys.stdout.flush()
+
+
+def stop() -> int:
+    """Stop the demo worker and the local broker (``make stop``)."""
+    import os
+    import signal
+
+    settings = get_settings()
+    pidfile = _pidfile()
+    if pidfile.exists():
+        pid = int(pidfile.read_text())
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(60):
+                os.kill(pid, 0)
+                time.sleep(0.5)
+        except ProcessLookupError:
+            pass
+        pidfile.unlink(missing_ok=True)
+        print(f"worker {pid} stopped")
+    if settings.uses_local_broker:
+        local_kafka.stop(settings)
+    return 0
+
+
+def reset() -> int:
+    """Stop the demo worker, delete every declared topic and the worker's local state
+    (``make reset``): the next run starts from nothing. The broker keeps running."""
+    import shutil
+
+    from confluent_kafka.admin import AdminClient
+
+    from streams.kafka_config import admin_config
+    from streams.topics import Topics
+
+    settings = get_settings()
+    pidfile = _pidfile()
+    if pidfile.exists():
+        import os
+        import signal
+
+        try:
+            os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        pidfile.unlink(missing_ok=True)
+    if settings.uses_local_broker and not local_kafka.is_running(settings):
+        local_kafka.start(settings)
+    admin = AdminClient(admin_config(settings))
+    existing = set(admin.list_topics(timeout=30).topics)
+    doomed = [name for name in Topics(settings).all() if name in existing]
+    for future in admin.delete_topics(doomed, operation_timeout=30).values() if doomed else ():
+        future.result()
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    print(f"deleted {len(doomed)} topics and {settings.data_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    commands = {"stop": stop, "reset": reset}
+    if sys.argv[1:2] and sys.argv[1] in commands:
+        sys.exit(commands[sys.argv[1]]())
+    sys.exit(main())
+
