@@ -1,0 +1,199 @@
+"""Rules of the order partition (tables/orders.py): the lifecycle table, payment and expiry,
+outbound instructions, late and refused messages. Driven through the in-memory core so that
+reservations really happen."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from schemas.base import Event
+from schemas.internal import ReservationExpiryDue
+from schemas.outputs import AlertType, InventoryAlert, OrderStatus, OrderStatusChanged, OutboundInstruction
+from tables.center import InventoryCenter
+from tables.orders import _HANDLERS, LIFECYCLE, apply_order
+from tables.policy import CorePolicy
+from tests.unit.event_factory import EventFactory
+
+S = OrderStatus
+
+
+class Core:
+    def __init__(self) -> None:
+        self.center = InventoryCenter(CorePolicy(reorder_point=0))
+        self.f = EventFactory()
+
+    def submit(self, event: Event) -> list[object]:
+        n = len(self.center.outputs)
+        self.center.submit(event)
+        return self.center.outputs[n:]
+
+    def stock(self, warehouse: str, **skus: int) -> None:
+        self.submit(self.f.goods_received(f"RCV-{self.f.count}", warehouse, [(s, q, 0) for s, q in skus.items()]))
+
+    def status(self, order_no: str) -> OrderStatus:
+        order = self.center.order(order_no)
+        assert order is not None
+        return order.status
+
+    def reserved(self, sku: str, warehouse: str) -> int:
+        position = self.center.position(sku, warehouse)
+        return position.reserved_qty if position else 0
+
+
+def of_type(outputs: list[object], cls: type) -> list:  # type: ignore[type-arg]
+    return [x for x in outputs if isinstance(x, cls)]
+
+
+@pytest.fixture
+def core() -> Core:
+    c = Core()
+    c.stock("WH1", A=10, B=10)
+    return c
+
+
+# --- the lifecycle table ----------------------------------------------------------------
+
+
+def test_every_message_the_order_partition_handles_has_a_lifecycle_row() -> None:
+    assert {cls.__name__ for cls in _HANDLERS} == set(LIFECYCLE)
+
+
+def _shipped(core: Core) -> None:
+    core.submit(core.f.order_created("O1", [("A", 2)]))
+    core.submit(core.f.order_shipped("O1", "SHP-1", "WH1", [("A", 2)]))
+
+
+def _cancelled(core: Core) -> None:
+    core.submit(core.f.order_created("O1", [("A", 2)]))
+    core.submit(core.f.order_cancelled("O1"))
+
+
+def _reserved(core: Core) -> None:
+    core.submit(core.f.order_created("O1", [("A", 2)]))
+
+
+@pytest.mark.parametrize(
+    ("setup", "refused"),
+    [
+        (_reserved, lambda f: f.order_created("O1", [("A", 5)])),  # a second OrderCreated
+        (_cancelled, lambda f: f.order_paid("O1")),
+        (_shipped, lambda f: f.order_cancelled("O1")),
+        (_shipped, lambda f: f.order_paid("O1")),
+        (_reserved, lambda f: f.tracking("PickedUp", "O1", "SHP-1")),  # nothing shipped yet
+        (_reserved, lambda f: f.return_requested("O1", "RET-1", [("A", 1)])),
+        (_reserved, lambda f: f.return_picked_up("O1", "RET-1", "WH1")),
+        (lambda core: None, lambda f: f.order_paid("NOPE")),  # no such order
+        (lambda core: None, lambda f: f.order_cancelled("NOPE")),
+    ],
+    ids=["created-twice", "paid-after-cancel", "cancel-after-ship", "paid-after-ship",
+         "picked-up-before-ship", "return-before-ship", "return-pickup-before-ship",
+         "paid-unknown", "cancel-unknown"],
+)
+def test_a_message_the_lifecycle_does_not_allow_is_an_anomaly_and_changes_nothing(core: Core, setup, refused) -> None:  # type: ignore[no-untyped-def]
+    setup(core)
+    tables = core.center.tables
+    before = (dict(tables.orders_by_no), dict(tables.stock_by_sku), dict(tables.reservations_by_key))
+    event = refused(core.f)
+    outputs = core.submit(event)
+    assert [type(x).__name__ for x in outputs] == ["InventoryAlert"]
+    assert (outputs[0].alert_type, outputs[0].order_no) == (AlertType.ANOMALY, event.order_no)
+    assert "rejected" in outputs[0].message
+    assert (dict(tables.orders_by_no), dict(tables.stock_by_sku), dict(tables.reservations_by_key)) == before
+
+
+def test_cancelling_an_order_that_already_ended_unshipped_is_a_quiet_no_op(core: Core) -> None:
+    _cancelled(core)
+    assert core.submit(core.f.order_cancelled("O1", "again")) == []
+    assert core.status("O1") == S.CANCELLED
+
+
+# --- payment, expiry, outbound instructions ---------------------------------------------
+
+
+def test_an_unpaid_order_is_reserved_but_not_sent_to_the_warehouse_until_paid(core: Core) -> None:
+    outputs = core.submit(core.f.order_created("O1", [("A", 2)], expires_in=timedelta(minutes=30)))
+    assert of_type(outputs, OutboundInstruction) == []
+    assert core.status("O1") == S.RESERVED
+    [instruction] = of_type(core.submit(core.f.order_paid("O1")), OutboundInstruction)
+    assert (instruction.warehouse_code, [(x.sku, x.quantity) for x in instruction.lines]) == ("WH1", [("A", 2)])
+    assert core.status("O1") == S.OUTBOUND_REQUESTED
+    assert core.submit(core.f.order_paid("O1")) == []  # paid again: nothing new
+
+
+def test_expiry_releases_an_unpaid_reservation(core: Core) -> None:
+    core.submit(core.f.order_created("O1", [("A", 2), ("B", 3)], expires_in=timedelta(minutes=30)))
+    core.center.expire_due(core.f.now + timedelta(minutes=29))
+    assert (core.status("O1"), core.reserved("A", "WH1"), core.reserved("B", "WH1")) == (S.RESERVED, 2, 3)
+    core.center.expire_due(core.f.now + timedelta(minutes=30))
+    assert (core.status("O1"), core.reserved("A", "WH1"), core.reserved("B", "WH1")) == (S.EXPIRED, 0, 0)
+    assert core.center.tables.expiry_index == {}
+
+
+def test_expiry_is_a_no_op_for_a_paid_order(core: Core) -> None:
+    core.submit(core.f.order_created("O1", [("A", 2)], expires_in=timedelta(minutes=30)))
+    core.submit(core.f.order_paid("O1"))
+    assert core.center.tables.expiry_index == {}  # payment took it off the timer
+    order = core.center.order("O1")
+    assert order is not None and order.reservation_expires_at is not None
+    tick = ReservationExpiryDue(
+        event_id="O1|expiry|late", order_no="O1", due_at=order.reservation_expires_at,
+        occurred_at=order.reservation_expires_at + timedelta(minutes=1),
+    )
+    outcome = apply_order(core.center.tables, tick)  # a tick that was already in flight
+    assert outcome.order is None and outcome.events == ()
+    assert (core.status("O1"), core.reserved("A", "WH1")) == (S.OUTBOUND_REQUESTED, 2)
+
+
+def test_a_multi_warehouse_order_gets_one_instruction_per_warehouse() -> None:
+    core = Core()
+    core.stock("WH2", A=5)
+    core.stock("WH1", B=5)
+    outputs = core.submit(core.f.order_created("O1", [("A", 2), ("B", 1)]))
+    instructions = [(i.warehouse_code, [(x.sku, x.quantity) for x in i.lines]) for i in of_type(outputs, OutboundInstruction)]
+    assert instructions == [("WH1", [("B", 1)]), ("WH2", [("A", 2)])]
+
+
+def test_status_changes_form_a_chain_with_growing_versions(core: Core) -> None:
+    core.submit(core.f.order_created("O1", [("A", 2)]))
+    core.submit(core.f.order_shipped("O1", "SHP-1", "WH1", [("A", 1)]))
+    core.submit(core.f.order_shipped("O1", "SHP-2", "WH1", [("A", 1)]))
+    core.submit(core.f.tracking("Delivered", "O1", "SHP-1"))
+    core.submit(core.f.tracking("Delivered", "O1", "SHP-2"))
+    changes = of_type(core.center.outputs, OrderStatusChanged)
+    assert [(c.previous_status, c.status) for c in changes] == [
+        (None, S.PENDING), (S.PENDING, S.RESERVED), (S.RESERVED, S.OUTBOUND_REQUESTED),
+        (S.OUTBOUND_REQUESTED, S.PARTIALLY_SHIPPED), (S.PARTIALLY_SHIPPED, S.SHIPPED), (S.SHIPPED, S.DELIVERED),
+    ]
+    assert [c.version for c in changes] == sorted({c.version for c in changes})
+
+
+# --- returns, late and unknown orders ---------------------------------------------------
+
+
+def test_returning_part_of_what_was_delivered_is_partially_returned(core: Core) -> None:
+    core.submit(core.f.order_created("O1", [("A", 3)]))
+    core.submit(core.f.order_shipped("O1", "SHP-1", "WH1", [("A", 3)]))
+    core.submit(core.f.tracking("Delivered", "O1", "SHP-1"))
+    core.submit(core.f.return_requested("O1", "RET-1", [("A", 1)]))
+    core.submit(core.f.return_picked_up("O1", "RET-1", "WH1"))
+    core.submit(core.f.return_inspected("O1", "RET-1", "WH1", [("A", 1, "SELLABLE")]))
+    assert core.status("O1") == S.PARTIALLY_RETURNED
+    position = core.center.position("A", "WH1")
+    assert position is not None and (position.on_hand_qty, position.in_transit_qty) == (8, 0)
+
+
+def test_an_order_created_after_its_shipment_is_merged_without_reserving(core: Core) -> None:
+    core.submit(core.f.order_shipped("LATE", "SHP-1", "WH1", [("A", 2)]))
+    assert core.status("LATE") == S.SHIPPED
+    outputs = core.submit(core.f.order_created("LATE", [("A", 2), ("B", 1)]))
+    # Nothing is reserved for the merged order; the unshipped line is named in an ANOMALY.
+    assert core.reserved("A", "WH1") == core.reserved("B", "WH1") == 0
+    [anomaly] = of_type(outputs, InventoryAlert)
+    assert (anomaly.alert_type, anomaly.sku, anomaly.quantity) == (AlertType.ANOMALY, "B", 1)
+    order = core.center.order("LATE")
+    assert order is not None and order.known and core.status("LATE") == S.SHIPPED
+    # Now it is known: another OrderCreated is refused.
+    [again] = core.submit(core.f.order_created("LATE", [("A", 2)]))
+    assert isinstance(again, InventoryAlert) and "rejected" in again.message
