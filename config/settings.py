@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     rocksdb_write_buffer_bytes: int = Field(4 * 1024 * 1024)
     rocksdb_max_write_buffers: int = Field(2)
     expiry_check_interval_s: float = Field(1.0, gt=0)
+    session_timeout_s: float = Field(
+        10.0, gt=0, description="A worker silent this long is declared dead and its partitions move."
+    )
+    heartbeat_interval_s: float = Field(3.0, gt=0)
     receipt_retention_days: int = Field(
         7, ge=1, description="How long a processed command is remembered for deduplication."
     )

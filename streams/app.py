@@ -36,9 +36,10 @@ from schemas.outputs import (
     OrderStatusChanged,
     OutboundInstruction,
 )
+from streams import faust_fixes
 from streams.kafka_config import faust_broker_credentials
 from streams.metrics import Metrics
-from streams.stores import OrderTableViews, StockTableViews, expiry_key, scan_prefix
+from streams.stores import FamilyStore, OrderStore, StockStore, expiry_key, scan_prefix
 from streams.topics import Topics
 from tables.declarations import InventoryTables, declare_tables
 from tables.orders import ORDER_MESSAGES, apply_order
@@ -63,6 +64,7 @@ def _faust_topic(app: faust.App, *names: str) -> faust.TopicT:
 
 
 def create_app(settings: Settings) -> Pipeline:
+    faust_fixes.apply()  # a commit must never overtake the changelog (see the module)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -80,6 +82,8 @@ def create_app(settings: Settings) -> Pipeline:
         producer_acks=-1,
         producer_linger_ms=5,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
         table_standby_replicas=0,
     )
     topics = Topics(settings)
@@ -146,8 +150,25 @@ def create_app(settings: Settings) -> Pipeline:
             await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}")
         return None
 
-    order_views = OrderTableViews(tables)
-    stock_views = StockTableViews(tables)
+    order_store = OrderStore(tables.orders)
+    stock_store = StockStore(tables.stock)
+    redone: set[tuple[str, int]] = set()  # (family, partition) whose head was re-applied
+
+    @app.on_partitions_assigned.connect
+    async def _forget_redone(sender: object, assigned: object, **kwargs: object) -> None:
+        redone.clear()  # after any rebalance, each partition's head is applied once more
+
+    async def redo_once(family: str, store: FamilyStore, event: EventT) -> None:
+        """The first event of a partition since assignment completes its last transaction
+        (cut short if the previous owner crashed) and re-sends its outputs."""
+        marker = (family, event.message.partition)
+        if marker in redone:
+            return
+        redone.add(marker)
+        store.event = event
+        outputs = store.redo_head()
+        for payload in outputs:
+            await send_all((decode(payload, validate=False),), (payload,))
 
     @app.agent(t_orders_in, name="order-agent")
     async def order_agent(stream: faust.StreamT) -> None:
@@ -163,10 +184,12 @@ def create_app(settings: Settings) -> Pipeline:
                 await dead_letter(event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not an order message")
                 continue
             try:
-                order_views.event = event
-                outcome = apply_order(order_views, message)
+                await redo_once("orders", order_store, event)
+                order_store.event = event
+                outcome = apply_order(order_store, message)
                 encoded = encode_all(outcome.events)
-                order_views.store(outcome, encoded)
+                if not outcome.duplicate:
+                    order_store.store(outcome, encoded)
             except Exception as exc:  # noqa: BLE001
                 await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
                 continue
@@ -205,10 +228,12 @@ def create_app(settings: Settings) -> Pipeline:
                 await dead_letter(event, "UNEXPECTED_RECORD", f"{type(command).__name__} is not a stock command")
                 continue
             try:
-                stock_views.event = event
-                outcome = apply_stock(stock_views, command, policy)
+                await redo_once("stock", stock_store, event)
+                stock_store.event = event
+                outcome = apply_stock(stock_store, command, policy)
                 encoded = encode_all(outcome.events)
-                stock_views.store(outcome, encoded)
+                if not outcome.duplicate:
+                    stock_store.store(outcome, encoded)
             except Exception as exc:  # noqa: BLE001
                 await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
                 continue
@@ -221,13 +246,13 @@ def create_app(settings: Settings) -> Pipeline:
         this worker's active partitions only up to now (no scan of all orders)."""
         now = datetime.now(UTC)  # the clock lives in the shell, never in the core
         limit = expiry_key(now, "\xff")
-        changelog = tables.order_expiry.changelog_topic.get_topic_name()
+        changelog = tables.orders.changelog_topic.get_topic_name()
         actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
         for partition in sorted(actives):
-            for k, _ in scan_prefix(tables.order_expiry, partition, b""):
+            for k, _ in scan_prefix(tables.orders, partition, b"x|"):
                 if k > limit:
                     break
-                stamp, order_no = k.decode().split("|", 1)
+                _, stamp, order_no = k.decode().split("|", 2)
                 due_at = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
                 tick = ReservationExpiryDue.model_construct(
                     event_id=f"{order_no}|expiry|{stamp}", order_no=order_no, due_at=due_at, occurred_at=now

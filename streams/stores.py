@@ -1,43 +1,60 @@
-"""Adapters from Faust's RocksDB tables to the core's read protocols, and back for writes.
+"""Adapters from Faust's RocksDB tables to the core's read protocols, and crash-safe writes.
 
-Reads inside an agent go to the RocksDB database of the current event's partition (Faust's
-rocksdb store does this); writes also send the changelog record for that partition. The one
-scan the core needs (a SKU's open reservations, on rare paths: presale arrivals, shortages)
-and the expiry index walk use rocksdict's ordered iteration from a key prefix, through the
-store's per-partition database (``Store._db_for_partition``: private in faust-streaming
-0.15.3, pinned, and covered by the integration tests).
+Crash safety, in three parts:
+
+1. One table per partition family. Everything one message writes (the order and its
+   receipt; the SKU record, reservations, expectations and receipt) lands in one changelog
+   partition, in the order written.
+2. A redo record. Before its writes, a message's whole transaction (every write and every
+   output) is stored under the partition's head key ``h|``. A crash can cut the writes short;
+   after recovery the head is applied once more (every write is idempotent, and nothing was
+   written after it), which completes the transaction, and its outputs are sent again.
+3. A worker that did not shut down cleanly discards its local RocksDB and recovers from the
+   changelog alone (streams/worker.py): the local store can be ahead of the changelog after
+   SIGKILL, and a mix of the two is not a state that ever existed.
+
+Reads inside an agent go to the RocksDB database of the current event's partition. The one
+scan the core needs (a SKU's open reservations, on rare paths) and the expiry index walk
+use rocksdict's ordered iteration from a key prefix through the store's per-partition
+database (``Store._db_for_partition``: private in faust-streaming 0.15.3, pinned, and
+exercised by the integration tests).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from faust.types import EventT
 
 from schemas.codec import decode, encode
-from tables.declarations import InventoryTables
 from tables.orders import OrderOutcome
-from tables.state import InboundExpectation, Order, Receipt, Reservation, SkuStock, StoredReceipt
+from tables.state import (
+    InboundExpectation,
+    Order,
+    Receipt,
+    Reservation,
+    SkuStock,
+    StoredReceipt,
+    Transaction,
+    Write,
+)
 from tables.stock import StockOutcome
 
 SEP = "|"
+HEAD = b"h|"
 
 
-def key(*parts: str) -> bytes:
-    return SEP.join(parts).encode()
+def key(kind: str, *parts: str) -> bytes:
+    return SEP.join((kind, *parts)).encode()
 
 
 def expiry_key(expires_at: datetime, order_no: str) -> bytes:
-    return key(expires_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f"), order_no)
+    return key("x", expires_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f"), order_no)
 
 
-def _get(table, k: bytes):  # type: ignore[no-untyped-def]
-    raw = table.get(k)
-    return None if raw is None else decode(raw, validate=False)
-
-
-def scan_prefix(table, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:  # type: ignore[no-untyped-def]
+def scan_prefix(table: Any, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
     db = table.data._db_for_partition(partition)
     for k, v in db.items(from_key=prefix):
         if not k.startswith(prefix):
@@ -45,81 +62,92 @@ def scan_prefix(table, partition: int, prefix: bytes) -> Iterator[tuple[bytes, b
         yield k, v
 
 
-class TableViews:
-    """StockView and OrderView over the worker's tables, for the current event."""
+class FamilyStore:
+    """One partition family's table: reads for the core, transactional writes."""
 
-    def __init__(self, tables: InventoryTables) -> None:
-        self.t = tables
+    def __init__(self, table: Any) -> None:
+        self.table = table
         self.event: EventT | None = None
-        # Receipt events decoded lazily: the events are stored encoded, ready to resend.
-        self._stored_events: dict[str, tuple[bytes, ...]] = {}
 
-    # StockView
-    def stock(self, sku: str) -> SkuStock | None:
-        return _get(self.t.stock, key(sku))
-
-    def reservation(self, sku: str, order_no: str) -> Reservation | None:
-        return _get(self.t.reservations, key(sku, order_no))
-
-    def reservations_of(self, sku: str) -> Iterator[Reservation]:
-        assert self.event is not None
-        for _, raw in scan_prefix(self.t.reservations, self.event.message.partition, key(sku, "")):
-            yield decode(raw, validate=False)
-
-    def expectation(self, sku: str, warehouse_code: str, document_no: str) -> InboundExpectation | None:
-        return _get(self.t.expectations, key(sku, warehouse_code, document_no))
+    def _get(self, k: bytes) -> Any:
+        raw = self.table.get(k)
+        return None if raw is None else decode(raw, validate=False)
 
     def receipt(self, message_id: str) -> Receipt | None:
-        table = self.t.stock_receipts if self._is_stock else self.t.order_receipts
-        stored: StoredReceipt | None = _get(table, message_id.encode())
+        stored: StoredReceipt | None = self._get(key("r", message_id))
         if stored is None:
             return None
         return Receipt(message_id=stored.message_id, events=tuple(decode(e, validate=False) for e in stored.events))
 
-    # OrderView
-    def order(self, order_no: str) -> Order | None:
-        return _get(self.t.orders, key(order_no))
+    def commit(self, message_id: str, writes: list[Write], outputs: tuple[bytes, ...], receipt: bool) -> None:
+        """Record the transaction as the partition's head, then apply its writes."""
+        if receipt:
+            writes = [*writes, Write(key("r", message_id), encode(StoredReceipt(message_id, outputs)))]
+        if not writes:
+            return
+        self.table[HEAD] = encode(Transaction(message_id=message_id, writes=tuple(writes), outputs=outputs))
+        self._apply(writes)
 
-    _is_stock = False
+    def redo_head(self) -> tuple[bytes, ...]:
+        """After recovery: apply this partition's last transaction again; its outputs."""
+        head: Transaction | None = self._get(HEAD)
+        if head is None:
+            return ()
+        self._apply(list(head.writes))
+        return head.outputs
+
+    def _apply(self, writes: list[Write]) -> None:
+        for w in writes:
+            if w.value is not None:
+                self.table[w.key] = w.value
+            elif self.table.get(w.key) is not None:
+                del self.table[w.key]
 
 
-class StockTableViews(TableViews):
-    _is_stock = True
+class StockStore(FamilyStore):
+    """The SKU partition's records; implements tables.stock.StockView."""
 
-    def store(self, outcome: StockOutcome, encoded_events: tuple[bytes, ...]) -> None:
-        t = self.t
-        if outcome.stock is not None:
-            t.stock[key(outcome.sku)] = encode(outcome.stock)
+    def stock(self, sku: str) -> SkuStock | None:
+        return self._get(key("s", sku))
+
+    def reservation(self, sku: str, order_no: str) -> Reservation | None:
+        return self._get(key("v", sku, order_no))
+
+    def reservations_of(self, sku: str) -> Iterator[Reservation]:
+        assert self.event is not None
+        for _, raw in scan_prefix(self.table, self.event.message.partition, key("v", sku, "")):
+            yield decode(raw, validate=False)
+
+    def expectation(self, sku: str, warehouse_code: str, document_no: str) -> InboundExpectation | None:
+        return self._get(key("e", sku, warehouse_code, document_no))
+
+    def store(self, outcome: StockOutcome, outputs: tuple[bytes, ...]) -> None:
+        writes: list[Write] = []
         for (sku, order_no), reservation in outcome.reservations.items():
-            k = key(sku, order_no)
-            if reservation is None:
-                if t.reservations.get(k) is not None:
-                    del t.reservations[k]
-            else:
-                t.reservations[k] = encode(reservation)
+            writes.append(Write(key("v", sku, order_no), None if reservation is None else encode(reservation)))
         for (sku, warehouse_code, document_no), expectation in outcome.expectations.items():
-            k = key(sku, warehouse_code, document_no)
-            if expectation is None:
-                if t.expectations.get(k) is not None:
-                    del t.expectations[k]
-            else:
-                t.expectations[k] = encode(expectation)
-        if outcome.receipt is not None:
-            stored = StoredReceipt(message_id=outcome.receipt.message_id, events=encoded_events)
-            t.stock_receipts[outcome.receipt.message_id.encode()] = encode(stored)
+            writes.append(
+                Write(key("e", sku, warehouse_code, document_no), None if expectation is None else encode(expectation))
+            )
+        if outcome.stock is not None:
+            writes.append(Write(key("s", outcome.sku), encode(outcome.stock)))
+        message_id = outcome.receipt.message_id if outcome.receipt else ""
+        self.commit(message_id, writes, outputs, receipt=outcome.receipt is not None)
 
 
-class OrderTableViews(TableViews):
-    def store(self, outcome: OrderOutcome, encoded_events: tuple[bytes, ...]) -> None:
-        t = self.t
-        if outcome.order is not None:
-            t.orders[key(outcome.order_no)] = encode(outcome.order)
+class OrderStore(FamilyStore):
+    """The order partition's records; implements tables.orders.OrderView."""
+
+    def order(self, order_no: str) -> Order | None:
+        return self._get(key("o", order_no))
+
+    def store(self, outcome: OrderOutcome, outputs: tuple[bytes, ...]) -> None:
+        writes: list[Write] = []
         if outcome.expiry_cleared is not None:
-            k = expiry_key(outcome.expiry_cleared, outcome.order_no)
-            if t.order_expiry.get(k) is not None:
-                del t.order_expiry[k]
+            writes.append(Write(expiry_key(outcome.expiry_cleared, outcome.order_no), None))
         if outcome.expiry_set is not None:
-            t.order_expiry[expiry_key(outcome.expiry_set, outcome.order_no)] = b"1"
-        if outcome.receipt is not None:
-            stored = StoredReceipt(message_id=outcome.receipt.message_id, events=encoded_events)
-            t.order_receipts[outcome.receipt.message_id.encode()] = encode(stored)
+            writes.append(Write(expiry_key(outcome.expiry_set, outcome.order_no), b"1"))
+        if outcome.order is not None:
+            writes.append(Write(key("o", outcome.order_no), encode(outcome.order)))
+        message_id = outcome.receipt.message_id if outcome.receipt else ""
+        self.commit(message_id, writes, outputs, receipt=outcome.receipt is not None)

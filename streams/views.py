@@ -78,7 +78,7 @@ def register_views(pipeline: Pipeline) -> None:
     app, tables, metrics = pipeline.app, pipeline.tables, pipeline.metrics
 
     def load_stock(sku: str) -> SkuStock | None:
-        raw = tables.stock.get(key(sku))
+        raw = tables.stock.get(key("s", sku))
         return None if raw is None else decode(raw, validate=False)
 
     @app.page("/inventory/{sku}/{warehouse_code}")
@@ -113,7 +113,7 @@ def register_views(pipeline: Pipeline) -> None:
     async def order_view(web: Web, request: Request, order_no: str) -> Response:
         if not _CODE.match(order_no):
             return _error(web, 400, "orderNo must be a code")
-        raw = tables.orders.get(key(order_no))
+        raw = tables.orders.get(key("o", order_no))
         if raw is None:
             return _error(web, 404, f"unknown order {order_no}")
         return web.json(order_json(decode(raw, validate=False)))

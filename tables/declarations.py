@@ -17,16 +17,14 @@ import faust
 from config.settings import Settings
 
 
-# Table name -> the source topic whose partitions it follows. Changelogs are compacted
-# (never time-retained: Faust's recovery stalls on deleted changelog segments).
+# Table name -> the source topic whose partitions it follows. Each partition family keeps all
+# its records in ONE table (key prefixes tell them apart), so that everything one message
+# writes goes to one changelog partition, in order: a crash can cut a transaction short but
+# never reorder it (see streams/stores.py). Changelogs are compacted, never time-retained:
+# Faust's recovery stalls on deleted changelog segments.
 TABLES: dict[str, str] = {
-    "orders": "orders",
-    "order-receipts": "orders",
-    "order-expiry": "orders",
-    "stock": "stock-commands",
-    "reservations": "stock-commands",
-    "expectations": "stock-commands",
-    "stock-receipts": "stock-commands",
+    "order-state": "orders",
+    "stock-state": "stock-commands",
 }
 
 
@@ -43,13 +41,12 @@ def rocksdb_options(settings: Settings) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class InventoryTables:
-    orders: faust.Table  # orderNo -> Order
-    order_receipts: faust.Table  # message id -> StoredReceipt
-    order_expiry: faust.Table  # "<expiresAt UTC, sortable>|orderNo" -> b""
-    stock: faust.Table  # sku -> SkuStock
-    reservations: faust.Table  # sku|orderNo -> Reservation
-    expectations: faust.Table  # sku|warehouseCode|documentNo -> InboundExpectation
-    stock_receipts: faust.Table  # command id -> StoredReceipt
+    # o|orderNo -> Order; r|messageId -> StoredReceipt; x|<expiresAt>|orderNo -> b"1";
+    # h| -> Transaction (the partition's last transaction, the redo record)
+    orders: faust.Table
+    # s|sku -> SkuStock; v|sku|orderNo -> Reservation; e|sku|warehouse|document ->
+    # InboundExpectation; r|commandId -> StoredReceipt; h| -> Transaction
+    stock: faust.Table
 
 
 def declare_tables(app: faust.App, settings: Settings) -> InventoryTables:
@@ -64,12 +61,4 @@ def declare_tables(app: faust.App, settings: Settings) -> InventoryTables:
             help=f"{name} (source topic: {TABLES[name]})",
         )
 
-    return InventoryTables(
-        orders=table("orders"),
-        order_receipts=table("order-receipts"),
-        order_expiry=table("order-expiry"),
-        stock=table("stock"),
-        reservations=table("reservations"),
-        expectations=table("expectations"),
-        stock_receipts=table("stock-receipts"),
-    )
+    return InventoryTables(orders=table("order-state"), stock=table("stock-state"))

@@ -55,6 +55,7 @@ from schemas.outputs import (
     OutboundInstruction,
 )
 from schemas.inputs import Consignee, StockLine
+from tables.construct import construct, evolve
 from tables.state import (
     MAX_TIMELINE,
     CustomerReturn,
@@ -124,10 +125,13 @@ class _Tx:
         self.before = order
         self.order = order
         self.message = message
-        self.message_id: str = getattr(message, "event_id", None) or getattr(message, "result_id")
+        # A model's field values are in its __dict__; reading them there avoids pydantic's slow
+        # __getattr__ for the fields a message type does not have.
+        fields = message.__dict__
+        self.message_id: str = fields.get("event_id") or fields["result_id"]
         self.message_type = type(message).__name__
-        self.cause_event_id: str = getattr(message, "cause_event_id", self.message_id)
-        self.cause_event_type: str = getattr(message, "cause_event_type", self.message_type)
+        self.cause_event_id: str = fields.get("cause_event_id", self.message_id)
+        self.cause_event_type: str = fields.get("cause_event_type", self.message_type)
         self.occurred_at: datetime = message.occurred_at  # type: ignore[attr-defined]
         self.events: list[object] = []
         self.expiry_set: datetime | None = None
@@ -143,7 +147,7 @@ class _Tx:
         return self.order
 
     def update(self, **changes: object) -> None:
-        self.order = replace(self.o, **changes)  # type: ignore[arg-type]
+        self.order = evolve(self.o, **changes)
 
     def set_line(self, line: OrderLine) -> None:
         lines = tuple(line if x.sku == line.sku else x for x in self.o.lines)
@@ -151,9 +155,12 @@ class _Tx:
             lines = (*lines, line)
         self.update(lines=lines)
 
-    def note(self, what: str) -> None:
+    def noted(self, what: str) -> tuple[TimelineEntry, ...]:
         entry = TimelineEntry(at=self.occurred_at, what=what, cause_event_id=self.cause_event_id)
-        self.update(timeline=(*self.o.timeline, entry)[-MAX_TIMELINE:])
+        return (*self.o.timeline, entry)[-MAX_TIMELINE:]
+
+    def note(self, what: str) -> None:
+        self.update(timeline=self.noted(what))
 
     def move_to(self, status: OrderStatus, reason: str = "") -> None:
         """Change status and tell the OMS, one OrderStatusChanged per move."""
@@ -161,16 +168,15 @@ class _Tx:
         if previous == status:
             return
         self.announced_status = status
-        self.update(status=status)
-        self.note(status.value)
         self.version += 1
-        self.update(version=self.version)
+        self.update(status=status, timeline=self.noted(status.value), version=self.version)
         self.moved = True
         self.events.append(_status_changed(self.o, previous, self, reason))
 
     def command(self, cls: type[BaseModel], sku: str, step: str, **fields: object) -> None:
         self.events.append(
-            cls.model_construct(
+            construct(
+                cls,
                 command_id=f"{self.message_id}|{sku}|{step}",
                 sku=sku,
                 occurred_at=self.occurred_at,
@@ -183,7 +189,8 @@ class _Tx:
     def anomaly(self, message: str, sku: str | None = None, quantity: int = 0) -> None:
         order_no: str = self.message.order_no  # type: ignore[attr-defined]
         self.events.append(
-            InventoryAlert.model_construct(
+            construct(
+                InventoryAlert,
                 alert_id=f"{self.message_id}|ANOMALY|{len(self.events)}",
                 alert_type=AlertType.ANOMALY,
                 sku=sku,
@@ -219,14 +226,15 @@ class _Tx:
         for line in o.lines:
             assert line.warehouse_code is not None
             by_warehouse.setdefault(line.warehouse_code, []).append(
-                StockLine.model_construct(sku=line.sku, quantity=line.quantity)
+                construct(StockLine, sku=line.sku, quantity=line.quantity)
             )
-        consignee = Consignee.model_construct(
-            name=o.consignee_name, phone=o.consignee_phone, address=o.consignee_address
+        consignee = construct(
+            Consignee, name=o.consignee_name, phone=o.consignee_phone, address=o.consignee_address
         )
         for warehouse_code in sorted(by_warehouse):
             self.events.append(
-                OutboundInstruction.model_construct(
+                construct(
+                    OutboundInstruction,
                     event_id=f"{o.order_no}|{warehouse_code}|outbound",
                     instruction_no=f"{o.order_no}-{warehouse_code}",
                     order_no=o.order_no,
@@ -263,14 +271,16 @@ class _Tx:
 def _status_changed(
     order: Order, previous: OrderStatus | None, tx: _Tx, reason: str
 ) -> OrderStatusChanged:
-    return OrderStatusChanged.model_construct(
+    return construct(
+        OrderStatusChanged,
         event_id=f"{order.order_no}|v{order.version}",
         order_no=order.order_no,
         status=order.status,
         previous_status=previous,
         reason=reason[:256],
         lines=[
-            OrderLineAllocation.model_construct(
+            construct(
+                OrderLineAllocation,
                 sku=line.sku,
                 quantity=line.quantity,
                 warehouse_code=line.warehouse_code,
@@ -613,6 +623,11 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
     status: OrderStatus | str | None = tx.order.status if tx.order is not None else None
     if tx.order is not None and not tx.order.known and tx.message_type == "OrderCreated":
         status = PLACEHOLDER
+    if status is None and isinstance(message, (ReservationUpdated, ReservationExpiryDue)):
+        # An internal message that overtook its order (topics interleave differently on a
+        # replay): alert, but keep no receipt, so that its redelivery is applied.
+        tx.anomaly(f"{tx.message_type} for order {message.order_no} before the order itself")
+        return replace(tx.finish(), receipt=None)
     if status not in LIFECYCLE[tx.message_type]:
         what = "no such order" if status is None else f"order is {status}"
         if tx.message_type == "OrderCreated":

@@ -222,6 +222,25 @@ class StoredReceipt:
     events: tuple[bytes, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One key of a table set to a value, or deleted (value None)."""
+
+    key: bytes
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """Everything one message wrote and emitted, recorded before it is applied (a redo
+    record): after a crash the last one of a partition is applied again, which completes
+    a transaction cut short (every write is idempotent)."""
+
+    message_id: str
+    writes: tuple[Write, ...]
+    outputs: tuple[bytes, ...]
+
+
 STATE_RECORDS = (
     Position,
     SkuStock,
@@ -234,4 +253,6 @@ STATE_RECORDS = (
     TimelineEntry,
     Order,
     StoredReceipt,
+    Write,
+    Transaction,
 )
