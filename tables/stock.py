@@ -10,7 +10,7 @@ See docs/inventory-model.md for the rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from schemas.inputs import AdjustmentReason, OrderType
@@ -40,6 +40,7 @@ from schemas.outputs import (
     MovementType,
     StockBucket,
 )
+from tables.construct import construct, evolve
 from tables.policy import MAX_ORDERS_AT_RISK, CorePolicy
 from tables.state import ExpectationKind, InboundExpectation, Position, Receipt, Reservation, SkuStock
 
@@ -121,7 +122,7 @@ class _Tx:
     # --- writes -------------------------------------------------------------------------
 
     def set(self, warehouse_code: str, **quantities: int) -> Position:
-        position = replace(self.position(warehouse_code), **quantities)
+        position = evolve(self.position(warehouse_code), **quantities)
         self.positions[warehouse_code] = position
         return position
 
@@ -151,7 +152,8 @@ class _Tx:
             return
         cmd = self.command
         self.ledger_entries.append(
-            InventoryLedgerEntry.model_construct(
+            construct(
+                InventoryLedgerEntry,
                 entry_id=f"{cmd.command_id}|{warehouse_code}|{bucket}|{movement}",
                 sku=self.sku,
                 warehouse_code=warehouse_code,
@@ -176,7 +178,8 @@ class _Tx:
     ) -> None:
         cmd = self.command
         self.alerts.append(
-            InventoryAlert.model_construct(
+            construct(
+                InventoryAlert,
                 alert_id=f"{cmd.command_id}|{alert_type}|{len(self.alerts)}",
                 alert_type=alert_type,
                 sku=self.sku,
@@ -202,7 +205,8 @@ class _Tx:
         cmd = self.command
         r = self.reservation(order_no)
         self.results.append(
-            ReservationUpdated.model_construct(
+            construct(
+                ReservationUpdated,
                 result_id=f"{cmd.command_id}|result|{len(self.results)}",
                 order_no=order_no,
                 sku=self.sku,
@@ -287,7 +291,7 @@ class _Tx:
                     reference,
                 )
                 remaining = 0
-            self.put_expectation(replace(expectation, outstanding_qty=remaining))
+            self.put_expectation(evolve(expectation, outstanding_qty=remaining))
         self.serve_presale(warehouse_code, min(sellable, from_transit))
 
     def serve_presale(self, warehouse_code: str, arrived_sellable: int) -> None:
@@ -339,7 +343,7 @@ class _Tx:
             reserved_qty=position.reserved_qty + reserved,
         )
         self.put_reservation(
-            replace(
+            evolve(
                 r,
                 presold_qty=r.presold_qty - presold,
                 reserved_qty=r.reserved_qty + reserved,
@@ -366,7 +370,7 @@ class _Tx:
             updated_at = cmd.occurred_at
             if previous.updated_at is not None and previous.updated_at > updated_at:
                 updated_at = previous.updated_at
-            after = replace(after, version=previous.version + 1, updated_at=updated_at)
+            after = evolve(after, version=previous.version + 1, updated_at=updated_at)
             positions.append(after)
             changed_events.append(self.inventory_changed(after))
             self.threshold_alerts(previous, after)
@@ -385,7 +389,8 @@ class _Tx:
 
     def inventory_changed(self, p: Position) -> InventoryChanged:
         cmd = self.command
-        return InventoryChanged.model_construct(
+        return construct(
+            InventoryChanged,
             sku=self.sku,
             warehouse_code=p.warehouse_code,
             available_qty=p.available_qty,
@@ -510,7 +515,7 @@ def _ship(tx: _Tx, cmd: ShipStock) -> None:
     p = tx.position(wh)
     tx.set(wh, reserved_qty=p.reserved_qty - from_reserved, outbound_qty=p.outbound_qty + cmd.quantity)
     if r is not None and from_reserved:
-        tx.put_reservation(replace(r, reserved_qty=r.reserved_qty - from_reserved))
+        tx.put_reservation(evolve(r, reserved_qty=r.reserved_qty - from_reserved))
     tx.ledger(wh, StockBucket.ON_HAND, MovementType.SHIPPED, -cmd.quantity, "SHIPMENT", cmd.shipment_no)
     tx.ledger(wh, StockBucket.OUTBOUND, MovementType.SHIPPED, cmd.quantity, "SHIPMENT", cmd.shipment_no)
     if not cmd.order_known:
