@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration stop reset kafka-start kafka-stop kafka-status bench-core bench-codec clean
+.PHONY: help install run test test-unit test-integration browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ install: $(STAMP) ## create .venv with the locked Python dependencies
 run: $(STAMP) ## the main job: local Kafka, topics, a worker (left running), a sample day, the inventory
 	$(PY) -m streams.demo
 
-test: $(STAMP) ## the whole test suite: unit, property, golden, and integration on a real local Kafka
+test: $(STAMP) browser-deps ## the whole test suite: unit, property, golden, and integration on a real local Kafka
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## the fast tests of the pure core and the contracts (no Kafka)
@@ -30,6 +30,20 @@ test-unit: $(STAMP) ## the fast tests of the pure core and the contracts (no Kaf
 
 test-integration: $(STAMP) ## the tests on the real broker only
 	$(PY) -m pytest tests/integration
+
+# Debian's chromium and chromium-driver for the browser test. Installed only when missing and
+# only as root; otherwise says what to install (the test then skips, or fails under CI=true).
+browser-deps: ## install headless Chromium and its driver (apt-get, as root) when missing
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	else \
+		echo "browser-deps: /usr/bin/chromium or /usr/bin/chromedriver is missing; as root run:"; \
+		echo "  apt-get update && apt-get install -y chromium chromium-driver"; \
+		echo "(the browser test skips without them, and fails when CI=true)"; \
+	fi
 
 stop: $(STAMP) ## stop the demo worker and the local broker
 	$(PY) -m streams.demo stop
