@@ -6,13 +6,19 @@ to that worker's canonical URL, so any worker answers for every key.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faust.web import Request, Response, View, Web
 
 from schemas.base import CODE_PATTERN
 from schemas.codec import decode
+from streams.live import LiveFeed, ThroughputMeter
+from streams.openapi import openapi_document
 from streams.stores import key
 from tables.state import Order, Position, SkuStock
 
@@ -74,8 +80,29 @@ def _error(web: Web, status: int, message: str) -> Response:
     return web.json({"error": message, "status": status}, status=status)
 
 
+QUANTITIES = ("availableQty", "reservedQty", "inTransitQty", "totalQty", "onHandQty", "presoldQty",
+              "outboundQty", "damagedQty")
+MAX_BATCH = 200
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_TYPES = {".html": "text/html", ".js": "application/javascript", ".css": "text/css",
+                ".svg": "image/svg+xml", ".png": "image/png", ".json": "application/json"}
+
+
+def sku_json(stock: SkuStock) -> dict[str, Any]:
+    positions = [position_json(stock.sku, p) for p in stock.positions]
+    return {
+        "sku": stock.sku,
+        "warehouses": positions,
+        "network": {name: sum(p[name] for p in positions) for name in QUANTITIES},
+    }
+
+
 def register_views(pipeline: Pipeline) -> None:
-    app, tables, metrics = pipeline.app, pipeline.tables, pipeline.metrics
+    app, tables, metrics, settings = pipeline.app, pipeline.tables, pipeline.metrics, pipeline.settings
+    live = LiveFeed(settings)
+    _install_json_errors(app)
+    meter = ThroughputMeter()
+    stock_table_name = tables.stock.name
 
     def load_stock(sku: str) -> SkuStock | None:
         raw = tables.stock.get(key("s", sku))
@@ -100,13 +127,40 @@ def register_views(pipeline: Pipeline) -> None:
         stock = load_stock(sku)
         if stock is None or not stock.positions:
             return _error(web, 404, f"unknown sku {sku}")
-        positions = [position_json(sku, p) for p in stock.positions]
-        totals = {
-            name: sum(p[name] for p in positions)
-            for name in ("availableQty", "reservedQty", "inTransitQty", "totalQty", "onHandQty",
-                         "presoldQty", "outboundQty", "damagedQty")
-        }
-        return web.json({"sku": sku, "warehouses": positions, "network": totals})
+        return web.json(sku_json(stock))
+
+    @app.page("/inventory")
+    class InventoryBatch(View):
+        """Many SKUs at once (an OMS cart): each SKU is read on the worker that owns it."""
+
+        async def get(self, request: Request) -> Response:
+            raw = request.query.get("skus", "")
+            skus = list(dict.fromkeys(s for s in raw.split(",") if s))
+            if not skus or len(skus) > MAX_BATCH or not all(_CODE.match(s) for s in skus):
+                return _error(self.web, 400, f"skus: 1 to {MAX_BATCH} comma-separated codes")
+            local_only = request.query.get("scope") == "local"
+            by_owner: dict[str, list[str]] = {}
+            for sku in skus:
+                try:
+                    owner = str(app.router.key_store(stock_table_name, sku))
+                except KeyError:
+                    return _error(self.web, 503, "partitions are being assigned; retry shortly")
+                by_owner.setdefault(owner, []).append(sku)
+            items: dict[str, Any] = {}
+            me = str(app.conf.canonical_url).rstrip("/")
+            for owner, group in by_owner.items():
+                if local_only or owner.rstrip("/") == me:
+                    for sku in group:
+                        stock = load_stock(sku)
+                        if stock is not None and stock.positions:
+                            items[sku] = sku_json(stock)
+                    continue
+                url = f"{owner.rstrip('/')}/inventory?scope=local&skus={','.join(group)}"
+                async with app.http_client.get(url) as response:
+                    if response.status != 200:
+                        return _error(self.web, 502, f"owner {owner} answered {response.status}")
+                    items.update((await response.json())["items"])
+            return self.json({"items": items, "missing": [s for s in skus if s not in items]})
 
     @app.page("/orders/{order_no}")
     @app.table_route(table=tables.orders, match_info="order_no")
@@ -117,6 +171,61 @@ def register_views(pipeline: Pipeline) -> None:
         if raw is None:
             return _error(web, 404, f"unknown order {order_no}")
         return web.json(order_json(decode(raw, validate=False)))
+
+    @app.page("/events/stream")
+    class EventStream(View):
+        """Server-Sent Events: inventory changes, alerts and order statuses as they are
+        published, and a stats tick every second."""
+
+        async def get(self, request: Request) -> Any:
+            from aiohttp import web as aioweb
+
+            response = aioweb.StreamResponse(
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            )
+            await response.prepare(request)  # type: ignore[arg-type]
+            queue = live.subscribe()
+            try:
+                await response.write(b": connected\n\n")
+                next_tick = time.monotonic()
+                while True:
+                    timeout = max(0.0, next_tick - time.monotonic())
+                    try:
+                        event, payload = await asyncio.wait_for(queue.get(), timeout=timeout)
+                        await response.write(f"event: {event}\ndata: {payload}\n\n".encode())
+                    except TimeoutError:
+                        total = sum(metrics.events_in.values())
+                        stats = {"eventsPerSecond": round(meter.sample(total), 1),
+                                 "eventsIn": dict(metrics.events_in),
+                                 "deadLetters": sum(metrics.dead_letters.values())}
+                        await response.write(f"event: stats\ndata: {json.dumps(stats)}\n\n".encode())
+                        next_tick = time.monotonic() + 1.0
+            except (ConnectionResetError, asyncio.CancelledError):
+                pass
+            finally:
+                live.unsubscribe(queue)
+            return response
+
+    @app.page("/dashboard")
+    class Dashboard(View):
+        async def get(self, request: Request) -> Response:
+            index = STATIC_DIR / "index.html"
+            if not index.exists():
+                return _error(self.web, 404, "dashboard not installed")
+            return self.html(index.read_text(encoding="utf-8"))
+
+    @app.page("/static/{name}")
+    class Static(View):
+        async def get(self, request: Request, name: str) -> Response:
+            path = STATIC_DIR / name
+            if "/" in name or name.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
+                return _error(self.web, 404, f"no static file {name}")
+            return self.bytes(path.read_bytes(), content_type=STATIC_TYPES[path.suffix])
+
+    @app.page("/openapi.json")
+    class OpenApi(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(openapi_document(str(app.conf.canonical_url)))
 
     @app.page("/health")
     class Health(View):
@@ -132,4 +241,50 @@ def register_views(pipeline: Pipeline) -> None:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            return self.text(metrics.prometheus(), content_type="text/plain; version=0.0.4")
+            return self.text(metrics.prometheus(_gauges(app, tables)), content_type="text/plain")
+
+
+def _install_json_errors(app: Any) -> None:
+    """Errors raised by aiohttp itself (no such route, wrong method) get the JSON error body
+    too, and an unexpected exception is a logged 500 with a JSON body, never a stack trace."""
+    import logging
+
+    from aiohttp import web as aioweb
+
+    @aioweb.middleware
+    async def json_errors(request: Any, handler: Any) -> Any:
+        try:
+            return await handler(request)
+        except aioweb.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return aioweb.json_response({"error": exc.reason, "status": exc.status}, status=exc.status)
+        except Exception:
+            logging.getLogger(__name__).exception("view failed: %s", request.path)
+            return aioweb.json_response({"error": "internal error", "status": 500}, status=500)
+
+    app.web.web_app.middlewares.append(json_errors)
+
+
+def _gauges(app: Any, tables: Any) -> dict[str, dict[str, float]]:
+    """Consumer lag per input partition and table size estimates, for /metrics."""
+    lag: dict[str, float] = {}
+    consumer = app.consumer
+    for tp in sorted(consumer.assignment()):
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not fetched yet
+            continue
+        committed = consumer._committed_offset.get(tp) or 0
+        if highwater is not None:
+            lag[f'topic="{tp.topic}",partition="{tp.partition}"'] = max(0, highwater - committed)
+    sizes: dict[str, float] = {}
+    for table in (tables.orders, tables.stock):
+        total = 0
+        for db in getattr(table.data, "_dbs", {}).values():
+            try:
+                total += db.property_int_value("rocksdb.estimate-num-keys") or 0
+            except Exception:  # noqa: BLE001 - a closed partition
+                continue
+        sizes[f'table="{table.name}"'] = total
+    return {"inventory_consumer_lag": lag, "inventory_table_keys": sizes}

@@ -1,0 +1,138 @@
+"""The OpenAPI 3 document of the worker's JSON views (served at /openapi.json).
+
+tests/integration/test_api_fuzz.py runs schemathesis against a live worker with it: no 5xx,
+and every response matches what is written here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.base import CODE_PATTERN
+
+_CODE = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": CODE_PATTERN}
+_INT = {"type": "integer"}
+_QUANTITIES = ("availableQty", "reservedQty", "inTransitQty", "totalQty", "onHandQty", "presoldQty",
+               "outboundQty", "damagedQty")
+
+POSITION = {
+    "type": "object",
+    "description": "One SKU in one warehouse: the seed's inventory data standard plus the detail.",
+    "required": ["sku", "warehouseCode", *_QUANTITIES, "version", "updatedAt"],
+    "properties": {
+        "sku": {"type": "string"},
+        "warehouseCode": {"type": "string"},
+        **{name: _INT for name in _QUANTITIES},
+        "version": _INT,
+        "updatedAt": {"type": ["string", "null"], "format": "date-time"},
+    },
+    "additionalProperties": False,
+}
+SKU_INVENTORY = {
+    "type": "object",
+    "required": ["sku", "warehouses", "network"],
+    "properties": {
+        "sku": {"type": "string"},
+        "warehouses": {"type": "array", "items": {"$ref": "#/components/schemas/Position"}},
+        "network": {
+            "type": "object",
+            "description": "Sums over every warehouse of the SKU.",
+            "required": list(_QUANTITIES),
+            "properties": {name: _INT for name in _QUANTITIES},
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+BATCH = {
+    "type": "object",
+    "required": ["items", "missing"],
+    "properties": {
+        "items": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/SkuInventory"}},
+        "missing": {"type": "array", "items": {"type": "string"}},
+    },
+    "additionalProperties": False,
+}
+ORDER = {
+    "type": "object",
+    "required": ["orderNo", "status", "orderType", "known", "paid", "version", "reservationExpiresAt", "lines",
+                 "timeline"],
+    "properties": {
+        "orderNo": {"type": "string"},
+        "status": {"type": "string"},
+        "orderType": {"type": "string", "enum": ["NORMAL", "PRESALE", "GIFT"]},
+        "known": {"type": "boolean"},
+        "paid": {"type": "boolean"},
+        "version": _INT,
+        "reservationExpiresAt": {"type": ["string", "null"], "format": "date-time"},
+        "lines": {"type": "array", "items": {"type": "object", "properties": {
+            "sku": {"type": "string"}, "quantity": _INT, "warehouseCode": {"type": ["string", "null"]},
+            "reservationState": {"type": "string"}, "reservedQty": _INT, "presoldQty": _INT, "shortQty": _INT,
+            "shippedQty": _INT, "deliveredQty": _INT, "returnedQty": _INT}}},
+        "timeline": {"type": "array", "items": {"type": "object", "properties": {
+            "at": {"type": "string", "format": "date-time"}, "what": {"type": "string"},
+            "causeEventId": {"type": "string"}}}},
+    },
+}
+ERROR = {
+    "type": "object",
+    "required": ["error", "status"],
+    "properties": {"error": {"type": "string"}, "status": _INT},
+}
+
+
+def _json(ref: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    words = {400: "Malformed path or query", 404: "Unknown", 502: "The owning worker failed",
+             503: "Partitions are being assigned"}
+    return {str(c): _json("#/components/schemas/Error", words[c]) for c in codes}
+
+
+def openapi_document(server_url: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Inventory center views", "version": "1.0.0",
+                 "description": "Read-only views of the inventory center's tables."},
+        "servers": [{"url": server_url}],
+        "paths": {
+            "/inventory/{sku}/{warehouseCode}": {"get": {
+                "summary": "One position",
+                "parameters": [
+                    {"name": "sku", "in": "path", "required": True, "schema": _CODE},
+                    {"name": "warehouseCode", "in": "path", "required": True, "schema": {**_CODE, "maxLength": 32}},
+                ],
+                "responses": {"200": _json("#/components/schemas/Position", "The position"), **_errors(400, 404)},
+            }},
+            "/inventory/{sku}": {"get": {
+                "summary": "Every warehouse of a SKU and the network totals",
+                "parameters": [{"name": "sku", "in": "path", "required": True, "schema": _CODE}],
+                "responses": {"200": _json("#/components/schemas/SkuInventory", "The SKU"), **_errors(400, 404)},
+            }},
+            "/inventory": {"get": {
+                "summary": "Availability of many SKUs at once (a cart)",
+                "parameters": [{"name": "skus", "in": "query", "required": True,
+                                "description": "1 to 200 comma-separated SKU codes",
+                                "schema": {"type": "string", "minLength": 1}}],
+                "responses": {"200": _json("#/components/schemas/Batch", "Found SKUs and the missing ones"),
+                              **_errors(400, 502, 503)},
+            }},
+            "/orders/{orderNo}": {"get": {
+                "summary": "An order: status, timeline and per-line allocation",
+                "parameters": [{"name": "orderNo", "in": "path", "required": True, "schema": _CODE}],
+                "responses": {"200": _json("#/components/schemas/Order", "The order"), **_errors(400, 404)},
+            }},
+            "/health": {"get": {"summary": "Liveness", "responses": {"200": {
+                "description": "Alive", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/ready": {"get": {"summary": "Readiness (recovered and not rebalancing)", "responses": {
+                "200": {"description": "Ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "503": {"description": "Not ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+            }}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+                "description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        },
+        "components": {"schemas": {"Position": POSITION, "SkuInventory": SKU_INVENTORY, "Batch": BATCH,
+                                   "Order": ORDER, "Error": ERROR}},
+    }
