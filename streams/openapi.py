@@ -11,6 +11,8 @@ from typing import Any
 from schemas.base import CODE_PATTERN
 
 _CODE = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": CODE_PATTERN}
+_ONE_CODE = CODE_PATTERN.strip("^$")
+_CODE_LIST = f"^{_ONE_CODE}(,{_ONE_CODE}){{0,199}}$"  # 1 to 200 comma-separated codes
 _INT = {"type": "integer"}
 _QUANTITIES = ("availableQty", "reservedQty", "inTransitQty", "totalQty", "onHandQty", "presoldQty",
                "outboundQty", "damagedQty")
@@ -101,27 +103,30 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/inventory/{sku}/{warehouseCode}": {"get": {
                 "summary": "One position",
                 "parameters": [
-                    {"name": "sku", "in": "path", "required": True, "schema": _CODE},
-                    {"name": "warehouseCode", "in": "path", "required": True, "schema": {**_CODE, "maxLength": 32}},
+                    {"name": "sku", "in": "path", "required": True, "schema": _CODE, "example": "SKU001"},
+                    {"name": "warehouseCode", "in": "path", "required": True, "schema": {**_CODE, "maxLength": 32},
+                     "example": "WH001"},
                 ],
                 "responses": {"200": _json("#/components/schemas/Position", "The position"), **_errors(400, 404)},
             }},
             "/inventory/{sku}": {"get": {
                 "summary": "Every warehouse of a SKU and the network totals",
-                "parameters": [{"name": "sku", "in": "path", "required": True, "schema": _CODE}],
+                "parameters": [{"name": "sku", "in": "path", "required": True, "schema": _CODE, "example": "SKU001"}],
                 "responses": {"200": _json("#/components/schemas/SkuInventory", "The SKU"), **_errors(400, 404)},
             }},
             "/inventory": {"get": {
                 "summary": "Availability of many SKUs at once (a cart)",
                 "parameters": [{"name": "skus", "in": "query", "required": True,
                                 "description": "1 to 200 comma-separated SKU codes",
-                                "schema": {"type": "string", "minLength": 1}}],
+                                "schema": {"type": "string", "pattern": _CODE_LIST},
+                                "example": "SKU001,SKU002"}],
                 "responses": {"200": _json("#/components/schemas/Batch", "Found SKUs and the missing ones"),
                               **_errors(400, 502, 503)},
             }},
             "/orders/{orderNo}": {"get": {
                 "summary": "An order: status, timeline and per-line allocation",
-                "parameters": [{"name": "orderNo", "in": "path", "required": True, "schema": _CODE}],
+                "parameters": [{"name": "orderNo", "in": "path", "required": True, "schema": _CODE,
+                                "example": "OMS202511220001"}],
                 "responses": {"200": _json("#/components/schemas/Order", "The order"), **_errors(400, 404)},
             }},
             "/health": {"get": {"summary": "Liveness", "responses": {"200": {
