@@ -207,3 +207,32 @@ def _b64(text: str) -> str:
     import base64
 
     return base64.b64encode(text.encode()).decode()
+
+
+def test_views_answer_bad_input_with_json_errors_never_500(deployment: Deployment, worker: WorkerProcess) -> None:
+    from streams.worker_process import http_json
+
+    sku = _sku()
+    deployment.publish([receipt("WH009", **{sku: 3})])
+    _position_is(deployment, worker, sku, "WH009", onHandQty=3)
+    cases = {
+        f"/inventory/{sku}/WH009": 200,
+        f"/inventory/{sku}/WH404": 404,
+        "/inventory/NO-SUCH-SKU": 404,
+        "/inventory/bad%20sku": 400,
+        "/orders/NO-SUCH-ORDER": 404,
+        "/orders/bad|order": 400,
+        f"/inventory?skus={sku},NO-SUCH-SKU": 200,
+        "/inventory?skus=": 400,
+        "/inventory?skus=" + ",".join(f"S{i}" for i in range(201)): 400,
+        "/no/such/route": 404,
+    }
+    for path, expected in cases.items():
+        status, body = http_json(f"{worker.url}{path}")
+        assert status == expected, (path, status, body)
+        assert isinstance(body, dict), (path, body)
+        if expected >= 400:
+            assert body["status"] == expected and body["error"], (path, body)
+    _, batch = http_json(f"{worker.url}/inventory?skus={sku},NO-SUCH-SKU")
+    assert batch["missing"] == ["NO-SUCH-SKU"]
+    assert batch["items"][sku]["network"]["onHandQty"] == 3

@@ -20,7 +20,7 @@ import pytest
 from connectors.produce import parse_event
 from tables.center import InventoryCenter
 from tests.integration.conftest import Deployment, wait_until
-from streams.worker_process import WorkerProcess
+from streams.worker_process import WorkerProcess, http_json
 
 pytestmark = pytest.mark.kafka
 
@@ -158,9 +158,18 @@ def test_two_workers_share_the_partitions_and_one_takes_over_when_the_other_dies
     d.publish(receipts)
     _ready_positions(d, second, receipts)
     d.publish(flow)
-    # any worker answers for any key (table_route proxies to the owner)
+    # any worker answers for any key (table_route proxies to the owner), one at a time or
+    # in a batch fanned out to the owners
     _settle(d, first, center)
     _settle(d, second, center)
+    skus = sorted(center.tables.stock_by_sku)
+    for w in (first, second):
+        _, batch = http_json(f"{w.url}/inventory?skus={','.join(skus)}")
+        assert batch["missing"] == []
+        for sku in skus:
+            want = {p.warehouse_code: p.reserved_qty for p in center.tables.stock_by_sku[sku].positions}
+            got = {p["warehouseCode"]: p["reservedQty"] for p in batch["items"][sku]["warehouses"]}
+            assert got == want, (w.url, sku)
 
     first.kill()
     _settle(d, second, center, timeout_s=120)
