@@ -163,6 +163,10 @@ class CoreLaws(RuleBasedStateMachine):
         self.returns: list[tuple[str, str, tuple[tuple[str, int], ...]]] = []  # orderNo, returnNo, items
         self.asns: list[str] = []
         self.transfers: list[tuple[str, str, tuple[tuple[str, int], ...]]] = []  # no, to, lines
+        # Documents whose receipt came first (the topics interleave): announced later.
+        self.unannounced: list[tuple[str, str]] = []  # asnNo, warehouse
+        self.undispatched: list[tuple[str, tuple[str, str]]] = []  # transferNo, (from, to)
+        self.unrequested: list[str] = []  # returnNo picked up before it was requested
         self.seq = 0
         self.outputs_seen = 0
         self.ledger = Ledger()
@@ -452,6 +456,7 @@ class CoreLaws(RuleBasedStateMachine):
     @rule(data=st.data())
     def return_inspected(self, data: st.DataObject) -> None:
         order_no, return_no, items = self.pick_return(data, picked_up=True)
+        items = items or ((self.order_lines(order_no)[0][0], 1),)  # inspected before requested
         order = self.center.order(order_no)
         picked = order.customer_return(return_no) if order else None
         wh = picked.warehouse_code if picked and picked.warehouse_code else data.draw(warehouse)
@@ -535,6 +540,72 @@ class CoreLaws(RuleBasedStateMachine):
     @rule(wh=warehouse, s=sku, quantity=qty)
     def dispose(self, wh: str, s: str, quantity: int) -> None:
         self.submit(self.f.damaged_disposed(self.next_no("DSP"), wh, s, quantity))
+
+    # --- the topics interleave: a receipt before its announcement -----------------------
+
+    received_lines = st.lists(
+        st.tuples(sku, st.integers(0, 6), st.integers(0, 2)).filter(lambda x: x[1] + x[2] > 0),
+        min_size=1, max_size=2, unique_by=lambda x: x[0],
+    )
+    announced_lines = st.lists(st.tuples(sku, qty), min_size=1, max_size=2, unique_by=lambda x: x[0])
+
+    @rule(wh=warehouse, lines=received_lines, closes=st.booleans())
+    def receive_before_announcement(self, wh: str, lines: list[tuple[str, int, int]], closes: bool) -> None:
+        asn_no = self.next_no("ASN")
+        self.unannounced.append((asn_no, wh))
+        self.submit(self.f.goods_received(self.next_no("RCV"), wh, lines, asn_no, closes))
+
+    @precondition(lambda self: self.unannounced)
+    @rule(data=st.data(), lines=announced_lines)
+    def announce_after_receipt(self, data: st.DataObject, lines: list[tuple[str, int]]) -> None:
+        asn_no, wh = self.unannounced.pop(data.draw(st.integers(0, len(self.unannounced) - 1)))
+        self.asns.append(asn_no)
+        self.submit(self.f.inbound_announced(asn_no, wh, lines))
+
+    @rule(route=st.permutations(WAREHOUSES).map(lambda p: (p[0], p[1])), lines=received_lines)
+    def transfer_received_before_dispatch(self, route: tuple[str, str], lines: list[tuple[str, int, int]]) -> None:
+        transfer_no = self.next_no("TR")
+        self.undispatched.append((transfer_no, route))
+        self.submit(self.f.transfer_received(transfer_no, route[1], lines))
+
+    @precondition(lambda self: self.undispatched)
+    @rule(data=st.data(), lines=announced_lines)
+    def dispatch_after_receipt(self, data: st.DataObject, lines: list[tuple[str, int]]) -> None:
+        transfer_no, (source, destination) = self.undispatched.pop(
+            data.draw(st.integers(0, len(self.undispatched) - 1))
+        )
+        self.transfers.append((transfer_no, destination, tuple(lines)))
+        self.submit(self.f.transfer_dispatched(transfer_no, source, destination, lines))
+
+    @precondition(lambda self: self.shipments)
+    @rule(data=st.data())
+    def parcel_back_before_its_failure(self, data: st.DataObject) -> None:
+        """The WMS books the refused parcel in before the TMS reports the failure."""
+        s = self.pick_shipment(data)
+        lines = [(line.sku, data.draw(st.integers(0, line.quantity)), 0) for line in s.lines]
+        lines = [x for x in lines if x[1]] or [(s.lines[0].sku, 1, 0)]
+        self.submit(self.f.goods_received(self.next_no("RCV"), s.warehouse_code, lines, s.shipment_no, False))
+
+    @precondition(lambda self: self.created)
+    @rule(data=st.data())
+    def return_picked_up_before_request(self, data: st.DataObject) -> None:
+        order_no = self.pick_order(data, RETURNABLE)
+        return_no = self.next_no("RET")
+        self.unrequested.append(return_no)
+        self.returns.append((order_no, return_no, ()))
+        self.submit(self.f.return_picked_up(order_no, return_no, data.draw(warehouse)))
+
+    @precondition(lambda self: self.unrequested)
+    @rule(data=st.data())
+    def request_after_pickup(self, data: st.DataObject) -> None:
+        return_no = self.unrequested.pop(data.draw(st.integers(0, len(self.unrequested) - 1)))
+        index = next(i for i, r in enumerate(self.returns) if r[1] == return_no)
+        order_no = self.returns[index][0]
+        lines = self.order_lines(order_no)
+        chosen = data.draw(st.lists(st.sampled_from(lines), min_size=1, unique_by=lambda x: x[0]))
+        items = tuple((s, data.draw(st.integers(1, q))) for s, q, _ in chosen)
+        self.returns[index] = (order_no, return_no, items)
+        self.submit(self.f.return_requested(order_no, return_no, items))
 
     @precondition(lambda self: self.submitted)
     @rule(data=st.data())
