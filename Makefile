@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec clean
+.PHONY: help install run test test-unit test-integration test-browser browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -31,17 +31,24 @@ test-unit: $(STAMP) ## the fast tests of the pure core and the contracts (no Kaf
 test-integration: $(STAMP) ## the tests on the real broker only
 	$(PY) -m pytest tests/integration
 
-# Debian's chromium and chromium-driver for the browser test. Installed only when missing and
-# only as root; otherwise says what to install (the test then skips, or fails under CI=true).
-browser-deps: ## install headless Chromium and its driver (apt-get, as root) when missing
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+test-browser: $(STAMP) browser-deps ## the dashboard in headless Chromium against a real worker
+	$(PY) -m pytest tests/browser
+
+# Debian's chromium, chromium-driver and a CJK font for the browser test, installed only when
+# missing and only as root. When they cannot be installed this says what to install and does
+# not stop `make test`: the browser test then skips with the reason, or fails under CI=true.
+BROWSER_PKGS := chromium chromium-driver fonts-wqy-microhei
+browser-deps: ## install headless Chromium, its driver and a CJK font (apt-get, as root) when missing
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && fc-list :lang=zh 2>/dev/null | grep -q .; then \
 		exit 0; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing chromium and chromium-driver (apt-get)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+		echo "browser-deps: installing $(BROWSER_PKGS) (apt-get)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(BROWSER_PKGS) >/dev/null; } \
+		|| echo "browser-deps: apt-get could not install $(BROWSER_PKGS); the browser test will skip (fail under CI=true)"; \
 	else \
-		echo "browser-deps: /usr/bin/chromium or /usr/bin/chromedriver is missing; as root run:"; \
-		echo "  apt-get update && apt-get install -y chromium chromium-driver"; \
+		echo "browser-deps: /usr/bin/chromium, /usr/bin/chromedriver or a CJK font is missing; as root run:"; \
+		echo "  apt-get update && apt-get install -y $(BROWSER_PKGS)"; \
 		echo "(the browser test skips without them, and fails when CI=true)"; \
 	fi
 
