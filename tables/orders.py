@@ -102,6 +102,7 @@ LIFECYCLE: dict[str, frozenset[OrderStatus | str | None]] = {
     "ReturnInspected": ANY,  # physical truth: always applied
 }
 RETURN_STATUSES = frozenset({S.RETURN_REQUESTED, S.PARTIALLY_RETURNED, S.RETURNED})
+AFTER_DELIVERY = RETURN_STATUSES | {S.DELIVERED}
 
 
 class OrderView(Protocol):
@@ -355,6 +356,8 @@ def _created_after_shipment(tx: _Tx, e: OrderCreated) -> None:
                 "the rest is not reserved", item.sku, item.quantity - shipped,
             )
         lines.append(line)
+    ordered = {item.sku for item in e.items}
+    lines.extend(line for line in tx.o.lines if line.sku not in ordered)  # shipped, never ordered
     tx.update(
         known=True, order_type=e.order_type, lines=tuple(lines), consignee_name=e.consignee.name,
         consignee_phone=e.consignee.phone, consignee_address=e.consignee.address,
@@ -453,8 +456,9 @@ def _shipped(tx: _Tx, e: OrderShipped) -> None:
         for line in tx.o.lines:
             if line.state == LineState.RESERVED and (line.reserved_qty or line.presold_qty):
                 tx.command(ReleaseStock, line.sku, "release", order_no=e.order_no)
-        tx.move_to(S.SHIPPED)
-    elif tx.o.status not in (S.SHIPPED,):
+        if tx.o.status not in AFTER_DELIVERY:  # a late shipment report never moves it back
+            tx.move_to(S.SHIPPED)
+    elif tx.o.status not in (S.SHIPPED, *AFTER_DELIVERY):
         tx.move_to(S.PARTIALLY_SHIPPED)
 
 
@@ -586,6 +590,11 @@ def _return_inspected(tx: _Tx, e: ReturnInspected) -> None:
         tx, replace(seen, inspected=True, warehouse_code=e.warehouse_code, lines=seen.lines or inspected_lines)
     )
     if not tx.o.known:
+        return
+    if tx.o.status not in SHIPPED_OR_LATER:
+        # Goods came back for an order that never left: the stock is taken in (physical
+        # truth) but the order and its reservation stay as they are.
+        tx.anomaly(f"return {e.return_no} inspected for order {e.order_no}, which is {tx.o.status}")
         return
     delivered = sum(line.delivered_qty for line in tx.o.lines)
     returned = sum(line.returned_qty for line in tx.o.lines)

@@ -71,6 +71,9 @@ class StockOutcome:
     duplicate: bool = False
 
 
+_EMPTY = Position(warehouse_code="")
+
+
 class _Tx:
     """The working set of one command: reads through the view, collects changes."""
 
@@ -365,6 +368,8 @@ class _Tx:
             if before is not None and before.same_quantities(after):
                 positions.append(before)
                 continue
+            if before is None and after.same_quantities(_EMPTY):
+                continue  # a command at a warehouse the SKU never had, that moved nothing
             changed = True
             previous = before if before is not None else Position(warehouse_code=warehouse_code)
             updated_at = cmd.occurred_at

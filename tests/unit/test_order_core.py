@@ -197,3 +197,35 @@ def test_an_order_created_after_its_shipment_is_merged_without_reserving(core: C
     # Now it is known: another OrderCreated is refused.
     [again] = core.submit(core.f.order_created("LATE", [("A", 2)]))
     assert isinstance(again, InventoryAlert) and "rejected" in again.message
+
+
+# --- arrivals out of order across topics (review findings) --------------------------------
+
+
+def test_a_return_inspected_for_an_order_that_never_shipped_keeps_order_and_reservation(core: Core) -> None:
+    core.submit(core.f.order_created("O-R1", [("A", 2)]))
+    assert core.status("O-R1") == S.OUTBOUND_REQUESTED
+    out = core.submit(core.f.return_inspected("O-R1", "RT-R1", "WH1", [("A", 1, "SELLABLE")]))
+    assert core.status("O-R1") == S.OUTBOUND_REQUESTED
+    assert core.reserved("A", "WH1") == 2
+    assert any(a.alert_type == AlertType.ANOMALY for a in of_type(out, InventoryAlert))
+    core.submit(core.f.order_cancelled("O-R1"))
+    assert core.status("O-R1") == S.CANCELLED and core.reserved("A", "WH1") == 0
+
+
+def test_a_late_shipment_report_does_not_move_a_returned_order_back(core: Core) -> None:
+    core.submit(core.f.order_created("O-R2", [("A", 2)]))
+    core.submit(core.f.order_shipped("O-R2", "SH-R2a", "WH1", [("A", 1)]))
+    core.submit(core.f.tracking("Delivered", "O-R2", "SH-R2a"))
+    core.submit(core.f.return_inspected("O-R2", "RT-R2", "WH1", [("A", 1, "SELLABLE")]))
+    assert core.status("O-R2") == S.RETURNED
+    core.submit(core.f.order_shipped("O-R2", "SH-R2b", "WH1", [("A", 1)]))
+    assert core.status("O-R2") == S.RETURNED
+
+
+def test_a_late_order_keeps_shipped_lines_it_does_not_list(core: Core) -> None:
+    core.submit(core.f.order_shipped("O-R3", "SH-R3", "WH1", [("A", 1), ("B", 1)]))
+    core.submit(core.f.order_created("O-R3", [("A", 1)]))
+    order = core.center.order("O-R3")
+    assert order is not None and order.known
+    assert {(line.sku, line.shipped_qty) for line in order.lines} == {("A", 1), ("B", 1)}

@@ -323,3 +323,16 @@ def test_a_command_applied_twice_changes_nothing_and_repeats_its_events() -> Non
     assert again.duplicate and again.events == first.events and again.receipt is None
     part.tables.store_stock(again)
     assert (dict(part.tables.stock_by_sku), dict(part.tables.reservations_by_key)) == before
+
+
+def test_a_command_that_moves_nothing_at_an_unknown_warehouse_creates_no_position() -> None:
+    from schemas.outputs import InventoryChanged
+    from tables.center import InventoryCenter
+    from tests.unit.event_factory import EventFactory
+
+    center, f = InventoryCenter(), EventFactory()
+    center.submit(f.goods_received("RC-Z", "WH1", [("Z", 5, 0)]))
+    before = len(center.outputs)
+    center.submit(f.damaged_disposed("DSP-Z", "WH9", "Z", 1))
+    assert center.position("Z", "WH9") is None
+    assert not [e for e in center.outputs[before:] if isinstance(e, InventoryChanged)]
