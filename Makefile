@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-browser browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec clean
+.PHONY: help install run test test-unit test-integration test-browser browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec bench-query clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -69,6 +69,8 @@ bench-core: $(STAMP) ## core throughput, commands/s on one core (pure Python, no
 	$(PY) bench/core_bench.py
 bench-codec: $(STAMP) ## Avro encode/decode cost per message
 	$(PY) bench/codec_bench.py
+bench-query: $(STAMP) ## HTTP query latency (single and 50-SKU batch) while ingesting 1,000 events/s
+	$(PY) bench/query_bench.py
 
 clean: ## remove the virtualenv and local data (jars, broker data, worker state)
 	rm -rf $(VENV) .local
