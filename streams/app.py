@@ -86,6 +86,7 @@ def create_app(settings: Settings) -> Pipeline:
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         table_standby_replicas=0,
     )
+    faust_fixes.resume_buffered_partitions(app)
     topics = Topics(settings)
     tables = declare_tables(app, settings)
     metrics = Metrics()

@@ -57,3 +57,23 @@ def apply() -> None:
     ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
     ProducerBuffer.flush = _flush_everything  # type: ignore[method-assign]
     setattr(ProducerBuffer, _PATCHED, True)
+
+
+def resume_buffered_partitions(app: Any, interval_s: float = 1.0) -> None:
+    """Second fix: partitions paused for buffer pressure must come back.
+
+    When an agent's channel buffer is under pressure, Faust takes the partitions that feed it
+    out of the fetcher (``Consumer.on_buffer_full``) and puts them back from a pressure-drop
+    callback on the queue (``on_buffer_drop``). With an agent fed by several topics under a
+    backlog (a restart after a crash), that callback can be lost and a partition then never
+    fetches again (tests/integration/test_pipeline_recovery.py stalled on the orders topic
+    with offsets 22 of 228 committed, forever). Every ``interval_s`` the timer re-activates
+    the paused ones: a queue still under pressure pauses them again on its next message, and
+    the conductor blocks rather than drops, so nothing is lost.
+    """
+
+    @app.timer(interval=interval_s)
+    async def _resume_buffered_partitions() -> None:
+        consumer = app.consumer
+        for tp in list(getattr(consumer, "_buffered_partitions", ())):
+            consumer.on_buffer_drop(tp)
