@@ -16,7 +16,7 @@
   const FEED_CAP = 200; // entries kept in the live feed
   const THROUGHPUT_WINDOW_MS = 60_000;
   const SKU_WINDOW_MS = 10 * 60_000; // the SKU chart shows at most the last 10 minutes
-  const SKU_MIN_SPAN_MS = 30_000; // ...and at least the last 30 s
+  const SKU_MIN_SPAN_MS = 30_000; // ...and spans at least 30 s
   const SERIES_CAP = 600; // points per warehouse series
   const RECENT_CAP = 5000; // positions remembered from the stream (to merge with fetches)
   const FLUSH_MS = 200; // DOM batching interval
@@ -642,13 +642,11 @@
    * Draw time series into an <svg>: series = [{label, color, points: [{t, v}], step}].
    * The viewBox follows the element's size, so text is never stretched.
    */
-  function drawChart(svg, { series, tMin, tMax, integer, emptyText, description }) {
+  function drawChart(svg, { series, tMin, tMax, now = tMax, integer, zeroBased = true, emptyText, description }) {
     const width = Math.max(240, Math.round(svg.clientWidth || svg.parentNode.clientWidth || 640));
     const height = Math.max(100, Math.round(svg.clientHeight || 160));
     svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
     const m = { l: 48, r: 12, t: 10, b: 22 };
-    const w = width - m.l - m.r;
-    const h = height - m.t - m.b;
     const children = [svgEl('desc', { id: `${svg.id}-desc` }, description || emptyText)];
     const values = series.flatMap((s) => s.points.filter((p) => p.t >= tMin).map((p) => p.v));
     // the value in force at tMin (a step series starts before the window)
@@ -661,19 +659,26 @@
       svg.replaceChildren(...children);
       return;
     }
-    let yMin = Math.min(0, ...values);
     let yMax = Math.max(...values);
+    let yMin = Math.min(0, ...values);
+    // Large stock levels that move by a few units: a zero-based axis would flatten every
+    // change, so the axis then follows the data (the tick labels say where it starts).
+    const dataMin = Math.min(...values);
+    if (!zeroBased && dataMin > 0 && yMax - dataMin < 0.2 * yMax) yMin = dataMin - Math.max(1, (yMax - dataMin) * 0.25);
     if (yMax === yMin) yMax = yMin + (integer ? 5 : 1);
-    const step = niceStep(yMax - yMin, 4);
+    const step = integer ? Math.max(1, niceStep(yMax - yMin, 4)) : niceStep(yMax - yMin, 4);
     yMax = Math.ceil(yMax / step) * step;
     yMin = Math.floor(yMin / step) * step;
+    const label = (v) => (integer || step >= 1 ? nf.format(Math.round(v)) : v.toFixed(1));
+    m.l = Math.max(m.l, 14 + 7 * Math.max(label(yMin).length, label(yMax).length)); // room for the widest tick label
+    const w = width - m.l - m.r;
+    const h = height - m.t - m.b;
     const x = (t) => m.l + ((t - tMin) / Math.max(1, tMax - tMin)) * w;
     const y = (v) => m.t + h - ((v - yMin) / (yMax - yMin)) * h;
     const grid = svgEl('g', { class: 'grid' });
     for (let v = yMin; v <= yMax + step / 2; v += step) {
       grid.append(svgEl('line', { x1: m.l, x2: m.l + w, y1: y(v), y2: y(v) }));
-      const label = integer || step >= 1 ? nf.format(Math.round(v)) : v.toFixed(1);
-      grid.append(svgEl('text', { x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, label));
+      grid.append(svgEl('text', { x: m.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, label(v)));
     }
     const span = tMax - tMin;
     const tStep = [5e3, 10e3, 15e3, 30e3, 60e3, 120e3, 300e3].find((s) => span / s <= 6) || 600e3;
@@ -694,15 +699,16 @@
         else d += `L${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`;
       });
       const last = pts[pts.length - 1];
-      if (s.step) d += `H${x(tMax).toFixed(1)}`;
+      const end = Math.min(now, tMax); // a step series holds its last value until now
+      if (s.step) d += `H${x(end).toFixed(1)}`;
       if (s.fill) {
-        const area = `${d}L${x(s.step ? tMax : last.t).toFixed(1)},${y(yMin).toFixed(1)}L${x(pts[0].t).toFixed(1)},${y(yMin).toFixed(1)}Z`;
+        const area = `${d}L${x(s.step ? end : last.t).toFixed(1)},${y(yMin).toFixed(1)}L${x(pts[0].t).toFixed(1)},${y(yMin).toFixed(1)}Z`;
         children.push(svgEl('path', { d: area, fill: s.color, 'fill-opacity': 0.15, stroke: 'none' }));
       }
       const path = svgEl('path', { d, fill: 'none', stroke: s.color, 'stroke-width': 2, 'stroke-linejoin': 'round', 'data-series': s.label });
       path.append(svgEl('title', {}, s.label));
       children.push(path);
-      children.push(svgEl('circle', { cx: x(s.step ? tMax : last.t), cy: y(last.v), r: 3, fill: s.color }));
+      children.push(svgEl('circle', { cx: x(s.step ? end : last.t), cy: y(last.v), r: 3, fill: s.color }));
     }
     svg.replaceChildren(...children);
   }
@@ -716,7 +722,10 @@
     const several = state.skus.length > 1;
     let tMin = now;
     for (const k of keys) { const pts = state.series.get(k); if (pts && pts.length) tMin = Math.min(tMin, pts[0].t); }
-    tMin = Math.max(now - SKU_WINDOW_MS, Math.min(tMin, now - SKU_MIN_SPAN_MS));
+    // From the search on (the page knows nothing earlier), growing to the right until the
+    // first 30 s are filled, then sliding, at most the last 10 minutes.
+    tMin = Math.max(now - SKU_WINDOW_MS, tMin - 1000);
+    const tMax = Math.max(now, tMin + SKU_MIN_SPAN_MS);
     const series = keys.map((k, i) => {
       const p = state.positions.get(k);
       return { label: several ? `${p.sku} ${p.warehouseCode}` : p.warehouseCode, color: colorFor(i), step: true, points: state.series.get(k) || [] };
@@ -724,7 +733,7 @@
     const description = series.length
       ? `可用量 availableQty: ${series.map((s) => `${s.label} ${s.points.length ? s.points[s.points.length - 1].v : '–'}`).join(', ')}`
       : '尚无数据 No data yet';
-    drawChart(svg, { series, tMin, tMax: now, integer: true, emptyText: '查询 SKU 后显示 · search a SKU to plot its availableQty', description });
+    drawChart(svg, { series, tMin, tMax, now, integer: true, zeroBased: false, emptyText: '查询 SKU 后显示 · search a SKU to plot its availableQty', description });
     $('sku-chart-legend').replaceChildren(...series.map((s) => el('span', { class: 'legend-item' },
       el('span', { class: 'swatch', style: `background:${s.color}`, 'aria-hidden': 'true' }), s.label)));
   }
