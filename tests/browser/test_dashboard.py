@@ -187,11 +187,20 @@ def test_dashboard_follows_the_pipeline_live(browser: Any, screenshot: Any, depl
     assert page.js_errors() == []
     shot = screenshot("dashboard-2-live")
 
+    # Several SKUs at once (the batch view): a group of rows per SKU, the unknown one named.
+    page.search("sku-input", "sku-search", f"{sku}, {probe_sku}, {missing}")
+    page.wait("two SKUs found and one missing",
+              lambda: page.network(probe_sku, "availableQty") == 5 and missing in page.text("#sku-message"))
+    assert page.network(sku, "availableQty") == 117
+    assert "not found" in page.text("#sku-message")
+    assert len(page.finds("#sku-chart path[data-series]")) == 3
+    screenshot("dashboard-3-batch")
+
     # The worker dies: the page raises its banner.
     worker.kill()
     page.wait("the server-down banner",
               lambda: page.find("#banner").is_displayed() and "unreachable" in page.text("#banner"))
-    screenshot("dashboard-3-server-down")
+    screenshot("dashboard-4-server-down")
 
     elapsed = time.monotonic() - started
     print(f"\ndashboard test: {elapsed:.1f}s in all; a published order reached the page in {live_latency_s:.2f}s; "
