@@ -248,6 +248,10 @@ class Ingest:
         self.proc.start()
         return self
 
+    def check(self) -> None:
+        if not self.proc.is_alive() and not self.stop_event.is_set():
+            raise RuntimeError(f"the producer process died (exit code {self.proc.exitcode}); see its output above")
+
     def stop(self) -> None:
         self.stop_event.set()
         self.proc.join(15)
@@ -312,6 +316,7 @@ def measure(name: str, client: Client, next_path: Callable[[], str], check: Call
             window = window[-1000:]
         elapsed = now - started
         if elapsed > 0 and progress.due():
+            ingest.check()
             recent = sorted(window)
             progress.show(
                 f"[{name}] {elapsed:5.1f}/{duration_s:.0f}s  n={len(latencies):,}  "
@@ -445,6 +450,7 @@ class Bench:
         counts = lambda: input_counts(self.worker.url, topics, backlog)  # noqa: E731
         before, acked0, t0 = counts(), self.ingest.acked.value, time.monotonic()
         while (elapsed := time.monotonic() - t0) < max(0.0, args.settle - 2.0):
+            self.ingest.check()
             rate = (self.ingest.acked.value - acked0) / max(elapsed, 1e-3)
             self.progress.show(f"[ingest only] {elapsed:4.1f}s  published {rate:,.0f}/s")
             time.sleep(0.2)
