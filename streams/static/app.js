@@ -23,6 +23,7 @@
   const FETCH_TIMEOUT_MS = 8000;
   const STALE_STREAM_MS = 5000; // no message (stats come every second) for this long: check the server
   const HEALTH_RETRY_MS = 3000;
+  const ALERT_ANNOUNCE_MS = 5000; // screen readers hear at most one alert summary per 5 s
   const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#17becf', '#8c564b', '#e377c2'];
 
   const STATUS_ZH = {
@@ -105,6 +106,9 @@
     serverDown: false,
     healthTimer: null,
     reconnectTimer: null,
+    alertsUnannounced: 0,
+    lastAlert: null,
+    announceTimer: null,
   };
 
   // ------------------------------------------------------------------ HTTP
@@ -189,11 +193,15 @@
     const es = new EventSource('/events/stream');
     state.es = es;
     const wasInterrupted = state.lastMessageAt > 0;
+    let opened = false;
     es.addEventListener('open', () => {
       state.lastMessageAt = Date.now();
       setStream('open', '实时流已连接 · Live');
-      serverReachable();
-      if (wasInterrupted) refreshDisplayed(); // events published while disconnected are not replayed
+      const wasDown = state.serverDown;
+      serverReachable(); // (re-reads what is on display when the server was down)
+      // Events published while disconnected are not replayed: re-read what is on display.
+      if ((opened || wasInterrupted) && !wasDown) refreshDisplayed();
+      opened = true;
     });
     const handle = (fn) => (event) => {
       state.lastMessageAt = Date.now();
@@ -352,7 +360,7 @@
   async function refreshDisplayed() {
     if (state.watched.size) {
       const asked = [...state.watched];
-      const seq = ++state.skuSeq;
+      const seq = state.skuSeq; // a search started meanwhile wins
       try {
         let items = {};
         let missing = [];
@@ -496,7 +504,9 @@
     status.textContent = `${STATUS_ZH[o.status] || ''} ${o.status}`.trim();
     status.dataset.status = o.status;
     status.dataset.tone = STATUS_TONE[o.status] || 'warn';
-    $('order-type').textContent = o.orderType || '–';
+    $('order-type').textContent = o.known === false
+      ? `${o.orderType || ''} · 仅见物流事件 known from shipments only`.replace(/^ · /, '')
+      : (o.orderType || '–');
     $('order-paid').textContent = o.paid ? '是 yes' : '否 no';
     $('order-version').textContent = fmtNum(o.version);
     $('order-expires').textContent = o.reservationExpiresAt ? fmtDateTime(o.reservationExpiresAt) : '–';
@@ -604,6 +614,25 @@
     feed.prepend(frag);
     while (feed.childElementCount > FEED_CAP) feed.lastElementChild.remove();
     $('feed-empty').hidden = true;
+    // The feed itself is not a live region (it can move hundreds of times a second); alerts
+    // are announced to screen readers, at most one summary every few seconds.
+    const alerts = batch.filter((item) => item.kind === 'alert');
+    if (alerts.length) {
+      state.alertsUnannounced += alerts.length;
+      state.lastAlert = alerts[alerts.length - 1].data;
+      if (!state.announceTimer) state.announceTimer = setTimeout(announceAlerts, 0);
+    }
+  }
+
+  function announceAlerts() {
+    const n = state.alertsUnannounced;
+    const a = state.lastAlert || {};
+    state.alertsUnannounced = 0;
+    $('alert-announcer').textContent = `${n} 条新告警 ${n} new alert(s): ${ALERT_ZH[a.alertType] || a.alertType || ''} ${a.sku || a.orderNo || ''} ${a.message || ''}`;
+    state.announceTimer = setTimeout(() => {
+      state.announceTimer = null;
+      if (state.alertsUnannounced) announceAlerts();
+    }, ALERT_ANNOUNCE_MS);
   }
 
   // ------------------------------------------------------------------ batching
