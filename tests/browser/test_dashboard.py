@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from streams.worker_process import http_json
+from streams.worker_process import WorkerProcess, http_json
 from tests.integration.conftest import Deployment, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
@@ -38,6 +38,11 @@ def order(order_no: str, sku: str, qty: int) -> dict[str, Any]:
             "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区XX街道XX号"},
             "items": [{"sku": sku, "quantity": qty, "price": 99.0}], "totalAmount": round(99.0 * qty, 2),
             "timeRequirement": "STANDARD"}
+
+
+def cancelled(order_no: str) -> dict[str, Any]:
+    return {"eventType": "OrderCancelled", "eventId": _id("cx"), "occurredAt": "2025-11-22T09:30:00+08:00",
+            "orderNo": order_no, "reason": "顾客取消"}
 
 
 class Page:
@@ -201,6 +206,24 @@ def test_dashboard_follows_the_pipeline_live(browser: Any, screenshot: Any, depl
     page.wait("the server-down banner",
               lambda: page.find("#banner").is_displayed() and "unreachable" in page.text("#banner"))
     screenshot("dashboard-4-server-down")
+
+    # It comes back on the same address: the banner goes, the stream reconnects by itself and
+    # the page follows the next change (the order is cancelled: its 3 units come back).
+    page.search("sku-input", "sku-search", sku)  # fails while the server is down: still "unreachable"
+    revived = WorkerProcess({**deployment.env, "INVENTORY_DATA_DIR": str(deployment.root / "browser")},
+                            deployment.root / "browser-revived.log", worker.web_port).start()
+    deployment.workers.append(revived)
+    revived.wait_ready(timeout_s=120)
+    page.wait("the banner gone", lambda: not page.find("#banner").is_displayed(), timeout_s=30)
+    page.wait("the stream back", lambda: page.find("#conn-status").get_attribute("data-state") == "open",
+              timeout_s=30)
+    page.search("sku-input", "sku-search", sku)
+    page.wait("the SKU again", lambda: page.network(sku, "availableQty") == 117)
+    wait_until(probe_seen, timeout_s=LIVE_TIMEOUT_S * 2, interval_s=0)
+    deployment.publish([cancelled(order_no)])
+    page.wait("the cancellation on the page", lambda: page.network(sku, "availableQty") == 120)
+    page.wait("CANCELLED in the feed", lambda: any(
+        "CANCELLED" in item.text for item in page.feed_items("order", "order", order_no)))
 
     elapsed = time.monotonic() - started
     print(f"\ndashboard test: {elapsed:.1f}s in all; a published order reached the page in {live_latency_s:.2f}s; "
