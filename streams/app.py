@@ -65,6 +65,7 @@ def _faust_topic(app: faust.App, *names: str) -> faust.TopicT:
 
 def create_app(settings: Settings) -> Pipeline:
     faust_fixes.apply()  # a commit must never overtake the changelog (see the module)
+    faust_fixes.deliver_every_fetched_record()
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -87,6 +88,7 @@ def create_app(settings: Settings) -> Pipeline:
         table_standby_replicas=0,
     )
     faust_fixes.resume_buffered_partitions(app)
+    faust_fixes.reread_stalled_partitions(app)
     topics = Topics(settings)
     tables = declare_tables(app, settings)
     metrics = Metrics()

@@ -77,3 +77,103 @@ def resume_buffered_partitions(app: Any, interval_s: float = 1.0) -> None:
         consumer = app.consumer
         for tp in list(getattr(consumer, "_buffered_partitions", ())):
             consumer.on_buffer_drop(tp)
+
+
+async def _getmany_without_loss(self: Any, timeout: float) -> Any:
+    """``Consumer.getmany`` that never drops fetched records.
+
+    Third fix. Upstream, when flow control stops or the consumer generation changes in the
+    middle of a fetched batch, the loop breaks and the rest of the batch is dropped; records
+    of a partition no longer active are skipped too. The client's fetch position has already
+    moved past them, so they are never read again while this worker lives: after a restart the
+    whole backlog of a quiet topic arrives in one fetch, and its partitions went silent for
+    good (the order agent stopped at offset 13 of 181 on every orders partition, reported
+    "active"). Here each partition's records are delivered in order up to the first one that
+    cannot be, and the partition is sought back to it, so the next fetch reads it again.
+    """
+    records, active_partitions = await self._wait_next_records(timeout)
+    generation_id = self.app.consumer_generation_id
+    if records is None or self.should_stop:
+        return
+    if not self.flow_active:
+        await self.perform_seek()
+        return
+    undelivered: dict[Any, int] = {}  # tp -> offset of its first record not delivered
+    to_message = self._to_message
+    for tp, record in self.scheduler.iterate(records):
+        if tp in undelivered:
+            continue
+        deliverable = (
+            self.flow_active
+            and self.app.consumer_generation_id == generation_id
+            and (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions)
+        )
+        if not deliverable:
+            undelivered[tp] = record.offset
+            continue
+        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        yield tp, to_message(tp, record)
+    assigned = self.assignment()
+    for tp, offset in undelivered.items():
+        if tp in assigned:
+            await self.seek(tp, offset)
+
+
+def deliver_every_fetched_record() -> None:
+    """Install the third fix (idempotent)."""
+    from faust.transport.consumer import Consumer
+
+    if getattr(Consumer, "_inventory_getmany_fix", False):
+        return
+    Consumer.getmany = _getmany_without_loss  # type: ignore[method-assign]
+    Consumer._inventory_getmany_fix = True  # type: ignore[attr-defined]
+
+
+def reread_stalled_partitions(app: Any, interval_s: float = 2.0, stall_s: float = 10.0) -> None:
+    """Fourth fix, a watchdog: a partition that stopped being read is read again.
+
+    After a crash restart under backlog, faust-streaming 0.15.3 can stop delivering an
+    assigned, active partition while its client fetch position sits at the end: fetched
+    records are lost inside Faust. ``_getmany_without_loss`` closes one path; another is the
+    Fetcher's ``wait_first(callback(message), suspend_flow.wait())``, which abandons the
+    hand-off to a full agent queue when flow is suspended and still marks the message read.
+    The watchdog looks for a partition with records left to read whose committed offset has
+    stood still for ``stall_s`` seconds, and seeks it back to that offset. Records read again are applied once (the core
+    keeps receipts), so this can only cost duplicates, never state.
+    """
+    import logging
+    import time
+
+    log = logging.getLogger(__name__)
+    last_seen: dict[Any, tuple[Any, Any, float]] = {}  # tp -> (read, committed, since)
+
+    @app.timer(interval=interval_s)
+    async def _reread_stalled_partitions() -> None:
+        consumer = app.consumer
+        if not consumer.flow_active or app.rebalancing:
+            last_seen.clear()
+            return
+        now = time.monotonic()
+        for tp in list(consumer._active_partitions or ()):
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - not fetched yet
+                continue
+            committed = consumer._committed_offset.get(tp)
+            # Only the committed offset is trusted: the fetcher marks a message read even
+            # when its hand-off to the agent was abandoned (a flow suspension while the
+            # agent's queue was full), which is how messages get lost in the first place.
+            done = committed if committed is not None else -1
+            if highwater is None or done >= highwater - 1:
+                last_seen.pop(tp, None)
+                continue
+            seen = last_seen.get(tp)
+            if seen is None or seen[1] != committed:
+                last_seen[tp] = (None, committed, now)
+                continue
+            if now - seen[2] >= stall_s:
+                offset = committed if committed is not None else 0
+                log.warning("partition %s stalled at committed %s of %s: reading again from %s",
+                            tp, committed, highwater, offset)
+                await consumer.seek(tp, offset)
+                last_seen.pop(tp, None)

@@ -227,6 +227,33 @@ def register_views(pipeline: Pipeline) -> None:
         async def get(self, request: Request) -> Response:
             return self.json(openapi_document(str(app.conf.canonical_url)))
 
+    @app.page("/debug/consumer")
+    class ConsumerState(View):
+        """What the fetcher is doing: for finding a partition that stopped being read."""
+
+        async def get(self, request: Request) -> Response:
+            consumer = app.consumer
+
+            def tps(items: Any) -> list[str]:
+                return sorted(f"{tp.topic}[{tp.partition}]" for tp in (items or ()))
+
+            positions = {}
+            for tp in sorted(consumer.assignment()):
+                try:
+                    positions[f"{tp.topic}[{tp.partition}]"] = {
+                        "highwater": consumer.highwater(tp),
+                        "committed": consumer._committed_offset.get(tp),
+                    }
+                except Exception as exc:  # noqa: BLE001 - diagnostics only
+                    positions[f"{tp.topic}[{tp.partition}]"] = {"error": repr(exc)}
+            return self.json({
+                "active": tps(consumer._active_partitions),
+                "paused": tps(consumer._paused_partitions),
+                "buffered": tps(getattr(consumer, "_buffered_partitions", ())),
+                "flowControlSuspended": not app.flow_control.is_active(),
+                "positions": positions,
+            })
+
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
