@@ -92,6 +92,17 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """One deployment shared by a module's tests."""
+    yield from _deployment(kafka_bootstrap, tmp_path_factory)
+
+
+@pytest.fixture
+def fresh_deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A deployment of its own: topics, consumer group and changelogs nobody else touched."""
+    yield from _deployment(kafka_bootstrap, tmp_path_factory)
+
+
+def _deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     tag = uuid.uuid4().hex[:8]
     root = tmp_path_factory.mktemp(f"deploy-{tag}")
     env = {

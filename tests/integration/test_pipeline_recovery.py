@@ -125,9 +125,9 @@ def _processed_some_not_all(d: Deployment, w: WorkerProcess, flow: list[dict[str
 
 @pytest.mark.parametrize("lose_local_state", [False, True], ids=["rocksdb-kept", "rocksdb-deleted"])
 def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
-    deployment: Deployment, lose_local_state: bool
+    fresh_deployment: Deployment, lose_local_state: bool
 ) -> None:
-    d = deployment
+    d = fresh_deployment
     receipts, flow = _workload(seed=7 if lose_local_state else 3)
     center = _expected(receipts, flow)
     data_dir = d.root / f"crash-{lose_local_state}"
@@ -146,8 +146,10 @@ def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
     restarted.stop()
 
 
-def test_two_workers_share_the_partitions_and_one_takes_over_when_the_other_dies(deployment: Deployment) -> None:
-    d = deployment
+def test_two_workers_share_the_partitions_and_one_takes_over_when_the_other_dies(
+    fresh_deployment: Deployment,
+) -> None:
+    d = fresh_deployment
     receipts, flow = _workload(seed=11)
     center = _expected(receipts, flow)
     first = d.start_worker("pair-a")
