@@ -164,6 +164,13 @@ def reset() -> int:
     doomed = [name for name in Topics(settings).all() if name in existing]
     for future in admin.delete_topics(doomed, operation_timeout=30).values() if doomed else ():
         future.result()
+    # Deletion completes asynchronously: wait until the topics are gone, or the next run would
+    # see them, create nothing, and then lose them.
+    deadline = time.monotonic() + 60
+    while doomed and time.monotonic() < deadline:
+        if not set(doomed) & set(admin.list_topics(timeout=30).topics):
+            break
+        time.sleep(0.5)
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     print(f"deleted {len(doomed)} topics and {settings.data_dir}")
     return 0
