@@ -486,16 +486,22 @@ def _replace_shipment(tx: _Tx, shipment: Shipment) -> None:
     )
 
 
+def _command_per_line(tx: _Tx, shipment: Shipment, cls: type[BaseModel], step: str, order_no: str) -> None:
+    """One stock command per line of a shipment, at the warehouse that shipped it."""
+    for shipped in shipment.lines:
+        tx.command(
+            cls, shipped.sku, step,
+            order_no=order_no, shipment_no=shipment.shipment_no, warehouse_code=shipment.warehouse_code,
+            quantity=shipped.quantity,
+        )
+
+
 def _delivered(tx: _Tx, e: Delivered) -> None:
     shipment = _shipment_for(tx, e.shipment_no)
     if shipment is None:
         return
+    _command_per_line(tx, shipment, DeliverStock, "deliver", e.order_no)
     for shipped in shipment.lines:
-        tx.command(
-            DeliverStock, shipped.sku, "deliver",
-            order_no=e.order_no, shipment_no=e.shipment_no, warehouse_code=shipment.warehouse_code,
-            quantity=shipped.quantity,
-        )
         line = tx.o.line(shipped.sku)
         if line is not None:
             tx.set_line(replace(line, delivered_qty=line.delivered_qty + shipped.quantity))
@@ -512,12 +518,7 @@ def _delivery_failed(tx: _Tx, e: DeliveryFailed) -> None:
     shipment = _shipment_for(tx, e.shipment_no)
     if shipment is None:
         return
-    for shipped in shipment.lines:
-        tx.command(
-            ReturnUndelivered, shipped.sku, "undelivered",
-            order_no=e.order_no, shipment_no=e.shipment_no, warehouse_code=shipment.warehouse_code,
-            quantity=shipped.quantity,
-        )
+    _command_per_line(tx, shipment, ReturnUndelivered, "undelivered", e.order_no)
     _replace_shipment(tx, replace(shipment, state=ShipmentState.FAILED))
     tx.move_to(S.DELIVERY_FAILED, e.reason)
 
