@@ -246,7 +246,20 @@ def register_views(pipeline: Pipeline) -> None:
                     }
                 except Exception as exc:  # noqa: BLE001 - diagnostics only
                     positions[f"{tp.topic}[{tp.partition}]"] = {"error": repr(exc)}
+            client: dict[str, Any] = {}
+            try:  # the aiokafka consumer in Faust's consumer thread (read-only peek)
+                aio = consumer._thread._ensure_consumer()
+                assignment = aio._subscription.subscription.assignment
+                for tp in assignment.tps:
+                    state = assignment.state_value(tp)
+                    client[f"{tp.topic}[{tp.partition}]"] = {
+                        "position": state._position if state.has_valid_position else None,
+                        "paused": state.paused,
+                    }
+            except Exception as exc:  # noqa: BLE001 - diagnostics only
+                client = {"error": repr(exc)}
             return self.json({
+                "client": client,
                 "active": tps(consumer._active_partitions),
                 "paused": tps(consumer._paused_partitions),
                 "buffered": tps(getattr(consumer, "_buffered_partitions", ())),
