@@ -66,6 +66,7 @@ def _faust_topic(app: faust.App, *names: str) -> faust.TopicT:
 def create_app(settings: Settings) -> Pipeline:
     faust_fixes.apply()  # a commit must never overtake the changelog (see the module)
     faust_fixes.deliver_every_fetched_record()
+    faust_fixes.never_ack_gaps()
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",

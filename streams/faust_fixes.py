@@ -177,3 +177,24 @@ def reread_stalled_partitions(app: Any, interval_s: float = 2.0, stall_s: float 
                             tp, committed, highwater, offset)
                 await consumer.seek(tp, offset)
                 last_seen.pop(tp, None)
+
+
+async def _no_gap_acks(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    """Offsets skipped by the fetcher are not acknowledged (fifth fix)."""
+    return None
+
+
+def never_ack_gaps() -> None:
+    """Fifth fix: a jump in offsets is loss, not a gap to acknowledge.
+
+    Faust acknowledges offsets the fetcher did not see (``Consumer._add_gap``), so commits can
+    pass them: right for compacted or transactional topics, whose offsets have holes. The
+    pipeline's input and internal topics are neither, so a jump there means records were
+    lost inside Faust (an abandoned hand-off, see above), and acknowledging them made the loss
+    permanent: the committed offset moved past them and no re-read could bring them back.
+    Without it the commit stops at the first lost record, and ``reread_stalled_partitions``
+    reads again from there. (Changelog reading during recovery does not commit offsets.)
+    """
+    from faust.transport.consumer import Consumer
+
+    Consumer._add_gap = _no_gap_acks  # type: ignore[method-assign]

@@ -633,10 +633,10 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
     status: OrderStatus | str | None = tx.order.status if tx.order is not None else None
     if tx.order is not None and not tx.order.known and tx.message_type == "OrderCreated":
         status = PLACEHOLDER
-    if status is None and isinstance(message, (ReservationUpdated, ReservationExpiryDue)):
-        # An internal message that overtook its order (topics interleave differently on a
-        # replay): alert, but keep no receipt, so that its redelivery is applied.
-        tx.anomaly(f"{tx.message_type} for order {message.order_no} before the order itself")
+    if status is None and status not in LIFECYCLE[tx.message_type]:
+        # A message that overtook its order (topics interleave; a replay can reorder them):
+        # alert, but keep no receipt, so that once the order exists its redelivery is applied.
+        tx.anomaly(f"{tx.message_type} rejected: no such order {message.order_no} yet (applied if redelivered)")
         return replace(tx.finish(), receipt=None)
     if status not in LIFECYCLE[tx.message_type]:
         what = "no such order" if status is None else f"order is {status}"

@@ -229,3 +229,16 @@ def test_a_late_order_keeps_shipped_lines_it_does_not_list(core: Core) -> None:
     order = core.center.order("O-R3")
     assert order is not None and order.known
     assert {(line.sku, line.shipped_qty) for line in order.lines} == {("A", 1), ("B", 1)}
+
+
+def test_a_message_that_overtook_its_order_is_applied_when_redelivered(core: Core) -> None:
+    """A replay can deliver an order's cancel before its creation: the early cancel is refused
+    without a receipt, so the same event delivered again after the order exists is applied."""
+    created = core.f.order_created("O-EARLY", [("A", 2)])
+    cancelled = core.f.order_cancelled("O-EARLY")
+    core.submit(cancelled)
+    assert core.center.order("O-EARLY") is None
+    core.submit(created)
+    assert core.status("O-EARLY") == S.OUTBOUND_REQUESTED
+    core.submit(cancelled)
+    assert core.status("O-EARLY") == S.CANCELLED and core.reserved("A", "WH1") == 0
