@@ -39,6 +39,13 @@ class Settings(BaseSettings):
         description="Confluent-compatible schema registry. Unset: Avro single-object encoding.",
     )
 
+    # --- Source-system connectors (Kafka Connect, CDC, webhooks) -----------------------
+    outbox_topics: tuple[str, ...] = Field(
+        (),
+        description="Topics carrying the OMS outbox as routed by Debezium's outbox event router; "
+        "each record is turned into an input event (or a dead letter). Empty: no outbox bridge.",
+    )
+
     # --- Local stack (development, tests, CI, demo) -----------------------------------
     local_dir: Path = Field(
         REPO_ROOT / ".local",

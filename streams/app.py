@@ -263,6 +263,11 @@ def create_app(settings: Settings) -> Pipeline:
                 )
                 await out[topics.order_inbox].send(key=order_no.encode(), value=encode(tick))
 
+    if settings.outbox_topics:
+        from streams.outbox import register_outbox_agent
+
+        register_outbox_agent(pipeline, dead_letter)
+
     from streams.views import register_views
 
     register_views(pipeline)
