@@ -129,23 +129,35 @@ def deliver_every_fetched_record() -> None:
     Consumer._inventory_getmany_fix = True  # type: ignore[attr-defined]
 
 
-def reread_stalled_partitions(app: Any, interval_s: float = 2.0, stall_s: float = 10.0) -> None:
-    """Fourth fix, a watchdog: a partition that stopped being read is read again.
+def reread_stalled_partitions(
+    app: Any, interval_s: float = 2.0, stall_s: float = 10.0, idle_stall_s: float = 60.0
+) -> None:
+    """Fourth fix, a watchdog: a partition whose commit is held by a lost record is read again.
 
-    After a crash restart under backlog, faust-streaming 0.15.3 can stop delivering an
-    assigned, active partition while its client fetch position sits at the end: fetched
-    records are lost inside Faust. ``_getmany_without_loss`` closes one path; another is the
-    Fetcher's ``wait_first(callback(message), suspend_flow.wait())``, which abandons the
-    hand-off to a full agent queue when flow is suspended and still marks the message read.
-    The watchdog looks for a partition with records left to read whose committed offset has
-    stood still for ``stall_s`` seconds, and seeks it back to that offset. Records read again are applied once (the core
-    keeps receipts), so this can only cost duplicates, never state.
+    After a crash restart under backlog, faust-streaming 0.15.3 can lose records it fetched:
+    ``_getmany_without_loss`` closes one path; another is the Fetcher's
+    ``wait_first(callback(message), suspend_flow.wait())``, which abandons the hand-off to a
+    full agent queue when flow is suspended and still marks the message read. Since gaps are
+    not acknowledged (``never_ack_gaps``), a lost record holds the partition's commit.
+
+    The watchdog seeks a partition back to its committed offset when
+
+    * a hole holds its commit: offsets after the committed one were acknowledged but the
+      committed one was not, and the commit has not moved for ``stall_s`` seconds; or
+    * nothing at all was acknowledged past the committed offset for ``idle_stall_s`` while
+      records are left to read (the lost record was the last one fetched).
+
+    Holes are judged only while no commit is in flight (a commit takes the offsets it commits
+    out of the acknowledged list before it has moved the committed offset). A commit that is
+    merely slow (a backlog, a long producer flush) has no hole, so it does not trigger a re-read: rewinding there only multiplied the work (a drain benchmark read
+    60% of its input twice). Records read again are applied once (the core keeps receipts),
+    so a re-read can only cost duplicates, never state.
     """
     import logging
     import time
 
     log = logging.getLogger(__name__)
-    last_seen: dict[Any, tuple[Any, Any, float]] = {}  # tp -> (read, committed, since)
+    last_seen: dict[Any, tuple[Any, float]] = {}  # tp -> (committed, since)
 
     @app.timer(interval=interval_s)
     async def _reread_stalled_partitions() -> None:
@@ -153,6 +165,8 @@ def reread_stalled_partitions(app: Any, interval_s: float = 2.0, stall_s: float 
         if not consumer.flow_active or app.rebalancing:
             last_seen.clear()
             return
+        if consumer._commit_fut is not None:
+            return  # a commit in flight has taken acknowledged offsets out of ``_acked``
         now = time.monotonic()
         for tp in list(consumer._active_partitions or ()):
             try:
@@ -160,22 +174,20 @@ def reread_stalled_partitions(app: Any, interval_s: float = 2.0, stall_s: float 
             except Exception:  # noqa: BLE001 - not fetched yet
                 continue
             committed = consumer._committed_offset.get(tp)
-            # Only the committed offset is trusted: the fetcher marks a message read even
-            # when its hand-off to the agent was abandoned (a flow suspension while the
-            # agent's queue was full), which is how messages get lost in the first place.
-            done = committed if committed is not None else -1
-            if highwater is None or done >= highwater - 1:
-                last_seen.pop(tp, None)
+            if committed is None or highwater is None or committed >= highwater:
+                last_seen.pop(tp, None)  # Faust commits past a hole before its first commit
                 continue
             seen = last_seen.get(tp)
-            if seen is None or seen[1] != committed:
-                last_seen[tp] = (None, committed, now)
+            if seen is None or seen[0] != committed:
+                last_seen[tp] = (committed, now)
                 continue
-            if now - seen[2] >= stall_s:
-                offset = committed if committed is not None else 0
-                log.warning("partition %s stalled at committed %s of %s: reading again from %s",
-                            tp, committed, highwater, offset)
-                await consumer.seek(tp, offset)
+            acked = consumer._acked.get(tp)
+            holed = bool(acked) and min(acked) > committed
+            waited = now - seen[1]
+            if (holed and waited >= stall_s) or (not acked and waited >= idle_stall_s):
+                log.warning("partition %s: commit held at %s of %s (%s): reading again from there",
+                            tp, committed, highwater, "a lost record" if holed else "nothing acknowledged")
+                await consumer.seek(tp, committed)
                 last_seen.pop(tp, None)
 
 
