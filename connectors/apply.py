@@ -1,0 +1,283 @@
+"""Apply connector configurations to a Kafka Connect cluster and report their state.
+
+    python -m connectors.apply [--connect-url URL] [--timeout S] [FILE.json ...]
+    python -m connectors.apply --delete NAME ...
+
+Each file is ``{"name": ..., "config": {...}}``, the shape Connect's REST API accepts as is
+(``connectors/*.json`` when no file is given). ``PUT /connectors/<name>/config`` creates or
+updates the connector (so applying twice changes nothing); then the command waits until the
+connector and all its tasks are RUNNING, or one of them FAILED, and prints each state (with
+the first lines of the trace of a failure). Exit status: 0 when every connector runs, 1 when
+one FAILED, did not reach RUNNING in time, or was refused (invalid config).
+
+Secrets never appear in the files: passwords are ``${file:<secrets>:<key>}`` placeholders that
+Connect's FileConfigProvider resolves on the worker. Before sending, this command fills in the
+deployment-specific placeholders, and nothing else:
+
+    ${secrets}                 the secrets file's path on the worker
+                               (local stack: .local/connect/secrets.properties)
+    ${postgres.port}           the port of the OMS/ERP PostgreSQL
+    ${pipeline.topic.prefix}   Settings.topic_prefix (the pipeline's topics)
+
+so ``${file:${secrets}:oms.password}`` reaches Connect as ``${file:/abs/path:oms.password}``;
+the value stays on the worker. Other ``${...}`` (Debezium's ``${routedByValue}``, the JDBC
+sink's ``${topic}``) are left alone.
+
+Choices in the files, which JSON cannot comment on:
+
+* oms-outbox-source: Debezium's PostgreSQL connector on the ``outbox`` table alone, through
+  a publication the database owner created (``publication.autocreate.mode=disabled``: the
+  connector's role needs no DDL rights). ``snapshot.mode=no_data``: the outbox is a queue, not
+  state, and the outbox event router relays inserts only; the slot is created on the first
+  start, so that start must precede the OMS's first outbox write. The event router keys each
+  record by ``aggregateid`` (the orderNo), routes by ``aggregatetype`` (``order`` ->
+  ``oms.outbox.order``), puts the ``type`` column in an ``eventType`` header, and the payload
+  is passed on as the JSON text the OMS wrote (StringConverter: no re-encoding, no floats for
+  money, unlike ``table.expand.json.payload``). New topics get the broker's defaults (-1).
+* erp-*-sink: see ``connectors/erp-ledger-sink.json``'s converter and the module docstring of
+  ``streams/outbox.py`` for the pipeline side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.settings import REPO_ROOT, Settings, get_settings
+
+CONNECTORS_DIR = REPO_ROOT / "connectors"
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
+TERMINAL = {"RUNNING", "FAILED"}
+
+
+class ApplyError(RuntimeError):
+    """A connector file is malformed, or the Connect cluster refused or could not be reached."""
+
+
+# --- files -----------------------------------------------------------------------------
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A connector file, checked for the ``{name, config}`` shape with string values."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ApplyError(f"{path}: {exc}") from exc
+    check_shape(doc, str(path))
+    return doc  # type: ignore[no-any-return]
+
+
+def check_shape(doc: Any, where: str = "connector") -> None:
+    if not isinstance(doc, dict) or set(doc) != {"name", "config"}:
+        raise ApplyError(f"{where}: expected exactly the keys name and config")
+    name, config = doc["name"], doc["config"]
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ApplyError(f"{where}: bad connector name {name!r}")
+    if not isinstance(config, dict) or "connector.class" not in config:
+        raise ApplyError(f"{where}: config must be an object with connector.class")
+    bad = [k for k, v in config.items() if not isinstance(v, str)]
+    if bad:
+        raise ApplyError(f"{where}: Connect configs are strings; not strings: {', '.join(bad)}")
+    if config.get("name", name) != name:
+        raise ApplyError(f"{where}: config.name differs from name")
+
+
+def variables_for(settings: Settings) -> dict[str, str]:
+    """The deployment-specific placeholders of the local stack (see the module docstring)."""
+    from connectors import local_connect, local_postgres
+
+    return {
+        "secrets": str(local_connect.secrets_file(settings)),
+        "postgres.port": str(local_postgres.port_of(settings)),
+        "pipeline.topic.prefix": settings.topic_prefix,
+    }
+
+
+def render(doc: Mapping[str, Any], variables: Mapping[str, str]) -> dict[str, Any]:
+    """The document with the known placeholders filled in; unknown ``${...}`` stay as they are."""
+
+    def fill(text: str) -> str:
+        return PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
+
+    return {"name": doc["name"], "config": {k: fill(v) for k, v in doc["config"].items()}}
+
+
+# --- the Connect REST API --------------------------------------------------------------
+
+
+def _request(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw) if raw else None
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+        raise ApplyError(f"{method} {url}: {exc}") from exc
+
+
+def _quoted(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def put_config(connect_url: str, doc: Mapping[str, Any]) -> bool:
+    """Create or update one connector. True if created, False if updated."""
+    name = doc["name"]
+    # Connect may answer 409 while its group rebalances (e.g. right after another PUT).
+    for _ in range(30):
+        code, body = _request("PUT", f"{connect_url}/connectors/{_quoted(name)}/config",
+                              {**doc["config"], "name": name})
+        if code != 409:
+            break
+        time.sleep(1.0)
+    if code not in (200, 201):
+        message = body.get("message") if isinstance(body, dict) else body
+        raise ApplyError(f"{name}: Connect refused the config (HTTP {code}): {message}")
+    return code == 201
+
+
+def connector_status(connect_url: str, name: str) -> dict[str, Any] | None:
+    code, body = _request("GET", f"{connect_url}/connectors/{_quoted(name)}/status")
+    return body if code == 200 and isinstance(body, dict) else None
+
+
+def delete_connector(connect_url: str, name: str) -> bool:
+    """Delete a connector (its offsets stay in Connect's offsets topic). True if it existed."""
+    for _ in range(30):
+        code, _body = _request("DELETE", f"{connect_url}/connectors/{_quoted(name)}")
+        if code != 409:
+            return code in (200, 204)
+        time.sleep(1.0)
+    return False
+
+
+@dataclass
+class ConnectorState:
+    name: str
+    state: str  # RUNNING, FAILED, PAUSED, UNASSIGNED, STOPPED, or MISSING/TIMEOUT/REFUSED
+    tasks: list[tuple[int, str, str]] = field(default_factory=list)  # (id, state, worker)
+    trace: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "RUNNING" and bool(self.tasks) and all(
+            s == "RUNNING" for _, s, _ in self.tasks)
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "FAILED" or any(s == "FAILED" for _, s, _ in self.tasks)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.name}: connector {self.state}"]
+        out += [f"  task {tid}: {state} on {worker}" for tid, state, worker in self.tasks]
+        if self.trace:
+            cause = [line for line in self.trace.splitlines() if not line.startswith("\t")]
+            out += [f"  | {line}" for line in cause[:8]]
+        return out
+
+
+def _state_of(name: str, status: Mapping[str, Any] | None) -> ConnectorState:
+    if status is None:
+        return ConnectorState(name, "MISSING")
+    connector = status.get("connector") or {}
+    tasks = [(int(t.get("id", -1)), str(t.get("state")), str(t.get("worker_id", "?")))
+             for t in status.get("tasks") or []]
+    traces = [connector.get("trace") or ""] + [t.get("trace") or "" for t in status.get("tasks") or []]
+    return ConnectorState(name, str(connector.get("state", "UNKNOWN")), sorted(tasks),
+                          next((t for t in traces if t), ""))
+
+
+def wait_for(connect_url: str, name: str, timeout_s: float = 60.0) -> ConnectorState:
+    """Poll a connector's status until it and its tasks run, one fails, or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    state = _state_of(name, connector_status(connect_url, name))
+    while time.monotonic() < deadline:
+        if state.running or state.failed:
+            return state
+        time.sleep(0.5)
+        state = _state_of(name, connector_status(connect_url, name))
+    if not (state.running or state.failed):
+        state.trace = state.trace or f"not RUNNING after {timeout_s:.0f}s (state {state.state})"
+    return state
+
+
+def apply(connect_url: str, docs: Iterable[Mapping[str, Any]], timeout_s: float = 60.0,
+          out: Any = None) -> list[ConnectorState]:
+    """PUT each config, then wait for each; print the states. Returns them in order."""
+    out = out or sys.stdout
+    pending = []
+    states: list[ConnectorState] = []
+    for doc in docs:
+        check_shape(doc)
+        try:
+            created = put_config(connect_url, doc)
+        except ApplyError as exc:
+            states.append(ConnectorState(doc["name"], "REFUSED", trace=str(exc)))
+            continue
+        print(f"{doc['name']}: {'created' if created else 'updated'}", file=out, flush=True)
+        pending.append(doc["name"])
+    for name in pending:
+        states.append(wait_for(connect_url, name, timeout_s))
+    for state in states:
+        for line in state.lines():
+            print(line, file=out, flush=True)
+    return states
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m connectors.apply",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", type=Path,
+                        help="connector JSON files (default: connectors/*.json)")
+    parser.add_argument("--connect-url", help="Connect REST URL (default: the local worker)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for each connector to run (default 60)")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a placeholder, e.g. secrets=/etc/connect/secrets.properties "
+                        "for a worker elsewhere")
+    parser.add_argument("--delete", nargs="+", metavar="NAME", help="delete these connectors")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    from connectors import local_connect
+
+    url = (args.connect_url or local_connect.rest_url(settings)).rstrip("/")
+    try:
+        if args.delete:
+            for name in args.delete:
+                print(f"{name}: {'deleted' if delete_connector(url, name) else 'not found'}")
+            return 0
+        files = args.files or sorted(CONNECTORS_DIR.glob("*.json"))
+        variables = variables_for(settings)
+        for item in args.var:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ApplyError(f"--var {item!r}: expected NAME=VALUE")
+            variables[key] = value
+        docs = [render(load(path), variables) for path in files]
+        states = apply(url, docs, args.timeout)
+    except ApplyError as exc:
+        print(f"apply: error: {exc}", file=sys.stderr)
+        return 1
+    return 0 if all(s.running for s in states) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,666 @@
+"""The local Kafka Connect worker (distributed mode) with its connector plugins, no Docker.
+
+Apache Kafka's own Connect runtime (``org.apache.kafka:connect-runtime``, the broker's
+version) and Debezium's plugin archives (classifier ``plugin``, ``tar.gz``), all resolved
+from Maven Central by a generated pom into ``<local_dir>/connect``::
+
+    pom.xml                        generated: what Maven resolves (versions below)
+    libs/                          the runtime's jars + .complete marker
+    plugins/                       plugin.path: one folder per plugin, unpacked archives
+    connect-distributed.properties generated on every start
+    log4j2.xml                     generated on every start -> logs/connect.log
+    secrets.properties             generated (0600): what ${file:...} placeholders read
+    logs/connect.out               the JVM's stdout/stderr
+    connect.pid                    pid of the worker this module started
+
+Versions: Connect runs the broker's Kafka version (``Settings.kafka_version``, 4.1.2).
+Debezium 3.4.3.Final is built and tested against Kafka 4.1.1 (``version.kafka`` in
+``io.debezium:debezium-build-parent:3.4.3.Final``), targets Java 17, and is the newest
+release with both plugin archives we need on Maven Central (3.6.x is built against Kafka
+4.3, and its JDBC plugin archive is not published for 3.5.2/3.6.3).
+
+The worker listens on 127.0.0.1 only, keeps its configs, offsets and statuses in its own
+topics (replication factor 1 on the single local broker) and resolves ``${file:...}``
+placeholders with Kafka's FileConfigProvider, restricted to this folder.
+
+Command line, from the repository root::
+
+    python -m connectors.local_connect start|stop|status
+
+From Python: ``start(settings) -> bool`` (True only when *this* call started the worker),
+``stop(settings)``, ``is_running(settings)``, ``rest_url(settings)``, ``secrets_file(settings)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config.settings import Settings, get_settings
+
+MAIN_CLASS = "org.apache.kafka.connect.cli.ConnectDistributed"
+STOP_TIMEOUT_S = 30.0
+KILL_TIMEOUT_S = 10.0
+
+# Knobs proposed for config/settings.py; until they are there, these defaults apply.
+DEFAULTS: dict[str, Any] = {
+    "connect_rest_port": 8083,
+    "connect_debezium_version": "3.4.3.Final",
+    "connect_heap": "-Xms128m -Xmx768m",
+    "connect_start_timeout_s": 120.0,
+    "connect_group_id": "inventory-connect",
+}
+LOG4J2_VERSION = "2.24.3"  # as the broker's pom (scripts/kafka/pom.xml)
+
+# Plugin archives: (artifactId, the connector class its folder must provide).
+PLUGINS = (
+    ("debezium-connector-postgres", "io.debezium.connector.postgresql.PostgresConnector"),
+    ("debezium-connector-jdbc", "io.debezium.connector.jdbc.JdbcSinkConnector"),
+)
+
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class LocalConnectError(RuntimeError):
+    """The Connect worker could not be resolved, started or stopped."""
+
+
+def _say(message: str) -> None:
+    print(f"local-connect: {message}", flush=True)
+
+
+def knob(settings: Settings, name: str) -> Any:
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def rest_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{knob(settings, 'connect_rest_port')}"
+
+
+@dataclass(frozen=True)
+class ConnectPaths:
+    root: Path
+
+    @classmethod
+    def of(cls, settings: Settings) -> ConnectPaths:
+        return cls(Path(settings.local_dir).resolve() / "connect")
+
+    @property
+    def pom(self) -> Path:
+        return self.root / "pom.xml"
+
+    @property
+    def libs(self) -> Path:
+        return self.root / "libs"
+
+    @property
+    def plugins(self) -> Path:
+        return self.root / "plugins"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / ".complete"
+
+    @property
+    def properties(self) -> Path:
+        return self.root / "connect-distributed.properties"
+
+    @property
+    def log4j(self) -> Path:
+        return self.root / "log4j2.xml"
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets.properties"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def connect_log(self) -> Path:
+        return self.logs / "connect.log"
+
+    @property
+    def jvm_out(self) -> Path:
+        return self.logs / "connect.out"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "connect.pid"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+
+def secrets_file(settings: Settings) -> Path:
+    return ConnectPaths.of(settings).secrets
+
+
+# --- jars and plugins ------------------------------------------------------------------
+
+
+def pom_xml(settings: Settings) -> str:
+    """What Maven resolves: the runtime (with a log4j2 backend) and the plugin archives."""
+    debezium = knob(settings, "connect_debezium_version")
+    items = "\n".join(
+        f"""            <artifactItem>
+              <groupId>io.debezium</groupId><artifactId>{artifact}</artifactId>
+              <version>{debezium}</version><classifier>plugin</classifier><type>tar.gz</type>
+            </artifactItem>"""
+        for artifact, _ in PLUGINS
+    )
+    return f"""\
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Generated by connectors/local_connect.py; edits are lost. Nothing is built: Maven copies
+     the Connect runtime's jars into libs/ and unpacks the plugin archives into plugins/. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>inventory-center.local</groupId>
+  <artifactId>local-connect</artifactId>
+  <version>0</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <!-- The worker (ConnectDistributed); connect-json and connect-transforms come with it. -->
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>connect-runtime</artifactId>
+      <version>{settings.kafka_version}</version>
+    </dependency>
+    <!-- Kafka 4.1 logs through slf4j 1.7 and its poms bring no backend: the slf4j 1.7
+         binding is log4j-slf4j-impl (not log4j-slf4j2-impl). Without it Connect is mute. -->
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>{LOG4J2_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
+      <version>{LOG4J2_VERSION}</version>
+    </dependency>
+  </dependencies>
+  <build>
+    <plugins>
+      <plugin>
+        <groupId>org.apache.maven.plugins</groupId>
+        <artifactId>maven-dependency-plugin</artifactId>
+        <version>3.8.1</version>
+        <executions>
+          <execution>
+            <id>runtime</id>
+            <goals><goal>copy-dependencies</goal></goals>
+            <configuration>
+              <outputDirectory>{ConnectPaths.of(settings).libs}</outputDirectory>
+              <includeScope>runtime</includeScope>
+            </configuration>
+          </execution>
+          <execution>
+            <id>plugins</id>
+            <goals><goal>unpack</goal></goals>
+            <configuration>
+              <outputDirectory>{ConnectPaths.of(settings).plugins}</outputDirectory>
+              <artifactItems>
+{items}
+              </artifactItems>
+            </configuration>
+          </execution>
+        </executions>
+      </plugin>
+    </plugins>
+  </build>
+</project>
+"""
+
+
+def _wanted_marker(settings: Settings) -> dict[str, Any]:
+    return {
+        "kafka_version": settings.kafka_version,
+        "debezium_version": knob(settings, "connect_debezium_version"),
+        "pom_sha256": hashlib.sha256(pom_xml(settings).encode()).hexdigest(),
+    }
+
+
+def _resolved(paths: ConnectPaths, settings: Settings) -> bool:
+    try:
+        marker = json.loads(paths.marker.read_text())
+    except (OSError, ValueError):
+        return False
+    if any(marker.get(k) != v for k, v in _wanted_marker(settings).items()):
+        return False
+    jars = marker.get("jars") or []
+    return bool(jars) and all((paths.libs / jar).is_file() for jar in jars) and all(
+        (paths.plugins / artifact).is_dir() for artifact, _ in PLUGINS
+    )
+
+
+def ensure_jars(settings: Settings) -> ConnectPaths:
+    """Resolve the runtime and plugins with Maven unless this exact set is there already.
+    The marker is written last, so an interrupted run is redone from scratch next time."""
+    paths = ConnectPaths.of(settings)
+    if _resolved(paths, settings):
+        return paths
+    maven = settings.maven_bin
+    if shutil.which(maven) is None:
+        raise LocalConnectError(f"Maven ({maven!r}) is not on PATH")
+    for folder in (paths.libs, paths.plugins):
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    paths.marker.unlink(missing_ok=True)
+    paths.pom.write_text(pom_xml(settings))
+    _say(f"resolving Connect {settings.kafka_version} and Debezium "
+         f"{knob(settings, 'connect_debezium_version')} plugins from Maven Central")
+    began = time.monotonic()
+    cmd = [maven, "-B", "-f", str(paths.pom), "dependency:copy-dependencies@runtime",
+           "dependency:unpack@plugins"]
+    tail: list[str] = []
+    downloads = 0
+    with subprocess.Popen(cmd, cwd=paths.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            tail = (tail + [line])[-40:]
+            if "Downloaded from" in line:
+                downloads += 1
+                words = line.split("Downloaded from", 1)[1].split()
+                if len(words) >= 2 and words[1].endswith((".jar", ".tar.gz")):
+                    size = " ".join(words[2:4]).lstrip("(")
+                    _say(f"  [{downloads:3d} files] {words[1].rsplit('/', 1)[-1]} ({size})")
+        rc = proc.wait()
+    if rc != 0:
+        raise LocalConnectError(f"Maven failed (exit {rc}):\n" + "\n".join(tail))
+    jars = sorted(p.name for p in paths.libs.glob("*.jar"))
+    if f"connect-runtime-{settings.kafka_version}.jar" not in jars:
+        raise LocalConnectError(f"Maven finished but connect-runtime is missing from {paths.libs}")
+    for artifact, _ in PLUGINS:
+        if not (paths.plugins / artifact).is_dir():
+            raise LocalConnectError(f"Maven finished but {paths.plugins / artifact} is missing")
+    paths.marker.write_text(json.dumps({**_wanted_marker(settings), "jars": jars}, indent=1))
+    size_mb = sum(f.stat().st_size for f in paths.root.rglob("*.jar")) / 1e6
+    _say(f"{len(jars)} runtime jars and {len(PLUGINS)} plugins ({size_mb:.0f} MB of jars) ready "
+         f"in {time.monotonic() - began:.1f}s ({downloads} files downloaded)")
+    return paths
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+def worker_properties(settings: Settings) -> str:
+    paths = ConnectPaths.of(settings)
+    group = knob(settings, "connect_group_id")
+    port = knob(settings, "connect_rest_port")
+    return f"""\
+# Generated by connectors/local_connect.py on every start; edits are lost.
+bootstrap.servers={settings.bootstrap_servers}
+group.id={group}
+config.storage.topic={group}-configs
+offset.storage.topic={group}-offsets
+status.storage.topic={group}-status
+# A single local broker: replication factor 1, and fewer partitions than the defaults.
+config.storage.replication.factor=1
+offset.storage.replication.factor=1
+offset.storage.partitions=5
+status.storage.replication.factor=1
+status.storage.partitions=1
+
+# Connectors name their converters; these are the defaults for those that do not.
+key.converter=org.apache.kafka.connect.storage.StringConverter
+value.converter=org.apache.kafka.connect.json.JsonConverter
+value.converter.schemas.enable=true
+
+# REST on the loopback interface only.
+listeners=http://127.0.0.1:{port}
+rest.advertised.host.name=127.0.0.1
+rest.advertised.port={port}
+
+plugin.path={paths.plugins}
+# Debezium's archives declare their plugins (META-INF/services): no classpath scanning.
+plugin.discovery=service_load
+
+# ${{file:<path>:<key>}} in a connector config reads <key> from a properties file; only files
+# under this folder may be read (a connector cannot ask for /etc/shadow).
+config.providers=file
+config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider
+config.providers.file.param.allowed.paths={paths.root}
+
+# Source offsets reach Kafka within 5 s (the default is 60 s: a restart would replay more).
+offset.flush.interval.ms=5000
+# One worker: do not hold a departed worker's connectors for 5 minutes before reassigning.
+scheduled.rebalance.max.delay.ms=0
+"""
+
+
+def log4j2_config(settings: Settings) -> str:
+    paths = ConnectPaths.of(settings)
+    return f"""\
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Generated by connectors/local_connect.py on every start; edits are lost. -->
+<Configuration status="WARN">
+  <Appenders>
+    <RollingFile name="connect" fileName="{paths.connect_log}" filePattern="{paths.logs}/connect.log.%i">
+      <PatternLayout pattern="[%d] %p %X{{connector.context}}%m (%c)%n"/>
+      <SizeBasedTriggeringPolicy size="20 MB"/>
+      <DefaultRolloverStrategy max="3"/>
+    </RollingFile>
+  </Appenders>
+  <Loggers>
+    <Root level="INFO"><AppenderRef ref="connect"/></Root>
+    <!-- Every client prints its whole configuration at INFO: a page per task. -->
+    <Logger name="org.apache.kafka.common.config.AbstractConfig" level="WARN"/>
+    <Logger name="org.apache.kafka.clients.consumer.ConsumerConfig" level="WARN"/>
+    <Logger name="org.apache.kafka.clients.producer.ProducerConfig" level="WARN"/>
+    <Logger name="org.apache.kafka.clients.admin.AdminClientConfig" level="WARN"/>
+    <Logger name="org.hibernate" level="WARN"/>
+  </Loggers>
+</Configuration>
+"""
+
+
+def write_secrets(settings: Settings) -> Path:
+    """The values ``${file:<secrets>:<key>}`` resolves to: the local databases' credentials.
+
+    Written with mode 0600 and never printed; connector JSON names the keys, not the values.
+    """
+    from connectors import local_postgres
+
+    paths = ConnectPaths.of(settings)
+    values = local_postgres.credentials(settings)
+    text = "# Generated by connectors/local_connect.py from the local databases' credentials.\n"
+    text += "".join(f"{k}={v}\n" for k, v in sorted(values.items()))
+    tmp = paths.secrets.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    tmp.replace(paths.secrets)
+    return paths.secrets
+
+
+def write_config(settings: Settings) -> ConnectPaths:
+    paths = ConnectPaths.of(settings)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    paths.properties.write_text(worker_properties(settings))
+    paths.log4j.write_text(log4j2_config(settings))
+    write_secrets(settings)
+    return paths
+
+
+def _java(settings: Settings) -> list[str]:
+    """The worker's command line. Same JVM choices as the broker (streams/local_kafka.py:
+    serial GC on a 2-core machine, exit on OOM) with its own heap."""
+    paths = ConnectPaths.of(settings)
+    return [
+        settings.java_bin,
+        *shlex.split(knob(settings, "connect_heap")),
+        *shlex.split(settings.kafka_jvm_opts),
+        f"-Dlog4j2.configurationFile={paths.log4j}",
+        f"-Dkafka.logs.dir={paths.logs}",
+        "-cp",
+        f"{paths.libs}/*",
+        MAIN_CLASS,
+        str(paths.properties),
+    ]
+
+
+# --- REST ------------------------------------------------------------------------------
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, OSError):
+        return 0, None
+
+
+def plugins_listed(settings: Settings) -> list[str]:
+    """Connector classes the worker offers; empty when it does not answer."""
+    status, body = _get(f"{rest_url(settings)}/connector-plugins")
+    return [p.get("class", "") for p in body] if status == 200 and isinstance(body, list) else []
+
+
+def _ready(settings: Settings) -> bool:
+    """REST answers, the worker joined its group (``/connectors`` is 200, not 503/409), and
+    every plugin we ship is listed."""
+    if _get(f"{rest_url(settings)}/connectors")[0] != 200:
+        return False
+    listed = set(plugins_listed(settings))
+    return all(cls in listed for _, cls in PLUGINS)
+
+
+def is_running(settings: Settings | None = None) -> bool:
+    """True if a Connect worker (ours or not) answers on the REST port and is ready."""
+    return _ready(settings or get_settings())
+
+
+# --- process handling ------------------------------------------------------------------
+
+
+@contextmanager
+def _locked(paths: ConnectPaths) -> Iterator[None]:
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock_file, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return None
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _managed_pid(paths: ConnectPaths) -> int | None:
+    """The pid in the pid file if that process is still our worker (not a reused pid)."""
+    try:
+        pid = int(paths.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    argv = _cmdline(pid) or []
+    return pid if MAIN_CLASS in argv and str(paths.properties) in argv else None
+
+
+def _alive(pid: int) -> bool:
+    proc = _CHILDREN.get(pid)
+    if proc is not None:
+        return proc.poll() is None
+    return _cmdline(pid) is not None
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    proc = _CHILDREN.get(pid)
+    if proc is not None:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        _CHILDREN.pop(pid, None)
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return not _alive(pid)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"({path} does not exist)"
+    text = [line for line in text if not line.lstrip().startswith(("at ", "... "))]
+    return "\n".join(text[-lines:]) or f"({path} is empty)"
+
+
+def _failure(settings: Settings, what: str) -> LocalConnectError:
+    paths = ConnectPaths.of(settings)
+    return LocalConnectError(f"{what}\n--- {paths.jvm_out} ---\n{_tail(paths.jvm_out, 20)}"
+                             f"\n--- {paths.connect_log} ---\n{_tail(paths.connect_log)}")
+
+
+def _wait_ready(settings: Settings, pid: int) -> None:
+    timeout = float(knob(settings, "connect_start_timeout_s"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            raise _failure(settings, f"the Connect worker (pid {pid}) exited during startup")
+        if _ready(settings):
+            return
+        time.sleep(0.25)
+    raise _failure(settings, f"the Connect worker (pid {pid}) was not ready on "
+                             f"{rest_url(settings)} within {timeout:.0f}s")
+
+
+def _signal_and_wait(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if _wait_exit(pid, STOP_TIMEOUT_S):
+        return
+    _say(f"pid {pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; sending SIGKILL")
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if not _wait_exit(pid, KILL_TIMEOUT_S):
+        raise LocalConnectError(f"pid {pid} survived SIGKILL")
+
+
+def _kafka_answers(settings: Settings) -> bool:
+    from streams import local_kafka
+
+    if settings.uses_local_broker:
+        return local_kafka.is_running(settings)
+    return True  # an existing cluster: Connect will say if it cannot reach it
+
+
+# --- public API ------------------------------------------------------------------------
+
+
+def start(settings: Settings | None = None) -> bool:
+    """Start the local Connect worker unless one is ready already. True if THIS call started
+    it. Blocks until REST answers, the worker joined its group and our plugins are listed."""
+    settings = settings or get_settings()
+    paths = ConnectPaths.of(settings)
+    with _locked(paths):
+        managed = _managed_pid(paths)
+        if _ready(settings):
+            owner = f"pid {managed}" if managed else "not started by this tool"
+            _say(f"a worker is already ready on {rest_url(settings)} ({owner})")
+            write_secrets(settings)  # the credentials may have been regenerated
+            return False
+        if managed is not None:
+            _say(f"worker pid {managed} is alive but not ready yet; waiting for it")
+            _wait_ready(settings, managed)
+            return False
+        if not _kafka_answers(settings):
+            raise LocalConnectError(
+                f"Kafka does not answer on {settings.bootstrap_servers}: start it first "
+                "(python -m streams.local_kafka start)"
+            )
+        paths.pid_file.unlink(missing_ok=True)
+        began = time.monotonic()
+        ensure_jars(settings)
+        write_config(settings)
+        with open(paths.jvm_out, "ab") as out:
+            proc = subprocess.Popen(_java(settings), cwd=paths.root, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                    close_fds=True)
+        _CHILDREN[proc.pid] = proc
+        paths.pid_file.write_text(f"{proc.pid}\n")
+        _say(f"started Kafka Connect {settings.kafka_version} (pid {proc.pid}); waiting for it")
+        try:
+            _wait_ready(settings, proc.pid)
+        except BaseException:
+            _signal_and_wait(proc.pid)
+            paths.pid_file.unlink(missing_ok=True)
+            raise
+    _say(f"Kafka Connect ready on {rest_url(settings)} (pid {proc.pid}, "
+         f"{time.monotonic() - began:.1f}s; log {paths.connect_log})")
+    return True
+
+
+def stop(settings: Settings | None = None) -> bool:
+    """Stop the worker this tool started (pid file). True if one was stopped."""
+    settings = settings or get_settings()
+    paths = ConnectPaths.of(settings)
+    with _locked(paths):
+        pid = _managed_pid(paths)
+        if pid is None:
+            _say("not running (no live worker in the pid file)")
+            paths.pid_file.unlink(missing_ok=True)
+            return False
+        began = time.monotonic()
+        _signal_and_wait(pid)
+        paths.pid_file.unlink(missing_ok=True)
+    _say(f"stopped pid {pid} in {time.monotonic() - began:.1f}s")
+    return True
+
+
+def status(settings: Settings | None = None) -> bool:
+    settings = settings or get_settings()
+    paths = ConnectPaths.of(settings)
+    ready = _ready(settings)
+    pid = _managed_pid(paths)
+    state = "running" if ready else ("starting" if pid is not None else "not running")
+    print(f"local Kafka Connect: {state}")
+    print(f"  pid:       {pid if pid is not None else '-'}")
+    print(f"  rest:      {rest_url(settings)}")
+    print(f"  versions:  Kafka {settings.kafka_version}, Debezium "
+          f"{knob(settings, 'connect_debezium_version')}")
+    if ready:
+        code, names = _get(f"{rest_url(settings)}/connectors")
+        print(f"  plugins:   {', '.join(c.rsplit('.', 1)[-1] for c in plugins_listed(settings))}")
+        print(f"  connectors: {', '.join(names) if code == 200 and names else '-'}")
+    print(f"  log:       {paths.connect_log}")
+    return ready
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m connectors.local_connect",
+                                     description="The local Kafka Connect worker.")
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    try:
+        if args.command == "start":
+            start(settings)
+        elif args.command == "stop":
+            stop(settings)
+        else:
+            return 0 if status(settings) else 3
+    except LocalConnectError as exc:
+        print(f"local-connect: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
