@@ -1,0 +1,165 @@
+"""The OMS outbox bridge: records relayed by Debezium's outbox event router -> input events.
+
+The OMS writes each order change and an ``outbox`` row in one transaction; Debezium's
+PostgreSQL connector with the outbox event router (``connectors/oms-outbox-source.json``)
+relays each inserted row as one Kafka record:
+
+    key      aggregateid (the orderNo)
+    value    the ``payload`` column: the event as JSON, exactly as the OMS wrote it
+             ({"eventType": ..., "eventId": ..., "occurredAt": ..., ...camelCase fields})
+    headers  ``id`` (the outbox row's uuid) and ``eventType`` (its ``type`` column)
+
+This agent turns each record into our input event through ``connectors.produce.parse_event``,
+the validation every other input goes through, and sends it, Avro-encoded, to its input topic
+keyed like every other producer's (``streams.topics.input_key``). The row's ``type`` supplies
+``eventType`` and its ``id`` the ``eventId`` when the payload leaves them out (a payload that
+names another type than its row is refused). The outbox speaks for the OMS only: an event of
+another system is refused. Anything unreadable or invalid goes to the dead-letter topic with
+the outbox record's coordinates, and the agent carries on.
+
+Delivery: at least once, stateless. A redelivered outbox record becomes the same event with
+the same eventId, which the order agent's receipts turn into a no-op.
+
+The pure part, bytes + headers -> event or the reason it is refused, is
+:func:`event_from_outbox`; the agent around it is :func:`register_outbox_agent`, called by
+``streams.app.create_app`` when ``Settings.outbox_topics`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
+
+from connectors.produce import parse_event
+from schemas.base import Event
+from schemas.codec import encode
+from schemas.inputs import ORDER_EVENTS
+from streams.topics import input_key
+
+if TYPE_CHECKING:
+    import faust
+    from faust.types import EventT
+
+    from streams.app import Pipeline
+
+EVENT_TYPE_HEADER = "eventType"  # the row's ``type`` column (table.fields.additional.placement)
+EVENT_ID_HEADER = "id"  # the row's ``id``, placed by the event router itself
+
+Headers = Mapping[str, bytes | None] | Iterable[tuple[str, bytes | None]] | None
+DeadLetterFn = Callable[["EventT", str, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why an outbox record is not an input event: DECODE (not readable) or VALIDATION."""
+
+    error_type: Literal["DECODE", "VALIDATION"]
+    reason: str
+
+
+def _header_text(headers: Headers, name: str) -> str | None:
+    if headers is None:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    value = None
+    for key, raw in pairs:
+        if key == name:
+            value = raw  # the last one wins, as with Kafka's lastHeader
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<event>'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def event_from_outbox(value: bytes | None, headers: Headers = None) -> Event | Refused:
+    """One relayed outbox record -> the validated OMS input event, or why not.
+
+    Numbers are read as decimals, so money keeps the digits the OMS wrote. A payload that
+    arrives as a JSON string holding the JSON (what JsonConverter makes of Debezium's ``Json``
+    type) is read through once.
+    """
+    if not value:
+        return Refused("DECODE", "empty outbox record (no payload)")
+    try:
+        text = bytes(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Refused("DECODE", f"payload is not UTF-8: {exc}")
+    try:
+        body: Any = json.loads(text, parse_float=Decimal)
+        if isinstance(body, str):
+            body = json.loads(body, parse_float=Decimal)
+    except ValueError as exc:
+        return Refused("DECODE", f"payload is not JSON: {exc}")
+    if not isinstance(body, dict):
+        return Refused("VALIDATION", f"payload is a JSON {type(body).__name__}, not an object")
+
+    row_type = _header_text(headers, EVENT_TYPE_HEADER)
+    if row_type is not None:
+        named = body.setdefault("eventType", row_type)
+        if named != row_type:
+            return Refused("VALIDATION", f"payload eventType {named!r} differs from the outbox "
+                                         f"row's type {row_type!r}")
+    row_id = _header_text(headers, EVENT_ID_HEADER)
+    if row_id is not None:
+        body.setdefault("eventId", row_id)
+
+    try:
+        event = parse_event(body)
+    except ValidationError as exc:
+        return Refused("VALIDATION", f"{body.get('eventType')}: {_describe(exc)}")
+    except ValueError as exc:
+        return Refused("VALIDATION", str(exc))
+    if not isinstance(event, ORDER_EVENTS):
+        return Refused("VALIDATION", f"{event.event_type} is not an OMS event; the OMS outbox "
+                                     "carries order events only")
+    return event
+
+
+def register_outbox_agent(pipeline: Pipeline, dead_letter: DeadLetterFn) -> faust.types.AgentT:
+    """Declare the bridge agent on ``settings.outbox_topics`` (raw bytes in, Avro out)."""
+    app, topics, metrics = pipeline.app, pipeline.topics, pipeline.metrics
+
+    def raw(*names: str) -> faust.TopicT:
+        return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw")
+
+    source = raw(*pipeline.settings.outbox_topics)
+    outputs: dict[str, faust.TopicT] = {}
+
+    @app.agent(source, name="outbox-bridge")
+    async def outbox_bridge(stream: faust.StreamT) -> None:
+        """OMS outbox records (Debezium) -> validated order events on their input topic."""
+        async for event in stream.events():
+            started = time.perf_counter()
+            metrics.received(event.message.topic)
+            result = event_from_outbox(event.value, event.headers)
+            if isinstance(result, Refused):
+                await dead_letter(event, result.error_type, result.reason)
+                continue
+            name = topics.input_for(result.event_type)
+            try:
+                key, value = input_key(result).encode(), encode(result)
+            except Exception as exc:  # noqa: BLE001 - a record must never stop the agent
+                await dead_letter(event, "PROCESSING", f"{type(exc).__name__}: {exc}")
+                continue
+            if name not in outputs:
+                outputs[name] = raw(name)
+            await outputs[name].send(key=key, value=value)
+            metrics.sent(name)
+            metrics.processed("outbox-bridge", time.perf_counter() - started, False)
+
+    return outbox_bridge
