@@ -1,0 +1,222 @@
+"""Simulate the source systems for a day: ``python -m connectors.simulate [--seed N] ...``.
+
+Generates a reproducible day of OMS, WMS and TMS traffic (``connectors/traffic.py``) and
+publishes it through the pipeline's own producer path (``EventPublisher``: validated, Avro,
+keyed as the pipeline expects), paced at ``--rate`` events/s or as fast as the broker takes
+them (``--max-rate``, the default). ``--out FILE`` also writes the events as JSON lines, which
+``python -m connectors.produce FILE`` replays; with ``--dry-run`` nothing is published. A
+progress bar (the simulated clock) and a summary go to stderr.
+
+Each day assumes the pipeline has not seen its SKUs yet (its causality comes from a model
+that starts empty): give a second day in the same pipeline other SKUs (``--sku-prefix``).
+Ids carry ``--tag`` (default ``S<seed>``), so a re-published day is dropped as duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import IO, TYPE_CHECKING
+
+from config.settings import get_settings
+from connectors.traffic import DAY_S, DayParams, DaySimulation, to_json_line
+
+if TYPE_CHECKING:
+    from connectors.produce import EventPublisher
+
+FLUSH_TIMEOUT_S = 120.0
+
+
+@dataclass
+class RunReport:
+    """What one run generated and what the broker acknowledged."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    published: int = 0
+    acknowledged: int = 0
+    failures: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def events(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+class ProgressBar:
+    """A one-line text bar on stderr, driven by the simulated clock (the number of events
+    is not known before the day has run). Redrawn at most five times a second."""
+
+    def __init__(self, stream: IO[str], width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.started = time.monotonic()
+        self.drawn_at = 0.0
+
+    def update(self, simulated_s: int, events: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.drawn_at < 0.2:
+            return
+        self.drawn_at = now
+        done = min(1.0, simulated_s / DAY_S)
+        filled = int(done * self.width)
+        elapsed = max(now - self.started, 1e-9)
+        clock = f"{simulated_s // 3600:02d}:{simulated_s // 60 % 60:02d}"
+        self.stream.write(
+            f"\r[{'#' * filled}{'-' * (self.width - filled)}] {done:4.0%} day {clock}"
+            f"  {events:,} events  {events / elapsed:,.0f}/s "
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+class Pacer:
+    """Holds event n back until ``n / rate`` seconds after the start; ``rate`` None: never."""
+
+    def __init__(self, rate: float | None, wait: Callable[[float], object]) -> None:
+        self.rate = rate
+        self.wait = wait
+        self.started = time.monotonic()
+
+    def pace(self, n: int) -> None:
+        if self.rate is None:
+            return
+        while (ahead := self.started + n / self.rate - time.monotonic()) > 0:
+            self.wait(min(ahead, 0.05))
+
+
+def run(
+    params: DayParams,
+    publisher: EventPublisher | None,
+    out: IO[str] | None,
+    rate: float | None,
+    progress: ProgressBar | None,
+) -> tuple[RunReport, DaySimulation]:
+    """Generate the day and hand each event to the publisher and/or the file, paced."""
+    simulation = DaySimulation(params)
+    report = RunReport()
+    wait: Callable[[float], object] = publisher.producer.poll if publisher else time.sleep
+    pacer = Pacer(rate, wait)
+    started = time.monotonic()
+    try:
+        for n, event in enumerate(simulation.events(), start=1):
+            pacer.pace(n)
+            if out is not None:
+                out.write(to_json_line(event) + "\n")
+            if publisher is not None:
+                publisher.publish(event)
+                report.published += 1
+            report.counts[type(event).__name__] += 1
+            if progress is not None:
+                progress.update(simulation.now, n)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    if progress is not None:
+        progress.update(simulation.now, report.events, force=True)
+        progress.close()
+    if publisher is not None:
+        flushed = publisher.flush(FLUSH_TIMEOUT_S)
+        report.acknowledged = flushed.sent
+        report.failures = list(flushed.failed)
+    report.seconds = time.monotonic() - started
+    return report, simulation
+
+
+def missing_topics(publisher: EventPublisher) -> list[str]:
+    """Input topics the broker does not have (auto-creation is off: the worker or
+    ``make run`` creates them)."""
+    topics = publisher.topics
+    wanted = (topics.orders, topics.shipments, topics.stock_movements)
+    present = publisher.producer.list_topics(timeout=10).topics
+    return [name for name in wanted if name not in present]
+
+
+def summary(params: DayParams, report: RunReport, simulation: DaySimulation, rate: float | None) -> str:
+    lines = [
+        f"simulated {params.day}, seed {params.seed}: {params.orders:,} orders, {params.skus:,} SKUs, "
+        f"{params.warehouses} warehouses" + (" (interrupted)" if report.interrupted else "")
+    ]
+    width = max([len(name) for name in report.counts] + [5])
+    lines += [f"  {name:<{width}} {count:>9,}" for name, count in sorted(report.counts.items())]
+    lines.append(f"  {'total':<{width}} {report.events:>9,}")
+    pace = "max rate" if rate is None else f"paced at {rate:,.0f}/s"
+    lines.append(f"{report.events:,} events in {report.seconds:.2f} s: {report.rate:,.0f} events/s ({pace})")
+    if report.published:
+        lines.append(
+            f"published {report.published:,}, acknowledged {report.acknowledged:,}, "
+            f"{len(report.failures)} failures"
+        )
+    statuses = Counter(o.status.value for o in simulation.shadow.tables.orders_by_no.values())
+    lines.append("orders in the shadow model: " + ", ".join(f"{s} {n:,}" for s, n in statuses.most_common()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = DayParams()
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--orders", type=int, default=defaults.orders)
+    parser.add_argument("--skus", type=int, default=defaults.skus)
+    parser.add_argument("--warehouses", type=int, default=defaults.warehouses)
+    parser.add_argument("--day", type=date.fromisoformat, default=defaults.day, help="simulated day, YYYY-MM-DD")
+    parser.add_argument("--tag", default=None, help="id namespace (default S<seed>)")
+    parser.add_argument("--sku-prefix", default=defaults.sku_prefix)
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=float, default=None, help="events per second")
+    pace.add_argument("--max-rate", action="store_true", help="as fast as possible (the default)")
+    parser.add_argument("--out", default=None, help="also write the events as JSON lines (- for stdout)")
+    parser.add_argument("--dry-run", action="store_true", help="publish nothing")
+    args = parser.parse_args(argv)
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be > 0")
+    params = DayParams(
+        seed=args.seed, orders=args.orders, skus=args.skus, warehouses=args.warehouses,
+        day=args.day, tag=args.tag, sku_prefix=args.sku_prefix,
+    )
+    publisher = None
+    if not args.dry_run:
+        from confluent_kafka import KafkaException
+
+        from connectors.produce import EventPublisher
+
+        publisher = EventPublisher(get_settings())
+        try:
+            missing = missing_topics(publisher)
+        except KafkaException as exc:
+            print(f"cannot reach Kafka at {publisher.settings.bootstrap_servers}: {exc}", file=sys.stderr)
+            return 2
+        if missing:
+            print(f"missing topics {', '.join(missing)}: start the pipeline first", file=sys.stderr)
+            return 2
+    out: IO[str] | None = None
+    if args.out == "-":
+        out = sys.stdout
+    elif args.out:
+        out = open(args.out, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        report, simulation = run(params, publisher, out, args.rate, ProgressBar(sys.stderr))
+    finally:
+        if out is not None and out is not sys.stdout:
+            out.close()
+    print(summary(params, report, simulation, args.rate), file=sys.stderr)
+    for failure in report.failures[:10]:
+        print(f"failed: {failure}", file=sys.stderr)
+    if report.interrupted:
+        return 130
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

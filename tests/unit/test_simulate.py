@@ -1,0 +1,268 @@
+"""The source-system simulator (connectors/traffic.py): reproducible, valid, causal, realistic.
+
+One small day is generated once per module; the checks read it as the pipeline would (JSON
+lines through ``connectors.produce.parse_event``) and replay it on a fresh reference model,
+so they test the stream itself, not the generator's own shadow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from connectors.produce import parse_event
+from connectors.simulate import main as simulate_main
+from connectors.traffic import DayParams, DaySimulation, generate_day, iter_json_lines, replay, to_json_line
+from schemas.base import Event
+from schemas.inputs import INPUT_EVENTS, OrderCreated, TransferDispatched
+from schemas.outputs import AlertType, InventoryAlert, InventoryLedgerEntry, MovementType, StockBucket
+from tables.center import InventoryCenter
+from tables.state import ShipmentState
+from tests.unit.test_core_laws import BUCKET_OF_POSITION, INSIDE, Ledger
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = {"seed": 5, "orders": 300, "skus": 60, "warehouses": 3}
+
+
+@pytest.fixture(scope="module")
+def day() -> tuple[list[str], DaySimulation]:
+    simulation = DaySimulation(DayParams(**DAY))  # type: ignore[arg-type]
+    return list(iter_json_lines(simulation.events())), simulation
+
+
+@pytest.fixture(scope="module")
+def events(day: tuple[list[str], DaySimulation]) -> list[Event]:
+    return [parse_event(json.loads(line)) for line in day[0]]
+
+
+@pytest.fixture(scope="module")
+def replayed(events: list[Event]) -> InventoryCenter:
+    """The day on a fresh model, its expiry timer ticking on the simulated clock."""
+    return replay(events)
+
+
+def _quantities(center: InventoryCenter) -> dict[tuple[str, str], tuple[int, ...]]:
+    return {
+        (sku, p.warehouse_code): (p.on_hand_qty, p.reserved_qty, p.in_transit_qty, p.presold_qty,
+                                  p.outbound_qty, p.damaged_qty, p.delivered_qty, p.version)
+        for sku, stock in center.tables.stock_by_sku.items() for p in stock.positions
+    }
+
+
+# --- reproducible ------------------------------------------------------------------------
+
+
+def test_the_same_seed_gives_the_same_lines_and_another_seed_other_lines(
+    day: tuple[list[str], DaySimulation],
+) -> None:
+    assert list(iter_json_lines(generate_day(**DAY))) == day[0]
+    assert list(iter_json_lines(generate_day(**{**DAY, "seed": 6}))) != day[0]
+
+
+def test_the_lines_do_not_depend_on_the_process_hash_seed(tmp_path: Path) -> None:
+    """Iterating a set of strings would reorder events between processes."""
+    args = ["--seed", "3", "--orders", "80", "--skus", "20", "--warehouses", "2", "--dry-run"]
+    runs = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"day-{hash_seed}.jsonl"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        runs.append((out, subprocess.Popen(
+            [sys.executable, "-m", "connectors.simulate", *args, "--out", str(out)],
+            cwd=REPO, env=env, stderr=subprocess.PIPE,
+        )))
+    for out, process in runs:
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr.decode()
+    first, second = (out.read_bytes() for out, _ in runs)
+    assert first and first == second
+
+
+def test_the_cli_writes_the_lines_generate_day_yields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "day.jsonl"
+    code = simulate_main(["--seed", "2", "--orders", "40", "--skus", "15", "--warehouses", "2",
+                          "--dry-run", "--out", str(out)])
+    assert code == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines == list(iter_json_lines(generate_day(seed=2, orders=40, skus=15, warehouses=2)))
+    summary = capsys.readouterr().err
+    assert f"{len(lines):,} events in" in summary and "OrderCreated" in summary
+
+
+# --- valid ---------------------------------------------------------------------------------
+
+
+def test_every_line_is_a_valid_event_that_reads_back_unchanged(
+    day: tuple[list[str], DaySimulation], events: list[Event]
+) -> None:
+    assert len(events) == len(day[0])
+    assert [to_json_line(e) for e in events] == day[0]
+
+
+def test_event_ids_are_unique_and_time_moves_forward_through_one_day(events: list[Event]) -> None:
+    ids = [e.event_id for e in events]
+    assert len(set(ids)) == len(ids)
+    times = [e.occurred_at for e in events]
+    assert times == sorted(times)
+    assert times[0].date() == times[-1].date()
+    assert (times[-1] - times[0]).total_seconds() > 18 * 3600
+
+
+# --- causal --------------------------------------------------------------------------------
+
+
+def test_every_flow_keeps_its_causal_order(events: list[Event]) -> None:
+    """Replayed on a fresh model, each event finds what must have come before it: an order
+    ships what it holds, a parcel is tracked, delivered and returned in turn, a receipt
+    names a document already announced, transfers and negative adjustments take only
+    available units."""
+    center = InventoryCenter()
+    created: dict[str, OrderCreated] = {}
+    announced: set[str] = set()  # ASNs, transfers, failed shipments: documents a receipt may name
+    requested: set[str] = set()
+    picked_up: set[str] = set()
+    tracked: Counter[str] = Counter()
+    for e in events:
+        center.expire_due(e.occurred_at)
+        kind = type(e).__name__
+        order = center.order(e.order_no) if hasattr(e, "order_no") else None  # type: ignore[attr-defined]
+        if kind in ("OrderPaid", "OrderCancelled"):
+            assert order is not None and not order.shipments, (kind, e)
+        if kind == "OrderPaid":
+            expires = created[e.order_no].reservation_expires_at  # type: ignore[attr-defined]
+            assert expires is not None and e.occurred_at < expires
+        if kind == "OrderShipped":
+            assert order is not None and order.outbound_issued, f"shipped before it was instructed: {e}"
+            for line in e.lines:  # type: ignore[attr-defined]
+                held = order.line(line.sku)
+                assert held is not None and held.warehouse_code == e.warehouse_code  # type: ignore[attr-defined]
+                assert held.reserved_qty >= line.quantity, f"shipped more than reserved: {e}"
+        if kind in ("PickedUp", "InTransit", "OutForDelivery", "Delivered", "DeliveryFailed"):
+            shipment = order.shipment(e.shipment_no) if order else None  # type: ignore[attr-defined]
+            assert shipment is not None and shipment.state == ShipmentState.SHIPPED, (kind, e)
+            steps = ("PickedUp", "InTransit", "OutForDelivery", "Delivered", "DeliveryFailed")
+            assert tracked[e.shipment_no] == min(steps.index(kind), 3), (kind, e)  # type: ignore[attr-defined]
+            tracked[e.shipment_no] += 1  # type: ignore[attr-defined]
+        if kind == "ReturnRequested":
+            assert order is not None and any(s.state == ShipmentState.DELIVERED for s in order.shipments)
+            requested.add(e.return_no)  # type: ignore[attr-defined]
+        if kind == "ReturnPickedUp":
+            assert e.return_no in requested  # type: ignore[attr-defined]
+            picked_up.add(e.return_no)  # type: ignore[attr-defined]
+        if kind == "ReturnInspected":
+            assert e.return_no in picked_up  # type: ignore[attr-defined]
+        if kind == "GoodsReceived" and e.asn_no is not None:  # type: ignore[attr-defined]
+            assert e.asn_no in announced, f"received against a document not yet announced: {e}"  # type: ignore[attr-defined]
+        if kind == "TransferReceived":
+            assert e.transfer_no in announced  # type: ignore[attr-defined]
+        if isinstance(e, TransferDispatched):
+            for line in e.lines:
+                p = center.position(line.sku, e.from_warehouse_code)
+                assert p is not None and p.available_qty >= line.quantity, (e, p)
+        if kind == "StockAdjusted" and e.delta < 0:  # type: ignore[attr-defined]
+            p = center.position(e.sku, e.warehouse_code)  # type: ignore[attr-defined]
+            assert p is not None and p.available_qty >= -e.delta, (e, p)  # type: ignore[attr-defined]
+        if kind == "OrderCreated":
+            created[e.order_no] = e  # type: ignore[assignment,attr-defined]
+        if kind == "InboundAnnounced":
+            announced.add(e.asn_no)  # type: ignore[attr-defined]
+        if kind == "TransferDispatched":
+            announced.add(e.transfer_no)  # type: ignore[attr-defined]
+        if kind == "DeliveryFailed":
+            announced.add(e.shipment_no)  # type: ignore[attr-defined]
+        center.submit(e)
+
+
+# --- realistic -------------------------------------------------------------------------------
+
+
+def test_the_day_has_every_event_type_of_the_three_source_systems(events: list[Event]) -> None:
+    seen = Counter(type(e).__name__ for e in events)
+    assert set(seen) == set(INPUT_EVENTS), f"missing: {set(INPUT_EVENTS) - set(seen)}"
+    created = [e for e in events if isinstance(e, OrderCreated)]
+    assert len(created) == DAY["orders"]
+    assert {e.order_type.value for e in created} == {"NORMAL", "PRESALE", "GIFT"}
+    assert any(e.reservation_expires_at for e in created)
+    assert {len(e.items) for e in created} == {1, 2, 3, 4, 5}
+
+
+def test_sku_popularity_is_long_tailed(events: list[Event]) -> None:
+    lines = Counter(item.sku for e in events if isinstance(e, OrderCreated) for item in e.items)
+    ranked = [n for _, n in lines.most_common()]
+    top_tenth = sum(ranked[: DAY["skus"] // 10]) / sum(ranked)
+    assert top_tenth > 0.4, f"the top 10% of SKUs get {top_tenth:.0%} of the order lines"
+    assert len(lines) > DAY["skus"] * 0.6, "the tail is ordered too, now and then"
+
+
+def test_replayed_on_the_model_few_orders_are_rejected_some_expire_and_nothing_is_anomalous(
+    replayed: InventoryCenter,
+) -> None:
+    statuses = Counter(o.status.value for o in replayed.tables.orders_by_no.values())
+    assert 0 < statuses["REJECTED"] <= 0.08 * DAY["orders"], statuses
+    assert statuses["EXPIRED"] > 0 and statuses["CANCELLED"] > 0, statuses
+    assert statuses["DELIVERED"] + statuses["RETURNED"] + statuses["PARTIALLY_RETURNED"] > DAY["orders"] / 3
+
+
+def test_the_stream_alone_rebuilds_the_generators_shadow(
+    day: tuple[list[str], DaySimulation], replayed: InventoryCenter
+) -> None:
+    shadow = day[1].shadow
+    assert _quantities(replayed) == _quantities(shadow)
+    assert {k: o.status for k, o in replayed.tables.orders_by_no.items()} == {
+        k: o.status for k, o in shadow.tables.orders_by_no.items()
+    }
+
+
+def test_the_inventory_laws_hold_after_the_day(replayed: InventoryCenter, events: list[Event]) -> None:
+    """Quantities consistent with the reservations, the ledger complete, units conserved
+    over the network (docs/inventory-model.md, as tests/unit/test_core_laws.py states them),
+    and nothing the core had to book as an anomaly or a shortage."""
+    center = replayed
+    t = center.tables
+    ledger = Ledger()
+    anomalies = []
+    for out in center.outputs:
+        if isinstance(out, InventoryLedgerEntry):
+            ledger.add(out)
+        elif isinstance(out, InventoryAlert) and out.alert_type in (AlertType.ANOMALY, AlertType.SHORTAGE):
+            anomalies.append(out.message)
+    assert not anomalies, anomalies[:5]
+    reserved: Counter[tuple[str, str]] = Counter()
+    for r in t.reservations_by_key.values():
+        reserved[(r.sku, r.warehouse_code)] += r.reserved_qty
+    for sku, stock in t.stock_by_sku.items():
+        for p in stock.positions:
+            assert min(p.on_hand_qty, p.reserved_qty, p.in_transit_qty, p.outbound_qty, p.damaged_qty) >= 0, p
+            assert p.available_qty >= 0, (sku, p)
+            assert p.reserved_qty == reserved[(sku, p.warehouse_code)], (sku, p)
+            for bucket, name in BUCKET_OF_POSITION.items():
+                assert ledger.totals[(sku, p.warehouse_code, bucket)] == getattr(p, name), (sku, p, bucket)
+    ours = {
+        (line.sku, e.to_warehouse_code, e.transfer_no)
+        for e in events if isinstance(e, TransferDispatched) for line in e.lines
+    } | {
+        (e.sku, e.warehouse_code, e.document_no)
+        for e in ledger.entries.values()
+        if e.movement_type == MovementType.DELIVERY_FAILED and e.bucket == StockBucket.OUTBOUND
+    }
+    inside = sum(
+        getattr(p, BUCKET_OF_POSITION[bucket])
+        for stock in t.stock_by_sku.values() for p in stock.positions for bucket in INSIDE
+    )
+    travelling = sum(e.outstanding_qty for key, e in t.expectations_by_key.items() if key in ours)
+    assert inside + travelling == sum(ledger.flows(ours).values())
+
+
+def test_the_days_date_and_ids_follow_the_parameters() -> None:
+    from datetime import date
+
+    first = next(generate_day(seed=9, orders=5, skus=5, warehouses=1, day=date(2026, 1, 2), tag="T9"))
+    assert first.occurred_at.date() == date(2026, 1, 2)
+    assert first.event_id.startswith("T9-")
+    assert isinstance(first.occurred_at, datetime)
