@@ -18,6 +18,8 @@ deployment-specific placeholders, and nothing else:
                                (local stack: .local/connect/secrets.properties)
     ${postgres.port}           the port of the OMS/ERP PostgreSQL
     ${pipeline.topic.prefix}   Settings.topic_prefix (the pipeline's topics)
+    ${registry.url}            Apicurio Registry's native v2 API, next to the Confluent-compatible
+                               Settings.schema_registry_url (or the local registry's)
 
 so ``${file:${secrets}:oms.password}`` reaches Connect as ``${file:/abs/path:oms.password}``;
 the value stays on the worker. Other ``${...}`` (Debezium's ``${routedByValue}``, the JDBC
@@ -34,8 +36,28 @@ Choices in the files, which JSON cannot comment on:
   ``oms.outbox.order``), puts the ``type`` column in an ``eventType`` header, and the payload
   is passed on as the JSON text the OMS wrote (StringConverter: no re-encoding, no floats for
   money, unlike ``table.expand.json.payload``). New topics get the broker's defaults (-1).
-* erp-*-sink: see ``connectors/erp-ledger-sink.json``'s converter and the module docstring of
-  ``streams/outbox.py`` for the pipeline side.
+* erp-ledger-sink, erp-positions-sink: Debezium's JDBC sink into the ERP's tables (created by
+  the ERP's owner, ``schema.evolution=none``; connectors/local_postgres.py plays that part).
+  Positions: upsert on (sku, warehouse_code), the latest state of each position (the topic
+  is compacted and per-key ordered, so the last write is the newest version). Ledger:
+  append-only - one row per entry, never updated - written as an upsert on the
+  deterministic entry_id, because delivery is at least once: a plain insert would fail the
+  task on the first redelivered entry (or, without a key, duplicate it). A record the sink
+  cannot write stops it (``errors.tolerance=none``, reported FAILED here): a ledger with a
+  silent hole is worse than a late one. Columns are snake_case (Debezium's
+  FieldNameTransformation) and ``occurredAt``, Avro ``timestamp-micros`` (which Connect's
+  Avro mapping leaves a long), becomes a timestamp (TimestampConverter, millisecond
+  precision).
+
+  The converter: Apicurio Registry's AvroConverter (2.6.13.Final, the version Debezium 3.4.3
+  is built with), in Confluent-compatible mode (4-byte contentId after a 0 byte, as Apicurio's
+  ccompat API hands out and ``schemas.codec.ConfluentFraming`` writes). The sinks read the
+  pipeline's own ledger and inventory-changes topics, registry-framed, with the writer schema
+  from the registry: the production shape (one topic, one contract, the registry as the
+  source of truth). The other way considered, a JSON-with-schema projection topic for the
+  ERP, would duplicate every record in a second, hand-written contract with a schema inlined
+  in each message. Consequence: the ERP sinks need the pipeline in registry mode
+  (``schema_registry_url`` set); single-object Avro has no Connect converter.
 """
 
 from __future__ import annotations
@@ -56,6 +78,7 @@ from typing import Any
 from config.settings import REPO_ROOT, Settings, get_settings
 
 CONNECTORS_DIR = REPO_ROOT / "connectors"
+CCOMPAT_PATH = "/apis/ccompat/v7"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
 TERMINAL = {"RUNNING", "FAILED"}
 
@@ -100,7 +123,26 @@ def variables_for(settings: Settings) -> dict[str, str]:
         "secrets": str(local_connect.secrets_file(settings)),
         "postgres.port": str(local_postgres.port_of(settings)),
         "pipeline.topic.prefix": settings.topic_prefix,
+        "registry.url": apicurio_native_url(settings),
     }
+
+
+def apicurio_native_url(settings: Settings) -> str:
+    """Apicurio's own v2 API (what its Kafka Connect converter talks to) next to the
+    Confluent-compatible URL the pipeline uses (``Settings.schema_registry_url``, or the local
+    registry's). The ids in the records are the same contentIds on both APIs."""
+    ccompat = settings.schema_registry_url
+    if not ccompat:
+        try:
+            from connectors import local_registry
+        except ImportError:  # the local registry is optional here
+            ccompat = f"http://127.0.0.1:8081{CCOMPAT_PATH}"
+        else:
+            ccompat = local_registry.registry_url(settings)
+    base = ccompat.rstrip("/")
+    if base.endswith(CCOMPAT_PATH):
+        base = base[: -len(CCOMPAT_PATH)]
+    return f"{base}/apis/registry/v2"
 
 
 def render(doc: Mapping[str, Any], variables: Mapping[str, str]) -> dict[str, Any]:

@@ -41,13 +41,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from config.settings import Settings, get_settings
 
-# Knobs proposed for config/settings.py (postgres_port, postgres_start_timeout_s); until they
-# are there, these defaults apply. Read through Settings only, like every other knob.
-DEFAULT_PORT = 55432
-DEFAULT_START_TIMEOUT_S = 60.0
+# Knobs proposed as fields of config.settings.Settings; until they are there, an
+# INVENTORY_<NAME> environment variable overrides the default (as connectors/local_registry.py).
+KNOBS: dict[str, Any] = {"postgres_port": 55432, "postgres_start_timeout_s": 60.0}
 
 SUPERUSER = "postgres"
 OMS_DATABASE = "oms"
@@ -69,12 +69,27 @@ def _say(message: str) -> None:
     print(f"local-postgres: {message}", flush=True)
 
 
+def knob(settings: Settings, name: str) -> Any:
+    """A setting of this module: the Settings field once it exists, else the environment."""
+    default = KNOBS[name]
+    if name in type(settings).model_fields:
+        return getattr(settings, name)
+    raw = os.environ.get(f"INVENTORY_{name.upper()}")
+    if raw is None:
+        return default
+    try:
+        return type(default)(raw)
+    except ValueError:
+        raise LocalPostgresError(f"INVENTORY_{name.upper()}={raw!r} is not a "
+                                 f"{type(default).__name__}") from None
+
+
 def port_of(settings: Settings) -> int:
-    return int(getattr(settings, "postgres_port", DEFAULT_PORT))
+    return int(knob(settings, "postgres_port"))
 
 
 def _start_timeout(settings: Settings) -> float:
-    return float(getattr(settings, "postgres_start_timeout_s", DEFAULT_START_TIMEOUT_S))
+    return float(knob(settings, "postgres_start_timeout_s"))
 
 
 @dataclass(frozen=True)
