@@ -107,14 +107,14 @@ class OutboxDeployment:
     outbox_topic: str
     worker: WorkerProcess
     connect_url: str
-    connectors: dict[str, dict[str, Any]]
+    oms_db: str = OMS_DB
 
     def insert_outbox(self, event_type: str, order_no: str, payload: str | None,
                       aggregate_type: str = "order") -> str:
         """One OMS transaction's outbox row; returns its id. ``payload`` is JSON text."""
         row_id = str(uuid.uuid4())
         value = "NULL" if payload is None else "'" + payload.replace("'", "''") + "'::jsonb"
-        local_postgres.psql(get_settings(), OMS_DB,
+        local_postgres.psql(get_settings(), self.oms_db,
                             f"INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
                             f"VALUES ('{row_id}', '{aggregate_type}', '{order_no}', '{event_type}', {value})")
         return row_id
@@ -123,8 +123,9 @@ class OutboxDeployment:
         return self.deployment.order(self.worker, order_no)
 
 
-def connector_docs(settings: Settings, topic_prefix: str) -> dict[str, dict[str, Any]]:
-    """The files in connectors/, rendered for this module's deployment: its topics, its
+def connector_docs(settings: Settings, topic_prefix: str, suffix: str,
+                   oms_db: str = OMS_DB) -> dict[str, dict[str, Any]]:
+    """The files in connectors/, rendered for one deployment of this module: its topics, its
     databases, its own connector names and replication slot."""
     variables = {**apply.variables_for(settings), "pipeline.topic.prefix": topic_prefix}
     docs = {}
@@ -132,11 +133,11 @@ def connector_docs(settings: Settings, topic_prefix: str) -> dict[str, dict[str,
         doc = apply.render(apply.load(path), variables)
         config = dict(doc["config"])
         if "database.dbname" in config:
-            config |= {"database.dbname": OMS_DB, "slot.name": f"oms_outbox_t{TAG}",
-                       "topic.prefix": f"oms_t{TAG}"}
+            config |= {"database.dbname": oms_db, "slot.name": f"oms_outbox_{suffix}",
+                       "topic.prefix": f"oms_{suffix}"}
         if "connection.url" in config:
             config["connection.url"] = config["connection.url"].replace("/erp", f"/{ERP_DB}")
-        docs[path.stem] = {"name": f"{doc['name']}-t{TAG}", "config": config}
+        docs[path.stem] = {"name": f"{doc['name']}-{suffix}", "config": config}
     return docs
 
 
@@ -158,16 +159,14 @@ def outbox(kafka_bootstrap: str, connect: str, postgres: Settings,
     create_topics(settings)
     _create_topic(settings, outbox_topic)
     deployment = Deployment(settings=settings, env=env, root=root)
-    docs = connector_docs(postgres, prefix)
-    source = docs["oms-outbox-source"]
+    source = connector_docs(postgres, prefix, f"t{TAG}")["oms-outbox-source"]
     try:
         states = apply.apply(connect, [source], timeout_s=90)
         assert all(s.running for s in states), [line for s in states for line in s.lines()]
         worker = deployment.start_worker("outbox")
-        yield OutboxDeployment(deployment, outbox_topic, worker, connect, docs)
+        yield OutboxDeployment(deployment, outbox_topic, worker, connect)
     finally:
-        for doc in docs.values():
-            apply.delete_connector(connect, doc["name"])
+        apply.delete_connector(connect, source["name"])
         for w in deployment.workers:
             w.kill()
         _delete_topics(settings, [*Topics(settings).all(), outbox_topic])
@@ -284,3 +283,187 @@ def test_malformed_outbox_rows_go_to_dead_letters_and_the_next_row_still_flows(o
     # Nothing of the refused rows reached the orders topic.
     assert not [r for r in o.deployment.read(o.deployment.topics.orders) if r.get("orderNo") in
                 {bad_qty, bad_type, no_payload}]
+
+
+# --- pipeline -> ERP ------------------------------------------------------------------------
+#
+# The ERP sinks read the pipeline's ledger and inventory-changes topics as the registry frames
+# them (Confluent wire format, ids from the Confluent-compatible API of the local Apicurio
+# Registry) with Apicurio's Avro converter; see connectors/apply.py for why.
+
+
+@pytest.fixture(scope="module")
+def registry(local_stack: Settings) -> Iterator[str]:
+    local_registry = pytest.importorskip(
+        "connectors.local_registry", reason="the ERP sinks need the local schema registry module")
+    started = local_registry.start(local_stack)
+    try:
+        yield local_registry.registry_url(local_stack)
+    finally:
+        if started:
+            local_registry.stop(local_stack)
+
+
+def erp_rows(table: str, where: str) -> list[dict[str, Any]]:
+    out = local_postgres.psql(get_settings(), ERP_DB,
+                              f"SELECT row_to_json(t) FROM (SELECT * FROM {table} WHERE {where}) t")
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def _apply_sinks(connect_url: str, docs: dict[str, dict[str, Any]]) -> list[str]:
+    sinks = [docs["erp-ledger-sink"], docs["erp-positions-sink"]]
+    states = apply.apply(connect_url, sinks, timeout_s=90)
+    assert all(s.running for s in states), [line for s in states for line in s.lines()]
+    return [doc["name"] for doc in sinks]
+
+
+def _delete_subjects(registry_url: str, prefix: str) -> None:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": registry_url})
+    for subject in client.get_subjects():
+        if subject.startswith(prefix):
+            client.delete_subject(subject)
+
+
+def _sink_failures(connect_url: str, names: list[str]) -> list[str]:
+    states = [apply.wait_for(connect_url, name, timeout_s=0) for name in names]
+    return [line for state in states if state.failed for line in state.lines()]
+
+
+def _until_in_erp(probe: Any, connect_url: str, sinks: list[str], timeout_s: float = 60) -> Any:
+    """Wait for rows in the ERP tables; fail at once, with the cause, if a sink failed."""
+    def check() -> Any:
+        found = probe()
+        if not found and (failures := _sink_failures(connect_url, sinks)):
+            pytest.fail("an ERP sink failed:\n" + "\n".join(failures))
+        return found
+
+    return wait_until(check, timeout_s=timeout_s)
+
+
+def test_registry_framed_ledger_entries_and_positions_land_in_the_erp_tables(
+    kafka_bootstrap: str, connect: str, postgres: Settings, registry: str
+) -> None:
+    """The Connect half on its own: records of our contracts, encoded by our codec in the
+    registry's framing, written by the two sinks; a redelivered record changes nothing."""
+    from datetime import UTC, datetime
+
+    from confluent_kafka import Producer
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from schemas.codec import Codec, ConfluentFraming
+    from schemas.outputs import InventoryChanged, InventoryLedgerEntry, MovementType, StockBucket
+    from streams.kafka_config import producer_config
+
+    prefix = f"e{TAG}."
+    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, schema_registry_url=registry)
+    topics = Topics(settings)
+    create_topics(settings)
+    names = _apply_sinks(connect, connector_docs(postgres, prefix, f"e{TAG}"))
+    try:
+        codec = Codec(ConfluentFraming(SchemaRegistryClient({"url": registry})))
+        sku, at = _id("SKU"), datetime(2025, 11, 22, 2, 0, 0, 123456, tzinfo=UTC)
+        entries = [InventoryLedgerEntry(
+            entry_id=f"rc-1|{sku}|{i}|WH001|ON_HAND", sku=sku, warehouse_code="WH001", bucket=StockBucket.ON_HAND,
+            movement_type=MovementType.RECEIVED, quantity=q, document_type="RECEIPT", document_no="RC1",
+            cause_event_id="rc-1", occurred_at=at) for i, q in enumerate((10, 5))]
+        changes = [InventoryChanged(
+            sku=sku, warehouse_code="WH001", available_qty=avail, reserved_qty=0, in_transit_qty=0,
+            total_qty=avail, event_id=f"{sku}|WH001|v{v}", on_hand_qty=avail, presold_qty=0, outbound_qty=0,
+            damaged_qty=0, version=v, cause_event_type="GoodsReceived", cause_event_id="rc-1", occurred_at=at)
+            for v, avail in ((1, 10), (2, 15))]
+        producer = Producer(producer_config(settings))
+        key = f"{sku}|WH001".encode()
+        for entry in [*entries, entries[0]]:  # the first one redelivered
+            producer.produce(topics.inventory_ledger, key=key, value=codec.encode(entry, topic=topics.inventory_ledger))
+        for change in [*changes, changes[0], changes[1]]:  # a replayed suffix, in order
+            producer.produce(topics.inventory_changes, key=key, value=codec.encode(change, topic=topics.inventory_changes))
+        assert producer.flush(30) == 0
+
+        where = f"sku = '{sku}'"
+        ledger = _until_in_erp(lambda: (r := erp_rows("inventory_ledger", where)) and len(r) == 2 and r,
+                               connect, names)
+        assert sorted((r["quantity"], r["bucket"], r["movement_type"]) for r in ledger) == [
+            (5, "ON_HAND", "RECEIVED"), (10, "ON_HAND", "RECEIVED")]
+        assert {r["occurred_at"] for r in ledger} == {"2025-11-22T02:00:00.123+00:00"}  # to the millisecond
+        position = _until_in_erp(lambda: (r := erp_rows("inventory_positions", where)) and r[0]["version"] == 2
+                                 and r, connect, names)
+        assert len(position) == 1
+        assert (position[0]["available_qty"], position[0]["on_hand_qty"], position[0]["warehouse_code"]) == (
+            15, 15, "WH001")
+        assert not _sink_failures(connect, names)
+    finally:
+        for name in names:
+            apply.delete_connector(connect, name)
+        _delete_topics(settings, list(topics.all()))
+        _delete_subjects(registry, prefix)
+
+
+def test_an_inventory_change_of_the_pipeline_lands_in_the_erp_tables(
+    kafka_bootstrap: str, connect: str, postgres: Settings, registry: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """End to end: an outbox row reserves stock; the worker's ledger entry and position reach
+    the ERP tables through the sinks. Needs the worker in registry mode (its outputs framed by
+    the registry when ``schema_registry_url`` is set)."""
+    from confluent_kafka import Consumer
+
+    from streams.kafka_config import consumer_config
+
+    prefix = f"r{TAG}."
+    outbox_topic = f"{prefix}oms.outbox.order"
+    env = {"INVENTORY_BOOTSTRAP_SERVERS": kafka_bootstrap, "INVENTORY_TOPIC_PREFIX": prefix,
+           "INVENTORY_APP_ID": f"inventory-erp-{TAG}", "INVENTORY_PARTITIONS": "4",
+           "INVENTORY_OUTBOX_TOPICS": json.dumps([outbox_topic]), "INVENTORY_SCHEMA_REGISTRY_URL": registry}
+    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, app_id=env["INVENTORY_APP_ID"],
+                        partitions=4, outbox_topics=(outbox_topic,), schema_registry_url=registry)
+    create_topics(settings)
+    _create_topic(settings, outbox_topic)
+    deployment = Deployment(settings=settings, env=env, root=tmp_path_factory.mktemp(f"erp-{TAG}"))
+    oms_db = f"oms_r{TAG}"  # its own outbox: the module's source connector does not see these rows
+    local_postgres.ensure_databases(postgres, oms=oms_db, erp=ERP_DB)
+    docs = connector_docs(postgres, prefix, f"r{TAG}", oms_db=oms_db)
+    names: list[str] = []
+    try:
+        worker = deployment.start_worker("erp")
+        o = OutboxDeployment(deployment, outbox_topic, worker, connect, oms_db)
+        sku, no = _id("SKU"), _id("OMS")
+        _stock(o, sku, 10)
+
+        consumer = Consumer(consumer_config(settings, group_id=f"framing-{TAG}"))
+        consumer.subscribe([deployment.topics.inventory_changes])
+        first = None
+        deadline = time.monotonic() + 30
+        while first is None and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            first = msg.value() if msg is not None and not msg.error() else None
+        consumer.close()
+        assert first is not None, "the worker wrote no inventory change"
+        if first[:2] == b"\xc3\x01":
+            pytest.xfail("the worker writes single-object Avro although schema_registry_url is set: "
+                         "the pipeline's registry mode (outputs framed by the registry) is not wired yet")
+
+        names = [docs["oms-outbox-source"]["name"]]
+        states = apply.apply(connect, [docs["oms-outbox-source"]], timeout_s=90)
+        assert all(s.running for s in states), [line for s in states for line in s.lines()]
+        names += _apply_sinks(connect, docs)
+
+        o.insert_outbox("OrderCreated", no, json.dumps(order_payload(no, {sku: 3})))
+        _status(o, no, "OUTBOUND_REQUESTED")
+        where = f"sku = '{sku}' AND warehouse_code = 'WH001'"
+        sinks = names[1:]
+        position = _until_in_erp(lambda: (r := erp_rows("inventory_positions", where)) and r[0]["reserved_qty"] == 3
+                                 and r, connect, sinks)
+        assert (position[0]["available_qty"], position[0]["on_hand_qty"]) == (7, 10)
+        ledger = _until_in_erp(lambda: erp_rows("inventory_ledger", where), connect, sinks)
+        assert sum(r["quantity"] for r in ledger if r["bucket"] == "ON_HAND") == 10
+        assert not _sink_failures(connect, sinks)
+    finally:
+        for name in names:
+            apply.delete_connector(connect, name)
+        for w in deployment.workers:
+            w.kill()
+        _delete_topics(settings, [*Topics(settings).all(), outbox_topic])
+        _delete_subjects(registry, prefix)
+        _drop_when_slot_released(postgres, oms_db)
