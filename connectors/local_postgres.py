@@ -16,7 +16,7 @@ sink writes: the append-only ledger and the latest inventory positions). TCP cli
 (Debezium, the JDBC sink) connect to 127.0.0.1 with SCRAM passwords; nothing listens
 elsewhere.
 
-PostgreSQL 15 (Debian 12's package; Debezium 3.4 supports 12 and later through pgoutput).
+PostgreSQL 15 (Debian 12's package), read by Debezium through the built-in pgoutput plugin.
 Measured on the 2-core development machine: first start (initdb, roles, databases, tables)
 about 1.3 s, a restart 0.6 s, about 60 MB of memory (PSS) with the connectors attached.
 
