@@ -78,6 +78,8 @@ def drained(d: Deployment, inputs: int) -> tuple[float, bool]:
                 totals[direction][topic] = totals[direction].get(topic, 0) + n
     t = d.topics
     consumed = sum(totals["in"].get(name, 0) for name in (t.orders, t.shipments, t.stock_movements))
+    if totals["out"].get(t.dead_letters):
+        raise RuntimeError(f"{totals['out'][t.dead_letters]:.0f} dead letters: the run is not valid (see the logs)")
     internal_done = all(
         totals["in"].get(name, 0) >= totals["out"].get(name, 0) for name in (t.stock_commands, t.order_inbox)
     )

@@ -39,6 +39,7 @@ from schemas.outputs import (
 from streams import faust_fixes
 from streams.kafka_config import faust_broker_credentials
 from streams.metrics import Metrics
+from streams.record_sink import RecordSink
 from streams.stores import FamilyStore, OrderStore, StockStore, expiry_key, scan_prefix
 from streams.topics import Topics
 from tables.declarations import InventoryTables, declare_tables
@@ -57,16 +58,45 @@ class Pipeline:
     topics: Topics
     tables: InventoryTables
     metrics: Metrics
+    sink: RecordSink
 
 
 def _faust_topic(app: faust.App, *names: str) -> faust.TopicT:
     return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
+class _SentChangelog:
+    __slots__ = ("message", "partition")
+
+    def __init__(self, partition: int) -> None:
+        self.message = self  # Faust reads fut.message.partition
+        self.partition = partition
+
+
+def _changelog_through(sink: RecordSink, table: faust.Table) -> None:
+    """Send the table's changelog records through the sink, in the partition Faust chose,
+    and keep Faust's per-partition changelog offset (what a clean restart resumes from)."""
+    from faust.types import TP
+
+    name = table.changelog_topic.get_topic_name()
+
+    def send_changelog(partition: int | None, key: Any, value: Any, *_: Any, **__: Any) -> Any:
+        assert partition is not None  # the current event's partition (Table.partition_for_key)
+        sink.send(name, key, value, partition=partition)
+        return _SentChangelog(partition)  # Table.on_key_set reads .message.partition
+
+    def delivered(topic: str, partition: int, offset: int) -> None:
+        table.data.set_persisted_offset(TP(topic, partition), offset)
+
+    table.send_changelog = send_changelog  # type: ignore[method-assign]
+    sink.watch(name, delivered)
+
+
 def create_app(settings: Settings) -> Pipeline:
     faust_fixes.apply()  # a commit must never overtake the changelog (see the module)
     faust_fixes.deliver_every_fetched_record()
     faust_fixes.never_ack_gaps()
+    faust_fixes.commit_never_passes_a_hole()
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -93,16 +123,16 @@ def create_app(settings: Settings) -> Pipeline:
     topics = Topics(settings)
     tables = declare_tables(app, settings)
     metrics = Metrics()
-    pipeline = Pipeline(app, settings, topics, tables, metrics)
+    sink = RecordSink(settings)
+    faust_fixes.flush_also(sink.flush)  # no commit of input offsets before the sink's records are in
+    for table in (tables.orders, tables.stock):
+        _changelog_through(sink, table)
+    pipeline = Pipeline(app, settings, topics, tables, metrics, sink)
     policy = CorePolicy(warehouse_priority=settings.warehouse_priority, reorder_point=settings.default_reorder_point)
 
     t_orders_in = _faust_topic(app, topics.orders, topics.shipments, topics.order_inbox)
     t_movements = _faust_topic(app, topics.stock_movements)
     t_commands = _faust_topic(app, topics.stock_commands)
-    out = {name: _faust_topic(app, name) for name in (
-        topics.order_inbox, topics.stock_commands, topics.inventory_changes, topics.order_status,
-        topics.outbound_instructions, topics.inventory_ledger, topics.inventory_alerts, topics.dead_letters,
-    )}
 
     def destination(event: object) -> tuple[str, str]:
         """Which topic an emitted event goes to, and its key."""
@@ -125,10 +155,10 @@ def create_app(settings: Settings) -> Pipeline:
     def encode_all(events: Iterable[object]) -> tuple[bytes, ...]:
         return tuple(encode(e) for e in events)
 
-    async def send_all(events: tuple[object, ...], encoded: tuple[bytes, ...]) -> None:
+    def send_all(events: tuple[object, ...], encoded: tuple[bytes, ...]) -> None:
         for event, payload in zip(events, encoded, strict=True):
             name, k = destination(event)
-            await out[name].send(key=k.encode(), value=payload)
+            sink.send(name, k.encode(), payload)
             metrics.sent(name)
 
     async def dead_letter(event: EventT, error_type: str, error: str) -> None:
@@ -139,9 +169,10 @@ def create_app(settings: Settings) -> Pipeline:
             payload=msg.value if isinstance(msg.value, bytes) else None,
             error_type=error_type, error=error[:4096], failed_at=datetime.now(UTC),
         )
-        await out[topics.dead_letters].send(key=msg.key if isinstance(msg.key, bytes) else None, value=encode(letter))
+        sink.send(topics.dead_letters, msg.key if isinstance(msg.key, bytes) else None, encode(letter))
+        metrics.sent(topics.dead_letters)
         metrics.dead_letter(msg.topic, error_type)
-        log.warning("dead letter %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, error_type, error[:300])
+        log.warning("dead letter %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, error_type, error[-800:] if error_type == "PROCESSING" else error[:300])
 
     async def decode_or_dead_letter(event: EventT, validate: bool) -> Any:
         try:
@@ -172,7 +203,7 @@ def create_app(settings: Settings) -> Pipeline:
         store.event = event
         outputs = store.redo_head()
         for payload in outputs:
-            await send_all((decode(payload, validate=False),), (payload,))
+            send_all((decode(payload, validate=False),), (payload,))
 
     @app.agent(t_orders_in, name="order-agent")
     async def order_agent(stream: faust.StreamT) -> None:
@@ -197,7 +228,7 @@ def create_app(settings: Settings) -> Pipeline:
             except Exception as exc:  # noqa: BLE001
                 await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
                 continue
-            await send_all(outcome.events, encoded)
+            send_all(outcome.events, encoded)
             metrics.processed("order-agent", time.perf_counter() - started, outcome.duplicate)
 
     @app.agent(t_movements, name="movement-router")
@@ -209,7 +240,7 @@ def create_app(settings: Settings) -> Pipeline:
             if message is None:
                 continue
             if is_order_scoped(message):
-                await out[topics.order_inbox].send(key=message.order_no.encode(), value=encode(message))
+                sink.send(topics.order_inbox, message.order_no.encode(), encode(message))
                 metrics.sent(topics.order_inbox)
                 continue
             try:
@@ -217,7 +248,7 @@ def create_app(settings: Settings) -> Pipeline:
             except KeyError:
                 await dead_letter(event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not a stock movement")
                 continue
-            await send_all(tuple(commands), encode_all(commands))
+            send_all(tuple(commands), encode_all(commands))
 
     @app.agent(t_commands, name="stock-agent")
     async def stock_agent(stream: faust.StreamT) -> None:
@@ -241,7 +272,7 @@ def create_app(settings: Settings) -> Pipeline:
             except Exception as exc:  # noqa: BLE001
                 await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
                 continue
-            await send_all(outcome.events, encoded)
+            send_all(outcome.events, encoded)
             metrics.processed("stock-agent", time.perf_counter() - started, outcome.duplicate)
 
     @app.timer(interval=settings.expiry_check_interval_s, on_leader=False)
@@ -261,7 +292,7 @@ def create_app(settings: Settings) -> Pipeline:
                 tick = ReservationExpiryDue.model_construct(
                     event_id=f"{order_no}|expiry|{stamp}", order_no=order_no, due_at=due_at, occurred_at=now
                 )
-                await out[topics.order_inbox].send(key=order_no.encode(), value=encode(tick))
+                sink.send(topics.order_inbox, order_no.encode(), encode(tick))
 
     if settings.outbox_topics:
         from streams.outbox import register_outbox_agent
