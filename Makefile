@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-browser browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec bench-query clean
+.PHONY: help install run test test-unit test-integration test-browser browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec bench-query clean registry-start registry-stop registry-status connectors-start connectors-apply connectors-stop connectors-status test-connectors
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,34 @@ browser-deps: ## install headless Chromium, its driver and a CJK font (apt-get, 
 		echo "  apt-get update && apt-get install -y $(BROWSER_PKGS)"; \
 		echo "(the browser test skips without them, and fails when CI=true)"; \
 	fi
+
+registry-start: $(STAMP) ## start the local schema registry (Apicurio; Maven resolves it on first use)
+	$(PY) -m connectors.local_registry start
+
+registry-stop: $(STAMP) ## stop the local schema registry
+	$(PY) -m connectors.local_registry stop
+
+registry-status: $(STAMP) ## is the local schema registry running?
+	$(PY) -m connectors.local_registry status
+
+connectors-start: $(STAMP) ## start the local PostgreSQL (OMS/ERP) and Kafka Connect with Debezium (Maven resolves it on first use)
+	$(PY) -m streams.local_kafka start
+	$(PY) -m connectors.local_postgres start
+	$(PY) -m connectors.local_connect start
+
+connectors-apply: $(STAMP) ## apply connectors/*.json to the local Connect worker and print each connector's state
+	$(PY) -m connectors.apply
+
+connectors-stop: $(STAMP) ## stop Kafka Connect and the local PostgreSQL (the broker keeps running)
+	$(PY) -m connectors.local_connect stop
+	$(PY) -m connectors.local_postgres stop
+
+connectors-status: $(STAMP) ## are the local PostgreSQL and Kafka Connect running, and with which connectors?
+	-$(PY) -m connectors.local_postgres status
+	-$(PY) -m connectors.local_connect status
+
+test-connectors: $(STAMP) ## OMS outbox -> pipeline -> ERP on a real PostgreSQL, Kafka Connect and schema registry
+	$(PY) -m pytest -m connectors tests/integration/test_connectors.py
 
 stop: $(STAMP) ## stop the demo worker and the local broker
 	$(PY) -m streams.demo stop

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
         "each record is turned into an input event (or a dead letter). Empty: no outbox bridge.",
     )
 
+    webhook_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the TMS/WMS webhook requires (POST /webhooks/...). Unset: the "
+        "webhook answers 503 to everyone.",
+    )
+    webhook_max_bytes: int = Field(262_144, gt=0, description="Largest webhook body accepted (413 above).")
+
     # --- Local stack (development, tests, CI, demo) -----------------------------------
     local_dir: Path = Field(
         REPO_ROOT / ".local",
@@ -68,6 +75,42 @@ class Settings(BaseSettings):
     )
     java_bin: str = Field("java", description="Java 17+ executable for the local stack.")
     maven_bin: str = Field("mvn", description="Maven executable that resolves the jars.")
+    registry_version: str = Field(
+        "3.0.9",
+        description="io.apicurio:apicurio-registry-app version of the local schema registry "
+        "(3.0.9: the newest on Maven Central that runs on Java 17; 3.3.x needs Java 21).",
+    )
+    registry_port: int = Field(8081, description="Port of the local schema registry (127.0.0.1).")
+    registry_heap: str = Field("-Xms64m -Xmx256m", description="Local schema registry JVM heap.")
+    registry_jvm_opts: str = Field(
+        "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true",
+        description="Extra JVM options of the local schema registry (see connectors/local_registry.py).",
+    )
+    registry_start_timeout_s: float = Field(
+        120.0, gt=0, description="How long `start` waits for the local registry to answer."
+    )
+    registry_compatibility: Literal[
+        "NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
+        "FULL_TRANSITIVE",
+    ] = Field("BACKWARD", description="Global compatibility level `start` sets on the local registry.")
+    postgres_port: int = Field(
+        55432, description="Port of the local PostgreSQL playing the OMS and ERP databases (127.0.0.1 only)."
+    )
+    postgres_start_timeout_s: float = Field(60.0, gt=0, description="How long `start` waits for the local PostgreSQL.")
+    connect_rest_port: int = Field(8083, description="REST port of the local Kafka Connect worker (127.0.0.1 only).")
+    connect_group_id: str = Field(
+        "inventory-connect", description="Group id of the local Connect worker; also names its config/offset/status topics."
+    )
+    connect_debezium_version: str = Field(
+        "3.4.3.Final", description="io.debezium plugin archives from Maven Central (built against Kafka 4.1.1)."
+    )
+    connect_apicurio_converter_version: str = Field(
+        "2.6.13.Final", description="io.apicurio:apicurio-registry-utils-converter for the ERP sinks."
+    )
+    connect_heap: str = Field("-Xms128m -Xmx768m", description="Local Connect worker JVM heap.")
+    connect_start_timeout_s: float = Field(
+        120.0, gt=0, description="How long `start` waits for Connect's REST API and plugins."
+    )
 
     # --- Topics -----------------------------------------------------------------------
     topic_prefix: str = Field("", description="Prefix for every topic name (multi-tenant).")

@@ -94,6 +94,10 @@ class Topics:
         out = {self.name(s): (s.partitions or self.settings.partitions, s.config) for s in self.specs}
         for table in TABLES:
             out[self.changelog(table)] = (self.settings.partitions, COMPACTED)
+        # The OMS outbox topics Debezium writes: created here too, so that a worker started
+        # before the connector does not wait on a topic that does not exist yet.
+        for name in self.settings.outbox_topics:
+            out.setdefault(name, (self.settings.partitions, RETAINED))
         return out
 
     def input_for(self, record_name: str) -> str:
