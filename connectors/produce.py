@@ -20,10 +20,11 @@ from pydantic import ValidationError
 
 from config.settings import Settings, get_settings
 from schemas.base import Event
-from schemas.codec import Codec, encode
+from schemas.codec import Codec
 from schemas.inputs import INPUT_EVENTS
 from streams.kafka_config import producer_config
 from streams.topics import Topics, input_key
+from streams.wire import Wire
 
 
 class InvalidLine(ValueError):
@@ -81,6 +82,7 @@ class EventPublisher:
         self.settings = settings
         self.topics = Topics(settings)
         self.codec = codec
+        self.wire = Wire(settings)  # the deployment's framing, unless a codec is given
         self.producer = Producer(producer_config(settings, **producer_overrides))
         self.report = PublishReport()
 
@@ -92,7 +94,7 @@ class EventPublisher:
 
     def publish(self, event: Event) -> None:
         topic = self.topics.input_for(type(event).__name__)
-        value = self.codec.encode(event, topic=topic) if self.codec else encode(event)
+        value = self.codec.encode(event, topic=topic) if self.codec else self.wire.encode(event, topic)
         while True:
             try:
                 self.producer.produce(topic, key=input_key(event).encode(), value=value, on_delivery=self._on_delivery)

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from config.settings import Settings, get_settings
-from schemas.codec import CodecError, decode
+from schemas.codec import CodecError
+from streams.wire import RegistryUnavailable, Wire
 from streams.kafka_config import consumer_config
 
 
@@ -49,6 +50,7 @@ def tail(
         )
     )
     consumer.subscribe(topics)
+    wire = Wire(settings)
     started = last = time.monotonic()
     seen = 0
     try:
@@ -66,8 +68,8 @@ def tail(
             last = time.monotonic()
             coordinates = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
             try:
-                record = as_json(decode(msg.value(), validate=False))
-            except CodecError as exc:
+                record = as_json(wire.decode(msg.value(), validate=False))
+            except (CodecError, RegistryUnavailable) as exc:
                 record = {"eventType": None, "undecodable": str(exc)}
             yield {**record, "_coordinates": coordinates}
             seen += 1

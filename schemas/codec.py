@@ -449,12 +449,17 @@ class ConfluentFraming:
         if header is None:
             from confluent_kafka.schema_registry import Schema
 
+            from confluent_kafka.schema_registry.error import SchemaRegistryError
+
             subject = self.subject(record, topic)
             schema = Schema(json.dumps(record.schema, sort_keys=True), "AVRO")
-            if self._auto_register:
-                schema_id = self._client.register_schema(subject, schema)
-            else:
-                schema_id = self._client.lookup_schema(subject, schema).schema_id
+            try:
+                if self._auto_register:
+                    schema_id = self._client.register_schema(subject, schema)
+                else:
+                    schema_id = self._client.lookup_schema(subject, schema).schema_id
+            except SchemaRegistryError as exc:  # e.g. 409: incompatible with the subject
+                raise WireEncodeError(f"{record.fullname} under subject {subject!r}: {exc}") from exc
             header = CONFLUENT_MAGIC + int(schema_id).to_bytes(4, "big")
             self._ids[key] = header
             # Our own id needs no round trip to the registry when we read it back.

@@ -13,6 +13,7 @@ receipts: a replayed message changes nothing and its recorded outputs are sent a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import traceback
@@ -26,7 +27,7 @@ from faust.types import EventT
 from pydantic import ValidationError
 
 from config.settings import Settings
-from schemas.codec import CodecError, decode, encode
+from schemas.codec import CodecError
 from schemas.internal import ReservationExpiryDue, ReservationUpdated, StockCommand
 from schemas.outputs import (
     DeadLetter,
@@ -42,6 +43,7 @@ from streams.metrics import Metrics
 from streams.record_sink import RecordSink
 from streams.stores import FamilyStore, OrderStore, StockStore, expiry_key, scan_prefix
 from streams.topics import Topics
+from streams.wire import RegistryUnavailable, Wire, wait_for_registry
 from tables.declarations import InventoryTables, declare_tables
 from tables.orders import ORDER_MESSAGES, apply_order
 from tables.policy import CorePolicy
@@ -59,6 +61,7 @@ class Pipeline:
     tables: InventoryTables
     metrics: Metrics
     sink: RecordSink
+    wire: Wire
 
 
 def _faust_topic(app: faust.App, *names: str) -> faust.TopicT:
@@ -90,6 +93,24 @@ def _changelog_through(sink: RecordSink, table: faust.Table) -> None:
 
     table.send_changelog = send_changelog  # type: ignore[method-assign]
     sink.watch(name, delivered)
+
+
+def _register_schemas(wire: Wire, topics: Topics) -> None:
+    """With a registry: every schema registered before the first record (retrying while the
+    registry does not answer), so that encoding never waits on it."""
+    attempt = 0
+    while True:
+        try:
+            count = wire.register_all(topics)
+        except RegistryUnavailable as exc:
+            delay = wait_for_registry(attempt)
+            log.warning("%s; retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            attempt += 1
+            continue
+        if count:
+            log.info("%d topic schemas registered with %s", count, wire.registry_url)
+        return
 
 
 def create_app(settings: Settings) -> Pipeline:
@@ -127,7 +148,9 @@ def create_app(settings: Settings) -> Pipeline:
     faust_fixes.flush_also(sink.flush)  # no commit of input offsets before the sink's records are in
     for table in (tables.orders, tables.stock):
         _changelog_through(sink, table)
-    pipeline = Pipeline(app, settings, topics, tables, metrics, sink)
+    wire = Wire(settings)
+    _register_schemas(wire, topics)
+    pipeline = Pipeline(app, settings, topics, tables, metrics, sink, wire)
     policy = CorePolicy(warehouse_priority=settings.warehouse_priority, reorder_point=settings.default_reorder_point)
 
     t_orders_in = _faust_topic(app, topics.orders, topics.shipments, topics.order_inbox)
@@ -153,7 +176,7 @@ def create_app(settings: Settings) -> Pipeline:
         raise TypeError(f"no destination for {type(event).__name__}")
 
     def encode_all(events: Iterable[object]) -> tuple[bytes, ...]:
-        return tuple(encode(e) for e in events)
+        return tuple(wire.encode(e, destination(e)[0]) for e in events)
 
     def send_all(events: tuple[object, ...], encoded: tuple[bytes, ...]) -> None:
         for event, payload in zip(events, encoded, strict=True):
@@ -169,24 +192,35 @@ def create_app(settings: Settings) -> Pipeline:
             payload=msg.value if isinstance(msg.value, bytes) else None,
             error_type=error_type, error=error[:4096], failed_at=datetime.now(UTC),
         )
-        sink.send(topics.dead_letters, msg.key if isinstance(msg.key, bytes) else None, encode(letter))
+        sink.send(topics.dead_letters, msg.key if isinstance(msg.key, bytes) else None,
+                  wire.encode(letter, topics.dead_letters))
         metrics.sent(topics.dead_letters)
         metrics.dead_letter(msg.topic, error_type)
         log.warning("dead letter %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, error_type, error[-800:] if error_type == "PROCESSING" else error[:300])
 
     async def decode_or_dead_letter(event: EventT, validate: bool) -> Any:
-        try:
-            return decode(event.value, validate=validate)
-        except ValidationError as exc:
-            await dead_letter(event, "VALIDATION", str(exc))
-        except CodecError as exc:
-            await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a record must never stop the agent
-            await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}")
-        return None
+        attempt = 0
+        while True:  # a registry that does not answer is not the record's fault: wait for it
+            try:
+                return wire.decode(event.value, validate=validate)
+            except RegistryUnavailable as exc:
+                delay = wait_for_registry(attempt)
+                log.warning("%s; %s[%s]@%s waits %.1fs", exc, event.message.topic, event.message.partition,
+                            event.message.offset, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+            except ValidationError as exc:
+                await dead_letter(event, "VALIDATION", str(exc))
+                return None
+            except CodecError as exc:
+                await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}")
+                return None
+            except Exception as exc:  # noqa: BLE001 - a record must never stop the agent
+                await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}")
+                return None
 
-    order_store = OrderStore(tables.orders)
-    stock_store = StockStore(tables.stock)
+    order_store = OrderStore(tables.orders, wire.decode)
+    stock_store = StockStore(tables.stock, wire.decode)
     redone: set[tuple[str, int]] = set()  # (family, partition) whose head was re-applied
 
     @app.on_partitions_assigned.connect
@@ -203,7 +237,7 @@ def create_app(settings: Settings) -> Pipeline:
         store.event = event
         outputs = store.redo_head()
         for payload in outputs:
-            send_all((decode(payload, validate=False),), (payload,))
+            send_all((wire.decode(payload, validate=False),), (payload,))
 
     @app.agent(t_orders_in, name="order-agent")
     async def order_agent(stream: faust.StreamT) -> None:
@@ -240,7 +274,7 @@ def create_app(settings: Settings) -> Pipeline:
             if message is None:
                 continue
             if is_order_scoped(message):
-                sink.send(topics.order_inbox, message.order_no.encode(), encode(message))
+                sink.send(topics.order_inbox, message.order_no.encode(), wire.encode(message, topics.order_inbox))
                 metrics.sent(topics.order_inbox)
                 continue
             try:
@@ -292,12 +326,16 @@ def create_app(settings: Settings) -> Pipeline:
                 tick = ReservationExpiryDue.model_construct(
                     event_id=f"{order_no}|expiry|{stamp}", order_no=order_no, due_at=due_at, occurred_at=now
                 )
-                sink.send(topics.order_inbox, order_no.encode(), encode(tick))
+                sink.send(topics.order_inbox, order_no.encode(), wire.encode(tick, topics.order_inbox))
 
     if settings.outbox_topics:
         from streams.outbox import register_outbox_agent
 
         register_outbox_agent(pipeline, dead_letter)
+
+    from streams.webhook import register_webhook
+
+    register_webhook(pipeline)
 
     from streams.views import register_views
 

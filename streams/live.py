@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from config.settings import Settings
-from schemas.codec import CodecError, decode
+from schemas.codec import CodecError
+from streams.wire import RegistryUnavailable, Wire
 from streams.kafka_config import consumer_config
 from streams.topics import Topics
 
@@ -71,14 +72,15 @@ class LiveFeed:
             for name in names if name in metadata.topics
             for p in metadata.topics[name].partitions
         ])
+        wire = Wire(self.settings)
         try:
             while not self._stop.is_set():
                 msg = consumer.poll(0.25)
                 if msg is None or msg.error():
                     continue
                 try:
-                    record = decode(msg.value(), validate=False)
-                except CodecError:
+                    record = wire.decode(msg.value(), validate=False)
+                except (CodecError, RegistryUnavailable):
                     continue
                 name = EVENT_NAMES.get(type(record).__name__)
                 if name:

@@ -38,7 +38,6 @@ from pydantic import ValidationError
 
 from connectors.produce import parse_event
 from schemas.base import Event
-from schemas.codec import encode
 from schemas.inputs import ORDER_EVENTS
 from streams.topics import input_key
 
@@ -138,7 +137,6 @@ def register_outbox_agent(pipeline: Pipeline, dead_letter: DeadLetterFn) -> faus
                          value_serializer="raw")
 
     source = raw(*pipeline.settings.outbox_topics)
-    outputs: dict[str, faust.TopicT] = {}
 
     @app.agent(source, name="outbox-bridge")
     async def outbox_bridge(stream: faust.StreamT) -> None:
@@ -152,13 +150,12 @@ def register_outbox_agent(pipeline: Pipeline, dead_letter: DeadLetterFn) -> faus
                 continue
             name = topics.input_for(result.event_type)
             try:
-                key, value = input_key(result).encode(), encode(result)
+                key, value = input_key(result).encode(), pipeline.wire.encode(result, name)
             except Exception as exc:  # noqa: BLE001 - a record must never stop the agent
                 await dead_letter(event, "PROCESSING", f"{type(exc).__name__}: {exc}")
                 continue
-            if name not in outputs:
-                outputs[name] = raw(name)
-            await outputs[name].send(key=key, value=value)
+            # Through the worker's sink: flushed before the outbox offset is committed.
+            pipeline.sink.send(name, key, value)
             metrics.sent(name)
             metrics.processed("outbox-bridge", time.perf_counter() - started, False)
 

@@ -22,7 +22,7 @@ exercised by the integration tests).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,9 +65,11 @@ def scan_prefix(table: Any, partition: int, prefix: bytes) -> Iterator[tuple[byt
 class FamilyStore:
     """One partition family's table: reads for the core, transactional writes."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, decode_output: Callable[..., Any] = decode) -> None:
         self.table = table
         self.event: EventT | None = None
+        # Stored outputs are kept as sent: in the topic's framing (streams/wire.py).
+        self.decode_output = decode_output
 
     def _get(self, k: bytes) -> Any:
         raw = self.table.get(k)
@@ -77,7 +79,7 @@ class FamilyStore:
         stored: StoredReceipt | None = self._get(key("r", message_id))
         if stored is None:
             return None
-        return Receipt(message_id=stored.message_id, events=tuple(decode(e, validate=False) for e in stored.events))
+        return Receipt(message_id=stored.message_id, events=tuple(self.decode_output(e, validate=False) for e in stored.events))
 
     def commit(self, message_id: str, writes: list[Write], outputs: tuple[bytes, ...], receipt: bool) -> None:
         """Record the transaction as the partition's head, then apply its writes."""

@@ -157,7 +157,6 @@ def outbox(kafka_bootstrap: str, connect: str, postgres: Settings,
     settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, app_id=env["INVENTORY_APP_ID"],
                         partitions=4, outbox_topics=(outbox_topic,))
     create_topics(settings)
-    _create_topic(settings, outbox_topic)
     deployment = Deployment(settings=settings, env=env, root=root)
     source = connector_docs(postgres, prefix, f"t{TAG}")["oms-outbox-source"]
     try:
@@ -170,15 +169,6 @@ def outbox(kafka_bootstrap: str, connect: str, postgres: Settings,
         for w in deployment.workers:
             w.kill()
         _delete_topics(settings, [*Topics(settings).all(), outbox_topic])
-
-
-def _create_topic(settings: Settings, name: str) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    from streams.kafka_config import admin_config
-
-    admin = AdminClient(admin_config(settings))
-    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(timeout=30)
 
 
 def _delete_topics(settings: Settings, names: list[str]) -> None:
@@ -279,7 +269,7 @@ def test_malformed_outbox_rows_go_to_dead_letters_and_the_next_row_still_flows(o
     assert by_row["bad_type"]["errorType"] == "VALIDATION" and "OrderTeleported" in by_row["bad_type"]["error"]
     assert by_row["no_payload"]["errorType"] == "DECODE"
     for letter in letters:
-        assert letter["sourcePartition"] == 0 and letter["sourceOffset"] >= 0
+        assert 0 <= letter["sourcePartition"] < 4 and letter["sourceOffset"] >= 0
     # Nothing of the refused rows reached the orders topic.
     assert not [r for r in o.deployment.read(o.deployment.topics.orders) if r.get("orderNo") in
                 {bad_qty, bad_type, no_payload}]
@@ -419,7 +409,6 @@ def test_an_inventory_change_of_the_pipeline_lands_in_the_erp_tables(
     settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, app_id=env["INVENTORY_APP_ID"],
                         partitions=4, outbox_topics=(outbox_topic,), schema_registry_url=registry)
     create_topics(settings)
-    _create_topic(settings, outbox_topic)
     deployment = Deployment(settings=settings, env=env, root=tmp_path_factory.mktemp(f"erp-{TAG}"))
     oms_db = f"oms_r{TAG}"  # its own outbox: the module's source connector does not see these rows
     local_postgres.ensure_databases(postgres, oms=oms_db, erp=ERP_DB)
@@ -440,9 +429,7 @@ def test_an_inventory_change_of_the_pipeline_lands_in_the_erp_tables(
             first = msg.value() if msg is not None and not msg.error() else None
         consumer.close()
         assert first is not None, "the worker wrote no inventory change"
-        if first[:2] == b"\xc3\x01":
-            pytest.xfail("the worker writes single-object Avro although schema_registry_url is set: "
-                         "the pipeline's registry mode (outputs framed by the registry) is not wired yet")
+        assert first[:1] == b"\x00", "with a registry configured the worker frames its outputs by schema id"
 
         names = [docs["oms-outbox-source"]["name"]]
         states = apply.apply(connect, [docs["oms-outbox-source"]], timeout_s=90)

@@ -362,23 +362,39 @@ def test_an_incompatible_evolution_is_rejected_with_409(
 # --- topics that carry several record types ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SchemaRegistryError,
-    reason="Input and internal topics carry several record types (orders: OrderCreated, "
-    "OrderPaid, ...). With <topic>-value subjects (ConfluentFraming's default "
-    "topic_subject_name_strategy) and BACKWARD, the registry rejects the second record "
-    "type with 409 ('expected: inventory.center.v1.GoodsReceived at /name' on "
-    "stock-movements-value), so encode() fails for it. Use "
-    "topic_record_subject_name_strategy for those topics (next test), a union schema per "
-    "topic, or NONE for their subjects.",
-)
-def test_every_input_event_type_shares_its_topic_subject(registry_url: str, prefix: str) -> None:
+def test_a_second_record_type_under_one_topic_subject_is_refused(registry_url: str, prefix: str) -> None:
+    """Why streams/wire.py names the subjects of multi-record topics by record: under
+    ``<topic>-value`` and BACKWARD the registry refuses the second record type (409)."""
+    from schemas.codec import WireEncodeError
+
     codec = Codec(ConfluentFraming(new_client(registry_url)))
     t = topics(f"{prefix}inputs.")
+    with pytest.raises(WireEncodeError, match="409|ncompatible"):
+        for line in SEED_DAY.read_text().splitlines():
+            event = parse_event(json.loads(line))
+            codec.encode(event, topic=t.input_for(type(event).__name__))
+
+
+def test_the_deployment_wire_registers_every_topic_and_round_trips_a_day(registry_url: str, prefix: str) -> None:
+    """streams.wire.Wire: ``<topic>-value`` for one-record topics, ``<topic>-<record>`` for the
+    others; every schema registered up front; a seed day round-trips by schema id, and a
+    record in single-object encoding still decodes."""
+    from schemas.codec import encode
+    from streams.wire import Wire
+
+    settings = get_settings().model_copy(update={"schema_registry_url": registry_url, "topic_prefix": f"{prefix}w."})
+    wire, t = Wire(settings), Topics(settings)
+    assert wire.register_all(t) == sum(len(spec.records) for spec in t.specs)
+    subjects = set(new_client(registry_url).get_subjects())
+    assert f"{t.inventory_changes}-value" in subjects
+    assert f"{t.orders}-inventory.center.v1.OrderCreated" in subjects
+    assert f"{t.orders}-value" not in subjects
     for line in SEED_DAY.read_text().splitlines():
         event = parse_event(json.loads(line))
-        codec.encode(event, topic=t.input_for(type(event).__name__))
+        data = wire.encode(event, t.input_for(type(event).__name__))
+        assert data[:1] == b"\x00"
+        assert_identical(event, Wire(settings).decode(data))
+        assert_identical(event, wire.decode(encode(event)))
 
 
 def test_every_input_event_type_round_trips_with_topic_record_subjects(
@@ -400,13 +416,6 @@ def test_every_input_event_type_round_trips_with_topic_record_subjects(
     assert len({s.rsplit("-", 1)[0] for s in seen}) < len(seen)  # some topic holds several
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SchemaRegistryError,
-    reason="ConfluentFraming.header lets confluent_kafka's SchemaRegistryError (here the "
-    "registry's 409) out of Codec.encode: the encode path raises no CodecError, while the "
-    "decode path turns registry errors into UnknownSchemaError.",
-)
 def test_a_registry_rejection_on_encode_is_a_codec_error(registry_url: str, prefix: str) -> None:
     from schemas.codec import CodecError
 

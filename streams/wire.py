@@ -1,0 +1,112 @@
+"""How this deployment frames Avro on its topics: decided once, from the settings.
+
+* No schema registry configured: the Avro specification's single-object encoding
+  (``C3 01`` + the writer schema's 64-bit fingerprint), which names the exact writer schema
+  so that any Avro consumer holding our .avsc files can decode it.
+* ``schema_registry_url`` set: Confluent's wire format (``00`` + 4-byte schema id) on every
+  topic the pipeline produces to and reads from - inputs, internal topics, outputs, dead
+  letters - with schemas registered on first use. Subjects: ``<topic>-value`` for a topic
+  carrying one record type (the outputs, the dead letters); ``<topic>-<record fullname>``
+  (Confluent's TopicRecordNameStrategy) for the topics that carry several (the inputs, the
+  stock commands, the order inbox): a registry holding one schema per subject under
+  BACKWARD compatibility refuses a second record type on ``<topic>-value``
+  (tests/integration/test_schema_registry.py shows the 409).
+
+Reading accepts both framings whatever the settings say (the first byte tells them apart), so
+records written before a registry was configured still decode. Table values (RocksDB and
+their changelogs) stay in single-object encoding: they are the workers' private state, read
+only by the workers, and each still names its exact writer schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import Settings
+from schemas.codec import CONFLUENT_MAGIC, Codec, ConfluentFraming, decode, encode
+from streams.topics import Topics
+
+
+class RegistryUnavailable(RuntimeError):
+    """The schema registry did not answer: retry later, the record is not at fault."""
+
+
+class Wire:
+    """encode(obj, topic) / decode(bytes) for this deployment's topics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.registry_url = settings.schema_registry_url
+        self._codec: Codec | None = None
+        if self.registry_url:
+            from confluent_kafka.schema_registry import SchemaRegistryClient
+
+            topics = Topics(settings)
+            single = {topics.name(spec) for spec in topics.specs if len(spec.records) == 1}
+
+            def subject(ctx: Any, record_name: str | None) -> str:
+                return f"{ctx.topic}-value" if ctx.topic in single else f"{ctx.topic}-{record_name}"
+
+            client = SchemaRegistryClient({"url": self.registry_url})
+            self._codec = Codec(ConfluentFraming(client, subject))
+
+    def register_all(self, topics: Topics) -> int:
+        """Register (or look up) the schema of every record type on every topic, so that
+        encoding never waits on the registry once the worker runs. Returns how many."""
+        if self._codec is None:
+            return 0
+        from schemas.avro_gen import contract_classes
+
+        classes = contract_classes()
+        framing, registry = self._codec.framing, self._codec.registry
+        count = 0
+        for spec in topics.specs:
+            for name in spec.records:
+                try:
+                    framing.header(registry.record_type(classes[name]), topics.name(spec))
+                except Exception as exc:
+                    if _is_unreachable(exc):
+                        raise RegistryUnavailable(f"schema registry {self.registry_url}: {exc}") from exc
+                    raise
+                count += 1
+        return count
+
+    def encode(self, obj: Any, topic: str) -> bytes:
+        if self._codec is None:
+            return encode(obj)
+        try:
+            return self._codec.encode(obj, topic=topic)
+        except Exception as exc:  # the registry refused the schema (409) or did not answer
+            if _is_unreachable(exc):
+                raise RegistryUnavailable(f"schema registry {self.registry_url}: {exc}") from exc
+            raise
+
+    def decode(self, data: bytes, *, validate: bool = True) -> Any:
+        if self._codec is not None and data[:1] == CONFLUENT_MAGIC:
+            try:
+                return self._codec.decode(data, validate=validate)
+            except Exception as exc:
+                if _is_unreachable(exc):
+                    raise RegistryUnavailable(f"schema registry {self.registry_url}: {exc}") from exc
+                raise
+        return decode(data, validate=validate)
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """A transport failure or a 5xx from the registry, anywhere in the exception's chain."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 5:
+        name = type(current).__name__
+        if name in {"ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError", "ConnectionError"}:
+            return True
+        status = getattr(current, "http_status_code", None)
+        if isinstance(status, int) and status >= 500:
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def wait_for_registry(attempt: int) -> float:
+    """Back-off before the next try when the registry is unavailable (seconds), capped."""
+    return min(30.0, 0.5 * 2 ** min(attempt, 6))
