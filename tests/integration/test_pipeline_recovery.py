@@ -124,10 +124,8 @@ def _processed_some_not_all(d: Deployment, w: WorkerProcess, flow: list[dict[str
 
 
 # After a SIGKILL restart under backlog, faust-streaming 0.15.3 loses records it fetched;
-# streams/faust_fixes.py works around every path found so far (8 of 8 runs pass since the
-# last one). Not strict yet: it runs and reports XPASS/XFAIL on every run, and becomes a
-# plain test once it has held across sessions (issue 3).
-@pytest.mark.xfail(strict=False, reason="faust-streaming fetch loss after a crash restart under backlog")
+# streams/faust_fixes.py works around every path found (the last: its commit passed a single
+# missing record). A plain test since then: any loss fails CI.
 @pytest.mark.parametrize("lose_local_state", [False, True], ids=["rocksdb-kept", "rocksdb-deleted"])
 def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
     fresh_deployment: Deployment, lose_local_state: bool
