@@ -24,7 +24,7 @@ from datetime import date
 from typing import IO, TYPE_CHECKING
 
 from config.settings import get_settings
-from connectors.traffic import DAY_S, DayParams, DaySimulation, to_json_line
+from connectors.traffic import DAY_S, DayParams, DaySimulation, is_opening_stock, to_json_line
 
 if TYPE_CHECKING:
     from connectors.produce import EventPublisher
@@ -42,6 +42,8 @@ class RunReport:
     acknowledged: int = 0
     failures: list[str] = field(default_factory=list)
     interrupted: bool = False
+    paused_s: float = 0.0  # after the opening stock; not counted in the rate
+
 
     @property
     def events(self) -> int:
@@ -49,7 +51,8 @@ class RunReport:
 
     @property
     def rate(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else 0.0
+        busy = self.seconds - self.paused_s
+        return self.events / busy if busy > 0 else 0.0
 
 
 class ProgressBar:
@@ -103,15 +106,24 @@ def run(
     out: IO[str] | None,
     rate: float | None,
     progress: ProgressBar | None,
+    opening_pause_s: float = 0.0,
 ) -> tuple[RunReport, DaySimulation]:
-    """Generate the day and hand each event to the publisher and/or the file, paced."""
+    """Generate the day and hand each event to the publisher and/or the file, paced.
+    ``opening_pause_s``: once the opening stock is published, flush and give the pipeline
+    this long to shelve it before the first order arrives."""
     simulation = DaySimulation(params)
     report = RunReport()
     wait: Callable[[float], object] = publisher.producer.poll if publisher else time.sleep
     pacer = Pacer(rate, wait)
     started = time.monotonic()
+    opening = True
     try:
         for n, event in enumerate(simulation.events(), start=1):
+            if opening and not is_opening_stock(event):
+                opening = False
+                if publisher is not None and opening_pause_s > 0:
+                    report.paused_s = pause(publisher, opening_pause_s)
+                    pacer.started += report.paused_s
             pacer.pace(n)
             if out is not None:
                 out.write(to_json_line(event) + "\n")
@@ -134,6 +146,14 @@ def run(
     return report, simulation
 
 
+def pause(publisher: EventPublisher, seconds: float) -> float:
+    started = time.monotonic()
+    publisher.producer.flush(seconds)
+    while (left := started + seconds - time.monotonic()) > 0:
+        publisher.producer.poll(min(left, 0.1))
+    return time.monotonic() - started
+
+
 def missing_topics(publisher: EventPublisher) -> list[str]:
     """Input topics the broker does not have (auto-creation is off: the worker or
     ``make run`` creates them)."""
@@ -152,6 +172,8 @@ def summary(params: DayParams, report: RunReport, simulation: DaySimulation, rat
     lines += [f"  {name:<{width}} {count:>9,}" for name, count in sorted(report.counts.items())]
     lines.append(f"  {'total':<{width}} {report.events:>9,}")
     pace = "max rate" if rate is None else f"paced at {rate:,.0f}/s"
+    if report.paused_s:
+        pace += f", {report.paused_s:.1f} s pause after the opening stock not counted"
     lines.append(f"{report.events:,} events in {report.seconds:.2f} s: {report.rate:,.0f} events/s ({pace})")
     if report.published:
         lines.append(
@@ -178,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     pace.add_argument("--max-rate", action="store_true", help="as fast as possible (the default)")
     parser.add_argument("--out", default=None, help="also write the events as JSON lines (- for stdout)")
     parser.add_argument("--dry-run", action="store_true", help="publish nothing")
+    parser.add_argument(
+        "--opening-pause", type=float, default=0.0, metavar="SECONDS",
+        help="after the opening stock, wait this long before the first order (a fresh pipeline "
+        "must shelve it first: its topics are not ordered with each other)",
+    )
     args = parser.parse_args(argv)
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate must be > 0")
@@ -206,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.out:
         out = open(args.out, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     try:
-        report, simulation = run(params, publisher, out, args.rate, ProgressBar(sys.stderr))
+        report, simulation = run(params, publisher, out, args.rate, ProgressBar(sys.stderr), args.opening_pause)
     finally:
         if out is not None and out is not sys.stdout:
             out.close()

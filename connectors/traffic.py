@@ -82,6 +82,7 @@ CHINA = timezone(timedelta(hours=8))
 DEFAULT_DAY = date(2025, 11, 22)  # the seed's day
 DAY_S = 24 * 3600
 CENT = Decimal("0.01")
+OPENING_PREFIX = "OPEN"
 MINUTE = 60
 HOUR = 3600
 
@@ -532,7 +533,7 @@ class DaySimulation:
                 lines.append(ReceivedLine(sku=sku, sellable_qty=min(units, 1_000_000)))
         for start in range(0, len(lines), 100):
             self.emit(
-                GoodsReceived, receipt_no=self.document_no("OPEN"), warehouse_code=warehouse_code,
+                GoodsReceived, receipt_no=self.document_no(OPENING_PREFIX), warehouse_code=warehouse_code,
                 lines=lines[start:start + 100],
             )
 
@@ -682,6 +683,13 @@ def generate_day(
     fields of ``DayParams`` (``day``, ``tag``, ``sku_prefix``, ``mix``)."""
     params = DayParams(seed=seed, orders=orders, skus=skus, warehouses=warehouses, **options)  # type: ignore[arg-type]
     return DaySimulation(params).events()
+
+
+def is_opening_stock(event: Event) -> bool:
+    """The day's first events: the shelves as it starts. A pipeline must have applied them
+    before the first order, or it rejects what the day meant to sell (the stock-movements
+    topic is not ordered with the orders topic)."""
+    return isinstance(event, GoodsReceived) and event.receipt_no.startswith(f"{OPENING_PREFIX}-")
 
 
 def replay(events: Iterable[Event], center: InventoryCenter | None = None) -> InventoryCenter:

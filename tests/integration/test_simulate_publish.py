@@ -1,0 +1,121 @@
+"""A simulated day through a real worker ends where the reference model ends.
+
+The day is published through the simulator's path (``EventPublisher``) and compared, for a
+sample of SKUs, with the generator's shadow model. The three input topics are not ordered
+with respect to each other, so a realistic day's outcome depends on how the partitions
+interleave: which of two orders gets the last unit, a source picked by whichever reservation
+came first, a cycle count that overtakes a shipment it already counted. This day is calm so
+that its outcome does not: ample stock at every position, every order routed to a named
+warehouse, no cycle counts, and no customer returns - a ``ReturnRequested`` (orders topic)
+read before its order's ``OrderShipped`` (shipments topic) is refused for good, so the
+returned units never go in transit, and a disposal can overtake the inspection (routed
+through the order partition) that brought the damaged units it disposes of. Everything else
+of the day stays: pay-later, expiring, presale, gift and cancelled orders, split parcels,
+tracking, failed deliveries received back, ASNs, adjustments, transfers, disposals.
+
+The opening stock is published first and shelved before the rest of the day, as it is in a
+warehouse: read after the first orders, it would leave them rejected and their shipments
+booked as found.
+
+The worker's expiry timer runs on the wall clock, past the simulated day, so every unpaid
+order is due at once there: the model is ticked to now before comparing. A payment the
+worker reads after that tick is refused, which changes the position versions (a release
+more) but not the quantities, so quantities are compared, not versions.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from connectors.traffic import DayParams, DaySimulation, Mix, is_opening_stock
+from streams.worker_process import WorkerProcess, http_json
+from tables.center import InventoryCenter
+from tests.integration.conftest import Deployment, wait_until
+
+pytestmark = pytest.mark.kafka
+
+CALM = Mix(
+    named_warehouse=1.0, assortment=1.0, opening_cover=10.0, bulk_line=0.0, snapshots_per_warehouse=0,
+    returned=0.0, delivery_failed=0.1,
+    replenish_horizon=20.0,  # ASNs all day long, and presales against them
+)
+QUANTITIES = {
+    "onHandQty": "on_hand_qty", "reservedQty": "reserved_qty", "inTransitQty": "in_transit_qty",
+    "presoldQty": "presold_qty", "outboundQty": "outbound_qty", "damagedQty": "damaged_qty",
+}
+
+
+def _sample(simulation: DaySimulation, size: int = 20) -> list[str]:
+    """The most popular SKUs (the contended ones) and a seeded draw from the rest."""
+    ranked = simulation.by_popularity
+    rest = random.Random(7).sample(ranked[size // 2:], min(size // 2, len(ranked) - size // 2))
+    return sorted(ranked[: size // 2] + rest)
+
+
+def _differences(d: Deployment, worker: WorkerProcess, model: InventoryCenter, skus: list[str]) -> list[str]:
+    status, body = http_json(f"{worker.url}/inventory?skus={','.join(skus)}", timeout_s=5)
+    if status != 200:
+        return [f"HTTP {status}: {body}"]
+    diffs = [f"{sku}: not in the worker" for sku in body["missing"]]
+    for sku in skus:
+        stock = model.tables.stock(sku)
+        got: dict[str, dict[str, Any]] = {
+            p["warehouseCode"]: p for p in body["items"].get(sku, {}).get("warehouses", [])
+        }
+        for p in stock.positions if stock else ():
+            want = {name: getattr(p, attr) for name, attr in QUANTITIES.items()}
+            have = got.get(p.warehouse_code)
+            if have is None or any(have[name] != value for name, value in want.items()):
+                diffs.append(f"{sku}@{p.warehouse_code}: want {want}, got {have and {k: have[k] for k in want}}")
+    return diffs
+
+
+def _shelved(worker: WorkerProcess, units: dict[tuple[str, str], int]) -> bool:
+    skus = sorted({sku for sku, _ in units})
+    status, body = http_json(f"{worker.url}/inventory?skus={','.join(skus)}", timeout_s=5)
+    if status != 200:
+        return False
+    on_hand = {
+        (sku, p["warehouseCode"]): p["onHandQty"]
+        for sku, item in body["items"].items() for p in item["warehouses"]
+    }
+    return all(on_hand.get(key) == qty for key, qty in units.items())
+
+
+def test_a_simulated_day_through_a_worker_ends_where_the_model_ends(deployment: Deployment) -> None:
+    simulation = DaySimulation(DayParams(seed=3, orders=200, skus=40, warehouses=2, mix=CALM))
+    events = list(simulation.events())
+    kinds = {type(e).__name__ for e in events}
+    assert {"OrderShipped", "Delivered", "DeliveryFailed", "TransferReceived", "OrderPaid", "DamagedDisposed"} <= kinds
+    model = simulation.shadow
+    model.expire_due(datetime.now(UTC))
+    skus = _sample(simulation)
+
+    opening = [e for e in events if is_opening_stock(e)]
+    assert events[: len(opening)] == opening
+    worker = deployment.start_worker("simulate")
+    deployment.publish(opening)  # type: ignore[arg-type]
+    shelved = {(line.sku, e.warehouse_code): line.sellable_qty for e in opening for line in e.lines}  # type: ignore[attr-defined]
+    wait_until(lambda: _shelved(worker, shelved), timeout_s=60)
+    deployment.publish(events[len(opening):])  # type: ignore[arg-type]
+
+    last: list[str] = []
+
+    def settled() -> bool:
+        nonlocal last
+        last = _differences(deployment, worker, model, skus)
+        return not last
+
+    try:
+        wait_until(settled, timeout_s=180, interval_s=2.0)
+    except AssertionError:
+        raise AssertionError(
+            f"{len(last)} positions differ, e.g.:\n" + "\n".join(last[:8]) + "\nworker log:\n" + worker.log_tail(30)
+        ) from None
+    dead = deployment.read(deployment.topics.dead_letters, timeout_s=5)
+    assert dead == [], dead[:3]
+    worker.stop()
