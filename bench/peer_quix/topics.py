@@ -1,0 +1,53 @@
+"""The peer's topic names: our input topics, and its own order-inbox and output topics.
+
+Imports neither Quix nor Faust, so that both environments can read it: the integration test
+(main venv) checks the input names against ``streams.topics.Topics``, which the peer cannot
+import itself (streams/topics.py imports tables/declarations.py, which imports faust).
+
+The peer writes under its own prefix (by default the input prefix + ``quix.``), so it can
+read the very topics our pipeline reads without mixing its outputs with ours. Quix names
+its internal topics itself, after the consumer group: ``repartition__<group>--...--sku``
+(the group_by that plays our stock-commands) and ``changelog__<group>--...--default``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INPUTS = ("orders", "shipments", "stock-movements")
+OWN = ("order-inbox", "inventory-changes", "order-status", "outbound-instructions", "inventory-ledger",
+       "inventory-alerts")
+
+
+def default_output_prefix(topic_prefix: str) -> str:
+    return f"{topic_prefix}quix."
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    orders: str
+    shipments: str
+    stock_movements: str
+    order_inbox: str
+    inventory_changes: str
+    order_status: str
+    outbound_instructions: str
+    inventory_ledger: str
+    inventory_alerts: str
+
+    @classmethod
+    def of(cls, topic_prefix: str, output_prefix: str | None = None) -> TopicNames:
+        own = default_output_prefix(topic_prefix) if output_prefix is None else output_prefix
+        return cls(
+            **{name.replace("-", "_"): f"{topic_prefix}{name}" for name in INPUTS},
+            **{name.replace("-", "_"): f"{own}{name}" for name in OWN},
+        )
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.orders, self.shipments, self.stock_movements)
+
+    @property
+    def own(self) -> tuple[str, ...]:
+        return (self.order_inbox, self.inventory_changes, self.order_status, self.outbound_instructions,
+                self.inventory_ledger, self.inventory_alerts)
