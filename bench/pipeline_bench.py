@@ -86,26 +86,26 @@ def drained(d: Deployment, inputs: int) -> tuple[float, bool]:
     return consumed, consumed >= inputs and internal_done
 
 
-def drain(args: argparse.Namespace) -> dict[str, Any]:
-    progress = Progress()
-    events = reservation_workload(args.seed, args.events, args.skus, args.warehouses)
-    d = Deployment("pb", args.partitions)
+def drain_events(events: list[Event], workers: int, partitions: int, progress: Progress,
+                 profile_out: Path | None = None, timeout_s: float = 900, keep_logs: bool = False,
+                 name: str = "pb") -> dict[str, Any]:
+    """Preload ``events`` into a fresh deployment, start ``workers`` workers, time the drain."""
+    d = Deployment(name, partitions)
     profiler: subprocess.Popen[bytes] | None = None
     try:
         preload_s = publish(d.settings, events, progress)
-        workers = [d.start_worker() for _ in range(args.workers)]
-        for w in workers:
+        started = [d.start_worker() for _ in range(workers)]
+        for w in started:
             w.wait_ready(timeout_s=180)
-        pids = [w.proc.pid for w in workers if w.proc]
-        if args.profile:
-            out = RESULTS / f"profile-drain-{args.label or 'run'}.txt"
+        pids = [w.proc.pid for w in started if w.proc]
+        if profile_out is not None:
             profiler = subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pids[0]), "--rate", "100",
-                 "--format", "raw", "--output", str(out), "--nonblocking"],
+                 "--format", "raw", "--output", str(profile_out), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = sum(cpu_seconds(p) for p in pids)
         t0 = None
-        deadline = time.monotonic() + args.timeout
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             consumed, done = drained(d, len(events))
             now = time.monotonic()
@@ -113,18 +113,19 @@ def drain(args: argparse.Namespace) -> dict[str, Any]:
                 t0 = now
             if t0 is not None:
                 rate = consumed / max(1e-3, now - t0)
-                progress.show(f"drain {consumed:,.0f}/{len(events):,} input events, {rate:,.0f}/s")
+                progress.show(f"drain ({workers} worker{'s' * (workers > 1)}) "
+                              f"{consumed:,.0f}/{len(events):,} input events, {rate:,.0f}/s")
             if done:
                 break
             time.sleep(0.05)
         else:
-            raise RuntimeError(f"not drained within {args.timeout}s")
+            raise RuntimeError(f"not drained within {timeout_s}s")
         elapsed = time.monotonic() - (t0 or time.monotonic())
         cpu = sum(cpu_seconds(p) for p in pids) - cpu0
         peak = max(peak_rss_mb(p) for p in pids)
-        progress.done(f"drained {len(events):,} input events in {elapsed:.2f}s")
+        progress.done(f"drained {len(events):,} input events with {workers} worker(s) in {elapsed:.2f}s")
         return {
-            "workers": args.workers, "partitions": args.partitions, "input_events": len(events),
+            "workers": workers, "partitions": partitions, "input_events": len(events),
             "preload_s": round(preload_s, 2), "seconds": round(elapsed, 2),
             "events_per_s": round(len(events) / elapsed, 1),
             "cpu_s_per_1000_events": round(1000 * cpu / len(events), 3), "peak_rss_mb": round(peak, 1),
@@ -133,7 +134,13 @@ def drain(args: argparse.Namespace) -> dict[str, Any]:
         if profiler is not None:
             profiler.send_signal(2)
             profiler.wait(timeout=60)
-        d.close(keep_logs=args.keep_logs)
+        d.close(keep_logs=keep_logs)
+
+
+def drain(args: argparse.Namespace) -> dict[str, Any]:
+    events = reservation_workload(args.seed, args.events, args.skus, args.warehouses)
+    profile = RESULTS / f"profile-drain-{args.label or 'run'}.txt" if args.profile else None
+    return drain_events(events, args.workers, args.partitions, Progress(), profile, args.timeout, args.keep_logs)
 
 
 def main(argv: list[str] | None = None) -> int:
