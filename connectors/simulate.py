@@ -100,6 +100,19 @@ class Pacer:
             self.wait(min(ahead, 0.05))
 
 
+def _waiter(publisher: EventPublisher | None) -> Callable[[float], object]:
+    """Sleep, then serve delivery reports. (The producer's own poll timeout is whole
+    milliseconds: a pacer's sub-millisecond waits would spin.)"""
+    if publisher is None:
+        return time.sleep
+
+    def wait(seconds: float) -> None:
+        time.sleep(seconds)
+        publisher.producer.poll(0)
+
+    return wait
+
+
 def run(
     params: DayParams,
     publisher: EventPublisher | None,
@@ -113,8 +126,7 @@ def run(
     this long to shelve it before the first order arrives."""
     simulation = DaySimulation(params)
     report = RunReport()
-    wait: Callable[[float], object] = publisher.producer.poll if publisher else time.sleep
-    pacer = Pacer(rate, wait)
+    pacer = Pacer(rate, _waiter(publisher))
     started = time.monotonic()
     opening = True
     try:
@@ -147,10 +159,13 @@ def run(
 
 
 def pause(publisher: EventPublisher, seconds: float) -> float:
+    """Flush what was published and wait until ``seconds`` have passed."""
     started = time.monotonic()
     publisher.producer.flush(seconds)
-    while (left := started + seconds - time.monotonic()) > 0:
-        publisher.producer.poll(min(left, 0.1))
+    left = started + seconds - time.monotonic()
+    if left > 0:
+        time.sleep(left)
+    publisher.producer.poll(0)
     return time.monotonic() - started
 
 

@@ -89,8 +89,8 @@ HOUR = 3600
 # Orders per hour of the day, relative: a quiet night, a morning rise, the evening peak.
 HOURLY_ORDERS = (1.0, 0.6, 0.4, 0.3, 0.3, 0.4, 0.8, 1.5, 2.5, 3.5, 4.5, 4.5,
                  4.0, 3.5, 3.5, 3.5, 3.5, 3.5, 4.0, 5.0, 6.0, 6.5, 5.0, 2.5)
-LINES_PER_ORDER = ((1, 45), (2, 25), (3, 15), (4, 10), (5, 5))
-UNITS_PER_LINE = ((1, 60), (2, 25), (3, 10), (4, 3), (6, 2))
+LINES_PER_ORDER = {1: 45, 2: 25, 3: 15, 4: 10, 5: 5}  # lines: relative frequency
+UNITS_PER_LINE = {1: 60, 2: 25, 3: 10, 4: 3, 6: 2}
 BULK_UNITS = (10, 40)  # a business customer's line
 CITIES = (
     ("北京市朝阳区", "北京"), ("上海市浦东新区", "上海"), ("广州市天河区", "广州"),
@@ -107,6 +107,14 @@ PICK_MINUTES = {
 }
 S = OrderStatus
 OPEN = (S.PENDING, S.RESERVED, S.OUTBOUND_REQUESTED)
+
+
+def _draw(rng: random.Random, frequencies: dict[int, int]) -> int:
+    return rng.choices(list(frequencies), weights=list(frequencies.values()))[0]
+
+
+def _mean(frequencies: dict[int, int]) -> float:
+    return sum(n * w for n, w in frequencies.items()) / sum(frequencies.values())
 
 
 @dataclass(frozen=True)
@@ -225,9 +233,7 @@ class DaySimulation:
         self.prices = {sku: (Decimal(rng.randint(190, 99_900)) / 100).quantize(CENT) for sku in self.skus}
         shares = [1.0 / (1 + 0.3 * n) for n in range(p.warehouses)]
         self.warehouse_share = {wh: s / sum(shares) for wh, s in zip(self.warehouses, shares, strict=True)}
-        lines = sum(n * w for n, w in LINES_PER_ORDER) / sum(w for _, w in LINES_PER_ORDER)
-        units = sum(n * w for n, w in UNITS_PER_LINE) / sum(w for _, w in UNITS_PER_LINE)
-        self.units_per_day = p.orders * lines * units
+        self.units_per_day = p.orders * _mean(LINES_PER_ORDER) * _mean(UNITS_PER_LINE)
 
     def demand(self, sku: str, warehouse_code: str) -> float:
         """Expected units of a day at one position."""
@@ -361,7 +367,7 @@ class DaySimulation:
 
     def _order_lines(self) -> list[tuple[str, int]]:
         rng = self.rng
-        wanted = min(len(self.skus), rng.choices(*zip(*LINES_PER_ORDER, strict=True))[0])
+        wanted = min(len(self.skus), _draw(rng, LINES_PER_ORDER))
         chosen: dict[str, None] = {}
         while len(chosen) < wanted:
             chosen[self.popular_sku()] = None
@@ -370,7 +376,7 @@ class DaySimulation:
     def _units(self) -> int:
         if self.rng.random() < self.mix.bulk_line:
             return self.rng.randint(*BULK_UNITS)
-        return self.rng.choices(*zip(*UNITS_PER_LINE, strict=True))[0]
+        return _draw(self.rng, UNITS_PER_LINE)
 
     def _presale_lines(self) -> list[tuple[str, int, str | None]]:
         """Units announced and not yet received: what a presale sells (sku, units, the
@@ -419,8 +425,9 @@ class DaySimulation:
         lines = []
         for wanted in instruction.lines:
             line = order.line(wanted.sku)
-            held = line is not None and line.warehouse_code == instruction.warehouse_code
-            if not held or line.reserved_qty < wanted.quantity or line.shipped_qty:  # type: ignore[union-attr]
+            if line is None or line.warehouse_code != instruction.warehouse_code:
+                return
+            if line.reserved_qty < wanted.quantity or line.shipped_qty:
                 return
             lines.append((wanted.sku, wanted.quantity))
         if len(lines) > 1 and self.rng.random() < self.mix.split_parcel:

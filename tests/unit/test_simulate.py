@@ -95,6 +95,15 @@ def test_the_cli_writes_the_lines_generate_day_yields(tmp_path: Path, capsys: py
     assert f"{len(lines):,} events in" in summary and "OrderCreated" in summary
 
 
+def test_a_rate_paces_the_day() -> None:
+    from connectors.simulate import run
+
+    report, _ = run(DayParams(seed=1, orders=20, skus=10, warehouses=2), None, None, 2000.0, None)
+    assert report.events > 50
+    assert report.seconds >= (report.events - 1) / 2000.0
+    assert report.rate <= 2000.0 * 1.05
+
+
 # --- valid ---------------------------------------------------------------------------------
 
 
