@@ -90,14 +90,42 @@ def _json(ref: str, description: str) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     words = {400: "Malformed path or query", 404: "Unknown", 502: "The owning worker failed",
              503: "Partitions are being assigned"}
+    words.update(_WEBHOOK_ERRORS)
     return {str(c): _json("#/components/schemas/Error", words[c]) for c in codes}
+
+
+_WEBHOOK_ERRORS = {401: "Missing or wrong bearer token", 408: "Body not received in time",
+                   413: "Body larger than the limit", 415: "Not application/json",
+                   422: "Not a valid event (each invalid item with its index and field errors)"}
+
+_EVENT_BODY = {"type": "object", "required": ["eventType", "eventId", "occurredAt"],
+               "description": "An input event in the contract's JSON (camelCase), as connectors.produce reads"}
+
+
+def _webhook(source: str, events: str) -> dict[str, Any]:
+    responses = {"202": {"description": "Accepted: every record acknowledged by the broker", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["accepted", "events"], "properties": {
+            "accepted": {"type": "integer"},
+            "events": {"type": "array", "items": {"type": "object", "properties": {
+                "eventId": {"type": "string"}, "topic": {"type": "string"},
+                "partition": {"type": "integer"}, "offset": {"type": "integer"}}}}}}}}}}
+    for code, words in {400: "Not JSON", **_WEBHOOK_ERRORS,
+                        503: "Webhook off (no token set), or the broker/registry did not acknowledge"}.items():
+        responses[str(code)] = _json("#/components/schemas/Error", words)
+    return {"post": {
+        "summary": f"{source} events ({events}) into the pipeline, durably",
+        "security": [{"bearer": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+            _EVENT_BODY, {"type": "array", "minItems": 1, "items": _EVENT_BODY}]}}}},
+        "responses": responses,
+    }}
 
 
 def openapi_document(server_url: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Inventory center views", "version": "1.0.0",
-                 "description": "Read-only views of the inventory center's tables."},
+                 "description": "Views of the inventory center's tables, and the TMS/WMS webhooks."},
         "servers": [{"url": server_url}],
         "paths": {
             "/inventory/{sku}/{warehouseCode}": {"get": {
@@ -137,7 +165,11 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             }}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
                 "description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/webhooks/tms": _webhook("TMS (carrier)", "PickedUp, InTransit, OutForDelivery, Delivered, "
+                                                       "DeliveryFailed, ReturnPickedUp"),
+            "/webhooks/wms": _webhook("WMS (warehouse)", "OrderShipped and the stock movements"),
         },
         "components": {"schemas": {"Position": POSITION, "SkuInventory": SKU_INVENTORY, "Batch": BATCH,
-                                   "Order": ORDER, "Error": ERROR}},
+                                   "Order": ORDER, "Error": ERROR},
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
