@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from typing import TypeGuard
 
 from schemas.base import Event
 from schemas.inputs import (
@@ -688,11 +689,13 @@ def generate_day(
 ) -> Iterator[Event]:
     """One simulated day of validated input events, in causal order. ``options``: the other
     fields of ``DayParams`` (``day``, ``tag``, ``sku_prefix``, ``mix``)."""
-    params = DayParams(seed=seed, orders=orders, skus=skus, warehouses=warehouses, **options)  # type: ignore[arg-type]
+    params = DayParams(
+        seed=seed, orders=orders, skus=skus, warehouses=warehouses, **options  # type: ignore[arg-type]
+    )
     return DaySimulation(params).events()
 
 
-def is_opening_stock(event: Event) -> bool:
+def is_opening_stock(event: Event) -> TypeGuard[GoodsReceived]:
     """The day's first events: the shelves as it starts. A pipeline must have applied them
     before the first order, or it rejects what the day meant to sell (the stock-movements
     topic is not ordered with the orders topic)."""

@@ -90,7 +90,8 @@ def test_a_simulated_day_through_a_worker_ends_where_the_model_ends(deployment: 
     simulation = DaySimulation(DayParams(seed=3, orders=200, skus=40, warehouses=2, mix=CALM))
     events = list(simulation.events())
     kinds = {type(e).__name__ for e in events}
-    assert {"OrderShipped", "Delivered", "DeliveryFailed", "TransferReceived", "OrderPaid", "DamagedDisposed"} <= kinds
+    assert {"OrderShipped", "Delivered", "DeliveryFailed", "OrderPaid", "OrderCancelled",
+            "InboundAnnounced", "TransferReceived", "StockAdjusted", "DamagedDisposed"} <= kinds
     model = simulation.shadow
     model.expire_due(datetime.now(UTC))
     skus = _sample(simulation)
@@ -99,7 +100,7 @@ def test_a_simulated_day_through_a_worker_ends_where_the_model_ends(deployment: 
     assert events[: len(opening)] == opening
     worker = deployment.start_worker("simulate")
     deployment.publish(opening)  # type: ignore[arg-type]
-    shelved = {(line.sku, e.warehouse_code): line.sellable_qty for e in opening for line in e.lines}  # type: ignore[attr-defined]
+    shelved = {(line.sku, e.warehouse_code): line.sellable_qty for e in opening for line in e.lines}
     wait_until(lambda: _shelved(worker, shelved), timeout_s=60)
     deployment.publish(events[len(opening):])  # type: ignore[arg-type]
 
@@ -113,8 +114,9 @@ def test_a_simulated_day_through_a_worker_ends_where_the_model_ends(deployment: 
     try:
         wait_until(settled, timeout_s=180, interval_s=2.0)
     except AssertionError:
+        examples = "\n".join(last[:8])
         raise AssertionError(
-            f"{len(last)} positions differ, e.g.:\n" + "\n".join(last[:8]) + "\nworker log:\n" + worker.log_tail(30)
+            f"{len(last)} positions differ, e.g.:\n{examples}\nworker log:\n{worker.log_tail(30)}"
         ) from None
     dead = deployment.read(deployment.topics.dead_letters, timeout_s=5)
     assert dead == [], dead[:3]

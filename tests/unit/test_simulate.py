@@ -21,7 +21,26 @@ from connectors.produce import parse_event
 from connectors.simulate import main as simulate_main
 from connectors.traffic import DayParams, DaySimulation, generate_day, iter_json_lines, replay, to_json_line
 from schemas.base import Event
-from schemas.inputs import INPUT_EVENTS, OrderCreated, TransferDispatched
+from schemas.inputs import (
+    INPUT_EVENTS,
+    Delivered,
+    DeliveryFailed,
+    GoodsReceived,
+    InboundAnnounced,
+    InTransit,
+    OrderCancelled,
+    OrderCreated,
+    OrderPaid,
+    OrderShipped,
+    OutForDelivery,
+    PickedUp,
+    ReturnInspected,
+    ReturnPickedUp,
+    ReturnRequested,
+    StockAdjusted,
+    TransferDispatched,
+    TransferReceived,
+)
 from schemas.outputs import AlertType, InventoryAlert, InventoryLedgerEntry, MovementType, StockBucket
 from tables.center import InventoryCenter
 from tables.state import ShipmentState
@@ -132,59 +151,61 @@ def test_every_flow_keeps_its_causal_order(events: list[Event]) -> None:
     names a document already announced, transfers and negative adjustments take only
     available units."""
     center = InventoryCenter()
-    created: dict[str, OrderCreated] = {}
+    expiry: dict[str, datetime | None] = {}  # orderNo -> reservationExpiresAt
     announced: set[str] = set()  # ASNs, transfers, failed shipments: documents a receipt may name
     requested: set[str] = set()
     picked_up: set[str] = set()
-    tracked: Counter[str] = Counter()
+    tracked: Counter[str] = Counter()  # shipmentNo -> tracking steps so far
+    steps = (PickedUp, InTransit, OutForDelivery)
     for e in events:
         center.expire_due(e.occurred_at)
-        kind = type(e).__name__
-        order = center.order(e.order_no) if hasattr(e, "order_no") else None  # type: ignore[attr-defined]
-        if kind in ("OrderPaid", "OrderCancelled"):
-            assert order is not None and not order.shipments, (kind, e)
-        if kind == "OrderPaid":
-            expires = created[e.order_no].reservation_expires_at  # type: ignore[attr-defined]
-            assert expires is not None and e.occurred_at < expires
-        if kind == "OrderShipped":
-            assert order is not None and order.outbound_issued, f"shipped before it was instructed: {e}"
-            for line in e.lines:  # type: ignore[attr-defined]
-                held = order.line(line.sku)
-                assert held is not None and held.warehouse_code == e.warehouse_code  # type: ignore[attr-defined]
-                assert held.reserved_qty >= line.quantity, f"shipped more than reserved: {e}"
-        if kind in ("PickedUp", "InTransit", "OutForDelivery", "Delivered", "DeliveryFailed"):
-            shipment = order.shipment(e.shipment_no) if order else None  # type: ignore[attr-defined]
-            assert shipment is not None and shipment.state == ShipmentState.SHIPPED, (kind, e)
-            steps = ("PickedUp", "InTransit", "OutForDelivery", "Delivered", "DeliveryFailed")
-            assert tracked[e.shipment_no] == min(steps.index(kind), 3), (kind, e)  # type: ignore[attr-defined]
-            tracked[e.shipment_no] += 1  # type: ignore[attr-defined]
-        if kind == "ReturnRequested":
-            assert order is not None and any(s.state == ShipmentState.DELIVERED for s in order.shipments)
-            requested.add(e.return_no)  # type: ignore[attr-defined]
-        if kind == "ReturnPickedUp":
-            assert e.return_no in requested  # type: ignore[attr-defined]
-            picked_up.add(e.return_no)  # type: ignore[attr-defined]
-        if kind == "ReturnInspected":
-            assert e.return_no in picked_up  # type: ignore[attr-defined]
-        if kind == "GoodsReceived" and e.asn_no is not None:  # type: ignore[attr-defined]
-            assert e.asn_no in announced, f"received against a document not yet announced: {e}"  # type: ignore[attr-defined]
-        if kind == "TransferReceived":
-            assert e.transfer_no in announced  # type: ignore[attr-defined]
-        if isinstance(e, TransferDispatched):
-            for line in e.lines:
-                p = center.position(line.sku, e.from_warehouse_code)
-                assert p is not None and p.available_qty >= line.quantity, (e, p)
-        if kind == "StockAdjusted" and e.delta < 0:  # type: ignore[attr-defined]
-            p = center.position(e.sku, e.warehouse_code)  # type: ignore[attr-defined]
-            assert p is not None and p.available_qty >= -e.delta, (e, p)  # type: ignore[attr-defined]
-        if kind == "OrderCreated":
-            created[e.order_no] = e  # type: ignore[assignment,attr-defined]
-        if kind == "InboundAnnounced":
-            announced.add(e.asn_no)  # type: ignore[attr-defined]
-        if kind == "TransferDispatched":
-            announced.add(e.transfer_no)  # type: ignore[attr-defined]
-        if kind == "DeliveryFailed":
-            announced.add(e.shipment_no)  # type: ignore[attr-defined]
+        match e:
+            case OrderCreated():
+                expiry[e.order_no] = e.reservation_expires_at
+            case OrderPaid() | OrderCancelled():
+                order = center.order(e.order_no)
+                assert order is not None and not order.shipments, e
+                due = expiry[e.order_no]
+                assert not isinstance(e, OrderPaid) or (due is not None and e.occurred_at < due), e
+            case OrderShipped():
+                order = center.order(e.order_no)
+                assert order is not None and order.outbound_issued, f"shipped before it was instructed: {e}"
+                for line in e.lines:
+                    held = order.line(line.sku)
+                    assert held is not None and held.warehouse_code == e.warehouse_code, e
+                    assert held.reserved_qty >= line.quantity, f"shipped more than reserved: {e}"
+            case PickedUp() | InTransit() | OutForDelivery() | Delivered() | DeliveryFailed():
+                order = center.order(e.order_no)
+                shipment = order.shipment(e.shipment_no) if order else None
+                assert shipment is not None and shipment.state == ShipmentState.SHIPPED, e
+                step = steps.index(type(e)) if isinstance(e, steps) else len(steps)
+                assert tracked[e.shipment_no] == step, f"tracked out of turn: {e}"
+                tracked[e.shipment_no] += 1
+                if isinstance(e, DeliveryFailed):
+                    announced.add(e.shipment_no)  # the parcel comes back under its number
+            case ReturnRequested():
+                order = center.order(e.order_no)
+                assert order is not None and any(s.state == ShipmentState.DELIVERED for s in order.shipments)
+                requested.add(e.return_no)
+            case ReturnPickedUp():
+                assert e.return_no in requested, e
+                picked_up.add(e.return_no)
+            case ReturnInspected():
+                assert e.return_no in picked_up, e
+            case InboundAnnounced():
+                announced.add(e.asn_no)
+            case GoodsReceived():
+                assert e.asn_no is None or e.asn_no in announced, f"received before announced: {e}"
+            case TransferDispatched():
+                for line in e.lines:
+                    p = center.position(line.sku, e.from_warehouse_code)
+                    assert p is not None and p.available_qty >= line.quantity, (e, p)
+                announced.add(e.transfer_no)
+            case TransferReceived():
+                assert e.transfer_no in announced, e
+            case StockAdjusted() if e.delta < 0:
+                p = center.position(e.sku, e.warehouse_code)
+                assert p is not None and p.available_qty >= -e.delta, (e, p)
         center.submit(e)
 
 
