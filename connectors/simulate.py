@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import IO, TYPE_CHECKING
@@ -28,6 +28,7 @@ from connectors.traffic import DAY_S, DayParams, DaySimulation, is_opening_stock
 
 if TYPE_CHECKING:
     from connectors.produce import EventPublisher
+    from schemas.base import Event
 
 FLUSH_TIMEOUT_S = 120.0
 
@@ -43,6 +44,7 @@ class RunReport:
     failures: list[str] = field(default_factory=list)
     interrupted: bool = False
     paused_s: float = 0.0  # after the opening stock; not counted in the rate
+    generated_s: float = 0.0  # generating the whole day first (--pregenerate); not counted
 
 
     @property
@@ -59,8 +61,9 @@ class ProgressBar:
     """A one-line text bar on stderr, driven by the simulated clock (the number of events
     is not known before the day has run). Redrawn at most five times a second."""
 
-    def __init__(self, stream: IO[str], width: int = 30) -> None:
+    def __init__(self, stream: IO[str], label: str, width: int = 30) -> None:
         self.stream = stream
+        self.label = label
         self.width = width
         self.started = time.monotonic()
         self.drawn_at = 0.0
@@ -75,7 +78,7 @@ class ProgressBar:
         elapsed = max(now - self.started, 1e-9)
         clock = f"{simulated_s // 3600:02d}:{simulated_s // 60 % 60:02d}"
         self.stream.write(
-            f"\r[{'#' * filled}{'-' * (self.width - filled)}] {done:4.0%} day {clock}"
+            f"\r{self.label} [{'#' * filled}{'-' * (self.width - filled)}] {done:4.0%} day {clock}"
             f"  {events:,} events  {events / elapsed:,.0f}/s "
         )
         self.stream.flush()
@@ -118,19 +121,29 @@ def run(
     publisher: EventPublisher | None,
     out: IO[str] | None,
     rate: float | None,
-    progress: ProgressBar | None,
+    progress_stream: IO[str] | None,
     opening_pause_s: float = 0.0,
+    pregenerate: bool = False,
 ) -> tuple[RunReport, DaySimulation]:
     """Generate the day and hand each event to the publisher and/or the file, paced.
+
     ``opening_pause_s``: once the opening stock is published, flush and give the pipeline
-    this long to shelve it before the first order arrives."""
+    this long to shelve it before the first order arrives. ``pregenerate``: run the whole
+    day first and publish from memory, so that the rate is the producer's, not the
+    generator's (the shadow model costs more per event than publishing)."""
     simulation = DaySimulation(params)
     report = RunReport()
+    events: Iterable[Event] = simulation.events()
+    if pregenerate:
+        events = _generate(simulation, progress_stream, report)
+    label = "publishing" if publisher else "writing" if out else "generating"
+    progress = ProgressBar(progress_stream, label) if progress_stream else None
     pacer = Pacer(rate, _waiter(publisher))
     started = time.monotonic()
     opening = True
+    second = 0
     try:
-        for n, event in enumerate(simulation.events(), start=1):
+        for n, event in enumerate(events, start=1):
             if opening and not is_opening_stock(event):
                 opening = False
                 if publisher is not None and opening_pause_s > 0:
@@ -144,11 +157,12 @@ def run(
                 report.published += 1
             report.counts[type(event).__name__] += 1
             if progress is not None:
-                progress.update(simulation.now, n)
+                second = int((event.occurred_at - simulation.day_start).total_seconds())
+                progress.update(second, n)
     except KeyboardInterrupt:
         report.interrupted = True
     if progress is not None:
-        progress.update(simulation.now, report.events, force=True)
+        progress.update(second, report.events, force=True)
         progress.close()
     if publisher is not None:
         flushed = publisher.flush(FLUSH_TIMEOUT_S)
@@ -156,6 +170,21 @@ def run(
         report.failures = list(flushed.failed)
     report.seconds = time.monotonic() - started
     return report, simulation
+
+
+def _generate(simulation: DaySimulation, progress_stream: IO[str] | None, report: RunReport) -> list[Event]:
+    progress = ProgressBar(progress_stream, "generating") if progress_stream else None
+    started = time.monotonic()
+    events = []
+    for event in simulation.events():
+        events.append(event)
+        if progress is not None:
+            progress.update(simulation.now, len(events))
+    if progress is not None:
+        progress.update(DAY_S, len(events), force=True)
+        progress.close()
+    report.generated_s = time.monotonic() - started
+    return events
 
 
 def pause(publisher: EventPublisher, seconds: float) -> float:
@@ -186,6 +215,8 @@ def summary(params: DayParams, report: RunReport, simulation: DaySimulation, rat
     width = max([len(name) for name in report.counts] + [5])
     lines += [f"  {name:<{width}} {count:>9,}" for name, count in sorted(report.counts.items())]
     lines.append(f"  {'total':<{width}} {report.events:>9,}")
+    if report.generated_s:
+        lines.append(f"generated first in {report.generated_s:.2f} s")
     pace = "max rate" if rate is None else f"paced at {rate:,.0f}/s"
     if report.paused_s:
         pace += f", {report.paused_s:.1f} s pause after the opening stock not counted"
@@ -215,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     pace.add_argument("--max-rate", action="store_true", help="as fast as possible (the default)")
     parser.add_argument("--out", default=None, help="also write the events as JSON lines (- for stdout)")
     parser.add_argument("--dry-run", action="store_true", help="publish nothing")
+    parser.add_argument(
+        "--pregenerate", action="store_true",
+        help="generate the whole day before publishing it (the rate is then the producer's; "
+        "memory grows with the day)",
+    )
     parser.add_argument(
         "--opening-pause", type=float, default=0.0, metavar="SECONDS",
         help="after the opening stock, wait this long before the first order (a fresh pipeline "
@@ -248,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.out:
         out = open(args.out, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     try:
-        report, simulation = run(params, publisher, out, args.rate, ProgressBar(sys.stderr), args.opening_pause)
+        report, simulation = run(
+            params, publisher, out, args.rate, sys.stderr, args.opening_pause, args.pregenerate
+        )
     finally:
         if out is not None and out is not sys.stdout:
             out.close()
