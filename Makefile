@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
+
+.PHONY: bench bench-scale simulate
 .PHONY: help install run test test-unit test-integration test-browser browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec bench-query clean registry-start registry-stop registry-status connectors-start connectors-apply connectors-stop connectors-status test-connectors
 
 help: ## list the targets
@@ -97,6 +99,15 @@ bench-core: $(STAMP) ## core throughput, commands/s on one core (pure Python, no
 	$(PY) bench/core_bench.py
 bench-codec: $(STAMP) ## Avro encode/decode cost per message
 	$(PY) bench/codec_bench.py
+bench: $(STAMP) ## the benchmark: limit vs pipeline (1 and 2 workers) vs Quix peer, latency; docs/benchmark.md
+	$(PY) -m bench.benchmark
+
+bench-scale: $(STAMP) ## recovery time and throughput at 10k, 100k and 1M positions; docs/scale.md
+	$(PY) -m bench.scale
+
+simulate: $(STAMP) ## publish a seeded, realistic day of OMS/WMS/TMS traffic (python -m connectors.simulate --help)
+	$(PY) -m connectors.simulate
+
 bench-query: $(STAMP) ## HTTP query latency (single and 50-SKU batch) while ingesting 1,000 events/s
 	$(PY) bench/query_bench.py
 
