@@ -6,6 +6,10 @@ receipts, an ASN, a normal order, a multi-line order rejected for short stock, a
 order served by the ASN's arrival, shipment, delivery, a transfer, a return, a stock count),
 waits until the pipeline has applied it, and prints the resulting inventory and orders.
 Running it again publishes the same events again: they are applied once.
+
+``python -m streams.demo --connectors`` (``make run-connectors``) plays a day through the real
+source and sink paths instead - webhooks, the OMS outbox through Debezium, the ERP tables through
+the JDBC sinks - in a deployment of its own (``streams/demo_connectors.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from config.settings import REPO_ROOT, get_settings
+from config.settings import REPO_ROOT, Settings, get_settings
 from connectors.produce import EventPublisher, InvalidLine, parse_lines
 from streams import local_kafka
 from streams.topics import create_topics
@@ -66,8 +70,8 @@ def main() -> int:
 
     skus = sorted({line["sku"] for e in map(lambda x: x.wire(), events) for line in e.get("lines", e.get("items", []))})
     orders = sorted({e.order_no for e in events if hasattr(e, "order_no")})
-    snapshot = _wait_until_settled(url, skus, orders)
-    _print_inventory(snapshot)
+    snapshot = wait_until_settled(url, skus, orders)
+    print_inventory(snapshot)
     print(f"\ndone in {time.monotonic() - started:.1f}s. The worker keeps running: try "
           f"{url}/inventory/SKU001  {url}/orders/{orders[0]}  {url}/metrics", flush=True)
     print("stop everything with: make stop", flush=True)
@@ -81,7 +85,7 @@ def _read(url: str, skus: list[str], orders: list[str]) -> dict[str, object]:
     }
 
 
-def _wait_until_settled(url: str, skus: list[str], orders: list[str], timeout_s: float = 60.0) -> dict:  # type: ignore[type-arg]
+def wait_until_settled(url: str, skus: list[str], orders: list[str], timeout_s: float = 60.0) -> dict:  # type: ignore[type-arg]
     """Poll the views until two reads a second apart agree (the pipeline is quiet)."""
     deadline = time.monotonic() + timeout_s
     previous = None
@@ -95,7 +99,7 @@ def _wait_until_settled(url: str, skus: list[str], orders: list[str], timeout_s:
     return previous or {}
 
 
-def _print_inventory(snapshot: dict) -> None:  # type: ignore[type-arg]
+def print_inventory(snapshot: dict) -> None:  # type: ignore[type-arg]
     print("\nInventory (per SKU and warehouse)")
     header = f"{'sku':8} {'warehouse':9} {'available':>9} {'reserved':>8} {'inTransit':>9} {'total':>6} " \
              f"{'onHand':>6} {'presold':>7} {'outbound':>8} {'damaged':>7} {'version':>7}"
@@ -113,13 +117,11 @@ def _print_inventory(snapshot: dict) -> None:  # type: ignore[type-arg]
     sys.stdout.flush()
 
 
-def stop() -> int:
-    """Stop the demo worker and the local broker (``make stop``)."""
+def stop_worker(pidfile: Path) -> None:
+    """SIGTERM the worker whose pid the file holds, wait up to 30 s, forget the file."""
     import os
     import signal
 
-    settings = get_settings()
-    pidfile = _pidfile()
     if pidfile.exists():
         pid = int(pidfile.read_text())
         try:
@@ -131,37 +133,62 @@ def stop() -> int:
             pass
         pidfile.unlink(missing_ok=True)
         print(f"worker {pid} stopped")
-    if settings.uses_local_broker:
-        local_kafka.stop(settings)
-    return 0
 
 
-def reset() -> int:
-    """Stop the demo worker, delete every declared topic and the worker's local state
-    (``make reset``): the next run starts from nothing. The broker keeps running."""
-    import shutil
+def kill_worker(pidfile: Path) -> None:
+    """SIGKILL the worker whose pid the file holds (its state is about to be deleted)."""
+    import os
+    import signal
 
-    from confluent_kafka.admin import AdminClient
-
-    from streams.kafka_config import admin_config
-    from streams.topics import Topics
-
-    settings = get_settings()
-    pidfile = _pidfile()
     if pidfile.exists():
-        import os
-        import signal
-
         try:
             os.killpg(int(pidfile.read_text()), signal.SIGKILL)
         except ProcessLookupError:
             pass
         pidfile.unlink(missing_ok=True)
+
+
+def stop() -> int:
+    """Stop the demo workers, the connectors demo's services if they run (Kafka Connect,
+    PostgreSQL, the schema registry) and the local broker (``make stop``)."""
+    from streams import demo_connectors
+
+    settings = get_settings()
+    stop_worker(_pidfile())
+    failed = demo_connectors.stop(settings)  # before the broker: Connect is a Kafka client
+    if settings.uses_local_broker:
+        local_kafka.stop(settings)
+    return 1 if failed else 0
+
+
+def reset() -> int:
+    """Stop the demo worker, delete every declared topic and the worker's local state
+    (``make reset``): the next run starts from nothing. The broker keeps running. The
+    connectors demo's pipeline is forgotten the same way (``demo_connectors.reset``)."""
+    import shutil
+
+    from streams import demo_connectors
+    from streams.topics import Topics
+
+    settings = get_settings()
+    kill_worker(_pidfile())
     if settings.uses_local_broker and not local_kafka.is_running(settings):
         local_kafka.start(settings)
+    doomed = delete_topics(settings, list(Topics(settings).all()))
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    print(f"deleted {len(doomed)} topics and {settings.data_dir}")
+    return demo_connectors.reset(settings)
+
+
+def delete_topics(settings: Settings, names: list[str]) -> list[str]:
+    """Delete those of the topics that exist and wait until they are gone; returns them."""
+    from confluent_kafka.admin import AdminClient
+
+    from streams.kafka_config import admin_config
+
     admin = AdminClient(admin_config(settings))
     existing = set(admin.list_topics(timeout=30).topics)
-    doomed = [name for name in Topics(settings).all() if name in existing]
+    doomed = [name for name in names if name in existing]
     for future in admin.delete_topics(doomed, operation_timeout=30).values() if doomed else ():
         future.result()
     # Deletion completes asynchronously: wait until the topics are gone, or the next run would
@@ -171,14 +198,16 @@ def reset() -> int:
         if not set(doomed) & set(admin.list_topics(timeout=30).topics):
             break
         time.sleep(0.5)
-    shutil.rmtree(settings.data_dir, ignore_errors=True)
-    print(f"deleted {len(doomed)} topics and {settings.data_dir}")
-    return 0
+    return doomed
 
 
 if __name__ == "__main__":
     commands = {"stop": stop, "reset": reset}
     if sys.argv[1:2] and sys.argv[1] in commands:
         sys.exit(commands[sys.argv[1]]())
+    if sys.argv[1:2] == ["--connectors"]:
+        from streams import demo_connectors
+
+        sys.exit(demo_connectors.main())
     sys.exit(main())
 
