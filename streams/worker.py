@@ -17,9 +17,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from config.settings import get_settings
+from config.settings import Settings, get_settings
 from streams import local_kafka
-from streams.topics import create_topics
+from streams.topics import Topics, create_topics
+from tables.declarations import TABLES
 
 CLEAN_MARKER = "CLEAN_SHUTDOWN"
 
@@ -35,6 +36,68 @@ def discard_state_after_crash(data_dir: Path) -> bool:
     return crashed
 
 
+FAUST_OFFSET_KEY = b"__faust\0offset__"  # where Faust keeps a partition's changelog offset
+
+
+def local_offsets(data_dir: Path) -> dict[tuple[str, int], int]:
+    """(table, partition) -> the changelog offset Faust recorded in the local RocksDB."""
+    import rocksdict
+
+    found: dict[tuple[str, int], int] = {}
+    for path in sorted(data_dir.glob("v*/tables/*-*.db")):
+        table, _, partition = path.name[: -len(".db")].rpartition("-")
+        if not partition.isdigit():
+            continue
+        try:
+            db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True),
+                                 access_type=rocksdict.AccessType.read_only())
+        except Exception:  # noqa: BLE001 - unreadable: treated as no record
+            continue
+        try:
+            raw = db.get(FAUST_OFFSET_KEY)
+        finally:
+            db.close()
+        if raw is not None:
+            found[(table, int(partition))] = int(raw)
+    return found
+
+
+def discard_state_ahead_of_changelogs(settings: Settings) -> bool:
+    """Delete the local state when it is ahead of its changelog in Kafka.
+
+    That happens when the changelog topics were deleted or recreated while the local folder
+    stayed (a reset done by hand, another cluster, a restored backup): Faust then refuses to
+    start (ConsistencyError) on every restart. The changelog is the truth; recover from it.
+    """
+    offsets = local_offsets(settings.data_dir)
+    if not offsets:
+        return False
+    from confluent_kafka import Consumer, TopicPartition
+
+    from streams.kafka_config import consumer_config
+
+    topics = Topics(settings)
+    consumer = Consumer(consumer_config(settings, group_id=f"{settings.app_id}-state-check"))
+    try:
+        for (table, partition), offset in offsets.items():
+            if table not in TABLES:
+                continue
+            tp = TopicPartition(topics.changelog(table), partition)
+            try:
+                _, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            except Exception:  # noqa: BLE001 - the topic is gone: the state is orphaned too
+                high = -1
+            if offset >= high:
+                print(f"{settings.data_dir}: local {table}[{partition}] is at changelog offset {offset}, "
+                      f"Kafka's ends at {high}: the changelog was recreated; recovering from it alone",
+                      flush=True)
+                shutil.rmtree(settings.data_dir)
+                return True
+    finally:
+        consumer.close()
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     if settings.uses_local_broker:
@@ -43,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     if created:
         print(f"created {len(created)} topics", flush=True)
     discard_state_after_crash(settings.data_dir)
+    discard_state_ahead_of_changelogs(settings)
     from streams.app import create_app
 
     pipeline = create_app(settings)

@@ -195,3 +195,36 @@ def _assignments_split(a: WorkerProcess, b: WorkerProcess) -> bool:
     hosts = seen[0]
     stock_owners = [h for h, tables in hosts.items() if any("stock-state" in t and p for t, p in tables.items())]
     return seen[0] == seen[1] and len(stock_owners) == 2
+
+
+def test_a_worker_whose_changelogs_were_recreated_recovers_from_them(fresh_deployment: Deployment) -> None:
+    """Local state ahead of its changelog (the topics were deleted and recreated, the folder
+    stayed): Faust would refuse to start on every restart (ConsistencyError). The worker
+    discards the local state and recovers from what Kafka holds."""
+    from confluent_kafka.admin import AdminClient
+
+    from streams.kafka_config import admin_config
+    from streams.topics import create_topics
+    from tables.declarations import TABLES
+
+    d = fresh_deployment
+    receipts, _ = _workload(seed=5, skus=3, orders=0)
+    data_dir = d.root / "recreated"
+    worker = d.start_worker("recreated", data_dir=data_dir)
+    d.publish(receipts)
+    _ready_positions(d, worker, receipts)
+    worker.stop()  # a clean shutdown: the local state is kept
+
+    changelogs = [d.topics.changelog(table) for table in TABLES]
+    admin = AdminClient(admin_config(d.settings))
+    for future in admin.delete_topics(changelogs, operation_timeout=30).values():
+        future.result()
+    wait_until(lambda: not set(changelogs) & set(admin.list_topics(timeout=10).topics), timeout_s=60)
+    create_topics(d.settings)
+
+    again = d.start_worker("recreated-again", data_dir=data_dir)  # waits until it is ready
+    assert "changelog was recreated" in again.log_tail(200)
+    sku, warehouse = receipts[0]["lines"][0]["sku"], receipts[0]["warehouseCode"]
+    assert d.position(again, sku, warehouse) is None  # the state is what Kafka holds: nothing
+    d.publish([{**receipts[0], "eventId": f"{receipts[0]['eventId']}-again", "receiptNo": "RC-AGAIN"}])
+    wait_until(lambda: d.position(again, sku, warehouse), timeout_s=60)
