@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: bench bench-scale simulate
+.PHONY: bench bench-scale simulate run-connectors
 .PHONY: help install run test test-unit test-integration test-browser browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec bench-query clean registry-start registry-stop registry-status connectors-start connectors-apply connectors-stop connectors-status test-connectors
 
 help: ## list the targets
@@ -23,6 +23,9 @@ install: $(STAMP) ## create .venv with the locked Python dependencies
 
 run: $(STAMP) ## the main job: local Kafka, topics, a worker (left running), a sample day, the inventory
 	$(PY) -m streams.demo
+
+run-connectors: $(STAMP) ## the demo through the connectors: WMS/TMS webhooks, OMS outbox via Debezium, ERP tables via JDBC sinks
+	$(PY) -m streams.demo --connectors
 
 test: $(STAMP) browser-deps ## the whole test suite: unit, property, golden, and integration on a real local Kafka
 	$(PY) -m pytest
@@ -82,10 +85,10 @@ connectors-status: $(STAMP) ## are the local PostgreSQL and Kafka Connect runnin
 test-connectors: $(STAMP) ## OMS outbox -> pipeline -> ERP on a real PostgreSQL, Kafka Connect and schema registry
 	$(PY) -m pytest -m connectors tests/integration/test_connectors.py
 
-stop: $(STAMP) ## stop the demo worker and the local broker
+stop: $(STAMP) ## stop the demo workers, Kafka Connect, PostgreSQL and the registry (when running) and the local broker
 	$(PY) -m streams.demo stop
 
-reset: $(STAMP) ## delete the pipeline's topics and local worker state (broker keeps running)
+reset: $(STAMP) ## delete both demos' topics and worker state, the connectors demo's connectors and outbox/ERP rows
 	$(PY) -m streams.demo reset
 
 kafka-start: $(STAMP) ## start the local Kafka broker (Maven resolves it on first use)

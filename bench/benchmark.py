@@ -136,7 +136,8 @@ def markdown(results: dict[str, Any]) -> str:
     for r in results["latency"]:
         p99 = f"{r['p99_ms']:,.1f}" if not r["unanswered_after_settle"] else \
             f"> {r['p99_ms']:,.0f} ({r['unanswered_after_settle']:,} unanswered)"
-        lines.append(f"| offered {r['offered_per_s']:,.0f}/s for {r['seconds']:.0f}s | {r['orders']:,} | "
+        lines.append(f"| offered {r['offered_per_s']:,.0f}/s for {r['seconds']:.0f}s "
+                     f"(published {r.get('published_per_s', 0):,.0f}/s) | {r['orders']:,} | "
                      f"{r['answered']:,} | {r['p50_ms']:,.1f} | {p99} |")
     r = results["ratios"]
     t = results["targets"]

@@ -92,7 +92,8 @@ def measure(d: Deployment, rate: float, seconds: float, skus: int, progress: Pro
     latencies.sort()
     unanswered = max(0, sent.value - len(latencies))
     result = {
-        "offered_per_s": rate, "seconds": seconds, "orders": sent.value, "answered": len(latencies),
+        "offered_per_s": rate, "seconds": seconds, "orders": sent.value,
+        "published_per_s": round(sent.value / seconds, 1), "answered": len(latencies),
         "unanswered_after_settle": unanswered,
         "p50_ms": round(percentile(latencies, 50), 1), "p99_ms": round(percentile(latencies, 99), 1),
         "max_ms": round(latencies[-1], 1) if latencies else None,
