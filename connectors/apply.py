@@ -10,20 +10,52 @@ connector and all its tasks are RUNNING, or one of them FAILED, and prints each 
 the first lines of the trace of a failure). Exit status: 0 when every connector runs, 1 when
 one FAILED, did not reach RUNNING in time, or was refused (invalid config).
 
-Secrets never appear in the files: passwords are ``${file:<secrets>:<key>}`` placeholders that
-Connect's FileConfigProvider resolves on the worker. Before sending, this command fills in the
-deployment-specific placeholders, and nothing else:
+The files are sent as they are. What differs between deployments is not in them but in the
+Connect worker, which resolves it at runtime with Kafka's own config providers (the worker's
+``config.providers``; connectors/local_connect.py configures the local one):
 
-    ${secrets}                 the secrets file's path on the worker
-                               (local stack: .local/connect/secrets.properties)
-    ${postgres.port}           the port of the OMS/ERP PostgreSQL
-    ${pipeline.topic.prefix}   Settings.topic_prefix (the pipeline's topics)
-    ${registry.url}            Apicurio Registry's native v2 API, next to the Confluent-compatible
-                               Settings.schema_registry_url (or the local registry's)
+    ${file:/proc/self/cwd/secrets.properties:<key>}   FileConfigProvider: the database
+                          credentials (oms.user, oms.password, erp.user, erp.password), from the
+                          properties file ``secrets.properties`` in the worker's working directory
+    ${env:<NAME>}         EnvVarConfigProvider (Kafka 3.5+): the non-secret values, from the
+                          worker's environment: OMS_DB_HOST, OMS_DB_PORT, OMS_DB_NAME,
+                          ERP_DB_HOST, ERP_DB_PORT, ERP_DB_NAME, PIPELINE_TOPIC_PREFIX (the
+                          pipeline's Settings.topic_prefix), PIPELINE_REGISTRY_URL (Apicurio
+                          Registry's native v2 API, see ``apicurio_native_url``)
 
-so ``${file:${secrets}:oms.password}`` reaches Connect as ``${file:/abs/path:oms.password}``;
-the value stays on the worker. Other ``${...}`` (Debezium's ``${routedByValue}``, the JDBC
-sink's ``${topic}``) are left alone.
+so ``curl -X PUT -H 'Content-Type: application/json' -d "$(jq .config F.json)"
+<connect>/connectors/<name>/config`` works as well as this command, and a value never leaves
+the worker (``GET .../config`` shows the references). Connect leaves other ``${...}`` alone
+(Debezium's ``${routedByValue}``): its references always name a provider before a colon.
+
+Another deployment runs a worker with ``config.providers=file,env`` (the two classes above),
+these environment variables, and its secrets file in the worker's working directory (or mounted
+there). The local worker (``connectors.local_connect``): working directory ``.local/connect``,
+where it writes ``secrets.properties`` (0600, from the local PostgreSQL's credentials), and the
+environment from ``local_connect.worker_env`` (127.0.0.1, the local PostgreSQL's port, the
+databases ``oms`` and ``erp``, ``Settings.topic_prefix``, the local registry).
+
+Why ``/proc/self/cwd/secrets.properties`` rather than an absolute path of this checkout or a
+relative ``secrets.properties``: the path must be the same in every checkout and deployment,
+so it names the worker's working directory, which ``local_connect`` sets. A relative path would
+say the same (Java resolves it against the working directory), but FileConfigProvider's
+``allowed.paths`` takes absolute entries only and compares references without resolving them,
+so with any ``allowed.paths`` every relative reference is refused; without ``allowed.paths``
+anyone who can PUT a connector could read any file the worker can (``${file:/etc/shadow:root}``
+parses as a properties file). ``/proc/self/cwd`` is the working directory as an absolute path
+(Linux, in the reading process: the worker), so the local worker keeps
+``allowed.paths=/proc/self/cwd,<its folder>`` and its provider reads nothing outside that folder
+(``/proc/self/cwd/../x`` is normalised out of it and refused). The env provider is limited the
+same way (``allowlist.pattern``: exactly the variables above, not the worker's whole
+environment).
+
+Per-deployment overrides. Several deployments of the pipeline can share one worker (the
+integration tests run a few at once, the connectors demo runs beside them), each with its own
+topic prefix, databases and connector names. For them, and only then, ``render(doc, variables)``
+replaces ``${env:NAME}`` references by given values before the PUT (everything else, secrets
+included, is still resolved by the worker); ``variables_for(settings)`` gives the references in
+which a deployment's settings differ from the local worker's (an empty dict for the worker's
+own deployment, so its files go unchanged). On the command line: ``--var NAME=VALUE``.
 
 Choices in the files, which JSON cannot comment on:
 
@@ -79,7 +111,9 @@ from config.settings import REPO_ROOT, Settings, get_settings
 
 CONNECTORS_DIR = REPO_ROOT / "connectors"
 CCOMPAT_PATH = "/apis/ccompat/v7"
-PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
+# ${provider:[path:]key} - the syntax of Connect's ConfigTransformer, which resolves these.
+PROVIDER_REFERENCE = re.compile(r"\$\{([^}]*?):(?:([^}]*?):)?([^}]*?)\}")
+ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 TERMINAL = {"RUNNING", "FAILED"}
 
 
@@ -115,16 +149,21 @@ def check_shape(doc: Any, where: str = "connector") -> None:
         raise ApplyError(f"{where}: config.name differs from name")
 
 
-def variables_for(settings: Settings) -> dict[str, str]:
-    """The deployment-specific placeholders of the local stack (see the module docstring)."""
-    from connectors import local_connect, local_postgres
+def variables_for(settings: Settings, worker: Settings | None = None) -> dict[str, str]:
+    """Overrides of ``${env:NAME}`` references for a deployment that shares the local worker:
+    the variables whose value for ``settings`` differs from the worker's own (the worker's
+    environment as ``local_connect.worker_env`` sets it from ``worker``, by default the
+    process's settings). Empty for the worker's own deployment."""
+    from connectors import local_connect
 
-    return {
-        "secrets": str(local_connect.secrets_file(settings)),
-        "postgres.port": str(local_postgres.port_of(settings)),
-        "pipeline.topic.prefix": settings.topic_prefix,
-        "registry.url": apicurio_native_url(settings),
-    }
+    own = local_connect.worker_env(worker or get_settings())
+    return {name: value for name, value in local_connect.worker_env(settings).items()
+            if own.get(name) != value}
+
+
+def references(value: str) -> list[tuple[str, str, str]]:
+    """The config provider references in a value, as ``(provider, path, key)``."""
+    return [(m.group(1), m.group(2) or "", m.group(3)) for m in PROVIDER_REFERENCE.finditer(value)]
 
 
 def apicurio_native_url(settings: Settings) -> str:
@@ -146,10 +185,12 @@ def apicurio_native_url(settings: Settings) -> str:
 
 
 def render(doc: Mapping[str, Any], variables: Mapping[str, str]) -> dict[str, Any]:
-    """The document with the known placeholders filled in; unknown ``${...}`` stay as they are."""
+    """The document with the ``${env:NAME}`` references named in ``variables`` replaced by
+    their values: a per-deployment override (see the module docstring). Every other reference
+    and ``${...}`` stays for the worker; with no variables the document is unchanged."""
 
     def fill(text: str) -> str:
-        return PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
+        return ENV_REFERENCE.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
 
     return {"name": doc["name"], "config": {k: fill(v) for k, v in doc["config"].items()}}
 
@@ -293,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for each connector to run (default 60)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a placeholder, e.g. secrets=/etc/connect/secrets.properties "
-                        "for a worker elsewhere")
+                        help="replace the ${env:NAME} references by VALUE before sending, e.g. "
+                        "PIPELINE_TOPIC_PREFIX=t1. for a second deployment on the same worker "
+                        "(default: the files go as they are)")
     parser.add_argument("--delete", nargs="+", metavar="NAME", help="delete these connectors")
     args = parser.parse_args(argv)
     settings = get_settings()
@@ -307,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {'deleted' if delete_connector(url, name) else 'not found'}")
             return 0
         files = args.files or sorted(CONNECTORS_DIR.glob("*.json"))
-        variables = variables_for(settings)
+        variables: dict[str, str] = {}
         for item in args.var:
             key, sep, value = item.partition("=")
             if not sep:

@@ -13,7 +13,7 @@ Registry's Avro converter, all resolved from Maven Central by generated poms int
     .complete                      marker: versions and pom digests of what is there
     connect-distributed.properties generated on every start
     log4j2.xml                     generated on every start -> logs/connect.log
-    secrets.properties             generated (0600): what ${file:...} placeholders read
+    secrets.properties             generated (0600): what ${file:...} references read
     logs/connect.out               the JVM's stdout/stderr
     connect.pid                    pid of the worker this module started
 
@@ -27,9 +27,31 @@ Versions, checked against the broker's Kafka 4.1.2:
   archive, so 3.4.3, the most patched release built against 4.1.
 * Apicurio's converter 2.6.13.Final: see ``converter_pom_xml``.
 
-The worker listens on 127.0.0.1 only, keeps its configs, offsets and statuses in its own
-topics (replication factor 1 on the single local broker) and resolves ``${file:...}``
-placeholders with Kafka's FileConfigProvider, restricted to this folder.
+The worker listens on 127.0.0.1 only and keeps its configs, offsets and statuses in its own
+topics (replication factor 1 on the single local broker). It runs in ``<local_dir>/connect``
+(its working directory) and is where the connector files' deployment values come from, through
+Kafka's own config providers (why these and not placeholders filled by a tool: see
+``connectors/apply.py``):
+
+* ``${file:/proc/self/cwd/secrets.properties:<key>}`` - FileConfigProvider; the credentials
+  in ``secrets.properties`` (this folder, the worker's working directory; 0600, written from
+  ``local_postgres.credentials`` on every start). ``allowed.paths`` limits it to this folder.
+* ``${env:<NAME>}`` - EnvVarConfigProvider (Kafka 3.5+, KIP-887); the non-secret values, in
+  the worker's environment as ``start`` sets it (``worker_env``; ``allowlist.pattern`` limits
+  the provider to exactly these variables):
+
+  ========================  ==========================================================
+  OMS_DB_HOST, OMS_DB_PORT  the OMS database's server (local: 127.0.0.1, postgres_port)
+  OMS_DB_NAME               the OMS database (local: ``oms``)
+  ERP_DB_HOST, ERP_DB_PORT  the ERP database's server (local: the same server)
+  ERP_DB_NAME               the ERP database (local: ``erp``)
+  PIPELINE_TOPIC_PREFIX     ``Settings.topic_prefix``: the pipeline's topics
+  PIPELINE_REGISTRY_URL     Apicurio Registry's native v2 API (``apply.apicurio_native_url``)
+  ========================  ==========================================================
+
+``start`` restarts a worker it started earlier when that worker's properties or environment
+are not what ``start`` would give it now (an upgrade of this module, another topic prefix or
+port): the connectors' configurations live in Kafka and resume after the restart.
 
 Measured on the 2-core development machine: a cold start (empty Maven repository: 492 files,
 124 MB downloaded) takes about 16 s, 12.6 s of it Maven; a warm start about 3.5 s until REST
@@ -41,7 +63,8 @@ Command line, from the repository root::
     python -m connectors.local_connect start|stop|status
 
 From Python: ``start(settings) -> bool`` (True only when *this* call started the worker),
-``stop(settings)``, ``is_running(settings)``, ``rest_url(settings)``, ``secrets_file(settings)``.
+``stop(settings)``, ``is_running(settings)``, ``rest_url(settings)``, ``secrets_file(settings)``,
+``worker_env(settings)``.
 """
 
 from __future__ import annotations
@@ -92,6 +115,14 @@ PLUGINS = (
 # read the pipeline's registry-framed Avro with it.
 CONVERTER_DIR = "apicurio-registry-converter"
 CONVERTER_CLASS = "io.apicurio.registry.utils.converter.AvroConverter"
+
+# How connector files name the secrets file: an absolute path to the worker's working directory
+# (the JVM runs in ConnectPaths.root), so that ``allowed.paths`` can still restrict the provider
+# (it refuses every relative reference). See connectors/apply.py.
+SECRETS_REFERENCE_PATH = "/proc/self/cwd/secrets.properties"
+# The worker's environment variables connector files may read with ${env:NAME} (worker_env).
+WORKER_ENV_NAMES = ("OMS_DB_HOST", "OMS_DB_PORT", "OMS_DB_NAME", "ERP_DB_HOST", "ERP_DB_PORT",
+                    "ERP_DB_NAME", "PIPELINE_TOPIC_PREFIX", "PIPELINE_REGISTRY_URL")
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -185,7 +216,29 @@ class ConnectPaths:
 
 
 def secrets_file(settings: Settings) -> Path:
+    """Where the secrets file is (connector files name it ``SECRETS_REFERENCE_PATH``)."""
     return ConnectPaths.of(settings).secrets
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The deployment values the worker's ``${env:NAME}`` references resolve to (the module
+    docstring lists them), added to the environment ``start`` runs the JVM in."""
+    from connectors import local_postgres
+    from connectors.apply import apicurio_native_url
+
+    host, port = "127.0.0.1", str(local_postgres.port_of(settings))
+    env = {
+        "OMS_DB_HOST": host,
+        "OMS_DB_PORT": port,
+        "OMS_DB_NAME": local_postgres.OMS_DATABASE,
+        "ERP_DB_HOST": host,
+        "ERP_DB_PORT": port,
+        "ERP_DB_NAME": local_postgres.ERP_DATABASE,
+        "PIPELINE_TOPIC_PREFIX": settings.topic_prefix,
+        "PIPELINE_REGISTRY_URL": apicurio_native_url(settings),
+    }
+    assert tuple(env) == WORKER_ENV_NAMES
+    return env
 
 
 # --- jars and plugins ------------------------------------------------------------------
@@ -439,11 +492,18 @@ plugin.path={paths.plugins}
 # Debezium's archives declare their plugins (META-INF/services): no classpath scanning.
 plugin.discovery=service_load
 
-# ${{file:<path>:<key>}} in a connector config reads <key> from a properties file; only files
-# under this folder may be read (a connector cannot ask for /etc/shadow).
-config.providers=file
+# Connector configs take what differs between deployments from this worker, at runtime:
+# ${{file:{SECRETS_REFERENCE_PATH}:<key>}} reads <key> from the secrets file in the worker's
+# working directory (this folder). Only files in this folder may be read (a connector cannot
+# ask for /etc/shadow), under either of its names: /proc/self/cwd, what connector files use,
+# and its absolute path.
+config.providers=file,env
 config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider
-config.providers.file.param.allowed.paths={paths.root}
+config.providers.file.param.allowed.paths=/proc/self/cwd,{paths.root}
+# ${{env:<NAME>}} reads the worker's environment variable NAME (the non-secret deployment
+# values local_connect.py sets); only these variables, not the rest of the environment.
+config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider
+config.providers.env.param.allowlist.pattern={"|".join(WORKER_ENV_NAMES)}
 
 # Source offsets reach Kafka within 5 s (the default is 60 s: a restart would replay more).
 offset.flush.interval.ms=5000
@@ -661,6 +721,31 @@ def _signal_and_wait(pid: int) -> None:
         raise LocalConnectError(f"pid {pid} survived SIGKILL")
 
 
+def _environ(pid: int) -> dict[str, str]:
+    """The environment a process was started with (empty if it cannot be read)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (part.decode(errors="replace").partition("=") for part in raw.split(b"\0") if part)
+    return {key: value for key, _, value in pairs}
+
+
+def drift(settings: Settings, pid: int) -> str | None:
+    """Why the worker ``pid`` (one this module started) does not run the way ``start`` would
+    start it now - its properties file or its deployment variables differ - or None."""
+    paths = ConnectPaths.of(settings)
+    try:
+        properties = paths.properties.read_text()  # written just before that worker started
+    except OSError:
+        properties = ""
+    if properties != worker_properties(settings):
+        return f"{paths.properties.name} is not what this version writes"
+    env = _environ(pid)
+    differ = [name for name, value in worker_env(settings).items() if env.get(name) != value]
+    return f"its environment differs in {', '.join(differ)}" if differ else None
+
+
 def _kafka_answers(settings: Settings) -> bool:
     from streams import local_kafka
 
@@ -674,16 +759,28 @@ def _kafka_answers(settings: Settings) -> bool:
 
 def start(settings: Settings | None = None) -> bool:
     """Start the local Connect worker unless one is ready already. True if THIS call started
-    it. Blocks until REST answers, the worker joined its group and our plugins are listed."""
+    it. Blocks until REST answers, the worker joined its group and our plugins are listed.
+
+    A ready worker this module started is restarted when it ``drift``s (its properties or
+    environment are not what this call would give it); that returns False all the same: the
+    caller found a worker running and leaves it running."""
     settings = settings or get_settings()
     paths = ConnectPaths.of(settings)
+    restarted = False
     with _locked(paths):
         managed = _managed_pid(paths)
         if _ready(settings):
-            owner = f"pid {managed}" if managed else "not started by this tool"
-            _say(f"a worker is already ready on {rest_url(settings)} ({owner})")
-            write_secrets(settings)  # the credentials may have been regenerated
-            return False
+            why = drift(settings, managed) if managed is not None else None
+            if why is None:
+                owner = f"pid {managed}" if managed else "not started by this tool"
+                _say(f"a worker is already ready on {rest_url(settings)} ({owner})")
+                write_secrets(settings)  # the credentials may have been regenerated
+                return False
+            assert managed is not None
+            _say(f"restarting worker pid {managed}: {why}")
+            _signal_and_wait(managed)
+            paths.pid_file.unlink(missing_ok=True)
+            managed, restarted = None, True
         if managed is not None:
             _say(f"worker pid {managed} is alive but not ready yet; waiting for it")
             _wait_ready(settings, managed)
@@ -698,9 +795,10 @@ def start(settings: Settings | None = None) -> bool:
         ensure_jars(settings)
         write_config(settings)
         with open(paths.jvm_out, "ab") as out:
+            # cwd: the secrets file is read from the worker's working directory (/proc/self/cwd).
             proc = subprocess.Popen(_java(settings), cwd=paths.root, stdin=subprocess.DEVNULL,
                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                    close_fds=True)
+                                    close_fds=True, env={**os.environ, **worker_env(settings)})
         _CHILDREN[proc.pid] = proc
         paths.pid_file.write_text(f"{proc.pid}\n")
         _say(f"started Kafka Connect {settings.kafka_version} (pid {proc.pid}); waiting for it")
@@ -712,7 +810,7 @@ def start(settings: Settings | None = None) -> bool:
             raise
     _say(f"Kafka Connect ready on {rest_url(settings)} (pid {proc.pid}, "
          f"{time.monotonic() - began:.1f}s; log {paths.connect_log})")
-    return True
+    return not restarted
 
 
 def stop(settings: Settings | None = None) -> bool:
@@ -750,6 +848,8 @@ def status(settings: Settings | None = None) -> bool:
               f"{CONVERTER_CLASS.rsplit('.', 1)[-1]} (Apicurio "
               f"{knob(settings, 'connect_apicurio_converter_version')})")
         print(f"  connectors: {', '.join(names) if code == 200 and names else '-'}")
+        if pid is not None and (why := drift(settings, pid)):
+            print(f"  outdated:  {why} (start restarts it)")
     print(f"  log:       {paths.connect_log}")
     return ready
 

@@ -3,8 +3,10 @@
 Real everything: the local PostgreSQL plays the OMS and ERP databases
 (``connectors/local_postgres.py``), the local Kafka Connect worker runs Debezium's PostgreSQL
 source with the outbox event router and the JDBC sink (``connectors/local_connect.py``), the
-connector configurations are the files in ``connectors/`` as ``connectors.apply`` sends them,
-and a real worker runs with ``INVENTORY_OUTBOX_TOPICS`` set.
+connector configurations are the files in ``connectors/`` as ``connectors.apply`` sends them
+(with the per-deployment overrides of ``connector_docs``; the worker resolves their
+``${file:...}`` and other ``${env:...}`` references), and a real worker runs with
+``INVENTORY_OUTBOX_TOPICS`` set.
 
 Each service is started when it does not run and stopped at the end only if this module
 started it. The module works in databases, topics, connectors and a replication slot of its
@@ -125,18 +127,25 @@ class OutboxDeployment:
 
 def connector_docs(settings: Settings, topic_prefix: str, suffix: str,
                    oms_db: str = OMS_DB) -> dict[str, dict[str, Any]]:
-    """The files in connectors/, rendered for one deployment of this module: its topics, its
-    databases, its own connector names and replication slot."""
-    variables = {**apply.variables_for(settings), "pipeline.topic.prefix": topic_prefix}
+    """The files in connectors/ for one deployment of this module, which shares the local
+    worker with others (a demo, the other tests): as ``connectors.apply`` sends them, with these
+    overrides only - the worker resolves the rest (credentials, database host and port, the
+    registry) from its own config providers:
+
+    * ``${env:PIPELINE_TOPIC_PREFIX}``, ``${env:OMS_DB_NAME}``, ``${env:ERP_DB_NAME}`` replaced
+      by this deployment's topic prefix and databases (``apply.render``, after what
+      ``settings`` changes, ``apply.variables_for``);
+    * literal values for what must not be shared on one worker and database server: the
+      connector names (``-<suffix>``), the source's replication slot and Debezium topic prefix.
+    """
+    variables = {**apply.variables_for(settings), "PIPELINE_TOPIC_PREFIX": topic_prefix,
+                 "OMS_DB_NAME": oms_db, "ERP_DB_NAME": ERP_DB}
     docs = {}
     for path in sorted(apply.CONNECTORS_DIR.glob("*.json")):
         doc = apply.render(apply.load(path), variables)
         config = dict(doc["config"])
-        if "database.dbname" in config:
-            config |= {"database.dbname": oms_db, "slot.name": f"oms_outbox_{suffix}",
-                       "topic.prefix": f"oms_{suffix}"}
-        if "connection.url" in config:
-            config["connection.url"] = config["connection.url"].replace("/erp", f"/{ERP_DB}")
+        if "slot.name" in config:
+            config |= {"slot.name": f"oms_outbox_{suffix}", "topic.prefix": f"oms_{suffix}"}
         docs[path.stem] = {"name": f"{doc['name']}-{suffix}", "config": config}
     return docs
 

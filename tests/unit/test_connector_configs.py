@@ -1,9 +1,11 @@
 """The connector files (connectors/*.json) and the apply command, without a Connect cluster.
 
-The files must be postable as they are once the deployment placeholders are filled in, carry
-no secret (only ``${file:...}`` references), and agree with the contracts and tables they
-connect: the ERP tables have a column for every field of the records the sinks write, the
-outbox table has the columns the event router reads.
+The files must be postable to Connect as they are: every deployment value is a reference to a
+config provider of the worker (``${file:...}`` for secrets, ``${env:...}`` for the rest), each
+naming a key the local stack provides (connectors/local_connect.py's secrets file and worker
+environment). And they must agree with the contracts and tables they connect: the ERP tables
+have a column for every field of the records the sinks write, the outbox table has the columns
+the event router reads. Resolved here the way the worker resolves them (``resolve``).
 """
 
 from __future__ import annotations
@@ -20,19 +22,49 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
-from connectors import apply
+from connectors import apply, local_connect
 from connectors.local_postgres import ERP_SCHEMA, OMS_SCHEMA, OUTBOX_PUBLICATION
 from schemas.outputs import InventoryChanged, InventoryLedgerEntry
 from streams.topics import Topics
 
 FILES = sorted(apply.CONNECTORS_DIR.glob("*.json"))
 SECRET_KEY = re.compile(r"(password|secret|credential|token|jaas|user(name)?$)", re.IGNORECASE)
-FILE_REFERENCE = re.compile(r"^\$\{file:\$\{secrets\}:[a-z][a-z0-9_.-]*\}$")
-RENDERED_REFERENCE = re.compile(r"^\$\{file:/[^:{}]+:[a-z][a-z0-9_.-]*\}$")
-# ${...} that belong to the connectors themselves, not to apply: left as they are.
-CONNECTOR_PLACEHOLDERS = {"routedByValue", "topic"}
-VARIABLES = {"secrets": "/srv/connect/secrets.properties", "postgres.port": "5432",
-             "pipeline.topic.prefix": "", "registry.url": "http://registry:8080/apis/registry/v2"}
+SECRET_REFERENCE = re.compile(
+    rf"^\$\{{file:{re.escape(local_connect.SECRETS_REFERENCE_PATH)}:[a-z][a-z0-9_.-]*\}}$")
+# ${...} that belong to a connector, not to Connect (no provider: Connect leaves them alone),
+# and the only keys they may appear in.
+CONNECTOR_PLACEHOLDERS = {"routedByValue": {"transforms.outbox.route.topic.replacement"}}
+
+
+@pytest.fixture
+def local_stack(tmp_path: Path) -> Settings:
+    """The local stack's settings, its files (the secrets file) under a temporary folder."""
+    settings = Settings(local_dir=tmp_path / "local")
+    local_connect.ConnectPaths.of(settings).root.mkdir(parents=True)
+    return settings
+
+
+def provided(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
+    """What the local worker's providers read: the secrets file local_connect writes and the
+    environment it starts the worker with."""
+    path = local_connect.write_secrets(settings)
+    assert path.stat().st_mode & 0o777 == 0o600
+    secrets = dict(line.split("=", 1) for line in path.read_text().splitlines()
+                   if line and not line.startswith("#"))
+    return secrets, local_connect.worker_env(settings)
+
+
+def resolve(config: dict[str, str], secrets: dict[str, str], env: dict[str, str]) -> dict[str, str]:
+    """The config as the worker's ConfigTransformer resolves it (an unknown key: left as is)."""
+    def value(m: re.Match[str]) -> str:
+        provider, path, key = m.group(1), m.group(2) or "", m.group(3)
+        if provider == "file" and path == local_connect.SECRETS_REFERENCE_PATH:
+            return secrets.get(key, m.group(0))
+        if provider == "env" and not path:
+            return env.get(key, m.group(0))
+        return m.group(0)
+
+    return {k: apply.PROVIDER_REFERENCE.sub(value, v) for k, v in config.items()}
 
 
 def docs() -> dict[str, dict[str, Any]]:
@@ -71,28 +103,91 @@ def test_no_literal_secrets_only_file_provider_references(path: Path) -> None:
     sensitive = {k: v for k, v in config.items() if SECRET_KEY.search(k)}
     assert sensitive, "a database connector has credentials"
     for key, value in sensitive.items():
-        assert FILE_REFERENCE.match(value), f"{key} must be ${{file:${{secrets}}:<key>}}, is {value!r}"
+        assert SECRET_REFERENCE.match(value), \
+            f"{key} must be ${{file:{local_connect.SECRETS_REFERENCE_PATH}:<key>}}, is {value!r}"
+    for key, value in config.items():  # and the secrets file is for secrets only
+        if not SECRET_KEY.search(key):
+            assert "${file:" not in value, key
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-def test_every_placeholder_is_filled_by_apply_or_belongs_to_the_connector(path: Path) -> None:
-    rendered = apply.render(apply.load(path), VARIABLES)["config"]
-    for key, value in rendered.items():
-        inner = re.sub(r"\$\{file:[^{}]+\}", "", value)  # resolved on the worker
-        for name in re.findall(r"\$\{([^}]*)\}", inner):
-            assert name in CONNECTOR_PLACEHOLDERS, f"{key}: ${{{name}}} would reach Connect unfilled"
-        if SECRET_KEY.search(key):
-            assert RENDERED_REFERENCE.match(value), value
-            assert "/srv/connect/secrets.properties" in value
+def test_only_provider_references_remain_and_the_local_stack_provides_each(
+    path: Path, local_stack: Settings
+) -> None:
+    """What Connect would not resolve reaches the connector literally: every ``${...}`` is a
+    ``${file:...}`` or ``${env:...}`` reference to a key the local worker has, or a
+    placeholder of the connector itself where that connector reads it."""
+    secrets, env = provided(local_stack)
+    for key, value in apply.load(path)["config"].items():
+        refs = apply.references(value)
+        for provider, ref_path, name in refs:
+            assert provider in {"file", "env"}, f"{key}: no config provider {provider!r}"
+            if provider == "file":
+                assert ref_path == local_connect.SECRETS_REFERENCE_PATH, f"{key}: {ref_path}"
+                assert name in secrets, f"{key}: the secrets file has no {name}"
+            else:
+                assert ref_path == "", f"{key}: the env provider takes no path"
+                assert name in env, f"{key}: local_connect does not set {name}"
+        rest = apply.PROVIDER_REFERENCE.sub("", value)
+        for other in re.findall(r"\$\{([^}]*)\}", rest):
+            assert key in CONNECTOR_PLACEHOLDERS.get(other, set()), \
+                f"{key}: ${{{other}}} would reach the connector unresolved"
+        assert "${" not in re.sub(r"\$\{[^}]*\}", "", rest), f"{key}: unbalanced ${{ in {value!r}"
+    resolved = resolve(apply.load(path)["config"], secrets, env)
+    for key, value in resolved.items():
+        assert not apply.references(value), f"{key} left unresolved: {value!r}"
 
 
-def test_render_fills_the_path_and_never_a_secret() -> None:
-    doc = {"name": "x", "config": {"connector.class": "C", "p": "${file:${secrets}:oms.password}",
-                                   "t": "${pipeline.topic.prefix}oms.outbox.${routedByValue}"}}
-    out = apply.render(doc, {"secrets": "/s.properties", "pipeline.topic.prefix": "t1."})
-    assert out["config"]["p"] == "${file:/s.properties:oms.password}"
-    assert out["config"]["t"] == "t1.oms.outbox.${routedByValue}"
-    assert doc["config"]["p"] == "${file:${secrets}:oms.password}"  # the input is untouched
+def test_the_local_worker_enables_both_providers_on_what_the_files_read(local_stack: Settings) -> None:
+    props = dict(line.split("=", 1) for line in local_connect.worker_properties(local_stack).splitlines()
+                 if line and not line.startswith("#"))
+    assert props["config.providers"] == "file,env"
+    assert props["config.providers.file.class"] == \
+        "org.apache.kafka.common.config.provider.FileConfigProvider"
+    assert props["config.providers.env.class"] == \
+        "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
+    # allowed.paths: absolute entries; the secrets file is under the first, the working directory.
+    allowed = props["config.providers.file.param.allowed.paths"].split(",")
+    assert allowed == ["/proc/self/cwd", str(local_connect.ConnectPaths.of(local_stack).root)]
+    assert local_connect.SECRETS_REFERENCE_PATH == "/proc/self/cwd/secrets.properties"
+    assert local_connect.secrets_file(local_stack).parent == local_connect.ConnectPaths.of(local_stack).root
+    # The env provider may read exactly the variables the worker is given (full match, as Java).
+    allowlist = re.compile(props["config.providers.env.param.allowlist.pattern"])
+    env = local_connect.worker_env(local_stack)
+    assert all(allowlist.fullmatch(name) for name in env)
+    assert not any(allowlist.fullmatch(name) for name in ("PATH", "HOME", "OMS_DB_PASSWORD", "PIPELINE"))
+
+
+def test_the_local_stack_resolves_the_files_to_its_databases_topics_and_registry(local_stack: Settings) -> None:
+    secrets, env = provided(local_stack)
+    port = local_stack.postgres_port
+    source = resolve(docs()["oms-outbox-source"]["config"], secrets, env)
+    assert (source["database.hostname"], source["database.port"], source["database.dbname"]) == (
+        "127.0.0.1", str(port), "oms")
+    assert (source["database.user"], source["database.password"]) == (secrets["oms.user"], secrets["oms.password"])
+    for name in ("erp-ledger-sink", "erp-positions-sink"):
+        sink = resolve(docs()[name]["config"], secrets, env)
+        assert sink["connection.url"] == f"jdbc:postgresql://127.0.0.1:{port}/erp"
+        assert sink["connection.password"] == secrets["erp.password"]
+        assert sink["value.converter.apicurio.registry.url"] == apply.apicurio_native_url(local_stack)
+
+
+def test_render_overrides_only_the_env_references_it_is_given() -> None:
+    doc = {"name": "x", "config": {"connector.class": "C",
+                                   "p": "${file:/proc/self/cwd/secrets.properties:oms.password}",
+                                   "t": "${env:PIPELINE_TOPIC_PREFIX}oms.outbox.${routedByValue}",
+                                   "u": "jdbc:postgresql://${env:ERP_DB_HOST}:${env:ERP_DB_PORT}/${env:ERP_DB_NAME}"}}
+    out = apply.render(doc, {"PIPELINE_TOPIC_PREFIX": "t1.", "ERP_DB_NAME": "erp_t1"})
+    assert out["config"] == {"connector.class": "C", "p": doc["config"]["p"], "t": "t1.oms.outbox.${routedByValue}",
+                             "u": "jdbc:postgresql://${env:ERP_DB_HOST}:${env:ERP_DB_PORT}/erp_t1"}
+    assert doc["config"]["t"] == "${env:PIPELINE_TOPIC_PREFIX}oms.outbox.${routedByValue}"  # input untouched
+    assert apply.render(doc, {}) == doc  # no overrides: the file as it is
+
+
+def test_variables_for_is_what_a_deployment_changes_on_the_local_worker(local_stack: Settings) -> None:
+    assert apply.variables_for(local_stack, worker=local_stack) == {}
+    other = local_stack.model_copy(update={"topic_prefix": "connectors-demo."})
+    assert apply.variables_for(other, worker=local_stack) == {"PIPELINE_TOPIC_PREFIX": "connectors-demo."}
 
 
 @pytest.mark.parametrize("bad", [
@@ -122,8 +217,9 @@ def test_the_outbox_source_reads_the_outbox_table_the_way_the_table_is_shaped() 
     assert config["value.converter"] == "org.apache.kafka.connect.storage.StringConverter"
 
 
-def test_the_outbox_topic_is_the_one_the_pipeline_is_told_to_read() -> None:
-    config = apply.render(docs()["oms-outbox-source"], {**VARIABLES, "pipeline.topic.prefix": "t9."})["config"]
+def test_the_outbox_topic_is_the_one_the_pipeline_is_told_to_read(local_stack: Settings) -> None:
+    secrets, env = provided(local_stack)
+    config = resolve(docs()["oms-outbox-source"]["config"], secrets, {**env, "PIPELINE_TOPIC_PREFIX": "t9."})
     routed = config["transforms.outbox.route.topic.replacement"].replace("${routedByValue}", "order")
     assert routed == "t9.oms.outbox.order"
 
@@ -133,9 +229,10 @@ def test_the_outbox_topic_is_the_one_the_pipeline_is_told_to_read() -> None:
     ("erp-positions-sink", InventoryChanged, "inventory_positions", ["sku", "warehouse_code"]),
 ])
 def test_each_sink_writes_every_field_of_its_record_into_a_column_of_its_table(
-    name: str, record: type, table: str, key: list[str]
+    name: str, record: type, table: str, key: list[str], local_stack: Settings
 ) -> None:
-    config = apply.render(docs()[name], {**VARIABLES, "pipeline.topic.prefix": "p."})["config"]
+    secrets, env = provided(local_stack)
+    config = resolve(docs()[name]["config"], secrets, {**env, "PIPELINE_TOPIC_PREFIX": "p."})
     topics = Topics(Settings(topic_prefix="p."))
     assert config["topics"] == (topics.inventory_ledger if record is InventoryLedgerEntry
                                 else topics.inventory_changes)
