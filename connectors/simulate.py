@@ -24,7 +24,7 @@ from datetime import date
 from typing import IO, TYPE_CHECKING
 
 from config.settings import get_settings
-from connectors.traffic import DAY_S, DayParams, DaySimulation, is_opening_stock, to_json_line
+from connectors.traffic import CALM, DAY_S, DayParams, DaySimulation, Mix, is_opening_stock, to_json_line
 
 if TYPE_CHECKING:
     from connectors.produce import EventPublisher
@@ -241,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--day", type=date.fromisoformat, default=defaults.day, help="simulated day, YYYY-MM-DD")
     parser.add_argument("--tag", default=None, help="id namespace (default S<seed>)")
     parser.add_argument("--sku-prefix", default=defaults.sku_prefix)
+    parser.add_argument(
+        "--calm", action="store_true",
+        help="a day whose outcome does not depend on how the pipeline interleaves its topics "
+        "(ample stock, routed orders, no counts, no returns): the pipeline must end where the "
+        "generator's model ends",
+    )
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--rate", type=float, default=None, help="events per second")
     pace.add_argument("--max-rate", action="store_true", help="as fast as possible (the default)")
@@ -261,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rate must be > 0")
     params = DayParams(
         seed=args.seed, orders=args.orders, skus=args.skus, warehouses=args.warehouses,
-        day=args.day, tag=args.tag, sku_prefix=args.sku_prefix,
+        day=args.day, tag=args.tag, sku_prefix=args.sku_prefix, mix=CALM if args.calm else Mix(),
     )
     publisher = None
     if not args.dry_run:

@@ -150,6 +150,19 @@ class Mix:
     disposals_per_warehouse: int = 2
 
 
+# A day whose outcome does not depend on how a pipeline interleaves its input topics, so
+# that the pipeline must end exactly where the shadow ends (quantities; versions may not):
+# ample stock at every position (no order competes for the last unit), every order routed
+# to a named warehouse (no source picked by whichever reservation came first), no cycle
+# counts (a count can overtake a shipment it already counted) and no customer returns (a
+# ReturnRequested read before its order's OrderShipped is refused for good).
+CALM = Mix(
+    named_warehouse=1.0, assortment=1.0, opening_cover=10.0, bulk_line=0.0,
+    replenish_horizon=20.0,  # ASNs all day long, and presales against them
+    snapshots_per_warehouse=0, returned=0.0, delivery_failed=0.1,
+)
+
+
 @dataclass(frozen=True)
 class DayParams:
     seed: int = 1
