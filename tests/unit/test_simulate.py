@@ -19,7 +19,15 @@ import pytest
 
 from connectors.produce import parse_event
 from connectors.simulate import main as simulate_main
-from connectors.traffic import DayParams, DaySimulation, generate_day, iter_json_lines, replay, to_json_line
+from connectors.traffic import (
+    CALM,
+    DayParams,
+    DaySimulation,
+    generate_day,
+    iter_json_lines,
+    replay,
+    to_json_line,
+)
 from schemas.base import Event
 from schemas.inputs import (
     INPUT_EVENTS,
@@ -287,6 +295,19 @@ def test_the_inventory_laws_hold_after_the_day(replayed: InventoryCenter, events
     )
     travelling = sum(e.outstanding_qty for key, e in t.expectations_by_key.items() if key in ours)
     assert inside + travelling == sum(ledger.flows(ours).values())
+
+
+def test_the_calm_day_rejects_nothing_and_routes_every_order() -> None:
+    """The conditions under which a pipeline must end exactly where the model ends."""
+    simulation = DaySimulation(DayParams(seed=2, orders=150, skus=30, warehouses=2, mix=CALM))
+    events = list(simulation.events())
+    kinds = {type(e).__name__ for e in events}
+    assert not kinds & {"StockSnapshot", "ReturnRequested", "ReturnPickedUp", "ReturnInspected"}
+    for e in events:
+        if isinstance(e, OrderCreated):
+            assert e.warehouse_code or all(item.warehouse_code for item in e.items), e
+    statuses = Counter(o.status.value for o in simulation.shadow.tables.orders_by_no.values())
+    assert statuses["REJECTED"] == 0 and statuses["DELIVERED"] > 0, statuses
 
 
 def test_the_days_date_and_ids_follow_the_parameters() -> None:
