@@ -46,7 +46,6 @@ class RunReport:
     paused_s: float = 0.0  # after the opening stock; not counted in the rate
     generated_s: float = 0.0  # generating the whole day first (--pregenerate); not counted
 
-
     @property
     def events(self) -> int:
         return sum(self.counts.values())
