@@ -27,7 +27,10 @@ placement. A GoodsReceived for SKUs of every partition does: the stock agent rea
 record from the database of the command's partition only, so the received units land on top
 of the bulk-loaded quantity (version 2) only if the record was loaded into that partition.
 
-Results: a table on stdout, bench/results/scale.json, docs/scale.png.
+Each size is measured ``--repeat`` times (3 by default, the sizes interleaved) and summarised
+by the median of every figure: the machine this was written on is shared, and one run can
+land in a busy spell. Results: a table of the medians on stdout, bench/results/scale.json
+(medians, ranges and every trial), docs/scale.png.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -272,6 +276,20 @@ def changelog_read_s(log_path: Path) -> float | None:
     return (stamps["end"] - stamps["start"]).total_seconds()
 
 
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all the machine's CPUs so far (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_pct(since: tuple[int, int]) -> float:
+    """How busy the whole machine was (all CPUs, every process) since ``since``, in %: on a
+    shared machine this says how much of the wall time was the worker waiting for a core."""
+    busy, total = machine_cpu()
+    return round(100 * (busy - since[0]) / max(1, total - since[1]), 1)
+
+
 def folder_mib(path: Path) -> float:
     """Disk space used by a folder (allocated blocks, as du counts them)."""
     total = 0
@@ -351,8 +369,10 @@ def run_size(positions: int, args: argparse.Namespace, progress: Progress) -> di
         preload_s = publish(d.settings, orders, progress)
 
         t_start = time.monotonic()
+        machine_at_start = machine_cpu()
         worker = d.start_worker()
         t_ready = wait_ready(worker, args.timeout)
+        busy_recovery = busy_pct(machine_at_start)
         recovery_s = t_ready - t_start
         assert worker.proc is not None
         pid = worker.proc.pid
@@ -365,12 +385,14 @@ def run_size(positions: int, args: argparse.Namespace, progress: Progress) -> di
         # The drain: from the first input event counted to everything processed. Events the
         # worker took before the first poll saw them are left out of both count and time.
         t0 = c0 = cpu0 = None
+        machine_at_t0 = machine_cpu()
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
             consumed, done = drained(d, len(orders))
             now = time.monotonic()
             if consumed and t0 is None:
                 t0, c0, cpu0 = now, consumed, cpu_seconds(pid)
+                machine_at_t0 = machine_cpu()
             if t0 is not None:
                 progress.show(f"drain {consumed:,.0f}/{len(orders):,} orders, "
                               f"{(consumed - c0) / max(1e-3, now - t0):,.0f}/s")
@@ -381,6 +403,7 @@ def run_size(positions: int, args: argparse.Namespace, progress: Progress) -> di
             raise RuntimeError(f"not drained within {args.timeout}s; log:\n{worker.log_tail()}")
         assert t0 is not None and c0 is not None and cpu0 is not None
         drain_s = time.monotonic() - t0
+        busy_drain = busy_pct(machine_at_t0)
         timed = len(orders) - c0
         cpu = cpu_seconds(pid) - cpu0
         progress.done(f"drained {len(orders):,} orders in {drain_s:.2f}s ({timed / drain_s:,.0f}/s, "
@@ -395,11 +418,11 @@ def run_size(positions: int, args: argparse.Namespace, progress: Progress) -> di
             "orders": len(orders), "preload_s": round(preload_s, 2),
             "recovery_s": round(recovery_s, 2), "changelog_read_s": read_s,
             "changelog_records_per_s": round(loaded["records"] / read_s) if read_s else None,
-            "recovery_cpu_s": round(recovery_cpu, 2),
+            "recovery_cpu_s": round(recovery_cpu, 2), "machine_busy_recovery_pct": busy_recovery,
             "rss_after_recovery_mib": round(rss_recovered, 1),
             "drain_s": round(drain_s, 2), "timed_events": int(timed),
             "events_per_s": round(timed / drain_s, 1),
-            "cpu_s_per_1000_events": round(1000 * cpu / max(1, timed), 3),
+            "cpu_s_per_1000_events": round(1000 * cpu / max(1, timed), 3), "machine_busy_drain_pct": busy_drain,
             "peak_rss_mib": round(peak_rss_mb(pid), 1),
             "rocksdb_mib": round(folder_mib(d.root / "worker0"), 1),
             "stock_table_keys_estimate": keys.get("stock-state"),
@@ -416,13 +439,15 @@ def run_size(positions: int, args: argparse.Namespace, progress: Progress) -> di
 # --- reporting -----------------------------------------------------------------------------
 
 COLUMNS = (
-    ("positions", "positions", "{:,}"), ("changelog_records", "SKU records", "{:,}"),
-    ("load_s", "load s", "{:.1f}"), ("recovery_s", "start -> ready s", "{:.1f}"),
+    ("positions", "positions", "{:,.0f}"), ("changelog_records", "SKU records", "{:,.0f}"),
+    ("load_s", "bulk load s", "{:.1f}"), ("recovery_s", "start -> ready s", "{:.1f}"),
     ("changelog_read_s", "changelog read s", "{:.1f}"),
     ("recovery_cpu_s", "recovery CPU s", "{:.1f}"), ("events_per_s", "events/s", "{:,.0f}"),
     ("cpu_s_per_1000_events", "CPU s/1k events", "{:.2f}"), ("peak_rss_mib", "peak RSS MiB", "{:,.0f}"),
     ("rocksdb_mib", "RocksDB MiB after drain", "{:,.1f}"),
     ("rocksdb_mib_after_stop", "after stop", "{:,.1f}"),
+    ("machine_busy_recovery_pct", "machine busy % (recovery)", "{:.0f}"),
+    ("machine_busy_drain_pct", "(drain)", "{:.0f}"),
 )
 
 
@@ -433,28 +458,56 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def summarise(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """One size's trials -> the median of every figure, with the range of the two that the
+    chart shows (a shared machine makes single runs noisy)."""
+    out: dict[str, Any] = {"trials": len(trials)}
+    for name, first in trials[0].items():
+        values = [t[name] for t in trials if t[name] is not None]
+        if isinstance(first, (int, float)) and not isinstance(first, bool) and values:
+            out[name] = round(statistics.median(values), 3)
+        else:
+            out[name] = first
+    for name in ("recovery_s", "events_per_s"):
+        out[f"{name}_range"] = [min(t[name] for t in trials), max(t[name] for t in trials)]
+    return out
+
+
 def chart(runs: list[dict[str, Any]], baseline_s: float | None, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def spread(name: str) -> list[list[float]]:
+        return [[r[name] - r[f"{name}_range"][0] for r in runs], [r[f"{name}_range"][1] - r[name] for r in runs]]
+
     xs = [r["positions"] for r in runs]
-    fig, (rec, thr) = plt.subplots(1, 2, figsize=(11, 4.2))
-    rec.plot(xs, [r["recovery_s"] for r in runs], "o-", label="process start -> ready")
-    rec.plot(xs, [r["recovery_cpu_s"] for r in runs], "^:", label="worker CPU seconds to ready")
+    trials = runs[0]["trials"]
+    fig, (rec, thr) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    rec.errorbar(xs, [r["recovery_s"] for r in runs], yerr=spread("recovery_s"), fmt="o-", capsize=4,
+                 label="process start -> ready")
     reads = [(x, r["changelog_read_s"]) for x, r in zip(xs, runs, strict=True) if r["changelog_read_s"]]
     if reads:
         rec.plot(*zip(*reads, strict=True), "s--", label="of which: reading the changelog")
+    rec.plot(xs, [r["recovery_cpu_s"] for r in runs], "^:", label="worker CPU seconds to ready")
     if baseline_s is not None:
         rec.axhline(baseline_s, color="grey", linestyle=":", label=f"near-empty worker ({baseline_s:.1f} s)")
-    rec.set(xscale="log", xlabel="positions (SKU x warehouse)", ylabel="seconds", title="State recovery")
+    rec.set(xscale="log", xlabel="positions (SKU x warehouse)", ylabel="seconds",
+            title=f"State recovery (median of {trials}, bars: range)")
     rec.set_ylim(bottom=0)
-    rec.legend(loc="upper left")
-    thr.plot(xs, [r["events_per_s"] for r in runs], "o-", color="tab:green")
+    rec.legend(loc="upper left", fontsize=8)
+    thr.errorbar(xs, [r["events_per_s"] for r in runs], yerr=spread("events_per_s"), fmt="o-", capsize=4,
+                 color="tab:green", label="orders/s")
     thr.set(xscale="log", xlabel="positions (SKU x warehouse)", ylabel="orders/s",
-            title=f"Throughput (one worker, {runs[0]['orders']:,} orders)")
-    thr.set_ylim(0, 1.15 * max(r["events_per_s"] for r in runs))
+            title=f"Throughput: one worker drains {int(runs[0]['orders']):,} orders")
+    thr.set_ylim(0, 1.2 * max(r["events_per_s_range"][1] for r in runs))
+    cpu = thr.twinx()
+    cpu.plot(xs, [r["cpu_s_per_1000_events"] for r in runs], "d:", color="tab:red", label="CPU s per 1,000 orders")
+    cpu.set_ylabel("CPU s per 1,000 orders", color="tab:red")
+    cpu.set_ylim(0, 1.3 * max(r["cpu_s_per_1000_events"] for r in runs))
+    handles = thr.get_legend_handles_labels()[0] + cpu.get_legend_handles_labels()[0]
+    thr.legend(handles, [h.get_label() for h in handles], loc="lower left", fontsize=8)
     for ax in (rec, thr):
         ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -469,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warehouses", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--sample", type=int, default=40, help="SKUs read back through the web view")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="trials per size (the sizes interleaved), summarised by their median")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for recovery, and for the drain")
     parser.add_argument("--skip-verify", action="store_true", help="skip the partition check on a small deployment")
@@ -478,7 +533,13 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress()
     started = time.monotonic()
     verify = None if args.skip_verify else verify_placement(args.partitions, args.warehouses, args.seed, progress)
-    runs = [run_size(p, args, progress) for p in sorted(args.positions)]
+    sizes = sorted(args.positions)
+    trials: dict[int, list[dict[str, Any]]] = {p: [] for p in sizes}
+    for n in range(args.repeat):  # interleaved, so a busy spell of the machine is not one size's
+        for p in sizes:
+            print(f"-- trial {n + 1}/{args.repeat}", flush=True)
+            trials[p].append(run_size(p, args, progress))
+    runs = [summarise(trials[p]) for p in sizes]
     total_s = time.monotonic() - started
     print()
     print(markdown_table(runs))
@@ -489,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "note": "shared machine: other work was running"},
-        "orders": args.orders, "seed": args.seed, "verify": verify, "runs": runs,
+        "orders": args.orders, "seed": args.seed, "verify": verify,
+        "runs": runs, "trials": {str(p): t for p, t in trials.items()},
         "total_s": round(total_s, 1),
     }
     RESULTS.mkdir(exist_ok=True)
