@@ -59,6 +59,7 @@ from schemas.outputs import (  # noqa: E402
     InventoryAlert,
     InventoryChanged,
     InventoryLedgerEntry,
+    OrderStatus,
     OrderStatusChanged,
     OutboundInstruction,
 )
@@ -131,6 +132,7 @@ class RunStats:
     internal_produced: int = 0  # sent to order-inbox and the repartition topic
     internal_consumed: int = 0
     errors: int = 0  # undecodable or failing messages, skipped (ours dead-letters them)
+    orders_rejected: int = 0  # a preload can race orders ahead of the receipts that stock them
     first_input_ts: float | None = None
     last_output_ts: float | None = None
     stopped_ts: float | None = None  # after Quix's final checkpoint commit (producer flushed)
@@ -251,6 +253,9 @@ def build(args: argparse.Namespace, stats: RunStats) -> tuple[Application, IdleW
         payloads = tuple(encode(e) for e in outcome.events)
         if not outcome.duplicate:
             records.store(outcome, payloads)
+            stats.orders_rejected += sum(
+                1 for e in outcome.events if type(e) is OrderStatusChanged and e.status == OrderStatus.REJECTED
+            )
         return outs(outcome.events, payloads)
 
     def route(event: Any) -> list[Out]:
