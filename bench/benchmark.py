@@ -62,14 +62,17 @@ def run_peer(events: list[Any], partitions: int, progress: Progress) -> dict[str
     d = Deployment("peer", partitions)
     state = Path(tempfile.mkdtemp(prefix="peer-state-"))
     stats = state / "stats.json"
+    group = f"peer-{uuid.uuid4().hex[:8]}"
     try:
         publish(d.settings, events, progress)
         progress.done(f"peer: Quix Streams on {len(events):,} preloaded input events")
         proc = subprocess.run(
             [str(venv_python), "-m", "bench.peer_quix.app", "--bootstrap", d.settings.bootstrap_servers,
-             "--topic-prefix", d.settings.topic_prefix, "--group", f"peer-{uuid.uuid4().hex[:8]}",
+             "--topic-prefix", d.settings.topic_prefix, "--group", group,
              "--state-dir", str(state / "rocksdb"), "--expect", str(len(events)), "--stats-out", str(stats),
-             "--idle-exit-s", "30"],
+             # Tuned as a Quix user would: with concat, the default 1 s poll leaves the process
+             # idle about half the time (bench/peer_quix/README.md).
+             "--idle-exit-s", "30", "--consumer-poll-timeout", "0.01"],
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
         if proc.returncode != 0 or not stats.exists():
             return {"error": f"peer exited {proc.returncode}: {proc.stderr[-800:]}"}
@@ -82,7 +85,23 @@ def run_peer(events: list[Any], partitions: int, progress: Progress) -> dict[str
         }
     finally:
         d.close()
+        _delete_topics_naming(d, group)  # Quix's changelog__<group>--* and repartition__<group>--*
         subprocess.run(["rm", "-rf", str(state)], check=False)
+
+
+def _delete_topics_naming(d: Deployment, group: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from streams.kafka_config import admin_config
+
+    admin = AdminClient(admin_config(d.settings))
+    names = [n for n in admin.list_topics(timeout=10).topics if group in n]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - best effort clean-up
+                pass
 
 
 def run_latency(rates: list[float], seconds: float, skus: int, warehouses: int, partitions: int,
@@ -130,7 +149,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {name} | - | {r['error'][:80]} | - | - |")
             continue
         lines.append(f"| {name} | {r['input_events']:,} | {r['events_per_s']:,.0f} | "
-                     f"{r['cpu_s_per_1000_events']:.2f} | {r['peak_rss_mb']:.0f} |")
+                     f"{r['cpu_s_per_1000_events']:.3f} | {r['peak_rss_mb']:.0f} |")
     lines += ["", "| end-to-end latency, OrderCreated -> OrderStatusChanged | orders | answered | p50 ms | p99 ms |",
               "|---|---:|---:|---:|---:|"]
     for r in results["latency"]:
