@@ -266,7 +266,8 @@ def changelog_read_s(log_path: Path) -> float | None:
     """The part of recovery that reads the changelogs, from Faust's log lines (None when the
     log does not show both): the rest of start -> ready is imports, start-up, the rebalance."""
     stamps: dict[str, datetime] = {}
-    marks = {"start": "Recovery]: Restoring state from changelog topics", "end": "Recovery]: Done reading from changelog"}
+    marks = {"start": "Recovery]: Restoring state from changelog topics",
+             "end": "Recovery]: Done reading from changelog"}
     for line in log_path.read_text(errors="replace").splitlines():
         for name, mark in marks.items():
             if mark in line and name not in stamps and line.startswith("["):
@@ -305,7 +306,6 @@ def folder_mib(path: Path) -> float:
 def verify_placement(partitions: int, warehouses: int, seed: int, progress: Progress) -> dict[str, Any]:
     """Bulk-load a few SKUs, then receive units for one SKU of every partition through the
     pipeline: each must show loaded + received units at version 2 (see the module doc)."""
-    from bench.harness import Deployment
     from connectors.produce import EventPublisher
     from schemas.inputs import GoodsReceived, ReceivedLine
 
