@@ -72,8 +72,11 @@ class Progress:
         self.last = 0.0
         self.width = 0
 
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= (0.5 if TTY else 5.0)
+
     def show(self, text: str, force: bool = False) -> None:
-        if not force and time.monotonic() - self.last < (0.5 if TTY else 5.0):
+        if not force and not self.due():
             return
         self.last = time.monotonic()
         if TTY:

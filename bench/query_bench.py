@@ -48,6 +48,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.harness import Progress, cpu_seconds, free_port, percentile  # noqa: E402
 from config.settings import Settings, get_settings  # noqa: E402
 from streams import local_kafka  # noqa: E402
 from streams.topics import Topics, create_topics  # noqa: E402
@@ -58,57 +59,10 @@ WAREHOUSES = ("WH001", "WH002", "WH003")
 LINES_PER_RECEIPT = 200  # MAX_LINES of the contract
 PRELOAD_QTY = 100_000  # per position: the stream never runs a position dry
 TARGET_P99_MS = 10.0
-TTY = sys.stdout.isatty()
 WORKER_PID = [0]  # the worker's pid, for its CPU time
 
 
 # --------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values (q in 0..100)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
-
-
-class Progress:
-    """One status line, rewritten in place on a terminal, every few seconds otherwise."""
-
-    def __init__(self) -> None:
-        self.last = 0.0
-        self.width = 0
-
-    def due(self) -> bool:
-        return time.monotonic() - self.last >= (0.5 if TTY else 5.0)
-
-    def show(self, text: str, force: bool = False) -> None:
-        if not force and not self.due():
-            return
-        self.last = time.monotonic()
-        if TTY:
-            pad = max(0, self.width - len(text))
-            sys.stdout.write("\r" + text + " " * pad)
-            self.width = len(text)
-        else:
-            sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-
-    def done(self, text: str) -> None:
-        self.show(text, force=True)
-        if TTY:
-            sys.stdout.write("\n")
-            self.width = 0
-        sys.stdout.flush()
-
-
 def skus_of(n: int) -> list[str]:
     return [f"QB{i:05d}" for i in range(n)]
 
@@ -142,15 +96,6 @@ class Backlog:
 
     def close(self) -> None:
         self.consumer.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) a process has used so far; 0 where /proc is absent."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_percent(before: dict[str, float], after: dict[str, float]) -> float:
