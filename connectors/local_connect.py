@@ -70,25 +70,22 @@ From Python: ``start(settings) -> bool`` (True only when *this* call started the
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, get_settings
+from streams import local_process
 
 MAIN_CLASS = "org.apache.kafka.connect.cli.ConnectDistributed"
 STOP_TIMEOUT_S = 30.0
@@ -621,82 +618,25 @@ def is_running(settings: Settings | None = None) -> bool:
 # --- process handling ------------------------------------------------------------------
 
 
-@contextmanager
-def _locked(paths: ConnectPaths) -> Iterator[None]:
-    paths.root.mkdir(parents=True, exist_ok=True)
-    with open(paths.lock_file, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return None
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
 def _managed_pid(paths: ConnectPaths) -> int | None:
     """The pid in the pid file if that process is still our worker (not a reused pid)."""
-    try:
-        pid = int(paths.pid_file.read_text().strip())
-    except (OSError, ValueError):
+    pid = local_process.read_pid(paths.pid_file)
+    if pid is None:
         return None
-    argv = _cmdline(pid) or []
+    argv = local_process.cmdline(pid) or []
     return pid if MAIN_CLASS in argv and str(paths.properties) in argv else None
-
-
-def _alive(pid: int) -> bool:
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        return proc.poll() is None
-    return _cmdline(pid) is not None
-
-
-def _wait_exit(pid: int, timeout: float) -> bool:
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        _CHILDREN.pop(pid, None)
-        return True
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return not _alive(pid)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return f"({path} does not exist)"
-    text = [line for line in text if not line.lstrip().startswith(("at ", "... "))]
-    return "\n".join(text[-lines:]) or f"({path} is empty)"
 
 
 def _failure(settings: Settings, what: str) -> LocalConnectError:
     paths = ConnectPaths.of(settings)
-    return LocalConnectError(f"{what}\n--- {paths.jvm_out} ---\n{_tail(paths.jvm_out, 20)}"
-                             f"\n--- {paths.connect_log} ---\n{_tail(paths.connect_log)}")
+    return LocalConnectError(local_process.failure_report(what, paths.jvm_out, paths.connect_log))
 
 
 def _wait_ready(settings: Settings, pid: int) -> None:
     timeout = float(knob(settings, "connect_start_timeout_s"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not local_process.alive(pid, _CHILDREN):
             raise _failure(settings, f"the Connect worker (pid {pid}) exited during startup")
         if _ready(settings):
             return
@@ -706,19 +646,8 @@ def _wait_ready(settings: Settings, pid: int) -> None:
 
 
 def _signal_and_wait(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    if _wait_exit(pid, STOP_TIMEOUT_S):
-        return
-    _say(f"pid {pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; sending SIGKILL")
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    if not _wait_exit(pid, KILL_TIMEOUT_S):
-        raise LocalConnectError(f"pid {pid} survived SIGKILL")
+    local_process.terminate(pid, _CHILDREN, stop_timeout=STOP_TIMEOUT_S,
+                            kill_timeout=KILL_TIMEOUT_S, say=_say, error=LocalConnectError)
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -767,7 +696,7 @@ def start(settings: Settings | None = None) -> bool:
     settings = settings or get_settings()
     paths = ConnectPaths.of(settings)
     restarted = False
-    with _locked(paths):
+    with local_process.locked(paths.lock_file):
         managed = _managed_pid(paths)
         if _ready(settings):
             why = drift(settings, managed) if managed is not None else None
@@ -794,13 +723,10 @@ def start(settings: Settings | None = None) -> bool:
         began = time.monotonic()
         ensure_jars(settings)
         write_config(settings)
-        with open(paths.jvm_out, "ab") as out:
-            # cwd: the secrets file is read from the worker's working directory (/proc/self/cwd).
-            proc = subprocess.Popen(_java(settings), cwd=paths.root, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                    close_fds=True, env={**os.environ, **worker_env(settings)})
-        _CHILDREN[proc.pid] = proc
-        paths.pid_file.write_text(f"{proc.pid}\n")
+        # cwd: the secrets file is read from the worker's working directory (/proc/self/cwd).
+        proc = local_process.spawn(_java(settings), cwd=paths.root, output=paths.jvm_out,
+                                   pid_file=paths.pid_file, children=_CHILDREN,
+                                   env={**os.environ, **worker_env(settings)})
         _say(f"started Kafka Connect {settings.kafka_version} (pid {proc.pid}); waiting for it")
         try:
             _wait_ready(settings, proc.pid)
@@ -817,7 +743,7 @@ def stop(settings: Settings | None = None) -> bool:
     """Stop the worker this tool started (pid file). True if one was stopped."""
     settings = settings or get_settings()
     paths = ConnectPaths.of(settings)
-    with _locked(paths):
+    with local_process.locked(paths.lock_file):
         pid = _managed_pid(paths)
         if pid is None:
             _say("not running (no live worker in the pid file)")

@@ -33,7 +33,6 @@ tests that want databases of their own.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import re
 import secrets
@@ -41,13 +40,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, get_settings
+from streams import local_process
 
 # Knobs proposed as fields of config.settings.Settings; until they are there, an
 # INVENTORY_<NAME> environment variable overrides the default (as connectors/local_registry.py).
@@ -455,17 +453,6 @@ def drop_database(settings: Settings, name: str) -> None:
 # --- process handling ------------------------------------------------------------------
 
 
-@contextmanager
-def _locked(paths: PostgresPaths) -> Iterator[None]:
-    paths.root.mkdir(parents=True, exist_ok=True)
-    with open(paths.lock_file, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _answers(settings: Settings) -> bool:
     """True if a server accepts connections on 127.0.0.1:<port> (ours or not)."""
     bindir = _bin_dir()
@@ -492,20 +479,13 @@ def is_running(settings: Settings | None = None) -> bool:
     return _our_pid(PostgresPaths.of(settings)) is not None and _answers(settings)
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"({path} does not exist)"
-
-
 def start(settings: Settings | None = None) -> bool:
     """Start the local cluster unless it runs already; create the roles, databases and
     tables when missing. True if THIS call started the server."""
     settings = settings or get_settings()
     paths = PostgresPaths.of(settings)
     port = port_of(settings)
-    with _locked(paths):
+    with local_process.locked(paths.lock_file):
         bindir = ensure_installed()
         if _our_pid(paths) is not None:
             started = False
@@ -525,7 +505,7 @@ def start(settings: Settings | None = None) -> bool:
             if done.returncode != 0:
                 raise LocalPostgresError(
                     f"pg_ctl start failed (exit {done.returncode}):\n{done.stdout}{done.stderr}"
-                    f"\n--- {paths.log} ---\n{_tail(paths.log)}"
+                    f"\n--- {paths.log} ---\n{local_process.tail(paths.log, 30, raw=True)}"
                 )
             started = True
             _say(f"{server_version()} started on 127.0.0.1:{port} in "
@@ -538,7 +518,7 @@ def stop(settings: Settings | None = None) -> bool:
     """Stop our cluster's server (fast shutdown). True if one was stopped."""
     settings = settings or get_settings()
     paths = PostgresPaths.of(settings)
-    with _locked(paths):
+    with local_process.locked(paths.lock_file):
         pid = _our_pid(paths)
         if pid is None:
             _say("not running")

@@ -59,12 +59,10 @@ they are added there.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -72,16 +70,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, get_settings
-
-# Generic process helpers of the broker's module (/proc or ps; a log tail without stack frames).
-from streams.local_kafka import _cmdline, _port_open, _tail
+from streams import local_process
 
 GROUP_ID = "io.apicurio"
 ARTIFACT_ID = "apicurio-registry-app"
@@ -380,7 +374,7 @@ def _request(
 
 def _registry_answers(settings: Settings, timeout: float = 3.0) -> bool:
     """True if a Confluent-compatible registry answers GET /config on the local port."""
-    if not _port_open(RegistryConfig.of(settings).registry_port):
+    if not local_process.port_open("127.0.0.1", RegistryConfig.of(settings).registry_port):
         return False
     try:
         answer = _request(settings, "GET", "/config", timeout=timeout)
@@ -417,34 +411,15 @@ def is_running(settings: Settings | None = None) -> bool:
 # --- process handling ------------------------------------------------------------------
 
 
-@contextmanager
-def _locked(paths: RegistryPaths) -> Iterator[None]:
-    """Serialise start/stop across processes (parallel make targets, test sessions)."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    with open(paths.lock_file, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _is_our_registry(pid: int, paths: RegistryPaths) -> bool:
     """True if pid is a live java running a runner jar from our app/ (not a reused pid)."""
-    argv = _cmdline(pid) or []
+    argv = local_process.cmdline(pid) or []
     return any(arg.startswith(str(paths.app) + os.sep) and arg.endswith("-runner.jar")
                for arg in argv)
 
 
-def _read_pid(paths: RegistryPaths) -> int | None:
-    try:
-        return int(paths.pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def _managed_pid(paths: RegistryPaths) -> int | None:
-    pid = _read_pid(paths)
+    pid = local_process.read_pid(paths.pid_file)
     return pid if pid is not None and _is_our_registry(pid, paths) else None
 
 
@@ -453,65 +428,21 @@ def managed_pid(settings: Settings | None = None) -> int | None:
     return _managed_pid(RegistryPaths.of(settings or get_settings()))
 
 
-def _alive(pid: int) -> bool:
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        return proc.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _cmdline(pid) is not None  # a zombie is dead
-
-
-def _wait_exit(pid: int, timeout: float) -> bool:
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        _CHILDREN.pop(pid, None)
-        return True
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return not _alive(pid)
-
-
 def _signal_and_wait(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    if _wait_exit(pid, STOP_TIMEOUT_S):
-        return
-    _say(f"pid {pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; sending SIGKILL")
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    if not _wait_exit(pid, KILL_TIMEOUT_S):
-        raise LocalRegistryError(f"pid {pid} survived SIGKILL")
+    local_process.terminate(pid, _CHILDREN, stop_timeout=STOP_TIMEOUT_S,
+                            kill_timeout=KILL_TIMEOUT_S, say=_say, error=LocalRegistryError)
 
 
 def _failure(settings: Settings, what: str) -> LocalRegistryError:
     paths = RegistryPaths.of(settings)
-    return LocalRegistryError(
-        f"{what}\n--- {paths.jvm_out} ---\n{_tail(paths.jvm_out, 20)}"
-        f"\n--- {paths.log} ---\n{_tail(paths.log)}"
-    )
+    return LocalRegistryError(local_process.failure_report(what, paths.jvm_out, paths.log))
 
 
 def _wait_ready(settings: Settings, pid: int) -> None:
     timeout = RegistryConfig.of(settings).registry_start_timeout_s
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not local_process.alive(pid, _CHILDREN):
             raise _failure(settings, f"the registry (pid {pid}) exited during startup")
         if _registry_answers(settings, timeout=2.0):
             return
@@ -539,7 +470,7 @@ def start(settings: Settings | None = None) -> bool:
         return False
     config = RegistryConfig.of(settings)
     paths = RegistryPaths.of(settings)
-    with _locked(paths):
+    with local_process.locked(paths.lock_file):
         managed = _managed_pid(paths)
         if _registry_answers(settings):
             owner = f"pid {managed}" if managed else "not started by this tool"
@@ -552,7 +483,7 @@ def start(settings: Settings | None = None) -> bool:
             ensure_compatibility(settings)
             return False
         paths.pid_file.unlink(missing_ok=True)  # stale
-        if _port_open(config.registry_port):
+        if local_process.port_open("127.0.0.1", config.registry_port):
             raise LocalRegistryError(
                 f"port {config.registry_port} is taken by something that is not a schema "
                 "registry; set INVENTORY_REGISTRY_PORT"
@@ -561,18 +492,13 @@ def start(settings: Settings | None = None) -> bool:
         began = time.monotonic()
         runner = ensure_app(settings)
         write_config(settings)
-        with open(paths.jvm_out, "ab") as out:
-            proc = subprocess.Popen(
-                _java(settings, runner),
-                cwd=paths.root,  # Quarkus reads ./config/application.properties
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # survives Ctrl-C in the terminal that started it
-                close_fds=True,  # above all: not the lock file's descriptor
-            )
-        _CHILDREN[proc.pid] = proc
-        paths.pid_file.write_text(f"{proc.pid}\n")
+        proc = local_process.spawn(
+            _java(settings, runner),
+            cwd=paths.root,  # Quarkus reads ./config/application.properties
+            output=paths.jvm_out,
+            pid_file=paths.pid_file,
+            children=_CHILDREN,
+        )
         _say(f"started Apicurio Registry {config.registry_version} (pid {proc.pid}); waiting")
         try:
             _wait_ready(settings, proc.pid)
@@ -596,8 +522,8 @@ def stop(settings: Settings | None = None) -> bool:
         _say(f"another registry is configured ({settings.schema_registry_url}); nothing to stop")
         return False
     paths = RegistryPaths.of(settings)
-    with _locked(paths):
-        pid = _read_pid(paths)
+    with local_process.locked(paths.lock_file):
+        pid = local_process.read_pid(paths.pid_file)
         if pid is None:
             foreign = is_running(settings)
             extra = " (but a registry not started by this tool answers)" if foreign else ""

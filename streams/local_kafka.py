@@ -26,24 +26,19 @@ start and stop do nothing and say so.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from config.settings import REPO_ROOT, Settings, get_settings
+from streams import local_process
 
 POM = REPO_ROOT / "scripts" / "kafka" / "pom.xml"
 MAIN_CLASS = "kafka.Kafka"
@@ -368,70 +363,21 @@ def format_storage(settings: Settings) -> bool:
 # --- process handling ------------------------------------------------------------------
 
 
-@contextmanager
-def _locked(paths: KafkaPaths) -> Iterator[None]:
-    """Serialise start/stop across processes (parallel make targets, test sessions)."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    with open(paths.lock_file, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    """The argv of a live, non-zombie process, or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return None
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-    except FileNotFoundError:
-        return None
-    except OSError:
-        pass
-    # No /proc (macOS): ask ps.
-    out = subprocess.run(
-        ["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True
-    )
-    if out.returncode != 0 or not out.stdout.strip():
-        return None
-    state, _, command = out.stdout.strip().partition(" ")
-    return None if state.startswith("Z") else command.split()
-
-
 def _is_our_broker(pid: int, paths: KafkaPaths) -> bool:
     """True if pid is a live kafka.Kafka running our server.properties (not a reused pid)."""
-    argv = _cmdline(pid) or []
+    argv = local_process.cmdline(pid) or []
     return MAIN_CLASS in argv and str(paths.properties) in argv
-
-
-def _read_pid(paths: KafkaPaths) -> int | None:
-    try:
-        return int(paths.pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _managed_pid(paths: KafkaPaths) -> int | None:
     """The pid from the pid file if that process is still our broker."""
-    pid = _read_pid(paths)
+    pid = local_process.read_pid(paths.pid_file)
     return pid if pid is not None and _is_our_broker(pid, paths) else None
-
-
-def _port_open(port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _broker_answers(settings: Settings, timeout: float = 3.0) -> bool:
     """True if a broker on the local port answers a metadata request with >= 1 broker."""
-    if not _port_open(settings.local_kafka_port):
+    if not local_process.port_open("127.0.0.1", settings.local_kafka_port):
         return False  # cheap check first: no AdminClient, no librdkafka noise
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
@@ -455,58 +401,15 @@ def is_running(settings: Settings | None = None) -> bool:
     return _broker_answers(settings or get_settings())
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    """The last lines of a log, stack frames left out (the cause would scroll away)."""
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return f"({path} does not exist)"
-    text = [line for line in text if not line.lstrip().startswith(("at ", "... "))]
-    return "\n".join(text[-lines:]) or f"({path} is empty)"
-
-
 def _failure(settings: Settings, what: str) -> LocalKafkaError:
     paths = KafkaPaths.of(settings)
-    return LocalKafkaError(
-        f"{what}\n--- {paths.jvm_out} ---\n{_tail(paths.jvm_out, 20)}"
-        f"\n--- {paths.server_log} ---\n{_tail(paths.server_log)}"
-    )
-
-
-def _alive(pid: int) -> bool:
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        return proc.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _cmdline(pid) is not None  # a zombie is dead
-
-
-def _wait_exit(pid: int, timeout: float) -> bool:
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        _CHILDREN.pop(pid, None)
-        return True
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return not _alive(pid)
+    return LocalKafkaError(local_process.failure_report(what, paths.jvm_out, paths.server_log))
 
 
 def _wait_ready(settings: Settings, pid: int) -> None:
     deadline = time.monotonic() + settings.local_kafka_start_timeout_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not local_process.alive(pid, _CHILDREN):
             raise _failure(settings, f"the broker (pid {pid}) exited during startup")
         if _broker_answers(settings, timeout=2.0):
             return
@@ -519,19 +422,8 @@ def _wait_ready(settings: Settings, pid: int) -> None:
 
 
 def _signal_and_wait(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    if _wait_exit(pid, STOP_TIMEOUT_S):
-        return
-    _say(f"pid {pid} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; sending SIGKILL")
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    if not _wait_exit(pid, KILL_TIMEOUT_S):
-        raise LocalKafkaError(f"pid {pid} survived SIGKILL")
+    local_process.terminate(pid, _CHILDREN, stop_timeout=STOP_TIMEOUT_S,
+                            kill_timeout=KILL_TIMEOUT_S, say=_say, error=LocalKafkaError)
 
 
 # --- public API ------------------------------------------------------------------------
@@ -548,7 +440,7 @@ def start(settings: Settings | None = None) -> bool:
         _say(f"existing cluster configured ({settings.bootstrap_servers}); not starting one")
         return False
     paths = KafkaPaths.of(settings)
-    with _locked(paths):
+    with local_process.locked(paths.lock_file):
         managed = _managed_pid(paths)
         if _broker_answers(settings):
             owner = f"pid {managed}" if managed else "not started by this tool"
@@ -564,18 +456,13 @@ def start(settings: Settings | None = None) -> bool:
         ensure_jars(settings)
         write_config(settings)
         format_storage(settings)
-        with open(paths.jvm_out, "ab") as out:
-            proc = subprocess.Popen(
-                _java(settings, MAIN_CLASS, str(paths.properties), heap=settings.kafka_heap),
-                cwd=paths.root,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # survives Ctrl-C in the terminal that started it
-                close_fds=True,  # above all: not the lock file's descriptor
-            )
-        _CHILDREN[proc.pid] = proc
-        paths.pid_file.write_text(f"{proc.pid}\n")
+        proc = local_process.spawn(
+            _java(settings, MAIN_CLASS, str(paths.properties), heap=settings.kafka_heap),
+            cwd=paths.root,
+            output=paths.jvm_out,
+            pid_file=paths.pid_file,
+            children=_CHILDREN,
+        )
         _say(f"started Kafka {settings.kafka_version} (pid {proc.pid}); waiting for it")
         try:
             _wait_ready(settings, proc.pid)
@@ -597,8 +484,8 @@ def stop(settings: Settings | None = None) -> bool:
         _say(f"existing cluster configured ({settings.bootstrap_servers}); nothing to stop")
         return False
     paths = KafkaPaths.of(settings)
-    with _locked(paths):
-        pid = _read_pid(paths)
+    with local_process.locked(paths.lock_file):
+        pid = local_process.read_pid(paths.pid_file)
         if pid is None:
             foreign = is_running(settings)
             extra = " (but a broker not started by this tool answers)" if foreign else ""
