@@ -42,14 +42,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from config.settings import Settings, get_settings
 from streams import local_process
 
-# Knobs proposed as fields of config.settings.Settings; until they are there, an
-# INVENTORY_<NAME> environment variable overrides the default (as connectors/local_registry.py).
-KNOBS: dict[str, Any] = {"postgres_port": 55432, "postgres_start_timeout_s": 60.0}
 
 SUPERUSER = "postgres"
 OMS_DATABASE = "oms"
@@ -71,27 +67,12 @@ def _say(message: str) -> None:
     print(f"local-postgres: {message}", flush=True)
 
 
-def knob(settings: Settings, name: str) -> Any:
-    """A setting of this module: the Settings field once it exists, else the environment."""
-    default = KNOBS[name]
-    if name in type(settings).model_fields:
-        return getattr(settings, name)
-    raw = os.environ.get(f"INVENTORY_{name.upper()}")
-    if raw is None:
-        return default
-    try:
-        return type(default)(raw)
-    except ValueError:
-        raise LocalPostgresError(f"INVENTORY_{name.upper()}={raw!r} is not a "
-                                 f"{type(default).__name__}") from None
-
-
 def port_of(settings: Settings) -> int:
-    return int(knob(settings, "postgres_port"))
+    return int(settings.postgres_port)
 
 
 def _start_timeout(settings: Settings) -> float:
-    return float(knob(settings, "postgres_start_timeout_s"))
+    return float(settings.postgres_start_timeout_s)
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,7 @@ From Python: ``start(settings) -> bool`` (True only when *this* call started it)
 ccompat API, every time, so a running registry always has it.
 
 When ``schema_registry_url`` points at another registry, start and stop do nothing and say
-so. Settings that ``config/settings.py`` does not hold yet (``registry_port`` and friends, see
-:class:`RegistryConfig`) are read from ``INVENTORY_REGISTRY_*`` here, in one place, until
-they are added there.
+so. Its knobs are the ``registry_*`` settings (``INVENTORY_REGISTRY_*``).
 """
 
 from __future__ import annotations
@@ -100,8 +98,7 @@ class LocalRegistryError(RuntimeError):
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    """The registry's knobs. Proposed as fields of ``config.settings.Settings``; until they
-    are there, ``INVENTORY_<NAME>`` environment variables override these defaults."""
+    """The registry's knobs, from ``config.settings.Settings`` (``registry_*``)."""
 
     registry_version: str = "3.0.9"
     registry_port: int = 8081
@@ -115,20 +112,7 @@ class RegistryConfig:
 
     @classmethod
     def of(cls, settings: Settings) -> RegistryConfig:
-        values: dict[str, Any] = {}
-        for spec in fields(cls):
-            if spec.name in type(settings).model_fields:  # once Settings has the field
-                values[spec.name] = getattr(settings, spec.name)
-                continue
-            raw = os.environ.get(f"INVENTORY_{spec.name.upper()}")
-            if raw is not None:
-                cast = type(spec.default)  # str, int or float
-                try:
-                    values[spec.name] = cast(raw)
-                except ValueError:
-                    raise LocalRegistryError(
-                        f"INVENTORY_{spec.name.upper()}={raw!r} is not a {cast.__name__}"
-                    ) from None
+        values: dict[str, Any] = {spec.name: getattr(settings, spec.name) for spec in fields(cls)}
         config = cls(**values)
         if config.registry_compatibility not in COMPATIBILITY_LEVELS:
             raise LocalRegistryError(
