@@ -1,6 +1,9 @@
 """The Faust application: topics, tables, agents, the expiry timer and the web views.
 
-Agents are thin: decode, call the core, write the tables, send what the core returned.
+Agents are thin: decode, call the core, write the tables, send what the core returned. The
+two stateful agents take their messages in batches (``stream.take_events``); each partition's
+run of a batch is one transaction (streams/stores.py): the core sees every message in order,
+on the state the previous ones left, and the batch's writes and outputs go out together.
 Anything that cannot be decoded, validated or applied goes to the dead-letter topic with its
 reason and source coordinates, and the agent carries on.
 
@@ -17,7 +20,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -93,6 +96,17 @@ def _changelog_through(sink: RecordSink, table: faust.Table) -> None:
 
     table.send_changelog = send_changelog  # type: ignore[method-assign]
     sink.watch(name, delivered)
+
+
+Applied = tuple[tuple[object, ...], tuple[bytes, ...]]  # what a message emits, and its encoding
+
+
+def by_partition(events: Iterable[EventT]) -> dict[int, list[EventT]]:
+    """A batch's events grouped by partition, each group in arrival order."""
+    groups: dict[int, list[EventT]] = {}
+    for event in events:
+        groups.setdefault(event.message.partition, []).append(event)
+    return groups
 
 
 def _register_schemas(wire: Wire, topics: Topics) -> None:
@@ -219,51 +233,101 @@ def create_app(settings: Settings) -> Pipeline:
                 await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}")
                 return None
 
-    order_store = OrderStore(tables.orders, wire.decode)
-    stock_store = StockStore(tables.stock, wire.decode)
+    def changelog_sender(table: faust.Table) -> Any:
+        name = table.changelog_topic.get_topic_name()
+
+        def send(partition: int, k: bytes, value: bytes | None) -> None:
+            sink.send(name, k, value, partition=partition)
+
+        return send
+
+    order_store = OrderStore(tables.orders, changelog_sender(tables.orders), wire.decode)
+    stock_store = StockStore(tables.stock, changelog_sender(tables.stock), wire.decode)
     redone: set[tuple[str, int]] = set()  # (family, partition) whose head was re-applied
 
     @app.on_partitions_assigned.connect
     async def _forget_redone(sender: object, assigned: object, **kwargs: object) -> None:
         redone.clear()  # after any rebalance, each partition's head is applied once more
 
-    async def redo_once(family: str, store: FamilyStore, event: EventT) -> None:
-        """The first event of a partition since assignment completes its last transaction
+    def redo_once(family: str, store: FamilyStore) -> None:
+        """The first batch of a partition since assignment completes its last transaction
         (cut short if the previous owner crashed) and re-sends its outputs."""
-        marker = (family, event.message.partition)
+        marker = (family, store.partition)
         if marker in redone:
             return
         redone.add(marker)
-        store.event = event
-        outputs = store.redo_head()
-        for payload in outputs:
+        for payload in store.redo_head():
             send_all((wire.decode(payload, validate=False),), (payload,))
+
+    async def run_transactions(family: str, store: FamilyStore, batch: Iterable[EventT],
+                               apply_one: Callable[[EventT], Awaitable[Applied | None]]) -> None:
+        """A batch of messages, partition by partition, each partition's run as one
+        transaction: applied one message after the other on the staged state, committed
+        (redo record, then the writes), then its outputs sent."""
+        for partition, events in by_partition(batch).items():
+            store.open(partition)
+            redo_once(family, store)
+            outputs: list[Applied] = []
+            for event in events:
+                applied = await apply_one(event)
+                if applied is not None:
+                    outputs.append(applied)
+                if store.staged_bytes >= settings.batch_max_bytes:
+                    commit_and_send(store, outputs)
+            commit_and_send(store, outputs)
+
+    def commit_and_send(store: FamilyStore, outputs: list[Applied]) -> None:
+        store.commit()
+        for events, encoded in outputs:
+            send_all(events, encoded)
+        outputs.clear()
+
+    async def apply_order_message(event: EventT) -> Applied | None:
+        started = time.perf_counter()
+        metrics.received(event.message.topic)
+        internal = event.message.topic == topics.order_inbox
+        message = await decode_or_dead_letter(event, validate=not internal)
+        if message is None:
+            return None
+        if type(message) not in ORDER_MESSAGES:
+            await dead_letter(event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not an order message")
+            return None
+        try:
+            outcome = apply_order(order_store, message)
+            encoded = encode_all(outcome.events)
+            if not outcome.duplicate:
+                order_store.stage_outcome(outcome, encoded)
+        except Exception as exc:  # noqa: BLE001
+            await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
+            return None
+        metrics.processed("order-agent", time.perf_counter() - started, outcome.duplicate)
+        return outcome.events, encoded
+
+    async def apply_stock_message(event: EventT) -> Applied | None:
+        started = time.perf_counter()
+        metrics.received(event.message.topic)
+        command = await decode_or_dead_letter(event, validate=False)
+        if command is None:
+            return None
+        if not isinstance(command, StockCommand):
+            await dead_letter(event, "UNEXPECTED_RECORD", f"{type(command).__name__} is not a stock command")
+            return None
+        try:
+            outcome = apply_stock(stock_store, command, policy)
+            encoded = encode_all(outcome.events)
+            if not outcome.duplicate:
+                stock_store.stage_outcome(outcome, encoded)
+        except Exception as exc:  # noqa: BLE001
+            await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
+            return None
+        metrics.processed("stock-agent", time.perf_counter() - started, outcome.duplicate)
+        return outcome.events, encoded
 
     @app.agent(t_orders_in, name="order-agent")
     async def order_agent(stream: faust.StreamT) -> None:
         """Orders, shipments and reservation answers -> the order lifecycle."""
-        async for event in stream.events():
-            started = time.perf_counter()
-            metrics.received(event.message.topic)
-            internal = event.message.topic == topics.order_inbox
-            message = await decode_or_dead_letter(event, validate=not internal)
-            if message is None:
-                continue
-            if type(message) not in ORDER_MESSAGES:
-                await dead_letter(event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not an order message")
-                continue
-            try:
-                await redo_once("orders", order_store, event)
-                order_store.event = event
-                outcome = apply_order(order_store, message)
-                encoded = encode_all(outcome.events)
-                if not outcome.duplicate:
-                    order_store.store(outcome, encoded)
-            except Exception as exc:  # noqa: BLE001
-                await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
-                continue
-            send_all(outcome.events, encoded)
-            metrics.processed("order-agent", time.perf_counter() - started, outcome.duplicate)
+        async for batch in stream.take_events(settings.batch_max_events, settings.batch_within_s):
+            await run_transactions("orders", order_store, batch, apply_order_message)
 
     @app.agent(t_movements, name="movement-router")
     async def movement_router(stream: faust.StreamT) -> None:
@@ -287,27 +351,8 @@ def create_app(settings: Settings) -> Pipeline:
     @app.agent(t_commands, name="stock-agent")
     async def stock_agent(stream: faust.StreamT) -> None:
         """Per-SKU commands -> positions, ledger, alerts, reservation answers."""
-        async for event in stream.events():
-            started = time.perf_counter()
-            metrics.received(event.message.topic)
-            command = await decode_or_dead_letter(event, validate=False)
-            if command is None:
-                continue
-            if not isinstance(command, StockCommand):
-                await dead_letter(event, "UNEXPECTED_RECORD", f"{type(command).__name__} is not a stock command")
-                continue
-            try:
-                await redo_once("stock", stock_store, event)
-                stock_store.event = event
-                outcome = apply_stock(stock_store, command, policy)
-                encoded = encode_all(outcome.events)
-                if not outcome.duplicate:
-                    stock_store.store(outcome, encoded)
-            except Exception as exc:  # noqa: BLE001
-                await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
-                continue
-            send_all(outcome.events, encoded)
-            metrics.processed("stock-agent", time.perf_counter() - started, outcome.duplicate)
+        async for batch in stream.take_events(settings.batch_max_events, settings.batch_within_s):
+            await run_transactions("stock", stock_store, batch, apply_stock_message)
 
     @app.timer(interval=settings.expiry_check_interval_s, on_leader=False)
     async def expire_due() -> None:

@@ -2,22 +2,31 @@
 
 Crash safety, in three parts:
 
-1. One table per partition family. Everything one message writes (the order and its
-   receipt; the SKU record, reservations, expectations and receipt) lands in one changelog
+1. One table per partition family. Everything a transaction writes (orders and their
+   receipts; SKU records, reservations, expectations and receipts) lands in one changelog
    partition, in the order written.
-2. A redo record. Before its writes, a message's whole transaction (every write and every
-   output) is stored under the partition's head key ``h|``. A crash can cut the writes short;
-   after recovery the head is applied once more (every write is idempotent, and nothing was
-   written after it), which completes the transaction, and its outputs are sent again.
+2. A redo record. Before its writes, a transaction's writes and outputs are stored under the
+   partition's head key ``h|``. A crash can cut the writes short; after recovery the head is
+   applied once more (every write is idempotent, and nothing was written after it), which
+   completes the transaction, and its outputs are sent again.
 3. A worker that did not shut down cleanly discards its local RocksDB and recovers from the
    changelog alone (streams/worker.py): the local store can be ahead of the changelog after
    SIGKILL, and a mix of the two is not a state that ever existed.
 
-Reads inside an agent go to the RocksDB database of the current event's partition. The one
-scan the core needs (a SKU's open reservations, on rare paths) and the expiry index walk
-use rocksdict's ordered iteration from a key prefix through the store's per-partition
-database (``Store._db_for_partition``: private in faust-streaming 0.15.3, pinned, and
-exercised by the integration tests).
+A transaction is a batch of messages of one partition (the agents take them with
+``stream.take_events``). Each message is applied to the core as before, one after the other,
+and its writes are *staged*: the next message of the batch reads them (staged values win over
+RocksDB, scans merge them in key order), and a key written by several messages is written
+once, with its last value. ``commit`` then stores one redo record for the whole batch and
+applies the writes: one RocksDB write batch, one changelog record per key. Receipts stay per
+message, so a replayed message is still recognised and answered with what it sent.
+
+Reads and writes go straight to the partition's RocksDB database (``Store._db_for_partition``:
+private in faust-streaming 0.15.3, pinned, and exercised by the integration tests), and the
+changelog records through the worker's record sink, in the partition of the data: Faust's
+table layer (current-event lookups, per-key changelog sends) is not on the per-message path.
+Faust still restores these databases from the changelog, and still tracks the changelog
+offsets the sink reports as delivered.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.types import EventT
+from rocksdict import WriteBatch
 
 from schemas.codec import decode, encode
 from tables.orders import OrderOutcome
@@ -44,6 +53,9 @@ from tables.stock import StockOutcome
 
 SEP = "|"
 HEAD = b"h|"
+
+# partition, key, value (None: a tombstone)
+SendChangelog = Callable[[int, bytes, bytes | None], None]
 
 
 def key(kind: str, *parts: str) -> bytes:
@@ -63,17 +75,48 @@ def scan_prefix(table: Any, partition: int, prefix: bytes) -> Iterator[tuple[byt
 
 
 class FamilyStore:
-    """One partition family's table: reads for the core, transactional writes."""
+    """One partition family's table: reads for the core, staged transactional writes."""
 
-    def __init__(self, table: Any, decode_output: Callable[..., Any] = decode) -> None:
+    def __init__(self, table: Any, send_changelog: SendChangelog, decode_output: Callable[..., Any] = decode) -> None:
         self.table = table
-        self.event: EventT | None = None
+        self._send_changelog = send_changelog
         # Stored outputs are kept as sent: in the topic's framing (streams/wire.py).
         self.decode_output = decode_output
+        self.partition = -1
+        self._db: Any = None
+        self._staged: dict[bytes, bytes | None] = {}
+        self._staged_outputs: list[bytes] = []
+        self._last_message_id = ""
+        self.staged_bytes = 0
+
+    def open(self, partition: int) -> None:
+        """Read and write this partition's records from now on (nothing may be staged)."""
+        assert not self._staged, "commit before switching partitions"
+        self.partition = partition
+        self._db = self.table.data._db_for_partition(partition)
+
+    def _raw(self, k: bytes) -> bytes | None:
+        staged = self._staged
+        if k in staged:
+            return staged[k]
+        return self._db.get(k)
 
     def _get(self, k: bytes) -> Any:
-        raw = self.table.get(k)
+        raw = self._raw(k)
         return None if raw is None else decode(raw, validate=False)
+
+    def _scan(self, prefix: bytes) -> Iterator[bytes]:
+        """The values under ``prefix`` in key order, staged writes included."""
+        staged = {k: v for k, v in self._staged.items() if k.startswith(prefix)}
+        if not staged:
+            yield from (v for _, v in scan_prefix(self.table, self.partition, prefix))
+            return
+        merged: dict[bytes, bytes | None] = dict(scan_prefix(self.table, self.partition, prefix))
+        merged.update(staged)
+        for k in sorted(merged):
+            value = merged[k]
+            if value is not None:
+                yield value
 
     def receipt(self, message_id: str) -> Receipt | None:
         stored: StoredReceipt | None = self._get(key("r", message_id))
@@ -81,29 +124,51 @@ class FamilyStore:
             return None
         return Receipt(message_id=stored.message_id, events=tuple(self.decode_output(e, validate=False) for e in stored.events))
 
-    def commit(self, message_id: str, writes: list[Write], outputs: tuple[bytes, ...], receipt: bool) -> None:
-        """Record the transaction as the partition's head, then apply its writes."""
+    def stage(self, message_id: str, writes: list[Write], outputs: tuple[bytes, ...], receipt: bool) -> None:
+        """Add one message's writes (and its receipt) to the open transaction."""
         if receipt:
             writes = [*writes, Write(key("r", message_id), encode(StoredReceipt(message_id, outputs)))]
         if not writes:
+            return  # nothing to redo: its outputs are sent, and a replay sends them again
+        staged = self._staged
+        size = 0
+        for w in writes:
+            staged[w.key] = w.value
+            size += len(w.key) + (len(w.value) if w.value is not None else 0)
+        self._staged_outputs.extend(outputs)
+        self.staged_bytes += size + sum(map(len, outputs))
+        self._last_message_id = message_id
+
+    def commit(self) -> None:
+        """Record the open transaction as the partition's head, then apply its writes."""
+        if not self._staged:
             return
-        self.table[HEAD] = encode(Transaction(message_id=message_id, writes=tuple(writes), outputs=outputs))
-        self._apply(writes)
+        writes = tuple(Write(k, v) for k, v in self._staged.items())
+        head = encode(Transaction(message_id=self._last_message_id, writes=writes, outputs=tuple(self._staged_outputs)))
+        self._staged = {}
+        self._staged_outputs = []
+        self.staged_bytes = 0
+        self._apply(((HEAD, head), *((w.key, w.value) for w in writes)))
 
     def redo_head(self) -> tuple[bytes, ...]:
         """After recovery: apply this partition's last transaction again; its outputs."""
         head: Transaction | None = self._get(HEAD)
         if head is None:
             return ()
-        self._apply(list(head.writes))
+        self._apply([(w.key, w.value) for w in head.writes])
         return head.outputs
 
-    def _apply(self, writes: list[Write]) -> None:
-        for w in writes:
-            if w.value is not None:
-                self.table[w.key] = w.value
-            elif self.table.get(w.key) is not None:
-                del self.table[w.key]
+    def _apply(self, items: Any) -> None:
+        """Changelog records first (in order, through the sink), then one local write batch."""
+        send, partition = self._send_changelog, self.partition
+        batch = WriteBatch(raw_mode=True)
+        for k, v in items:
+            send(partition, k, v)
+            if v is None:
+                batch.delete(k)
+            else:
+                batch.put(k, v)
+        self._db.write(batch)
 
 
 class StockStore(FamilyStore):
@@ -116,14 +181,13 @@ class StockStore(FamilyStore):
         return self._get(key("v", sku, order_no))
 
     def reservations_of(self, sku: str) -> Iterator[Reservation]:
-        assert self.event is not None
-        for _, raw in scan_prefix(self.table, self.event.message.partition, key("v", sku, "")):
+        for raw in self._scan(key("v", sku, "")):
             yield decode(raw, validate=False)
 
     def expectation(self, sku: str, warehouse_code: str, document_no: str) -> InboundExpectation | None:
         return self._get(key("e", sku, warehouse_code, document_no))
 
-    def store(self, outcome: StockOutcome, outputs: tuple[bytes, ...]) -> None:
+    def stage_outcome(self, outcome: StockOutcome, outputs: tuple[bytes, ...]) -> None:
         writes: list[Write] = []
         for (sku, order_no), reservation in outcome.reservations.items():
             writes.append(Write(key("v", sku, order_no), None if reservation is None else encode(reservation)))
@@ -134,7 +198,7 @@ class StockStore(FamilyStore):
         if outcome.stock is not None:
             writes.append(Write(key("s", outcome.sku), encode(outcome.stock)))
         message_id = outcome.receipt.message_id if outcome.receipt else ""
-        self.commit(message_id, writes, outputs, receipt=outcome.receipt is not None)
+        self.stage(message_id, writes, outputs, receipt=outcome.receipt is not None)
 
 
 class OrderStore(FamilyStore):
@@ -143,7 +207,7 @@ class OrderStore(FamilyStore):
     def order(self, order_no: str) -> Order | None:
         return self._get(key("o", order_no))
 
-    def store(self, outcome: OrderOutcome, outputs: tuple[bytes, ...]) -> None:
+    def stage_outcome(self, outcome: OrderOutcome, outputs: tuple[bytes, ...]) -> None:
         writes: list[Write] = []
         if outcome.expiry_cleared is not None:
             writes.append(Write(expiry_key(outcome.expiry_cleared, outcome.order_no), None))
@@ -152,4 +216,4 @@ class OrderStore(FamilyStore):
         if outcome.order is not None:
             writes.append(Write(key("o", outcome.order_no), encode(outcome.order)))
         message_id = outcome.receipt.message_id if outcome.receipt else ""
-        self.commit(message_id, writes, outputs, receipt=outcome.receipt is not None)
+        self.stage(message_id, writes, outputs, receipt=outcome.receipt is not None)
