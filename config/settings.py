@@ -129,10 +129,10 @@ class Settings(BaseSettings):
     rocksdb_max_write_buffers: int = Field(2)
     expiry_check_interval_s: float = Field(1.0, gt=0)
     batch_max_events: int = Field(
-        500, ge=1, description="Most messages an agent applies as one transaction (one redo record, coalesced writes)."
+        1000, ge=1, description="Most messages an agent applies as one transaction (one redo record, coalesced writes)."
     )
     batch_within_s: float = Field(
-        0.005, gt=0, description="How long an agent waits for a batch to fill: the latency a quiet stream pays per hop."
+        0.01, gt=0, description="How long an agent waits for a batch to fill: the latency a quiet stream pays per hop."
     )
     batch_max_bytes: int = Field(
         256 * 1024, ge=1024, description="A transaction is committed early once its writes and outputs reach this size "

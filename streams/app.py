@@ -264,7 +264,13 @@ def create_app(settings: Settings) -> Pipeline:
         """A batch of messages, partition by partition, each partition's run as one
         transaction: applied one message after the other on the staged state, committed
         (redo record, then the writes), then its outputs sent."""
+        generation = app.consumer_generation_id
         for partition, events in by_partition(batch).items():
+            # Events taken before a rebalance belong to partitions we may no longer own: Faust's
+            # own stream skips (and acks) them, and so do we (their next owner reads them).
+            events = [e for e in events if e.message.generation_id == generation]
+            if not events:
+                continue
             store.open(partition)
             redo_once(family, store)
             outputs: list[Applied] = []
