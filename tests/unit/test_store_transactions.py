@@ -1,0 +1,115 @@
+"""The agents' transactions over a real RocksDB database (rocksdict), no Kafka: staged writes
+are read back before commit, scans merge them in key order, a key written twice is committed
+once, the redo record comes first in the changelog, and redo completes a cut transaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from rocksdict import Options, Rdict
+
+from schemas.codec import decode, encode
+from streams.stores import HEAD, StockStore, key
+from tables.state import Reservation, SkuStock, StoredReceipt, Transaction, Write
+
+
+class _Changelog(list):
+    def __call__(self, partition: int, k: bytes, value: bytes | None) -> None:
+        self.append((partition, k, value))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    dbs: dict[int, Rdict] = {}
+
+    def db_for_partition(partition: int) -> Rdict:
+        if partition not in dbs:
+            dbs[partition] = Rdict(str(tmp_path / f"p{partition}"), Options(raw_mode=True))
+        return dbs[partition]
+
+    table = SimpleNamespace(data=SimpleNamespace(_db_for_partition=db_for_partition))
+    changelog = _Changelog()
+    s = StockStore(table, changelog)
+    s.changelog = changelog
+    s.dbs = dbs
+    yield s
+    for db in dbs.values():
+        db.close()
+
+
+OUT = encode(SkuStock("OUTPUT"))  # any record stands in for an emitted event
+
+
+def reservation(order_no: str, qty: int, seq: int) -> Reservation:
+    return Reservation(sku="A", order_no=order_no, warehouse_code="WH1", order_type="NORMAL",
+                       reserved_qty=qty, presold_qty=0, short_qty=0, seq=seq)
+
+
+def test_staged_writes_are_read_before_commit_and_reach_rocksdb_at_commit(store: Any) -> None:
+    store.open(0)
+    store.stage("m1", [Write(key("s", "A"), encode(SkuStock("A", reservation_seq=1)))], (OUT,), receipt=True)
+    assert store.stock("A") == SkuStock("A", reservation_seq=1)  # the next message sees it
+    assert store.dbs[0].get(key("s", "A")) is None  # nothing written yet
+    assert store.changelog == []
+
+    store.commit()
+
+    assert decode(store.dbs[0][key("s", "A")], validate=False) == SkuStock("A", reservation_seq=1)
+    assert store.receipt("m1").events == (SkuStock("OUTPUT"),)
+
+
+def test_a_key_written_by_several_messages_is_committed_once_with_its_last_value(store: Any) -> None:
+    store.open(1)
+    for n in range(1, 4):
+        store.stage(f"m{n}", [Write(key("s", "A"), encode(SkuStock("A", reservation_seq=n)))], (), receipt=True)
+    store.commit()
+
+    keys = [k for _, k, _ in store.changelog]
+    assert keys[0] == HEAD  # the redo record first
+    assert keys.count(key("s", "A")) == 1
+    assert sorted(keys[1:]) == sorted([key("s", "A"), key("r", "m1"), key("r", "m2"), key("r", "m3")])
+    assert {p for p, _, _ in store.changelog} == {1}
+    assert decode(store.dbs[1][key("s", "A")], validate=False).reservation_seq == 3
+    head: Transaction = decode(store.dbs[1][HEAD], validate=False)
+    assert head.message_id == "m3"
+
+
+def test_scans_merge_staged_inserts_updates_and_deletes_in_key_order(store: Any) -> None:
+    store.open(0)
+    store.stage("m1", [Write(key("v", "A", "O2"), encode(reservation("O2", 2, 2))),
+                       Write(key("v", "A", "O4"), encode(reservation("O4", 4, 4)))], (), receipt=False)
+    store.commit()
+
+    store.stage("m2", [Write(key("v", "A", "O3"), encode(reservation("O3", 3, 3))),  # insert between
+                       Write(key("v", "A", "O2"), None),  # delete a committed one
+                       Write(key("v", "A", "O4"), encode(reservation("O4", 40, 4))),  # update
+                       Write(key("v", "B", "O9"), encode(reservation("O9", 9, 9)))], (), receipt=False)
+
+    assert [(r.order_no, r.reserved_qty) for r in store.reservations_of("A")] == [("O3", 3), ("O4", 40)]
+    store.commit()
+    assert [(r.order_no, r.reserved_qty) for r in store.reservations_of("A")] == [("O3", 3), ("O4", 40)]
+    assert store.dbs[0].get(key("v", "A", "O2")) is None
+
+
+def test_redo_completes_a_transaction_cut_after_its_redo_record(store: Any) -> None:
+    store.open(2)
+    writes = (Write(key("s", "A"), encode(SkuStock("A", reservation_seq=7))),
+              Write(key("r", "m7"), encode(StoredReceipt("m7", (OUT,)))))
+    store.dbs[2][HEAD] = encode(Transaction(message_id="m7", writes=writes, outputs=(OUT,)))  # cut here
+
+    assert store.redo_head() == (OUT,)  # its outputs, to send again
+
+    assert decode(store.dbs[2][key("s", "A")], validate=False).reservation_seq == 7
+    assert store.receipt("m7") is not None
+    assert [k for _, k, _ in store.changelog] == [key("s", "A"), key("r", "m7")]
+
+
+def test_nothing_staged_commits_nothing(store: Any) -> None:
+    store.open(0)
+    store.stage("m1", [], (b"out",), receipt=False)  # outputs only: sent, nothing to redo
+    store.commit()
+    assert store.changelog == []
+    assert store.dbs[0].get(HEAD) is None
