@@ -232,9 +232,10 @@ class Write:
 
 @dataclass(frozen=True, slots=True)
 class Transaction:
-    """Everything one message wrote and emitted, recorded before it is applied (a redo
-    record): after a crash the last one of a partition is applied again, which completes
-    a transaction cut short (every write is idempotent)."""
+    """Everything a run of messages of one partition wrote and emitted (the agents apply
+    messages in batches), recorded before it is applied (a redo record): after a crash the
+    last one of a partition is applied again, which completes a transaction cut short (every
+    write is idempotent). ``message_id`` names the run's last message."""
 
     message_id: str
     writes: tuple[Write, ...]
