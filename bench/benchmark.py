@@ -118,9 +118,9 @@ def run_latency(rates: list[float], seconds: float, skus: int, warehouses: int, 
         while not drained(d, len(stock))[1] and time.monotonic() < deadline:
             time.sleep(0.2)
         results = []
-        for rate in rates:
+        for i, rate in enumerate(rates):
             results.append(latency.measure(d, rate, seconds, skus, progress))
-            while not drained(d, 0)[1]:  # let a backlog clear before the next rate
+            while i + 1 < len(rates) and not drained(d, 0)[1]:  # a backlog clears before the next rate
                 time.sleep(0.5)
         return results
     finally:
