@@ -452,9 +452,13 @@ def _shipped(tx: _Tx, e: OrderShipped) -> None:
     if tx.o.reservation_expires_at is not None and not tx.o.paid:
         tx.expiry_cleared = tx.o.reservation_expires_at
     if all(line.shipped_qty >= line.quantity for line in tx.o.lines):
-        # Whatever is still held (shipped from another warehouse) is no longer needed.
+        # Whatever is still held (shipped from another warehouse) is no longer needed. A line
+        # still REQUESTED may be held too: its answer can be read after the shipment (another
+        # topic). The release follows its ReserveStock on the SKU's partition, so it finds
+        # whatever the shipment did not consume.
         for line in tx.o.lines:
-            if line.state == LineState.RESERVED and (line.reserved_qty or line.presold_qty):
+            held = line.state == LineState.RESERVED and (line.reserved_qty or line.presold_qty)
+            if held or line.state == LineState.REQUESTED:
                 tx.command(ReleaseStock, line.sku, "release", order_no=e.order_no)
         if tx.o.status not in AFTER_DELIVERY:  # a late shipment report never moves it back
             tx.move_to(S.SHIPPED)

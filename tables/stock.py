@@ -521,6 +521,10 @@ def _ship(tx: _Tx, cmd: ShipStock) -> None:
     tx.set(wh, reserved_qty=p.reserved_qty - from_reserved, outbound_qty=p.outbound_qty + cmd.quantity)
     if r is not None and from_reserved:
         tx.put_reservation(evolve(r, reserved_qty=r.reserved_qty - from_reserved))
+    if r is not None:
+        # The order may have read this reservation's earlier answer after the shipment (they
+        # travel on different topics): the last answer it reads must be the one after it.
+        tx.result(cmd.order_no, ReservationStatus.RESERVED, warehouse_code=r.warehouse_code)
     tx.ledger(wh, StockBucket.ON_HAND, MovementType.SHIPPED, -cmd.quantity, "SHIPMENT", cmd.shipment_no)
     tx.ledger(wh, StockBucket.OUTBOUND, MovementType.SHIPPED, cmd.quantity, "SHIPMENT", cmd.shipment_no)
     if not cmd.order_known:
