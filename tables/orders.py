@@ -97,7 +97,7 @@ LIFECYCLE: dict[str, frozenset[OrderStatus | str | None]] = {
     "OutForDelivery": frozenset(SHIPPED_OR_LATER),
     "Delivered": frozenset(set(S)),  # physical: applied wherever its shipment is known
     "DeliveryFailed": frozenset(set(S)),
-    "ReturnRequested": frozenset(SHIPPED_OR_LATER),
+    "ReturnRequested": frozenset(set(S)),  # before its shipment is read: kept until it is
     "ReturnPickedUp": frozenset(SHIPPED_OR_LATER),
     "ReturnInspected": ANY,  # physical truth: always applied
 }
@@ -464,6 +464,7 @@ def _shipped(tx: _Tx, e: OrderShipped) -> None:
             tx.move_to(S.SHIPPED)
     elif tx.o.status not in (S.SHIPPED, *AFTER_DELIVERY):
         tx.move_to(S.PARTIALLY_SHIPPED)
+    _settle_returns(tx)
 
 
 def _tracked(tx: _Tx, e: PickedUp) -> None:
@@ -516,6 +517,7 @@ def _delivered(tx: _Tx, e: Delivered) -> None:
         tx.move_to(S.DELIVERED)
     else:
         tx.note("Delivered")
+    _settle_returns(tx)
 
 
 def _delivery_failed(tx: _Tx, e: DeliveryFailed) -> None:
@@ -551,8 +553,9 @@ def _return_requested(tx: _Tx, e: ReturnRequested) -> None:
     _replace_return(tx, customer_return)
     if customer_return.picked_up and not customer_return.inspected:
         _expect_return(tx, customer_return, e.order_no)  # the pickup came first
-    if tx.o.status not in (S.PARTIALLY_RETURNED, S.RETURNED):
-        tx.move_to(S.RETURN_REQUESTED, e.reason)
+    if tx.o.status not in SHIPPED_OR_LATER:
+        tx.note("ReturnRequested")  # read before the shipment (another topic): kept for it
+    _settle_returns(tx, e.reason)
 
 
 def _return_picked_up(tx: _Tx, e: ReturnPickedUp) -> None:
@@ -597,13 +600,35 @@ def _return_inspected(tx: _Tx, e: ReturnInspected) -> None:
     if not tx.o.known:
         return
     if tx.o.status not in SHIPPED_OR_LATER:
-        # Goods came back for an order that never left: the stock is taken in (physical
-        # truth) but the order and its reservation stay as they are.
+        # Goods came back for an order not shipped yet, or whose shipment is not read yet
+        # (another topic): the stock is taken in (physical truth), the order and its
+        # reservation stay as they are until a shipment is read.
         tx.anomaly(f"return {e.return_no} inspected for order {e.order_no}, which is {tx.o.status}")
         return
-    delivered = sum(line.delivered_qty for line in tx.o.lines)
-    returned = sum(line.returned_qty for line in tx.o.lines)
-    tx.move_to(S.RETURNED if returned >= delivered else S.PARTIALLY_RETURNED)
+    _settle_returns(tx)
+
+
+def _return_status(o: Order) -> OrderStatus | None:
+    """Where the order's returns put it, in whatever order their messages were read (None:
+    no return). Inspected units are compared with the delivered ones."""
+    if any(r.inspected for r in o.returns):
+        delivered = sum(line.delivered_qty for line in o.lines)
+        returned = sum(line.returned_qty for line in o.lines)
+        return S.RETURNED if returned >= delivered else S.PARTIALLY_RETURNED
+    if any(r.lines for r in o.returns):
+        return S.RETURN_REQUESTED
+    return None
+
+
+def _settle_returns(tx: _Tx, reason: str = "") -> None:
+    """Once shipped, an order with returns is in the return status they give it: a request
+    or inspection read before the shipment, or a delivery read after an inspection, ends
+    where the sequential order of events would have put it."""
+    if tx.o.status not in SHIPPED_OR_LATER:
+        return
+    status = _return_status(tx.o)
+    if status is not None:
+        tx.move_to(status, reason)
 
 
 _HANDLERS: dict[type[BaseModel], Callable[[_Tx, BaseModel], None]] = {

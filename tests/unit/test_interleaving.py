@@ -60,6 +60,49 @@ def shipped_and_delivered(f: EventFactory, center: InterleavingCenter, order_no:
     center.drain()
 
 
+# --- bug 1: a return request read before the shipment -----------------------------------
+
+
+def test_a_return_requested_before_its_shipment_is_read_is_kept() -> None:
+    f = EventFactory()
+    center = stocked(f, {"WH1": 10})
+    center.publish(f.order_created("O1", [("SKU1", 2, "WH1")]))
+    center.drain()
+    center.publish(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 2)]))
+    center.publish(f.tracking("Delivered", "O1", "SHP-1"))
+    center.publish(f.return_requested("O1", "RET-1", [("SKU1", 1)]))
+    center.publish(f.return_picked_up("O1", "RET-1", "WH1"))
+    center.deliver_next("orders")  # the request overtakes the shipment
+    center.drain()
+    order = center.order("O1")
+    assert order is not None
+    customer_return = order.customer_return("RET-1")
+    assert customer_return is not None and [(x.sku, x.quantity) for x in customer_return.lines] == [("SKU1", 1)]
+    assert order.status == S.RETURN_REQUESTED
+    assert quantities(center, "WH1")["in_transit"] == 1  # the pickup put the unit on its way back
+
+
+def test_a_return_inspected_before_its_shipment_is_read_ends_returned() -> None:
+    f = EventFactory()
+    center = stocked(f, {"WH1": 10})
+    center.publish(f.order_created("O1", [("SKU1", 2, "WH1")]))
+    center.drain()
+    center.publish(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 2)]))
+    center.publish(f.tracking("Delivered", "O1", "SHP-1"))
+    center.publish(f.return_picked_up("O1", "RET-1", "WH1"))
+    center.publish(f.return_requested("O1", "RET-1", [("SKU1", 2)]))
+    center.publish(f.return_inspected("O1", "RET-1", "WH1", [("SKU1", 2, "SELLABLE")]))
+    center.deliver_next("orders")
+    center.deliver_next("stock-movements")  # the inspection, routed to the order
+    center.deliver_next("order-inbox")
+    center.drain()
+    order = center.order("O1")
+    assert order is not None and order.status == S.RETURNED
+    assert quantities(center, "WH1") == {
+        "on_hand": 10, "reserved": 0, "in_transit": 0, "outbound": 0, "damaged": 0, "delivered": 2,
+    }
+
+
 # --- bugs 2 and 3: a reservation answer read after the shipment ----------------------------
 
 
