@@ -31,6 +31,9 @@ class Position:
     delivered_qty: int = 0  # cumulative units signed for: the deduction ERP books
     version: int = 0
     updated_at: datetime | None = None
+    # The countedAt of the last count applied: a shipment or return inspection that happened
+    # by then but is read after the count (another topic) was counted already.
+    counted_at: datetime | None = None
 
     @property
     def available_qty(self) -> int:

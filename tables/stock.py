@@ -366,7 +366,11 @@ class _Tx:
             after = self.positions[warehouse_code]
             before = self.before.get(warehouse_code)
             if before is not None and before.same_quantities(after):
-                positions.append(before)
+                if after.counted_at != before.counted_at:  # a count that matched the books
+                    positions.append(evolve(before, counted_at=after.counted_at))
+                    changed = True
+                else:
+                    positions.append(before)
                 continue
             if before is None and after.same_quantities(_EMPTY):
                 continue  # a command at a warehouse the SKU never had, that moved nothing
@@ -516,6 +520,8 @@ def _ship(tx: _Tx, cmd: ShipStock) -> None:
     r = tx.reservation(cmd.order_no)
     from_reserved = min(cmd.quantity, r.reserved_qty) if r and r.warehouse_code == wh else 0
     excess = cmd.quantity - from_reserved
+    if _counted_already(tx, wh):
+        _take_back_counted_drift(tx, wh, cmd.quantity, "SHIPMENT", cmd.shipment_no)
     tx.take_on_hand(wh, cmd.quantity, cmd.shipment_no)
     p = tx.position(wh)
     tx.set(wh, reserved_qty=p.reserved_qty - from_reserved, outbound_qty=p.outbound_qty + cmd.quantity)
@@ -592,9 +598,35 @@ def _expect_return(tx: _Tx, cmd: ExpectReturn) -> None:
 
 
 def _inspect_return(tx: _Tx, cmd: InspectReturn) -> None:
+    wh = cmd.warehouse_code
     tx.receive_into(
-        cmd.warehouse_code, cmd.return_no, cmd.sellable_qty, cmd.damaged_qty, True,
+        wh, cmd.return_no, cmd.sellable_qty, cmd.damaged_qty, True,
         MovementType.RETURN_INSPECTED, "RETURN", cmd.return_no, ExpectationKind.RETURN,
+    )
+    if _counted_already(tx, wh):
+        _take_back_counted_drift(tx, wh, -cmd.sellable_qty, "RETURN", cmd.return_no)
+
+
+def _counted_already(tx: _Tx, wh: str) -> bool:
+    """Whether the last count applied at ``wh`` was taken when this command's event had
+    happened: a shipment or return inspection reaches the SKU partition through the order
+    partition, so a count routed straight from the WMS can overtake it."""
+    counted_at = tx.position(wh).counted_at
+    return counted_at is not None and tx.command.occurred_at <= counted_at
+
+
+def _take_back_counted_drift(tx: _Tx, wh: str, units: int, document_type: str, document_no: str) -> None:
+    """The count saw these units leave (``units`` > 0) or arrive (< 0) and booked them as
+    drift; give that drift back so that the command moves them once, as if it had been read
+    before the count."""
+    if units == 0:
+        return
+    p = tx.position(wh)
+    tx.set(wh, on_hand_qty=p.on_hand_qty + units)
+    tx.ledger(wh, StockBucket.ON_HAND, MovementType.RECONCILED, units, document_type, document_no)
+    tx.alert(
+        AlertType.RECONCILIATION_DRIFT, wh, units,
+        f"{document_no} was read after a count that included it: drift {units:+d} taken back",
     )
 
 
@@ -645,6 +677,8 @@ def _reconcile(tx: _Tx, cmd: ReconcileStock) -> None:
     p = tx.position(wh)
     if p.updated_at is not None and cmd.counted_at < p.updated_at:
         return  # older than the last change applied: the count no longer describes the shelf
+    if p.counted_at is None or cmd.counted_at > p.counted_at:
+        tx.set(wh, counted_at=cmd.counted_at)  # even when it matches: see _counted_already
     drift = cmd.counted_qty - p.on_hand_qty
     if drift == 0:
         return

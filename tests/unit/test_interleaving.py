@@ -140,3 +140,37 @@ def test_a_reservation_answer_after_the_shipment_that_consumed_it_is_not_held_ag
     assert line is not None and (line.state, line.reserved_qty, line.shipped_qty) == (LineState.RESERVED, 1, 2)
     reservation = center.tables.reservation("SKU1", "O1")
     assert reservation is not None and reservation.reserved_qty == 1
+
+
+# --- bug 5: a count read before a shipment it counted -------------------------------------
+
+
+def test_a_count_that_overtakes_a_shipment_it_counted_does_not_subtract_it_twice() -> None:
+    f = EventFactory()
+    center = stocked(f, {"WH1": 10})
+    center.publish(f.order_created("O1", [("SKU1", 3, "WH1")]))
+    center.drain()
+    center.publish(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 3)]))
+    center.publish(f.stock_snapshot("CNT-1", "WH1", [("SKU1", 7)], counted_at=f.now + timedelta(seconds=30)))
+    center.deliver_next("stock-movements")  # ReconcileStock queued ahead of the ShipStock
+    center.drain()
+    assert quantities(center, "WH1") == {
+        "on_hand": 7, "reserved": 0, "in_transit": 0, "outbound": 3, "damaged": 0, "delivered": 0,
+    }
+
+
+def test_a_count_that_overtakes_a_return_inspection_it_counted_does_not_add_it_twice() -> None:
+    f = EventFactory()
+    center = stocked(f, {"WH1": 10})
+    shipped_and_delivered(f, center, "O1", "WH1", 2)
+    center.publish(f.return_requested("O1", "RET-1", [("SKU1", 2)]))
+    center.publish(f.return_picked_up("O1", "RET-1", "WH1"))
+    center.drain()
+    center.publish(f.return_inspected("O1", "RET-1", "WH1", [("SKU1", 2, "SELLABLE")]))
+    center.publish(f.stock_snapshot("CNT-1", "WH1", [("SKU1", 10)], counted_at=f.now + timedelta(seconds=30)))
+    center.deliver_next("stock-movements")  # the inspection goes to the order first...
+    center.deliver_next("stock-movements")  # ...the count straight to the SKU: it arrives first
+    center.drain()
+    assert quantities(center, "WH1") == {
+        "on_hand": 10, "reserved": 0, "in_transit": 0, "outbound": 0, "damaged": 0, "delivered": 2,
+    }
