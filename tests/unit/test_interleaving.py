@@ -174,3 +174,26 @@ def test_a_count_that_overtakes_a_return_inspection_it_counted_does_not_add_it_t
     assert quantities(center, "WH1") == {
         "on_hand": 10, "reserved": 0, "in_transit": 0, "outbound": 0, "damaged": 0, "delivered": 2,
     }
+
+
+# --- bug 6: a disposal read before the inspection that brought the damaged units ----------
+
+
+def test_a_disposal_that_overtakes_the_inspection_of_its_damaged_units_still_disposes_them() -> None:
+    f = EventFactory()
+    center = stocked(f, {"WH1": 10})
+    shipped_and_delivered(f, center, "O1", "WH1", 2)
+    center.publish(f.return_requested("O1", "RET-1", [("SKU1", 2)]))
+    center.publish(f.return_picked_up("O1", "RET-1", "WH1"))
+    center.drain()
+    center.publish(f.return_inspected("O1", "RET-1", "WH1", [("SKU1", 2, "DAMAGED")]))
+    center.publish(f.damaged_disposed("DSP-1", "WH1", "SKU1", 2))
+    center.deliver_next("stock-movements")
+    center.deliver_next("stock-movements")  # DisposeDamaged reaches the SKU before InspectReturn
+    center.drain()
+    assert quantities(center, "WH1") == {
+        "on_hand": 8, "reserved": 0, "in_transit": 0, "outbound": 0, "damaged": 0, "delivered": 2,
+    }
+    disposed = sum(e.quantity for e in center.outputs
+                   if isinstance(e, InventoryLedgerEntry) and e.movement_type == M.DISPOSED)
+    assert disposed == -2
