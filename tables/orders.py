@@ -526,7 +526,10 @@ def _delivery_failed(tx: _Tx, e: DeliveryFailed) -> None:
         return
     _command_per_line(tx, shipment, ReturnUndelivered, "undelivered", e.order_no)
     _replace_shipment(tx, replace(shipment, state=ShipmentState.FAILED))
-    tx.move_to(S.DELIVERY_FAILED, e.reason)
+    if _return_status(tx.o) is None:
+        tx.move_to(S.DELIVERY_FAILED, e.reason)
+    else:  # another parcel came back as a return: the return's status holds, however read
+        tx.note("DeliveryFailed")
 
 
 def _replace_return(tx: _Tx, customer_return: CustomerReturn) -> None:
@@ -548,7 +551,8 @@ def _return_requested(tx: _Tx, e: ReturnRequested) -> None:
     lines = tuple(ShipmentLine(sku=x.sku, quantity=x.quantity) for x in e.items)
     seen = tx.o.customer_return(e.return_no)
     if seen is not None and seen.lines:
-        return  # requested before (different event id), or already inspected
+        _settle_returns(tx)  # requested before (different event id), or already inspected
+        return
     customer_return = replace(seen, lines=lines) if seen else CustomerReturn(return_no=e.return_no, lines=lines)
     _replace_return(tx, customer_return)
     if customer_return.picked_up and not customer_return.inspected:
@@ -597,8 +601,6 @@ def _return_inspected(tx: _Tx, e: ReturnInspected) -> None:
     _replace_return(
         tx, replace(seen, inspected=True, warehouse_code=e.warehouse_code, lines=seen.lines or inspected_lines)
     )
-    if not tx.o.known:
-        return
     if tx.o.status not in SHIPPED_OR_LATER:
         # Goods came back for an order not shipped yet, or whose shipment is not read yet
         # (another topic): the stock is taken in (physical truth), the order and its

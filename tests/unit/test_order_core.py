@@ -236,6 +236,32 @@ def test_a_delivery_read_after_the_inspection_settles_the_return_status(core: Co
     assert core.status("O-R5") == S.PARTIALLY_RETURNED  # 1 of 3 delivered units came back
 
 
+def test_a_delivery_failure_read_after_a_return_keeps_the_return_status(core: Core) -> None:
+    """Two parcels: one delivered and returned, the other failed. Whichever is read first,
+    the order ends in the return's status."""
+    core.submit(core.f.order_created("O-R6", [("A", 1), ("B", 1)]))
+    core.submit(core.f.order_shipped("O-R6", "SH-R6a", "WH1", [("A", 1)]))
+    core.submit(core.f.order_shipped("O-R6", "SH-R6b", "WH1", [("B", 1)]))
+    core.submit(core.f.tracking("Delivered", "O-R6", "SH-R6a"))
+    core.submit(core.f.return_requested("O-R6", "RT-R6", [("A", 1)]))
+    core.submit(core.f.tracking("DeliveryFailed", "O-R6", "SH-R6b"))
+    assert core.status("O-R6") == S.RETURN_REQUESTED
+    position = core.center.position("B", "WH1")
+    assert position is not None and position.in_transit_qty == 1  # the failed parcel still comes back
+
+
+def test_a_return_inspected_for_a_shipped_placeholder_moves_it_to_returned(core: Core) -> None:
+    """The whole shipments topic of an order read before its OrderCreated: the inspection
+    settles the placeholder's status as it would the known order's."""
+    core.submit(core.f.order_shipped("O-R7", "SH-R7", "WH1", [("A", 2)]))
+    core.submit(core.f.tracking("Delivered", "O-R7", "SH-R7"))
+    core.submit(core.f.return_inspected("O-R7", "RT-R7", "WH1", [("A", 1, "SELLABLE")]))
+    assert core.status("O-R7") == S.PARTIALLY_RETURNED
+    core.submit(core.f.order_created("O-R7", [("A", 2)]))
+    core.submit(core.f.return_requested("O-R7", "RT-R7", [("A", 1)]))
+    assert core.status("O-R7") == S.PARTIALLY_RETURNED
+
+
 def test_a_late_shipment_report_does_not_move_a_returned_order_back(core: Core) -> None:
     core.submit(core.f.order_created("O-R2", [("A", 2)]))
     core.submit(core.f.order_shipped("O-R2", "SH-R2a", "WH1", [("A", 1)]))
