@@ -105,17 +105,31 @@ class InterleavingCenter:
         while self.pending():
             self.step()
 
-    def run(self, events: Iterable[BaseModel], publish_chance: float = 0.3) -> None:
+    def run(
+        self, events: Iterable[BaseModel], publish_chance: float = 0.3, ship_on_instruction: bool = False
+    ) -> None:
         """Publish ``events`` in order while delivering: each turn either publishes the
         next event (with ``publish_chance``, or when nothing is queued) or delivers one
-        queued message. Then drain."""
+        queued message. Then drain.
+
+        ``ship_on_instruction``: an ``OrderShipped`` is published only once its order's
+        ``OrderCreated`` was read, as when the WMS ships on the pipeline's own
+        ``OutboundInstruction``. Without it a day generated ahead (as the simulator does)
+        can ship an order the pipeline has not read yet."""
         upcoming = deque(events)
         while upcoming:
-            if not self.pending() or self.rng.random() < publish_chance:
+            waits = ship_on_instruction and self._ships_unread_order(upcoming[0])
+            if not self.pending() or (not waits and self.rng.random() < publish_chance):
                 self.publish(upcoming.popleft())
             else:
                 self.step()
         self.drain()
+
+    def _ships_unread_order(self, event: BaseModel) -> bool:
+        if type(event).__name__ != "OrderShipped":
+            return False
+        order = self.tables.order(event.order_no)  # type: ignore[attr-defined]
+        return order is None or not order.known
 
     def _route(self, event: BaseModel) -> None:
         """The movement router: returns to their order, the rest split per SKU."""
