@@ -97,7 +97,7 @@ LIFECYCLE: dict[str, frozenset[OrderStatus | str | None]] = {
     "OutForDelivery": frozenset(SHIPPED_OR_LATER),
     "Delivered": frozenset(set(S)),  # physical: applied wherever its shipment is known
     "DeliveryFailed": frozenset(set(S)),
-    "ReturnRequested": frozenset(SHIPPED_OR_LATER),
+    "ReturnRequested": frozenset(set(S)),  # before its shipment is read: kept until it is
     "ReturnPickedUp": frozenset(SHIPPED_OR_LATER),
     "ReturnInspected": ANY,  # physical truth: always applied
 }
@@ -452,14 +452,19 @@ def _shipped(tx: _Tx, e: OrderShipped) -> None:
     if tx.o.reservation_expires_at is not None and not tx.o.paid:
         tx.expiry_cleared = tx.o.reservation_expires_at
     if all(line.shipped_qty >= line.quantity for line in tx.o.lines):
-        # Whatever is still held (shipped from another warehouse) is no longer needed.
+        # Whatever is still held (shipped from another warehouse) is no longer needed. A line
+        # still REQUESTED may be held too: its answer can be read after the shipment (another
+        # topic). The release follows its ReserveStock on the SKU's partition, so it finds
+        # whatever the shipment did not consume.
         for line in tx.o.lines:
-            if line.state == LineState.RESERVED and (line.reserved_qty or line.presold_qty):
+            held = line.state == LineState.RESERVED and (line.reserved_qty or line.presold_qty)
+            if held or line.state == LineState.REQUESTED:
                 tx.command(ReleaseStock, line.sku, "release", order_no=e.order_no)
         if tx.o.status not in AFTER_DELIVERY:  # a late shipment report never moves it back
             tx.move_to(S.SHIPPED)
     elif tx.o.status not in (S.SHIPPED, *AFTER_DELIVERY):
         tx.move_to(S.PARTIALLY_SHIPPED)
+    _settle_returns(tx)
 
 
 def _tracked(tx: _Tx, e: PickedUp) -> None:
@@ -512,6 +517,7 @@ def _delivered(tx: _Tx, e: Delivered) -> None:
         tx.move_to(S.DELIVERED)
     else:
         tx.note("Delivered")
+    _settle_returns(tx)
 
 
 def _delivery_failed(tx: _Tx, e: DeliveryFailed) -> None:
@@ -520,7 +526,10 @@ def _delivery_failed(tx: _Tx, e: DeliveryFailed) -> None:
         return
     _command_per_line(tx, shipment, ReturnUndelivered, "undelivered", e.order_no)
     _replace_shipment(tx, replace(shipment, state=ShipmentState.FAILED))
-    tx.move_to(S.DELIVERY_FAILED, e.reason)
+    if _return_status(tx.o) is None:
+        tx.move_to(S.DELIVERY_FAILED, e.reason)
+    else:  # another parcel came back as a return: the return's status holds, however read
+        tx.note("DeliveryFailed")
 
 
 def _replace_return(tx: _Tx, customer_return: CustomerReturn) -> None:
@@ -542,13 +551,15 @@ def _return_requested(tx: _Tx, e: ReturnRequested) -> None:
     lines = tuple(ShipmentLine(sku=x.sku, quantity=x.quantity) for x in e.items)
     seen = tx.o.customer_return(e.return_no)
     if seen is not None and seen.lines:
-        return  # requested before (different event id), or already inspected
+        _settle_returns(tx)  # requested before (different event id), or already inspected
+        return
     customer_return = replace(seen, lines=lines) if seen else CustomerReturn(return_no=e.return_no, lines=lines)
     _replace_return(tx, customer_return)
     if customer_return.picked_up and not customer_return.inspected:
         _expect_return(tx, customer_return, e.order_no)  # the pickup came first
-    if tx.o.status not in (S.PARTIALLY_RETURNED, S.RETURNED):
-        tx.move_to(S.RETURN_REQUESTED, e.reason)
+    if tx.o.status not in SHIPPED_OR_LATER:
+        tx.note("ReturnRequested")  # read before the shipment (another topic): kept for it
+    _settle_returns(tx, e.reason)
 
 
 def _return_picked_up(tx: _Tx, e: ReturnPickedUp) -> None:
@@ -590,16 +601,36 @@ def _return_inspected(tx: _Tx, e: ReturnInspected) -> None:
     _replace_return(
         tx, replace(seen, inspected=True, warehouse_code=e.warehouse_code, lines=seen.lines or inspected_lines)
     )
-    if not tx.o.known:
-        return
     if tx.o.status not in SHIPPED_OR_LATER:
-        # Goods came back for an order that never left: the stock is taken in (physical
-        # truth) but the order and its reservation stay as they are.
+        # Goods came back for an order not shipped yet, or whose shipment is not read yet
+        # (another topic): the stock is taken in (physical truth), the order and its
+        # reservation stay as they are until a shipment is read.
         tx.anomaly(f"return {e.return_no} inspected for order {e.order_no}, which is {tx.o.status}")
         return
-    delivered = sum(line.delivered_qty for line in tx.o.lines)
-    returned = sum(line.returned_qty for line in tx.o.lines)
-    tx.move_to(S.RETURNED if returned >= delivered else S.PARTIALLY_RETURNED)
+    _settle_returns(tx)
+
+
+def _return_status(o: Order) -> OrderStatus | None:
+    """Where the order's returns put it, in whatever order their messages were read (None:
+    no return). Inspected units are compared with the delivered ones."""
+    if any(r.inspected for r in o.returns):
+        delivered = sum(line.delivered_qty for line in o.lines)
+        returned = sum(line.returned_qty for line in o.lines)
+        return S.RETURNED if returned >= delivered else S.PARTIALLY_RETURNED
+    if any(r.lines for r in o.returns):
+        return S.RETURN_REQUESTED
+    return None
+
+
+def _settle_returns(tx: _Tx, reason: str = "") -> None:
+    """Once shipped, an order with returns is in the return status they give it: a request
+    or inspection read before the shipment, or a delivery read after an inspection, ends
+    where the sequential order of events would have put it."""
+    if tx.o.status not in SHIPPED_OR_LATER:
+        return
+    status = _return_status(tx.o)
+    if status is not None:
+        tx.move_to(status, reason)
 
 
 _HANDLERS: dict[type[BaseModel], Callable[[_Tx, BaseModel], None]] = {

@@ -31,6 +31,12 @@ class Position:
     delivered_qty: int = 0  # cumulative units signed for: the deduction ERP books
     version: int = 0
     updated_at: datetime | None = None
+    # The countedAt of the last count applied: a shipment or return inspection that happened
+    # by then but is read after the count (another topic) was counted already.
+    counted_at: datetime | None = None
+    # Damaged units the WMS disposed of before the books saw them arrive (a disposal read
+    # before the return inspection that brought them): written off when they arrive.
+    disposed_ahead_qty: int = 0
 
     @property
     def available_qty(self) -> int:
@@ -49,6 +55,7 @@ class Position:
             and self.outbound_qty == other.outbound_qty
             and self.damaged_qty == other.damaged_qty
             and self.delivered_qty == other.delivered_qty
+            and self.disposed_ahead_qty == other.disposed_ahead_qty
         )
 
 

@@ -366,7 +366,11 @@ class _Tx:
             after = self.positions[warehouse_code]
             before = self.before.get(warehouse_code)
             if before is not None and before.same_quantities(after):
-                positions.append(before)
+                if after.counted_at != before.counted_at:  # a count that matched the books
+                    positions.append(evolve(before, counted_at=after.counted_at))
+                    changed = True
+                else:
+                    positions.append(before)
                 continue
             if before is None and after.same_quantities(_EMPTY):
                 continue  # a command at a warehouse the SKU never had, that moved nothing
@@ -516,11 +520,17 @@ def _ship(tx: _Tx, cmd: ShipStock) -> None:
     r = tx.reservation(cmd.order_no)
     from_reserved = min(cmd.quantity, r.reserved_qty) if r and r.warehouse_code == wh else 0
     excess = cmd.quantity - from_reserved
+    if _counted_already(tx, wh):
+        _take_back_counted_drift(tx, wh, cmd.quantity, "SHIPMENT", cmd.shipment_no)
     tx.take_on_hand(wh, cmd.quantity, cmd.shipment_no)
     p = tx.position(wh)
     tx.set(wh, reserved_qty=p.reserved_qty - from_reserved, outbound_qty=p.outbound_qty + cmd.quantity)
     if r is not None and from_reserved:
         tx.put_reservation(evolve(r, reserved_qty=r.reserved_qty - from_reserved))
+    if r is not None:
+        # The order may have read this reservation's earlier answer after the shipment (they
+        # travel on different topics): the last answer it reads must be the one after it.
+        tx.result(cmd.order_no, ReservationStatus.RESERVED, warehouse_code=r.warehouse_code)
     tx.ledger(wh, StockBucket.ON_HAND, MovementType.SHIPPED, -cmd.quantity, "SHIPMENT", cmd.shipment_no)
     tx.ledger(wh, StockBucket.OUTBOUND, MovementType.SHIPPED, cmd.quantity, "SHIPMENT", cmd.shipment_no)
     if not cmd.order_known:
@@ -588,10 +598,48 @@ def _expect_return(tx: _Tx, cmd: ExpectReturn) -> None:
 
 
 def _inspect_return(tx: _Tx, cmd: InspectReturn) -> None:
+    wh = cmd.warehouse_code
     tx.receive_into(
-        cmd.warehouse_code, cmd.return_no, cmd.sellable_qty, cmd.damaged_qty, True,
+        wh, cmd.return_no, cmd.sellable_qty, cmd.damaged_qty, True,
         MovementType.RETURN_INSPECTED, "RETURN", cmd.return_no, ExpectationKind.RETURN,
     )
+    if _counted_already(tx, wh):
+        _take_back_counted_drift(tx, wh, -cmd.sellable_qty, "RETURN", cmd.return_no)
+    _dispose_arrived(tx, wh, cmd.damaged_qty, cmd.return_no)
+
+
+def _counted_already(tx: _Tx, wh: str) -> bool:
+    """Whether the last count applied at ``wh`` was taken when this command's event had
+    happened: a shipment or return inspection reaches the SKU partition through the order
+    partition, so a count routed straight from the WMS can overtake it."""
+    counted_at = tx.position(wh).counted_at
+    return counted_at is not None and tx.command.occurred_at <= counted_at
+
+
+def _take_back_counted_drift(tx: _Tx, wh: str, units: int, document_type: str, document_no: str) -> None:
+    """The count saw these units leave (``units`` > 0) or arrive (< 0) and booked them as
+    drift; give that drift back so that the command moves them once, as if it had been read
+    before the count."""
+    if units == 0:
+        return
+    p = tx.position(wh)
+    tx.set(wh, on_hand_qty=p.on_hand_qty + units)
+    tx.ledger(wh, StockBucket.ON_HAND, MovementType.RECONCILED, units, document_type, document_no)
+    tx.alert(
+        AlertType.RECONCILIATION_DRIFT, wh, units,
+        f"{document_no} was read after a count that included it: drift {units:+d} taken back",
+    )
+
+
+def _dispose_arrived(tx: _Tx, wh: str, damaged: int, return_no: str) -> None:
+    """Damaged units the WMS disposed of before their inspection was read are written off
+    as they arrive."""
+    p = tx.position(wh)
+    taken = min(damaged, p.disposed_ahead_qty)
+    if taken == 0:
+        return
+    tx.set(wh, damaged_qty=p.damaged_qty - taken, disposed_ahead_qty=p.disposed_ahead_qty - taken)
+    tx.ledger(wh, StockBucket.DAMAGED, MovementType.DISPOSED, -taken, "RETURN", return_no)
 
 
 def _announce(tx: _Tx, cmd: AnnounceInbound) -> None:
@@ -641,6 +689,8 @@ def _reconcile(tx: _Tx, cmd: ReconcileStock) -> None:
     p = tx.position(wh)
     if p.updated_at is not None and cmd.counted_at < p.updated_at:
         return  # older than the last change applied: the count no longer describes the shelf
+    if p.counted_at is None or cmd.counted_at > p.counted_at:
+        tx.set(wh, counted_at=cmd.counted_at)  # even when it matches: see _counted_already
     drift = cmd.counted_qty - p.on_hand_qty
     if drift == 0:
         return
@@ -656,12 +706,17 @@ def _dispose(tx: _Tx, cmd: DisposeDamaged) -> None:
     wh = cmd.warehouse_code
     p = tx.position(wh)
     taken = min(cmd.quantity, p.damaged_qty)
+    # The rest may still be on its way to the books: a return inspection travels through the
+    # order partition, the disposal straight from the WMS. At a position the SKU never had,
+    # it is a mistake, not a race: nothing is kept there.
+    ahead = cmd.quantity - taken if wh in tx.before else 0
     if taken < cmd.quantity:
+        later = f", {ahead} written off when returned damaged units arrive" if ahead else ""
         tx.alert(
             AlertType.ANOMALY, wh, cmd.quantity - taken,
-            f"disposal of {cmd.quantity} exceeds damagedQty {p.damaged_qty}: {taken} applied",
+            f"disposal of {cmd.quantity} exceeds damagedQty {p.damaged_qty}: {taken} applied{later}",
         )
-    tx.set(wh, damaged_qty=p.damaged_qty - taken)
+    tx.set(wh, damaged_qty=p.damaged_qty - taken, disposed_ahead_qty=p.disposed_ahead_qty + ahead)
     tx.ledger(wh, StockBucket.DAMAGED, MovementType.DISPOSED, -taken, "DISPOSAL", cmd.disposal_no)
 
 

@@ -82,13 +82,12 @@ def _reserved(core: Core) -> None:
         (_shipped, lambda f: f.order_cancelled("O1")),
         (_shipped, lambda f: f.order_paid("O1")),
         (_reserved, lambda f: f.tracking("PickedUp", "O1", "SHP-1")),  # nothing shipped yet
-        (_reserved, lambda f: f.return_requested("O1", "RET-1", [("A", 1)])),
         (_reserved, lambda f: f.return_picked_up("O1", "RET-1", "WH1")),
         (lambda core: None, lambda f: f.order_paid("NOPE")),  # no such order
         (lambda core: None, lambda f: f.order_cancelled("NOPE")),
     ],
     ids=["created-twice", "paid-after-cancel", "cancel-after-ship", "paid-after-ship",
-         "picked-up-before-ship", "return-before-ship", "return-pickup-before-ship",
+         "picked-up-before-ship", "return-pickup-before-ship",
          "paid-unknown", "cancel-unknown"],
 )
 def test_a_message_the_lifecycle_does_not_allow_is_an_anomaly_and_changes_nothing(core: Core, setup, refused) -> None:  # type: ignore[no-untyped-def]
@@ -211,6 +210,56 @@ def test_a_return_inspected_for_an_order_that_never_shipped_keeps_order_and_rese
     assert any(a.alert_type == AlertType.ANOMALY for a in of_type(out, InventoryAlert))
     core.submit(core.f.order_cancelled("O-R1"))
     assert core.status("O-R1") == S.CANCELLED and core.reserved("A", "WH1") == 0
+
+
+def test_a_return_requested_before_the_shipment_is_read_waits_for_it(core: Core) -> None:
+    """The orders and shipments topics interleave: the request is kept, not refused, and the
+    order moves to RETURN_REQUESTED once its shipment is read."""
+    core.submit(core.f.order_created("O-R4", [("A", 2)]))
+    out = core.submit(core.f.return_requested("O-R4", "RT-R4", [("A", 1)]))
+    assert core.status("O-R4") == S.OUTBOUND_REQUESTED and not out
+    out = core.submit(core.f.order_shipped("O-R4", "SH-R4", "WH1", [("A", 2)]))
+    assert [x.status for x in of_type(out, OrderStatusChanged)] == [S.SHIPPED, S.RETURN_REQUESTED]
+    core.submit(core.f.tracking("Delivered", "O-R4", "SH-R4"))
+    core.submit(core.f.return_picked_up("O-R4", "RT-R4", "WH1"))
+    core.submit(core.f.return_inspected("O-R4", "RT-R4", "WH1", [("A", 1, "SELLABLE")]))
+    assert core.status("O-R4") == S.PARTIALLY_RETURNED
+
+
+def test_a_delivery_read_after_the_inspection_settles_the_return_status(core: Core) -> None:
+    core.submit(core.f.order_created("O-R5", [("A", 3)]))
+    core.submit(core.f.order_shipped("O-R5", "SH-R5", "WH1", [("A", 3)]))
+    core.submit(core.f.return_requested("O-R5", "RT-R5", [("A", 1)]))
+    core.submit(core.f.return_inspected("O-R5", "RT-R5", "WH1", [("A", 1, "SELLABLE")]))
+    assert core.status("O-R5") == S.RETURNED  # 1 returned, none delivered yet
+    core.submit(core.f.tracking("Delivered", "O-R5", "SH-R5"))
+    assert core.status("O-R5") == S.PARTIALLY_RETURNED  # 1 of 3 delivered units came back
+
+
+def test_a_delivery_failure_read_after_a_return_keeps_the_return_status(core: Core) -> None:
+    """Two parcels: one delivered and returned, the other failed. Whichever is read first,
+    the order ends in the return's status."""
+    core.submit(core.f.order_created("O-R6", [("A", 1), ("B", 1)]))
+    core.submit(core.f.order_shipped("O-R6", "SH-R6a", "WH1", [("A", 1)]))
+    core.submit(core.f.order_shipped("O-R6", "SH-R6b", "WH1", [("B", 1)]))
+    core.submit(core.f.tracking("Delivered", "O-R6", "SH-R6a"))
+    core.submit(core.f.return_requested("O-R6", "RT-R6", [("A", 1)]))
+    core.submit(core.f.tracking("DeliveryFailed", "O-R6", "SH-R6b"))
+    assert core.status("O-R6") == S.RETURN_REQUESTED
+    position = core.center.position("B", "WH1")
+    assert position is not None and position.in_transit_qty == 1  # the failed parcel still comes back
+
+
+def test_a_return_inspected_for_a_shipped_placeholder_moves_it_to_returned(core: Core) -> None:
+    """The whole shipments topic of an order read before its OrderCreated: the inspection
+    settles the placeholder's status as it would the known order's."""
+    core.submit(core.f.order_shipped("O-R7", "SH-R7", "WH1", [("A", 2)]))
+    core.submit(core.f.tracking("Delivered", "O-R7", "SH-R7"))
+    core.submit(core.f.return_inspected("O-R7", "RT-R7", "WH1", [("A", 1, "SELLABLE")]))
+    assert core.status("O-R7") == S.PARTIALLY_RETURNED
+    core.submit(core.f.order_created("O-R7", [("A", 2)]))
+    core.submit(core.f.return_requested("O-R7", "RT-R7", [("A", 1)]))
+    assert core.status("O-R7") == S.PARTIALLY_RETURNED
 
 
 def test_a_late_shipment_report_does_not_move_a_returned_order_back(core: Core) -> None:

@@ -1,0 +1,157 @@
+"""The pipeline's delivery order, in memory: ``InterleavingCenter``.
+
+``tables.center.InventoryCenter`` drains every event to quiescence before the next, so it
+never sees what Kafka allows: records are ordered only within one topic-partition, and the
+order agent reads three topics (``orders``, ``shipments``, ``order-inbox``) while the stock
+agent reads ``stock-commands``, fed both by the order agent and by the movement router. A
+``ReturnRequested`` can be read before its order's ``OrderShipped``, a reservation answer
+after the order shipped, a count routed from ``stock-movements`` before a shipment's
+``ShipStock``.
+
+This center applies the same pure functions to the same tables as ``InventoryCenter``, but
+keeps one FIFO per (topic, key) - the finest partitioning Kafka could give, as in
+``streams/topics.py`` - and delivers the heads of those queues in a seeded random
+interleaving. Order within each queue is kept, as Kafka keeps it within a partition.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.internal import ReservationUpdated, StockCommand
+from tables.center import MemoryTables
+from tables.orders import apply_order
+from tables.policy import CorePolicy
+from tables.routing import is_order_scoped, stock_commands_for
+from tables.state import Order, Position
+from tables.stock import apply_stock
+
+Queue = tuple[str, str]  # (topic, key)
+
+# Which input topic carries which event (streams/topics.py); the rest is stock-movements.
+ORDERS_TOPIC = frozenset({"OrderCreated", "OrderPaid", "OrderCancelled", "ReturnRequested"})
+SHIPMENTS_TOPIC = frozenset(
+    {"OrderShipped", "PickedUp", "InTransit", "OutForDelivery", "Delivered", "DeliveryFailed", "ReturnPickedUp"}
+)
+MOVEMENT_KEY_FIELDS = ("warehouse_code", "from_warehouse_code", "to_warehouse_code")
+
+
+def input_queue(event: BaseModel) -> Queue:
+    """The input topic and key an event is published under."""
+    name = type(event).__name__
+    fields: dict[str, Any] = event.__dict__
+    if name in ORDERS_TOPIC:
+        return "orders", fields["order_no"]
+    if name in SHIPMENTS_TOPIC:
+        return "shipments", fields["order_no"]
+    key = next(fields[f] for f in MOVEMENT_KEY_FIELDS if fields.get(f))
+    return "stock-movements", key
+
+
+class InterleavingCenter:
+    """Publish input events, then deliver queued messages in a seeded random order."""
+
+    def __init__(self, seed: int, policy: CorePolicy | None = None) -> None:
+        self.rng = random.Random(seed)
+        self.policy = policy or CorePolicy()
+        self.tables = MemoryTables()
+        self.queues: dict[Queue, deque[BaseModel]] = {}
+        self.outputs: list[object] = []
+        self.delivered: list[tuple[Queue, str]] = []  # (queue, message type), for a failure's story
+
+    # --- publishing and delivering ------------------------------------------------------
+
+    def publish(self, event: BaseModel) -> None:
+        self._enqueue(input_queue(event), event)
+
+    def _enqueue(self, queue: Queue, message: BaseModel) -> None:
+        self.queues.setdefault(queue, deque()).append(message)
+
+    def pending(self) -> list[Queue]:
+        return sorted(q for q, messages in self.queues.items() if messages)
+
+    def deliver(self, queue: Queue) -> BaseModel:
+        """Hand the head of one queue to the agent reading that topic."""
+        message = self.queues[queue].popleft()
+        self.delivered.append((queue, type(message).__name__))
+        topic = queue[0]
+        if topic == "stock-movements":
+            self._route(message)
+        elif topic == "stock-commands":
+            outcome = apply_stock(self.tables, message, self.policy)  # type: ignore[arg-type]
+            self.tables.store_stock(outcome)
+            self._emit(outcome.events)
+        else:
+            order_outcome = apply_order(self.tables, message)
+            self.tables.store_order(order_outcome)
+            self._emit(order_outcome.events)
+        return message
+
+    def deliver_next(self, topic: str) -> BaseModel:
+        """Deliver the head of the first non-empty queue of ``topic`` (scripted tests)."""
+        queue = next(q for q in self.pending() if q[0] == topic)
+        return self.deliver(queue)
+
+    def step(self) -> None:
+        """Deliver the head of one non-empty queue, chosen at random."""
+        self.deliver(self.rng.choice(self.pending()))
+
+    def drain(self) -> None:
+        while self.pending():
+            self.step()
+
+    def run(
+        self, events: Iterable[BaseModel], publish_chance: float = 0.3, ship_on_instruction: bool = False
+    ) -> None:
+        """Publish ``events`` in order while delivering: each turn either publishes the
+        next event (with ``publish_chance``, or when nothing is queued) or delivers one
+        queued message. Then drain.
+
+        ``ship_on_instruction``: an ``OrderShipped`` is published only once its order's
+        ``OrderCreated`` was read, as when the WMS ships on the pipeline's own
+        ``OutboundInstruction``. Without it a day generated ahead (as the simulator does)
+        can ship an order the pipeline has not read yet."""
+        upcoming = deque(events)
+        while upcoming:
+            waits = ship_on_instruction and self._ships_unread_order(upcoming[0])
+            if not self.pending() or (not waits and self.rng.random() < publish_chance):
+                self.publish(upcoming.popleft())
+            else:
+                self.step()
+        self.drain()
+
+    def _ships_unread_order(self, event: BaseModel) -> bool:
+        if type(event).__name__ != "OrderShipped":
+            return False
+        order = self.tables.order(event.order_no)  # type: ignore[attr-defined]
+        return order is None or not order.known
+
+    def _route(self, event: BaseModel) -> None:
+        """The movement router: returns to their order, the rest split per SKU."""
+        if is_order_scoped(event):
+            self._enqueue(("order-inbox", event.order_no), event)  # type: ignore[attr-defined]
+        else:
+            self._emit(stock_commands_for(event))  # type: ignore[arg-type]
+
+    def _emit(self, events: Iterable[object]) -> None:
+        for event in events:
+            if isinstance(event, StockCommand):
+                self._enqueue(("stock-commands", event.sku), event)
+            elif isinstance(event, ReservationUpdated):
+                self._enqueue(("order-inbox", event.order_no), event)
+            else:
+                self.outputs.append(event)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def position(self, sku: str, warehouse_code: str) -> Position | None:
+        stock = self.tables.stock(sku)
+        return stock.position(warehouse_code) if stock else None
+
+    def order(self, order_no: str) -> Order | None:
+        return self.tables.order(order_no)
