@@ -142,6 +142,7 @@ class AlertType(StrEnum):
     SHORTAGE = "SHORTAGE"
     RECONCILIATION_DRIFT = "RECONCILIATION_DRIFT"
     ANOMALY = "ANOMALY"
+    DUPLICATE_DOCUMENT = "DUPLICATE_DOCUMENT"  # a document re-sent under a new event id: applied once
 
 
 class InventoryAlert(Contract):

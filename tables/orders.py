@@ -55,7 +55,7 @@ from schemas.outputs import (
     OutboundInstruction,
 )
 from schemas.inputs import Consignee, StockLine
-from tables.construct import construct, evolve
+from tables.construct import construct, evolve, fingerprint
 from tables.state import (
     MAX_TIMELINE,
     CustomerReturn,
@@ -585,11 +585,13 @@ def _return_inspected(tx: _Tx, e: ReturnInspected) -> None:
     for inspected in e.lines:
         sellable_damaged = totals.setdefault(inspected.sku, [0, 0])
         sellable_damaged[0 if inspected.disposition == "SELLABLE" else 1] += inspected.quantity
+    # The units a pickup put in transit to another warehouse are closed there.
+    announced = seen.warehouse_code if seen is not None and seen.picked_up and seen.lines else None
     for sku, (sellable, damaged) in totals.items():
         tx.command(
             InspectReturn, sku, "inspect-return",
             order_no=e.order_no, return_no=e.return_no, warehouse_code=e.warehouse_code,
-            sellable_qty=sellable, damaged_qty=damaged,
+            sellable_qty=sellable, damaged_qty=damaged, announced_warehouse_code=announced,
         )
         line = tx.o.line(sku)
         if line is not None:
@@ -656,8 +658,14 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
     """Fold one order-scoped message into its order. A message already applied (same id)
     changes nothing and re-emits what it emitted the first time."""
     tx = _Tx(view.order(message.order_no), message)  # type: ignore[attr-defined]
+    # Input events are checked for content (an id reused for another event); the core's own
+    # messages (reservation answers, expiry ticks) have ids derived from their content.
+    content = "" if isinstance(message, (ReservationUpdated, ReservationExpiryDue)) else fingerprint(message)
     seen = view.receipt(tx.message_id)
     if seen is not None:
+        if seen.fingerprint and content and seen.fingerprint != content:
+            tx.anomaly(f"event id {tx.message_id} reused for another {tx.message_type}: ignored")
+            return replace(tx.finish(), order=None, receipt=None, duplicate=True)
         return OrderOutcome(
             order_no=message.order_no, order=None, receipt=None, events=seen.events, duplicate=True  # type: ignore[attr-defined]
         )
@@ -674,6 +682,13 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
         if tx.message_type == "OrderCreated":
             what = "order already exists"
         tx.anomaly(f"{tx.message_type} rejected: {what}")
-        return tx.finish()
+        return _with_fingerprint(tx.finish(), content)
     _HANDLERS[type(message)](tx, message)
-    return tx.finish()
+    return _with_fingerprint(tx.finish(), content)
+
+
+def _with_fingerprint(outcome: OrderOutcome, content: str) -> OrderOutcome:
+    if outcome.receipt is None or not content:
+        return outcome
+    receipt = Receipt(outcome.receipt.message_id, outcome.receipt.events, content, outcome.receipt.message_id)
+    return replace(outcome, receipt=receipt)

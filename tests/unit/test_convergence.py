@@ -1,0 +1,339 @@
+"""Positions that converge whatever order the topics are read in, documents applied once,
+counts that always land (docs/inventory-model.md, "Convergence").
+
+Scripted races first, each in both delivery orders, then a property: any set of physical
+movements (receipts with and without their announcement, adjustments, transfers, counts,
+disposals), applied in any order, ends at the same positions.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.base import Event
+from schemas.outputs import AlertType, InventoryAlert, InventoryLedgerEntry, MovementType
+from tables.center import InventoryCenter
+from tables.policy import CorePolicy
+from tables.state import Position
+from tests.unit.event_factory import EventFactory
+from tests.unit.interleaving import InterleavingCenter
+
+M = MovementType
+
+
+def quantities(p: Position | None) -> dict[str, int]:
+    assert p is not None
+    return {
+        "on_hand": p.on_hand_qty, "reserved": p.reserved_qty, "in_transit": p.in_transit_qty,
+        "outbound": p.outbound_qty, "damaged": p.damaged_qty, "delivered": p.delivered_qty,
+    }
+
+
+def both_orders(first: list[Event], second: list[Event], sku: str, *warehouses: str) -> list[dict[str, int]]:
+    """The same events read as ``first + second`` and as ``second + first``: the positions."""
+    ends = []
+    for events in (first + second, second + first):
+        center = InventoryCenter()
+        center.submit_all(events)
+        ends.append({wh: quantities(center.position(sku, wh)) for wh in warehouses})
+    assert ends[0] == ends[1], ends
+    return ends[0]  # type: ignore[return-value]
+
+
+def alerts_of(center: InventoryCenter | InterleavingCenter, alert_type: AlertType) -> list[InventoryAlert]:
+    return [e for e in center.outputs if isinstance(e, InventoryAlert) and e.alert_type == alert_type]
+
+
+# --- physical movements commute -------------------------------------------------------------
+
+
+def test_a_shipment_read_before_the_receipt_that_stocked_it_invents_no_units() -> None:
+    f = EventFactory()
+    receipt = f.goods_received("RCV-1", "WH1", [("SKU1", 5, 0)])
+    shipped = f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 3)])
+    center = InventoryCenter()
+    center.submit(shipped)
+    p = center.position("SKU1", "WH1")
+    assert p is not None and (p.on_hand_qty, p.available_qty) == (-3, -3)  # owed, not found
+    center.submit(receipt)
+    assert quantities(center.position("SKU1", "WH1"))["on_hand"] == 2  # settled: 5 in, 3 out
+    found = [e for e in center.outputs if isinstance(e, InventoryLedgerEntry) and e.movement_type == M.ADJUSTED]
+    assert not found
+    assert both_orders([receipt], [shipped], "SKU1", "WH1")["WH1"]["on_hand"] == 2
+
+
+def test_nothing_is_reserved_against_units_the_books_have_not_seen_arrive() -> None:
+    f = EventFactory()
+    center = InventoryCenter()
+    center.submit(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 3)]))
+    center.submit(f.goods_received("RCV-1", "WH1", [("SKU1", 2, 0)]))  # still owes 1
+    center.submit(f.order_created("O2", [("SKU1", 1, "WH1")]))
+    order = center.order("O2")
+    assert order is not None and order.status == "REJECTED"
+
+
+def test_a_negative_adjustment_read_before_the_receipt_commutes_with_it() -> None:
+    f = EventFactory()
+    ends = both_orders(
+        [f.goods_received("RCV-1", "WH1", [("SKU1", 4, 0)])],
+        [f.stock_adjusted("ADJ-1", "WH1", "SKU1", -6, "DAMAGE")],
+        "SKU1", "WH1",
+    )
+    assert (ends["WH1"]["on_hand"], ends["WH1"]["damaged"]) == (-2, 6)
+
+
+def test_a_transfer_received_short_before_its_dispatch_is_read_leaves_nothing_in_transit() -> None:
+    f = EventFactory()
+    opening = f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)])
+    dispatched = f.transfer_dispatched("T9", "WH1", "WH2", [("SKU1", 5)])
+    received = f.transfer_received("T9", "WH2", [("SKU1", 4, 0)])  # closes the transfer: 1 lost
+    ends = both_orders([opening, dispatched], [received], "SKU1", "WH1", "WH2")
+    assert ends["WH1"]["on_hand"] == 5
+    assert (ends["WH2"]["on_hand"], ends["WH2"]["in_transit"]) == (4, 0)
+
+
+def test_a_failed_parcel_received_back_short_before_the_failure_is_read_leaves_nothing_in_transit() -> None:
+    f = EventFactory()
+    center = InterleavingCenter(seed=0)
+    center.publish(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
+    center.drain()
+    center.publish(f.order_created("O1", [("SKU1", 3, "WH1")]))
+    center.drain()
+    center.publish(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 3)]))
+    center.drain()
+    center.publish(f.tracking("DeliveryFailed", "O1", "SHP-1"))
+    center.publish(f.goods_received("RCV-BACK", "WH1", [("SKU1", 2, 0)], asn_no="SHP-1"))  # 1 lost on the way
+    center.deliver_next("stock-movements")  # the parcel is received back first
+    center.drain()
+    assert quantities(center.position("SKU1", "WH1")) == {
+        "on_hand": 9, "reserved": 0, "in_transit": 0, "outbound": 0, "damaged": 0, "delivered": 0,
+    }
+
+
+def returned_elsewhere(first: str) -> InterleavingCenter:
+    """O1 delivered from WH1; its return is picked up for WH1 and inspected at WH2."""
+    f = EventFactory()
+    center = InterleavingCenter(seed=0)
+    center.publish(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
+    center.drain()
+    center.publish(f.order_created("O1", [("SKU1", 2, "WH1")]))
+    center.drain()
+    center.publish(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 2)]))
+    center.publish(f.tracking("Delivered", "O1", "SHP-1"))
+    center.publish(f.return_requested("O1", "RET-1", [("SKU1", 2)]))
+    center.drain()
+    center.publish(f.return_picked_up("O1", "RET-1", "WH1"))
+    center.publish(f.return_inspected("O1", "RET-1", "WH2", [("SKU1", 2, "SELLABLE")]))
+    if first == "inspection":
+        center.deliver_next("stock-movements")
+        center.deliver_next("order-inbox")
+    else:
+        center.deliver_next("shipments")
+    center.drain()
+    return center
+
+
+def test_a_return_inspected_at_another_warehouse_closes_the_units_its_pickup_announced() -> None:
+    for first in ("pickup", "inspection"):
+        center = returned_elsewhere(first)
+        assert quantities(center.position("SKU1", "WH1"))["in_transit"] == 0, first
+        assert quantities(center.position("SKU1", "WH2"))["on_hand"] == 2, first
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), moves=st.integers(6, 14))
+def test_physical_movements_end_at_the_same_positions_in_any_order(seed: int, moves: int) -> None:
+    """Receipts with and without their ASN (closing or not), adjustments of any sign and
+    reason, transfers received short, counts and disposals, at two warehouses: every
+    permutation of the same events ends at the same positions."""
+    rng = random.Random(seed)
+    f = EventFactory()
+    events: list[Event] = [f.goods_received("OPEN-1", "WH1", [("SKU1", 20, 0)]),
+                           f.goods_received("OPEN-2", "WH2", [("SKU1", 20, 0)])]
+    opening = len(events)
+    for n in range(moves):
+        wh, other = rng.sample(["WH1", "WH2"], 2)
+        kind = rng.choice(["asn", "receipt", "adjust", "transfer", "count", "dispose"])
+        qty = rng.randint(1, 8)
+        if kind == "asn":
+            events.append(f.inbound_announced(f"ASN-{n}", wh, [("SKU1", qty)]))
+            events.append(f.goods_received(f"RCV-{n}", wh, [("SKU1", max(1, qty - rng.randint(0, 2)), rng.randint(0, 1))],
+                                           asn_no=f"ASN-{n}", closes_asn=rng.random() < 0.7))
+        elif kind == "receipt":
+            events.append(f.goods_received(f"RCV-{n}", wh, [("SKU1", qty, rng.randint(0, 2))]))
+        elif kind == "adjust":
+            reason = rng.choice(["DAMAGE", "LOSS", "FOUND", "CYCLE_COUNT"])
+            events.append(f.stock_adjusted(f"ADJ-{n}", wh, "SKU1", rng.choice([-qty, qty]), reason))
+        elif kind == "transfer":
+            events.append(f.transfer_dispatched(f"T-{n}", wh, other, [("SKU1", qty)]))
+            events.append(f.transfer_received(f"T-{n}", other, [("SKU1", max(1, qty - rng.randint(0, 2)), 0)]))
+        elif kind == "count":
+            events.append(f.stock_snapshot(f"CNT-{n}", wh, [("SKU1", rng.randint(0, 30))], counted_at=f.now))
+        else:
+            events.append(f.damaged_disposed(f"DSP-{n}", wh, "SKU1", rng.randint(1, 2)))
+    rest = events[opening:]
+    shuffled = rng.sample(rest, len(rest))
+    ends = []
+    for order in (rest, shuffled):
+        center = InventoryCenter()
+        center.submit_all(events[:opening] + order)
+        ends.append({wh: replace(center.position("SKU1", wh), version=0, updated_at=None, movements=(),  # type: ignore[arg-type]
+                                 history_since=None, counted_at=None) for wh in ("WH1", "WH2")})
+    assert {wh: quantities(p) for wh, p in ends[0].items()} == {wh: quantities(p) for wh, p in ends[1].items()}
+    assert ends[0] == ends[1]
+
+
+# --- documents applied once -------------------------------------------------------------------
+
+
+def resend(f: EventFactory, event: Event) -> Event:
+    """The same document, re-sent by a retry that regenerated the event id."""
+    f.count += 1
+    return event.model_copy(update={"event_id": f"retry-{f.count}"})
+
+
+def test_a_document_resent_under_a_new_event_id_is_applied_once() -> None:
+    f = EventFactory()
+    documents = [
+        f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]),
+        f.inbound_announced("ASN-1", "WH1", [("SKU1", 6)]),
+        f.stock_adjusted("ADJ-1", "WH1", "SKU1", -2, "LOSS"),
+        f.transfer_dispatched("T-1", "WH1", "WH2", [("SKU1", 3)]),
+        f.transfer_received("T-1", "WH2", [("SKU1", 3, 0)]),
+        f.damaged_disposed("DSP-1", "WH1", "SKU1", 1),
+    ]
+    once, twice = InventoryCenter(), InventoryCenter()
+    once.submit_all(documents)
+    for document in documents:
+        twice.submit(document)
+        twice.submit(resend(f, document))
+    for wh in ("WH1", "WH2"):
+        assert quantities(twice.position("SKU1", wh)) == quantities(once.position("SKU1", wh)), wh
+    duplicates = alerts_of(twice, AlertType.DUPLICATE_DOCUMENT)
+    assert len(duplicates) == len(documents)
+    assert all("same content" in a.message and "first applied as event" in a.message for a in duplicates)
+
+
+def test_a_document_resent_with_other_content_is_an_anomaly_naming_both_events() -> None:
+    f = EventFactory()
+    center = InventoryCenter()
+    first = f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)])
+    center.submit(first)
+    other = f.goods_received("RCV-1", "WH1", [("SKU1", 12, 0)])
+    center.submit(other)
+    assert quantities(center.position("SKU1", "WH1"))["on_hand"] == 10  # the first stands
+    [anomaly] = alerts_of(center, AlertType.ANOMALY)
+    assert first.event_id in anomaly.message and other.event_id in anomaly.message
+
+
+def test_an_event_id_reused_for_another_order_is_an_anomaly_not_a_silent_drop() -> None:
+    f = EventFactory()
+    center = InventoryCenter()
+    center.submit(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
+    first = f.order_created("O1", [("SKU1", 1, "WH1")])
+    center.submit(first)
+    reused = f.order_created("O2", [("SKU1", 2, "WH1")]).model_copy(update={"event_id": first.event_id})
+    # The same partition (one in memory): the receipt of O1's event is found for O2's.
+    center.tables.orders_by_no  # noqa: B018 - one partition holds both orders here
+    before = len(center.outputs)
+    center.submit(reused)
+    anomalies = [a for a in alerts_of(center, AlertType.ANOMALY) if "reused" in a.message]
+    assert anomalies, center.outputs[before:]
+
+
+def test_a_command_id_reused_with_other_content_changes_nothing_and_says_so() -> None:
+    f = EventFactory()
+    center = InventoryCenter()
+    first = f.stock_adjusted("ADJ-1", "WH1", "SKU1", 5, "FOUND")
+    center.submit(first)
+    reused = f.stock_adjusted("ADJ-2", "WH1", "SKU1", 7, "FOUND").model_copy(update={"event_id": first.event_id})
+    center.submit(reused)
+    assert quantities(center.position("SKU1", "WH1"))["on_hand"] == 5
+    assert any("reused" in a.message for a in alerts_of(center, AlertType.ANOMALY))
+
+
+# --- counts always land ------------------------------------------------------------------------
+
+
+def test_a_count_taken_before_a_reservation_still_lands() -> None:
+    f = EventFactory()
+    center = InventoryCenter()
+    center.submit(f.goods_received("RCV-1", "WH1", [("SKU1", 1000, 0)]))
+    counted_at = f.now + timedelta(seconds=30)
+    for n in range(5):
+        center.submit(f.order_created(f"O{n}", [("SKU1", 1, "WH1")]))  # reservations move no unit
+    center.submit(f.stock_snapshot("CNT-1", "WH1", [("SKU1", 900)], counted_at=counted_at))
+    p = center.position("SKU1", "WH1")
+    assert p is not None and (p.on_hand_qty, p.reserved_qty) == (900, 5)
+
+
+def test_a_count_read_after_later_movements_is_netted_against_them() -> None:
+    f = EventFactory()
+    center = InventoryCenter()
+    center.submit(f.goods_received("RCV-1", "WH1", [("SKU1", 100, 0)]))
+    counted_at = f.now + timedelta(seconds=30)
+    center.submit(f.goods_received("RCV-2", "WH1", [("SKU1", 10, 0)]))  # after the count
+    center.submit(f.stock_adjusted("ADJ-1", "WH1", "SKU1", -3, "LOSS"))  # after the count
+    center.submit(f.stock_snapshot("CNT-1", "WH1", [("SKU1", 95)], counted_at=counted_at))  # read late
+    assert quantities(center.position("SKU1", "WH1"))["on_hand"] == 95 + 10 - 3
+    [drift] = alerts_of(center, AlertType.RECONCILIATION_DRIFT)
+    assert drift.quantity == -5
+
+
+def test_a_movement_read_after_a_count_that_included_it_moves_its_units_once() -> None:
+    f = EventFactory()
+    received = f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)])
+    adjusted = f.stock_adjusted("ADJ-1", "WH1", "SKU1", -4, "LOSS")
+    count = f.stock_snapshot("CNT-1", "WH1", [("SKU1", 6)], counted_at=f.now + timedelta(seconds=1))
+    for order in ([received, adjusted, count], [count, adjusted, received], [adjusted, count, received]):
+        center = InventoryCenter()
+        center.submit_all(order)
+        assert quantities(center.position("SKU1", "WH1"))["on_hand"] == 6, [type(e).__name__ for e in order]
+
+
+def test_a_count_older_than_the_last_count_applied_is_reported() -> None:
+    f = EventFactory()
+    center = InventoryCenter()
+    center.submit(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
+    late = f.stock_snapshot("CNT-1", "WH1", [("SKU1", 50)], counted_at=f.now + timedelta(seconds=1))
+    center.submit(f.stock_snapshot("CNT-2", "WH1", [("SKU1", 8)], counted_at=f.now + timedelta(seconds=2)))
+    center.submit(late)
+    assert quantities(center.position("SKU1", "WH1"))["on_hand"] == 8
+    [report] = alerts_of(center, AlertType.ANOMALY)
+    assert "CNT-1" in report.message and "later count" in report.message
+
+
+def test_a_count_older_than_the_history_reaches_is_reported_not_dropped() -> None:
+    f = EventFactory()
+    center = InventoryCenter(CorePolicy(count_history=3))
+    center.submit(f.goods_received("RCV-0", "WH1", [("SKU1", 10, 0)]))
+    counted_at = f.now + timedelta(seconds=1)
+    for n in range(5):
+        center.submit(f.stock_adjusted(f"ADJ-{n}", "WH1", "SKU1", 1, "FOUND"))
+    before = quantities(center.position("SKU1", "WH1"))
+    center.submit(f.stock_snapshot("CNT-1", "WH1", [("SKU1", 7)], counted_at=counted_at))
+    assert quantities(center.position("SKU1", "WH1")) == before
+    [report] = alerts_of(center, AlertType.ANOMALY)
+    assert "too old to net" in report.message and report.quantity == 7
+
+
+def test_a_count_over_books_that_owe_units_settles_them_with_an_anomaly() -> None:
+    f = EventFactory()
+    center = InventoryCenter()
+    center.submit(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 3)]))  # receipt never read
+    center.submit(f.stock_snapshot("CNT-1", "WH1", [("SKU1", 2)], counted_at=f.now + timedelta(seconds=1)))
+    assert quantities(center.position("SKU1", "WH1"))["on_hand"] == 2
+    assert any("before any receipt" in a.message for a in alerts_of(center, AlertType.ANOMALY))
+
+
+def test_a_position_first_stocked_below_its_reorder_point_raises_low_stock() -> None:
+    f = EventFactory()
+    center = InventoryCenter(CorePolicy(reorder_point=10))
+    center.submit(f.goods_received("RCV-1", "WH1", [("SKU1", 4, 0)]))
+    [low] = alerts_of(center, AlertType.LOW_STOCK)
+    assert low.quantity == 4
