@@ -174,6 +174,17 @@ class _Tx:
         self.moved = True
         self.events.append(_status_changed(self.o, previous, self, reason))
 
+    def notify(self, reason: str) -> None:
+        """Tell the OMS something about an order whose status does not change (a line left
+        short of its promised supply, or served again): an OrderStatusChanged with the same
+        status, a new version."""
+        if self.announced_status is None:
+            return
+        self.version += 1
+        self.update(version=self.version)
+        self.moved = True
+        self.events.append(_status_changed(self.o, self.announced_status, self, reason))
+
     def command(self, cls: type[BaseModel], sku: str, step: str, **fields: object) -> None:
         self.events.append(
             construct(
@@ -290,6 +301,7 @@ def _status_changed(
                 shipped_qty=line.shipped_qty,
                 delivered_qty=line.delivered_qty,
                 returned_qty=line.returned_qty,
+                short_qty=line.short_qty,
             )
             for line in order.lines
         ],
@@ -385,6 +397,10 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
     )
     if r.short_qty > line.short_qty:
         tx.anomaly(f"{r.short_qty} units of {r.sku} promised to this order will not arrive", r.sku, r.short_qty)
+        tx.notify(f"SHORT: {r.short_qty} units of {r.sku} promised from inbound supply will not arrive")
+    elif r.short_qty < line.short_qty:
+        left = f", {r.short_qty} still short" if r.short_qty else ""
+        tx.notify(f"RECOVERED: {line.short_qty - r.short_qty} units of {r.sku} served from new stock{left}")
     if tx.o.status != S.PENDING or any(x.state == LineState.REQUESTED for x in tx.o.lines):
         tx.maybe_request_outbound()
         return

@@ -55,6 +55,9 @@ class Position:
     # Damaged units the WMS disposed of before the books saw them arrive (a disposal read
     # before the return inspection that brought them): written off when they arrive.
     disposed_ahead_qty: int = 0
+    # Units promised to open reservations here whose supply failed (the sum of their
+    # short_qty): served first, first ordered first served, from the next units available.
+    short_qty: int = 0
 
     @property
     def available_qty(self) -> int:

@@ -397,6 +397,7 @@ class _Tx:
             r.warehouse_code,
             presold_qty=position.presold_qty - presold,
             reserved_qty=position.reserved_qty + reserved,
+            short_qty=position.short_qty + presold - reserved,
         )
         self.put_reservation(
             evolve(
@@ -408,10 +409,32 @@ class _Tx:
         )
         self.result(r.order_no, ReservationStatus.RESERVED)
 
+    def serve_short(self, warehouse_code: str) -> None:
+        """Reservations left short (their inbound supply failed) take the units available
+        at their position, first ordered first served, before anything else can: whatever
+        made units available (a receipt, a return, an adjustment, a transfer in, a count, a
+        release). Each served order hears where its reservation stands."""
+        p = self.position(warehouse_code)
+        if p.short_qty <= 0 or p.available_qty <= 0:
+            return
+        for r in self.reservations_at(warehouse_code):
+            available = self.position(warehouse_code).available_qty
+            if available <= 0:
+                break
+            if r.short_qty == 0:
+                continue
+            k = min(r.short_qty, available)
+            p = self.position(warehouse_code)
+            self.set(warehouse_code, reserved_qty=p.reserved_qty + k, short_qty=p.short_qty - k)
+            self.put_reservation(evolve(r, reserved_qty=r.reserved_qty + k, short_qty=r.short_qty - k))
+            self.result(r.order_no, ReservationStatus.RESERVED)
+
     # --- the end of the command ---------------------------------------------------------
 
     def finish(self) -> StockOutcome:
         cmd = self.command
+        for warehouse_code in sorted(self.positions):
+            self.serve_short(warehouse_code)
         changed_events: list[object] = []
         positions = []
         changed = False
@@ -563,6 +586,7 @@ def _release(tx: _Tx, cmd: ReleaseStock) -> None:
             r.warehouse_code,
             reserved_qty=p.reserved_qty - r.reserved_qty,
             presold_qty=p.presold_qty - r.presold_qty,
+            short_qty=p.short_qty - r.short_qty,
         )
         tx.reservations[(tx.sku, cmd.order_no)] = None
     tx.result(cmd.order_no, ReservationStatus.RELEASED, warehouse_code=r.warehouse_code if r else None)

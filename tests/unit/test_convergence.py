@@ -337,3 +337,54 @@ def test_a_position_first_stocked_below_its_reorder_point_raises_low_stock() -> 
     center.submit(f.goods_received("RCV-1", "WH1", [("SKU1", 4, 0)]))
     [low] = alerts_of(center, AlertType.LOW_STOCK)
     assert low.quantity == 4
+
+
+# --- presale and shortage recovery -------------------------------------------------------------
+
+
+def short_presale_orders() -> tuple[InventoryCenter, EventFactory]:
+    """An ASN of 6 units promised to two PRESALE orders (P1: 4, P2: 2) arrives 3 short."""
+    f = EventFactory()
+    center = InventoryCenter()
+    center.submit(f.inbound_announced("ASN-1", "WH1", [("SKU1", 6)]))
+    center.submit(f.order_created("P1", [("SKU1", 4, "WH1")], order_type="PRESALE"))
+    center.submit(f.order_created("P2", [("SKU1", 2, "WH1")], order_type="PRESALE"))
+    center.submit(f.goods_received("RCV-1", "WH1", [("SKU1", 3, 0)], asn_no="ASN-1"))  # closes: 3 never come
+    return center, f
+
+
+def notices(center: InventoryCenter, order_no: str) -> list[str]:
+    from schemas.outputs import OrderStatusChanged
+
+    return [e.reason for e in center.outputs
+            if isinstance(e, OrderStatusChanged) and e.order_no == order_no and e.status == e.previous_status]
+
+
+def test_orders_left_short_are_served_first_ordered_first_served_from_the_next_units() -> None:
+    center, f = short_presale_orders()
+    p1, p2 = center.order("P1"), center.order("P2")
+    assert p1 is not None and p2 is not None
+    assert (p1.line("SKU1").reserved_qty, p1.line("SKU1").short_qty) == (3, 1)  # type: ignore[union-attr]
+    assert (p2.line("SKU1").reserved_qty, p2.line("SKU1").short_qty) == (0, 2)  # type: ignore[union-attr]
+    assert any(n.startswith("SHORT") for n in notices(center, "P2"))
+    center.submit(f.goods_received("RCV-2", "WH1", [("SKU1", 2, 0)]))  # two more units, unannounced
+    p1, p2 = center.order("P1"), center.order("P2")
+    assert p1 is not None and p2 is not None
+    assert (p1.line("SKU1").reserved_qty, p1.line("SKU1").short_qty) == (4, 0)  # type: ignore[union-attr]
+    assert p1.status == "OUTBOUND_REQUESTED"  # complete: its OutboundInstruction went out
+    assert (p2.line("SKU1").reserved_qty, p2.line("SKU1").short_qty) == (1, 1)  # type: ignore[union-attr]
+    assert any(n.startswith("RECOVERED") for n in notices(center, "P1"))
+    center.submit(f.stock_adjusted("ADJ-1", "WH1", "SKU1", 1, "FOUND"))
+    p2 = center.order("P2")
+    assert p2 is not None and p2.status == "OUTBOUND_REQUESTED"
+    p = center.position("SKU1", "WH1")
+    assert p is not None and (p.on_hand_qty, p.reserved_qty, p.available_qty, p.short_qty) == (6, 6, 0, 0)
+
+
+def test_a_new_order_does_not_take_units_a_short_order_waits_for() -> None:
+    center, f = short_presale_orders()
+    center.submit(f.goods_received("RCV-2", "WH1", [("SKU1", 1, 0)]))
+    center.submit(f.order_created("N1", [("SKU1", 1, "WH1")]))
+    n1 = center.order("N1")
+    assert n1 is not None and n1.status == "REJECTED"
+    assert center.order("P1").line("SKU1").reserved_qty == 4  # type: ignore[union-attr]

@@ -624,9 +624,11 @@ class CoreLaws(RuleBasedStateMachine):
         t = self.center.tables
         reserved: Counter[tuple[str, str]] = Counter()
         presold: Counter[tuple[str, str]] = Counter()
+        short: Counter[tuple[str, str]] = Counter()
         for r in t.reservations_by_key.values():
             reserved[(r.sku, r.warehouse_code)] += r.reserved_qty
             presold[(r.sku, r.warehouse_code)] += r.presold_qty
+            short[(r.sku, r.warehouse_code)] += r.short_qty
             assert min(r.reserved_qty, r.presold_qty, r.short_qty) >= 0, r
         in_transit: Counter[tuple[str, str]] = Counter()
         for e in t.expectations_by_key.values():
@@ -645,6 +647,9 @@ class CoreLaws(RuleBasedStateMachine):
                 assert p.presold_qty <= p.in_transit_qty, f"{key} presold > inTransit: {p}"
                 assert p.reserved_qty == reserved[key], f"{key} reservedQty {p.reserved_qty} != open lines {reserved[key]}"
                 assert p.presold_qty == presold[key], f"{key} presoldQty {p.presold_qty} != open lines {presold[key]}"
+                assert p.short_qty == short[key], f"{key} short {p.short_qty} != open lines {short[key]}"
+                # Units a short line waits for are never left available.
+                assert p.short_qty == 0 or p.available_qty <= 0, f"{key} short lines wait beside available units: {p}"
                 assert p.in_transit_qty == in_transit[key], (
                     f"{key} inTransitQty {p.in_transit_qty} != outstanding documents {in_transit[key]}"
                 )
