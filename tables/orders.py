@@ -88,9 +88,14 @@ ANY = frozenset({None, *S})
 LIFECYCLE: dict[str, frozenset[OrderStatus | str | None]] = {
     "OrderCreated": frozenset({None, PLACEHOLDER}),
     "ReservationUpdated": frozenset(set(S)),
-    "OrderPaid": frozenset({S.PENDING, S.RESERVED, S.OUTBOUND_REQUESTED}),
+    # Judged on event time: in time (occurredAt <= reservationExpiresAt) an EXPIRED order is
+    # re-opened (it expired on the wall-clock fallback before the payment was read); late,
+    # it is refused and an open order expires.
+    "OrderPaid": frozenset({S.PENDING, S.RESERVED, S.OUTBOUND_REQUESTED, S.EXPIRED}),
     "ReservationExpiryDue": frozenset(set(S)),  # a no-op unless unpaid, open and due
-    "OrderCancelled": frozenset(OPEN | ENDED_UNSHIPPED),  # ended: already released, no-op
+    # Ended: already released, a no-op - except an EXPIRED order cancelled before its due
+    # time (or while it waits to re-open), which ends CANCELLED.
+    "OrderCancelled": frozenset(OPEN | ENDED_UNSHIPPED),
     "OrderShipped": frozenset({None, *S}),  # physical truth: always applied
     "PickedUp": frozenset(SHIPPED_OR_LATER),
     "InTransit": frozenset(SHIPPED_OR_LATER),
@@ -385,6 +390,9 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
     )
     if r.short_qty > line.short_qty:
         tx.anomaly(f"{r.short_qty} units of {r.sku} promised to this order will not arrive", r.sku, r.short_qty)
+    if tx.o.status == S.EXPIRED and tx.o.paid:
+        _reopen_once_released(tx)  # paid in time, read after the expiry
+        return
     if tx.o.status != S.PENDING or any(x.state == LineState.REQUESTED for x in tx.o.lines):
         tx.maybe_request_outbound()
         return
@@ -399,28 +407,98 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
 
 
 def _paid(tx: _Tx, e: OrderPaid) -> None:
-    if tx.o.paid:
+    """Judged on event time: a payment that occurred by ``reservationExpiresAt`` is honoured
+    whenever it is read, one that occurred later is refused."""
+    o = tx.o
+    if o.paid:
         return
-    if tx.o.reservation_expires_at is not None:
-        tx.expiry_cleared = tx.o.reservation_expires_at
+    due = o.reservation_expires_at
+    if due is not None and e.occurred_at > due:
+        _paid_too_late(tx, e, due)
+        return
+    if o.status == S.EXPIRED:
+        assert due is not None  # only an unpaid order expires
+        _paid_after_expiry(tx, e, due)
+        return
+    tx.expiry_cleared = due
     tx.update(paid=True)
     tx.note("PAID")
     tx.maybe_request_outbound()
+
+
+def _paid_too_late(tx: _Tx, e: OrderPaid, due: datetime) -> None:
+    """Refused (ANOMALY); an order still open expires now, whether or not a tick came."""
+    tx.anomaly(f"payment at {e.occurred_at.isoformat()} refused: the reservation expired at {due.isoformat()}")
+    if tx.o.status in (S.PENDING, S.RESERVED):
+        _expire(tx, due)
+
+
+def _paid_after_expiry(tx: _Tx, e: OrderPaid, due: datetime) -> None:
+    """Paid in time, read after a tick expired the order (the wall-clock fallback fired
+    first): the order is paid and re-opened, with an ANOMALY as its trace."""
+    tx.anomaly(
+        f"paid at {e.occurred_at.isoformat()}, in time for {due.isoformat()}, but read after the "
+        "order expired: re-opened, its lines reserved again"
+    )
+    tx.update(paid=True)
+    tx.note("PAID")
+    _reopen_once_released(tx)
+
+
+def _reopen_once_released(tx: _Tx) -> None:
+    """Re-open an EXPIRED, paid order once every line's release is answered: the expiry
+    released every line, so each line's last answer before the new reservation is that
+    RELEASED one, and no older answer can be taken for the new reservation. Then every line
+    is reserved again (``<message id>|<sku>|reserve-again``) and the order is PENDING: the
+    answers take it to RESERVED (and, paid, to the warehouse) or REJECTED, as at creation."""
+    o = tx.o
+    if any(line.state != LineState.RELEASED for line in o.lines):
+        return  # an answer to the expiry's releases is still to be read: it re-opens
+    lines = tuple(
+        OrderLine(sku=line.sku, quantity=line.quantity, requested_warehouse=line.requested_warehouse)
+        for line in o.lines
+    )
+    tx.update(lines=lines)
+    for line in lines:
+        tx.command(
+            ReserveStock, line.sku, "reserve-again",
+            order_no=o.order_no, order_type=o.order_type, quantity=line.quantity,
+            warehouse_code=line.requested_warehouse,
+        )
+    tx.move_to(S.PENDING, "re-opened: paid in time, read after the expiry")
+
+
+def _expire(tx: _Tx, due: datetime) -> None:
+    """Release every line, held or not (so that each line's last reservation answer is a
+    RELEASED one: see ``_reopen_once_released``), and end EXPIRED."""
+    for line in tx.o.lines:
+        tx.command(ReleaseStock, line.sku, "release", order_no=tx.o.order_no)
+    tx.expiry_cleared = due
+    tx.move_to(S.EXPIRED, f"not paid by {due.isoformat()}")
 
 
 def _expiry_due(tx: _Tx, e: ReservationExpiryDue) -> None:
     o = tx.o
     if o.paid or o.status not in (S.PENDING, S.RESERVED) or o.reservation_expires_at != e.due_at:
         return
-    tx.release_held_lines()
-    tx.move_to(S.EXPIRED, f"not paid by {e.due_at.isoformat()}")
+    _expire(tx, e.due_at)
 
 
 def _cancelled(tx: _Tx, e: OrderCancelled) -> None:
-    if tx.o.status in ENDED_UNSHIPPED:
+    o = tx.o
+    if o.status == S.EXPIRED and (o.paid or _by_due_time(o, e.occurred_at)):
+        # Cancelled before it was due (or while it waited to re-open) but read after the
+        # expiry: it ends as cancelled; its lines were released when it expired.
+        tx.move_to(S.CANCELLED, e.reason)
+        return
+    if o.status in ENDED_UNSHIPPED:
         return  # already released
     tx.release_held_lines()
     tx.move_to(S.CANCELLED, e.reason)
+
+
+def _by_due_time(o: Order, occurred_at: datetime) -> bool:
+    return o.reservation_expires_at is not None and occurred_at <= o.reservation_expires_at
 
 
 def _shipped(tx: _Tx, e: OrderShipped) -> None:
