@@ -39,6 +39,7 @@ from schemas.outputs import (
     InventoryChanged,
     InventoryLedgerEntry,
     OrderStatusChanged,
+    OutboundCancellation,
     OutboundInstruction,
 )
 from streams import faust_fixes
@@ -187,7 +188,7 @@ def create_app(settings: Settings) -> Pipeline:
             return topics.inventory_alerts, event.sku or event.order_no or ""
         if isinstance(event, OrderStatusChanged):
             return topics.order_status, event.order_no
-        if isinstance(event, OutboundInstruction):
+        if isinstance(event, (OutboundInstruction, OutboundCancellation)):
             return topics.outbound_instructions, event.order_no
         raise TypeError(f"no destination for {type(event).__name__}")
 

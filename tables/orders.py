@@ -52,6 +52,7 @@ from schemas.outputs import (
     OrderLineAllocation,
     OrderStatus,
     OrderStatusChanged,
+    OutboundCancellation,
     OutboundInstruction,
 )
 from schemas.inputs import Consignee, StockLine
@@ -228,16 +229,10 @@ class _Tx:
             line.state != LineState.RESERVED or line.reserved_qty < line.quantity for line in o.lines
         ):
             return
-        by_warehouse: dict[str, list[StockLine]] = {}
-        for line in o.lines:
-            assert line.warehouse_code is not None
-            by_warehouse.setdefault(line.warehouse_code, []).append(
-                construct(StockLine, sku=line.sku, quantity=line.quantity)
-            )
         consignee = construct(
             Consignee, name=o.consignee_name, phone=o.consignee_phone, address=o.consignee_address
         )
-        for warehouse_code in sorted(by_warehouse):
+        for warehouse_code, lines in _instruction_lines(o).items():
             self.events.append(
                 construct(
                     OutboundInstruction,
@@ -248,12 +243,32 @@ class _Tx:
                     order_type=o.order_type,
                     consignee=consignee,
                     time_requirement=o.time_requirement,
-                    lines=by_warehouse[warehouse_code],
+                    lines=lines,
                     occurred_at=self.occurred_at,
                 )
             )
         self.update(outbound_issued=True)
         self.move_to(S.OUTBOUND_REQUESTED)
+
+    def recall_outbound(self, reason: str) -> None:
+        """The order's instructions were sent and nothing shipped: one OutboundCancellation
+        per instruction, so that the WMS does not ship what was cancelled."""
+        o = self.o
+        for warehouse_code, lines in _instruction_lines(o).items():
+            self.events.append(
+                construct(
+                    OutboundCancellation,
+                    event_id=f"{o.order_no}|{warehouse_code}|outbound-cancelled",
+                    instruction_no=f"{o.order_no}-{warehouse_code}",
+                    order_no=o.order_no,
+                    warehouse_code=warehouse_code,
+                    lines=lines,
+                    reason=reason[:256],
+                    cause_event_type=self.cause_event_type,
+                    cause_event_id=self.cause_event_id,
+                    occurred_at=self.occurred_at,
+                )
+            )
 
     def finish(self) -> OrderOutcome:
         order_no: str = self.message.order_no  # type: ignore[attr-defined]
@@ -272,6 +287,17 @@ class _Tx:
             expiry_set=self.expiry_set,
             expiry_cleared=self.expiry_cleared,
         )
+
+
+def _instruction_lines(o: Order) -> dict[str, list[StockLine]]:
+    """An instructed order's lines by warehouse, as its OutboundInstructions list them."""
+    by_warehouse: dict[str, list[StockLine]] = {}
+    for line in o.lines:
+        assert line.warehouse_code is not None
+        by_warehouse.setdefault(line.warehouse_code, []).append(
+            construct(StockLine, sku=line.sku, quantity=line.quantity)
+        )
+    return {warehouse_code: by_warehouse[warehouse_code] for warehouse_code in sorted(by_warehouse)}
 
 
 def _status_changed(
@@ -493,6 +519,8 @@ def _cancelled(tx: _Tx, e: OrderCancelled) -> None:
         return
     if o.status in ENDED_UNSHIPPED:
         return  # already released
+    if o.status == S.OUTBOUND_REQUESTED:
+        tx.recall_outbound(e.reason)
     tx.release_held_lines()
     tx.move_to(S.CANCELLED, e.reason)
 

@@ -291,3 +291,61 @@ def test_a_message_that_overtook_its_order_is_applied_when_redelivered(core: Cor
     assert core.status("O-EARLY") == S.OUTBOUND_REQUESTED
     core.submit(cancelled)
     assert core.status("O-EARLY") == S.CANCELLED and core.reserved("A", "WH1") == 0
+
+
+# --- recall: a cancel after the warehouse was instructed ---------------------------------
+
+
+def test_a_cancel_after_the_outbound_instruction_recalls_it_from_each_warehouse() -> None:
+    from schemas.outputs import OutboundCancellation
+
+    core = Core()
+    core.stock("WH1", B=5)
+    core.stock("WH2", A=5)
+    instructed = of_type(core.submit(core.f.order_created("O1", [("A", 2), ("B", 1)])), OutboundInstruction)
+    assert core.status("O1") == S.OUTBOUND_REQUESTED
+    cancel = core.f.order_cancelled("O1", "customer changed mind")
+    outputs = core.submit(cancel)
+    recalls = of_type(outputs, OutboundCancellation)
+    assert [(r.instruction_no, r.warehouse_code, [(x.sku, x.quantity) for x in r.lines]) for r in recalls] == [
+        (i.instruction_no, i.warehouse_code, [(x.sku, x.quantity) for x in i.lines]) for i in instructed
+    ]
+    assert [r.event_id for r in recalls] == ["O1|WH1|outbound-cancelled", "O1|WH2|outbound-cancelled"]
+    assert {(r.order_no, r.reason, r.cause_event_id, r.occurred_at) for r in recalls} == {
+        ("O1", "customer changed mind", cancel.event_id, cancel.occurred_at)
+    }
+    assert core.status("O1") == S.CANCELLED and core.reserved("A", "WH2") == core.reserved("B", "WH1") == 0
+    assert core.submit(cancel) == outputs  # redelivered: the same recalls, under the same ids
+
+
+def test_a_cancel_before_any_instruction_recalls_nothing(core: Core) -> None:
+    from schemas.outputs import OutboundCancellation
+
+    core.submit(core.f.order_created("O1", [("A", 2)], expires_in=timedelta(minutes=30)))  # unpaid
+    assert core.status("O1") == S.RESERVED
+    assert of_type(core.submit(core.f.order_cancelled("O1")), OutboundCancellation) == []
+    assert core.status("O1") == S.CANCELLED
+
+
+def test_a_recalled_order_the_warehouse_ships_anyway_is_shipped(core: Core) -> None:
+    """Physical truth: the recall came too late, the parcel left."""
+    core.submit(core.f.order_created("O1", [("A", 2)]))
+    core.submit(core.f.order_cancelled("O1"))
+    outputs = core.submit(core.f.order_shipped("O1", "SHP-1", "WH1", [("A", 2)]))
+    assert core.status("O1") == S.SHIPPED
+    assert {a.alert_type for a in of_type(outputs, InventoryAlert)} == {AlertType.ANOMALY}
+    position = core.center.position("A", "WH1")
+    assert position is not None
+    assert (position.on_hand_qty, position.reserved_qty, position.outbound_qty) == (8, 0, 2)
+
+
+def test_every_output_is_carried_by_one_output_topic_and_a_recall_by_the_instructions_topic() -> None:
+    from config.settings import Settings
+    from schemas.outputs import OUTPUT_EVENTS
+    from streams.topics import Topics
+
+    specs = [s for s in Topics(Settings()).specs if s.role == "output"]
+    for name in OUTPUT_EVENTS:
+        assert len([s for s in specs if name in s.records]) == 1, name
+    [wms] = [s for s in specs if "OutboundInstruction" in s.records]
+    assert "OutboundCancellation" in wms.records and wms.key == "orderNo"
