@@ -739,6 +739,46 @@ def _settle_returns(tx: _Tx, reason: str = "") -> None:
         tx.move_to(status, reason)
 
 
+def _returning(o: Order) -> dict[str, int]:
+    """Units of each SKU coming back to us: inspected, plus requested and not inspected yet."""
+    units = {line.sku: line.returned_qty for line in o.lines}
+    for customer_return in o.returns:
+        for line in customer_return.lines:
+            if not customer_return.inspected or o.line(line.sku) is None:
+                units[line.sku] = units.get(line.sku, 0) + line.quantity
+    return units
+
+
+def _returned_above_delivered(o: Order | None) -> dict[str, tuple[int, int]]:
+    """SKU -> (returning, delivered) where more comes back than was delivered, once that is
+    settled: the order fully shipped and none of its parcels still on its way (a delivery
+    read after the return, on another topic, would otherwise look like a return too many)."""
+    if o is None or not o.returns or not o.shipments or o.status not in SHIPPED_OR_LATER:
+        return {}
+    if any(s.state == ShipmentState.SHIPPED for s in o.shipments):
+        return {}
+    if any(line.shipped_qty < line.quantity for line in o.lines):
+        return {}
+    delivered = {line.sku: line.delivered_qty for line in o.lines}
+    return {
+        sku: (units, delivered.get(sku, 0))
+        for sku, units in _returning(o).items()
+        if units > delivered.get(sku, 0)
+    }
+
+
+def _flag_returns_above_delivered(tx: _Tx) -> None:
+    """An ANOMALY naming the order, SKU and quantities when a message makes the units coming
+    back exceed the units delivered (the stock moves anyway: physical truth)."""
+    before = _returned_above_delivered(tx.before)
+    for sku, (units, delivered) in _returned_above_delivered(tx.order).items():
+        if sku not in before or before[sku][0] - before[sku][1] < units - delivered:
+            tx.anomaly(
+                f"order {tx.o.order_no}: {units} units of {sku} returned or requested back, "
+                f"{delivered} delivered", sku, units - delivered,
+            )
+
+
 _HANDLERS: dict[type[BaseModel], Callable[[_Tx, BaseModel], None]] = {
     OrderCreated: _created,  # type: ignore[dict-item]
     ReservationUpdated: _reservation_updated,  # type: ignore[dict-item]
@@ -782,4 +822,6 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
         tx.anomaly(f"{tx.message_type} rejected: {what}")
         return tx.finish()
     _HANDLERS[type(message)](tx, message)
+    if tx.order is not None and tx.order.returns:
+        _flag_returns_above_delivered(tx)
     return tx.finish()

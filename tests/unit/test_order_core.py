@@ -349,3 +349,56 @@ def test_every_output_is_carried_by_one_output_topic_and_a_recall_by_the_instruc
         assert len([s for s in specs if name in s.records]) == 1, name
     [wms] = [s for s in specs if "OutboundInstruction" in s.records]
     assert "OutboundCancellation" in wms.records and wms.key == "orderNo"
+
+
+# --- returns above what was delivered ----------------------------------------------------
+
+
+def _delivered(core: Core, order_no: str, qty: int) -> None:
+    core.submit(core.f.order_created(order_no, [("A", qty), ("B", 1)]))
+    core.submit(core.f.order_shipped(order_no, f"SHP-{order_no}", "WH1", [("A", qty), ("B", 1)]))
+    core.submit(core.f.tracking("Delivered", order_no, f"SHP-{order_no}"))
+
+
+def _above_delivered(outputs: list[object]) -> list[InventoryAlert]:
+    return [a for a in of_type(outputs, InventoryAlert) if a.alert_type == AlertType.ANOMALY and "delivered" in a.message]
+
+
+def test_a_return_requested_above_what_was_delivered_is_an_anomaly(core: Core) -> None:
+    _delivered(core, "O1", 2)
+    [anomaly] = _above_delivered(core.submit(core.f.return_requested("O1", "RET-1", [("A", 3)])))
+    assert (anomaly.order_no, anomaly.sku, anomaly.quantity) == ("O1", "A", 1)
+    assert "3 units of A" in anomaly.message and "2 delivered" in anomaly.message
+    assert _above_delivered(core.submit(core.f.return_picked_up("O1", "RET-1", "WH1"))) == []  # said once
+
+
+def test_a_return_inspected_above_what_was_delivered_is_an_anomaly_and_the_stock_still_moves(core: Core) -> None:
+    _delivered(core, "O1", 2)
+    core.submit(core.f.return_requested("O1", "RET-1", [("A", 2)]))
+    core.submit(core.f.return_picked_up("O1", "RET-1", "WH1"))
+    outputs = core.submit(core.f.return_inspected("O1", "RET-1", "WH1", [("A", 3, "SELLABLE"), ("B", 1, "DAMAGED")]))
+    [anomaly] = _above_delivered(outputs)
+    assert (anomaly.order_no, anomaly.sku, anomaly.quantity) == ("O1", "A", 1)
+    position = core.center.position("A", "WH1")
+    assert position is not None and (position.on_hand_qty, position.in_transit_qty) == (11, 0)
+
+
+def test_a_return_within_what_was_delivered_is_no_anomaly(core: Core) -> None:
+    _delivered(core, "O1", 2)
+    outputs = core.submit(core.f.return_requested("O1", "RET-1", [("A", 2), ("B", 1)]))
+    outputs += core.submit(core.f.return_picked_up("O1", "RET-1", "WH1"))
+    outputs += core.submit(core.f.return_inspected("O1", "RET-1", "WH1", [("A", 2, "SELLABLE"), ("B", 1, "SELLABLE")]))
+    assert of_type(outputs, InventoryAlert) == []
+
+
+def test_a_return_read_before_its_delivery_is_judged_once_the_delivery_is_read(core: Core) -> None:
+    """The topics interleave: a return read while its parcel is on its way is no anomaly yet."""
+    core.submit(core.f.order_created("O1", [("A", 2)]))
+    core.submit(core.f.order_shipped("O1", "SHP-1", "WH1", [("A", 2)]))
+    assert _above_delivered(core.submit(core.f.return_inspected("O1", "RET-1", "WH1", [("A", 2, "SELLABLE")]))) == []
+    assert _above_delivered(core.submit(core.f.tracking("Delivered", "O1", "SHP-1"))) == []
+    core.submit(core.f.order_created("O2", [("A", 1)]))
+    core.submit(core.f.order_shipped("O2", "SHP-2", "WH1", [("A", 1)]))
+    assert _above_delivered(core.submit(core.f.return_requested("O2", "RET-2", [("A", 2)]))) == []
+    [anomaly] = _above_delivered(core.submit(core.f.tracking("Delivered", "O2", "SHP-2")))
+    assert (anomaly.order_no, anomaly.sku, anomaly.quantity) == ("O2", "A", 1)
