@@ -375,17 +375,17 @@ def _created(tx: _Tx, e: OrderCreated) -> None:
 
 def _created_after_shipment(tx: _Tx, e: OrderCreated) -> None:
     """The order arrives after its shipment or return (topics interleave): adopt the order's
-    data and keep what physically happened. Shipped units need no reservation any more."""
-    lines = []
+    data and keep what physically happened. Shipped units need no reservation any more; the
+    units still to ship are reserved as for any order (``_reserve_rest``)."""
+    lines, rest = [], []
     for item in e.items:
         seen = tx.o.line(item.sku)
-        shipped = seen.shipped_qty if seen else 0
-        line = replace(seen, quantity=item.quantity) if seen else OrderLine(sku=item.sku, quantity=item.quantity)
-        if shipped < item.quantity:
-            tx.anomaly(
-                f"order created after shipment of {shipped} of {item.quantity} units of {item.sku}: "
-                "the rest is not reserved", item.sku, item.quantity - shipped,
-            )
+        requested = item.warehouse_code or e.warehouse_code
+        line = OrderLine(sku=item.sku, quantity=item.quantity, requested_warehouse=requested)
+        if seen is not None:
+            line = replace(seen, quantity=item.quantity, requested_warehouse=requested)
+        if line.shipped_qty < item.quantity:
+            rest.append(line)
         lines.append(line)
     ordered = {item.sku for item in e.items}
     lines.extend(line for line in tx.o.lines if line.sku not in ordered)  # shipped, never ordered
@@ -395,6 +395,32 @@ def _created_after_shipment(tx: _Tx, e: OrderCreated) -> None:
         time_requirement=e.time_requirement, created_at=e.occurred_at,
     )
     tx.note("OrderCreated")
+    if rest:
+        _reserve_rest(tx, rest)
+
+
+def _reserve_rest(tx: _Tx, rest: list[OrderLine]) -> None:
+    """A merged order with units still to ship is PARTIALLY_SHIPPED, as it would be had it been
+    read first, and its lines hold the rest (ReserveStock of the unshipped units, answered as
+    for a partially shipped order: a later shipment consumes the hold, a full shipment
+    releases what is left). Not when its returns or a failed delivery already decide its
+    status (a finished order must hold nothing): then an ANOMALY names the units."""
+    if tx.o.status not in (S.SHIPPED, S.DELIVERED):
+        for line in rest:
+            units = line.quantity - line.shipped_qty
+            tx.anomaly(
+                f"order created after shipment of {line.shipped_qty} of {line.quantity} units of {line.sku}: "
+                "the rest is not reserved", line.sku, units,
+            )
+        return
+    for line in rest:
+        tx.set_line(replace(line, state=LineState.REQUESTED, reserved_qty=0, presold_qty=0))
+        tx.command(
+            ReserveStock, line.sku, "reserve",
+            order_no=tx.o.order_no, order_type=tx.o.order_type, quantity=line.quantity - line.shipped_qty,
+            warehouse_code=line.requested_warehouse,
+        )
+    tx.move_to(S.PARTIALLY_SHIPPED, "order read after part of it shipped")
 
 
 def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
@@ -416,6 +442,12 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
     )
     if r.short_qty > line.short_qty:
         tx.anomaly(f"{r.short_qty} units of {r.sku} promised to this order will not arrive", r.sku, r.short_qty)
+    unshipped = line.quantity - line.shipped_qty
+    if state == LineState.REJECTED and tx.o.status in SHIPPED_OR_LATER and unshipped > 0:
+        tx.anomaly(
+            f"the {unshipped} units of {r.sku} still to ship could not be reserved (best {r.best_available_qty})",
+            r.sku, unshipped,
+        )
     if tx.o.status == S.EXPIRED and tx.o.paid:
         _reopen_once_released(tx)  # paid in time, read after the expiry
         return

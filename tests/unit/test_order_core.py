@@ -183,19 +183,64 @@ def test_returning_part_of_what_was_delivered_is_partially_returned(core: Core) 
     assert position is not None and (position.on_hand_qty, position.in_transit_qty) == (8, 0)
 
 
-def test_an_order_created_after_its_shipment_is_merged_without_reserving(core: Core) -> None:
+def test_an_order_created_after_its_shipment_reserves_what_is_still_to_ship(core: Core) -> None:
     core.submit(core.f.order_shipped("LATE", "SHP-1", "WH1", [("A", 2)]))
     assert core.status("LATE") == S.SHIPPED
-    outputs = core.submit(core.f.order_created("LATE", [("A", 2), ("B", 1)]))
-    # Nothing is reserved for the merged order; the unshipped line is named in an ANOMALY.
-    assert core.reserved("A", "WH1") == core.reserved("B", "WH1") == 0
-    [anomaly] = of_type(outputs, InventoryAlert)
-    assert (anomaly.alert_type, anomaly.sku, anomaly.quantity) == (AlertType.ANOMALY, "B", 1)
+    outputs = core.submit(core.f.order_created("LATE", [("A", 3), ("B", 1)]))
+    # 1 A and the B are still to ship: reserved as for any order, and the order says so.
+    assert (core.reserved("A", "WH1"), core.reserved("B", "WH1")) == (1, 1)
+    assert of_type(outputs, InventoryAlert) == []
     order = core.center.order("LATE")
-    assert order is not None and order.known and core.status("LATE") == S.SHIPPED
+    assert order is not None and order.known and core.status("LATE") == S.PARTIALLY_SHIPPED
+    assert [(x.sku, x.shipped_qty, x.reserved_qty) for x in order.lines] == [("A", 2, 1), ("B", 0, 1)]
+    assert of_type(outputs, OutboundInstruction) == []  # the WMS is shipping it already
     # Now it is known: another OrderCreated is refused.
     [again] = core.submit(core.f.order_created("LATE", [("A", 2)]))
     assert isinstance(again, InventoryAlert) and "rejected" in again.message
+    # The rest ships: the reservation is consumed, nothing stays held.
+    core.submit(core.f.order_shipped("LATE", "SHP-2", "WH1", [("A", 1), ("B", 1)]))
+    assert core.status("LATE") == S.SHIPPED
+    assert (core.reserved("A", "WH1"), core.reserved("B", "WH1")) == (0, 0)
+    assert core.center.tables.reservations_by_key == {}
+    position = core.center.position("A", "WH1")
+    assert position is not None and (position.on_hand_qty, position.outbound_qty) == (7, 3)
+
+
+def test_an_order_created_after_all_of_it_shipped_stays_shipped_and_reserves_nothing(core: Core) -> None:
+    core.submit(core.f.order_shipped("LATE", "SHP-1", "WH1", [("A", 2)]))
+    core.submit(core.f.tracking("Delivered", "LATE", "SHP-1"))
+    assert core.submit(core.f.order_created("LATE", [("A", 2)])) == []
+    assert core.status("LATE") == S.DELIVERED and core.reserved("A", "WH1") == 0
+
+
+def test_a_late_order_whose_delivered_part_is_not_all_is_partially_shipped(core: Core) -> None:
+    core.submit(core.f.order_shipped("LATE", "SHP-1", "WH1", [("A", 1)]))
+    core.submit(core.f.tracking("Delivered", "LATE", "SHP-1"))
+    core.submit(core.f.order_created("LATE", [("A", 2)]))
+    assert core.status("LATE") == S.PARTIALLY_SHIPPED and core.reserved("A", "WH1") == 1
+    core.submit(core.f.order_shipped("LATE", "SHP-2", "WH1", [("A", 1)]))
+    core.submit(core.f.tracking("Delivered", "LATE", "SHP-2"))
+    assert core.status("LATE") == S.DELIVERED and core.reserved("A", "WH1") == 0
+
+
+def test_a_late_order_whose_rest_cannot_be_reserved_says_so(core: Core) -> None:
+    core.submit(core.f.order_shipped("LATE", "SHP-1", "WH1", [("A", 2)]))
+    outputs = core.submit(core.f.order_created("LATE", [("A", 2), ("B", 50)]))
+    [anomaly] = [a for a in of_type(outputs, InventoryAlert) if a.alert_type == AlertType.ANOMALY]
+    assert (anomaly.order_no, anomaly.sku, anomaly.quantity) == ("LATE", "B", 50)
+    assert core.status("LATE") == S.PARTIALLY_SHIPPED and core.reserved("B", "WH1") == 0
+    assert core.center.tables.reservations_by_key == {}
+
+
+def test_a_late_order_whose_return_was_read_first_reserves_nothing(core: Core) -> None:
+    """Its returns settle the status (RETURNED is finished): holding stock for it would leak."""
+    core.submit(core.f.order_shipped("LATE", "SHP-1", "WH1", [("A", 1)]))
+    core.submit(core.f.tracking("Delivered", "LATE", "SHP-1"))
+    core.submit(core.f.return_inspected("LATE", "RT-1", "WH1", [("A", 1, "SELLABLE")]))
+    outputs = core.submit(core.f.order_created("LATE", [("A", 2)]))
+    [anomaly] = of_type(outputs, InventoryAlert)
+    assert (anomaly.sku, anomaly.quantity) == ("A", 1) and "not reserved" in anomaly.message
+    assert core.status("LATE") == S.RETURNED and core.reserved("A", "WH1") == 0
 
 
 # --- arrivals out of order across topics (review findings) --------------------------------
@@ -402,3 +447,26 @@ def test_a_return_read_before_its_delivery_is_judged_once_the_delivery_is_read(c
     assert _above_delivered(core.submit(core.f.return_requested("O2", "RET-2", [("A", 2)]))) == []
     [anomaly] = _above_delivered(core.submit(core.f.tracking("Delivered", "O2", "SHP-2")))
     assert (anomaly.order_no, anomaly.sku, anomaly.quantity) == ("O2", "A", 1)
+
+
+def test_a_late_order_leaks_no_reservation_in_any_delivery_order() -> None:
+    """Part shipped, the order read, the rest shipped (maybe from another warehouse), in
+    every interleaving the topics allow: nothing stays held, the order is SHIPPED."""
+    from tests.unit.interleaving import InterleavingCenter
+    from tests.unit.test_interleaving import assert_no_leaked_reservation
+
+    for seed in range(60):
+        f = EventFactory()
+        center = InterleavingCenter(seed)
+        center.publish(f.goods_received("RCV-1", "WH1", [("A", 10, 0), ("B", 10, 0)]))
+        center.publish(f.goods_received("RCV-2", "WH2", [("A", 10, 0), ("B", 10, 0)]))
+        center.drain()
+        center.publish(f.order_shipped("LATE", "SHP-1", "WH1", [("A", 2)]))
+        center.deliver_next("shipments")
+        center.publish(f.order_created("LATE", [("A", 3), ("B", 1)]))
+        center.publish(f.order_shipped("LATE", "SHP-2", "WH2" if seed % 3 == 0 else "WH1", [("A", 1), ("B", 1)]))
+        center.drain()
+        order = center.order("LATE")
+        assert order is not None and order.status == S.SHIPPED, (seed, order)
+        assert center.tables.reservations_by_key == {}, seed
+        assert_no_leaked_reservation(center.tables)
