@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -127,7 +127,20 @@ class Settings(BaseSettings):
     )
     rocksdb_write_buffer_bytes: int = Field(4 * 1024 * 1024)
     rocksdb_max_write_buffers: int = Field(2)
-    expiry_check_interval_s: float = Field(1.0, gt=0)
+    expiry_check_interval_s: float = Field(
+        1.0, gt=0, description="How often the expiry timer looks for unpaid reservations that came due (wall seconds)."
+    )
+    expiry_grace_s: float = Field(
+        300.0, ge=0, description="Event-time grace of reservation expiry: an order due at dueAt is ticked once its "
+        "partition's watermark (the latest occurredAt its order agent read) reaches dueAt + this. How late a payment "
+        "may be read behind later events of the other topics without its order expiring first (one read later still "
+        "re-opens the order: docs/inventory-model.md)."
+    )
+    expiry_wall_clock_fallback_s: float = Field(
+        900.0, gt=0, description="Wall-clock fallback of reservation expiry, for a quiet partition: an order due at "
+        "dueAt is ticked once the wall clock reaches dueAt + this and the partition's watermark has not moved for "
+        "this long (a replay or backlog read at full speed keeps it moving). At least expiry_grace_s."
+    )
     batch_max_events: int = Field(
         1000, ge=1, description="Most messages an agent applies as one transaction (one redo record, coalesced writes)."
     )
@@ -153,6 +166,12 @@ class Settings(BaseSettings):
     default_reorder_point: int = Field(
         10, ge=0, description="LOW_STOCK fires when availableQty crosses below this."
     )
+
+    @model_validator(mode="after")
+    def _fallback_after_grace(self) -> Self:
+        if self.expiry_wall_clock_fallback_s < self.expiry_grace_s:
+            raise ValueError("expiry_wall_clock_fallback_s must be at least expiry_grace_s")
+        return self
 
     @property
     def uses_local_broker(self) -> bool:

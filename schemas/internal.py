@@ -157,7 +157,9 @@ class ReservationExpiryDue(Contract):
     event_id: DerivedId = Field(description="Deterministic: orderNo|expiry|<expiresAt>.")
     order_no: DocumentNo = Field(description="Order (the topic key).")
     due_at: Timestamp = Field(description="The reservationExpiresAt that came due.")
-    occurred_at: Timestamp = Field(description="When the timer fired.")
+    occurred_at: Timestamp = Field(
+        description="The due time (event time), never the wall clock: the release it causes happened then."
+    )
 
 
 STOCK_COMMANDS: tuple[type[StockCommand], ...] = (

@@ -100,6 +100,23 @@ class OutboundInstruction(Contract):
     occurred_at: Timestamp = Field(description="When the order became ready to ship.")
 
 
+class OutboundCancellation(Contract):
+    """For the WMS: the order of an OutboundInstruction was cancelled - do not ship it, and
+    intercept it if it is being picked. Sent on the instructions' topic under the same key,
+    so it follows its instruction. A parcel that leaves anyway is still applied when its
+    OrderShipped is read (physical truth)."""
+
+    event_id: DerivedId = Field(description="Deterministic: orderNo|warehouseCode|outbound-cancelled.")
+    instruction_no: DocumentNo = Field(description="The instruction recalled (orderNo-warehouseCode).")
+    order_no: DocumentNo = Field(description="Order cancelled.")
+    warehouse_code: WarehouseCode = Field(description="Warehouse that was told to ship.")
+    lines: list[StockLine] = Field(description="Units not to ship: the instruction's lines.")
+    reason: ShortText = Field(description="Why the order was cancelled.")
+    cause_event_type: str = Field(description="Type of the input event that cancelled the order.")
+    cause_event_id: str = Field(description="Id of the input event that cancelled the order.")
+    occurred_at: Timestamp = Field(description="When the order was cancelled.")
+
+
 class StockBucket(StrEnum):
     ON_HAND = "ON_HAND"
     IN_TRANSIT = "IN_TRANSIT"
@@ -183,6 +200,7 @@ OUTPUT_EVENTS: dict[str, type[Contract]] = {
         InventoryChanged,
         OrderStatusChanged,
         OutboundInstruction,
+        OutboundCancellation,
         InventoryLedgerEntry,
         InventoryAlert,
         DeadLetter,

@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -30,6 +30,7 @@ from faust.types import EventT
 from pydantic import ValidationError
 
 from config.settings import Settings
+from schemas.base import Event
 from schemas.codec import CodecError
 from schemas.internal import ReservationExpiryDue, ReservationUpdated, StockCommand
 from schemas.outputs import (
@@ -38,9 +39,11 @@ from schemas.outputs import (
     InventoryChanged,
     InventoryLedgerEntry,
     OrderStatusChanged,
+    OutboundCancellation,
     OutboundInstruction,
 )
 from streams import faust_fixes
+from streams.expiry_clock import ExpiryClock
 from streams.kafka_config import faust_broker_credentials
 from streams.metrics import Metrics
 from streams.record_sink import RecordSink
@@ -185,7 +188,7 @@ def create_app(settings: Settings) -> Pipeline:
             return topics.inventory_alerts, event.sku or event.order_no or ""
         if isinstance(event, OrderStatusChanged):
             return topics.order_status, event.order_no
-        if isinstance(event, OutboundInstruction):
+        if isinstance(event, (OutboundInstruction, OutboundCancellation)):
             return topics.outbound_instructions, event.order_no
         raise TypeError(f"no destination for {type(event).__name__}")
 
@@ -242,12 +245,17 @@ def create_app(settings: Settings) -> Pipeline:
         return send
 
     order_store = OrderStore(tables.orders, changelog_sender(tables.orders), wire.decode)
+    expiry_clock = ExpiryClock(
+        timedelta(seconds=settings.expiry_grace_s), timedelta(seconds=settings.expiry_wall_clock_fallback_s),
+        wall=lambda: datetime.now(UTC),
+    )
     stock_store = StockStore(tables.stock, changelog_sender(tables.stock), wire.decode)
     redone: set[tuple[str, int]] = set()  # (family, partition) whose head was re-applied
 
     @app.on_partitions_assigned.connect
     async def _forget_redone(sender: object, assigned: object, **kwargs: object) -> None:
         redone.clear()  # after any rebalance, each partition's head is applied once more
+        expiry_clock.forget()  # and what was read of a partition is unknown here
 
     def redo_once(family: str, store: FamilyStore) -> None:
         """The first batch of a partition since assignment completes its last transaction
@@ -298,6 +306,8 @@ def create_app(settings: Settings) -> Pipeline:
         if type(message) not in ORDER_MESSAGES:
             await dead_letter(event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not an order message")
             return None
+        if isinstance(message, Event):  # an input event (not an answer or a tick): event time moves
+            expiry_clock.saw(event.message.partition, message.occurred_at)
         try:
             outcome = apply_order(order_store, message)
             encoded = encode_all(outcome.events)
@@ -362,20 +372,25 @@ def create_app(settings: Settings) -> Pipeline:
 
     @app.timer(interval=settings.expiry_check_interval_s, on_leader=False)
     async def expire_due() -> None:
-        """Tick every unpaid reservation that came due, walking the sorted expiry index of
-        this worker's active partitions only up to now (no scan of all orders)."""
+        """Tick every unpaid reservation that came due on its partition's event time (or on
+        the wall-clock fallback: streams/expiry_clock.py), walking the sorted expiry index of
+        this worker's active partitions only up to then (no scan of all orders). A tick is
+        stamped with its due time: the wall clock decides when to look, never what is written."""
         now = datetime.now(UTC)  # the clock lives in the shell, never in the core
-        limit = expiry_key(now, "\xff")
         changelog = tables.orders.changelog_topic.get_topic_name()
         actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
         for partition in sorted(actives):
+            tick_by = expiry_clock.tick_by(partition, now)
+            if tick_by is None:
+                continue
+            limit = expiry_key(tick_by, "\xff")
             for k, _ in scan_prefix(tables.orders, partition, b"x|"):
                 if k > limit:
                     break
                 _, stamp, order_no = k.decode().split("|", 2)
                 due_at = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
                 tick = ReservationExpiryDue.model_construct(
-                    event_id=f"{order_no}|expiry|{stamp}", order_no=order_no, due_at=due_at, occurred_at=now
+                    event_id=f"{order_no}|expiry|{stamp}", order_no=order_no, due_at=due_at, occurred_at=due_at
                 )
                 sink.send(topics.order_inbox, order_no.encode(), wire.encode(tick, topics.order_inbox))
 

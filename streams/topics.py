@@ -59,7 +59,9 @@ def _specs() -> tuple[TopicSpec, ...]:
                   "internal", RETAINED),
         TopicSpec("inventory-changes", "sku|warehouseCode", ("InventoryChanged",), "output", COMPACTED),
         TopicSpec("order-status", "orderNo", ("OrderStatusChanged",), "output", RETAINED),
-        TopicSpec("outbound-instructions", "orderNo", ("OutboundInstruction",), "output", RETAINED),
+        # The WMS's topic: a recall follows its instruction (same key, same partition).
+        TopicSpec("outbound-instructions", "orderNo", ("OutboundInstruction", "OutboundCancellation"), "output",
+                  RETAINED),
         TopicSpec("inventory-ledger", "sku|warehouseCode", ("InventoryLedgerEntry",), "output", LEDGER),
         TopicSpec("inventory-alerts", "sku or orderNo", ("InventoryAlert",), "output", RETAINED),
         TopicSpec("dead-letters", "original key", ("DeadLetter",), "output", RETAINED),

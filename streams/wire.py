@@ -6,9 +6,10 @@
 * ``schema_registry_url`` set: Confluent's wire format (``00`` + 4-byte schema id) on every
   topic the pipeline produces to and reads from - inputs, internal topics, outputs, dead
   letters - with schemas registered on first use. Subjects: ``<topic>-value`` for a topic
-  carrying one record type (the outputs, the dead letters); ``<topic>-<record fullname>``
+  carrying one record type (most outputs, the dead letters); ``<topic>-<record fullname>``
   (Confluent's TopicRecordNameStrategy) for the topics that carry several (the inputs, the
-  stock commands, the order inbox): a registry holding one schema per subject under
+  stock commands, the order inbox, the WMS's outbound instructions and their recalls;
+  ``subject_strategy``): a registry holding one schema per subject under
   BACKWARD compatibility refuses a second record type on ``<topic>-value``
   (tests/integration/test_schema_registry.py shows the 409).
 
@@ -20,11 +21,23 @@ only by the workers, and each still names its exact writer schema.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from config.settings import Settings
 from schemas.codec import CONFLUENT_MAGIC, Codec, ConfluentFraming, decode, encode
 from streams.topics import Topics
+
+
+def subject_strategy(topics: Topics) -> Callable[[Any, str | None], str]:
+    """The registry subject of a record on a topic: ``<topic>-value`` where the topic carries
+    one record type, ``<topic>-<record fullname>`` where it carries several."""
+    single = {topics.name(spec) for spec in topics.specs if len(spec.records) == 1}
+
+    def subject(ctx: Any, record_name: str | None) -> str:
+        return f"{ctx.topic}-value" if ctx.topic in single else f"{ctx.topic}-{record_name}"
+
+    return subject
 
 
 class RegistryUnavailable(RuntimeError):
@@ -40,14 +53,8 @@ class Wire:
         if self.registry_url:
             from confluent_kafka.schema_registry import SchemaRegistryClient
 
-            topics = Topics(settings)
-            single = {topics.name(spec) for spec in topics.specs if len(spec.records) == 1}
-
-            def subject(ctx: Any, record_name: str | None) -> str:
-                return f"{ctx.topic}-value" if ctx.topic in single else f"{ctx.topic}-{record_name}"
-
             client = SchemaRegistryClient({"url": self.registry_url})
-            self._codec = Codec(ConfluentFraming(client, subject))
+            self._codec = Codec(ConfluentFraming(client, subject_strategy(Topics(settings))))
 
     def register_all(self, topics: Topics) -> int:
         """Register (or look up) the schema of every record type on every topic, so that

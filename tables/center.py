@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
@@ -85,13 +85,20 @@ class MemoryTables:
 
 
 class InventoryCenter:
-    """Feed input events in; read positions, orders and every emitted output."""
+    """Feed input events in; read positions, orders and every emitted output.
 
-    def __init__(self, policy: CorePolicy | None = None) -> None:
+    The expiry timer runs when told (``expire_due(now)``, the wall clock of a test or a
+    shadow) and, with ``tick_on_watermark=grace``, also after every submitted event, on the
+    event-time watermark (the latest ``occurredAt`` submitted) less ``grace``: as the worker's
+    timer sees a stream read at full speed (streams/app.py)."""
+
+    def __init__(self, policy: CorePolicy | None = None, tick_on_watermark: timedelta | None = None) -> None:
         self.policy = policy or CorePolicy()
         self.tables = MemoryTables()
         self.outputs: list[object] = []  # every event for the outside world, in order
         self.messages_processed = 0
+        self.tick_on_watermark = tick_on_watermark
+        self.watermark: datetime | None = None  # the latest occurredAt submitted
 
     def submit(self, event: BaseModel) -> None:
         """Process one input event and everything it sets in motion, to quiescence."""
@@ -101,22 +108,30 @@ class InventoryCenter:
         else:
             queue.extend(stock_commands_for(event))  # type: ignore[arg-type]
         self._drain(queue)
+        self._advance_watermark(event.occurred_at)  # type: ignore[attr-defined]
 
     def submit_all(self, events: Iterable[BaseModel]) -> None:
         for event in events:
             self.submit(event)
 
     def expire_due(self, now: datetime) -> None:
-        """The expiry timer: every unpaid reservation due by ``now`` gets a tick."""
+        """The expiry timer: every unpaid reservation due by ``now`` gets a tick. The tick
+        happened at the due time (event time): ``now`` is never written anywhere."""
         due = sorted(key for key in self.tables.expiry_index if key[0] <= now)
         for due_at, order_no in due:
             tick = ReservationExpiryDue.model_construct(
                 event_id=f"{order_no}|expiry|{due_at.isoformat()}",
                 order_no=order_no,
                 due_at=due_at,
-                occurred_at=now,
+                occurred_at=due_at,
             )
             self._drain(deque([tick]))
+
+    def _advance_watermark(self, occurred_at: datetime) -> None:
+        if self.watermark is None or occurred_at > self.watermark:
+            self.watermark = occurred_at
+        if self.tick_on_watermark is not None:
+            self.expire_due(self.watermark - self.tick_on_watermark)
 
     def _drain(self, queue: deque[BaseModel]) -> None:
         while queue:

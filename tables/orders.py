@@ -52,6 +52,7 @@ from schemas.outputs import (
     OrderLineAllocation,
     OrderStatus,
     OrderStatusChanged,
+    OutboundCancellation,
     OutboundInstruction,
 )
 from schemas.inputs import Consignee, StockLine
@@ -88,9 +89,14 @@ ANY = frozenset({None, *S})
 LIFECYCLE: dict[str, frozenset[OrderStatus | str | None]] = {
     "OrderCreated": frozenset({None, PLACEHOLDER}),
     "ReservationUpdated": frozenset(set(S)),
-    "OrderPaid": frozenset({S.PENDING, S.RESERVED, S.OUTBOUND_REQUESTED}),
+    # Judged on event time: in time (occurredAt <= reservationExpiresAt) an EXPIRED order is
+    # re-opened (it expired on the wall-clock fallback before the payment was read); late,
+    # it is refused and an open order expires.
+    "OrderPaid": frozenset({S.PENDING, S.RESERVED, S.OUTBOUND_REQUESTED, S.EXPIRED}),
     "ReservationExpiryDue": frozenset(set(S)),  # a no-op unless unpaid, open and due
-    "OrderCancelled": frozenset(OPEN | ENDED_UNSHIPPED),  # ended: already released, no-op
+    # Ended: already released, a no-op - except an EXPIRED order cancelled before its due
+    # time (or while it waits to re-open), which ends CANCELLED.
+    "OrderCancelled": frozenset(OPEN | ENDED_UNSHIPPED),
     "OrderShipped": frozenset({None, *S}),  # physical truth: always applied
     "PickedUp": frozenset(SHIPPED_OR_LATER),
     "InTransit": frozenset(SHIPPED_OR_LATER),
@@ -234,16 +240,10 @@ class _Tx:
             line.state != LineState.RESERVED or line.reserved_qty < line.quantity for line in o.lines
         ):
             return
-        by_warehouse: dict[str, list[StockLine]] = {}
-        for line in o.lines:
-            assert line.warehouse_code is not None
-            by_warehouse.setdefault(line.warehouse_code, []).append(
-                construct(StockLine, sku=line.sku, quantity=line.quantity)
-            )
         consignee = construct(
             Consignee, name=o.consignee_name, phone=o.consignee_phone, address=o.consignee_address
         )
-        for warehouse_code in sorted(by_warehouse):
+        for warehouse_code, lines in _instruction_lines(o).items():
             self.events.append(
                 construct(
                     OutboundInstruction,
@@ -254,12 +254,32 @@ class _Tx:
                     order_type=o.order_type,
                     consignee=consignee,
                     time_requirement=o.time_requirement,
-                    lines=by_warehouse[warehouse_code],
+                    lines=lines,
                     occurred_at=self.occurred_at,
                 )
             )
         self.update(outbound_issued=True)
         self.move_to(S.OUTBOUND_REQUESTED)
+
+    def recall_outbound(self, reason: str) -> None:
+        """The order's instructions were sent and nothing shipped: one OutboundCancellation
+        per instruction, so that the WMS does not ship what was cancelled."""
+        o = self.o
+        for warehouse_code, lines in _instruction_lines(o).items():
+            self.events.append(
+                construct(
+                    OutboundCancellation,
+                    event_id=f"{o.order_no}|{warehouse_code}|outbound-cancelled",
+                    instruction_no=f"{o.order_no}-{warehouse_code}",
+                    order_no=o.order_no,
+                    warehouse_code=warehouse_code,
+                    lines=lines,
+                    reason=reason[:256],
+                    cause_event_type=self.cause_event_type,
+                    cause_event_id=self.cause_event_id,
+                    occurred_at=self.occurred_at,
+                )
+            )
 
     def finish(self) -> OrderOutcome:
         order_no: str = self.message.order_no  # type: ignore[attr-defined]
@@ -278,6 +298,17 @@ class _Tx:
             expiry_set=self.expiry_set,
             expiry_cleared=self.expiry_cleared,
         )
+
+
+def _instruction_lines(o: Order) -> dict[str, list[StockLine]]:
+    """An instructed order's lines by warehouse, as its OutboundInstructions list them."""
+    by_warehouse: dict[str, list[StockLine]] = {}
+    for line in o.lines:
+        assert line.warehouse_code is not None
+        by_warehouse.setdefault(line.warehouse_code, []).append(
+            construct(StockLine, sku=line.sku, quantity=line.quantity)
+        )
+    return {warehouse_code: by_warehouse[warehouse_code] for warehouse_code in sorted(by_warehouse)}
 
 
 def _status_changed(
@@ -356,17 +387,17 @@ def _created(tx: _Tx, e: OrderCreated) -> None:
 
 def _created_after_shipment(tx: _Tx, e: OrderCreated) -> None:
     """The order arrives after its shipment or return (topics interleave): adopt the order's
-    data and keep what physically happened. Shipped units need no reservation any more."""
-    lines = []
+    data and keep what physically happened. Shipped units need no reservation any more; the
+    units still to ship are reserved as for any order (``_reserve_rest``)."""
+    lines, rest = [], []
     for item in e.items:
         seen = tx.o.line(item.sku)
-        shipped = seen.shipped_qty if seen else 0
-        line = replace(seen, quantity=item.quantity) if seen else OrderLine(sku=item.sku, quantity=item.quantity)
-        if shipped < item.quantity:
-            tx.anomaly(
-                f"order created after shipment of {shipped} of {item.quantity} units of {item.sku}: "
-                "the rest is not reserved", item.sku, item.quantity - shipped,
-            )
+        requested = item.warehouse_code or e.warehouse_code
+        line = OrderLine(sku=item.sku, quantity=item.quantity, requested_warehouse=requested)
+        if seen is not None:
+            line = replace(seen, quantity=item.quantity, requested_warehouse=requested)
+        if line.shipped_qty < item.quantity:
+            rest.append(line)
         lines.append(line)
     ordered = {item.sku for item in e.items}
     lines.extend(line for line in tx.o.lines if line.sku not in ordered)  # shipped, never ordered
@@ -376,6 +407,32 @@ def _created_after_shipment(tx: _Tx, e: OrderCreated) -> None:
         time_requirement=e.time_requirement, created_at=e.occurred_at,
     )
     tx.note("OrderCreated")
+    if rest:
+        _reserve_rest(tx, rest)
+
+
+def _reserve_rest(tx: _Tx, rest: list[OrderLine]) -> None:
+    """A merged order with units still to ship is PARTIALLY_SHIPPED, as it would be had it been
+    read first, and its lines hold the rest (ReserveStock of the unshipped units, answered as
+    for a partially shipped order: a later shipment consumes the hold, a full shipment
+    releases what is left). Not when its returns or a failed delivery already decide its
+    status (a finished order must hold nothing): then an ANOMALY names the units."""
+    if tx.o.status not in (S.SHIPPED, S.DELIVERED):
+        for line in rest:
+            units = line.quantity - line.shipped_qty
+            tx.anomaly(
+                f"order created after shipment of {line.shipped_qty} of {line.quantity} units of {line.sku}: "
+                "the rest is not reserved", line.sku, units,
+            )
+        return
+    for line in rest:
+        tx.set_line(replace(line, state=LineState.REQUESTED, reserved_qty=0, presold_qty=0))
+        tx.command(
+            ReserveStock, line.sku, "reserve",
+            order_no=tx.o.order_no, order_type=tx.o.order_type, quantity=line.quantity - line.shipped_qty,
+            warehouse_code=line.requested_warehouse,
+        )
+    tx.move_to(S.PARTIALLY_SHIPPED, "order read after part of it shipped")
 
 
 def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
@@ -401,6 +458,15 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
     elif r.short_qty < line.short_qty:
         left = f", {r.short_qty} still short" if r.short_qty else ""
         tx.notify(f"RECOVERED: {line.short_qty - r.short_qty} units of {r.sku} served from new stock{left}")
+    unshipped = line.quantity - line.shipped_qty
+    if state == LineState.REJECTED and tx.o.status in SHIPPED_OR_LATER and unshipped > 0:
+        tx.anomaly(
+            f"the {unshipped} units of {r.sku} still to ship could not be reserved (best {r.best_available_qty})",
+            r.sku, unshipped,
+        )
+    if tx.o.status == S.EXPIRED and tx.o.paid:
+        _reopen_once_released(tx)  # paid in time, read after the expiry
+        return
     if tx.o.status != S.PENDING or any(x.state == LineState.REQUESTED for x in tx.o.lines):
         tx.maybe_request_outbound()
         return
@@ -415,28 +481,100 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
 
 
 def _paid(tx: _Tx, e: OrderPaid) -> None:
-    if tx.o.paid:
+    """Judged on event time: a payment that occurred by ``reservationExpiresAt`` is honoured
+    whenever it is read, one that occurred later is refused."""
+    o = tx.o
+    if o.paid:
         return
-    if tx.o.reservation_expires_at is not None:
-        tx.expiry_cleared = tx.o.reservation_expires_at
+    due = o.reservation_expires_at
+    if due is not None and e.occurred_at > due:
+        _paid_too_late(tx, e, due)
+        return
+    if o.status == S.EXPIRED:
+        assert due is not None  # only an unpaid order expires
+        _paid_after_expiry(tx, e, due)
+        return
+    tx.expiry_cleared = due
     tx.update(paid=True)
     tx.note("PAID")
     tx.maybe_request_outbound()
+
+
+def _paid_too_late(tx: _Tx, e: OrderPaid, due: datetime) -> None:
+    """Refused (ANOMALY); an order still open expires now, whether or not a tick came."""
+    tx.anomaly(f"payment at {e.occurred_at.isoformat()} refused: the reservation expired at {due.isoformat()}")
+    if tx.o.status in (S.PENDING, S.RESERVED):
+        _expire(tx, due)
+
+
+def _paid_after_expiry(tx: _Tx, e: OrderPaid, due: datetime) -> None:
+    """Paid in time, read after a tick expired the order (the wall-clock fallback fired
+    first): the order is paid and re-opened, with an ANOMALY as its trace."""
+    tx.anomaly(
+        f"paid at {e.occurred_at.isoformat()}, in time for {due.isoformat()}, but read after the "
+        "order expired: re-opened, its lines reserved again"
+    )
+    tx.update(paid=True)
+    tx.note("PAID")
+    _reopen_once_released(tx)
+
+
+def _reopen_once_released(tx: _Tx) -> None:
+    """Re-open an EXPIRED, paid order once every line's release is answered: the expiry
+    released every line, so each line's last answer before the new reservation is that
+    RELEASED one, and no older answer can be taken for the new reservation. Then every line
+    is reserved again (``<message id>|<sku>|reserve-again``) and the order is PENDING: the
+    answers take it to RESERVED (and, paid, to the warehouse) or REJECTED, as at creation."""
+    o = tx.o
+    if any(line.state != LineState.RELEASED for line in o.lines):
+        return  # an answer to the expiry's releases is still to be read: it re-opens
+    lines = tuple(
+        OrderLine(sku=line.sku, quantity=line.quantity, requested_warehouse=line.requested_warehouse)
+        for line in o.lines
+    )
+    tx.update(lines=lines)
+    for line in lines:
+        tx.command(
+            ReserveStock, line.sku, "reserve-again",
+            order_no=o.order_no, order_type=o.order_type, quantity=line.quantity,
+            warehouse_code=line.requested_warehouse,
+        )
+    tx.move_to(S.PENDING, "re-opened: paid in time, read after the expiry")
+
+
+def _expire(tx: _Tx, due: datetime) -> None:
+    """Release every line, held or not (so that each line's last reservation answer is a
+    RELEASED one: see ``_reopen_once_released``), and end EXPIRED."""
+    for line in tx.o.lines:
+        tx.command(ReleaseStock, line.sku, "release", order_no=tx.o.order_no)
+    tx.expiry_cleared = due
+    tx.move_to(S.EXPIRED, f"not paid by {due.isoformat()}")
 
 
 def _expiry_due(tx: _Tx, e: ReservationExpiryDue) -> None:
     o = tx.o
     if o.paid or o.status not in (S.PENDING, S.RESERVED) or o.reservation_expires_at != e.due_at:
         return
-    tx.release_held_lines()
-    tx.move_to(S.EXPIRED, f"not paid by {e.due_at.isoformat()}")
+    _expire(tx, e.due_at)
 
 
 def _cancelled(tx: _Tx, e: OrderCancelled) -> None:
-    if tx.o.status in ENDED_UNSHIPPED:
+    o = tx.o
+    if o.status == S.EXPIRED and (o.paid or _by_due_time(o, e.occurred_at)):
+        # Cancelled before it was due (or while it waited to re-open) but read after the
+        # expiry: it ends as cancelled; its lines were released when it expired.
+        tx.move_to(S.CANCELLED, e.reason)
+        return
+    if o.status in ENDED_UNSHIPPED:
         return  # already released
+    if o.status == S.OUTBOUND_REQUESTED:
+        tx.recall_outbound(e.reason)
     tx.release_held_lines()
     tx.move_to(S.CANCELLED, e.reason)
+
+
+def _by_due_time(o: Order, occurred_at: datetime) -> bool:
+    return o.reservation_expires_at is not None and occurred_at <= o.reservation_expires_at
 
 
 def _shipped(tx: _Tx, e: OrderShipped) -> None:
@@ -651,6 +789,46 @@ def _settle_returns(tx: _Tx, reason: str = "") -> None:
         tx.move_to(status, reason)
 
 
+def _returning(o: Order) -> dict[str, int]:
+    """Units of each SKU coming back to us: inspected, plus requested and not inspected yet."""
+    units = {line.sku: line.returned_qty for line in o.lines}
+    for customer_return in o.returns:
+        for line in customer_return.lines:
+            if not customer_return.inspected or o.line(line.sku) is None:
+                units[line.sku] = units.get(line.sku, 0) + line.quantity
+    return units
+
+
+def _returned_above_delivered(o: Order | None) -> dict[str, tuple[int, int]]:
+    """SKU -> (returning, delivered) where more comes back than was delivered, once that is
+    settled: the order fully shipped and none of its parcels still on its way (a delivery
+    read after the return, on another topic, would otherwise look like a return too many)."""
+    if o is None or not o.returns or not o.shipments or o.status not in SHIPPED_OR_LATER:
+        return {}
+    if any(s.state == ShipmentState.SHIPPED for s in o.shipments):
+        return {}
+    if any(line.shipped_qty < line.quantity for line in o.lines):
+        return {}
+    delivered = {line.sku: line.delivered_qty for line in o.lines}
+    return {
+        sku: (units, delivered.get(sku, 0))
+        for sku, units in _returning(o).items()
+        if units > delivered.get(sku, 0)
+    }
+
+
+def _flag_returns_above_delivered(tx: _Tx) -> None:
+    """An ANOMALY naming the order, SKU and quantities when a message makes the units coming
+    back exceed the units delivered (the stock moves anyway: physical truth)."""
+    before = _returned_above_delivered(tx.before)
+    for sku, (units, delivered) in _returned_above_delivered(tx.order).items():
+        if sku not in before or before[sku][0] - before[sku][1] < units - delivered:
+            tx.anomaly(
+                f"order {tx.o.order_no}: {units} units of {sku} returned or requested back, "
+                f"{delivered} delivered", sku, units - delivered,
+            )
+
+
 _HANDLERS: dict[type[BaseModel], Callable[[_Tx, BaseModel], None]] = {
     OrderCreated: _created,  # type: ignore[dict-item]
     ReservationUpdated: _reservation_updated,  # type: ignore[dict-item]
@@ -700,6 +878,8 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
         tx.anomaly(f"{tx.message_type} rejected: {what}")
         return _with_fingerprint(tx.finish(), content)
     _HANDLERS[type(message)](tx, message)
+    if tx.order is not None and tx.order.returns:
+        _flag_returns_above_delivered(tx)
     return _with_fingerprint(tx.finish(), content)
 
 

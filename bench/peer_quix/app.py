@@ -61,6 +61,7 @@ from schemas.outputs import (  # noqa: E402
     InventoryLedgerEntry,
     OrderStatus,
     OrderStatusChanged,
+    OutboundCancellation,
     OutboundInstruction,
 )
 from tables.orders import ORDER_MESSAGES, apply_order  # noqa: E402
@@ -107,6 +108,7 @@ def destinations(names: TopicNames) -> Callable[[object], tuple[str, str]]:
         InventoryAlert: (names.inventory_alerts, lambda e: e.sku or e.order_no or ""),
         OrderStatusChanged: (names.order_status, lambda e: e.order_no),
         OutboundInstruction: (names.outbound_instructions, lambda e: e.order_no),
+        OutboundCancellation: (names.outbound_instructions, lambda e: e.order_no),
         ReservationUpdated: (names.order_inbox, lambda e: e.order_no),
         ReturnInspected: (names.order_inbox, lambda e: e.order_no),
     }

@@ -111,6 +111,10 @@ def _deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
         "INVENTORY_APP_ID": f"inventory-test-{tag}",
         "INVENTORY_PARTITIONS": "4",
         "INVENTORY_EXPIRY_CHECK_INTERVAL_S": "0.5",
+        # Test days are dated in the past: a partition idle for 2 s falls back to the wall
+        # clock and expires what is due, as a test that waits for its outcome expects.
+        "INVENTORY_EXPIRY_GRACE_S": "0",
+        "INVENTORY_EXPIRY_WALL_CLOCK_FALLBACK_S": "2",
     }
     settings = Settings(
         bootstrap_servers=kafka_bootstrap,

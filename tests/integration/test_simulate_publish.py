@@ -14,10 +14,12 @@ The opening stock is published first and shelved before the rest of the day, as 
 warehouse: read after the first orders, it would leave them rejected and their shipments
 booked as found.
 
-The worker's expiry timer runs on the wall clock, past the simulated day, so every unpaid
-order is due at once there: the model is ticked to now before comparing. A payment the
-worker reads after that tick is refused, which changes the position versions (a release
-more) but not the quantities, so quantities are compared, not versions.
+The worker's expiry timer runs on event time, with a wall-clock fallback for a quiet
+partition (2 s in tests/integration/conftest.py): once the day is read, every unpaid order
+is due there, so the model is ticked to now before comparing. A payment that happened in
+time, read after a fallback tick, re-opens its order, which changes the position versions (a
+release and a reservation more) but not the quantities, so quantities are compared, not
+versions.
 """
 
 from __future__ import annotations

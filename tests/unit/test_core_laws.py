@@ -342,7 +342,8 @@ class CoreLaws(RuleBasedStateMachine):
     @rule(data=st.data(), extra=st.none() | st.tuples(sku, qty))
     def create_order_after_its_shipment(self, data: st.DataObject, extra: tuple[str, int] | None) -> None:
         """The topics interleave: the order arrives after a shipment made it a placeholder.
-        It adopts the order's data and reserves nothing (its units already left)."""
+        It adopts the order's data; what shipped needs no reservation, the units still to
+        ship (the extra line) are reserved as for any order, or not at all."""
         order_no = data.draw(st.sampled_from([n for n in self.unknown_orders if n not in self.created]))
         shipped = {line.sku: line.quantity for s in self.shipments if s.order_no == order_no for line in s.lines}
         items = [(s, q, None) for s, q in shipped.items()]
@@ -352,7 +353,10 @@ class CoreLaws(RuleBasedStateMachine):
         assert isinstance(event, OrderCreated)
         self.created[order_no] = event
         self.submit(event)
-        assert not [k for k in self.center.tables.reservations_by_key if k[1] == order_no]
+        held = {k[0]: r.reserved_qty + r.presold_qty
+                for k, r in self.center.tables.reservations_by_key.items() if k[1] == order_no}
+        assert all(sku not in shipped for sku in held), held
+        assert held in ({}, {extra[0]: extra[1]} if extra is not None else {}), (held, extra)
 
     @rule(minutes=st.integers(1, 120))
     def expiry_timer(self, minutes: int) -> None:

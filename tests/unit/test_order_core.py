@@ -183,19 +183,64 @@ def test_returning_part_of_what_was_delivered_is_partially_returned(core: Core) 
     assert position is not None and (position.on_hand_qty, position.in_transit_qty) == (8, 0)
 
 
-def test_an_order_created_after_its_shipment_is_merged_without_reserving(core: Core) -> None:
+def test_an_order_created_after_its_shipment_reserves_what_is_still_to_ship(core: Core) -> None:
     core.submit(core.f.order_shipped("LATE", "SHP-1", "WH1", [("A", 2)]))
     assert core.status("LATE") == S.SHIPPED
-    outputs = core.submit(core.f.order_created("LATE", [("A", 2), ("B", 1)]))
-    # Nothing is reserved for the merged order; the unshipped line is named in an ANOMALY.
-    assert core.reserved("A", "WH1") == core.reserved("B", "WH1") == 0
-    [anomaly] = of_type(outputs, InventoryAlert)
-    assert (anomaly.alert_type, anomaly.sku, anomaly.quantity) == (AlertType.ANOMALY, "B", 1)
+    outputs = core.submit(core.f.order_created("LATE", [("A", 3), ("B", 1)]))
+    # 1 A and the B are still to ship: reserved as for any order, and the order says so.
+    assert (core.reserved("A", "WH1"), core.reserved("B", "WH1")) == (1, 1)
+    assert of_type(outputs, InventoryAlert) == []
     order = core.center.order("LATE")
-    assert order is not None and order.known and core.status("LATE") == S.SHIPPED
+    assert order is not None and order.known and core.status("LATE") == S.PARTIALLY_SHIPPED
+    assert [(x.sku, x.shipped_qty, x.reserved_qty) for x in order.lines] == [("A", 2, 1), ("B", 0, 1)]
+    assert of_type(outputs, OutboundInstruction) == []  # the WMS is shipping it already
     # Now it is known: another OrderCreated is refused.
     [again] = core.submit(core.f.order_created("LATE", [("A", 2)]))
     assert isinstance(again, InventoryAlert) and "rejected" in again.message
+    # The rest ships: the reservation is consumed, nothing stays held.
+    core.submit(core.f.order_shipped("LATE", "SHP-2", "WH1", [("A", 1), ("B", 1)]))
+    assert core.status("LATE") == S.SHIPPED
+    assert (core.reserved("A", "WH1"), core.reserved("B", "WH1")) == (0, 0)
+    assert core.center.tables.reservations_by_key == {}
+    position = core.center.position("A", "WH1")
+    assert position is not None and (position.on_hand_qty, position.outbound_qty) == (7, 3)
+
+
+def test_an_order_created_after_all_of_it_shipped_stays_shipped_and_reserves_nothing(core: Core) -> None:
+    core.submit(core.f.order_shipped("LATE", "SHP-1", "WH1", [("A", 2)]))
+    core.submit(core.f.tracking("Delivered", "LATE", "SHP-1"))
+    assert core.submit(core.f.order_created("LATE", [("A", 2)])) == []
+    assert core.status("LATE") == S.DELIVERED and core.reserved("A", "WH1") == 0
+
+
+def test_a_late_order_whose_delivered_part_is_not_all_is_partially_shipped(core: Core) -> None:
+    core.submit(core.f.order_shipped("LATE", "SHP-1", "WH1", [("A", 1)]))
+    core.submit(core.f.tracking("Delivered", "LATE", "SHP-1"))
+    core.submit(core.f.order_created("LATE", [("A", 2)]))
+    assert core.status("LATE") == S.PARTIALLY_SHIPPED and core.reserved("A", "WH1") == 1
+    core.submit(core.f.order_shipped("LATE", "SHP-2", "WH1", [("A", 1)]))
+    core.submit(core.f.tracking("Delivered", "LATE", "SHP-2"))
+    assert core.status("LATE") == S.DELIVERED and core.reserved("A", "WH1") == 0
+
+
+def test_a_late_order_whose_rest_cannot_be_reserved_says_so(core: Core) -> None:
+    core.submit(core.f.order_shipped("LATE", "SHP-1", "WH1", [("A", 2)]))
+    outputs = core.submit(core.f.order_created("LATE", [("A", 2), ("B", 50)]))
+    [anomaly] = [a for a in of_type(outputs, InventoryAlert) if a.alert_type == AlertType.ANOMALY]
+    assert (anomaly.order_no, anomaly.sku, anomaly.quantity) == ("LATE", "B", 50)
+    assert core.status("LATE") == S.PARTIALLY_SHIPPED and core.reserved("B", "WH1") == 0
+    assert core.center.tables.reservations_by_key == {}
+
+
+def test_a_late_order_whose_return_was_read_first_reserves_nothing(core: Core) -> None:
+    """Its returns settle the status (RETURNED is finished): holding stock for it would leak."""
+    core.submit(core.f.order_shipped("LATE", "SHP-1", "WH1", [("A", 1)]))
+    core.submit(core.f.tracking("Delivered", "LATE", "SHP-1"))
+    core.submit(core.f.return_inspected("LATE", "RT-1", "WH1", [("A", 1, "SELLABLE")]))
+    outputs = core.submit(core.f.order_created("LATE", [("A", 2)]))
+    [anomaly] = of_type(outputs, InventoryAlert)
+    assert (anomaly.sku, anomaly.quantity) == ("A", 1) and "not reserved" in anomaly.message
+    assert core.status("LATE") == S.RETURNED and core.reserved("A", "WH1") == 0
 
 
 # --- arrivals out of order across topics (review findings) --------------------------------
@@ -291,3 +336,137 @@ def test_a_message_that_overtook_its_order_is_applied_when_redelivered(core: Cor
     assert core.status("O-EARLY") == S.OUTBOUND_REQUESTED
     core.submit(cancelled)
     assert core.status("O-EARLY") == S.CANCELLED and core.reserved("A", "WH1") == 0
+
+
+# --- recall: a cancel after the warehouse was instructed ---------------------------------
+
+
+def test_a_cancel_after_the_outbound_instruction_recalls_it_from_each_warehouse() -> None:
+    from schemas.outputs import OutboundCancellation
+
+    core = Core()
+    core.stock("WH1", B=5)
+    core.stock("WH2", A=5)
+    instructed = of_type(core.submit(core.f.order_created("O1", [("A", 2), ("B", 1)])), OutboundInstruction)
+    assert core.status("O1") == S.OUTBOUND_REQUESTED
+    cancel = core.f.order_cancelled("O1", "customer changed mind")
+    outputs = core.submit(cancel)
+    recalls = of_type(outputs, OutboundCancellation)
+    assert [(r.instruction_no, r.warehouse_code, [(x.sku, x.quantity) for x in r.lines]) for r in recalls] == [
+        (i.instruction_no, i.warehouse_code, [(x.sku, x.quantity) for x in i.lines]) for i in instructed
+    ]
+    assert [r.event_id for r in recalls] == ["O1|WH1|outbound-cancelled", "O1|WH2|outbound-cancelled"]
+    assert {(r.order_no, r.reason, r.cause_event_id, r.occurred_at) for r in recalls} == {
+        ("O1", "customer changed mind", cancel.event_id, cancel.occurred_at)
+    }
+    assert core.status("O1") == S.CANCELLED and core.reserved("A", "WH2") == core.reserved("B", "WH1") == 0
+    assert core.submit(cancel) == outputs  # redelivered: the same recalls, under the same ids
+
+
+def test_a_cancel_before_any_instruction_recalls_nothing(core: Core) -> None:
+    from schemas.outputs import OutboundCancellation
+
+    core.submit(core.f.order_created("O1", [("A", 2)], expires_in=timedelta(minutes=30)))  # unpaid
+    assert core.status("O1") == S.RESERVED
+    assert of_type(core.submit(core.f.order_cancelled("O1")), OutboundCancellation) == []
+    assert core.status("O1") == S.CANCELLED
+
+
+def test_a_recalled_order_the_warehouse_ships_anyway_is_shipped(core: Core) -> None:
+    """Physical truth: the recall came too late, the parcel left."""
+    core.submit(core.f.order_created("O1", [("A", 2)]))
+    core.submit(core.f.order_cancelled("O1"))
+    outputs = core.submit(core.f.order_shipped("O1", "SHP-1", "WH1", [("A", 2)]))
+    assert core.status("O1") == S.SHIPPED
+    assert {a.alert_type for a in of_type(outputs, InventoryAlert)} == {AlertType.ANOMALY}
+    position = core.center.position("A", "WH1")
+    assert position is not None
+    assert (position.on_hand_qty, position.reserved_qty, position.outbound_qty) == (8, 0, 2)
+
+
+def test_every_output_is_carried_by_one_output_topic_and_a_recall_by_the_instructions_topic() -> None:
+    from config.settings import Settings
+    from schemas.outputs import OUTPUT_EVENTS
+    from streams.topics import Topics
+
+    specs = [s for s in Topics(Settings()).specs if s.role == "output"]
+    for name in OUTPUT_EVENTS:
+        assert len([s for s in specs if name in s.records]) == 1, name
+    [wms] = [s for s in specs if "OutboundInstruction" in s.records]
+    assert "OutboundCancellation" in wms.records and wms.key == "orderNo"
+
+
+# --- returns above what was delivered ----------------------------------------------------
+
+
+def _delivered(core: Core, order_no: str, qty: int) -> None:
+    core.submit(core.f.order_created(order_no, [("A", qty), ("B", 1)]))
+    core.submit(core.f.order_shipped(order_no, f"SHP-{order_no}", "WH1", [("A", qty), ("B", 1)]))
+    core.submit(core.f.tracking("Delivered", order_no, f"SHP-{order_no}"))
+
+
+def _above_delivered(outputs: list[object]) -> list[InventoryAlert]:
+    return [a for a in of_type(outputs, InventoryAlert) if a.alert_type == AlertType.ANOMALY and "delivered" in a.message]
+
+
+def test_a_return_requested_above_what_was_delivered_is_an_anomaly(core: Core) -> None:
+    _delivered(core, "O1", 2)
+    [anomaly] = _above_delivered(core.submit(core.f.return_requested("O1", "RET-1", [("A", 3)])))
+    assert (anomaly.order_no, anomaly.sku, anomaly.quantity) == ("O1", "A", 1)
+    assert "3 units of A" in anomaly.message and "2 delivered" in anomaly.message
+    assert _above_delivered(core.submit(core.f.return_picked_up("O1", "RET-1", "WH1"))) == []  # said once
+
+
+def test_a_return_inspected_above_what_was_delivered_is_an_anomaly_and_the_stock_still_moves(core: Core) -> None:
+    _delivered(core, "O1", 2)
+    core.submit(core.f.return_requested("O1", "RET-1", [("A", 2)]))
+    core.submit(core.f.return_picked_up("O1", "RET-1", "WH1"))
+    outputs = core.submit(core.f.return_inspected("O1", "RET-1", "WH1", [("A", 3, "SELLABLE"), ("B", 1, "DAMAGED")]))
+    [anomaly] = _above_delivered(outputs)
+    assert (anomaly.order_no, anomaly.sku, anomaly.quantity) == ("O1", "A", 1)
+    position = core.center.position("A", "WH1")
+    assert position is not None and (position.on_hand_qty, position.in_transit_qty) == (11, 0)
+
+
+def test_a_return_within_what_was_delivered_is_no_anomaly(core: Core) -> None:
+    _delivered(core, "O1", 2)
+    outputs = core.submit(core.f.return_requested("O1", "RET-1", [("A", 2), ("B", 1)]))
+    outputs += core.submit(core.f.return_picked_up("O1", "RET-1", "WH1"))
+    outputs += core.submit(core.f.return_inspected("O1", "RET-1", "WH1", [("A", 2, "SELLABLE"), ("B", 1, "SELLABLE")]))
+    assert of_type(outputs, InventoryAlert) == []
+
+
+def test_a_return_read_before_its_delivery_is_judged_once_the_delivery_is_read(core: Core) -> None:
+    """The topics interleave: a return read while its parcel is on its way is no anomaly yet."""
+    core.submit(core.f.order_created("O1", [("A", 2)]))
+    core.submit(core.f.order_shipped("O1", "SHP-1", "WH1", [("A", 2)]))
+    assert _above_delivered(core.submit(core.f.return_inspected("O1", "RET-1", "WH1", [("A", 2, "SELLABLE")]))) == []
+    assert _above_delivered(core.submit(core.f.tracking("Delivered", "O1", "SHP-1"))) == []
+    core.submit(core.f.order_created("O2", [("A", 1)]))
+    core.submit(core.f.order_shipped("O2", "SHP-2", "WH1", [("A", 1)]))
+    assert _above_delivered(core.submit(core.f.return_requested("O2", "RET-2", [("A", 2)]))) == []
+    [anomaly] = _above_delivered(core.submit(core.f.tracking("Delivered", "O2", "SHP-2")))
+    assert (anomaly.order_no, anomaly.sku, anomaly.quantity) == ("O2", "A", 1)
+
+
+def test_a_late_order_leaks_no_reservation_in_any_delivery_order() -> None:
+    """Part shipped, the order read, the rest shipped (maybe from another warehouse), in
+    every interleaving the topics allow: nothing stays held, the order is SHIPPED."""
+    from tests.unit.interleaving import InterleavingCenter
+    from tests.unit.test_interleaving import assert_no_leaked_reservation
+
+    for seed in range(60):
+        f = EventFactory()
+        center = InterleavingCenter(seed)
+        center.publish(f.goods_received("RCV-1", "WH1", [("A", 10, 0), ("B", 10, 0)]))
+        center.publish(f.goods_received("RCV-2", "WH2", [("A", 10, 0), ("B", 10, 0)]))
+        center.drain()
+        center.publish(f.order_shipped("LATE", "SHP-1", "WH1", [("A", 2)]))
+        center.deliver_next("shipments")
+        center.publish(f.order_created("LATE", [("A", 3), ("B", 1)]))
+        center.publish(f.order_shipped("LATE", "SHP-2", "WH2" if seed % 3 == 0 else "WH1", [("A", 1), ("B", 1)]))
+        center.drain()
+        order = center.order("LATE")
+        assert order is not None and order.status == S.SHIPPED, (seed, order)
+        assert center.tables.reservations_by_key == {}, seed
+        assert_no_leaked_reservation(center.tables)
