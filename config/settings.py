@@ -166,6 +166,12 @@ class Settings(BaseSettings):
     default_reorder_point: int = Field(
         10, ge=0, description="LOW_STOCK fires when availableQty crosses below this."
     )
+    count_history: int = Field(
+        64, ge=1, description=(
+            "On-hand movements each position remembers (12 bytes each, in every SKU record) to net a "
+            "stock count read after movements that happened after it; an older count is reported, not applied."
+        ),
+    )
 
     @model_validator(mode="after")
     def _fallback_after_grace(self) -> Self:

@@ -168,7 +168,11 @@ def create_app(settings: Settings) -> Pipeline:
     wire = Wire(settings)
     _register_schemas(wire, topics)
     pipeline = Pipeline(app, settings, topics, tables, metrics, sink, wire)
-    policy = CorePolicy(warehouse_priority=settings.warehouse_priority, reorder_point=settings.default_reorder_point)
+    policy = CorePolicy(
+        warehouse_priority=settings.warehouse_priority,
+        reorder_point=settings.default_reorder_point,
+        count_history=settings.count_history,
+    )
 
     t_orders_in = _faust_topic(app, topics.orders, topics.shipments, topics.order_inbox)
     t_movements = _faust_topic(app, topics.stock_movements)

@@ -18,14 +18,6 @@ from schemas.outputs import OrderStatus
 
 
 @dataclass(frozen=True, slots=True)
-class OnHandMovement:
-    """One physical change of a position's on-hand units, at the time it happened."""
-
-    at: datetime
-    qty: int
-
-
-@dataclass(frozen=True, slots=True)
 class Position:
     """One SKU in one warehouse. All quantities are integers.
 
@@ -47,10 +39,12 @@ class Position:
     # The countedAt of the last count applied: an on-hand movement that happened by then but
     # is read after the count (another topic) was counted already.
     counted_at: datetime | None = None
-    # The on-hand movements applied that happened after ``counted_at``, oldest first, at most
-    # CorePolicy.count_history of them: a count read late is netted against them. Every
-    # movement after ``history_since`` is here (None: every movement since the first).
-    movements: tuple[OnHandMovement, ...] = ()
+    # The on-hand movements applied that happened after ``counted_at``, in time order, at
+    # most CorePolicy.count_history of them (tables/history.py packs them: the SKU record is
+    # encoded on every change, so a list of records would cost more than the rest of it):
+    # a count read late is netted against them. Every movement after ``history_since`` is
+    # here (None: every movement since the first).
+    movement_log: bytes = b""
     history_since: datetime | None = None
     # Damaged units the WMS disposed of before the books saw them arrive (a disposal read
     # before the return inspection that brought them): written off when they arrive.
@@ -288,7 +282,6 @@ class Transaction:
 
 
 STATE_RECORDS = (
-    OnHandMovement,
     Position,
     SkuStock,
     Reservation,

@@ -42,12 +42,12 @@ from schemas.outputs import (
     MovementType,
     StockBucket,
 )
+from tables import history
 from tables.construct import construct, evolve, fingerprint
 from tables.policy import MAX_ORDERS_AT_RISK, CorePolicy
 from tables.state import (
     ExpectationKind,
     InboundExpectation,
-    OnHandMovement,
     Position,
     Receipt,
     Reservation,
@@ -276,21 +276,14 @@ class _Tx:
         self.ledger(warehouse_code, StockBucket.ON_HAND, movement, delta, document_type, document_no)
 
     def remember(self, warehouse_code: str, at: datetime, delta: int) -> None:
-        """Add an on-hand movement to the position's history (kept in time order); beyond
-        ``count_history`` entries the oldest are forgotten and the horizon moves past them."""
+        """Add an on-hand movement to the position's history; beyond ``count_history``
+        movements the oldest are forgotten and the horizon moves past them."""
         p = self.position(warehouse_code)
-        movements = list(p.movements)
-        index = len(movements)
-        while index > 0 and movements[index - 1].at > at:
-            index -= 1
-        movements.insert(index, OnHandMovement(at=at, qty=delta))
+        movements, forgotten = history.add(p.movement_log, at, delta, self.policy.count_history)
         since = p.history_since
-        excess = len(movements) - self.policy.count_history
-        if excess > 0:
-            forgotten = movements[excess - 1].at
-            since = forgotten if since is None or forgotten > since else since
-            movements = movements[excess:]
-        self.set(warehouse_code, movements=tuple(movements), history_since=since)
+        if forgotten is not None and (since is None or forgotten > since):
+            since = forgotten
+        self.set(warehouse_code, movement_log=movements, history_since=since)
 
     def receive_into(
         self,
@@ -789,9 +782,9 @@ def _reconcile(tx: _Tx, cmd: ReconcileStock) -> None:
             f"the movements before {p.history_since.isoformat()} are no longer kept",
         )
         return
-    later = tuple(m for m in p.movements if m.at > at)
-    books = p.on_hand_qty - sum(m.qty for m in later)
-    tx.set(wh, counted_at=at, movements=later)
+    later, moved_since = history.after(p.movement_log, at)
+    books = p.on_hand_qty - moved_since
+    tx.set(wh, counted_at=at, movement_log=later)
     if books < 0:
         tx.alert(
             AlertType.ANOMALY, wh, -books,

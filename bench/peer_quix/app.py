@@ -159,7 +159,11 @@ def cpu_seconds() -> float:
 
 def build(args: argparse.Namespace, stats: RunStats) -> tuple[Application, IdleWatchdog]:
     settings = Settings(bootstrap_servers=args.bootstrap, topic_prefix=args.topic_prefix)
-    policy = CorePolicy(warehouse_priority=settings.warehouse_priority, reorder_point=settings.default_reorder_point)
+    policy = CorePolicy(
+        warehouse_priority=settings.warehouse_priority,
+        reorder_point=settings.default_reorder_point,
+        count_history=settings.count_history,
+    )
     names = TopicNames.of(args.topic_prefix, args.output_prefix)
     inputs = set(names.inputs)
     destination = destinations(names)

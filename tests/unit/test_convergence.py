@@ -182,7 +182,7 @@ def test_physical_movements_end_at_the_same_positions_in_any_order(seed: int, mo
     for order in (rest, shuffled):
         center = InventoryCenter()
         center.submit_all(events[:opening] + order)
-        ends.append({wh: replace(center.position("SKU1", wh), version=0, updated_at=None, movements=(),  # type: ignore[arg-type]
+        ends.append({wh: replace(center.position("SKU1", wh), version=0, updated_at=None, movement_log=b"",
                                  history_since=None, counted_at=None) for wh in ("WH1", "WH2")})
     assert {wh: quantities(p) for wh, p in ends[0].items()} == {wh: quantities(p) for wh, p in ends[1].items()}
     assert ends[0] == ends[1]
