@@ -799,6 +799,47 @@ def replay(events: Iterable[Event], center: InventoryCenter | None = None) -> In
     return center
 
 
+# --- the day's end ------------------------------------------------------------------------
+# A pipeline that reads the day in another order than the model may take other reservation
+# decisions (which order gets the last unit, from which warehouse; an order read before the
+# stock it wanted is rejected). Ending the day as the OMS and WMS would - the WMS ships what
+# partly shipped orders still hold, the OMS cancels every order still open - leaves no
+# reservation on either side, so every position of the two can be compared.
+
+
+def day_end(day: date = DEFAULT_DAY) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=CHINA)
+
+
+def ship_what_is_held(center: InventoryCenter, day: date = DEFAULT_DAY) -> list[OrderShipped]:
+    """A parcel per warehouse for what each partly shipped order of ``center`` still holds
+    (its next parcel was due after midnight); a shipped order can no longer be cancelled."""
+    parcels = []
+    for order in sorted(center.tables.orders_by_no.values(), key=lambda o: o.order_no):
+        if order.status != S.PARTIALLY_SHIPPED:
+            continue
+        held: dict[str, list[StockLine]] = {}
+        for line in order.lines:
+            if line.reserved_qty and line.warehouse_code:
+                held.setdefault(line.warehouse_code, []).append(StockLine(sku=line.sku, quantity=line.reserved_qty))
+        for n, (warehouse_code, lines) in enumerate(sorted(held.items()), start=1):
+            shipment_no = f"EOD-{order.order_no}-{n}"
+            parcels.append(OrderShipped(
+                event_id=f"EOD-ship-{shipment_no}", occurred_at=day_end(day), shipment_no=shipment_no,
+                order_no=order.order_no, warehouse_code=warehouse_code, lines=lines,
+                waybill_no=f"WB-{shipment_no}", carrier=CARRIERS[0],
+            ))
+    return parcels
+
+
+def cancel_at_day_end(order_no: str, day: date = DEFAULT_DAY) -> OrderCancelled:
+    """The OMS closes an order still open at midnight. The same id for the same order: the
+    model and a pipeline may both be sent it."""
+    return OrderCancelled(
+        event_id=f"EOD-cancel-{order_no}", occurred_at=day_end(day), order_no=order_no, reason="end of day",
+    )
+
+
 def to_json_line(event: Event) -> str:
     """One event as a JSON line ``connectors.produce`` reads back (no newline); fields at
     their default are left out, as in ``connectors/samples/seed-day.jsonl``."""

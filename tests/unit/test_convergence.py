@@ -19,28 +19,30 @@ transit, outbound, damaged, delivered, reserved, presold - must equal the model'
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
 from functools import cache
 
 import pytest
 
-from connectors.traffic import BACKLOG, CHINA, DEFAULT_DAY, DayParams, DaySimulation, replay
+from connectors.traffic import (
+    BACKLOG,
+    OPEN,
+    DayParams,
+    DaySimulation,
+    cancel_at_day_end,
+    replay,
+    ship_what_is_held,
+)
 from schemas.base import Event
-from schemas.inputs import INPUT_EVENTS
-from schemas.outputs import OrderStatus
-from tables.center import InventoryCenter
+from tables.center import InventoryCenter, MemoryTables
 from tables.state import Position
 from tests.unit.interleaving import InterleavingCenter
 from tests.unit.test_interleaving import assert_laws, assert_no_leaked_reservation
 
-S = OrderStatus
-STILL_OPEN = (S.PENDING, S.RESERVED, S.OUTBOUND_REQUESTED)
 INTERLEAVINGS = 200
 # Small days, so that hundreds of interleavings of each run in seconds; more returns than
 # the preset so that every day has a few (inspected elsewhere too).
 DAY_MIX = replace(BACKLOG, returned=0.5, delivery_failed=0.15)
 DAY_SEEDS = (1, 2, 3, 4)
-END_OF_DAY = datetime.combine(DEFAULT_DAY + timedelta(days=1), datetime.min.time(), tzinfo=CHINA)
 
 
 @dataclass(frozen=True)
@@ -51,38 +53,8 @@ class Day:
     model_cancels: frozenset[str]  # orders the model had open when the day ended
 
 
-def _event(event_type: str, event_id: str, **fields: object) -> Event:
-    return INPUT_EVENTS[event_type].model_validate(
-        {"eventId": event_id, "occurredAt": END_OF_DAY.isoformat(), **fields}
-    )
-
-
-def cancel(order_no: str) -> Event:
-    return _event("OrderCancelled", f"EOD-cancel-{order_no}", orderNo=order_no, reason="end of day")
-
-
-def ship_the_rest(model: InventoryCenter) -> list[Event]:
-    """A parcel per warehouse for what each partly shipped order still holds there (its
-    next parcel was due after midnight): a shipped order cannot be cancelled."""
-    parcels: list[Event] = []
-    for order in sorted(model.tables.orders_by_no.values(), key=lambda o: o.order_no):
-        if order.status != S.PARTIALLY_SHIPPED:
-            continue
-        held: dict[str, list[dict[str, object]]] = {}
-        for line in order.lines:
-            if line.reserved_qty and line.warehouse_code:
-                held.setdefault(line.warehouse_code, []).append({"sku": line.sku, "quantity": line.reserved_qty})
-        for n, (warehouse_code, lines) in enumerate(sorted(held.items()), start=1):
-            shipment_no = f"EOD-{order.order_no}-{n}"
-            parcels.append(_event(
-                "OrderShipped", f"EOD-ship-{shipment_no}", orderNo=order.order_no, shipmentNo=shipment_no,
-                warehouseCode=warehouse_code, lines=lines, waybillNo=f"WB-{shipment_no}", carrier="SF",
-            ))
-    return parcels
-
-
-def open_orders(orders: dict[str, object]) -> set[str]:
-    return {no for no, o in orders.items() if o.status in STILL_OPEN}  # type: ignore[attr-defined]
+def open_orders(tables: MemoryTables) -> set[str]:
+    return {no for no, o in tables.orders_by_no.items() if o.status in OPEN}
 
 
 @cache
@@ -94,10 +66,10 @@ def simulated_day(seed: int, orders: int = 30, skus: int = 8, warehouses: int = 
 def day_of(events: list[Event]) -> Day:
     """``events`` read by the sequential model, and the day's end."""
     model = replay(events)
-    closing = ship_the_rest(model)
+    closing: list[Event] = list(ship_what_is_held(model))
     model.submit_all(closing)
-    cancels = open_orders(model.tables.orders_by_no)
-    model.submit_all(cancel(no) for no in sorted(cancels))
+    cancels = open_orders(model.tables)
+    model.submit_all(cancel_at_day_end(no) for no in sorted(cancels))
     assert not model.tables.reservations_by_key, "the day's end left the model holding stock"
     return Day(events, model, closing, frozenset(cancels))
 
@@ -111,8 +83,8 @@ def deliver(day: Day, seed: int, publish_chance: float) -> InterleavingCenter:
     center.drain()
     # Orders only this run left open: the model finished them (shipped, rejected,
     # cancelled), where a cancel is refused or a no-op and moves no stock.
-    for order_no in sorted(day.model_cancels | open_orders(center.tables.orders_by_no)):
-        center.publish(cancel(order_no))
+    for order_no in sorted(day.model_cancels | open_orders(center.tables)):
+        center.publish(cancel_at_day_end(order_no))
     center.drain()
     return center
 
@@ -140,7 +112,7 @@ def check(day: Day, seed: int, publish_chance: float) -> str | None:
     if differ:
         shown = [f"{sku}@{wh}: model {_q(w)} pipeline {_q(g)}" for (sku, wh), (w, g) in list(differ.items())[:3]]
         return f"{len(differ)} positions differ: " + "; ".join(shown)
-    submitted = day.events + day.closing + [cancel(no) for no in day.model_cancels]
+    submitted = day.events + day.closing + [cancel_at_day_end(no) for no in day.model_cancels]
     try:
         assert_laws(center.tables, center.outputs, submitted)
         assert_no_leaked_reservation(center.tables)
