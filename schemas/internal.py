@@ -73,6 +73,9 @@ class InspectReturn(StockCommand):
     warehouse_code: WarehouseCode = Field(description="Inspecting warehouse.")
     sellable_qty: int = Field(ge=0, description="Units back on hand.")
     damaged_qty: int = Field(ge=0, description="Units damaged.")
+    announced_warehouse_code: WarehouseCode | None = Field(
+        None, description="Warehouse the return's pickup announced it to, when another: closed there."
+    )
 
 
 class AnnounceInbound(StockCommand):

@@ -66,10 +66,13 @@ class OrderLineAllocation(Contract):
     shipped_qty: int = Field(description="Units shipped.")
     delivered_qty: int = Field(description="Units signed for.")
     returned_qty: int = Field(description="Units returned and inspected.")
+    short_qty: int = Field(0, description="Promised units whose inbound supply failed, not yet served.")
 
 
 class OrderStatusChanged(Contract):
-    """For the OMS: an order's new status (keyed by orderNo)."""
+    """For the OMS: an order's new status (keyed by orderNo). Also sent with the status
+    unchanged (``previousStatus`` = ``status``) when a line becomes short of promised supply
+    and when it recovers: the reason says which."""
 
     event_id: DerivedId = Field(description="Deterministic: orderNo|v<version>.")
     order_no: DocumentNo = Field(description="Order.")
@@ -142,6 +145,7 @@ class AlertType(StrEnum):
     SHORTAGE = "SHORTAGE"
     RECONCILIATION_DRIFT = "RECONCILIATION_DRIFT"
     ANOMALY = "ANOMALY"
+    DUPLICATE_DOCUMENT = "DUPLICATE_DOCUMENT"  # a document re-sent under a new event id: applied once
 
 
 class InventoryAlert(Contract):

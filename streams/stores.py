@@ -122,12 +122,22 @@ class FamilyStore:
         stored: StoredReceipt | None = self._get(key("r", message_id))
         if stored is None:
             return None
-        return Receipt(message_id=stored.message_id, events=tuple(self.decode_output(e, validate=False) for e in stored.events))
+        events = tuple(self.decode_output(e, validate=False) for e in stored.events)
+        return Receipt(stored.message_id, events, stored.fingerprint, stored.event_id)
 
-    def stage(self, message_id: str, writes: list[Write], outputs: tuple[bytes, ...], receipt: bool) -> None:
+    def stage(
+        self,
+        message_id: str,
+        writes: list[Write],
+        outputs: tuple[bytes, ...],
+        receipt: bool,
+        fingerprint: str = "",
+        event_id: str = "",
+    ) -> None:
         """Add one message's writes (and its receipt) to the open transaction."""
         if receipt:
-            writes = [*writes, Write(key("r", message_id), encode(StoredReceipt(message_id, outputs)))]
+            stored = StoredReceipt(message_id, outputs, fingerprint, event_id)
+            writes = [*writes, Write(key("r", message_id), encode(stored))]
         if not writes:
             return  # nothing to redo: its outputs are sent, and a replay sends them again
         staged = self._staged
@@ -197,8 +207,15 @@ class StockStore(FamilyStore):
             )
         if outcome.stock is not None:
             writes.append(Write(key("s", outcome.sku), encode(outcome.stock)))
-        message_id = outcome.receipt.message_id if outcome.receipt else ""
-        self.stage(message_id, writes, outputs, receipt=outcome.receipt is not None)
+        document = outcome.document_receipt
+        if document is not None:
+            stored = StoredReceipt(document.message_id, (), document.fingerprint, document.event_id)
+            writes.append(Write(key("r", document.message_id), encode(stored)))
+        receipt = outcome.receipt
+        if receipt is None:
+            self.stage("", writes, outputs, receipt=False)
+        else:
+            self.stage(receipt.message_id, writes, outputs, True, receipt.fingerprint, receipt.event_id)
 
 
 class OrderStore(FamilyStore):
@@ -215,5 +232,8 @@ class OrderStore(FamilyStore):
             writes.append(Write(expiry_key(outcome.expiry_set, outcome.order_no), b"1"))
         if outcome.order is not None:
             writes.append(Write(key("o", outcome.order_no), encode(outcome.order)))
-        message_id = outcome.receipt.message_id if outcome.receipt else ""
-        self.stage(message_id, writes, outputs, receipt=outcome.receipt is not None)
+        receipt = outcome.receipt
+        if receipt is None:
+            self.stage("", writes, outputs, receipt=False)
+        else:
+            self.stage(receipt.message_id, writes, outputs, True, receipt.fingerprint, receipt.event_id)

@@ -11,6 +11,7 @@ always passes. ``evolve`` is the same idea for the frozen state records.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -50,3 +51,11 @@ def evolve(record: R, **changes: Any) -> R:
     if used != len(changes):
         raise TypeError(f"{cls.__name__} has no field {sorted(set(changes) - set(cls.__slots__))}")
     return new
+
+
+def fingerprint(model: BaseModel, skip: frozenset[str] = frozenset()) -> str:
+    """A short, stable digest of a message's content (its field values but ``skip``): two
+    messages with the same id and different fingerprints are different messages. Stable
+    across processes (no ``hash()``): field values' reprs are deterministic."""
+    content = repr([(k, v) for k, v in model.__dict__.items() if k not in skip])
+    return hashlib.blake2b(content.encode(), digest_size=8).hexdigest()

@@ -55,7 +55,7 @@ from schemas.outputs import (
     OutboundInstruction,
 )
 from schemas.inputs import Consignee, StockLine
-from tables.construct import construct, evolve
+from tables.construct import construct, evolve, fingerprint
 from tables.state import (
     MAX_TIMELINE,
     CustomerReturn,
@@ -174,6 +174,17 @@ class _Tx:
         self.moved = True
         self.events.append(_status_changed(self.o, previous, self, reason))
 
+    def notify(self, reason: str) -> None:
+        """Tell the OMS something about an order whose status does not change (a line left
+        short of its promised supply, or served again): an OrderStatusChanged with the same
+        status, a new version."""
+        if self.announced_status is None:
+            return
+        self.version += 1
+        self.update(version=self.version)
+        self.moved = True
+        self.events.append(_status_changed(self.o, self.announced_status, self, reason))
+
     def command(self, cls: type[BaseModel], sku: str, step: str, **fields: object) -> None:
         self.events.append(
             construct(
@@ -290,6 +301,7 @@ def _status_changed(
                 shipped_qty=line.shipped_qty,
                 delivered_qty=line.delivered_qty,
                 returned_qty=line.returned_qty,
+                short_qty=line.short_qty,
             )
             for line in order.lines
         ],
@@ -385,6 +397,10 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
     )
     if r.short_qty > line.short_qty:
         tx.anomaly(f"{r.short_qty} units of {r.sku} promised to this order will not arrive", r.sku, r.short_qty)
+        tx.notify(f"SHORT: {r.short_qty} units of {r.sku} promised from inbound supply will not arrive")
+    elif r.short_qty < line.short_qty:
+        left = f", {r.short_qty} still short" if r.short_qty else ""
+        tx.notify(f"RECOVERED: {line.short_qty - r.short_qty} units of {r.sku} served from new stock{left}")
     if tx.o.status != S.PENDING or any(x.state == LineState.REQUESTED for x in tx.o.lines):
         tx.maybe_request_outbound()
         return
@@ -585,11 +601,13 @@ def _return_inspected(tx: _Tx, e: ReturnInspected) -> None:
     for inspected in e.lines:
         sellable_damaged = totals.setdefault(inspected.sku, [0, 0])
         sellable_damaged[0 if inspected.disposition == "SELLABLE" else 1] += inspected.quantity
+    # The units a pickup put in transit to another warehouse are closed there.
+    announced = seen.warehouse_code if seen is not None and seen.picked_up and seen.lines else None
     for sku, (sellable, damaged) in totals.items():
         tx.command(
             InspectReturn, sku, "inspect-return",
             order_no=e.order_no, return_no=e.return_no, warehouse_code=e.warehouse_code,
-            sellable_qty=sellable, damaged_qty=damaged,
+            sellable_qty=sellable, damaged_qty=damaged, announced_warehouse_code=announced,
         )
         line = tx.o.line(sku)
         if line is not None:
@@ -656,8 +674,14 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
     """Fold one order-scoped message into its order. A message already applied (same id)
     changes nothing and re-emits what it emitted the first time."""
     tx = _Tx(view.order(message.order_no), message)  # type: ignore[attr-defined]
+    # Input events are checked for content (an id reused for another event); the core's own
+    # messages (reservation answers, expiry ticks) have ids derived from their content.
+    content = "" if isinstance(message, (ReservationUpdated, ReservationExpiryDue)) else fingerprint(message)
     seen = view.receipt(tx.message_id)
     if seen is not None:
+        if seen.fingerprint and content and seen.fingerprint != content:
+            tx.anomaly(f"event id {tx.message_id} reused for another {tx.message_type}: ignored")
+            return replace(tx.finish(), order=None, receipt=None, duplicate=True)
         return OrderOutcome(
             order_no=message.order_no, order=None, receipt=None, events=seen.events, duplicate=True  # type: ignore[attr-defined]
         )
@@ -674,6 +698,13 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
         if tx.message_type == "OrderCreated":
             what = "order already exists"
         tx.anomaly(f"{tx.message_type} rejected: {what}")
-        return tx.finish()
+        return _with_fingerprint(tx.finish(), content)
     _HANDLERS[type(message)](tx, message)
-    return tx.finish()
+    return _with_fingerprint(tx.finish(), content)
+
+
+def _with_fingerprint(outcome: OrderOutcome, content: str) -> OrderOutcome:
+    if outcome.receipt is None or not content:
+        return outcome
+    receipt = Receipt(outcome.receipt.message_id, outcome.receipt.events, content, outcome.receipt.message_id)
+    return replace(outcome, receipt=receipt)

@@ -18,8 +18,21 @@ from schemas.outputs import OrderStatus
 
 
 @dataclass(frozen=True, slots=True)
+class OnHandMovement:
+    """One physical change of a position's on-hand units, at the time it happened."""
+
+    at: datetime
+    qty: int
+
+
+@dataclass(frozen=True, slots=True)
 class Position:
-    """One SKU in one warehouse. All quantities are integers."""
+    """One SKU in one warehouse. All quantities are integers.
+
+    ``on_hand_qty`` is signed: below 0 it is units that physically left (a shipment, a
+    transfer, an adjustment) before the books saw them arrive (their receipt is on another
+    topic and not read yet). The receipt settles it; until then ``availableQty`` is negative,
+    so nothing can be reserved against units the books have not seen."""
 
     warehouse_code: str
     on_hand_qty: int = 0
@@ -31,12 +44,20 @@ class Position:
     delivered_qty: int = 0  # cumulative units signed for: the deduction ERP books
     version: int = 0
     updated_at: datetime | None = None
-    # The countedAt of the last count applied: a shipment or return inspection that happened
-    # by then but is read after the count (another topic) was counted already.
+    # The countedAt of the last count applied: an on-hand movement that happened by then but
+    # is read after the count (another topic) was counted already.
     counted_at: datetime | None = None
+    # The on-hand movements applied that happened after ``counted_at``, oldest first, at most
+    # CorePolicy.count_history of them: a count read late is netted against them. Every
+    # movement after ``history_since`` is here (None: every movement since the first).
+    movements: tuple[OnHandMovement, ...] = ()
+    history_since: datetime | None = None
     # Damaged units the WMS disposed of before the books saw them arrive (a disposal read
     # before the return inspection that brought them): written off when they arrive.
     disposed_ahead_qty: int = 0
+    # Units promised to open reservations here whose supply failed (the sum of their
+    # short_qty): served first, first ordered first served, from the next units available.
+    short_qty: int = 0
 
     @property
     def available_qty(self) -> int:
@@ -98,13 +119,17 @@ class ExpectationKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class InboundExpectation:
     """Units announced into a warehouse under one document and not yet received
-    (table key: sku|warehouseCode|documentNo)."""
+    (table key: sku|warehouseCode|documentNo). A negative outstanding is a credit: units
+    received before they were announced. A closed document (a receipt said nothing more
+    will come) puts nothing more in transit: an announcement read after its closing receipt
+    cancels what it announces beyond the credit."""
 
     sku: str
     warehouse_code: str
     document_no: str
     kind: ExpectationKind
     outstanding_qty: int
+    closed: bool = False
 
 
 class LineState(StrEnum):
@@ -215,10 +240,15 @@ class Order:
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """What processing one message emitted, kept so that a replay re-emits it and changes
-    nothing (table key: message id)."""
+    nothing (table key: message id). A stock document's receipt is kept under its document
+    key too (``document_key``), so that the document re-sent under a new event id is
+    applied once. ``fingerprint`` is the message's (or document's) content: the same id
+    with other content is an ANOMALY, not a duplicate. ``event_id``: the input event."""
 
     message_id: str
     events: tuple[object, ...]
+    fingerprint: str = ""
+    event_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +257,8 @@ class StoredReceipt:
 
     message_id: str
     events: tuple[bytes, ...]
+    fingerprint: str = ""
+    event_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +282,7 @@ class Transaction:
 
 
 STATE_RECORDS = (
+    OnHandMovement,
     Position,
     SkuStock,
     Reservation,

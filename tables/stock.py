@@ -10,7 +10,8 @@ See docs/inventory-model.md for the rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Protocol
 
 from schemas.inputs import AdjustmentReason, OrderType
@@ -40,9 +41,17 @@ from schemas.outputs import (
     MovementType,
     StockBucket,
 )
-from tables.construct import construct, evolve
+from tables.construct import construct, evolve, fingerprint
 from tables.policy import MAX_ORDERS_AT_RISK, CorePolicy
-from tables.state import ExpectationKind, InboundExpectation, Position, Receipt, Reservation, SkuStock
+from tables.state import (
+    ExpectationKind,
+    InboundExpectation,
+    OnHandMovement,
+    Position,
+    Receipt,
+    Reservation,
+    SkuStock,
+)
 
 ReservationKey = tuple[str, str]  # (sku, orderNo)
 ExpectationKey = tuple[str, str, str]  # (sku, warehouseCode, documentNo)
@@ -69,6 +78,7 @@ class StockOutcome:
     receipt: Receipt | None  # None: duplicate, nothing to store
     events: tuple[object, ...]
     duplicate: bool = False
+    document_receipt: Receipt | None = None  # a document applied: kept under its document key
 
 
 _EMPTY = Position(warehouse_code="")
@@ -140,7 +150,8 @@ class _Tx:
         """Keep an open document; a negative outstanding is a credit: units received before
         their announcement, which the late announcement must not put in transit again."""
         key = (self.sku, expectation.warehouse_code, expectation.document_no)
-        self.expectations[key] = expectation if expectation.outstanding_qty != 0 else None
+        keep = expectation.outstanding_qty != 0 or expectation.closed
+        self.expectations[key] = expectation if keep else None
 
     def ledger(
         self,
@@ -227,25 +238,57 @@ class _Tx:
 
     # --- shared moves -------------------------------------------------------------------
 
-    def take_on_hand(self, warehouse_code: str, quantity: int, document_no: str) -> None:
-        """Units physically left the warehouse. If the books show fewer, the missing units
-        are booked as found first (physical truth wins) and an ANOMALY says so."""
-        position = self.position(warehouse_code)
-        missing = quantity - position.on_hand_qty
-        if missing > 0:
-            self.set(warehouse_code, on_hand_qty=position.on_hand_qty + missing)
+    def move_on_hand(
+        self,
+        warehouse_code: str,
+        delta: int,
+        movement: MovementType,
+        document_type: str,
+        document_no: str,
+    ) -> None:
+        """Units physically arrived (``delta`` > 0) or left (< 0). Never clamped: units that
+        leave before the books saw them arrive make on hand negative until their receipt is
+        read, so the order in which topics are read cannot invent or lose units.
+
+        A movement that happened by the last count applied at the position was in that
+        count: the count booked it as drift, which is taken back here, so the units move
+        once (as if the movement had been read first). A later movement joins the position's
+        history, against which a count read late is netted (``_reconcile``)."""
+        if delta == 0:
+            return
+        p = self.position(warehouse_code)
+        at = self.command.occurred_at
+        if p.counted_at is not None and at <= p.counted_at:
+            self.set(warehouse_code, on_hand_qty=p.on_hand_qty - delta)
             self.ledger(
-                warehouse_code, StockBucket.ON_HAND, MovementType.ADJUSTED, missing, "ADJUSTMENT", document_no
+                warehouse_code, StockBucket.ON_HAND, MovementType.RECONCILED, -delta, document_type, document_no
             )
             self.alert(
-                AlertType.ANOMALY,
-                warehouse_code,
-                missing,
-                f"{quantity} units left {warehouse_code} but only {position.on_hand_qty} were on "
-                f"hand: {missing} booked as found",
+                AlertType.RECONCILIATION_DRIFT, warehouse_code, -delta,
+                f"{document_no} was read after a count that included it: drift {-delta:+d} taken back",
             )
-        position = self.position(warehouse_code)
-        self.set(warehouse_code, on_hand_qty=position.on_hand_qty - quantity)
+        else:
+            self.remember(warehouse_code, at, delta)
+        p = self.position(warehouse_code)
+        self.set(warehouse_code, on_hand_qty=p.on_hand_qty + delta)
+        self.ledger(warehouse_code, StockBucket.ON_HAND, movement, delta, document_type, document_no)
+
+    def remember(self, warehouse_code: str, at: datetime, delta: int) -> None:
+        """Add an on-hand movement to the position's history (kept in time order); beyond
+        ``count_history`` entries the oldest are forgotten and the horizon moves past them."""
+        p = self.position(warehouse_code)
+        movements = list(p.movements)
+        index = len(movements)
+        while index > 0 and movements[index - 1].at > at:
+            index -= 1
+        movements.insert(index, OnHandMovement(at=at, qty=delta))
+        since = p.history_since
+        excess = len(movements) - self.policy.count_history
+        if excess > 0:
+            forgotten = movements[excess - 1].at
+            since = forgotten if since is None or forgotten > since else since
+            movements = movements[excess:]
+        self.set(warehouse_code, movements=tuple(movements), history_since=since)
 
     def receive_into(
         self,
@@ -269,11 +312,10 @@ class _Tx:
         self.set(
             warehouse_code,
             in_transit_qty=position.in_transit_qty - from_transit,
-            on_hand_qty=position.on_hand_qty + sellable,
             damaged_qty=position.damaged_qty + damaged,
         )
         self.ledger(warehouse_code, StockBucket.IN_TRANSIT, movement, -from_transit, document_type, reference)
-        self.ledger(warehouse_code, StockBucket.ON_HAND, movement, sellable, document_type, reference)
+        self.move_on_hand(warehouse_code, sellable, movement, document_type, reference)
         self.ledger(warehouse_code, StockBucket.DAMAGED, movement, damaged, document_type, reference)
         remaining = outstanding - (sellable + damaged)
         if document_no is not None:
@@ -283,19 +325,30 @@ class _Tx:
                     kind=kind, outstanding_qty=0,
                 )
             if closes and remaining > 0:
-                position = self.position(warehouse_code)
-                self.set(warehouse_code, in_transit_qty=position.in_transit_qty - remaining)
-                self.ledger(
-                    warehouse_code,
-                    StockBucket.IN_TRANSIT,
-                    MovementType.INBOUND_CANCELLED,
-                    -remaining,
-                    document_type,
-                    reference,
-                )
+                self.cancel_in_transit(warehouse_code, remaining, document_type, reference)
                 remaining = 0
-            self.put_expectation(evolve(expectation, outstanding_qty=remaining))
+            self.put_expectation(evolve(expectation, outstanding_qty=remaining, closed=expectation.closed or closes))
+        self.write_off_disposed_ahead(warehouse_code, damaged, document_type, reference)
         self.serve_presale(warehouse_code, min(sellable, from_transit))
+
+    def cancel_in_transit(self, warehouse_code: str, units: int, document_type: str, reference: str) -> None:
+        """Announced units that will not come (their document was closed)."""
+        position = self.position(warehouse_code)
+        self.set(warehouse_code, in_transit_qty=position.in_transit_qty - units)
+        self.ledger(
+            warehouse_code, StockBucket.IN_TRANSIT, MovementType.INBOUND_CANCELLED, -units, document_type, reference
+        )
+
+    def write_off_disposed_ahead(self, warehouse_code: str, damaged: int, document_type: str, reference: str) -> None:
+        """Damaged units the WMS disposed of before the books saw them arrive are written off
+        as they arrive (a disposal read before the receipt, inspection or adjustment that
+        brought them)."""
+        p = self.position(warehouse_code)
+        taken = min(damaged, p.disposed_ahead_qty)
+        if taken <= 0:
+            return
+        self.set(warehouse_code, damaged_qty=p.damaged_qty - taken, disposed_ahead_qty=p.disposed_ahead_qty - taken)
+        self.ledger(warehouse_code, StockBucket.DAMAGED, MovementType.DISPOSED, -taken, document_type, reference)
 
     def serve_presale(self, warehouse_code: str, arrived_sellable: int) -> None:
         """Presold units that arrived become reserved, first ordered first served; supply
@@ -344,6 +397,7 @@ class _Tx:
             r.warehouse_code,
             presold_qty=position.presold_qty - presold,
             reserved_qty=position.reserved_qty + reserved,
+            short_qty=position.short_qty + presold - reserved,
         )
         self.put_reservation(
             evolve(
@@ -355,10 +409,32 @@ class _Tx:
         )
         self.result(r.order_no, ReservationStatus.RESERVED)
 
+    def serve_short(self, warehouse_code: str) -> None:
+        """Reservations left short (their inbound supply failed) take the units available
+        at their position, first ordered first served, before anything else can: whatever
+        made units available (a receipt, a return, an adjustment, a transfer in, a count, a
+        release). Each served order hears where its reservation stands."""
+        p = self.position(warehouse_code)
+        if p.short_qty <= 0 or p.available_qty <= 0:
+            return
+        for r in self.reservations_at(warehouse_code):
+            available = self.position(warehouse_code).available_qty
+            if available <= 0:
+                break
+            if r.short_qty == 0:
+                continue
+            k = min(r.short_qty, available)
+            p = self.position(warehouse_code)
+            self.set(warehouse_code, reserved_qty=p.reserved_qty + k, short_qty=p.short_qty - k)
+            self.put_reservation(evolve(r, reserved_qty=r.reserved_qty + k, short_qty=r.short_qty - k))
+            self.result(r.order_no, ReservationStatus.RESERVED)
+
     # --- the end of the command ---------------------------------------------------------
 
     def finish(self) -> StockOutcome:
         cmd = self.command
+        for warehouse_code in sorted(self.positions):
+            self.serve_short(warehouse_code)
         changed_events: list[object] = []
         positions = []
         changed = False
@@ -366,11 +442,11 @@ class _Tx:
             after = self.positions[warehouse_code]
             before = self.before.get(warehouse_code)
             if before is not None and before.same_quantities(after):
-                if after.counted_at != before.counted_at:  # a count that matched the books
-                    positions.append(evolve(before, counted_at=after.counted_at))
-                    changed = True
-                else:
-                    positions.append(before)
+                # Bookkeeping only (a count that matched the books, the movement history):
+                # kept, but no new version and nothing to tell.
+                kept = evolve(after, version=before.version, updated_at=before.updated_at)
+                positions.append(kept)
+                changed = changed or kept != before
                 continue
             if before is None and after.same_quantities(_EMPTY):
                 continue  # a command at a warehouse the SKU never had, that moved nothing
@@ -382,7 +458,7 @@ class _Tx:
             after = evolve(after, version=previous.version + 1, updated_at=updated_at)
             positions.append(after)
             changed_events.append(self.inventory_changed(after))
-            self.threshold_alerts(previous, after)
+            self.threshold_alerts(previous, after, first_stocked=before is None)
         stock = None
         if changed or self.reservation_seq != self.base.reservation_seq:
             stock = SkuStock(sku=self.sku, positions=tuple(positions), reservation_seq=self.reservation_seq)
@@ -417,11 +493,11 @@ class _Tx:
             occurred_at=cmd.occurred_at,
         )
 
-    def threshold_alerts(self, before: Position, after: Position) -> None:
+    def threshold_alerts(self, before: Position, after: Position, first_stocked: bool = False) -> None:
         was, now = before.available_qty, after.available_qty
         wh = after.warehouse_code
         point = self.policy.reorder_point
-        if was >= point > now and now > 0:
+        if (was >= point or first_stocked) and point > now > 0:
             self.alert(AlertType.LOW_STOCK, wh, now, f"availableQty {now} fell below reorder point {point}")
         if was > 0 >= now:
             self.alert(AlertType.OUT_OF_STOCK, wh, now, f"availableQty reached {now}")
@@ -510,6 +586,7 @@ def _release(tx: _Tx, cmd: ReleaseStock) -> None:
             r.warehouse_code,
             reserved_qty=p.reserved_qty - r.reserved_qty,
             presold_qty=p.presold_qty - r.presold_qty,
+            short_qty=p.short_qty - r.short_qty,
         )
         tx.reservations[(tx.sku, cmd.order_no)] = None
     tx.result(cmd.order_no, ReservationStatus.RELEASED, warehouse_code=r.warehouse_code if r else None)
@@ -520,9 +597,7 @@ def _ship(tx: _Tx, cmd: ShipStock) -> None:
     r = tx.reservation(cmd.order_no)
     from_reserved = min(cmd.quantity, r.reserved_qty) if r and r.warehouse_code == wh else 0
     excess = cmd.quantity - from_reserved
-    if _counted_already(tx, wh):
-        _take_back_counted_drift(tx, wh, cmd.quantity, "SHIPMENT", cmd.shipment_no)
-    tx.take_on_hand(wh, cmd.quantity, cmd.shipment_no)
+    tx.move_on_hand(wh, -cmd.quantity, MovementType.SHIPPED, "SHIPMENT", cmd.shipment_no)
     p = tx.position(wh)
     tx.set(wh, reserved_qty=p.reserved_qty - from_reserved, outbound_qty=p.outbound_qty + cmd.quantity)
     if r is not None and from_reserved:
@@ -531,7 +606,6 @@ def _ship(tx: _Tx, cmd: ShipStock) -> None:
         # The order may have read this reservation's earlier answer after the shipment (they
         # travel on different topics): the last answer it reads must be the one after it.
         tx.result(cmd.order_no, ReservationStatus.RESERVED, warehouse_code=r.warehouse_code)
-    tx.ledger(wh, StockBucket.ON_HAND, MovementType.SHIPPED, -cmd.quantity, "SHIPMENT", cmd.shipment_no)
     tx.ledger(wh, StockBucket.OUTBOUND, MovementType.SHIPPED, cmd.quantity, "SHIPMENT", cmd.shipment_no)
     if not cmd.order_known:
         tx.alert(
@@ -578,73 +652,74 @@ def _expect(tx: _Tx, wh: str, document_no: str, kind: ExpectationKind, quantity:
     into_transit = max(0, after) - max(0, before)
     p = tx.position(wh)
     tx.set(wh, in_transit_qty=p.in_transit_qty + into_transit)
+    closed = existing is not None and existing.closed
     tx.put_expectation(
-        InboundExpectation(sku=tx.sku, warehouse_code=wh, document_no=document_no, kind=kind, outstanding_qty=after)
+        InboundExpectation(
+            sku=tx.sku, warehouse_code=wh, document_no=document_no, kind=kind, outstanding_qty=after, closed=closed
+        )
     )
     return into_transit
+
+
+def _expect_and_book(
+    tx: _Tx, wh: str, document_no: str, kind: ExpectationKind, quantity: int,
+    movement: MovementType, document_type: str,
+) -> None:
+    """Announce units under a document and book them in transit. Under a document already
+    closed (its closing receipt was read first: another topic) they are cancelled at once:
+    the receipt said what arrived, and nothing more will."""
+    coming = _expect(tx, wh, document_no, kind, quantity)
+    tx.ledger(wh, StockBucket.IN_TRANSIT, movement, coming, document_type, document_no)
+    expectation = tx.expectation(wh, document_no)
+    if expectation is not None and expectation.closed and expectation.outstanding_qty > 0:
+        tx.cancel_in_transit(wh, expectation.outstanding_qty, document_type, document_no)
+        tx.put_expectation(evolve(expectation, outstanding_qty=0))
 
 
 def _return_undelivered(tx: _Tx, cmd: ReturnUndelivered) -> None:
     wh = cmd.warehouse_code
     _take_outbound(tx, wh, cmd.quantity, cmd.order_no, "failed delivery")
-    coming = _expect(tx, wh, cmd.shipment_no, ExpectationKind.FAILED_DELIVERY, cmd.quantity)
     tx.ledger(wh, StockBucket.OUTBOUND, MovementType.DELIVERY_FAILED, -cmd.quantity, "SHIPMENT", cmd.shipment_no)
-    tx.ledger(wh, StockBucket.IN_TRANSIT, MovementType.DELIVERY_FAILED, coming, "SHIPMENT", cmd.shipment_no)
+    _expect_and_book(
+        tx, wh, cmd.shipment_no, ExpectationKind.FAILED_DELIVERY, cmd.quantity, MovementType.DELIVERY_FAILED, "SHIPMENT"
+    )
 
 
 def _expect_return(tx: _Tx, cmd: ExpectReturn) -> None:
-    coming = _expect(tx, cmd.warehouse_code, cmd.return_no, ExpectationKind.RETURN, cmd.quantity)
-    tx.ledger(cmd.warehouse_code, StockBucket.IN_TRANSIT, MovementType.RETURN_EXPECTED, coming, "RETURN", cmd.return_no)
+    _expect_and_book(
+        tx, cmd.warehouse_code, cmd.return_no, ExpectationKind.RETURN, cmd.quantity, MovementType.RETURN_EXPECTED, "RETURN"
+    )
 
 
 def _inspect_return(tx: _Tx, cmd: InspectReturn) -> None:
     wh = cmd.warehouse_code
+    announced = cmd.announced_warehouse_code
+    if announced is not None and announced != wh:
+        # The pickup announced the parcel to another warehouse: nothing more comes there.
+        _close_document(tx, announced, cmd.return_no, ExpectationKind.RETURN, "RETURN")
     tx.receive_into(
         wh, cmd.return_no, cmd.sellable_qty, cmd.damaged_qty, True,
         MovementType.RETURN_INSPECTED, "RETURN", cmd.return_no, ExpectationKind.RETURN,
     )
-    if _counted_already(tx, wh):
-        _take_back_counted_drift(tx, wh, -cmd.sellable_qty, "RETURN", cmd.return_no)
-    _dispose_arrived(tx, wh, cmd.damaged_qty, cmd.return_no)
 
 
-def _counted_already(tx: _Tx, wh: str) -> bool:
-    """Whether the last count applied at ``wh`` was taken when this command's event had
-    happened: a shipment or return inspection reaches the SKU partition through the order
-    partition, so a count routed straight from the WMS can overtake it."""
-    counted_at = tx.position(wh).counted_at
-    return counted_at is not None and tx.command.occurred_at <= counted_at
-
-
-def _take_back_counted_drift(tx: _Tx, wh: str, units: int, document_type: str, document_no: str) -> None:
-    """The count saw these units leave (``units`` > 0) or arrive (< 0) and booked them as
-    drift; give that drift back so that the command moves them once, as if it had been read
-    before the count."""
-    if units == 0:
-        return
-    p = tx.position(wh)
-    tx.set(wh, on_hand_qty=p.on_hand_qty + units)
-    tx.ledger(wh, StockBucket.ON_HAND, MovementType.RECONCILED, units, document_type, document_no)
-    tx.alert(
-        AlertType.RECONCILIATION_DRIFT, wh, units,
-        f"{document_no} was read after a count that included it: drift {units:+d} taken back",
+def _close_document(tx: _Tx, wh: str, document_no: str, kind: ExpectationKind, document_type: str) -> None:
+    """Nothing more will arrive at ``wh`` under this document: what is in transit under it
+    is cancelled, and an announcement read later puts nothing in transit."""
+    expectation = tx.expectation(wh, document_no) or InboundExpectation(
+        sku=tx.sku, warehouse_code=wh, document_no=document_no, kind=kind, outstanding_qty=0
     )
-
-
-def _dispose_arrived(tx: _Tx, wh: str, damaged: int, return_no: str) -> None:
-    """Damaged units the WMS disposed of before their inspection was read are written off
-    as they arrive."""
-    p = tx.position(wh)
-    taken = min(damaged, p.disposed_ahead_qty)
-    if taken == 0:
-        return
-    tx.set(wh, damaged_qty=p.damaged_qty - taken, disposed_ahead_qty=p.disposed_ahead_qty - taken)
-    tx.ledger(wh, StockBucket.DAMAGED, MovementType.DISPOSED, -taken, "RETURN", return_no)
+    outstanding = expectation.outstanding_qty
+    if outstanding > 0:
+        tx.cancel_in_transit(wh, outstanding, document_type, document_no)
+    tx.put_expectation(evolve(expectation, outstanding_qty=min(0, outstanding), closed=True))
 
 
 def _announce(tx: _Tx, cmd: AnnounceInbound) -> None:
-    coming = _expect(tx, cmd.warehouse_code, cmd.document_no, ExpectationKind.PURCHASE, cmd.quantity)
-    tx.ledger(cmd.warehouse_code, StockBucket.IN_TRANSIT, MovementType.INBOUND_ANNOUNCED, coming, "ASN", cmd.document_no)
+    _expect_and_book(
+        tx, cmd.warehouse_code, cmd.document_no, ExpectationKind.PURCHASE, cmd.quantity,
+        MovementType.INBOUND_ANNOUNCED, "ASN",
+    )
 
 
 def _receive(tx: _Tx, cmd: ReceiveStock) -> None:
@@ -658,47 +733,65 @@ def _receive(tx: _Tx, cmd: ReceiveStock) -> None:
 
 
 def _adjust(tx: _Tx, cmd: AdjustStock) -> None:
+    """Applied whole, never floored: an adjustment read before the receipt that stocked its
+    units leaves on hand negative until that receipt is read. A negative DAMAGE moves the
+    units to damaged."""
     wh = cmd.warehouse_code
-    p = tx.position(wh)
-    if cmd.delta > 0:
-        tx.set(wh, on_hand_qty=p.on_hand_qty + cmd.delta)
-        tx.ledger(wh, StockBucket.ON_HAND, MovementType.ADJUSTED, cmd.delta, "ADJUSTMENT", cmd.adjustment_no)
-        return
-    taken = min(-cmd.delta, p.on_hand_qty)
-    if taken < -cmd.delta:
-        tx.alert(
-            AlertType.ANOMALY, wh, -cmd.delta - taken,
-            f"adjustment {cmd.delta} exceeds onHandQty {p.on_hand_qty}: {taken} applied",
-        )
-    to_damaged = taken if cmd.reason == AdjustmentReason.DAMAGE else 0
-    tx.set(wh, on_hand_qty=p.on_hand_qty - taken, damaged_qty=p.damaged_qty + to_damaged)
-    tx.ledger(wh, StockBucket.ON_HAND, MovementType.ADJUSTED, -taken, "ADJUSTMENT", cmd.adjustment_no)
-    tx.ledger(wh, StockBucket.DAMAGED, MovementType.ADJUSTED, to_damaged, "ADJUSTMENT", cmd.adjustment_no)
+    tx.move_on_hand(wh, cmd.delta, MovementType.ADJUSTED, "ADJUSTMENT", cmd.adjustment_no)
+    if cmd.delta < 0 and cmd.reason == AdjustmentReason.DAMAGE:
+        p = tx.position(wh)
+        tx.set(wh, damaged_qty=p.damaged_qty - cmd.delta)
+        tx.ledger(wh, StockBucket.DAMAGED, MovementType.ADJUSTED, -cmd.delta, "ADJUSTMENT", cmd.adjustment_no)
+        tx.write_off_disposed_ahead(wh, -cmd.delta, "ADJUSTMENT", cmd.adjustment_no)
 
 
 def _dispatch(tx: _Tx, cmd: DispatchTransfer) -> None:
     source, destination = cmd.from_warehouse_code, cmd.to_warehouse_code
-    tx.take_on_hand(source, cmd.quantity, cmd.transfer_no)
-    tx.ledger(source, StockBucket.ON_HAND, MovementType.TRANSFER_OUT, -cmd.quantity, "TRANSFER", cmd.transfer_no)
-    coming = _expect(tx, destination, cmd.transfer_no, ExpectationKind.TRANSFER, cmd.quantity)
-    tx.ledger(destination, StockBucket.IN_TRANSIT, MovementType.TRANSFER_OUT, coming, "TRANSFER", cmd.transfer_no)
+    tx.move_on_hand(source, -cmd.quantity, MovementType.TRANSFER_OUT, "TRANSFER", cmd.transfer_no)
+    _expect_and_book(
+        tx, destination, cmd.transfer_no, ExpectationKind.TRANSFER, cmd.quantity, MovementType.TRANSFER_OUT, "TRANSFER"
+    )
 
 
 def _reconcile(tx: _Tx, cmd: ReconcileStock) -> None:
+    """A count is the shelf's truth as of ``countedAt``, whenever it is read: the books as
+    of that time are today's on hand less the movements that happened after it (the
+    position's history), and the difference is the drift. Reservations never make a count
+    stale. A count older than the last one applied, or older than the history reaches, is
+    reported (an alert saying why) and changes nothing."""
     wh = cmd.warehouse_code
     p = tx.position(wh)
-    if p.updated_at is not None and cmd.counted_at < p.updated_at:
-        return  # older than the last change applied: the count no longer describes the shelf
-    if p.counted_at is None or cmd.counted_at > p.counted_at:
-        tx.set(wh, counted_at=cmd.counted_at)  # even when it matches: see _counted_already
-    drift = cmd.counted_qty - p.on_hand_qty
+    at = cmd.counted_at
+    if p.counted_at is not None and at < p.counted_at:
+        tx.alert(
+            AlertType.ANOMALY, wh, cmd.counted_qty,
+            f"count {cmd.snapshot_id} of {cmd.counted_qty} at {at.isoformat()} not applied: "
+            f"a later count (at {p.counted_at.isoformat()}) was applied first",
+        )
+        return
+    if p.history_since is not None and at < p.history_since:
+        tx.alert(
+            AlertType.ANOMALY, wh, cmd.counted_qty,
+            f"count {cmd.snapshot_id} of {cmd.counted_qty} at {at.isoformat()} not applied: too old to net, "
+            f"the movements before {p.history_since.isoformat()} are no longer kept",
+        )
+        return
+    later = tuple(m for m in p.movements if m.at > at)
+    books = p.on_hand_qty - sum(m.qty for m in later)
+    tx.set(wh, counted_at=at, movements=later)
+    if books < 0:
+        tx.alert(
+            AlertType.ANOMALY, wh, -books,
+            f"{-books} units had left {wh} before any receipt of them was read; count {cmd.snapshot_id} settles them",
+        )
+    drift = cmd.counted_qty - books
     if drift == 0:
         return
-    tx.set(wh, on_hand_qty=cmd.counted_qty)
+    tx.set(wh, on_hand_qty=p.on_hand_qty + drift)
     tx.ledger(wh, StockBucket.ON_HAND, MovementType.RECONCILED, drift, "SNAPSHOT", cmd.snapshot_id)
     tx.alert(
         AlertType.RECONCILIATION_DRIFT, wh, drift,
-        f"WMS counted {cmd.counted_qty}, books said {p.on_hand_qty}: drift {drift:+d}",
+        f"WMS counted {cmd.counted_qty} at {at.isoformat()}, books said {books}: drift {drift:+d}",
     )
 
 
@@ -737,15 +830,74 @@ _TRANSITIONS: dict[type[StockCommand], Callable[[_Tx, StockCommand], None]] = {
 }
 
 
+# The number each stock document is applied once by (with the input event's type, so that
+# a transfer's dispatch and its receipt are two documents).
+_DOCUMENT_NUMBER: dict[type[StockCommand], str] = {
+    AnnounceInbound: "document_no",
+    ReceiveStock: "receipt_no",
+    AdjustStock: "adjustment_no",
+    DispatchTransfer: "transfer_no",
+    ReconcileStock: "snapshot_id",
+    DisposeDamaged: "disposal_no",
+}
+# What is not a command's content: the same content under these may be the same document.
+_NOT_CONTENT = frozenset({"command_id", "occurred_at", "cause_event_id"})
+
+
+def document_key(command: StockCommand) -> str | None:
+    """The receipt key a stock document is applied once by, for this command's SKU."""
+    field_name = _DOCUMENT_NUMBER.get(type(command))
+    if field_name is None:
+        return None
+    number = command.__dict__[field_name]
+    return f"doc|{command.cause_event_type}|{number}|{command.sku}"
+
+
 def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> StockOutcome:
-    """Apply one command to its SKU's positions. A command already applied (same id)
-    changes nothing and re-emits what it emitted the first time."""
+    """Apply one command to its SKU's positions, once per message id and once per document.
+
+    - The same message again (same id, same content) changes nothing and re-emits what it
+      emitted the first time. The same id with other content is ANOMALY and changes nothing.
+    - A document (receipt, ASN, transfer, adjustment, count, disposal) re-sent under a new
+      event id with the same content changes nothing (DUPLICATE_DOCUMENT alert); with other
+      content it is ANOMALY naming both events and changes nothing: the first one stands."""
+    content = fingerprint(command, _NOT_CONTENT)
     seen = view.receipt(command.command_id)
     if seen is not None:
+        if seen.fingerprint and seen.fingerprint != content:
+            tx = _Tx(view, command, policy)
+            tx.alert(
+                AlertType.ANOMALY, _warehouse_of(command), 0,
+                f"event {command.cause_event_id} reused for other content ({command.cause_event_type}): ignored",
+            )
+            return StockOutcome(
+                sku=command.sku, stock=None, reservations={}, expectations={}, receipt=None,
+                events=tuple(tx.alerts), duplicate=True,
+            )
         return StockOutcome(
             sku=command.sku, stock=None, reservations={}, expectations={}, receipt=None,
             events=seen.events, duplicate=True,
         )
     tx = _Tx(view, command, policy)
-    _TRANSITIONS[type(command)](tx, command)
-    return tx.finish()
+    doc_key = document_key(command)
+    first = view.receipt(doc_key) if doc_key is not None else None
+    if first is not None:
+        same = first.fingerprint == content
+        tx.alert(
+            AlertType.DUPLICATE_DOCUMENT if same else AlertType.ANOMALY, _warehouse_of(command), 0,
+            f"{command.cause_event_type} {doc_key.split('|')[2]} re-sent as event {command.cause_event_id} "  # type: ignore[union-attr]
+            f"(first applied as event {first.event_id}): "
+            + ("same content, applied once" if same else "different content, ignored: the first stands"),
+        )
+        doc_key = None
+    else:
+        _TRANSITIONS[type(command)](tx, command)
+    outcome = tx.finish()
+    receipt = Receipt(command.command_id, outcome.events, content, command.cause_event_id)
+    document_receipt = None if doc_key is None else Receipt(doc_key, (), content, command.cause_event_id)
+    return replace(outcome, receipt=receipt, document_receipt=document_receipt)
+
+
+def _warehouse_of(command: StockCommand) -> str | None:
+    fields = command.__dict__
+    return fields.get("warehouse_code") or fields.get("from_warehouse_code")

@@ -54,10 +54,12 @@ class StateRecords:
         stored: StoredReceipt | None = self._get(_key("r", message_id))
         if stored is None:
             return None
-        return Receipt(message_id=stored.message_id, events=tuple(decode(e, validate=False) for e in stored.events))
+        events = tuple(decode(e, validate=False) for e in stored.events)
+        return Receipt(stored.message_id, events, stored.fingerprint, stored.event_id)
 
-    def store_receipt(self, message_id: str, outputs: tuple[bytes, ...]) -> None:
-        self.state.set_bytes(_key("r", message_id), encode(StoredReceipt(message_id, outputs)))
+    def store_receipt(self, receipt: Receipt, outputs: tuple[bytes, ...]) -> None:
+        stored = StoredReceipt(receipt.message_id, outputs, receipt.fingerprint, receipt.event_id)
+        self.state.set_bytes(_key("r", receipt.message_id), encode(stored))
 
 
 class StockRecords(StateRecords):
@@ -101,8 +103,10 @@ class StockRecords(StateRecords):
             self._put(_key("e", warehouse_code, document_no), None if expectation is None else encode(expectation))
         if outcome.stock is not None:
             self.state.set_bytes(b"s", encode(outcome.stock))
+        if outcome.document_receipt is not None:
+            self.store_receipt(outcome.document_receipt, ())
         if outcome.receipt is not None:
-            self.store_receipt(outcome.receipt.message_id, outputs)
+            self.store_receipt(outcome.receipt, outputs)
 
 
 class OrderRecords(StateRecords):
@@ -115,4 +119,4 @@ class OrderRecords(StateRecords):
         if outcome.order is not None:
             self.state.set_bytes(b"o", encode(outcome.order))
         if outcome.receipt is not None:
-            self.store_receipt(outcome.receipt.message_id, outputs)
+            self.store_receipt(outcome.receipt, outputs)

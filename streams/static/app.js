@@ -38,7 +38,7 @@
   };
   const LINE_STATE_ZH = { REQUESTED: '请求中', RESERVED: '已预占', REJECTED: '已拒绝', RELEASED: '已释放', UNRESERVED: '未预占' };
   const ALERT_ZH = {
-    LOW_STOCK: '低库存', OUT_OF_STOCK: '缺货', SHORTAGE: '短缺', RECONCILIATION_DRIFT: '盘点差异', ANOMALY: '异常',
+    LOW_STOCK: '低库存', OUT_OF_STOCK: '缺货', SHORTAGE: '短缺', RECONCILIATION_DRIFT: '盘点差异', ANOMALY: '异常', DUPLICATE_DOCUMENT: '重复单据',
   };
 
   const $ = (id) => document.getElementById(id);

@@ -25,7 +25,7 @@ from tables.state import InboundExpectation, Order, OrderLine, Position, Reserva
 
 NOW = datetime(2025, 11, 22, 10, 0, tzinfo=timezone.utc)
 LINE = {"sku": "S", "quantity": 2, "warehouse_code": "WH1", "reserved_qty": 2, "presold_qty": 0,
-        "shipped_qty": 0, "delivered_qty": 0, "returned_qty": 0}
+        "shipped_qty": 0, "delivered_qty": 0, "returned_qty": 0, "short_qty": 0}
 CAUSE = {"cause_event_type": "OrderCreated", "cause_event_id": "e1", "occurred_at": NOW}
 SAMPLES: list[tuple[type[BaseModel], dict[str, Any]]] = [
     (InventoryChanged, {"sku": "S", "warehouse_code": "WH1", "available_qty": 1, "reserved_qty": 2,
