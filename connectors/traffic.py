@@ -358,9 +358,13 @@ class DaySimulation:
             self.now = second
             self.shadow.expire_due(self.at(second))  # the shadow's timer, on simulated time
             action()
-            # The shadow never sees a message twice, so it needs no receipts (they hold every
-            # output: a day's worth would take gigabytes).
-            self.shadow.tables.receipts_by_id.clear()
+            # The shadow never sees a message twice, so it needs no message receipts (they
+            # hold every output: a day's worth would take gigabytes). Receipts that hold no
+            # output stay: among them the one per stock document a re-sent copy is checked
+            # against.
+            receipts = self.shadow.tables.receipts_by_id
+            for message_id in [k for k, r in receipts.items() if r.events]:
+                del receipts[message_id]
             yield from self._pending
             self._pending.clear()
         self.shadow.expire_due(self.at(DAY_S))
