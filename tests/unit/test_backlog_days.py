@@ -14,6 +14,8 @@ model's partly shipped orders still hold, then every order still open on either 
 cancelled. No reservation is left on either side, and every position - on hand, in
 transit, outbound, damaged, delivered, reserved, presold - must equal the model's
 (``Position.same_quantities``); the laws hold and no finished order holds a reservation.
+
+Last, the divergences bigger or stranger days found, each scripted down to a few events.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from connectors.traffic import (
 )
 from schemas.base import Event
 from tables.center import InventoryCenter, MemoryTables
+from tables.policy import CorePolicy
 from tables.state import Position
+from tests.unit.event_factory import EventFactory
 from tests.unit.interleaving import InterleavingCenter
-from tests.unit.test_interleaving import assert_laws, assert_no_leaked_reservation
+from tests.unit.test_interleaving import assert_laws, assert_no_leaked_reservation, quantities
 
 INTERLEAVINGS = 200
 # Small days, so that hundreds of interleavings of each run in seconds; more returns than
@@ -175,3 +179,73 @@ def test_a_day_read_one_event_at_a_time_ends_as_the_model(day_seed: int) -> None
     own order, so this holds whatever the core does with the races above."""
     day = simulated_day(day_seed)
     assert check(day, 0, publish_chance=0.0) is None
+
+
+# --- divergences the days found, scripted ------------------------------------------------------
+
+
+def drain_all_but(center: InterleavingCenter, topic: str) -> None:
+    """Deliver everything queued except what waits on ``topic``."""
+    while queues := [q for q in center.pending() if q[0] != topic]:
+        center.deliver(queues[0])
+
+
+def test_a_count_read_after_more_later_shipments_than_the_history_keeps_still_lands() -> None:
+    """Found by a day of 300 orders over 2 SKUs delivered in one go: a count of a hot
+    position waited on its warehouse's partition while more shipments of that position than
+    ``CorePolicy.count_history`` were read. The count is reported "too old to net" and its
+    drift is lost; the model applied it."""
+    f = EventFactory()
+    shipments = CorePolicy().count_history + 1
+    stock = f.goods_received("RCV-1", "WH1", [("SKU1", 100, 0)])
+    count = f.stock_snapshot("CNT-1", "WH1", [("SKU1", 101)], counted_at=f.now)  # one unit found
+    orders = []
+    for n in range(shipments):
+        orders += [f.order_created(f"O{n}", [("SKU1", 1, "WH1")]),
+                   f.order_shipped(f"O{n}", f"SHP-{n}", "WH1", [("SKU1", 1)])]
+    model = InventoryCenter()
+    model.submit_all([stock, count, *orders])
+    center = InterleavingCenter(0)
+    center.publish(stock)
+    center.drain()
+    center.publish(count)
+    for event in orders:
+        center.publish(event)
+    drain_all_but(center, "stock-movements")  # every shipment read before the count
+    center.drain()
+    assert quantities(center, "WH1") == quantities(model, "WH1") == {
+        "on_hand": 101 - shipments, "reserved": 0, "in_transit": 0, "outbound": shipments, "damaged": 0,
+        "delivered": 0,
+    }
+
+
+def test_a_disposal_read_before_the_inspection_that_first_brought_the_sku_to_its_warehouse() -> None:
+    """A return inspected at another warehouse (WH2) brings the first units of the SKU there;
+    the WMS disposes of the damaged one. Read before the inspection (which goes through the
+    order partition), the disposal finds no position at WH2 and keeps nothing ahead, so the
+    damaged unit stays on the books; the model wrote it off."""
+    f = EventFactory()
+    day = [
+        f.goods_received("RCV-1", "WH1", [("SKU1", 5, 0)]),
+        f.order_created("O1", [("SKU1", 1, "WH1")]),
+        f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 1)]),
+        f.tracking("Delivered", "O1", "SHP-1"),
+        f.return_requested("O1", "RET-1", [("SKU1", 1)]),
+        f.return_picked_up("O1", "RET-1", "WH1"),
+    ]
+    inspected = f.return_inspected("O1", "RET-1", "WH2", [("SKU1", 1, "DAMAGED")])
+    disposed = f.damaged_disposed("DSP-1", "WH2", "SKU1", 1)
+    model = InventoryCenter()
+    model.submit_all([*day, inspected, disposed])
+    center = InterleavingCenter(0)
+    for event in day:
+        center.publish(event)
+        center.drain()
+    center.publish(inspected)
+    center.publish(disposed)
+    center.deliver_next("stock-movements")  # the inspection, routed to its order
+    center.deliver_next("stock-movements")  # the disposal, straight to the SKU: first at WH2
+    center.drain()
+    assert quantities(center, "WH2") == quantities(model, "WH2") == {
+        "on_hand": 0, "reserved": 0, "in_transit": 0, "outbound": 0, "damaged": 0, "delivered": 0,
+    }
