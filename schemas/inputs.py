@@ -361,6 +361,19 @@ class DamagedDisposed(WmsEvent):
     quantity: Quantity = Field(description="Damaged units written off.")
 
 
+class ReorderPointSet(Event):
+    """An inventory planner sets the reorder point below which LOW_STOCK is raised: for one
+    position, or (no warehouse) for every position of the SKU that has none of its own. The
+    latest ``occurredAt`` wins, whatever order settings are read in."""
+
+    source: SourceSystem = Field(SourceSystem.ERP, description="The system that published it.")
+    sku: Sku = Field(description="Stock keeping unit.")
+    warehouse_code: WarehouseCode | None = Field(
+        None, description="Warehouse (the topic key); absent: the SKU's default for every warehouse."
+    )
+    reorder_point: int = Field(ge=0, description="LOW_STOCK when availableQty falls below it.")
+
+
 ORDER_EVENTS: tuple[type[Event], ...] = (OrderCreated, OrderPaid, OrderCancelled, ReturnRequested)
 SHIPMENT_EVENTS: tuple[type[Event], ...] = (
     OrderShipped,
@@ -380,6 +393,7 @@ MOVEMENT_EVENTS: tuple[type[Event], ...] = (
     TransferReceived,
     StockSnapshot,
     DamagedDisposed,
+    ReorderPointSet,
 )
 INPUT_EVENTS: dict[str, type[Event]] = {
     cls.__name__: cls for cls in ORDER_EVENTS + SHIPMENT_EVENTS + MOVEMENT_EVENTS

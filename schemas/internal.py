@@ -123,6 +123,11 @@ class DisposeDamaged(StockCommand):
     quantity: int = Field(gt=0, description="Damaged units written off.")
 
 
+class SetReorderPoint(StockCommand):
+    warehouse_code: WarehouseCode | None = Field(description="Warehouse; null: the SKU's default.")
+    reorder_point: int = Field(ge=0, description="LOW_STOCK when availableQty falls below it.")
+
+
 class ReservationStatus(StrEnum):
     RESERVED = "RESERVED"
     REJECTED = "REJECTED"
@@ -169,6 +174,7 @@ STOCK_COMMANDS: tuple[type[StockCommand], ...] = (
     DispatchTransfer,
     ReconcileStock,
     DisposeDamaged,
+    SetReorderPoint,
 )
 INTERNAL_MESSAGES: dict[str, type[Contract]] = {
     cls.__name__: cls for cls in (*STOCK_COMMANDS, ReservationUpdated, ReservationExpiryDue)

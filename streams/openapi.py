@@ -168,6 +168,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/webhooks/tms": _webhook("TMS (carrier)", "PickedUp, InTransit, OutForDelivery, Delivered, "
                                                        "DeliveryFailed, ReturnPickedUp"),
             "/webhooks/wms": _webhook("WMS (warehouse)", "OrderShipped and the stock movements"),
+            "/webhooks/erp": _webhook("ERP (inventory planner)", "ReorderPointSet"),
         },
         "components": {"schemas": {"Position": POSITION, "SkuInventory": SKU_INVENTORY, "Batch": BATCH,
                                    "Order": ORDER, "Error": ERROR},

@@ -47,13 +47,15 @@ def _specs() -> tuple[TopicSpec, ...]:
                                            "Delivered", "DeliveryFailed", "ReturnPickedUp"), "input", RETAINED),
         TopicSpec("stock-movements", "warehouseCode", ("InboundAnnounced", "GoodsReceived", "ReturnInspected",
                                                     "StockAdjusted", "TransferDispatched", "TransferReceived",
-                                                    "StockSnapshot", "DamagedDisposed"), "input", RETAINED),
+                                                    "StockSnapshot", "DamagedDisposed", "ReorderPointSet"),
+                  "input", RETAINED),
         TopicSpec("order-inbox", "orderNo", ("ReservationUpdated", "ReturnInspected", "ReservationExpiryDue"),
                   "internal", RETAINED),
         TopicSpec("stock-commands", "sku", ("ReserveStock", "ReleaseStock", "ShipStock", "DeliverStock",
                                             "ReturnUndelivered", "ExpectReturn", "InspectReturn",
                                             "AnnounceInbound", "ReceiveStock", "AdjustStock",
-                                            "DispatchTransfer", "ReconcileStock", "DisposeDamaged"),
+                                            "DispatchTransfer", "ReconcileStock", "DisposeDamaged",
+                                            "SetReorderPoint"),
                   "internal", RETAINED),
         TopicSpec("inventory-changes", "sku|warehouseCode", ("InventoryChanged",), "output", COMPACTED),
         TopicSpec("order-status", "orderNo", ("OrderStatusChanged",), "output", RETAINED),
@@ -114,7 +116,8 @@ class Topics:
 # co-partition. Stock movements are keyed by warehouse: one warehouse's WMS events stay in the
 # order the WMS published them (a count never overtakes the receipts it counted). A transfer's
 # dispatch is keyed by the sending warehouse, its receipt by the receiving one.
-MOVEMENT_KEY_FIELDS = ("warehouse_code", "from_warehouse_code", "to_warehouse_code")
+# A SKU-wide planner setting (no warehouse) is keyed by its SKU.
+MOVEMENT_KEY_FIELDS = ("warehouse_code", "from_warehouse_code", "to_warehouse_code", "sku")
 
 
 def input_key(event: object) -> str:

@@ -83,7 +83,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The systems that may post, and the events each publishes (by the contract's default source).
-SOURCES: dict[str, SourceSystem] = {"tms": SourceSystem.TMS, "wms": SourceSystem.WMS}
+# The ERP's inventory planner posts reorder points (ReorderPointSet).
+SOURCES: dict[str, SourceSystem] = {"tms": SourceSystem.TMS, "wms": SourceSystem.WMS, "erp": SourceSystem.ERP}
 EVENTS_BY_SOURCE: dict[SourceSystem, tuple[str, ...]] = {
     system: tuple(
         cls.__name__ for cls in SHIPMENT_EVENTS + MOVEMENT_EVENTS

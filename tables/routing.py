@@ -15,6 +15,7 @@ from schemas.base import Event
 from schemas.inputs import (
     DamagedDisposed,
     GoodsReceived,
+    ReorderPointSet,
     InboundAnnounced,
     StockAdjusted,
     StockSnapshot,
@@ -28,6 +29,7 @@ from schemas.internal import (
     DisposeDamaged,
     ReceiveStock,
     ReconcileStock,
+    SetReorderPoint,
     StockCommand,
 )
 from tables.orders import ORDER_MESSAGES
@@ -118,6 +120,14 @@ def _disposed(e: DamagedDisposed) -> list[StockCommand]:
     ]
 
 
+def _reorder_point(e: ReorderPointSet) -> list[StockCommand]:
+    return [
+        SetReorderPoint.model_construct(
+            **_base(e, e.sku, "reorder-point"), warehouse_code=e.warehouse_code, reorder_point=e.reorder_point
+        )
+    ]
+
+
 _SPLITTERS: dict[type[Event], Callable[[Event], list[StockCommand]]] = {
     InboundAnnounced: _announced,  # type: ignore[dict-item]
     GoodsReceived: _received,  # type: ignore[dict-item]
@@ -126,6 +136,7 @@ _SPLITTERS: dict[type[Event], Callable[[Event], list[StockCommand]]] = {
     TransferDispatched: _dispatched,  # type: ignore[dict-item]
     StockSnapshot: _snapshot,  # type: ignore[dict-item]
     DamagedDisposed: _disposed,  # type: ignore[dict-item]
+    ReorderPointSet: _reorder_point,  # type: ignore[dict-item]
 }
 
 

@@ -58,6 +58,10 @@ class Position:
     # Units promised to open reservations here whose supply failed (the sum of their
     # short_qty): served first, first ordered first served, from the next units available.
     short_qty: int = 0
+    # The planner's reorder point for this position (None: the SKU's, else the default), and
+    # when it was set: the latest setting wins whatever order settings are read in.
+    reorder_point: int | None = None
+    reorder_point_at: datetime | None = None
 
     @property
     def available_qty(self) -> int:
@@ -87,6 +91,8 @@ class SkuStock:
     sku: str
     positions: tuple[Position, ...] = ()
     reservation_seq: int = 0  # arrival order of reservations: first ordered, first served
+    reorder_point: int | None = None  # the SKU's default for positions without their own
+    reorder_point_at: datetime | None = None
 
     def position(self, warehouse_code: str) -> Position | None:
         for position in self.positions:

@@ -26,6 +26,7 @@ from schemas.internal import (
     ReceiveStock,
     ReconcileStock,
     ReleaseStock,
+    SetReorderPoint,
     ReservationStatus,
     ReservationUpdated,
     ReserveStock,
@@ -96,6 +97,7 @@ class _Tx:
         self.positions: dict[str, Position] = {p.warehouse_code: p for p in self.base.positions}
         self.before: dict[str, Position] = dict(self.positions)
         self.reservation_seq = self.base.reservation_seq
+        self.sku_reorder_point = (self.base.reorder_point, self.base.reorder_point_at)
         self.reservations: dict[ReservationKey, Reservation | None] = {}
         self.expectations: dict[ExpectationKey, InboundExpectation | None] = {}
         self.ledger_entries: list[InventoryLedgerEntry] = []
@@ -448,8 +450,8 @@ class _Tx:
                 positions.append(kept)
                 changed = changed or kept != before
                 continue
-            if before is None and after.same_quantities(_EMPTY):
-                continue  # a command at a warehouse the SKU never had, that moved nothing
+            if before is None and after == evolve(_EMPTY, warehouse_code=warehouse_code):
+                continue  # a command at a warehouse the SKU never had, that changed nothing
             changed = True
             previous = before if before is not None else Position(warehouse_code=warehouse_code)
             updated_at = cmd.occurred_at
@@ -460,8 +462,12 @@ class _Tx:
             changed_events.append(self.inventory_changed(after))
             self.threshold_alerts(previous, after, first_stocked=before is None)
         stock = None
-        if changed or self.reservation_seq != self.base.reservation_seq:
-            stock = SkuStock(sku=self.sku, positions=tuple(positions), reservation_seq=self.reservation_seq)
+        point, point_at = self.sku_reorder_point
+        if changed or self.reservation_seq != self.base.reservation_seq or point_at != self.base.reorder_point_at:
+            stock = SkuStock(
+                sku=self.sku, positions=tuple(positions), reservation_seq=self.reservation_seq,
+                reorder_point=point, reorder_point_at=point_at,
+            )
         events = (*changed_events, *self.ledger_entries, *self.alerts, *self.results)
         return StockOutcome(
             sku=self.sku,
@@ -493,10 +499,17 @@ class _Tx:
             occurred_at=cmd.occurred_at,
         )
 
+    def reorder_point(self, p: Position) -> int:
+        """The position's own reorder point, else its SKU's, else the default."""
+        if p.reorder_point is not None:
+            return p.reorder_point
+        sku_point = self.sku_reorder_point[0]
+        return sku_point if sku_point is not None else self.policy.reorder_point
+
     def threshold_alerts(self, before: Position, after: Position, first_stocked: bool = False) -> None:
         was, now = before.available_qty, after.available_qty
         wh = after.warehouse_code
-        point = self.policy.reorder_point
+        point = self.reorder_point(after)
         if (was >= point or first_stocked) and point > now > 0:
             self.alert(AlertType.LOW_STOCK, wh, now, f"availableQty {now} fell below reorder point {point}")
         if was > 0 >= now:
@@ -813,6 +826,28 @@ def _dispose(tx: _Tx, cmd: DisposeDamaged) -> None:
     tx.ledger(wh, StockBucket.DAMAGED, MovementType.DISPOSED, -taken, "DISPOSAL", cmd.disposal_no)
 
 
+def _set_reorder_point(tx: _Tx, cmd: SetReorderPoint) -> None:
+    """The latest setting (by occurredAt) wins; a position already below a point raised
+    above its availableQty hears LOW_STOCK now, as if it had just fallen below it."""
+    at = cmd.occurred_at
+    if cmd.warehouse_code is None:
+        if tx.sku_reorder_point[1] is not None and at <= tx.sku_reorder_point[1]:
+            return
+        olds = {wh: tx.reorder_point(tx.position(wh)) for wh in tx.positions}
+        tx.sku_reorder_point = (cmd.reorder_point, at)
+    else:
+        p = tx.position(cmd.warehouse_code)
+        if p.reorder_point_at is not None and at <= p.reorder_point_at:
+            return
+        olds = {cmd.warehouse_code: tx.reorder_point(p)}
+        tx.set(cmd.warehouse_code, reorder_point=cmd.reorder_point, reorder_point_at=at)
+    for wh, old in olds.items():
+        p = tx.position(wh)
+        new, available = tx.reorder_point(p), p.available_qty
+        if wh in tx.before and available >= old and new > available > 0:
+            tx.alert(AlertType.LOW_STOCK, wh, available, f"availableQty {available} is below the new reorder point {new}")
+
+
 _TRANSITIONS: dict[type[StockCommand], Callable[[_Tx, StockCommand], None]] = {
     ReserveStock: _reserve,  # type: ignore[dict-item]
     ReleaseStock: _release,  # type: ignore[dict-item]
@@ -827,6 +862,7 @@ _TRANSITIONS: dict[type[StockCommand], Callable[[_Tx, StockCommand], None]] = {
     DispatchTransfer: _dispatch,  # type: ignore[dict-item]
     ReconcileStock: _reconcile,  # type: ignore[dict-item]
     DisposeDamaged: _dispose,  # type: ignore[dict-item]
+    SetReorderPoint: _set_reorder_point,  # type: ignore[dict-item]
 }
 
 

@@ -38,7 +38,7 @@ ORDERS_TOPIC = frozenset({"OrderCreated", "OrderPaid", "OrderCancelled", "Return
 SHIPMENTS_TOPIC = frozenset(
     {"OrderShipped", "PickedUp", "InTransit", "OutForDelivery", "Delivered", "DeliveryFailed", "ReturnPickedUp"}
 )
-MOVEMENT_KEY_FIELDS = ("warehouse_code", "from_warehouse_code", "to_warehouse_code")
+MOVEMENT_KEY_FIELDS = ("warehouse_code", "from_warehouse_code", "to_warehouse_code", "sku")
 
 
 def input_queue(event: BaseModel) -> Queue:

@@ -388,3 +388,47 @@ def test_a_new_order_does_not_take_units_a_short_order_waits_for() -> None:
     n1 = center.order("N1")
     assert n1 is not None and n1.status == "REJECTED"
     assert center.order("P1").line("SKU1").reserved_qty == 4  # type: ignore[union-attr]
+
+
+# --- reorder points set at runtime -----------------------------------------------------------------
+
+
+def reorder_point_set(f: EventFactory, point: int, warehouse: str | None = None, sku: str = "SKU1") -> Event:
+    fields = {"sku": sku, "reorderPoint": point}
+    if warehouse is not None:
+        fields["warehouseCode"] = warehouse
+    return f.event("ReorderPointSet", **fields)
+
+
+def test_reorder_points_are_set_per_sku_and_per_position_at_runtime() -> None:
+    f = EventFactory()
+    center = InventoryCenter(CorePolicy(reorder_point=2))
+    center.submit(f.goods_received("RCV-1", "WH1", [("SKU1", 30, 0)]))
+    center.submit(f.goods_received("RCV-2", "WH2", [("SKU1", 30, 0)]))
+    center.submit(reorder_point_set(f, 20))  # the SKU's default
+    center.submit(reorder_point_set(f, 5, "WH2"))  # WH2 its own
+    center.submit(f.order_created("O1", [("SKU1", 15, "WH1")]))  # WH1: 15 < 20
+    center.submit(f.order_created("O2", [("SKU1", 15, "WH2")]))  # WH2: 15 >= 5
+    lows = alerts_of(center, AlertType.LOW_STOCK)
+    assert [(a.warehouse_code, a.quantity) for a in lows] == [("WH1", 15)]
+
+
+def test_a_reorder_point_raised_above_available_raises_low_stock_now() -> None:
+    f = EventFactory()
+    center = InventoryCenter(CorePolicy(reorder_point=2))
+    center.submit(f.goods_received("RCV-1", "WH1", [("SKU1", 8, 0)]))
+    center.submit(reorder_point_set(f, 10, "WH1"))
+    [low] = alerts_of(center, AlertType.LOW_STOCK)
+    assert (low.warehouse_code, low.quantity) == ("WH1", 8)
+
+
+def test_the_latest_reorder_point_wins_whatever_the_read_order() -> None:
+    f = EventFactory()
+    older, newer = reorder_point_set(f, 50, "WH1"), reorder_point_set(f, 3, "WH1")
+    for settings_read in ([older, newer], [newer, older]):
+        center = InventoryCenter(CorePolicy(reorder_point=0))
+        center.submit_all(settings_read)
+        center.submit(f.goods_received(f"RCV-{len(center.outputs)}", "WH1", [("SKU1", 10, 0)]))
+        p = center.position("SKU1", "WH1")
+        assert p is not None and p.reorder_point == 3
+        assert not alerts_of(center, AlertType.LOW_STOCK)

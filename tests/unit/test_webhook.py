@@ -73,9 +73,10 @@ def test_anything_else_fails_without_raising(header: str | None) -> None:
 
 
 def test_every_shipment_and_movement_event_belongs_to_exactly_one_source() -> None:
-    tms, wms = set(EVENTS_BY_SOURCE[TMS]), set(EVENTS_BY_SOURCE[WMS])
-    assert not tms & wms
-    assert tms | wms == {cls.__name__ for cls in SHIPMENT_EVENTS + MOVEMENT_EVENTS}
+    tms, wms, erp = set(EVENTS_BY_SOURCE[TMS]), set(EVENTS_BY_SOURCE[WMS]), set(EVENTS_BY_SOURCE[SourceSystem.ERP])
+    assert not tms & wms and not erp & (tms | wms)
+    assert tms | wms | erp == {cls.__name__ for cls in SHIPMENT_EVENTS + MOVEMENT_EVENTS}
+    assert erp == {"ReorderPointSet"}  # the planner's setting
     assert "OrderShipped" in wms  # the warehouse ships (its contract's source is WMS)
     assert tms == {"PickedUp", "InTransit", "OutForDelivery", "Delivered", "DeliveryFailed", "ReturnPickedUp"}
 
