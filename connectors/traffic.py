@@ -11,6 +11,10 @@ the source systems publish them, ``occurredAt`` advancing through one simulated 
   warehouses, cycle counts (snapshots), disposal of damaged units, failed parcels received
   back, return inspections.
 - TMS: pickup, hub scans, out for delivery, delivered or failed; return pickups.
+- Retries and odd routes, off by default (``BACKLOG`` turns them on): stock documents re-sent
+  under a new eventId (same content, ``occurredAt`` included), events published twice under
+  the same eventId, returns inspected at another warehouse than the pickup named, transfers
+  and refused parcels received short by a receipt that closes them.
 
 The simulated systems cannot see the pipeline, so causality comes from a shadow: every
 event is fed to ``tables.center.InventoryCenter`` as it is generated, and the systems act
@@ -148,6 +152,12 @@ class Mix:
     snapshots_per_warehouse: int = 2
     snapshot_drift: float = 0.1  # counted lines that differ from the books
     disposals_per_warehouse: int = 2
+    # What a day drained as a backlog must also survive; all off by default.
+    resent_document: float = 0.0  # stock documents a WMS retry sends again under a new eventId
+    redelivered: float = 0.0  # events a producer retry publishes twice under the same eventId
+    return_elsewhere: float = 0.0  # returns inspected at another warehouse than the pickup named
+    transfer_short: float = 0.0  # transfer lines received short (the receipt closes the transfer)
+    parcel_back_short: float = 0.0  # failed parcels received back short (the receipt closes them)
 
 
 # A day whose outcome does not depend on how a pipeline interleaves its input topics, so
@@ -161,6 +171,23 @@ CALM = Mix(
     replenish_horizon=20.0,  # ASNs all day long, and presales against them
     snapshots_per_warehouse=0, returned=0.0, delivery_failed=0.1,
 )
+
+
+# A day as a pipeline drains it after a restart: the same events, plus what retries and odd
+# routes add - stock documents re-sent under a new eventId, events published twice under the
+# same one, returns inspected at another warehouse, transfers and refused parcels received
+# short - with more of the flows that cross topics (transfers, failures, returns, counts
+# with drift). No pay-later orders: a payment window is judged on the clock that reads it.
+BACKLOG = Mix(
+    pay_later=0.0, transfers=0.08, adjustments=0.05, delivery_failed=0.1, returned=0.3, damaged_unit=0.3,
+    snapshots_per_warehouse=3, snapshot_drift=0.3, disposals_per_warehouse=3,
+    resent_document=0.15, redelivered=0.03, return_elsewhere=0.3, transfer_short=0.3, parcel_back_short=0.5,
+)
+
+# The stock documents a WMS may send again under a new eventId: each is applied once per
+# document number (receiptNo, asnNo, transferNo, adjustmentNo, snapshotId, disposalNo).
+RESENDABLE = (GoodsReceived, InboundAnnounced, StockAdjusted, TransferDispatched, TransferReceived,
+              StockSnapshot, DamagedDisposed)
 
 
 @dataclass(frozen=True)
@@ -274,7 +301,32 @@ class DaySimulation:
         self._pending.append(event)
         self.counts[cls.__name__] += 1
         self._read_outputs()
+        self._retry(event)
         return event
+
+    def _retry(self, event: Event) -> None:
+        """Maybe publish ``event`` again later: a WMS retry under a new eventId (same
+        document, same occurredAt), or a producer retry under the same eventId."""
+        mix, rng = self.mix, self.rng
+        if mix.resent_document and isinstance(event, RESENDABLE) and rng.random() < mix.resent_document:
+            self.later(1, 30, lambda: self.resend(event))
+        if mix.redelivered and rng.random() < mix.redelivered:
+            self.later(0, 5, lambda: self.redeliver(event))
+
+    def resend(self, event: Event) -> None:
+        """The same document under a new eventId: the shadow reads it as the pipeline will."""
+        serial = next(self._serial)
+        again = event.model_copy(update={"event_id": f"{self.params.id_tag}-{serial:08d}"})
+        self.shadow.submit(again)
+        self._pending.append(again)
+        self.counts[f"{type(event).__name__} re-sent"] += 1
+        self._read_outputs()
+
+    def redeliver(self, event: Event) -> None:
+        """The same message again, eventId included. The pipeline's receipts drop it; the
+        shadow, which keeps no receipts (memory), is not fed it: it would change nothing."""
+        self._pending.append(event)
+        self.counts[f"{type(event).__name__} redelivered"] += 1
 
     def _read_outputs(self) -> None:
         outputs = self.shadow.outputs
@@ -306,9 +358,13 @@ class DaySimulation:
             self.now = second
             self.shadow.expire_due(self.at(second))  # the shadow's timer, on simulated time
             action()
-            # The shadow never sees a message twice, so it needs no receipts (they hold every
-            # output: a day's worth would take gigabytes).
-            self.shadow.tables.receipts_by_id.clear()
+            # The shadow never sees a message twice, so it needs no message receipts (they
+            # hold every output: a day's worth would take gigabytes). Receipts that hold no
+            # output stay: among them the one per stock document a re-sent copy is checked
+            # against.
+            receipts = self.shadow.tables.receipts_by_id
+            for message_id in [k for k, r in receipts.items() if r.events]:
+                del receipts[message_id]
             yield from self._pending
             self._pending.clear()
         self.shadow.expire_due(self.at(DAY_S))
@@ -503,12 +559,27 @@ class DaySimulation:
     # --- returns and failed parcels ------------------------------------------------------
 
     def parcel_back(self, parcel: _Parcel) -> None:
-        """The WMS receives a refused parcel against its shipment number."""
+        """The WMS receives a refused parcel against its shipment number; sometimes short
+        (the receipt closes the shipment: what is missing will not come)."""
+        lines = parcel.lines
+        if self.mix.parcel_back_short and self.rng.random() < self.mix.parcel_back_short:
+            lines = self._short(lines)
         self.emit(
             GoodsReceived,
             receipt_no=self.document_no("RB"), asn_no=parcel.shipment_no, warehouse_code=parcel.warehouse_code,
-            lines=[ReceivedLine(sku=sku, sellable_qty=qty) for sku, qty in parcel.lines],
+            lines=[ReceivedLine(sku=sku, sellable_qty=qty) for sku, qty in lines],
         )
+
+    def _short(self, lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """``lines`` with up to half of one line's units missing. A line arrives with one
+        unit at least: the receipt closes the document per SKU it names."""
+        rng = self.rng
+        several = [n for n, (_, qty) in enumerate(lines) if qty > 1]
+        if not several:
+            return lines
+        n = rng.choice(several)
+        sku, qty = lines[n]
+        return lines[:n] + [(sku, qty - rng.randint(1, qty // 2))] + lines[n + 1:]
 
     def request_return(self, parcel: _Parcel) -> None:
         rng = self.rng
@@ -536,9 +607,12 @@ class DaySimulation:
                 lines.append(InspectedLine(sku=sku, quantity=qty - damaged, disposition=Disposition.SELLABLE))
             if damaged:
                 lines.append(InspectedLine(sku=sku, quantity=damaged, disposition=Disposition.DAMAGED))
+        warehouse_code = parcel.warehouse_code
+        if self.mix.return_elsewhere and len(self.warehouses) > 1 and self.rng.random() < self.mix.return_elsewhere:
+            warehouse_code = self.rng.choice([wh for wh in self.warehouses if wh != parcel.warehouse_code])
         self.emit(
             ReturnInspected, return_no=return_no, order_no=parcel.order_no,
-            warehouse_code=parcel.warehouse_code, lines=lines,
+            warehouse_code=warehouse_code, lines=lines,
         )
 
     # --- WMS: inbound --------------------------------------------------------------------
@@ -649,6 +723,8 @@ class DaySimulation:
         self.later(120, 300, lambda: self.receive_transfer(transfer_no, route[1], lines))
 
     def receive_transfer(self, transfer_no: str, warehouse_code: str, lines: list[tuple[str, int]]) -> None:
+        if self.mix.transfer_short and self.rng.random() < self.mix.transfer_short:
+            lines = self._short(lines)
         received = []
         for sku, qty in lines:
             damaged = 1 if qty > 1 and self.rng.random() < 0.05 else 0
@@ -725,6 +801,47 @@ def replay(events: Iterable[Event], center: InventoryCenter | None = None) -> In
         center.expire_due(event.occurred_at)
         center.submit(event)
     return center
+
+
+# --- the day's end ------------------------------------------------------------------------
+# A pipeline that reads the day in another order than the model may take other reservation
+# decisions (which order gets the last unit, from which warehouse; an order read before the
+# stock it wanted is rejected). Ending the day as the OMS and WMS would - the WMS ships what
+# partly shipped orders still hold, the OMS cancels every order still open - leaves no
+# reservation on either side, so every position of the two can be compared.
+
+
+def day_end(day: date = DEFAULT_DAY) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=CHINA)
+
+
+def ship_what_is_held(center: InventoryCenter, day: date = DEFAULT_DAY) -> list[OrderShipped]:
+    """A parcel per warehouse for what each partly shipped order of ``center`` still holds
+    (its next parcel was due after midnight); a shipped order can no longer be cancelled."""
+    parcels = []
+    for order in sorted(center.tables.orders_by_no.values(), key=lambda o: o.order_no):
+        if order.status != S.PARTIALLY_SHIPPED:
+            continue
+        held: dict[str, list[StockLine]] = {}
+        for line in order.lines:
+            if line.reserved_qty and line.warehouse_code:
+                held.setdefault(line.warehouse_code, []).append(StockLine(sku=line.sku, quantity=line.reserved_qty))
+        for n, (warehouse_code, lines) in enumerate(sorted(held.items()), start=1):
+            shipment_no = f"EOD-{order.order_no}-{n}"
+            parcels.append(OrderShipped(
+                event_id=f"EOD-ship-{shipment_no}", occurred_at=day_end(day), shipment_no=shipment_no,
+                order_no=order.order_no, warehouse_code=warehouse_code, lines=lines,
+                waybill_no=f"WB-{shipment_no}", carrier=CARRIERS[0],
+            ))
+    return parcels
+
+
+def cancel_at_day_end(order_no: str, day: date = DEFAULT_DAY) -> OrderCancelled:
+    """The OMS closes an order still open at midnight. The same id for the same order: the
+    model and a pipeline may both be sent it."""
+    return OrderCancelled(
+        event_id=f"EOD-cancel-{order_no}", occurred_at=day_end(day), order_no=order_no, reason="end of day",
+    )
 
 
 def to_json_line(event: Event) -> str:

@@ -20,6 +20,7 @@ import pytest
 from connectors.produce import parse_event
 from connectors.simulate import main as simulate_main
 from connectors.traffic import (
+    BACKLOG,
     CALM,
     DayParams,
     DaySimulation,
@@ -318,3 +319,74 @@ def test_the_days_date_and_ids_follow_the_parameters() -> None:
     assert first.occurred_at.date() == date(2026, 1, 2)
     assert first.event_id.startswith("T9-")
     assert isinstance(first.occurred_at, datetime)
+
+
+# --- a backlog's day: retries and odd routes ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def backlog_day() -> tuple[list[Event], DaySimulation]:
+    simulation = DaySimulation(DayParams(seed=4, orders=200, skus=30, warehouses=3, mix=BACKLOG))
+    return [parse_event(json.loads(line)) for line in iter_json_lines(simulation.events())], simulation
+
+
+def test_the_retry_knobs_are_off_by_default() -> None:
+    mix = DayParams().mix
+    assert (mix.resent_document, mix.redelivered, mix.return_elsewhere, mix.transfer_short,
+            mix.parcel_back_short) == (0, 0, 0, 0, 0)
+
+
+def test_a_backlog_day_is_reproducible(backlog_day: tuple[list[Event], DaySimulation]) -> None:
+    again = DaySimulation(DayParams(seed=4, orders=200, skus=30, warehouses=3, mix=BACKLOG))
+    assert list(iter_json_lines(again.events())) == [to_json_line(e) for e in backlog_day[0]]
+
+
+def test_a_backlog_day_resends_documents_and_redelivers_events(
+    backlog_day: tuple[list[Event], DaySimulation],
+) -> None:
+    """A WMS retry: the same stock document, occurredAt included, under a new eventId. A
+    producer retry: the same message, eventId included."""
+    events, simulation = backlog_day
+    by_content: dict[str, list[Event]] = {}
+    for e in events:
+        by_content.setdefault(json.dumps(e.model_dump(mode="json", exclude={"event_id"}), sort_keys=True), []).append(e)
+    resent = Counter(type(same[0]).__name__ for same in by_content.values()
+                     if len({e.event_id for e in same}) > 1)
+    assert {"GoodsReceived", "StockAdjusted", "TransferDispatched", "InboundAnnounced"} <= set(resent), resent
+    redelivered = Counter(e.event_id for e in events)
+    assert sum(n - 1 for n in redelivered.values()) == sum(
+        n for kind, n in simulation.counts.items() if kind.endswith(" redelivered")) > 0
+    assert sum(resent.values()) == sum(n for kind, n in simulation.counts.items() if kind.endswith(" re-sent"))
+
+
+def test_a_backlog_day_has_returns_elsewhere_and_short_closing_receipts(
+    backlog_day: tuple[list[Event], DaySimulation],
+) -> None:
+    events, _ = backlog_day
+    picked_up = {e.return_no: e.warehouse_code for e in events if isinstance(e, ReturnPickedUp)}
+    inspected = [e for e in events if isinstance(e, ReturnInspected)]
+    assert any(picked_up[e.return_no] != e.warehouse_code for e in inspected)
+    assert any(picked_up[e.return_no] == e.warehouse_code for e in inspected)
+    dispatched = {(e.transfer_no, line.sku): line.quantity for e in events if isinstance(e, TransferDispatched)
+                  for line in e.lines}
+    received = [(e.transfer_no, line) for e in events if isinstance(e, TransferReceived) for line in e.lines]
+    assert any(line.sellable_qty + line.damaged_qty < dispatched[(no, line.sku)] for no, line in received)
+    assert all(0 < line.sellable_qty + line.damaged_qty <= dispatched[(no, line.sku)] for no, line in received)
+    shipped = {(e.shipment_no, line.sku): line.quantity for e in events if isinstance(e, OrderShipped)
+               for line in e.lines}
+    failed = {e.shipment_no for e in events if isinstance(e, DeliveryFailed)}
+    back = [(e.asn_no, line) for e in events if isinstance(e, GoodsReceived) and e.asn_no in failed
+            for line in e.lines]
+    assert back and any(line.sellable_qty < shipped[(no, line.sku)] for no, line in back)
+
+
+def test_the_backlog_stream_alone_rebuilds_the_generators_shadow(
+    backlog_day: tuple[list[Event], DaySimulation],
+) -> None:
+    """The shadow read every re-sent document; a redelivered event is dropped by its id."""
+    events, simulation = backlog_day
+    replayed = replay(events)
+    assert _quantities(replayed) == _quantities(simulation.shadow)
+    assert {k: o.status for k, o in replayed.tables.orders_by_no.items()} == {
+        k: o.status for k, o in simulation.shadow.tables.orders_by_no.items()
+    }
