@@ -806,9 +806,9 @@ def _dispose(tx: _Tx, cmd: DisposeDamaged) -> None:
     p = tx.position(wh)
     taken = min(cmd.quantity, p.damaged_qty)
     # The rest may still be on its way to the books: a return inspection travels through the
-    # order partition, the disposal straight from the WMS. At a position the SKU never had,
-    # it is a mistake, not a race: nothing is kept there.
-    ahead = cmd.quantity - taken if wh in tx.before else 0
+    # order partition, the disposal straight from the WMS - also to a warehouse the SKU
+    # never had (a return inspected elsewhere brings its first units there).
+    ahead = cmd.quantity - taken
     if taken < cmd.quantity:
         later = f", {ahead} written off when returned damaged units arrive" if ahead else ""
         tx.alert(

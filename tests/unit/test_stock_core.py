@@ -16,6 +16,7 @@ import pytest
 from schemas.internal import (
     AdjustStock,
     AnnounceInbound,
+    DisposeDamaged,
     ReceiveStock,
     ReconcileStock,
     ReleaseStock,
@@ -333,6 +334,14 @@ def test_a_command_that_moves_nothing_at_an_unknown_warehouse_creates_no_positio
     center, f = InventoryCenter(), EventFactory()
     center.submit(f.goods_received("RC-Z", "WH1", [("Z", 5, 0)]))
     before = len(center.outputs)
-    center.submit(f.damaged_disposed("DSP-Z", "WH9", "Z", 1))
+    center.submit(f.order_created("O-Z", [("Z", 1, "WH9")]))  # rejected: nothing there
     assert center.position("Z", "WH9") is None
     assert not [e for e in center.outputs[before:] if isinstance(e, InventoryChanged)]
+
+
+def test_a_disposal_at_a_warehouse_the_sku_never_had_keeps_its_units_ahead() -> None:
+    """A return inspected at another warehouse may bring the SKU's first units there, and
+    its disposal can be read first: the units are written off when they arrive."""
+    part = Partition()
+    part.apply(DisposeDamaged, disposal_no="DSP-1", warehouse_code="WH9", quantity=2)
+    assert part.position("WH9").disposed_ahead_qty == 2
