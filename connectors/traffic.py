@@ -26,10 +26,11 @@ few anomalies, and its rejections are the out-of-stock a real day has.
 Pure: no clock, no I/O, one seeded random stream and no iteration over hashed sets, so the
 same arguments give the same events, byte for byte, in any process.
 
-The shadow's expiry timer runs on the simulated clock. A pipeline's timer runs on the wall
-clock, which is past the simulated day: there every pay-later order comes due as soon as it
-is indexed, and a payment the pipeline reads after its tick is refused. The stock ends the
-same (released either way, and a shipment is physical truth), the position versions do not.
+The shadow's expiry timer runs on the simulated clock. A pipeline's timer runs on event
+time too (the partition's watermark, with a wall-clock fallback only for a quiet partition),
+and a payment that happened in time is honoured whenever it is read, so a day replayed at
+full speed ends with the statuses the shadow gives it (docs/inventory-model.md, "Pay,
+expire, outbound").
 """
 
 from __future__ import annotations
@@ -160,12 +161,10 @@ class Mix:
     parcel_back_short: float = 0.0  # failed parcels received back short (the receipt closes them)
 
 
-# A day whose outcome does not depend on how a pipeline interleaves its input topics, so
-# that the pipeline must end exactly where the shadow ends (quantities; versions may not):
-# ample stock at every position (no order competes for the last unit), every order routed
-# to a named warehouse (no source picked by whichever reservation came first), no cycle
-# counts (a count can overtake a shipment it already counted) and no customer returns (a
-# ReturnRequested read before its order's OrderShipped is refused for good).
+# A day whose reservation decisions do not depend on how a pipeline interleaves its input
+# topics, so that the pipeline must end exactly where the shadow ends (quantities; versions
+# may not): ample stock at every position (no order competes for the last unit) and every
+# order routed to a named warehouse (no source picked by whichever reservation came first).
 CALM = Mix(
     named_warehouse=1.0, assortment=1.0, opening_cover=10.0, bulk_line=0.0,
     replenish_horizon=20.0,  # ASNs all day long, and presales against them
