@@ -36,6 +36,9 @@ class ReserveStock(StockCommand):
 
 class ReleaseStock(StockCommand):
     order_no: DocumentNo = Field(description="Order whose reservation of this SKU ends.")
+    reserve_command_id: DerivedId | None = Field(
+        None, description="The ReserveStock it ends: read before it, that reservation is never made."
+    )
 
 
 class ShipStock(StockCommand):

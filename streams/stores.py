@@ -207,10 +207,10 @@ class StockStore(FamilyStore):
             )
         if outcome.stock is not None:
             writes.append(Write(key("s", outcome.sku), encode(outcome.stock)))
-        document = outcome.document_receipt
-        if document is not None:
-            stored = StoredReceipt(document.message_id, (), document.fingerprint, document.event_id)
-            writes.append(Write(key("r", document.message_id), encode(stored)))
+        for extra in outcome.extra_receipts:  # a document's; a reservation released before it was read
+            events = tuple(encode(e) for e in extra.events)  # single-object: decode_output reads both
+            stored = StoredReceipt(extra.message_id, events, extra.fingerprint, extra.event_id)
+            writes.append(Write(key("r", extra.message_id), encode(stored)))
         receipt = outcome.receipt
         if receipt is None:
             self.stage("", writes, outputs, receipt=False)

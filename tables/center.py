@@ -70,8 +70,8 @@ class MemoryTables:
                 self.expectations_by_key[ekey] = expectation
         if outcome.receipt is not None:
             self.receipts_by_id[outcome.receipt.message_id] = outcome.receipt
-        if outcome.document_receipt is not None:
-            self.receipts_by_id[outcome.document_receipt.message_id] = outcome.document_receipt
+        for extra in outcome.extra_receipts:
+            self.receipts_by_id[extra.message_id] = extra
 
     def store_order(self, outcome: OrderOutcome) -> None:
         if outcome.order is not None:

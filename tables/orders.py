@@ -226,7 +226,8 @@ class _Tx:
     def release_held_lines(self) -> None:
         for line in self.o.lines:
             if line.state in (LineState.REQUESTED, LineState.RESERVED):
-                self.command(ReleaseStock, line.sku, "release", order_no=self.o.order_no)
+                self.command(ReleaseStock, line.sku, "release", order_no=self.o.order_no,
+                             reserve_command_id=line.reserve_command_id or None)
         if self.o.reservation_expires_at is not None:
             self.expiry_cleared = self.o.reservation_expires_at
 
@@ -377,12 +378,21 @@ def _created(tx: _Tx, e: OrderCreated) -> None:
     )
     tx.move_to(S.PENDING)
     for line in lines:
-        tx.command(
-            ReserveStock, line.sku, "reserve",
-            order_no=e.order_no, order_type=e.order_type, quantity=line.quantity,
-            warehouse_code=line.requested_warehouse,
-        )
+        _reserve_line(tx, line, "reserve", line.quantity)
     tx.expiry_set = e.reservation_expires_at
+
+
+def _reserve_line(tx: _Tx, line: OrderLine, step: str, quantity: int) -> None:
+    """Send the line's ReserveStock and remember its id: every release names the reservation
+    it ends, so that a release read first (after a crash) cancels it before it is made."""
+    command_id = f"{tx.message_id}|{line.sku}|{step}"
+    tx.command(
+        ReserveStock, line.sku, step,
+        order_no=tx.o.order_no, order_type=tx.o.order_type, quantity=quantity,
+        warehouse_code=line.requested_warehouse,
+    )
+    current = tx.o.line(line.sku) or line
+    tx.set_line(replace(current, reserve_command_id=command_id))
 
 
 def _created_after_shipment(tx: _Tx, e: OrderCreated) -> None:
@@ -427,11 +437,7 @@ def _reserve_rest(tx: _Tx, rest: list[OrderLine]) -> None:
         return
     for line in rest:
         tx.set_line(replace(line, state=LineState.REQUESTED, reserved_qty=0, presold_qty=0))
-        tx.command(
-            ReserveStock, line.sku, "reserve",
-            order_no=tx.o.order_no, order_type=tx.o.order_type, quantity=line.quantity - line.shipped_qty,
-            warehouse_code=line.requested_warehouse,
-        )
+        _reserve_line(tx, line, "reserve", line.quantity - line.shipped_qty)
     tx.move_to(S.PARTIALLY_SHIPPED, "order read after part of it shipped")
 
 
@@ -534,11 +540,7 @@ def _reopen_once_released(tx: _Tx) -> None:
     )
     tx.update(lines=lines)
     for line in lines:
-        tx.command(
-            ReserveStock, line.sku, "reserve-again",
-            order_no=o.order_no, order_type=o.order_type, quantity=line.quantity,
-            warehouse_code=line.requested_warehouse,
-        )
+        _reserve_line(tx, line, "reserve-again", line.quantity)
     tx.move_to(S.PENDING, "re-opened: paid in time, read after the expiry")
 
 
@@ -546,7 +548,8 @@ def _expire(tx: _Tx, due: datetime) -> None:
     """Release every line, held or not (so that each line's last reservation answer is a
     RELEASED one: see ``_reopen_once_released``), and end EXPIRED."""
     for line in tx.o.lines:
-        tx.command(ReleaseStock, line.sku, "release", order_no=tx.o.order_no)
+        tx.command(ReleaseStock, line.sku, "release", order_no=tx.o.order_no,
+                   reserve_command_id=line.reserve_command_id or None)
     tx.expiry_cleared = due
     tx.move_to(S.EXPIRED, f"not paid by {due.isoformat()}")
 
@@ -613,7 +616,8 @@ def _shipped(tx: _Tx, e: OrderShipped) -> None:
         for line in tx.o.lines:
             held = line.state == LineState.RESERVED and (line.reserved_qty or line.presold_qty)
             if held or line.state == LineState.REQUESTED:
-                tx.command(ReleaseStock, line.sku, "release", order_no=e.order_no)
+                tx.command(ReleaseStock, line.sku, "release", order_no=e.order_no,
+                           reserve_command_id=line.reserve_command_id or None)
         if tx.o.status not in AFTER_DELIVERY:  # a late shipment report never moves it back
             tx.move_to(S.SHIPPED)
     elif tx.o.status not in (S.SHIPPED, *AFTER_DELIVERY):

@@ -154,6 +154,7 @@ class OrderLine:
     shipped_qty: int = 0
     delivered_qty: int = 0
     returned_qty: int = 0
+    reserve_command_id: str = ""  # the last ReserveStock sent for the line: its release names it
 
 
 class ShipmentState(StrEnum):

@@ -79,7 +79,9 @@ class StockOutcome:
     receipt: Receipt | None  # None: duplicate, nothing to store
     events: tuple[object, ...]
     duplicate: bool = False
-    document_receipt: Receipt | None = None  # a document applied: kept under its document key
+    # More receipts to keep: a document's, under its document key; or the receipt of a
+    # ReserveStock whose release was read first, so that it reserves nothing when it comes.
+    extra_receipts: tuple[Receipt, ...] = ()
 
 
 _EMPTY = Position(warehouse_code="")
@@ -103,6 +105,7 @@ class _Tx:
         self.ledger_entries: list[InventoryLedgerEntry] = []
         self.alerts: list[InventoryAlert] = []
         self.results: list[ReservationUpdated] = []
+        self.extra_receipts: list[Receipt] = []
 
     # --- reads that see this command's own writes ---------------------------------------
 
@@ -596,6 +599,12 @@ def _release(tx: _Tx, cmd: ReleaseStock) -> None:
         )
         tx.reservations[(tx.sku, cmd.order_no)] = None
     tx.result(cmd.order_no, ReservationStatus.RELEASED, warehouse_code=r.warehouse_code if r else None)
+    reserve_id = cmd.reserve_command_id
+    if r is None and reserve_id and tx.view.receipt(reserve_id) is None:
+        # The release overtook its reservation (after a crash, the outputs of the last
+        # transaction are sent again before those of messages read again): the ReserveStock,
+        # when it comes, finds this receipt and reserves nothing.
+        tx.extra_receipts.append(Receipt(reserve_id, (tx.results[-1],), "", cmd.cause_event_id))
 
 
 def _ship(tx: _Tx, cmd: ShipStock) -> None:
@@ -923,8 +932,10 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> S
         _TRANSITIONS[type(command)](tx, command)
     outcome = tx.finish()
     receipt = Receipt(command.command_id, outcome.events, content, command.cause_event_id)
-    document_receipt = None if doc_key is None else Receipt(doc_key, (), content, command.cause_event_id)
-    return replace(outcome, receipt=receipt, document_receipt=document_receipt)
+    extra = tx.extra_receipts
+    if doc_key is not None:
+        extra = [*extra, Receipt(doc_key, (), content, command.cause_event_id)]
+    return replace(outcome, receipt=receipt, extra_receipts=tuple(extra))
 
 
 def _warehouse_of(command: StockCommand) -> str | None:

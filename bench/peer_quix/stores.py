@@ -103,8 +103,8 @@ class StockRecords(StateRecords):
             self._put(_key("e", warehouse_code, document_no), None if expectation is None else encode(expectation))
         if outcome.stock is not None:
             self.state.set_bytes(b"s", encode(outcome.stock))
-        if outcome.document_receipt is not None:
-            self.store_receipt(outcome.document_receipt, ())
+        for extra in outcome.extra_receipts:
+            self.store_receipt(extra, tuple(encode(e) for e in extra.events))
         if outcome.receipt is not None:
             self.store_receipt(outcome.receipt, outputs)
 

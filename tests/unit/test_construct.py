@@ -41,7 +41,7 @@ SAMPLES: list[tuple[type[BaseModel], dict[str, Any]]] = [
                           "best_available_qty": 0, **CAUSE}),
     (ReserveStock, {"command_id": "c", "sku": "S", "order_no": "O1", "order_type": "NORMAL", "quantity": 2,
                     "warehouse_code": None, **CAUSE}),
-    (ReleaseStock, {"command_id": "c", "sku": "S", "order_no": "O1", **CAUSE}),
+    (ReleaseStock, {"command_id": "c", "sku": "S", "order_no": "O1", "reserve_command_id": None, **CAUSE}),
     (StockLine, {"sku": "S", "quantity": 2}),
     (Consignee, {"name": "n", "phone": "123", "address": "a"}),
     (OrderLineAllocation, LINE),

@@ -432,3 +432,30 @@ def test_the_latest_reorder_point_wins_whatever_the_read_order() -> None:
         p = center.position("SKU1", "WH1")
         assert p is not None and p.reorder_point == 3
         assert not alerts_of(center, AlertType.LOW_STOCK)
+
+
+# --- a release read before the reservation it ends ------------------------------------------------
+
+
+def test_a_release_read_before_its_reservation_leaves_nothing_held() -> None:
+    """After a crash the worker sends the outputs of its last transaction again (the redo
+    record) before those of the messages it reads again (their receipts): an order's
+    ReleaseStock can then reach the SKU ahead of its ReserveStock. The release names the
+    reservation it ends, which is never made."""
+    f = EventFactory()
+    center = InterleavingCenter(seed=0)
+    center.publish(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
+    center.drain()
+    center.publish(f.order_created("O1", [("SKU1", 2)]))
+    center.deliver_next("orders")  # ReserveStock queued
+    center.publish(f.order_shipped("O1", "SHP-1", "WH2", [("SKU1", 2)]))  # shipped from elsewhere
+    center.deliver_next("shipments")  # ShipStock (WH2) and ReleaseStock queued behind it
+    queue = center.queues[("stock-commands", "SKU1")]
+    reserve = queue.popleft()
+    queue.append(reserve)  # the crash: the reservation comes again, after its release
+    center.drain()
+    assert not center.tables.reservations_by_key
+    p = center.position("SKU1", "WH1")
+    assert p is not None and (p.reserved_qty, p.available_qty) == (0, 10)
+    order = center.order("O1")
+    assert order is not None and order.status == "SHIPPED"
