@@ -777,18 +777,11 @@ def _reconcile(tx: _Tx, cmd: ReconcileStock) -> None:
     wh = cmd.warehouse_code
     p = tx.position(wh)
     at = cmd.counted_at
-    if p.counted_at is not None and at < p.counted_at:
+    why_not = _why_a_count_cannot_land(p, at)
+    if why_not:
         tx.alert(
             AlertType.ANOMALY, wh, cmd.counted_qty,
-            f"count {cmd.snapshot_id} of {cmd.counted_qty} at {at.isoformat()} not applied: "
-            f"a later count (at {p.counted_at.isoformat()}) was applied first",
-        )
-        return
-    if p.history_since is not None and at < p.history_since:
-        tx.alert(
-            AlertType.ANOMALY, wh, cmd.counted_qty,
-            f"count {cmd.snapshot_id} of {cmd.counted_qty} at {at.isoformat()} not applied: too old to net, "
-            f"the movements before {p.history_since.isoformat()} are no longer kept",
+            f"count {cmd.snapshot_id} of {cmd.counted_qty} at {at.isoformat()} not applied: {why_not}",
         )
         return
     later, moved_since = history.after(p.movement_log, at)
@@ -808,6 +801,15 @@ def _reconcile(tx: _Tx, cmd: ReconcileStock) -> None:
         AlertType.RECONCILIATION_DRIFT, wh, drift,
         f"WMS counted {cmd.counted_qty} at {at.isoformat()}, books said {books}: drift {drift:+d}",
     )
+
+
+def _why_a_count_cannot_land(p: Position, at: datetime) -> str:
+    """Why a count taken at ``at`` cannot be netted exactly at this position ("" if it can)."""
+    if p.counted_at is not None and at < p.counted_at:
+        return f"a later count (at {p.counted_at.isoformat()}) was applied first"
+    if p.history_since is not None and at < p.history_since:
+        return f"too old to net, the movements before {p.history_since.isoformat()} are no longer kept"
+    return ""
 
 
 def _dispose(tx: _Tx, cmd: DisposeDamaged) -> None:
