@@ -240,6 +240,17 @@ class CoreLaws(RuleBasedStateMachine):
         assert order is not None
         return [(x.sku, x.quantity, x.warehouse_code) for x in order.lines]
 
+    def shipping_shares(self, order_no: str) -> list[tuple[str, int, str | None]]:
+        """The order's lines as its warehouses would ship them: a split line once per part."""
+        order = self.center.order(order_no)
+        assert order is not None
+        return [
+            (x.sku, share.reserved_qty, share.warehouse_code)
+            for x in order.lines
+            for share in (x.shares() if x.warehouse_code is not None else ())
+            if share.reserved_qty > 0
+        ] + [(x.sku, x.quantity, None) for x in order.lines if x.warehouse_code is None]
+
     def prefer(self, data: st.DataObject, items: Sequence[T], fits: Callable[[T], bool]) -> T:
         """Mostly an item that ``fits`` (where the interesting rules act), sometimes any item
         (where the lifecycle must refuse or the core must cope)."""
@@ -297,6 +308,16 @@ class CoreLaws(RuleBasedStateMachine):
         self, order_type: str, items: list[tuple[str, int, str | None]], order_warehouse: str | None
     ) -> None:
         self.place_order(order_type, items, order_warehouse, None)
+
+    @rule(s=sku, order_type=st.sampled_from(["NORMAL", "GIFT"]), over=st.integers(1, 4), other=order_items)
+    def create_order_to_split(
+        self, s: str, order_type: str, over: int, other: list[tuple[str, int, str | None]]
+    ) -> None:
+        """A line just above what the best single warehouse has available: split across
+        warehouses when together they can cover it (with other lines, some rejected)."""
+        best = max((max(0, a) for (k, _), a in self.availability().items() if k == s), default=0)
+        items = [(s, best + over, None), *(item for item in other if item[0] != s)]
+        self.place_order(order_type, items, None, None)
 
     @rule(items=order_items, order_warehouse=st.none() | warehouse)
     def create_presale_order(self, items: list[tuple[str, int, str | None]], order_warehouse: str | None) -> None:
@@ -383,7 +404,7 @@ class CoreLaws(RuleBasedStateMachine):
     @rule(data=st.data(), how=st.sampled_from(["as instructed", "partial", "excess", "anywhere"]))
     def ship(self, data: st.DataObject, how: str) -> None:
         order_no = self.pick_order(data, SHIPPABLE)
-        lines = self.order_lines(order_no)
+        lines = self.shipping_shares(order_no)
         allocated = sorted({wh for _, _, wh in lines if wh is not None})
         if how == "anywhere" or not allocated:
             wh = data.draw(warehouse)
@@ -644,6 +665,7 @@ class CoreLaws(RuleBasedStateMachine):
             short[(r.sku, r.warehouse_code)] += r.short_qty
             assert min(r.reserved_qty, r.presold_qty, r.short_qty) >= 0, r
             if r.splits:
+                note_event("split reservation")
                 # Only a NORMAL or GIFT line no single warehouse could fill is split: across
                 # distinct warehouses, none of them its primary, each part holding units.
                 assert r.order_type != "PRESALE" and (r.presold_qty, r.short_qty) == (0, 0), r
