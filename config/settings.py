@@ -163,6 +163,13 @@ class Settings(BaseSettings):
     warehouse_priority: tuple[str, ...] = Field(
         (), description="Tie-break order for source selection; unlisted warehouses come last."
     )
+    split_lines: bool = Field(
+        True, description=(
+            "A NORMAL or GIFT line that names no warehouse and that no single warehouse can fill is reserved "
+            "across several (fewest warehouses first: most available first, ties by warehouse_priority, then "
+            "code); false: such a line is rejected."
+        ),
+    )
     default_reorder_point: int = Field(
         10, ge=0, description="LOW_STOCK fires when availableQty crosses below this."
     )

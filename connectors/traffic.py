@@ -494,9 +494,8 @@ class DaySimulation:
         lines = []
         for wanted in instruction.lines:
             line = order.line(wanted.sku)
-            if line is None or line.warehouse_code != instruction.warehouse_code:
-                return
-            if line.reserved_qty < wanted.quantity or line.shipped_qty:
+            # A line split across warehouses holds a part at each: this warehouse ships its own.
+            if line is None or line.held_at(instruction.warehouse_code) < wanted.quantity:
                 return
             lines.append((wanted.sku, wanted.quantity))
         if len(lines) > 1 and self.rng.random() < self.mix.split_parcel:
@@ -824,7 +823,9 @@ def ship_what_is_held(center: InventoryCenter, day: date = DEFAULT_DAY) -> list[
         held: dict[str, list[StockLine]] = {}
         for line in order.lines:
             if line.reserved_qty and line.warehouse_code:
-                held.setdefault(line.warehouse_code, []).append(StockLine(sku=line.sku, quantity=line.reserved_qty))
+                for part in (line.warehouse_code, *(x.warehouse_code for x in line.splits)):
+                    if units := line.held_at(part):
+                        held.setdefault(part, []).append(StockLine(sku=line.sku, quantity=units))
         for n, (warehouse_code, lines) in enumerate(sorted(held.items()), start=1):
             shipment_no = f"EOD-{order.order_no}-{n}"
             parcels.append(OrderShipped(

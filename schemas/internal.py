@@ -15,6 +15,7 @@ from pydantic import Field
 
 from schemas.base import Contract, DocumentNo, DerivedId, Sku, Timestamp, WarehouseCode
 from schemas.inputs import AdjustmentReason, OrderType
+from schemas.outputs import WarehouseAllocation
 
 
 class StockCommand(Contract):
@@ -144,14 +145,19 @@ class ReservationUpdated(Contract):
     order_no: DocumentNo = Field(description="Order (the topic key).")
     sku: Sku = Field(description="Stock keeping unit.")
     status: ReservationStatus = Field(description="RESERVED, REJECTED or RELEASED.")
-    warehouse_code: WarehouseCode | None = Field(description="Allocated warehouse.")
-    reserved_qty: int = Field(description="Units reserved in the warehouse.")
+    warehouse_code: WarehouseCode | None = Field(description="Allocated warehouse (split line: the primary one).")
+    reserved_qty: int = Field(description="Units reserved on hand, over every warehouse of the line.")
     presold_qty: int = Field(description="Units promised from inbound supply.")
     short_qty: int = Field(description="Promised units whose supply failed to arrive.")
-    best_available_qty: int = Field(description="REJECTED: most any warehouse could give.")
+    best_available_qty: int = Field(description="REJECTED: most any single warehouse could give.")
     occurred_at: Timestamp = Field(description="When the causing event happened.")
     cause_event_type: str = Field(description="Type of the input event.")
     cause_event_id: str = Field(description="Id of the input event.")
+    splits: list[WarehouseAllocation] = Field(
+        default_factory=list,
+        description="A line no single warehouse could fill: its parts at warehouses other than warehouseCode, "
+        "which holds the rest of reservedQty.",
+    )
 
 
 class ReservationExpiryDue(Contract):

@@ -57,16 +57,29 @@ class OrderStatus(StrEnum):
     RETURNED = "RETURNED"
 
 
+class WarehouseAllocation(Contract):
+    """One part of an order line split across warehouses: the units reserved at one of them."""
+
+    warehouse_code: WarehouseCode = Field(description="Warehouse holding this part.")
+    reserved_qty: int = Field(description="Units of the line reserved there.")
+
+
 class OrderLineAllocation(Contract):
     sku: Sku = Field(description="Stock keeping unit.")
     quantity: int = Field(description="Units ordered.")
-    warehouse_code: WarehouseCode | None = Field(description="Allocated warehouse, if any.")
-    reserved_qty: int = Field(description="Units reserved in the warehouse.")
+    warehouse_code: WarehouseCode | None = Field(
+        description="Allocated warehouse, if any (split line: the primary one, shipping what the splits do not)."
+    )
+    reserved_qty: int = Field(description="Units reserved, over every warehouse of the line.")
     presold_qty: int = Field(description="Units promised from inbound supply (PRESALE).")
     shipped_qty: int = Field(description="Units shipped.")
     delivered_qty: int = Field(description="Units signed for.")
     returned_qty: int = Field(description="Units returned and inspected.")
     short_qty: int = Field(0, description="Promised units whose inbound supply failed, not yet served.")
+    splits: list[WarehouseAllocation] = Field(
+        default_factory=list,
+        description="A line no single warehouse could fill: its parts at warehouses other than warehouseCode.",
+    )
 
 
 class OrderStatusChanged(Contract):

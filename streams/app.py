@@ -172,6 +172,7 @@ def create_app(settings: Settings) -> Pipeline:
         warehouse_priority=settings.warehouse_priority,
         reorder_point=settings.default_reorder_point,
         count_history=settings.count_history,
+        split_lines=settings.split_lines,
     )
 
     t_orders_in = _faust_topic(app, topics.orders, topics.shipments, topics.order_inbox)

@@ -70,7 +70,11 @@ ORDER = {
         "lines": {"type": "array", "items": {"type": "object", "properties": {
             "sku": {"type": "string"}, "quantity": _INT, "warehouseCode": {"type": ["string", "null"]},
             "reservationState": {"type": "string"}, "reservedQty": _INT, "presoldQty": _INT, "shortQty": _INT,
-            "shippedQty": _INT, "deliveredQty": _INT, "returnedQty": _INT}}},
+            "shippedQty": _INT, "deliveredQty": _INT, "returnedQty": _INT,
+            "splits": {"type": "array", "description": "A line split across warehouses: its parts at warehouses "
+                       "other than warehouseCode (reservedQty is the line's total).",
+                       "items": {"type": "object", "properties": {
+                           "warehouseCode": {"type": "string"}, "reservedQty": _INT}}}}}},
         "timeline": {"type": "array", "items": {"type": "object", "properties": {
             "at": {"type": "string", "format": "date-time"}, "what": {"type": "string"},
             "causeEventId": {"type": "string"}}}},

@@ -66,6 +66,9 @@ def order_json(o: Order) -> dict[str, Any]:
                 "shippedQty": line.shipped_qty,
                 "deliveredQty": line.delivered_qty,
                 "returnedQty": line.returned_qty,
+                "splits": [
+                    {"warehouseCode": part.warehouse_code, "reservedQty": part.reserved_qty} for part in line.splits
+                ],
             }
             for line in o.lines
         ],

@@ -54,11 +54,13 @@ from schemas.outputs import (
     OrderStatusChanged,
     OutboundCancellation,
     OutboundInstruction,
+    WarehouseAllocation,
 )
 from schemas.inputs import Consignee, StockLine
 from tables.construct import construct, evolve, fingerprint
 from tables.state import (
     MAX_TIMELINE,
+    Allocation,
     CustomerReturn,
     LineState,
     Order,
@@ -302,13 +304,15 @@ class _Tx:
 
 
 def _instruction_lines(o: Order) -> dict[str, list[StockLine]]:
-    """An instructed order's lines by warehouse, as its OutboundInstructions list them."""
+    """An instructed order's lines by warehouse, as its OutboundInstructions list them: a
+    split line asks each split warehouse for its part and the primary one for the rest."""
     by_warehouse: dict[str, list[StockLine]] = {}
     for line in o.lines:
-        assert line.warehouse_code is not None
-        by_warehouse.setdefault(line.warehouse_code, []).append(
-            construct(StockLine, sku=line.sku, quantity=line.quantity)
-        )
+        for share in line.shares():
+            if share.reserved_qty > 0:
+                by_warehouse.setdefault(share.warehouse_code, []).append(
+                    construct(StockLine, sku=line.sku, quantity=share.reserved_qty)
+                )
     return {warehouse_code: by_warehouse[warehouse_code] for warehouse_code in sorted(by_warehouse)}
 
 
@@ -334,6 +338,10 @@ def _status_changed(
                 delivered_qty=line.delivered_qty,
                 returned_qty=line.returned_qty,
                 short_qty=line.short_qty,
+                splits=[
+                    construct(WarehouseAllocation, warehouse_code=part.warehouse_code, reserved_qty=part.reserved_qty)
+                    for part in line.splits
+                ],
             )
             for line in order.lines
         ],
@@ -436,7 +444,7 @@ def _reserve_rest(tx: _Tx, rest: list[OrderLine]) -> None:
             )
         return
     for line in rest:
-        tx.set_line(replace(line, state=LineState.REQUESTED, reserved_qty=0, presold_qty=0))
+        tx.set_line(replace(line, state=LineState.REQUESTED, reserved_qty=0, presold_qty=0, splits=()))
         _reserve_line(tx, line, "reserve", line.quantity - line.shipped_qty)
     tx.move_to(S.PARTIALLY_SHIPPED, "order read after part of it shipped")
 
@@ -456,6 +464,7 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
             line, state=state, warehouse_code=r.warehouse_code or line.warehouse_code,
             reserved_qty=r.reserved_qty, presold_qty=r.presold_qty, short_qty=r.short_qty,
             best_available_qty=r.best_available_qty,
+            splits=tuple(Allocation(part.warehouse_code, part.reserved_qty) for part in r.splits),
         )
     )
     if r.short_qty > line.short_qty:
@@ -597,10 +606,8 @@ def _shipped(tx: _Tx, e: OrderShipped) -> None:
             order_no=e.order_no, shipment_no=e.shipment_no, warehouse_code=e.warehouse_code,
             quantity=shipped.quantity, order_known=tx.o.known,
         )
-        consumed = min(shipped.quantity, line.reserved_qty) if line.warehouse_code == e.warehouse_code else 0
-        tx.set_line(
-            replace(line, shipped_qty=line.shipped_qty + shipped.quantity, reserved_qty=line.reserved_qty - consumed)
-        )
+        consumed = min(shipped.quantity, line.held_at(e.warehouse_code))
+        tx.set_line(replace(line.taken_at(e.warehouse_code, consumed), shipped_qty=line.shipped_qty + shipped.quantity))
     shipment = Shipment(
         shipment_no=e.shipment_no, warehouse_code=e.warehouse_code, waybill_no=e.waybill_no,
         lines=tuple(ShipmentLine(sku=x.sku, quantity=x.quantity) for x in e.lines),

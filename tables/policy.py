@@ -9,12 +9,14 @@ MAX_ORDERS_AT_RISK = 100
 
 @dataclass(frozen=True, slots=True)
 class CorePolicy:
-    """Source selection tie-break order, the default reorder point for LOW_STOCK, and how
-    many on-hand movements a position remembers for netting counts read late."""
+    """Source selection tie-break order and whether a line no single warehouse can fill may
+    be split across warehouses, the default reorder point for LOW_STOCK, and how many
+    on-hand movements a position remembers for netting counts read late."""
 
     warehouse_priority: tuple[str, ...] = ()
     reorder_point: int = 10
     count_history: int = 64
+    split_lines: bool = True
 
     def priority_rank(self, warehouse_code: str) -> int:
         try:

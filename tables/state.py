@@ -9,7 +9,7 @@ record plus the one or two small records it touches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -96,8 +96,52 @@ class SkuStock:
 
 
 @dataclass(frozen=True, slots=True)
+class Allocation:
+    """Units of one order line held on hand at one warehouse: one part of a line split
+    across warehouses because no single warehouse could fill it."""
+
+    warehouse_code: str
+    reserved_qty: int
+
+
+def _held_at(
+    warehouse_code: str, primary_code: str | None, primary_qty: int, splits: tuple[Allocation, ...]
+) -> int:
+    """Units a line holds on hand at ``warehouse_code``: its split part there, else its
+    primary part if that is the primary warehouse, else 0 (the one rule behind
+    ``Reservation.held_at`` and ``OrderLine.held_at``)."""
+    for part in splits:
+        if part.warehouse_code == warehouse_code:
+            return part.reserved_qty
+    return primary_qty if warehouse_code == primary_code else 0
+
+
+def _taken_at(
+    warehouse_code: str, units: int, splits: tuple[Allocation, ...]
+) -> tuple[Allocation, ...] | None:
+    """``splits`` with ``units`` fewer at ``warehouse_code`` (a part left empty is dropped),
+    or None when no split part is there (the units are the primary's)."""
+    if all(part.warehouse_code != warehouse_code for part in splits):
+        return None
+    kept = []
+    for part in splits:
+        if part.warehouse_code == warehouse_code:
+            part = Allocation(warehouse_code, part.reserved_qty - units)
+        if part.reserved_qty:
+            kept.append(part)
+    return tuple(kept)
+
+
+@dataclass(frozen=True, slots=True)
 class Reservation:
-    """One order line's hold on one SKU (table key: sku|orderNo)."""
+    """One order line's hold on one SKU (table key: sku|orderNo).
+
+    ``warehouse_code`` / ``reserved_qty`` are the primary part: the warehouse named or
+    chosen, and the units held on hand there. A NORMAL or GIFT line no single warehouse
+    could fill also holds ``splits``: its parts at other warehouses (the primary's part is
+    the largest when reserved; a part emptied by a shipment is dropped). Presold and short
+    units are the primary's only: PRESALE lines and lines naming a warehouse are never
+    split."""
 
     sku: str
     order_no: str
@@ -107,6 +151,28 @@ class Reservation:
     presold_qty: int
     short_qty: int
     seq: int
+    splits: tuple[Allocation, ...] = ()
+
+    @property
+    def total_reserved_qty(self) -> int:
+        """Units held on hand over every warehouse: the primary part and the splits."""
+        return self.reserved_qty + sum(part.reserved_qty for part in self.splits)
+
+    def parts(self) -> tuple[Allocation, ...]:
+        """Every warehouse's on-hand part, the primary first (even when it is 0)."""
+        return (Allocation(self.warehouse_code, self.reserved_qty), *self.splits)
+
+    def held_at(self, warehouse_code: str) -> int:
+        """Units this reservation holds on hand at ``warehouse_code`` (0 where it holds none)."""
+        return _held_at(warehouse_code, self.warehouse_code, self.reserved_qty, self.splits)
+
+    def taken_at(self, warehouse_code: str, units: int) -> Reservation:
+        """This reservation with ``units`` (at most ``held_at(warehouse_code)``) fewer held
+        there: a shipment from that warehouse consumed them."""
+        splits = _taken_at(warehouse_code, units, self.splits)
+        if splits is None:
+            return replace(self, reserved_qty=self.reserved_qty - units)
+        return replace(self, splits=splits)
 
 
 class ExpectationKind(StrEnum):
@@ -142,6 +208,10 @@ class LineState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OrderLine:
+    """One line of an order and what its reservation holds. ``reserved_qty`` is the total
+    held on hand; a line split across warehouses lists its parts at warehouses other than
+    ``warehouse_code`` in ``splits``, and ``warehouse_code`` holds the rest."""
+
     sku: str
     quantity: int
     requested_warehouse: str | None = None
@@ -155,6 +225,25 @@ class OrderLine:
     delivered_qty: int = 0
     returned_qty: int = 0
     reserve_command_id: str = ""  # the last ReserveStock sent for the line: its release names it
+    splits: tuple[Allocation, ...] = ()
+
+    def held_at(self, warehouse_code: str) -> int:
+        """Units this line's reservation holds on hand at ``warehouse_code``."""
+        primary = self.reserved_qty - sum(part.reserved_qty for part in self.splits)
+        return _held_at(warehouse_code, self.warehouse_code, primary, self.splits)
+
+    def taken_at(self, warehouse_code: str, units: int) -> OrderLine:
+        """This line with ``units`` (at most ``held_at(warehouse_code)``) fewer held there."""
+        splits = _taken_at(warehouse_code, units, self.splits)
+        return replace(self, reserved_qty=self.reserved_qty - units, splits=self.splits if splits is None else splits)
+
+    def shares(self) -> tuple[Allocation, ...]:
+        """Every warehouse's share of the line's quantity, the primary first: the splits'
+        parts, and the rest of the quantity at ``warehouse_code`` (what its
+        OutboundInstructions ask each warehouse for)."""
+        assert self.warehouse_code is not None
+        rest = self.quantity - sum(part.reserved_qty for part in self.splits)
+        return (Allocation(self.warehouse_code, rest), *self.splits)
 
 
 class ShipmentState(StrEnum):
@@ -285,6 +374,7 @@ class Transaction:
 STATE_RECORDS = (
     Position,
     SkuStock,
+    Allocation,
     Reservation,
     InboundExpectation,
     OrderLine,

@@ -41,6 +41,7 @@ from schemas.outputs import (
     InventoryLedgerEntry,
     MovementType,
     StockBucket,
+    WarehouseAllocation,
 )
 from tables import history
 from tables.construct import construct, evolve, fingerprint
@@ -48,6 +49,7 @@ from tables.policy import MAX_ORDERS_AT_RISK, CorePolicy
 from tables.state import (
     ExpectationKind,
     InboundExpectation,
+    Allocation,
     Position,
     Receipt,
     Reservation,
@@ -120,14 +122,15 @@ class _Tx:
         return self.view.reservation(self.sku, order_no)
 
     def reservations_at(self, warehouse_code: str) -> list[Reservation]:
-        """Open reservations at one position in arrival order (a scan: rare paths only)."""
+        """Open reservations at one position in arrival order (a scan: rare paths only): those
+        whose primary warehouse it is and those holding a split part there."""
         merged = {r.order_no: r for r in self.view.reservations_of(self.sku)}
         for (_, order_no), r in self.reservations.items():
             if r is None:
                 merged.pop(order_no, None)
             else:
                 merged[order_no] = r
-        found = [r for r in merged.values() if r.warehouse_code == warehouse_code]
+        found = [r for r in merged.values() if r.warehouse_code == warehouse_code or r.held_at(warehouse_code)]
         found.sort(key=lambda r: r.seq)
         return found
 
@@ -145,8 +148,9 @@ class _Tx:
         return position
 
     def put_reservation(self, reservation: Reservation) -> None:
+        """Keep a reservation that still holds units anywhere; one that holds none is deleted."""
         key = (self.sku, reservation.order_no)
-        if reservation.reserved_qty or reservation.presold_qty or reservation.short_qty:
+        if reservation.total_reserved_qty or reservation.presold_qty or reservation.short_qty:
             self.reservations[key] = reservation
         else:
             self.reservations[key] = None
@@ -220,7 +224,8 @@ class _Tx:
         best_available: int = 0,
         warehouse_code: str | None = None,
     ) -> None:
-        """Tell the order partition where this line's reservation stands now."""
+        """Tell the order partition where this line's reservation stands now: its primary
+        warehouse, the units held over every warehouse, and the split parts."""
         cmd = self.command
         r = self.reservation(order_no)
         self.results.append(
@@ -231,13 +236,17 @@ class _Tx:
                 sku=self.sku,
                 status=status,
                 warehouse_code=r.warehouse_code if r else warehouse_code,
-                reserved_qty=r.reserved_qty if r else 0,
+                reserved_qty=r.total_reserved_qty if r else 0,
                 presold_qty=r.presold_qty if r else 0,
                 short_qty=r.short_qty if r else 0,
                 best_available_qty=best_available,
                 occurred_at=cmd.occurred_at,
                 cause_event_type=cmd.cause_event_type,
                 cause_event_id=cmd.cause_event_id,
+                splits=[
+                    construct(WarehouseAllocation, warehouse_code=part.warehouse_code, reserved_qty=part.reserved_qty)
+                    for part in (r.splits if r else ())
+                ],
             )
         )
 
@@ -516,9 +525,10 @@ class _Tx:
             for r in reversed(self.reservations_at(wh)):
                 if covered >= -now or len(at_risk) >= MAX_ORDERS_AT_RISK:
                     break
-                if r.reserved_qty > 0:
+                held = r.held_at(wh)
+                if held > 0:
                     at_risk.append(r.order_no)
-                    covered += r.reserved_qty
+                    covered += held
             self.alert(
                 AlertType.SHORTAGE,
                 wh,
@@ -532,6 +542,10 @@ class _Tx:
 
 
 def _reserve(tx: _Tx, cmd: ReserveStock) -> None:
+    """Reserve a line at the warehouse it names, else at the one warehouse that can fill it
+    with the most available (ties by priority rank, then code), else - a NORMAL or GIFT line,
+    ``policy.split_lines`` on - across the fewest warehouses that together can (``_split``).
+    Otherwise REJECTED with the most any single warehouse could give."""
     existing = tx.reservation(cmd.order_no)
     if existing is not None:
         tx.alert(
@@ -556,16 +570,28 @@ def _reserve(tx: _Tx, cmd: ReserveStock) -> None:
         best_available = max(best_available, capacity)
         if capacity < cmd.quantity:
             continue
-        rank = (-available, tx.policy.priority_rank(warehouse_code), warehouse_code)
+        rank = _source_rank(tx, warehouse_code)
         if best is None or rank < best:
             best = rank
-    if best is None:
+    splits: tuple[Allocation, ...] = ()
+    if best is not None:
+        warehouse_code = best[2]
+    elif not presale and cmd.warehouse_code is None and tx.policy.split_lines:
+        parts = _split(tx, cmd.quantity)
+        if not parts:
+            tx.result(cmd.order_no, ReservationStatus.REJECTED, best_available)
+            return
+        warehouse_code, splits = parts[0].warehouse_code, parts[1:]
+        for part in splits:
+            p = tx.position(part.warehouse_code)
+            tx.set(part.warehouse_code, reserved_qty=p.reserved_qty + part.reserved_qty)
+    else:
         tx.result(cmd.order_no, ReservationStatus.REJECTED, best_available)
         return
-    warehouse_code = best[2]
     p = tx.position(warehouse_code)
-    from_available = min(cmd.quantity, max(0, p.available_qty))
-    presold = cmd.quantity - from_available
+    quantity = cmd.quantity - sum(part.reserved_qty for part in splits)
+    from_available = min(quantity, max(0, p.available_qty))
+    presold = quantity - from_available
     tx.set(
         warehouse_code,
         reserved_qty=p.reserved_qty + from_available,
@@ -582,18 +608,45 @@ def _reserve(tx: _Tx, cmd: ReserveStock) -> None:
             presold_qty=presold,
             short_qty=0,
             seq=tx.reservation_seq,
+            splits=splits,
         )
     )
     tx.result(cmd.order_no, ReservationStatus.RESERVED)
 
 
+def _source_rank(tx: _Tx, warehouse_code: str) -> tuple[int, int, str]:
+    """Source selection order: most available first, then priority rank, then code."""
+    available = max(0, tx.position(warehouse_code).available_qty)
+    return (-available, tx.policy.priority_rank(warehouse_code), warehouse_code)
+
+
+def _split(tx: _Tx, quantity: int) -> tuple[Allocation, ...]:
+    """The parts of a line no single warehouse can fill, fewest warehouses first: warehouses
+    in source selection order, each giving all it has available until the line is covered
+    (so the first part is the largest). Empty when all of them together cannot cover it."""
+    parts: list[Allocation] = []
+    left = quantity
+    for rank in sorted(_source_rank(tx, warehouse_code) for warehouse_code in tx.positions):
+        available, warehouse_code = -rank[0], rank[2]
+        if left == 0 or available == 0:
+            break
+        taken = min(available, left)
+        parts.append(Allocation(warehouse_code, taken))
+        left -= taken
+    return tuple(parts) if left == 0 else ()
+
+
 def _release(tx: _Tx, cmd: ReleaseStock) -> None:
+    """Give back every part the reservation holds: on hand at each of its warehouses, and
+    presold and short units at its primary one."""
     r = tx.reservation(cmd.order_no)
     if r is not None:
+        for part in r.parts():
+            p = tx.position(part.warehouse_code)
+            tx.set(part.warehouse_code, reserved_qty=p.reserved_qty - part.reserved_qty)
         p = tx.position(r.warehouse_code)
         tx.set(
             r.warehouse_code,
-            reserved_qty=p.reserved_qty - r.reserved_qty,
             presold_qty=p.presold_qty - r.presold_qty,
             short_qty=p.short_qty - r.short_qty,
         )
@@ -608,15 +661,17 @@ def _release(tx: _Tx, cmd: ReleaseStock) -> None:
 
 
 def _ship(tx: _Tx, cmd: ShipStock) -> None:
+    """Units leave ``cmd.warehouse_code``: the order's hold there (its primary part or a
+    split part) is consumed first; units beyond it come out of available (ANOMALY)."""
     wh = cmd.warehouse_code
     r = tx.reservation(cmd.order_no)
-    from_reserved = min(cmd.quantity, r.reserved_qty) if r and r.warehouse_code == wh else 0
+    from_reserved = min(cmd.quantity, r.held_at(wh)) if r is not None else 0
     excess = cmd.quantity - from_reserved
     tx.move_on_hand(wh, -cmd.quantity, MovementType.SHIPPED, "SHIPMENT", cmd.shipment_no)
     p = tx.position(wh)
     tx.set(wh, reserved_qty=p.reserved_qty - from_reserved, outbound_qty=p.outbound_qty + cmd.quantity)
     if r is not None and from_reserved:
-        tx.put_reservation(evolve(r, reserved_qty=r.reserved_qty - from_reserved))
+        tx.put_reservation(r.taken_at(wh, from_reserved))
     if r is not None:
         # The order may have read this reservation's earlier answer after the shipment (they
         # travel on different topics): the last answer it reads must be the one after it.

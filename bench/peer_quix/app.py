@@ -163,6 +163,7 @@ def build(args: argparse.Namespace, stats: RunStats) -> tuple[Application, IdleW
         warehouse_priority=settings.warehouse_priority,
         reorder_point=settings.default_reorder_point,
         count_history=settings.count_history,
+        split_lines=settings.split_lines,
     )
     names = TopicNames.of(args.topic_prefix, args.output_prefix)
     inputs = set(names.inputs)

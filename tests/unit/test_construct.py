@@ -19,13 +19,14 @@ from schemas.outputs import (
     OrderLineAllocation,
     OrderStatusChanged,
     OutboundInstruction,
+    WarehouseAllocation,
 )
 from tables.construct import construct, evolve
 from tables.state import InboundExpectation, Order, OrderLine, Position, Reservation, SkuStock
 
 NOW = datetime(2025, 11, 22, 10, 0, tzinfo=timezone.utc)
 LINE = {"sku": "S", "quantity": 2, "warehouse_code": "WH1", "reserved_qty": 2, "presold_qty": 0,
-        "shipped_qty": 0, "delivered_qty": 0, "returned_qty": 0, "short_qty": 0}
+        "shipped_qty": 0, "delivered_qty": 0, "returned_qty": 0, "short_qty": 0, "splits": []}
 CAUSE = {"cause_event_type": "OrderCreated", "cause_event_id": "e1", "occurred_at": NOW}
 SAMPLES: list[tuple[type[BaseModel], dict[str, Any]]] = [
     (InventoryChanged, {"sku": "S", "warehouse_code": "WH1", "available_qty": 1, "reserved_qty": 2,
@@ -38,7 +39,8 @@ SAMPLES: list[tuple[type[BaseModel], dict[str, Any]]] = [
                       "order_no": None, "quantity": 2, "orders_at_risk": ["O1"], "message": "m", **CAUSE}),
     (ReservationUpdated, {"result_id": "r", "order_no": "O1", "sku": "S", "status": "RESERVED",
                           "warehouse_code": "WH1", "reserved_qty": 2, "presold_qty": 0, "short_qty": 0,
-                          "best_available_qty": 0, **CAUSE}),
+                          "best_available_qty": 0, **CAUSE,
+                          "splits": [WarehouseAllocation.model_construct(warehouse_code="WH2", reserved_qty=1)]}),
     (ReserveStock, {"command_id": "c", "sku": "S", "order_no": "O1", "order_type": "NORMAL", "quantity": 2,
                     "warehouse_code": None, **CAUSE}),
     (ReleaseStock, {"command_id": "c", "sku": "S", "order_no": "O1", "reserve_command_id": None, **CAUSE}),

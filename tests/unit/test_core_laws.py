@@ -13,7 +13,7 @@ hold. Run deeper with ``pytest tests/unit --hypothesis-profile=long``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -35,7 +35,7 @@ from schemas.outputs import (
 )
 from tables.center import InventoryCenter, MemoryTables
 from tables.policy import CorePolicy
-from tables.state import LineState, ShipmentState
+from tables.state import LineState, Reservation, ShipmentState
 from tests.unit.event_factory import EventFactory
 
 T = TypeVar("T")
@@ -74,6 +74,16 @@ ARRIVALS = {M.RECEIVED, M.TRANSFER_IN, M.RETURN_INSPECTED}
 PURE_MOVES = {M.SHIPPED, M.DELIVERED}
 
 DocumentKey = tuple[str, str, str]  # (sku, warehouseCode, documentNo): an expectation's key
+
+
+def held_by_reservations(reservations: Iterable[Reservation]) -> Counter[tuple[str, str]]:
+    """Units the reservations hold on hand per (sku, warehouse): every part of a split line
+    at its own warehouse. The law: a position's reservedQty equals this."""
+    held: Counter[tuple[str, str]] = Counter()
+    for r in reservations:
+        for part in r.parts():
+            held[(r.sku, part.warehouse_code)] += part.reserved_qty
+    return held
 
 
 def _table_records(tables: MemoryTables) -> dict[str, dict[Any, Any]]:
@@ -230,6 +240,17 @@ class CoreLaws(RuleBasedStateMachine):
         assert order is not None
         return [(x.sku, x.quantity, x.warehouse_code) for x in order.lines]
 
+    def shipping_shares(self, order_no: str) -> list[tuple[str, int, str | None]]:
+        """The order's lines as its warehouses would ship them: a split line once per part."""
+        order = self.center.order(order_no)
+        assert order is not None
+        return [
+            (x.sku, share.reserved_qty, share.warehouse_code)
+            for x in order.lines
+            for share in (x.shares() if x.warehouse_code is not None else ())
+            if share.reserved_qty > 0
+        ] + [(x.sku, x.quantity, None) for x in order.lines if x.warehouse_code is None]
+
     def prefer(self, data: st.DataObject, items: Sequence[T], fits: Callable[[T], bool]) -> T:
         """Mostly an item that ``fits`` (where the interesting rules act), sometimes any item
         (where the lifecycle must refuse or the core must cope)."""
@@ -287,6 +308,16 @@ class CoreLaws(RuleBasedStateMachine):
         self, order_type: str, items: list[tuple[str, int, str | None]], order_warehouse: str | None
     ) -> None:
         self.place_order(order_type, items, order_warehouse, None)
+
+    @rule(s=sku, order_type=st.sampled_from(["NORMAL", "GIFT"]), over=st.integers(1, 4), other=order_items)
+    def create_order_to_split(
+        self, s: str, order_type: str, over: int, other: list[tuple[str, int, str | None]]
+    ) -> None:
+        """A line just above what the best single warehouse has available: split across
+        warehouses when together they can cover it (with other lines, some rejected)."""
+        best = max((max(0, a) for (k, _), a in self.availability().items() if k == s), default=0)
+        items = [(s, best + over, None), *(item for item in other if item[0] != s)]
+        self.place_order(order_type, items, None, None)
 
     @rule(items=order_items, order_warehouse=st.none() | warehouse)
     def create_presale_order(self, items: list[tuple[str, int, str | None]], order_warehouse: str | None) -> None:
@@ -353,7 +384,7 @@ class CoreLaws(RuleBasedStateMachine):
         assert isinstance(event, OrderCreated)
         self.created[order_no] = event
         self.submit(event)
-        held = {k[0]: r.reserved_qty + r.presold_qty
+        held = {k[0]: r.total_reserved_qty + r.presold_qty
                 for k, r in self.center.tables.reservations_by_key.items() if k[1] == order_no}
         assert all(sku not in shipped for sku in held), held
         assert held in ({}, {extra[0]: extra[1]} if extra is not None else {}), (held, extra)
@@ -373,7 +404,7 @@ class CoreLaws(RuleBasedStateMachine):
     @rule(data=st.data(), how=st.sampled_from(["as instructed", "partial", "excess", "anywhere"]))
     def ship(self, data: st.DataObject, how: str) -> None:
         order_no = self.pick_order(data, SHIPPABLE)
-        lines = self.order_lines(order_no)
+        lines = self.shipping_shares(order_no)
         allocated = sorted({wh for _, _, wh in lines if wh is not None})
         if how == "anywhere" or not allocated:
             wh = data.draw(warehouse)
@@ -626,14 +657,20 @@ class CoreLaws(RuleBasedStateMachine):
     @invariant()
     def quantities_are_consistent(self) -> None:
         t = self.center.tables
-        reserved: Counter[tuple[str, str]] = Counter()
+        reserved = held_by_reservations(t.reservations_by_key.values())
         presold: Counter[tuple[str, str]] = Counter()
         short: Counter[tuple[str, str]] = Counter()
         for r in t.reservations_by_key.values():
-            reserved[(r.sku, r.warehouse_code)] += r.reserved_qty
             presold[(r.sku, r.warehouse_code)] += r.presold_qty
             short[(r.sku, r.warehouse_code)] += r.short_qty
             assert min(r.reserved_qty, r.presold_qty, r.short_qty) >= 0, r
+            if r.splits:
+                note_event("split reservation")
+                # Only a NORMAL or GIFT line no single warehouse could fill is split: across
+                # distinct warehouses, none of them its primary, each part holding units.
+                assert r.order_type != "PRESALE" and (r.presold_qty, r.short_qty) == (0, 0), r
+                codes = [part.warehouse_code for part in r.parts()]
+                assert len(set(codes)) == len(codes) and min(x.reserved_qty for x in r.splits) > 0, r
         in_transit: Counter[tuple[str, str]] = Counter()
         for e in t.expectations_by_key.values():
             assert e.outstanding_qty != 0 or e.closed, f"a settled open document is kept: {e}"
@@ -745,8 +782,8 @@ class CoreLaws(RuleBasedStateMachine):
                 if r is None:
                     assert (line.reserved_qty, line.presold_qty) == (0, 0), (order.order_no, line)
                 else:
-                    assert (r.warehouse_code, r.reserved_qty, r.presold_qty, r.short_qty) == (
-                        line.warehouse_code, line.reserved_qty, line.presold_qty, line.short_qty
+                    assert (r.warehouse_code, r.total_reserved_qty, r.presold_qty, r.short_qty, r.splits) == (
+                        line.warehouse_code, line.reserved_qty, line.presold_qty, line.short_qty, line.splits
                     ), f"order {order.order_no} line {line} disagrees with reservation {r}"
         orphans = [k for k in t.reservations_by_key if k not in holders]
         assert not orphans, f"reservations no order line holds: {orphans}"

@@ -26,7 +26,7 @@ from tables.center import InventoryCenter, MemoryTables
 from tables.state import LineState
 from tests.unit.event_factory import EventFactory
 from tests.unit.interleaving import InterleavingCenter
-from tests.unit.test_core_laws import BUCKET_OF_POSITION, INSIDE, Ledger
+from tests.unit.test_core_laws import BUCKET_OF_POSITION, INSIDE, Ledger, held_by_reservations
 
 S = OrderStatus
 B = StockBucket
@@ -252,10 +252,9 @@ def assert_laws(tables: MemoryTables, outputs: list[object], submitted: list[Eve
     for out in outputs:
         if isinstance(out, InventoryLedgerEntry):
             ledger.add(out)
-    reserved: Counter[tuple[str, str]] = Counter()
+    reserved = held_by_reservations(tables.reservations_by_key.values())
     presold: Counter[tuple[str, str]] = Counter()
     for r in tables.reservations_by_key.values():
-        reserved[(r.sku, r.warehouse_code)] += r.reserved_qty
         presold[(r.sku, r.warehouse_code)] += r.presold_qty
     in_transit: Counter[tuple[str, str]] = Counter()
     for e in tables.expectations_by_key.values():
@@ -291,8 +290,8 @@ def assert_no_leaked_reservation(tables: MemoryTables) -> None:
         assert order is not None and order.status in UNFINISHED, (r, order.status if order else None)
         line = order.line(sku)
         assert line is not None and line.state == LineState.RESERVED, (r, line)
-        assert (line.warehouse_code, line.reserved_qty, line.presold_qty) == (
-            r.warehouse_code, r.reserved_qty, r.presold_qty), (r, line)
+        assert (line.warehouse_code, line.reserved_qty, line.presold_qty, line.splits) == (
+            r.warehouse_code, r.total_reserved_qty, r.presold_qty, r.splits), (r, line)
     for order in tables.orders_by_no.values():
         for line in order.lines:
             if tables.reservation(line.sku, order.order_no) is None:

@@ -20,8 +20,8 @@ S = OrderStatus
 
 
 class Core:
-    def __init__(self) -> None:
-        self.center = InventoryCenter(CorePolicy(reorder_point=0))
+    def __init__(self, policy: CorePolicy | None = None) -> None:
+        self.center = InventoryCenter(policy or CorePolicy(reorder_point=0))
         self.f = EventFactory()
 
     def submit(self, event: Event) -> list[object]:
@@ -152,6 +152,92 @@ def test_a_multi_warehouse_order_gets_one_instruction_per_warehouse() -> None:
     outputs = core.submit(core.f.order_created("O1", [("A", 2), ("B", 1)]))
     instructions = [(i.warehouse_code, [(x.sku, x.quantity) for x in i.lines]) for i in of_type(outputs, OutboundInstruction)]
     assert instructions == [("WH1", [("B", 1)]), ("WH2", [("A", 2)])]
+
+
+# --- split lines: no single warehouse can fill a line ------------------------------------
+
+
+def _split_stock(policy: CorePolicy | None = None) -> Core:
+    core = Core(policy)
+    core.stock("WH1", A=5, B=9)
+    core.stock("WH2", A=4)
+    core.stock("WH3", A=2)
+    return core
+
+
+def _instructions(outputs: list[object]) -> list[tuple[str, list[tuple[str, int]]]]:
+    return [(i.warehouse_code, [(x.sku, x.quantity) for x in i.lines]) for i in of_type(outputs, OutboundInstruction)]
+
+
+def test_a_line_split_across_two_warehouses_is_reserved_and_each_warehouse_told_its_part() -> None:
+    core = _split_stock()
+    outputs = core.submit(core.f.order_created("O1", [("A", 8), ("B", 2)]))
+    assert core.status("O1") == S.OUTBOUND_REQUESTED
+    assert _instructions(outputs) == [("WH1", [("A", 5), ("B", 2)]), ("WH2", [("A", 3)])]
+    assert [core.reserved("A", wh) for wh in ("WH1", "WH2", "WH3")] == [5, 3, 0]
+    line = of_type(outputs, OrderStatusChanged)[-1].lines[0]
+    assert (line.warehouse_code, line.reserved_qty) == ("WH1", 8)
+    assert [(x.warehouse_code, x.reserved_qty) for x in line.splits] == [("WH2", 3)]
+
+
+def test_a_line_only_three_warehouses_can_cover_is_split_across_three() -> None:
+    core = _split_stock()
+    outputs = core.submit(core.f.order_created("O1", [("A", 10)]))
+    assert core.status("O1") == S.OUTBOUND_REQUESTED
+    assert _instructions(outputs) == [("WH1", [("A", 5)]), ("WH2", [("A", 4)]), ("WH3", [("A", 1)])]
+
+
+@pytest.mark.parametrize("split_lines", [True, False])
+def test_a_line_nobody_can_cover_is_rejected_with_the_best_single_warehouse(split_lines: bool) -> None:
+    """Even split (12 > 5 + 4 + 2), or with split_lines off (8): the reason names the best
+    single warehouse, as before splitting existed."""
+    core = _split_stock(CorePolicy(reorder_point=0, split_lines=split_lines))
+    wanted = 12 if split_lines else 8
+    outputs = core.submit(core.f.order_created("O1", [("A", wanted)]))
+    assert core.status("O1") == S.REJECTED
+    assert of_type(outputs, OrderStatusChanged)[-1].reason == f"insufficient stock: A (wanted {wanted}, best 5)"
+    assert [core.reserved("A", wh) for wh in ("WH1", "WH2", "WH3")] == [0, 0, 0]
+
+
+def test_a_split_line_shipped_from_both_warehouses_consumes_both_parts() -> None:
+    core = _split_stock()
+    core.submit(core.f.order_created("O1", [("A", 8)]))
+    outputs = core.submit(core.f.order_shipped("O1", "SHP-2", "WH2", [("A", 3)]))
+    assert of_type(outputs, InventoryAlert) == []  # the units were held there
+    assert core.status("O1") == S.PARTIALLY_SHIPPED
+    line = core.center.order("O1").line("A")  # type: ignore[union-attr]
+    assert (line.reserved_qty, line.splits, line.held_at("WH1")) == (5, (), 5)  # type: ignore[union-attr]
+    outputs = core.submit(core.f.order_shipped("O1", "SHP-1", "WH1", [("A", 5)]))
+    assert of_type(outputs, InventoryAlert) == []
+    assert core.status("O1") == S.SHIPPED
+    assert core.center.tables.reservation("A", "O1") is None
+    positions = [core.center.position("A", wh) for wh in ("WH1", "WH2")]
+    assert [(p.reserved_qty, p.on_hand_qty, p.outbound_qty) for p in positions] == [(0, 0, 5), (0, 1, 3)]  # type: ignore[union-attr]
+
+
+def test_a_cancel_releases_every_part_of_a_split_line_and_recalls_each_instruction() -> None:
+    from schemas.outputs import OutboundCancellation
+
+    core = _split_stock()
+    core.submit(core.f.order_created("O1", [("A", 10)]))
+    outputs = core.submit(core.f.order_cancelled("O1"))
+    recalls = [(r.warehouse_code, [(x.sku, x.quantity) for x in r.lines]) for r in of_type(outputs, OutboundCancellation)]
+    assert recalls == [("WH1", [("A", 5)]), ("WH2", [("A", 4)]), ("WH3", [("A", 1)])]
+    assert core.status("O1") == S.CANCELLED
+    assert [core.reserved("A", wh) for wh in ("WH1", "WH2", "WH3")] == [0, 0, 0]
+    assert core.center.tables.reservation("A", "O1") is None
+
+
+def test_a_rejected_line_releases_every_part_of_a_split_line_of_the_same_order() -> None:
+    from schemas.outputs import InventoryChanged
+
+    core = _split_stock()
+    outputs = core.submit(core.f.order_created("O1", [("A", 8), ("B", 10)]))
+    assert core.status("O1") == S.REJECTED
+    held = [(e.warehouse_code, e.reserved_qty) for e in of_type(outputs, InventoryChanged) if e.sku == "A"]
+    assert held == [("WH1", 5), ("WH2", 3), ("WH1", 0), ("WH2", 0)]  # split, then released
+    assert [core.reserved("A", wh) for wh in ("WH1", "WH2", "WH3")] == [0, 0, 0]
+    assert core.center.tables.reservations_by_key == {}
 
 
 def test_status_changes_form_a_chain_with_growing_versions(core: Core) -> None:

@@ -29,7 +29,7 @@ from schemas.internal import (
 from schemas.outputs import AlertType, InventoryAlert, InventoryLedgerEntry, MovementType, StockBucket
 from tables.center import MemoryTables
 from tables.policy import CorePolicy
-from tables.state import Position
+from tables.state import Allocation, Position
 from tables.stock import StockOutcome, apply_stock
 from tests.unit.event_factory import T0
 
@@ -145,11 +145,79 @@ def test_a_named_warehouse_is_used_and_never_replaced() -> None:
     assert part.position("WH2").reserved_qty == 0
 
 
-def test_a_line_no_single_warehouse_can_fill_is_rejected_with_the_best_offer() -> None:
-    part = stocked({"WH1": 3, "WH2": 4})
+def test_with_split_lines_off_a_line_no_single_warehouse_can_fill_is_rejected_with_the_best_offer() -> None:
+    part = stocked({"WH1": 3, "WH2": 4}, CorePolicy(split_lines=False))
     result = answer(part.reserve("O1", 5))
     assert (result.status, result.best_available_qty, result.warehouse_code) == (ReservationStatus.REJECTED, 4, None)
     assert part.position("WH1").reserved_qty == part.position("WH2").reserved_qty == 0
+
+
+# --- split lines: no single warehouse can fill the line ---------------------------------
+
+
+def test_a_line_no_single_warehouse_can_fill_is_split_across_the_fewest_warehouses() -> None:
+    part = stocked({"WH1": 5, "WH2": 4, "WH3": 2})
+    result = answer(part.reserve("O1", 8))
+    assert (result.status, result.warehouse_code, result.reserved_qty) == (ReservationStatus.RESERVED, "WH1", 8)
+    assert [(x.warehouse_code, x.reserved_qty) for x in result.splits] == [("WH2", 3)]
+    assert [part.position(wh).reserved_qty for wh in ("WH1", "WH2", "WH3")] == [5, 3, 0]
+    r = part.tables.reservation(SKU, "O1")
+    assert r is not None and (r.warehouse_code, r.reserved_qty, r.splits) == ("WH1", 5, (Allocation("WH2", 3),))
+    assert (r.held_at("WH1"), r.held_at("WH2"), r.held_at("WH3"), r.total_reserved_qty) == (5, 3, 0, 8)
+
+
+def test_a_line_only_three_warehouses_can_cover_is_split_in_priority_then_code_order() -> None:
+    part = stocked({"WH1": 4, "WH2": 4, "WH3": 4}, CorePolicy(warehouse_priority=("WH3",)))
+    result = answer(part.reserve("O1", 10))
+    assert (result.status, result.warehouse_code, result.reserved_qty) == (ReservationStatus.RESERVED, "WH3", 10)
+    assert [(x.warehouse_code, x.reserved_qty) for x in result.splits] == [("WH1", 4), ("WH2", 2)]
+    assert [part.position(wh).available_qty for wh in ("WH1", "WH2", "WH3")] == [0, 2, 0]
+
+
+def test_a_line_all_warehouses_together_cannot_cover_is_rejected_with_the_best_single_offer() -> None:
+    part = stocked({"WH1": 3, "WH2": 4})
+    result = answer(part.reserve("O1", 8))
+    assert (result.status, result.best_available_qty, result.warehouse_code) == (ReservationStatus.REJECTED, 4, None)
+    assert part.position("WH1").reserved_qty == part.position("WH2").reserved_qty == 0
+    assert part.tables.reservation(SKU, "O1") is None
+
+
+def test_presale_lines_and_lines_naming_a_warehouse_are_never_split() -> None:
+    part = stocked({"WH1": 3, "WH2": 4})
+    assert answer(part.reserve("P1", 5, order_type="PRESALE")).status == ReservationStatus.REJECTED
+    assert answer(part.reserve("O1", 5, warehouse="WH2")).status == ReservationStatus.REJECTED
+    assert part.position("WH1").reserved_qty == part.position("WH2").reserved_qty == 0
+
+
+def test_a_split_line_ships_each_part_from_its_warehouse_and_releases_every_part() -> None:
+    part = stocked({"WH1": 5, "WH2": 4})
+    part.reserve("O1", 8)  # WH1 5 + WH2 3
+    shipped = part.apply(
+        ShipStock, order_no="O1", shipment_no="SHP-1", warehouse_code="WH2", quantity=3, order_known=True
+    )
+    assert alerts(shipped, AlertType.ANOMALY) == []  # the units were held there
+    assert (answer(shipped).reserved_qty, answer(shipped).splits) == (5, [])
+    p1, p2 = part.position("WH1"), part.position("WH2")
+    assert (p1.reserved_qty, p2.reserved_qty, p2.on_hand_qty, p2.outbound_qty, p2.available_qty) == (5, 0, 1, 3, 1)
+    released = answer(part.release("O1"))
+    assert (released.status, released.reserved_qty) == (ReservationStatus.RELEASED, 0)
+    assert (part.position("WH1").reserved_qty, part.position("WH1").available_qty) == (0, 5)
+    assert part.tables.reservation(SKU, "O1") is None
+
+
+def test_releasing_a_split_line_gives_back_every_part() -> None:
+    part = stocked({"WH1": 4, "WH2": 4, "WH3": 4})
+    assert len(answer(part.reserve("O1", 10)).splits) == 2
+    part.release("O1")
+    assert [part.position(wh).reserved_qty for wh in ("WH1", "WH2", "WH3")] == [0, 0, 0]
+    assert part.tables.reservation(SKU, "O1") is None
+
+
+def test_a_shortage_at_a_split_warehouse_names_the_order_holding_a_part_there() -> None:
+    part = stocked({"WH1": 5, "WH2": 4})
+    part.reserve("O1", 8)  # WH1 5 + WH2 3
+    [shortage] = alerts(part.adjust("WH2", -3, "LOSS"), AlertType.SHORTAGE)
+    assert (shortage.warehouse_code, shortage.quantity, shortage.orders_at_risk) == ("WH2", 2, ["O1"])
 
 
 # --- reservations and availableQty ------------------------------------------------------
