@@ -158,6 +158,10 @@ class ReservationUpdated(Contract):
         description="A line no single warehouse could fill: its parts at warehouses other than warehouseCode, "
         "which holds the rest of reservedQty.",
     )
+    seq: int = Field(
+        0, description="The SKU partition's answer sequence: an answer older than one the order read "
+        "(sent again after a crash) is ignored. 0: unknown.",
+    )
 
 
 class ReservationExpiryDue(Contract):

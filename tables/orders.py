@@ -454,6 +454,8 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
     if line is None:
         tx.anomaly(f"reservation answer for {r.sku}, which order {r.order_no} does not contain", r.sku)
         return
+    if r.seq and r.seq <= line.answer_seq:
+        return  # older than the last answer read: sent again after a crash, out of order
     state = {
         ReservationStatus.RESERVED: LineState.RESERVED,
         ReservationStatus.REJECTED: LineState.REJECTED,
@@ -465,6 +467,7 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
             reserved_qty=r.reserved_qty, presold_qty=r.presold_qty, short_qty=r.short_qty,
             best_available_qty=r.best_available_qty,
             splits=tuple(Allocation(part.warehouse_code, part.reserved_qty) for part in r.splits),
+            answer_seq=max(line.answer_seq, r.seq),
         )
     )
     if r.short_qty > line.short_qty:

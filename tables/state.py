@@ -87,6 +87,7 @@ class SkuStock:
     reservation_seq: int = 0  # arrival order of reservations: first ordered, first served
     reorder_point: int | None = None  # the SKU's default for positions without their own
     reorder_point_at: datetime | None = None
+    answer_seq: int = 0  # the last ReservationUpdated.seq this SKU's partition sent
 
     def position(self, warehouse_code: str) -> Position | None:
         for position in self.positions:
@@ -225,6 +226,7 @@ class OrderLine:
     delivered_qty: int = 0
     returned_qty: int = 0
     reserve_command_id: str = ""  # the last ReserveStock sent for the line: its release names it
+    answer_seq: int = 0  # the seq of the last reservation answer read for the line
     splits: tuple[Allocation, ...] = ()
 
     def held_at(self, warehouse_code: str) -> int:

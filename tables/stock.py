@@ -102,6 +102,7 @@ class _Tx:
         self.before: dict[str, Position] = dict(self.positions)
         self.reservation_seq = self.base.reservation_seq
         self.sku_reorder_point = (self.base.reorder_point, self.base.reorder_point_at)
+        self.answer_seq = self.base.answer_seq
         self.reservations: dict[ReservationKey, Reservation | None] = {}
         self.expectations: dict[ExpectationKey, InboundExpectation | None] = {}
         self.ledger_entries: list[InventoryLedgerEntry] = []
@@ -228,6 +229,7 @@ class _Tx:
         warehouse, the units held over every warehouse, and the split parts."""
         cmd = self.command
         r = self.reservation(order_no)
+        self.answer_seq += 1
         self.results.append(
             construct(
                 ReservationUpdated,
@@ -247,6 +249,7 @@ class _Tx:
                     construct(WarehouseAllocation, warehouse_code=part.warehouse_code, reserved_qty=part.reserved_qty)
                     for part in (r.splits if r else ())
                 ],
+                seq=self.answer_seq,
             )
         )
 
@@ -468,10 +471,11 @@ class _Tx:
             self.threshold_alerts(previous, after, first_stocked=before is None)
         stock = None
         point, point_at = self.sku_reorder_point
-        if changed or self.reservation_seq != self.base.reservation_seq or point_at != self.base.reorder_point_at:
+        bookkeeping = (self.reservation_seq, point_at, self.answer_seq)
+        if changed or bookkeeping != (self.base.reservation_seq, self.base.reorder_point_at, self.base.answer_seq):
             stock = SkuStock(
                 sku=self.sku, positions=tuple(positions), reservation_seq=self.reservation_seq,
-                reorder_point=point, reorder_point_at=point_at,
+                reorder_point=point, reorder_point_at=point_at, answer_seq=self.answer_seq,
             )
         events = (*changed_events, *self.ledger_entries, *self.alerts, *self.results)
         return StockOutcome(
@@ -690,17 +694,17 @@ def _ship(tx: _Tx, cmd: ShipStock) -> None:
 
 
 def _take_outbound(tx: _Tx, wh: str, quantity: int, order_no: str, what: str) -> None:
+    """Units leave the outbound bucket (signed for, or coming back). Never clamped, like on
+    hand: a delivery read before its shipment (after a crash, the redo record's outputs are
+    sent again before those the replayed messages re-emit) leaves it negative until the
+    shipment is read."""
     p = tx.position(wh)
     if quantity > p.outbound_qty:
         tx.alert(
             AlertType.ANOMALY, wh, quantity - p.outbound_qty,
-            f"{what} of {quantity} exceeds outboundQty {p.outbound_qty}", order_no=order_no,
+            f"{what} of {quantity} exceeds outboundQty {p.outbound_qty}: applied (its shipment may be read later)",
+            order_no=order_no,
         )
-        # Physical truth: book the unknown units as found in the outbound bucket first.
-        missing = quantity - p.outbound_qty
-        tx.set(wh, outbound_qty=p.outbound_qty + missing)
-        tx.ledger(wh, StockBucket.OUTBOUND, MovementType.ADJUSTED, missing, "ADJUSTMENT", order_no)
-    p = tx.position(wh)
     tx.set(wh, outbound_qty=p.outbound_qty - quantity)
 
 

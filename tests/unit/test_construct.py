@@ -40,7 +40,7 @@ SAMPLES: list[tuple[type[BaseModel], dict[str, Any]]] = [
     (ReservationUpdated, {"result_id": "r", "order_no": "O1", "sku": "S", "status": "RESERVED",
                           "warehouse_code": "WH1", "reserved_qty": 2, "presold_qty": 0, "short_qty": 0,
                           "best_available_qty": 0, **CAUSE,
-                          "splits": [WarehouseAllocation.model_construct(warehouse_code="WH2", reserved_qty=1)]}),
+                          "splits": [WarehouseAllocation.model_construct(warehouse_code="WH2", reserved_qty=1)], "seq": 3}),
     (ReserveStock, {"command_id": "c", "sku": "S", "order_no": "O1", "order_type": "NORMAL", "quantity": 2,
                     "warehouse_code": None, **CAUSE}),
     (ReleaseStock, {"command_id": "c", "sku": "S", "order_no": "O1", "reserve_command_id": None, **CAUSE}),

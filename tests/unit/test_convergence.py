@@ -459,3 +459,47 @@ def test_a_release_read_before_its_reservation_leaves_nothing_held() -> None:
     assert p is not None and (p.reserved_qty, p.available_qty) == (0, 10)
     order = center.order("O1")
     assert order is not None and order.status == "SHIPPED"
+
+
+def test_an_old_reservation_answer_sent_again_after_a_newer_one_changes_nothing() -> None:
+    """After a crash the SKU partition sends its last transaction's answers again (the redo
+    record) before those of the commands it reads again: an order can read an answer older
+    than one it already read. Answers carry the SKU partition's sequence; an older one is
+    ignored."""
+    f = EventFactory()
+    center = InterleavingCenter(seed=0)
+    center.publish(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
+    center.drain()
+    center.publish(f.order_created("O1", [("SKU1", 2, "WH1")]))
+    center.deliver_next("orders")
+    center.deliver_next("stock-commands")  # the RESERVED answer (2 held) is queued
+    reserved = center.queues[("order-inbox", "O1")].popleft()  # ...and lost in the crash
+    center.drain()
+    center.publish(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 2)]))
+    center.drain()  # the shipment consumed the hold: the order heard "0 held"
+    center.queues[("order-inbox", "O1")].append(reserved)  # the old answer, sent again
+    center.drain()
+    order = center.order("O1")
+    assert order is not None and order.status == "SHIPPED"
+    line = order.line("SKU1")
+    assert line is not None and line.reserved_qty == 0
+
+
+def test_a_delivery_read_before_its_shipment_commutes_with_it() -> None:
+    f = EventFactory()
+    center = InterleavingCenter(seed=0)
+    center.publish(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
+    center.drain()
+    center.publish(f.order_created("O1", [("SKU1", 2, "WH1")]))
+    center.drain()
+    center.publish(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 2)]))
+    center.publish(f.tracking("Delivered", "O1", "SHP-1"))
+    center.deliver_next("shipments")
+    center.deliver_next("shipments")  # ShipStock then DeliverStock queued for the SKU
+    queue = center.queues[("stock-commands", "SKU1")]
+    ship = next(m for m in queue if type(m).__name__ == "ShipStock")
+    queue.remove(ship)
+    queue.append(ship)  # after a crash: the delivery is read first
+    center.drain()
+    p = center.position("SKU1", "WH1")
+    assert p is not None and (p.on_hand_qty, p.outbound_qty, p.delivered_qty) == (8, 0, 2)
