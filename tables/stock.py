@@ -10,7 +10,7 @@ See docs/inventory-model.md for the rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -441,22 +441,26 @@ class _Tx:
 
     # --- the end of the command ---------------------------------------------------------
 
-    def finish(self) -> StockOutcome:
+    def finish(self, content: str = "") -> StockOutcome:
+        """The command's outcome; ``content``: its fingerprint, kept on its receipt."""
         cmd = self.command
-        for warehouse_code in sorted(self.positions):
+        warehouses = sorted(self.positions)
+        for warehouse_code in warehouses:
             self.serve_short(warehouse_code)
         changed_events: list[object] = []
         positions = []
         changed = False
-        for warehouse_code in sorted(self.positions):
+        for warehouse_code in warehouses:
             after = self.positions[warehouse_code]
             before = self.before.get(warehouse_code)
+            if after is before:  # not touched by this command
+                positions.append(before)
+                continue
             if before is not None and before.same_quantities(after):
                 # Bookkeeping only (a count that matched the books, the movement history):
                 # kept, but no new version and nothing to tell.
-                kept = evolve(after, version=before.version, updated_at=before.updated_at)
-                positions.append(kept)
-                changed = changed or kept != before
+                positions.append(evolve(after, version=before.version, updated_at=before.updated_at))
+                changed = True
                 continue
             if before is None and after == evolve(_EMPTY, warehouse_code=warehouse_code):
                 continue  # a command at a warehouse the SKU never had, that changed nothing
@@ -483,8 +487,9 @@ class _Tx:
             stock=stock,
             reservations=self.reservations,
             expectations=self.expectations,
-            receipt=Receipt(message_id=cmd.command_id, events=events),
+            receipt=Receipt(cmd.command_id, events, content, cmd.cause_event_id),
             events=events,
+            extra_receipts=tuple(self.extra_receipts),
         )
 
     def inventory_changed(self, p: Position) -> InventoryChanged:
@@ -991,12 +996,9 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> S
         doc_key = None
     else:
         _TRANSITIONS[type(command)](tx, command)
-    outcome = tx.finish()
-    receipt = Receipt(command.command_id, outcome.events, content, command.cause_event_id)
-    extra = tx.extra_receipts
     if doc_key is not None:
-        extra = [*extra, Receipt(doc_key, (), content, command.cause_event_id)]
-    return replace(outcome, receipt=receipt, extra_receipts=tuple(extra))
+        tx.extra_receipts.append(Receipt(doc_key, (), content, command.cause_event_id))
+    return tx.finish(content)
 
 
 def _warehouse_of(command: StockCommand) -> str | None:
