@@ -873,7 +873,9 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
     if seen is not None:
         if seen.fingerprint and content and seen.fingerprint != content:
             tx.anomaly(f"event id {tx.message_id} reused for another {tx.message_type}: ignored")
-            return replace(tx.finish(), order=None, receipt=None, duplicate=True)
+            # Its own alert id: the first message's alerts already use <id>|ANOMALY|<n>.
+            alert = tx.events[-1].model_copy(update={"alert_id": f"{tx.message_id}|reused|{content}"})  # type: ignore[attr-defined]
+            return replace(tx.finish(), order=None, receipt=None, duplicate=True, events=(alert,))
         return OrderOutcome(
             order_no=message.order_no, order=None, receipt=None, events=seen.events, duplicate=True  # type: ignore[attr-defined]
         )

@@ -974,9 +974,11 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> S
                 AlertType.ANOMALY, _warehouse_of(command), 0,
                 f"event {command.cause_event_id} reused for other content ({command.cause_event_type}): ignored",
             )
+            # Its own alert id: the first message's alerts already use <command id>|ANOMALY|0.
+            alert = tx.alerts[0].model_copy(update={"alert_id": f"{command.command_id}|reused|{content}"})
             return StockOutcome(
                 sku=command.sku, stock=None, reservations={}, expectations={}, receipt=None,
-                events=tuple(tx.alerts), duplicate=True,
+                events=(alert,), duplicate=True,
             )
         return StockOutcome(
             sku=command.sku, stock=None, reservations={}, expectations={}, receipt=None,

@@ -503,3 +503,20 @@ def test_a_delivery_read_before_its_shipment_commutes_with_it() -> None:
     center.drain()
     p = center.position("SKU1", "WH1")
     assert p is not None and (p.on_hand_qty, p.outbound_qty, p.delivered_qty) == (8, 0, 2)
+
+
+def test_the_anomaly_of_a_reused_event_id_has_an_id_of_its_own() -> None:
+    """Consumers drop alerts by id: the reuse must not share the first message's alert ids."""
+    f = EventFactory()
+    center = InventoryCenter()
+    center.submit(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
+    first = f.damaged_disposed("DSP-1", "WH1", "SKU1", 2)  # nothing damaged: an ANOMALY of its own
+    center.submit(first)
+    center.submit(f.damaged_disposed("DSP-2", "WH1", "SKU1", 3).model_copy(update={"event_id": first.event_id}))
+    center.submit(f.order_created("O1", [("SKU1", 1, "WH1")]))
+    again = f.order_created("O1", [("SKU1", 1, "WH1")])  # refused: an ANOMALY of its own
+    center.submit(again)
+    center.submit(f.order_created("O2", [("SKU1", 2, "WH1")]).model_copy(update={"event_id": again.event_id}))
+    ids = [a.alert_id for a in center.outputs if isinstance(a, InventoryAlert)]
+    assert len(ids) == len(set(ids)), ids
+    assert sum("reused" in a.message for a in alerts_of(center, AlertType.ANOMALY)) == 2
