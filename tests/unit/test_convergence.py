@@ -49,6 +49,16 @@ def alerts_of(center: InventoryCenter | InterleavingCenter, alert_type: AlertTyp
     return [e for e in center.outputs if isinstance(e, InventoryAlert) and e.alert_type == alert_type]
 
 
+def ordered(f: EventFactory, quantity: int, warehouse: str | None = "WH1") -> InterleavingCenter:
+    """10 units of SKU1 received at WH1, then order O1 for ``quantity`` of them, all read."""
+    center = InterleavingCenter(seed=0)
+    center.publish(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
+    center.drain()
+    center.publish(f.order_created("O1", [("SKU1", quantity, warehouse)]))
+    center.drain()
+    return center
+
+
 # --- physical movements commute -------------------------------------------------------------
 
 
@@ -99,11 +109,7 @@ def test_a_transfer_received_short_before_its_dispatch_is_read_leaves_nothing_in
 
 def test_a_failed_parcel_received_back_short_before_the_failure_is_read_leaves_nothing_in_transit() -> None:
     f = EventFactory()
-    center = InterleavingCenter(seed=0)
-    center.publish(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
-    center.drain()
-    center.publish(f.order_created("O1", [("SKU1", 3, "WH1")]))
-    center.drain()
+    center = ordered(f, 3)
     center.publish(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 3)]))
     center.drain()
     center.publish(f.tracking("DeliveryFailed", "O1", "SHP-1"))
@@ -118,11 +124,7 @@ def test_a_failed_parcel_received_back_short_before_the_failure_is_read_leaves_n
 def returned_elsewhere(first: str) -> InterleavingCenter:
     """O1 delivered from WH1; its return is picked up for WH1 and inspected at WH2."""
     f = EventFactory()
-    center = InterleavingCenter(seed=0)
-    center.publish(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
-    center.drain()
-    center.publish(f.order_created("O1", [("SKU1", 2, "WH1")]))
-    center.drain()
+    center = ordered(f, 2)
     center.publish(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 2)]))
     center.publish(f.tracking("Delivered", "O1", "SHP-1"))
     center.publish(f.return_requested("O1", "RET-1", [("SKU1", 2)]))
@@ -487,11 +489,7 @@ def test_an_old_reservation_answer_sent_again_after_a_newer_one_changes_nothing(
 
 def test_a_delivery_read_before_its_shipment_commutes_with_it() -> None:
     f = EventFactory()
-    center = InterleavingCenter(seed=0)
-    center.publish(f.goods_received("RCV-1", "WH1", [("SKU1", 10, 0)]))
-    center.drain()
-    center.publish(f.order_created("O1", [("SKU1", 2, "WH1")]))
-    center.drain()
+    center = ordered(f, 2)
     center.publish(f.order_shipped("O1", "SHP-1", "WH1", [("SKU1", 2)]))
     center.publish(f.tracking("Delivered", "O1", "SHP-1"))
     center.deliver_next("shipments")
