@@ -119,7 +119,10 @@ class Settings(BaseSettings):
 
     # --- Worker -----------------------------------------------------------------------
     app_id: str = "inventory-center"
-    web_host: str = "127.0.0.1"
+    web_host: str = Field("127.0.0.1", description="Host in the worker's canonical URL (what other workers call).")
+    web_bind: str = Field(
+        "127.0.0.1", description="Interface the worker's web server listens on (Faust's default is every interface)."
+    )
     web_port: int = 6066
     data_dir: Path = Field(REPO_ROOT / ".local" / "worker", description="Faust data directory.")
     rocksdb_block_cache_bytes: int = Field(

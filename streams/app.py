@@ -146,6 +146,7 @@ def create_app(settings: Settings) -> Pipeline:
         topic_replication_factor=settings.replication_factor,
         topic_disable_leader=True,
         web_host=settings.web_host,
+        web_bind=settings.web_bind,  # Faust binds every interface unless told
         web_port=settings.web_port,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         consumer_auto_offset_reset="earliest",
