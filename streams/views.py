@@ -310,10 +310,15 @@ def _install_json_errors(app: Any) -> None:
 
 
 def _gauges(app: Any, tables: Any) -> dict[str, dict[str, float]]:
-    """Consumer lag per input partition and table size estimates, for /metrics."""
+    """Consumer lag per input partition and table size estimates, for /metrics. The tables'
+    changelog partitions are assigned to the consumer too (recovery reads them), but the group
+    never commits them: their "lag" would never reach 0, so they are left out."""
     lag: dict[str, float] = {}
     consumer = app.consumer
+    changelogs = {table.changelog_topic.get_topic_name() for table in (tables.orders, tables.stock)}
     for tp in sorted(consumer.assignment()):
+        if tp.topic in changelogs:
+            continue
         try:
             highwater = consumer.highwater(tp)
         except Exception:  # noqa: BLE001 - not fetched yet
