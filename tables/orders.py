@@ -225,11 +225,18 @@ class _Tx:
             )
         )
 
+    def release(self, line: OrderLine) -> None:
+        """Send the line's ReleaseStock, naming the reservation it ends (read before that
+        ReserveStock - after a crash - it keeps the reservation from being made)."""
+        self.command(
+            ReleaseStock, line.sku, "release", order_no=self.o.order_no,
+            reserve_command_id=line.reserve_command_id or None,
+        )
+
     def release_held_lines(self) -> None:
         for line in self.o.lines:
             if line.state in (LineState.REQUESTED, LineState.RESERVED):
-                self.command(ReleaseStock, line.sku, "release", order_no=self.o.order_no,
-                             reserve_command_id=line.reserve_command_id or None)
+                self.release(line)
         if self.o.reservation_expires_at is not None:
             self.expiry_cleared = self.o.reservation_expires_at
 
@@ -284,7 +291,8 @@ class _Tx:
                 )
             )
 
-    def finish(self) -> OrderOutcome:
+    def finish(self, content: str = "") -> OrderOutcome:
+        """The message's outcome; ``content``: its fingerprint, kept on its receipt."""
         order_no: str = self.message.order_no  # type: ignore[attr-defined]
         order = self.order
         if order is not None and order != self.before:
@@ -296,7 +304,7 @@ class _Tx:
         return OrderOutcome(
             order_no=order_no,
             order=order,
-            receipt=Receipt(message_id=self.message_id, events=events),
+            receipt=Receipt(self.message_id, events, content, self.message_id if content else ""),
             events=events,
             expiry_set=self.expiry_set,
             expiry_cleared=self.expiry_cleared,
@@ -560,8 +568,7 @@ def _expire(tx: _Tx, due: datetime) -> None:
     """Release every line, held or not (so that each line's last reservation answer is a
     RELEASED one: see ``_reopen_once_released``), and end EXPIRED."""
     for line in tx.o.lines:
-        tx.command(ReleaseStock, line.sku, "release", order_no=tx.o.order_no,
-                   reserve_command_id=line.reserve_command_id or None)
+        tx.release(line)
     tx.expiry_cleared = due
     tx.move_to(S.EXPIRED, f"not paid by {due.isoformat()}")
 
@@ -626,8 +633,7 @@ def _shipped(tx: _Tx, e: OrderShipped) -> None:
         for line in tx.o.lines:
             held = line.state == LineState.RESERVED and (line.reserved_qty or line.presold_qty)
             if held or line.state == LineState.REQUESTED:
-                tx.command(ReleaseStock, line.sku, "release", order_no=e.order_no,
-                           reserve_command_id=line.reserve_command_id or None)
+                tx.release(line)
         if tx.o.status not in AFTER_DELIVERY:  # a late shipment report never moves it back
             tx.move_to(S.SHIPPED)
     elif tx.o.status not in (S.SHIPPED, *AFTER_DELIVERY):
@@ -892,15 +898,8 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
         if tx.message_type == "OrderCreated":
             what = "order already exists"
         tx.anomaly(f"{tx.message_type} rejected: {what}")
-        return _with_fingerprint(tx.finish(), content)
+        return tx.finish(content)
     _HANDLERS[type(message)](tx, message)
     if tx.order is not None and tx.order.returns:
         _flag_returns_above_delivered(tx)
-    return _with_fingerprint(tx.finish(), content)
-
-
-def _with_fingerprint(outcome: OrderOutcome, content: str) -> OrderOutcome:
-    if outcome.receipt is None or not content:
-        return outcome
-    receipt = Receipt(outcome.receipt.message_id, outcome.receipt.events, content, outcome.receipt.message_id)
-    return replace(outcome, receipt=receipt)
+    return tx.finish(content)

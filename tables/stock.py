@@ -722,50 +722,43 @@ def _deliver(tx: _Tx, cmd: DeliverStock) -> None:
     tx.ledger(wh, StockBucket.DELIVERED, MovementType.DELIVERED, cmd.quantity, "SHIPMENT", cmd.shipment_no)
 
 
-def _expect(tx: _Tx, wh: str, document_no: str, kind: ExpectationKind, quantity: int) -> int:
-    """Announce inbound units under a document; returns how many went into transit (fewer
-    when some already arrived before the announcement)."""
+def _expect(
+    tx: _Tx, wh: str, document_no: str, kind: ExpectationKind, quantity: int,
+    movement: MovementType, document_type: str,
+) -> None:
+    """Announce units under a document and book them in transit: fewer when some already
+    arrived before the announcement (a credit). Under a document already closed (its closing
+    receipt was read first: another topic) they are cancelled at once: the receipt said what
+    arrived, and nothing more will."""
     existing = tx.expectation(wh, document_no)
     before = existing.outstanding_qty if existing else 0
     after = before + quantity
-    into_transit = max(0, after) - max(0, before)
+    coming = max(0, after) - max(0, before)
     p = tx.position(wh)
-    tx.set(wh, in_transit_qty=p.in_transit_qty + into_transit)
+    tx.set(wh, in_transit_qty=p.in_transit_qty + coming)
+    tx.ledger(wh, StockBucket.IN_TRANSIT, movement, coming, document_type, document_no)
     closed = existing is not None and existing.closed
+    if closed and after > 0:
+        tx.cancel_in_transit(wh, after, document_type, document_no)
+        after = 0
     tx.put_expectation(
         InboundExpectation(
             sku=tx.sku, warehouse_code=wh, document_no=document_no, kind=kind, outstanding_qty=after, closed=closed
         )
     )
-    return into_transit
-
-
-def _expect_and_book(
-    tx: _Tx, wh: str, document_no: str, kind: ExpectationKind, quantity: int,
-    movement: MovementType, document_type: str,
-) -> None:
-    """Announce units under a document and book them in transit. Under a document already
-    closed (its closing receipt was read first: another topic) they are cancelled at once:
-    the receipt said what arrived, and nothing more will."""
-    coming = _expect(tx, wh, document_no, kind, quantity)
-    tx.ledger(wh, StockBucket.IN_TRANSIT, movement, coming, document_type, document_no)
-    expectation = tx.expectation(wh, document_no)
-    if expectation is not None and expectation.closed and expectation.outstanding_qty > 0:
-        tx.cancel_in_transit(wh, expectation.outstanding_qty, document_type, document_no)
-        tx.put_expectation(evolve(expectation, outstanding_qty=0))
 
 
 def _return_undelivered(tx: _Tx, cmd: ReturnUndelivered) -> None:
     wh = cmd.warehouse_code
     _take_outbound(tx, wh, cmd.quantity, cmd.order_no, "failed delivery")
     tx.ledger(wh, StockBucket.OUTBOUND, MovementType.DELIVERY_FAILED, -cmd.quantity, "SHIPMENT", cmd.shipment_no)
-    _expect_and_book(
+    _expect(
         tx, wh, cmd.shipment_no, ExpectationKind.FAILED_DELIVERY, cmd.quantity, MovementType.DELIVERY_FAILED, "SHIPMENT"
     )
 
 
 def _expect_return(tx: _Tx, cmd: ExpectReturn) -> None:
-    _expect_and_book(
+    _expect(
         tx, cmd.warehouse_code, cmd.return_no, ExpectationKind.RETURN, cmd.quantity, MovementType.RETURN_EXPECTED, "RETURN"
     )
 
@@ -795,7 +788,7 @@ def _close_document(tx: _Tx, wh: str, document_no: str, kind: ExpectationKind, d
 
 
 def _announce(tx: _Tx, cmd: AnnounceInbound) -> None:
-    _expect_and_book(
+    _expect(
         tx, cmd.warehouse_code, cmd.document_no, ExpectationKind.PURCHASE, cmd.quantity,
         MovementType.INBOUND_ANNOUNCED, "ASN",
     )
@@ -827,7 +820,7 @@ def _adjust(tx: _Tx, cmd: AdjustStock) -> None:
 def _dispatch(tx: _Tx, cmd: DispatchTransfer) -> None:
     source, destination = cmd.from_warehouse_code, cmd.to_warehouse_code
     tx.move_on_hand(source, -cmd.quantity, MovementType.TRANSFER_OUT, "TRANSFER", cmd.transfer_no)
-    _expect_and_book(
+    _expect(
         tx, destination, cmd.transfer_no, ExpectationKind.TRANSFER, cmd.quantity, MovementType.TRANSFER_OUT, "TRANSFER"
     )
 
@@ -976,14 +969,8 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> S
             )
             # Its own alert id: the first message's alerts already use <command id>|ANOMALY|0.
             alert = tx.alerts[0].model_copy(update={"alert_id": f"{command.command_id}|reused|{content}"})
-            return StockOutcome(
-                sku=command.sku, stock=None, reservations={}, expectations={}, receipt=None,
-                events=(alert,), duplicate=True,
-            )
-        return StockOutcome(
-            sku=command.sku, stock=None, reservations={}, expectations={}, receipt=None,
-            events=seen.events, duplicate=True,
-        )
+            return _changes_nothing(command, (alert,))
+        return _changes_nothing(command, seen.events)
     tx = _Tx(view, command, policy)
     doc_key = document_key(command)
     first = view.receipt(doc_key) if doc_key is not None else None
@@ -1001,6 +988,13 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> S
     if doc_key is not None:
         tx.extra_receipts.append(Receipt(doc_key, (), content, command.cause_event_id))
     return tx.finish(content)
+
+
+def _changes_nothing(command: StockCommand, events: tuple[object, ...]) -> StockOutcome:
+    """A message already applied (or an id reused): nothing to store, ``events`` to send."""
+    return StockOutcome(
+        sku=command.sku, stock=None, reservations={}, expectations={}, receipt=None, events=events, duplicate=True
+    )
 
 
 def _warehouse_of(command: StockCommand) -> str | None:
