@@ -154,6 +154,19 @@ class Settings(BaseSettings):
         256 * 1024, ge=1024, description="A transaction is committed early once its writes and outputs reach this size "
         "(its redo record must stay under the broker's 1 MB record limit)."
     )
+    record_max_bytes: int = Field(
+        1_000_000, ge=65_536, description="Largest record the worker writes (its producer's message.max.bytes; "
+        "the broker's own default limit is 1,048,588 per batch). A message whose writes and outputs would not fit in "
+        "one transaction record under it (with batch_max_bytes already staged) is dead-lettered as TOO_LARGE."
+    )
+    consumer_max_fetch_bytes: int = Field(
+        4 * 1024 * 1024, ge=1_048_588, description="Most bytes fetched per partition per request (at least the "
+        "broker's largest record, so that the largest record a source system may write is always read)."
+    )
+    dead_letter_excerpt_bytes: int = Field(
+        16_384, ge=0, le=262_144, description="How much of a bad record's key and value a dead letter copies (with "
+        "the value's full size and SHA-256): a dead letter always fits under the broker's record limit."
+    )
     session_timeout_s: float = Field(
         10.0, gt=0, description="A worker silent this long is declared dead and its partitions move."
     )

@@ -200,11 +200,14 @@ class DeadLetter(Contract):
     source_topic: str = Field(description="Topic the record was read from.")
     source_partition: int = Field(description="Partition.")
     source_offset: int = Field(description="Offset.")
-    key: bytes | None = Field(description="Raw key bytes.")
-    payload: bytes | None = Field(description="Raw value bytes.")
-    error_type: str = Field(description="Class of error: DECODE, VALIDATION, DOMAIN, ...")
+    key: bytes | None = Field(description="Raw key bytes (the first dead_letter_excerpt_bytes of them).")
+    payload: bytes | None = Field(description="Raw value bytes (the first dead_letter_excerpt_bytes of them).")
+    error_type: str = Field(description="Class of error: DECODE, VALIDATION, TOO_LARGE, PROCESSING, ...")
     error: Annotated[str, Field(max_length=4096)] = Field(description="What was wrong.")
     failed_at: Timestamp = Field(description="When the record was dead-lettered.")
+    payload_size: int = Field(0, description="Size of the whole raw value in bytes (0: none).")
+    payload_sha256: str | None = Field(None, description="SHA-256 of the whole raw value (hex), to find the record.")
+    truncated: bool = Field(False, description="True when key or payload holds only an excerpt of the record's.")
 
 
 OUTPUT_EVENTS: dict[str, type[Contract]] = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
@@ -34,7 +35,6 @@ from schemas.base import Event
 from schemas.codec import CodecError
 from schemas.internal import ReservationExpiryDue, ReservationUpdated, StockCommand
 from schemas.outputs import (
-    DeadLetter,
     InventoryAlert,
     InventoryChanged,
     InventoryLedgerEntry,
@@ -43,11 +43,13 @@ from schemas.outputs import (
     OutboundInstruction,
 )
 from streams import faust_fixes
+from streams.dead_letters import dead_letter_key, dead_letter_of
 from streams.expiry_clock import ExpiryClock
+from streams.health import BrokerWatch
 from streams.kafka_config import faust_broker_credentials
 from streams.metrics import Metrics
 from streams.record_sink import RecordSink
-from streams.stores import FamilyStore, OrderStore, StockStore, expiry_key, scan_prefix
+from streams.stores import FamilyStore, OrderStore, StockStore, TooLarge, expiry_key, scan_prefix
 from streams.topics import Topics
 from streams.wire import RegistryUnavailable, Wire, wait_for_registry
 from tables.declarations import InventoryTables, declare_tables
@@ -68,6 +70,7 @@ class Pipeline:
     metrics: Metrics
     sink: RecordSink
     wire: Wire
+    broker_watch: BrokerWatch
 
 
 def _faust_topic(app: faust.App, *names: str) -> faust.TopicT:
@@ -130,6 +133,22 @@ def _register_schemas(wire: Wire, topics: Topics) -> None:
         return
 
 
+EXIT_OUTPUT_FAILED = 70  # EX_SOFTWARE: a record the worker must write can never be written
+TRANSACTION_OVERHEAD = 16_384  # a transaction record's own fields, on top of its counted writes
+
+
+def _stop_loudly(failure: str) -> None:
+    """A record the worker wrote can never be written. Stop now, committing nothing more:
+    the next start reads again from the last committed offsets (skipping would lose the
+    input that caused it, and everything after it that a later commit would cover)."""
+    log.critical("FATAL: a record could not be written (%s); stopping without committing further "
+                 "offsets, exit %d. Nothing was skipped: a restart reads again from the last commit. "
+                 "Fix the cause (topic, ACLs, the broker's max.message.bytes) before restarting.",
+                 failure, EXIT_OUTPUT_FAILED)
+    logging.shutdown()
+    os._exit(EXIT_OUTPUT_FAILED)
+
+
 def create_app(settings: Settings) -> Pipeline:
     faust_fixes.apply()  # a commit must never overtake the changelog (see the module)
     faust_fixes.deliver_every_fetched_record()
@@ -150,6 +169,7 @@ def create_app(settings: Settings) -> Pipeline:
         web_port=settings.web_port,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
         producer_acks=-1,
         producer_linger_ms=5,
         broker_commit_interval=1.0,
@@ -163,12 +183,18 @@ def create_app(settings: Settings) -> Pipeline:
     tables = declare_tables(app, settings)
     metrics = Metrics()
     sink = RecordSink(settings)
+    sink.on_fatal = _stop_loudly
     faust_fixes.flush_also(sink.flush)  # no commit of input offsets before the sink's records are in
     for table in (tables.orders, tables.stock):
         _changelog_through(sink, table)
     wire = Wire(settings)
     _register_schemas(wire, topics)
-    pipeline = Pipeline(app, settings, topics, tables, metrics, sink, wire)
+    broker_watch = BrokerWatch(lambda timeout_s: sink.broker_metadata(topics.dead_letters, timeout_s))
+    pipeline = Pipeline(app, settings, topics, tables, metrics, sink, wire, broker_watch)
+
+    @app.task
+    async def _watch_the_broker() -> None:
+        await broker_watch.run()
     policy = CorePolicy(
         warehouse_priority=settings.warehouse_priority,
         reorder_point=settings.default_reorder_point,
@@ -209,14 +235,12 @@ def create_app(settings: Settings) -> Pipeline:
 
     async def dead_letter(event: EventT, error_type: str, error: str) -> None:
         msg = event.message
-        letter = DeadLetter.model_construct(
-            source_topic=msg.topic, source_partition=msg.partition, source_offset=msg.offset,
-            key=msg.key if isinstance(msg.key, bytes) else None,
-            payload=msg.value if isinstance(msg.value, bytes) else None,
-            error_type=error_type, error=error[:4096], failed_at=datetime.now(UTC),
+        raw_key = msg.key if isinstance(msg.key, bytes) else None
+        letter = dead_letter_of(
+            msg.topic, msg.partition, msg.offset, raw_key, msg.value if isinstance(msg.value, bytes) else None,
+            error_type, error, datetime.now(UTC), settings.dead_letter_excerpt_bytes,
         )
-        sink.send(topics.dead_letters, msg.key if isinstance(msg.key, bytes) else None,
-                  wire.encode(letter, topics.dead_letters))
+        sink.send(topics.dead_letters, dead_letter_key(raw_key), wire.encode(letter, topics.dead_letters))
         metrics.sent(topics.dead_letters)
         metrics.dead_letter(msg.topic, error_type)
         log.warning("dead letter %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, error_type, error[-800:] if error_type == "PROCESSING" else error[:300])
@@ -250,12 +274,15 @@ def create_app(settings: Settings) -> Pipeline:
 
         return send
 
-    order_store = OrderStore(tables.orders, changelog_sender(tables.orders), wire.decode)
+    # One message's writes and outputs must fit in one transaction record together with what
+    # the batch may already hold (committed early at batch_max_bytes).
+    message_budget = settings.record_max_bytes - settings.batch_max_bytes - TRANSACTION_OVERHEAD
+    order_store = OrderStore(tables.orders, changelog_sender(tables.orders), wire.decode, message_budget)
     expiry_clock = ExpiryClock(
         timedelta(seconds=settings.expiry_grace_s), timedelta(seconds=settings.expiry_wall_clock_fallback_s),
         wall=lambda: datetime.now(UTC),
     )
-    stock_store = StockStore(tables.stock, changelog_sender(tables.stock), wire.decode)
+    stock_store = StockStore(tables.stock, changelog_sender(tables.stock), wire.decode, message_budget)
     redone: set[tuple[str, int]] = set()  # (family, partition) whose head was re-applied
 
     @app.on_partitions_assigned.connect
@@ -319,6 +346,9 @@ def create_app(settings: Settings) -> Pipeline:
             encoded = encode_all(outcome.events)
             if not outcome.duplicate:
                 order_store.stage_outcome(outcome, encoded)
+        except TooLarge as exc:
+            await dead_letter(event, "TOO_LARGE", str(exc))
+            return None
         except Exception as exc:  # noqa: BLE001
             await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
             return None
@@ -339,6 +369,9 @@ def create_app(settings: Settings) -> Pipeline:
             encoded = encode_all(outcome.events)
             if not outcome.duplicate:
                 stock_store.stage_outcome(outcome, encoded)
+        except TooLarge as exc:
+            await dead_letter(event, "TOO_LARGE", str(exc))
+            return None
         except Exception as exc:  # noqa: BLE001
             await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
             return None
@@ -360,7 +393,11 @@ def create_app(settings: Settings) -> Pipeline:
             if message is None:
                 continue
             if is_order_scoped(message):
-                sink.send(topics.order_inbox, message.order_no.encode(), wire.encode(message, topics.order_inbox))
+                forwarded = wire.encode(message, topics.order_inbox)
+                if len(forwarded) > settings.record_max_bytes - TRANSACTION_OVERHEAD:
+                    await dead_letter(event, "TOO_LARGE", f"forwarded, it would take {len(forwarded)} bytes")
+                    continue
+                sink.send(topics.order_inbox, message.order_no.encode(), forwarded)
                 metrics.sent(topics.order_inbox)
                 continue
             try:
@@ -368,7 +405,12 @@ def create_app(settings: Settings) -> Pipeline:
             except KeyError:
                 await dead_letter(event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not a stock movement")
                 continue
-            send_all(tuple(commands), encode_all(commands))
+            encoded = encode_all(commands)
+            largest = max(map(len, encoded), default=0)
+            if largest > settings.record_max_bytes - TRANSACTION_OVERHEAD:
+                await dead_letter(event, "TOO_LARGE", f"one of its stock commands would take {largest} bytes")
+                continue
+            send_all(tuple(commands), encoded)
 
     @app.agent(t_commands, name="stock-agent")
     async def stock_agent(stream: faust.StreamT) -> None:

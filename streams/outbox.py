@@ -154,6 +154,9 @@ def register_outbox_agent(pipeline: Pipeline, dead_letter: DeadLetterFn) -> faus
             except Exception as exc:  # noqa: BLE001 - a record must never stop the agent
                 await dead_letter(event, "PROCESSING", f"{type(exc).__name__}: {exc}")
                 continue
+            if len(value) > pipeline.settings.record_max_bytes:
+                await dead_letter(event, "TOO_LARGE", f"as an input event it would take {len(value)} bytes")
+                continue
             # Through the worker's sink: flushed before the outbox offset is committed.
             pipeline.sink.send(name, key, value)
             metrics.sent(name)

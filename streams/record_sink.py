@@ -15,11 +15,17 @@ Guarantees kept:
   broker refused fails the flush (``ProducerSendError``), so the commit never passes it.
 * Keys land where Faust would put them: the producer partitions with ``murmur2_random``,
   the Java and aiokafka partitioner (streams/kafka_config.py).
+* Nothing skipped. Records wait for the broker however long it is away
+  (``message.timeout.ms=0``: librdkafka retries without end, in order); a record that can never
+  be written (too large for the broker, topic gone, not authorised) is *fatal*: from then on
+  every flush raises, so no input offset is committed past it again, and ``on_fatal`` is told
+  once (the worker stops loudly on it: streams/app.py). A failure is never cleared.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -37,9 +43,13 @@ class RecordSink:
             "linger.ms": 5,
             "batch.num.messages": 10_000,
             "queue.buffering.max.messages": 500_000,
+            "message.max.bytes": settings.record_max_bytes,
+            "message.timeout.ms": 0,  # wait out any outage; only a permanent error fails a record
+            "logger": logging.getLogger("librdkafka.sink"),
             **overrides,
         }))
-        self.failures: list[str] = []
+        self.failures: list[str] = []  # every record that could not be written, kept
+        self.on_fatal: Callable[[str], None] | None = None
         self._watchers: dict[str, OnDelivered] = {}
         self.sent = 0
 
@@ -48,15 +58,25 @@ class RecordSink:
         broker acknowledged (tables keep their changelog offsets this way)."""
         self._watchers[topic] = on_delivered
 
+    def _fail(self, failure: str) -> None:
+        first = not self.failures
+        self.failures.append(failure)
+        if first and self.on_fatal is not None:
+            self.on_fatal(failure)
+
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
-            self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+            self._fail(f"{msg.topic()}[{msg.partition()}]: {err}")
             return
         watcher = self._watchers.get(msg.topic())
         if watcher is not None:
             watcher(msg.topic(), msg.partition(), msg.offset())
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        """Queue a record. One that can never be written (e.g. larger than ``record_max_bytes``)
+        does not raise here: it is a failure (see the module), and the caller carries on."""
+        from confluent_kafka import KafkaException
+
         produce = self._producer.produce
         while True:
             try:
@@ -67,6 +87,9 @@ class RecordSink:
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
                 self._producer.poll(0.01)
+            except KafkaException as exc:  # refused before queueing: size, unknown topic, fatal state
+                self._fail(f"{topic}[{partition if partition is not None else '?'}]: {exc.args[0]}")
+                return
         self.sent += 1
         if self.sent % 1000 == 0:
             self._producer.poll(0)
@@ -75,15 +98,21 @@ class RecordSink:
         if self.failures:
             from faust.exceptions import ProducerSendError
 
-            failures, self.failures = self.failures, []
-            raise ProducerSendError(f"{len(failures)} records not written, e.g. {failures[:3]}")
+            raise ProducerSendError(f"{len(self.failures)} records not written, e.g. {self.failures[:3]}")
+
+    def broker_metadata(self, topic: str, timeout_s: float) -> None:
+        """Ask a broker for ``topic``'s metadata (a reachability probe; blocking: run it in
+        an executor). Raises KafkaException when no broker answers within ``timeout_s``."""
+        self._producer.list_topics(topic, timeout=timeout_s)
 
     async def flush(self) -> None:
         """Wait until every record sent so far is acknowledged (or raise)."""
         producer = self._producer
         producer.poll(0)
-        while len(producer):
-            await asyncio.sleep(0.001)
+        pause = 0.001
+        while len(producer) and not self.failures:
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 0.05)  # 1 ms while records flow, 50 ms while the broker is away
             producer.poll(0)
         self._raise_failures()
 

@@ -57,6 +57,13 @@ HEAD = b"h|"
 # partition, key, value (None: a tombstone)
 SendChangelog = Callable[[int, bytes, bytes | None], None]
 
+WRITE_OVERHEAD = 8  # per staged write in the transaction record (lengths, union tags)
+
+
+class TooLarge(ValueError):
+    """One message's writes and outputs would not fit in a transaction record: the message is
+    refused whole (nothing of it is staged), and the agent dead-letters it."""
+
 
 def key(kind: str, *parts: str) -> bytes:
     return SEP.join((kind, *parts)).encode()
@@ -77,8 +84,10 @@ def scan_prefix(table: Any, partition: int, prefix: bytes) -> Iterator[tuple[byt
 class FamilyStore:
     """One partition family's table: reads for the core, staged transactional writes."""
 
-    def __init__(self, table: Any, send_changelog: SendChangelog, decode_output: Callable[..., Any] = decode) -> None:
+    def __init__(self, table: Any, send_changelog: SendChangelog, decode_output: Callable[..., Any] = decode,
+                 message_budget: int | None = None) -> None:
         self.table = table
+        self.message_budget = message_budget  # most bytes one message may stage (None: no limit)
         self._send_changelog = send_changelog
         # Stored outputs are kept as sent: in the topic's framing (streams/wire.py).
         self.decode_output = decode_output
@@ -134,19 +143,24 @@ class FamilyStore:
         fingerprint: str = "",
         event_id: str = "",
     ) -> None:
-        """Add one message's writes (and its receipt) to the open transaction."""
+        """Add one message's writes (and its receipt) to the open transaction, or raise
+        ``TooLarge`` (staging nothing) when they exceed ``message_budget``."""
         if receipt:
             stored = StoredReceipt(message_id, outputs, fingerprint, event_id)
             writes = [*writes, Write(key("r", message_id), encode(stored))]
+        size = sum(map(len, outputs)) + sum(
+            WRITE_OVERHEAD + len(w.key) + (len(w.value) if w.value is not None else 0) for w in writes
+        )
+        if self.message_budget is not None and size > self.message_budget:
+            raise TooLarge(f"{message_id or 'a message'}: its writes and outputs take {size} bytes, more than "
+                           f"the {self.message_budget} one message may stage (record_max_bytes)")
         if not writes:
             return  # nothing to redo: its outputs are sent, and a replay sends them again
         staged = self._staged
-        size = 0
         for w in writes:
             staged[w.key] = w.value
-            size += len(w.key) + (len(w.value) if w.value is not None else 0)
         self._staged_outputs.extend(outputs)
-        self.staged_bytes += size + sum(map(len, outputs))
+        self.staged_bytes += size
         self._last_message_id = message_id
 
     def commit(self) -> None:

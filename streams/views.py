@@ -17,6 +17,7 @@ from faust.web import Request, Response, View, Web
 
 from schemas.base import CODE_PATTERN
 from schemas.codec import decode
+from streams.health import readiness
 from streams.live import LiveFeed, ThroughputMeter
 from streams.openapi import openapi_document
 from streams.stores import key
@@ -272,14 +273,21 @@ def register_views(pipeline: Pipeline) -> None:
 
     @app.page("/health")
     class Health(View):
+        """Liveness: 200 while the process serves; says why it is not ready, if it is not."""
+
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok"})
+            reasons = readiness(app, pipeline.broker_watch)
+            return self.json({"status": "ok", "ready": not reasons, "notReadyBecause": reasons,
+                              **pipeline.broker_watch.status()})
 
     @app.page("/ready")
     class Ready(View):
+        """Readiness (streams/health.py): 503 with the reasons while the broker is away, no
+        partitions are assigned, a rebalance runs or the tables recover."""
+
         async def get(self, request: Request) -> Response:
-            ready = app.rebalancing is False and app.tables.recovery.completed.is_set()
-            return self.json({"ready": ready}, status=200 if ready else 503)
+            reasons = readiness(app, pipeline.broker_watch)
+            return self.json({"ready": not reasons, "notReadyBecause": reasons}, status=503 if reasons else 200)
 
     @app.page("/metrics")
     class MetricsView(View):

@@ -138,3 +138,47 @@ def _deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
             future.result()
         except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway deployment
             pass
+
+
+class PrivateBroker:
+    """A broker of one test's own (free ports, its own data folder, the shared jars), for
+    tests that stop or restart the broker: the session's shared broker is never touched."""
+
+    def __init__(self, root: Path) -> None:
+        from streams import local_kafka
+
+        shared = Settings()
+        local_kafka.ensure_jars(shared)
+        kafka_root = root / "kafka"
+        kafka_root.mkdir(parents=True, exist_ok=True)
+        libs = kafka_root / "libs"
+        if not libs.exists():
+            libs.symlink_to(local_kafka.KafkaPaths.of(shared).libs.resolve())
+        port, cport = free_port(), free_port()
+        self.settings = Settings(local_dir=root, local_kafka_port=port, local_controller_port=cport,
+                                 bootstrap_servers=f"127.0.0.1:{port}")
+        self.bootstrap = self.settings.bootstrap_servers
+
+    def start(self) -> None:
+        from streams import local_kafka
+
+        assert local_kafka.start(self.settings), "a broker already answered on the private port"
+
+    def stop(self) -> None:
+        from streams import local_kafka
+
+        local_kafka.stop(self.settings)
+
+    def deployment(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+        return _deployment(self.bootstrap, tmp_path_factory)
+
+
+@pytest.fixture
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
+    """A started broker of this test's own; stopped (if running) at the end."""
+    broker = PrivateBroker(tmp_path_factory.mktemp("private-kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

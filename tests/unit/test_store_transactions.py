@@ -113,3 +113,18 @@ def test_nothing_staged_commits_nothing(store: Any) -> None:
     store.commit()
     assert store.changelog == []
     assert store.dbs[0].get(HEAD) is None
+
+
+def test_a_message_over_its_budget_is_refused_whole_and_the_transaction_goes_on(store: Any) -> None:
+    from streams.stores import TooLarge
+
+    store.message_budget = 2_000
+    store.open(0)
+    store.stage("small", [Write(key("s", "A"), encode(SkuStock("A", reservation_seq=1)))], (OUT,), receipt=True)
+    staged = store.staged_bytes
+    with pytest.raises(TooLarge, match="big"):
+        store.stage("big", [Write(key("s", "B"), b"x" * 1_000)], (b"y" * 1_500,), receipt=True)
+    assert store.staged_bytes == staged and store.stock("B") is None and store.receipt("big") is None
+    store.commit()
+    assert store.stock("A") == SkuStock("A", reservation_seq=1)
+    assert decode(store.dbs[0][HEAD], validate=False).message_id == "small"

@@ -1,0 +1,263 @@
+"""A simulated day on the real broker, ended as the OMS and WMS would end it and compared with
+the sequential model: shared by the backlog-drain and fault-injection tests.
+
+The reservation decisions are the pipeline's: which order got the last unit, or was
+rejected because its stock had not been read yet, depends on how the worker interleaved the
+topics. So the day is ended as the OMS and WMS would (``connectors.traffic``): once the
+pipeline is idle, the WMS ships what the model's partly shipped orders still hold, then every
+order open in the model or in the pipeline (read through its view) is cancelled. Nothing is
+left reserved on either side, and every position read through the worker's views must equal
+the sequential model's (``connectors.traffic.replay`` of the same stream, plus the same end):
+on hand, reserved, available, in transit, presold, outbound, damaged.
+
+"Idle": every partition the worker reads (inputs and internal topics) has its consumer
+group's committed offset at its high watermark, and stays there between two looks.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from typing import Any
+
+from connectors.traffic import (
+    BACKLOG,
+    OPEN,
+    DayParams,
+    DaySimulation,
+    cancel_at_day_end,
+    replay,
+    ship_what_is_held,
+)
+from schemas.base import Event
+from streams.worker_process import WorkerProcess, http_json
+from tables.center import InventoryCenter
+from tests.integration.conftest import Deployment, wait_until
+
+DAY = {"orders": 300, "skus": 40, "warehouses": 3}
+QUANTITIES = {
+    "onHandQty": "on_hand_qty", "reservedQty": "reserved_qty", "availableQty": "available_qty",
+    "inTransitQty": "in_transit_qty", "presoldQty": "presold_qty", "outboundQty": "outbound_qty",
+    "damagedQty": "damaged_qty",
+}
+OPEN_STATUSES = {s.value for s in OPEN}
+
+
+def day(seed: int, **size: int) -> tuple[list[Event], InventoryCenter, list[str]]:
+    simulation = DaySimulation(DayParams(seed=seed, mix=BACKLOG, **{**DAY, **size}))  # type: ignore[arg-type]
+    events = list(simulation.events())
+    kinds = {type(e).__name__ for e in events}
+    assert {"GoodsReceived", "TransferDispatched", "TransferReceived", "DeliveryFailed", "ReturnInspected",
+            "StockSnapshot", "StockAdjusted", "DamagedDisposed"} <= kinds, kinds
+    assert any(n.endswith(" re-sent") for n in simulation.counts), simulation.counts
+    return events, replay(events), simulation.skus
+
+
+# --- the worker and the broker --------------------------------------------------------------
+
+
+def read_topics(d: Deployment) -> list[str]:
+    t = d.topics
+    return [t.orders, t.shipments, t.stock_movements, t.order_inbox, t.stock_commands]
+
+
+def lag(d: Deployment) -> int | None:
+    """Records not yet committed by the worker's consumer group, over every partition it
+    reads; None while the group has committed nothing."""
+    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from streams.kafka_config import admin_config, consumer_config
+
+    group = d.settings.app_id
+    partitions = [TopicPartition(topic, p) for topic in read_topics(d) for p in range(d.settings.partitions)]
+    admin = AdminClient(admin_config(d.settings))
+    request = ConsumerGroupTopicPartitions(group, partitions)
+    committed = admin.list_consumer_group_offsets([request])[group].result().topic_partitions
+    if all(tp.offset < 0 for tp in committed):
+        return None
+    at = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
+    probe = Consumer(consumer_config(d.settings, f"{group}-lag-probe"))
+    try:
+        lag = 0
+        for tp in partitions:
+            _, high = probe.get_watermark_offsets(tp, timeout=10)
+            lag += max(0, high - at[(tp.topic, tp.partition)])
+        return lag
+    finally:
+        probe.close()
+
+
+def wait_idle(d: Deployment, worker: WorkerProcess, timeout_s: float = 180.0) -> None:
+    """Until nothing is left to read, twice in a row a few seconds apart."""
+    quiet = 0
+
+    def idle() -> bool:
+        nonlocal quiet
+        assert worker.alive(), worker.log_tail(40)
+        quiet = quiet + 1 if lag(d) == 0 else 0
+        return quiet >= 2
+
+    wait_until(idle, timeout_s=timeout_s, interval_s=3.0)
+
+
+def consumed(worker: WorkerProcess) -> float:
+    """Messages this worker process has read so far, over every topic."""
+    try:
+        text = urllib.request.urlopen(f"{worker.url}/metrics", timeout=2).read().decode()  # noqa: S310
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("inventory_events_in_total"))
+
+
+# --- the views ------------------------------------------------------------------------------
+
+
+def positions_of(d: Deployment, worker: WorkerProcess, skus: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for start in range(0, len(skus), 100):
+        batch = skus[start:start + 100]
+        status, body = http_json(f"{worker.url}/inventory?skus={','.join(batch)}", timeout_s=10)
+        assert status == 200, (status, body)
+        for sku, item in body["items"].items():
+            for p in item["warehouses"]:
+                found[(sku, p["warehouseCode"])] = p
+    return found
+
+
+def open_in_pipeline(d: Deployment, worker: WorkerProcess, order_nos: list[str]) -> set[str]:
+    still_open = set()
+    for order_no in order_nos:
+        order = d.order(worker, order_no)
+        if order is not None and order["status"] in OPEN_STATUSES:
+            still_open.add(order_no)
+    return still_open
+
+
+def holding(d: Deployment, worker: WorkerProcess, order_nos: list[str]) -> list[str]:
+    """Orders whose lines still hold units in the pipeline."""
+    held = []
+    for order_no in order_nos:
+        order = d.order(worker, order_no)
+        if order and any(line["reservedQty"] or line["presoldQty"] for line in order["lines"]):
+            held.append(f"{order_no} {order['status']}")
+    return held
+
+
+def differences(d: Deployment, worker: WorkerProcess, model: InventoryCenter, skus: list[str]) -> list[str]:
+    got = positions_of(d, worker, skus)
+    want = {(sku, p.warehouse_code): {name: getattr(p, attr) for name, attr in QUANTITIES.items()}
+            for sku, stock in model.tables.stock_by_sku.items() for p in stock.positions}
+    zero = dict.fromkeys(QUANTITIES, 0)
+    diffs = []
+    for key in sorted(want.keys() | got.keys()):
+        w = want.get(key, zero)
+        g = {name: got[key][name] for name in QUANTITIES} if key in got else zero
+        if w != g:
+            diffs.append(f"{key[0]}@{key[1]}: model {w}, pipeline {g}")
+    return diffs
+
+
+# --- the day's end and the comparison -------------------------------------------------------
+
+
+def end_the_day_and_compare(
+    d: Deployment, worker: WorkerProcess, events: list[Event], model: InventoryCenter, skus: list[str],
+    poison: dict[bytes, bytes] | None = None, outputs: bool = False,
+) -> None:
+    """End the day on both sides and assert the pipeline's positions equal the model's.
+
+    ``poison``: key -> value of every bad record mixed into the day; each must have exactly
+    one dead letter (bounded, pointing at it) and nothing else may be dead-lettered.
+    ``outputs``: also check the outputs' invariants: no (sku, warehouse, version) published
+    with two payloads on inventory-changes, and the ledger (deduplicated by entry id) sums to
+    every position's buckets.
+    """
+    wait_idle(d, worker)
+    closing = ship_what_is_held(model)
+    model.submit_all(closing)
+    d.publish(list(closing))
+    wait_idle(d, worker)
+    order_nos = sorted(model.tables.orders_by_no)
+    cancels = sorted(set(n for n, o in model.tables.orders_by_no.items() if o.status in OPEN)
+                     | open_in_pipeline(d, worker, order_nos))
+    model.submit_all(cancel_at_day_end(no) for no in cancels)  # finished in the model: no stock moves
+    assert not model.tables.reservations_by_key
+    d.publish([cancel_at_day_end(no) for no in cancels])
+    wait_idle(d, worker)
+
+    problems = []
+    diffs = differences(d, worker, model, skus)
+    if diffs:
+        problems.append(f"{len(diffs)} positions differ from the model, e.g.:\n" + "\n".join(diffs[:10]))
+    held = holding(d, worker, order_nos)
+    if held:
+        problems.append(f"{len(held)} orders still hold units after the day's end: {held[:5]}")
+    problems += dead_letter_problems(d.read(d.topics.dead_letters, timeout_s=5), poison or {})
+    if outputs:
+        problems += output_problems(d, worker, skus)
+    assert not problems, "\n".join(problems)
+
+
+def dead_letter_problems(dead: list[dict[str, Any]], poison: dict[bytes, bytes]) -> list[str]:
+    """One bounded dead letter per poison record, pointing at it, and no other."""
+    import base64
+    import hashlib
+
+    problems = []
+    by_key: dict[bytes, list[dict[str, Any]]] = {}
+    for letter in dead:
+        by_key.setdefault(base64.urlsafe_b64decode(letter["key"]) if letter.get("key") else b"", []).append(letter)
+    for k, value in poison.items():
+        letters = by_key.pop(k, [])
+        if len(letters) != 1:
+            problems.append(f"poison {k!r}: {len(letters)} dead letters")
+            continue
+        letter = letters[0]
+        payload = base64.urlsafe_b64decode(letter["payload"] or "")
+        if (letter["payloadSize"], letter["payloadSha256"]) != (len(value), hashlib.sha256(value).hexdigest()):
+            problems.append(f"poison {k!r}: dead letter does not point at it: {letter['payloadSize']}")
+        if not value.startswith(payload) or len(payload) > 16_384 or letter["truncated"] != (len(value) > 16_384):
+            problems.append(f"poison {k!r}: payload excerpt of {len(payload)} bytes")
+    others = [letter for letters in by_key.values() for letter in letters]
+    if others:
+        problems.append(f"{len(others)} unexpected dead letters, e.g. "
+                        f"{[(x['errorType'], x['error'][:200]) for x in others[:3]]}")
+    return problems
+
+
+LEDGER_BUCKETS = {"ON_HAND": "onHandQty", "IN_TRANSIT": "inTransitQty", "OUTBOUND": "outboundQty",
+                  "DAMAGED": "damagedQty"}
+
+
+def output_problems(d: Deployment, worker: WorkerProcess, skus: list[str]) -> list[str]:
+    """inventory-changes: one payload per (sku, warehouse, version); the ledger, deduplicated
+    by entry id, sums to each position's buckets."""
+    import json
+
+    problems = []
+    versions: dict[tuple[str, str, int], set[str]] = {}
+    for change in d.read(d.topics.inventory_changes, timeout_s=30):
+        body = {k: v for k, v in change.items() if k not in ("_coordinates", "eventId", "occurredAt")}
+        versions.setdefault((change["sku"], change["warehouseCode"], change["version"]), set()).add(
+            json.dumps(body, sort_keys=True))
+    conflicting = [k for k, payloads in versions.items() if len(payloads) > 1]
+    if conflicting:
+        problems.append(f"{len(conflicting)} (sku, warehouse, version) with two payloads, e.g. {conflicting[:3]}")
+    entries = {e["entryId"]: e for e in d.read(d.topics.inventory_ledger, timeout_s=30)}
+    sums: dict[tuple[str, str], dict[str, int]] = {}
+    for e in entries.values():
+        bucket = LEDGER_BUCKETS.get(e["bucket"])
+        if bucket is not None:
+            at = sums.setdefault((e["sku"], e["warehouseCode"]), dict.fromkeys(LEDGER_BUCKETS.values(), 0))
+            at[bucket] += e["quantity"]
+    positions = positions_of(d, worker, skus)
+    for at in sorted(positions.keys() | sums.keys()):
+        want = {b: positions[at][b] for b in LEDGER_BUCKETS.values()} if at in positions else dict.fromkeys(
+            LEDGER_BUCKETS.values(), 0)
+        got = sums.get(at, dict.fromkeys(LEDGER_BUCKETS.values(), 0))
+        if want != got:
+            problems.append(f"ledger of {at} sums to {got}, the position holds {want}")
+            if len(problems) > 10:
+                break
+    return problems
