@@ -189,7 +189,7 @@ def create_app(settings: Settings) -> Pipeline:
         _changelog_through(sink, table)
     wire = Wire(settings)
     _register_schemas(wire, topics)
-    broker_watch = BrokerWatch(lambda timeout_s: sink.broker_metadata(topics.dead_letters, timeout_s))
+    broker_watch = BrokerWatch(lambda timeout_s: sink.broker_metadata(topics.dead_letters, timeout_s), tick=sink.poll)
     pipeline = Pipeline(app, settings, topics, tables, metrics, sink, wire, broker_watch)
 
     @app.task

@@ -36,6 +36,9 @@ class BrokerWatch:
     since: float = field(default_factory=time.monotonic)
     reason: str = ""
     held_back: int = 0  # client log lines held back during the current outage
+    # Called on the event loop every interval (the sink's poll: librdkafka queues its log
+    # lines and delivery reports until polled, and an idle worker polls nothing else).
+    tick: Callable[[], object] | None = None
 
     def status(self) -> dict[str, Any]:
         state = {"broker": "reachable" if self.reachable else "unreachable",
@@ -66,6 +69,8 @@ class BrokerWatch:
                 self.observe(f"{type(exc).__name__}: {exc}"[:300])
             else:
                 self.observe(None)
+            if self.tick is not None:
+                self.tick()
             await asyncio.sleep(self.interval_s)
 
 

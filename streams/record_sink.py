@@ -100,6 +100,10 @@ class RecordSink:
 
             raise ProducerSendError(f"{len(self.failures)} records not written, e.g. {self.failures[:3]}")
 
+    def poll(self) -> None:
+        """Serve queued delivery reports and log lines (on the event loop's thread)."""
+        self._producer.poll(0)
+
     def broker_metadata(self, topic: str, timeout_s: float) -> None:
         """Ask a broker for ``topic``'s metadata (a reachability probe; blocking: run it in
         an executor). Raises KafkaException when no broker answers within ``timeout_s``."""
