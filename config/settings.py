@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     )
     webhook_max_bytes: int = Field(262_144, gt=0, description="Largest webhook body accepted (413 above).")
     produce_retry_for_s: float = Field(
-        300.0, gt=0, description="How long `connectors.produce` keeps retrying a record the broker has not "
+        300.0, ge=1, description="How long `connectors.produce` keeps retrying a record the broker has not "
         "acknowledged (librdkafka message.timeout.ms) before it reports the line as not sent.",
     )
 
