@@ -52,6 +52,10 @@ class Settings(BaseSettings):
         "webhook answers 503 to everyone.",
     )
     webhook_max_bytes: int = Field(262_144, gt=0, description="Largest webhook body accepted (413 above).")
+    produce_retry_for_s: float = Field(
+        300.0, ge=1, description="How long `connectors.produce` keeps retrying a record the broker has not "
+        "acknowledged (librdkafka message.timeout.ms) before it reports the line as not sent.",
+    )
 
     # --- Local stack (development, tests, CI, demo) -----------------------------------
     local_dir: Path = Field(
@@ -124,6 +128,15 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Interface the worker's web server listens on (Faust's default is every interface)."
     )
     web_port: int = 6066
+    read_token: SecretStr | None = Field(
+        None,
+        description="Bearer token every read view needs (inventory, orders, metrics, the live feed, the dashboard "
+        "and its files, OpenAPI; not /health, /ready or the webhooks). Unset: the views are open, the local "
+        "default behind web_bind=127.0.0.1; set it whenever the port is reachable beyond loopback.",
+    )
+    debug_views: bool = Field(
+        False, description="Serve /debug/consumer and Faust's /table views (raw table data); off: 404."
+    )
     data_dir: Path = Field(REPO_ROOT / ".local" / "worker", description="Faust data directory.")
     rocksdb_block_cache_bytes: int = Field(
         8 * 1024 * 1024, description="Block cache per table partition (Faust default: 2 GiB)."

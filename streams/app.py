@@ -167,6 +167,7 @@ def create_app(settings: Settings) -> Pipeline:
         web_host=settings.web_host,
         web_bind=settings.web_bind,  # Faust binds every interface unless told
         web_port=settings.web_port,
+        web_tables_enabled=settings.debug_views,  # Faust's /table/...: raw table data, off unless asked
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=settings.consumer_max_fetch_bytes,

@@ -1,7 +1,10 @@
 """Read-only web views served by the worker, straight from the tables.
 
 With several workers, ``table_route`` proxies a request for a key owned by another worker
-to that worker's canonical URL, so any worker answers for every key.
+to that worker's canonical URL (forwarding the request's headers), so any worker answers for
+every key. With ``read_token`` set, every view but the probes (/health, /ready) and the
+webhooks needs it (``streams/web_access.py``); a worker asking another for part of a batch
+sends the token itself. ``/debug/consumer`` exists only with ``debug_views``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from streams.health import readiness
 from streams.live import LiveFeed, ThroughputMeter
 from streams.openapi import openapi_document
 from streams.stores import key
+from streams.web_access import install_read_guard
 from tables.state import Order, Position, SkuStock
 
 if TYPE_CHECKING:
@@ -104,7 +108,12 @@ def sku_json(stock: SkuStock) -> dict[str, Any]:
 def register_views(pipeline: Pipeline) -> None:
     app, tables, metrics, settings = pipeline.app, pipeline.tables, pipeline.metrics, pipeline.settings
     live = LiveFeed(settings)
+    if settings.read_token is not None:
+        install_read_guard(app.web.web_app, settings.read_token)
     _install_json_errors(app)
+    # A worker asking another for its part of a batch reads on the caller's behalf.
+    peer_headers = ({"Authorization": f"Bearer {settings.read_token.get_secret_value()}"}
+                    if settings.read_token is not None else {})
     meter = ThroughputMeter()
     stock_table_name = tables.stock.name
 
@@ -160,7 +169,7 @@ def register_views(pipeline: Pipeline) -> None:
                             items[sku] = sku_json(stock)
                     continue
                 url = f"{owner.rstrip('/')}/inventory?scope=local&skus={','.join(group)}"
-                async with app.http_client.get(url) as response:
+                async with app.http_client.get(url, headers=peer_headers) as response:
                     if response.status != 200:
                         return _error(self.web, 502, f"owner {owner} answered {response.status}")
                     items.update((await response.json())["items"])
@@ -231,9 +240,9 @@ def register_views(pipeline: Pipeline) -> None:
         async def get(self, request: Request) -> Response:
             return self.json(openapi_document(str(app.conf.canonical_url)))
 
-    @app.page("/debug/consumer")
     class ConsumerState(View):
-        """What the fetcher is doing: for finding a partition that stopped being read."""
+        """What the fetcher is doing: for finding a partition that stopped being read. It peeks
+        at Faust's and aiokafka's internals: served only with ``debug_views``."""
 
         async def get(self, request: Request) -> Response:
             consumer = app.consumer
@@ -270,6 +279,9 @@ def register_views(pipeline: Pipeline) -> None:
                 "flowControlSuspended": not app.flow_control.is_active(),
                 "positions": positions,
             })
+
+    if settings.debug_views:
+        app.page("/debug/consumer")(ConsumerState)
 
     @app.page("/health")
     class Health(View):

@@ -49,14 +49,14 @@ applied (same eventId) no-ops.
 Accepted events count in ``/metrics`` as ``inventory_events_out_total`` of their topic;
 refusals are logged and counted by (source, reason) in ``Webhook.rejected``.
 
-The pure parts (:func:`authorized`, :func:`parse_body`) know nothing of HTTP servers or
-Kafka; :class:`Webhook` is the HTTP shell, :class:`AckedProducer` the Kafka one.
+The pure parts (:func:`parse_body`, and the bearer check :func:`authorized`, shared with the
+read views' guard in ``streams/web_access.py``) know nothing of HTTP servers or Kafka;
+:class:`Webhook` is the HTTP shell, :class:`AckedProducer` the Kafka one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import threading
@@ -71,6 +71,7 @@ from connectors.produce import parse_event
 from schemas.base import Event, SourceSystem
 from schemas.inputs import INPUT_EVENTS, MOVEMENT_EVENTS, SHIPMENT_EVENTS
 from streams.topics import Topics, input_key
+from streams.web_access import authorized
 from streams.wire import RegistryUnavailable
 
 if TYPE_CHECKING:
@@ -100,18 +101,6 @@ READ_CHUNK = 64 * 1024
 
 
 # --- the pure parts ---------------------------------------------------------------------
-
-
-def authorized(header: str | None, token: SecretStr) -> bool:
-    """``Authorization: Bearer <token>``, compared in constant time."""
-    if not header:
-        return False
-    scheme, _, credentials = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    # Bytes, so that any header (non-ASCII, lone surrogates) compares instead of raising.
-    given = credentials.strip().encode("utf-8", "surrogatepass")
-    return hmac.compare_digest(given, token.get_secret_value().encode("utf-8", "surrogatepass"))
 
 
 @dataclass(frozen=True)

@@ -129,11 +129,16 @@
       clearTimeout(timer);
     }
     serverReachable();
+    if (res.status === 401) sessionEnded();
     let body = null;
     try { body = await res.json(); } catch (_) { /* not JSON */ }
     if (!res.ok) throw new ApiError(res.status, (body && body.error) || `HTTP ${res.status}`);
     return body;
   }
+
+  // With a read token configured (streams/web_access.py) the page lives on a session cookie:
+  // once it expires every view answers 401, and the dashboard URL shows the login form again.
+  function sessionEnded() { window.location.assign('/dashboard'); }
 
   // ------------------------------------------------------------------ banner and connection
   function showBanner(text) {
@@ -216,8 +221,10 @@
     es.addEventListener('error', () => {
       if (es !== state.es) return;
       if (es.readyState === EventSource.CLOSED) {
-        // The server answered but not with a stream (e.g. 404/503): retry ourselves.
+        // The server answered but not with a stream (e.g. 401/404/503): retry ourselves, unless
+        // the session ended (EventSource does not tell the status: ask a view that needs it).
         setStream('closed', '实时流不可用，稍后重试 · Live stream unavailable; retrying');
+        fetch('/openapi.json', { cache: 'no-store' }).then((r) => { if (r.status === 401) sessionEnded(); }, () => {});
         state.reconnectTimer = setTimeout(connectStream, HEALTH_RETRY_MS);
       } else {
         setStream('reconnecting', '实时流中断，重连中 · Reconnecting…');
