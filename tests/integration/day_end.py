@@ -16,6 +16,7 @@ group's committed offset at its high watermark, and stays there between two look
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from typing import Any
 
@@ -63,7 +64,7 @@ def read_topics(d: Deployment) -> list[str]:
 def lag(d: Deployment) -> int | None:
     """Records not yet committed by the worker's consumer group, over every partition it
     reads; None while the group has committed nothing."""
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
     from confluent_kafka.admin import AdminClient
 
     from streams.kafka_config import admin_config, consumer_config
@@ -72,7 +73,14 @@ def lag(d: Deployment) -> int | None:
     partitions = [TopicPartition(topic, p) for topic in read_topics(d) for p in range(d.settings.partitions)]
     admin = AdminClient(admin_config(d.settings))
     request = ConsumerGroupTopicPartitions(group, partitions)
-    committed = admin.list_consumer_group_offsets([request])[group].result().topic_partitions
+    for attempt in range(30):  # the group coordinator may be loading (a broker just restarted)
+        try:
+            committed = admin.list_consumer_group_offsets([request])[group].result().topic_partitions
+            break
+        except KafkaException:
+            if attempt == 29:
+                raise
+            time.sleep(1)
     if all(tp.offset < 0 for tp in committed):
         return None
     at = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
@@ -200,13 +208,16 @@ def end_the_day_and_compare(
 
 
 def dead_letter_problems(dead: list[dict[str, Any]], poison: dict[bytes, bytes]) -> list[str]:
-    """One bounded dead letter per poison record, pointing at it, and no other."""
+    """One bounded dead letter per poison record, pointing at it, and no other. A crash may
+    send a dead letter again (at least once, like every output): its source coordinates
+    identify it, so letters are counted once per (topic, partition, offset)."""
     import base64
     import hashlib
 
     problems = []
     by_key: dict[bytes, list[dict[str, Any]]] = {}
-    for letter in dead:
+    unique = {(x["sourceTopic"], x["sourcePartition"], x["sourceOffset"]): x for x in dead}
+    for letter in unique.values():
         by_key.setdefault(base64.urlsafe_b64decode(letter["key"]) if letter.get("key") else b"", []).append(letter)
     for k, value in poison.items():
         letters = by_key.pop(k, [])
