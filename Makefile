@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: bench bench-scale simulate run-connectors
+.PHONY: bench bench-scale simulate run-connectors soak
 .PHONY: help install run test test-unit test-integration test-browser browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec bench-query clean registry-start registry-stop registry-status connectors-start connectors-apply connectors-stop connectors-status test-connectors
 
 help: ## list the targets
@@ -35,6 +35,9 @@ test-unit: $(STAMP) ## the fast tests of the pure core and the contracts (no Kaf
 
 test-integration: $(STAMP) ## the tests on the real broker only
 	$(PY) -m pytest tests/integration
+
+soak: $(STAMP) ## the fault-injection suite's long profile: a larger day, more SIGKILLs, a broker restart, poison records (~10 min)
+	INVENTORY_SOAK=1 $(PY) -m pytest tests/integration/test_fault_injection.py -v
 
 test-browser: $(STAMP) browser-deps ## the dashboard in headless Chromium against a real worker
 	$(PY) -m pytest tests/browser

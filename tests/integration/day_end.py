@@ -63,29 +63,31 @@ def read_topics(d: Deployment) -> list[str]:
 
 def lag(d: Deployment) -> int | None:
     """Records not yet committed by the worker's consumer group, over every partition it
-    reads; None while the group has committed nothing."""
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-    from confluent_kafka.admin import AdminClient
+    reads; None while the group has committed nothing.
 
-    from streams.kafka_config import admin_config, consumer_config
+    Read with a consumer of the group that never joins it (``committed``), not with the
+    AdminClient: librdkafka's ListConsumerGroupOffsets crashes the process (SIGSEGV in
+    ``rd_kafka_cgrp_op``, an admin client has no group) when the coordinator answers
+    "load in progress", as it does right after a broker restart."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from streams.kafka_config import consumer_config
 
     group = d.settings.app_id
     partitions = [TopicPartition(topic, p) for topic in read_topics(d) for p in range(d.settings.partitions)]
-    admin = AdminClient(admin_config(d.settings))
-    request = ConsumerGroupTopicPartitions(group, partitions)
-    for attempt in range(30):  # the group coordinator may be loading (a broker just restarted)
-        try:
-            committed = admin.list_consumer_group_offsets([request])[group].result().topic_partitions
-            break
-        except KafkaException:
-            if attempt == 29:
-                raise
-            time.sleep(1)
-    if all(tp.offset < 0 for tp in committed):
-        return None
-    at = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
-    probe = Consumer(consumer_config(d.settings, f"{group}-lag-probe"))
+    probe = Consumer(consumer_config(d.settings, group))
     try:
+        for attempt in range(30):  # the group coordinator may be loading (a broker just restarted)
+            try:
+                committed = probe.committed(partitions, timeout=10)
+                break
+            except KafkaException:
+                if attempt == 29:
+                    raise
+                time.sleep(1)
+        if all(tp.offset < 0 for tp in committed):
+            return None
+        at = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
         lag = 0
         for tp in partitions:
             _, high = probe.get_watermark_offsets(tp, timeout=10)
