@@ -161,11 +161,14 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                                 "example": "OMS202511220001"}],
                 "responses": {"200": _json("#/components/schemas/Order", "The order"), **_errors(400, 404)},
             }},
-            "/health": {"get": {"summary": "Liveness", "responses": {"200": {
+            "/health": {"get": {"summary": "Liveness: 200 while the process serves; says why it is not ready "
+                                           "(notReadyBecause) and whether the broker answers", "responses": {"200": {
                 "description": "Alive", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
-            "/ready": {"get": {"summary": "Readiness (recovered and not rebalancing)", "responses": {
+            "/ready": {"get": {"summary": "Readiness: the broker answers, partitions are assigned, no rebalance, "
+                                          "tables recovered", "responses": {
                 "200": {"description": "Ready", "content": {"application/json": {"schema": {"type": "object"}}}},
-                "503": {"description": "Not ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "503": {"description": "Not ready; notReadyBecause lists why",
+                        "content": {"application/json": {"schema": {"type": "object"}}}},
             }}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
                 "description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
