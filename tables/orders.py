@@ -152,6 +152,7 @@ class _Tx:
         self.view: OrderView | None = None
         self.policy: CorePolicy | None = None
         self.clock: PartitionClock | None = None
+        self.hour: datetime | None = None  # the message's
         self.late = False
         self.before = order
         self.order = order
@@ -340,16 +341,14 @@ class _Tx:
     def retain(self, receipt: Receipt | None) -> Retention:
         """Index the message's receipt, move the partition's clock (not for an expiry tick:
         its time is a due time), prune what the horizon passed."""
-        policy = self.policy
-        if policy is None or policy.receipt_retention_days is None or self.view is None:
+        policy, hour = self.policy, self.hour
+        if policy is None or self.view is None or hour is None:
             return UNCHANGED
-        hour = None
         indexed: list[IndexEntry] = []
         if receipt is not None:
-            hour = hour_of(self.occurred_at)
             indexed.append((hour, (RECEIPT, receipt.message_id)))
-            if type(self.message) is ReservationExpiryDue:
-                hour = None
+        if receipt is None or type(self.message) is ReservationExpiryDue:
+            hour = None  # the clock moves with the messages it keeps a receipt of, ticks excepted
         return keep(self.view, ORDERS, policy, self.clock, hour, indexed)[0]
 
 
@@ -933,15 +932,17 @@ def apply_order(view: OrderView, message: BaseModel, policy: CorePolicy = _DEFAU
                        alert_id=f"{tx.message_id}|reused|{content}")
             return OrderOutcome(order_no, None, None, tuple(tx.events), duplicate=True)
         return OrderOutcome(order_no, None, None, seen.events, duplicate=True)
-    clock = view.clock(ORDERS) if policy.receipt_retention_days is not None else None
+    clock, hour = None, None
+    if policy.receipt_retention_days is not None:
+        clock, hour = view.clock(ORDERS), hour_of(tx.occurred_at)
     limit = horizon(clock, policy)
-    if limit is not None and tx.occurred_at < limit:
+    if limit is not None and hour is not None and hour < limit:
         if type(message) is not ReservationExpiryDue:
             tx.anomaly(beyond(f"{tx.message_type} {tx.message_id}", tx.occurred_at, limit, policy),
                        alert_id=f"{tx.message_id}|beyond-retention")
             return OrderOutcome(order_no, None, None, tuple(tx.events), duplicate=True)
         tx.late = True
-    tx.view, tx.policy, tx.clock = view, policy, clock
+    tx.view, tx.policy, tx.clock, tx.hour = view, policy, clock, hour
     status: OrderStatus | str | None = tx.order.status if tx.order is not None else None
     if tx.order is not None and not tx.order.known and tx.message_type == "OrderCreated":
         status = PLACEHOLDER

@@ -24,10 +24,9 @@ passed that hour:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from tables.policy import CorePolicy
 from tables.state import PartitionClock
@@ -56,9 +55,9 @@ class RetentionView(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """What one message changes in its partition's retention records."""
+class Retention(NamedTuple):
+    """What one message changes in its partition's retention records (a tuple: one is built
+    per message, and a tuple is the cheapest immutable record to build)."""
 
     clock: PartitionClock | None = None  # the partition's new clock (None: unchanged)
     indexed: tuple[IndexEntry, ...] = ()  # entries to add
@@ -80,11 +79,17 @@ def _hour(n: int) -> datetime:
 
 
 def horizon(clock: PartitionClock | None, policy: CorePolicy) -> datetime | None:
-    """Messages that occurred before this are refused (None: nothing is, yet)."""
+    """Messages that occurred before this (an hour: compare hours) are refused (None:
+    nothing is, yet)."""
     days = policy.receipt_retention_days
     if clock is None or days is None or clock.newest_hour is None:
         return None
-    return clock.newest_hour - timedelta(days=days)
+    return _horizon(clock.newest_hour, days)
+
+
+@lru_cache(maxsize=256)
+def _horizon(newest_hour: datetime, days: int) -> datetime:
+    return newest_hour - timedelta(days=days)
 
 
 def beyond(what: str, occurred_at: datetime, limit: datetime, policy: CorePolicy) -> str:
@@ -117,11 +122,14 @@ def keep(
     pruned_before = clock.pruned_before if clock is not None else None
     if hour is not None and (newest is None or hour > newest):
         newest = hour
+    elif newest is not None and pruned_before == _horizon(newest, days):
+        # The usual case: the clock stays in its hour and everything before it is pruned.
+        return Retention(None, tuple(indexed)), []
     aged: list[IndexEntry] = []
     forgotten: list[str] = []
     dropped: list[Ref] = []
     if newest is not None:
-        limit = newest - timedelta(days=days)
+        limit = _horizon(newest, days)
         if pruned_before is None or pruned_before < limit:
             batch = policy.prune_batch
             aged = view.aged(family, pruned_before, limit, batch)

@@ -465,9 +465,11 @@ class _Tx:
 
     # --- the end of the command ---------------------------------------------------------
 
-    def finish(self, content: str = "", clock: PartitionClock | None = None) -> StockOutcome:
+    def finish(
+        self, content: str = "", clock: PartitionClock | None = None, hour: datetime | None = None
+    ) -> StockOutcome:
         """The command's outcome; ``content``: its fingerprint, kept on its receipt;
-        ``clock``: the partition's, as the command found it."""
+        ``clock``: the partition's, as the command found it; ``hour``: the command's."""
         cmd = self.command
         warehouses = sorted(self.positions)
         for warehouse_code in warehouses:
@@ -515,16 +517,15 @@ class _Tx:
             receipt=Receipt(cmd.command_id, events, content, cmd.cause_event_id),
             events=events,
             extra_receipts=tuple(self.extra_receipts),
-            retention=self.retain(clock),
+            retention=self.retain(clock, hour),
         )
 
-    def retain(self, clock: PartitionClock | None) -> Retention:
+    def retain(self, clock: PartitionClock | None, hour: datetime | None) -> Retention:
         """Index this command's receipts and the settled documents it wrote; prune what the
         partition's horizon passed (a settled document pruned is deleted here)."""
-        if self.policy.receipt_retention_days is None:
+        if hour is None:  # no retention
             return UNCHANGED
         cmd = self.command
-        hour = hour_of(cmd.occurred_at)
         indexed: list[IndexEntry] = [(hour, (RECEIPT, cmd.command_id))]
         for extra in self.extra_receipts:
             indexed.append((hour, (RECEIPT, extra.message_id)))
@@ -1030,10 +1031,12 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> S
             )
             return _changes_nothing(command, tuple(tx.alerts))
         return _changes_nothing(command, seen.events)
-    clock = view.clock(STOCK) if policy.receipt_retention_days is not None else None
+    clock, hour = None, None
+    if policy.receipt_retention_days is not None:
+        clock, hour = view.clock(STOCK), hour_of(command.occurred_at)
     limit = horizon(clock, policy)
     tx = _Tx(view, command, policy)
-    if limit is not None and command.occurred_at < limit:
+    if limit is not None and hour is not None and hour < limit:
         tx.alert(
             AlertType.ANOMALY, _warehouse_of(command), 0,
             beyond(f"{type(command).__name__} of {command.cause_event_type} {command.cause_event_id}",
@@ -1056,7 +1059,7 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> S
         _TRANSITIONS[type(command)](tx, command)
     if doc_key is not None:
         tx.extra_receipts.append(Receipt(doc_key, (), content, command.cause_event_id))
-    return tx.finish(content, clock)
+    return tx.finish(content, clock, hour)
 
 
 def _changes_nothing(command: StockCommand, events: tuple[object, ...]) -> StockOutcome:
