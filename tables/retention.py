@@ -70,7 +70,16 @@ UNCHANGED = Retention()
 
 def hour_of(at: datetime) -> datetime:
     """The UTC hour ``at`` falls in."""
-    return _hour((at - _EPOCH) // _HOUR)
+    global _last
+    last = _last
+    if last[0] is at:  # the commands and answers an event causes share its occurredAt object
+        return last[1]
+    hour = _hour((at - _EPOCH) // _HOUR)
+    _last = (at, hour)
+    return hour
+
+
+_last: tuple[datetime, datetime] = (_EPOCH, _EPOCH)  # the last hour_of: (at, its hour)
 
 
 @lru_cache(maxsize=1024)
