@@ -185,7 +185,13 @@ class Settings(BaseSettings):
     )
     heartbeat_interval_s: float = Field(3.0, gt=0)
     receipt_retention_days: int = Field(
-        7, ge=1, description="How long a processed command is remembered for deduplication."
+        7, ge=1, description=(
+            "Days of event time each partition remembers the messages it applied (receipts, document receipts, "
+            "settled inbound documents), counted back from the newest occurredAt it applied; older ones are pruned "
+            "in the same transactions. A message with no receipt that occurred before that horizon is refused "
+            "(ANOMALY): it may have been applied already. Keep it longer than any backlog the worker may have to "
+            "drain (tables/retention.py)."
+        ),
     )
 
     # --- Core policy ------------------------------------------------------------------

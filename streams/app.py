@@ -201,6 +201,7 @@ def create_app(settings: Settings) -> Pipeline:
         reorder_point=settings.default_reorder_point,
         count_history=settings.count_history,
         split_lines=settings.split_lines,
+        receipt_retention_days=settings.receipt_retention_days,
     )
 
     t_orders_in = _faust_topic(app, topics.orders, topics.shipments, topics.order_inbox)
@@ -343,7 +344,7 @@ def create_app(settings: Settings) -> Pipeline:
         if isinstance(message, Event):  # an input event (not an answer or a tick): event time moves
             expiry_clock.saw(event.message.partition, message.occurred_at)
         try:
-            outcome = apply_order(order_store, message)
+            outcome = apply_order(order_store, message, policy)
             encoded = encode_all(outcome.events)
             if not outcome.duplicate:
                 order_store.stage_outcome(outcome, encoded)

@@ -21,6 +21,11 @@ once, with its last value. ``commit`` then stores one redo record for the whole 
 applies the writes: one RocksDB write batch, one changelog record per key. Receipts stay per
 message, so a replayed message is still recognised and answered with what it sent.
 
+Receipt retention (tables/retention.py) lives in the same tables and transactions: each
+partition's clock under ``c|``, its index under ``t|<UTC hour>|<record key>``; what a message
+prunes (index entries, receipts, settled documents) is deleted by its own writes, so a crash's
+redo deletes it again.
+
 Reads and writes go straight to the partition's RocksDB database (``Store._db_for_partition``:
 private in faust-streaming 0.15.3, pinned, and exercised by the integration tests), and the
 changelog records through the worker's record sink, in the partition of the data: Faust's
@@ -33,15 +38,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from rocksdict import WriteBatch
 
 from schemas.codec import decode, encode
 from tables.orders import OrderOutcome
+from tables.retention import RECEIPT, UNCHANGED, IndexEntry, Ref, Retention
 from tables.state import (
     InboundExpectation,
     Order,
+    PartitionClock,
     Receipt,
     Reservation,
     SkuStock,
@@ -53,6 +61,9 @@ from tables.stock import StockOutcome
 
 SEP = "|"
 HEAD = b"h|"
+CLOCK = b"c|"  # the partition's PartitionClock
+INDEX = b"t|"  # t|<UTC hour>|<record key> -> b"1": the retention index, in time order
+_HOUR_FORMAT = "%Y%m%dT%H"
 
 # partition, key, value (None: a tombstone)
 SendChangelog = Callable[[int, bytes, bytes | None], None]
@@ -71,6 +82,18 @@ def key(kind: str, *parts: str) -> bytes:
 
 def expiry_key(expires_at: datetime, order_no: str) -> bytes:
     return key("x", expires_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f"), order_no)
+
+
+def index_key(hour: datetime, ref: Ref) -> bytes:
+    """The retention index key of a record (``ref``: its kind and key parts) under ``hour``."""
+    return key("t", hour.astimezone(UTC).strftime(_HOUR_FORMAT), *ref)
+
+
+def index_entry(k: bytes) -> IndexEntry:
+    """The (hour, ref) an index key stands for; a receipt's message id may contain ``|``."""
+    _, stamp, kind, rest = k.decode().split(SEP, 3)
+    hour = datetime.strptime(stamp, _HOUR_FORMAT).replace(tzinfo=UTC)
+    return hour, ((kind, rest) if kind == RECEIPT else (kind, *rest.split(SEP)))
 
 
 def scan_prefix(table: Any, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -97,6 +120,8 @@ class FamilyStore:
         self._staged_outputs: list[bytes] = []
         self._last_message_id = ""
         self.staged_bytes = 0
+        self._clock: PartitionClock | None = None  # decoded from _clock_raw
+        self._clock_raw: bytes | None = None
 
     def open(self, partition: int) -> None:
         """Read and write this partition's records from now on (nothing may be staged)."""
@@ -126,6 +151,42 @@ class FamilyStore:
             value = merged[k]
             if value is not None:
                 yield value
+
+    def _keys_between(self, low: bytes, high: bytes) -> Iterator[bytes]:
+        """The keys in [low, high) in order, staged writes over committed ones."""
+        staged = sorted((k, v) for k, v in self._staged.items() if low <= k < high)
+        i = 0
+        for k, _ in self._db.items(from_key=low):
+            if k >= high:
+                break
+            while i < len(staged) and staged[i][0] < k:
+                if staged[i][1] is not None:
+                    yield staged[i][0]
+                i += 1
+            if i < len(staged) and staged[i][0] == k:
+                if staged[i][1] is not None:
+                    yield k
+                i += 1
+            else:
+                yield k
+        for k, v in staged[i:]:
+            if v is not None:
+                yield k
+
+    def clock(self, family: str) -> PartitionClock | None:
+        """The open partition's clock (a store is one family: ``family`` is its own)."""
+        raw = self._raw(CLOCK)
+        if raw != self._clock_raw:  # decoded once per change (once an hour), not per message
+            self._clock = None if raw is None else decode(raw, validate=False)
+            self._clock_raw = raw
+        return self._clock
+
+    def aged(self, family: str, since: datetime | None, before: datetime, limit: int) -> list[IndexEntry]:
+        """Index entries of the hours from ``since`` to before ``before``, in key order,
+        staged writes included: a bounded range read, however large the index."""
+        low = INDEX if since is None else index_key(since, ())
+        keys = self._keys_between(low, index_key(before, ()))
+        return [index_entry(k) for k in islice(keys, limit)]
 
     def receipt(self, message_id: str) -> Receipt | None:
         stored: StoredReceipt | None = self._get(key("r", message_id))
@@ -182,6 +243,18 @@ class FamilyStore:
         self._apply([(w.key, w.value) for w in head.writes])
         return head.outputs
 
+    def retention_writes(self, retention: Retention) -> list[Write]:
+        """The writes of a message's retention changes: its partition's clock, index entries
+        added and pruned, receipts forgotten."""
+        if retention is UNCHANGED:
+            return []
+        writes = [Write(index_key(hour, ref), b"1") for hour, ref in retention.indexed]
+        writes += [Write(index_key(hour, ref), None) for hour, ref in retention.unindexed]
+        writes += [Write(key("r", message_id), None) for message_id in retention.forgotten]
+        if retention.clock is not None:
+            writes.append(Write(CLOCK, encode(retention.clock)))
+        return writes
+
     def _apply(self, items: Any) -> None:
         """Changelog records first (in order, through the sink), then one local write batch."""
         send, partition = self._send_changelog, self.partition
@@ -225,6 +298,7 @@ class StockStore(FamilyStore):
             events = tuple(encode(e) for e in extra.events)  # single-object: decode_output reads both
             stored = StoredReceipt(extra.message_id, events, extra.fingerprint, extra.event_id)
             writes.append(Write(key("r", extra.message_id), encode(stored)))
+        writes += self.retention_writes(outcome.retention)
         receipt = outcome.receipt
         if receipt is None:
             self.stage("", writes, outputs, receipt=False)
@@ -246,6 +320,7 @@ class OrderStore(FamilyStore):
             writes.append(Write(expiry_key(outcome.expiry_set, outcome.order_no), b"1"))
         if outcome.order is not None:
             writes.append(Write(key("o", outcome.order_no), encode(outcome.order)))
+        writes += self.retention_writes(outcome.retention)
         receipt = outcome.receipt
         if receipt is None:
             self.stage("", writes, outputs, receipt=False)

@@ -18,14 +18,17 @@ from pydantic import BaseModel
 from schemas.internal import ReservationExpiryDue, ReservationUpdated, StockCommand
 from tables.orders import OrderOutcome, apply_order
 from tables.policy import CorePolicy
+from tables.retention import ORDERS, STOCK, UNCHANGED, IndexEntry, Ref, Retention
 from tables.routing import is_order_scoped, stock_commands_for
-from tables.state import InboundExpectation, Order, Receipt, Reservation, SkuStock
+from tables.state import InboundExpectation, Order, PartitionClock, Receipt, Reservation, SkuStock
 from tables.stock import StockOutcome, apply_stock
 
 
 @dataclass
 class MemoryTables:
-    """The records of both partitions, keyed as in RocksDB; implements both views."""
+    """The records of both partitions, keyed as in RocksDB; implements both views. Each
+    partition family is one partition here: one clock and one retention index per family
+    (tables/retention.py), where the worker keeps one per Kafka partition."""
 
     stock_by_sku: dict[str, SkuStock] = field(default_factory=dict)
     reservations_by_key: dict[tuple[str, str], Reservation] = field(default_factory=dict)
@@ -33,6 +36,9 @@ class MemoryTables:
     orders_by_no: dict[str, Order] = field(default_factory=dict)
     receipts_by_id: dict[str, Receipt] = field(default_factory=dict)
     expiry_index: dict[tuple[datetime, str], None] = field(default_factory=dict)
+    clocks: dict[str, PartitionClock] = field(default_factory=dict)  # family -> clock
+    # family -> UTC hour -> the records indexed under it
+    retention_index: dict[str, dict[datetime, dict[Ref, None]]] = field(default_factory=dict)
 
     # StockView
     def stock(self, sku: str) -> SkuStock | None:
@@ -54,6 +60,20 @@ class MemoryTables:
     def order(self, order_no: str) -> Order | None:
         return self.orders_by_no.get(order_no)
 
+    # RetentionView (both)
+    def clock(self, family: str) -> PartitionClock | None:
+        return self.clocks.get(family)
+
+    def aged(self, family: str, since: datetime | None, before: datetime, limit: int) -> list[IndexEntry]:
+        index = self.retention_index.get(family, {})
+        found: list[IndexEntry] = []
+        for hour in sorted(h for h in index if h < before and (since is None or h >= since)):
+            for ref in sorted(index[hour], key="|".join):
+                if len(found) == limit:
+                    return found
+                found.append((hour, ref))
+        return found
+
     # writes, as the agents do them
     def store_stock(self, outcome: StockOutcome) -> None:
         if outcome.stock is not None:
@@ -72,6 +92,8 @@ class MemoryTables:
             self.receipts_by_id[outcome.receipt.message_id] = outcome.receipt
         for extra in outcome.extra_receipts:
             self.receipts_by_id[extra.message_id] = extra
+        if outcome.retention is not UNCHANGED:
+            self._retain(STOCK, outcome.retention)
 
     def store_order(self, outcome: OrderOutcome) -> None:
         if outcome.order is not None:
@@ -82,6 +104,23 @@ class MemoryTables:
             self.expiry_index[(outcome.expiry_set, outcome.order_no)] = None
         if outcome.receipt is not None:
             self.receipts_by_id[outcome.receipt.message_id] = outcome.receipt
+        if outcome.retention is not UNCHANGED:
+            self._retain(ORDERS, outcome.retention)
+
+    def _retain(self, family: str, retention: Retention) -> None:
+        if retention.clock is not None:
+            self.clocks[family] = retention.clock
+        index = self.retention_index.setdefault(family, {})
+        for hour, ref in retention.indexed:
+            index.setdefault(hour, {})[ref] = None
+        for hour, ref in retention.unindexed:
+            refs = index.get(hour)
+            if refs is not None:
+                refs.pop(ref, None)
+                if not refs:
+                    del index[hour]
+        for message_id in retention.forgotten:
+            self.receipts_by_id.pop(message_id, None)
 
 
 class InventoryCenter:
@@ -142,7 +181,7 @@ class InventoryCenter:
                 self.tables.store_stock(stock_outcome)
                 emitted = stock_outcome.events
             else:
-                order_outcome = apply_order(self.tables, message)
+                order_outcome = apply_order(self.tables, message, self.policy)
                 self.tables.store_order(order_outcome)
                 emitted = order_outcome.events
             for event in emitted:

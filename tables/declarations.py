@@ -47,6 +47,8 @@ class InventoryTables:
     # s|sku -> SkuStock; v|sku|orderNo -> Reservation; e|sku|warehouse|document ->
     # InboundExpectation; r|commandId -> StoredReceipt; h| -> Transaction
     stock: faust.Table
+    # Both, for receipt retention (tables/retention.py): c| -> PartitionClock;
+    # t|<UTC hour>|<record key> -> b"1", the time index of what is pruned by age.
 
 
 def declare_tables(app: faust.App, settings: Settings) -> InventoryTables:

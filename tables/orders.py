@@ -58,6 +58,19 @@ from schemas.outputs import (
 )
 from schemas.inputs import Consignee, StockLine
 from tables.construct import construct, evolve, fingerprint
+from tables.policy import CorePolicy
+from tables.retention import (
+    ORDERS,
+    RECEIPT,
+    UNCHANGED,
+    IndexEntry,
+    Retention,
+    RetentionView,
+    beyond,
+    horizon,
+    hour_of,
+    keep,
+)
 from tables.state import (
     MAX_TIMELINE,
     Allocation,
@@ -65,6 +78,7 @@ from tables.state import (
     LineState,
     Order,
     OrderLine,
+    PartitionClock,
     Receipt,
     Shipment,
     ShipmentLine,
@@ -113,7 +127,7 @@ RETURN_STATUSES = frozenset({S.RETURN_REQUESTED, S.PARTIALLY_RETURNED, S.RETURNE
 AFTER_DELIVERY = RETURN_STATUSES | {S.DELIVERED}
 
 
-class OrderView(Protocol):
+class OrderView(RetentionView, Protocol):
     def order(self, order_no: str) -> Order | None: ...
     def receipt(self, message_id: str) -> Receipt | None: ...
 
@@ -127,10 +141,19 @@ class OrderOutcome:
     expiry_set: datetime | None = None  # index this order under this expiry time
     expiry_cleared: datetime | None = None  # drop it from the expiry index
     duplicate: bool = False
+    retention: Retention = UNCHANGED  # the partition's clock, index and pruned receipts
 
 
 class _Tx:
     def __init__(self, order: Order | None, message: BaseModel) -> None:
+        # Receipt retention (set by apply_order): the view and policy, the partition's clock
+        # as the message found it, and whether the message is older than its horizon (an
+        # expiry tick, then: it keeps no receipt). No view: nothing kept, nothing pruned.
+        self.view: OrderView | None = None
+        self.policy: CorePolicy | None = None
+        self.clock: PartitionClock | None = None
+        self.hour: datetime | None = None  # the message's
+        self.late = False
         self.before = order
         self.order = order
         self.message = message
@@ -206,12 +229,12 @@ class _Tx:
             )
         )
 
-    def anomaly(self, message: str, sku: str | None = None, quantity: int = 0) -> None:
+    def anomaly(self, message: str, sku: str | None = None, quantity: int = 0, alert_id: str | None = None) -> None:
         order_no: str = self.message.order_no  # type: ignore[attr-defined]
         self.events.append(
             construct(
                 InventoryAlert,
-                alert_id=f"{self.message_id}|ANOMALY|{len(self.events)}",
+                alert_id=alert_id or f"{self.message_id}|ANOMALY|{len(self.events)}",
                 alert_type=AlertType.ANOMALY,
                 sku=sku,
                 warehouse_code=None,
@@ -291,8 +314,9 @@ class _Tx:
                 )
             )
 
-    def finish(self, content: str = "") -> OrderOutcome:
-        """The message's outcome; ``content``: its fingerprint, kept on its receipt."""
+    def finish(self, content: str = "", keep_receipt: bool = True) -> OrderOutcome:
+        """The message's outcome; ``content``: its fingerprint, kept on its receipt (none
+        when ``keep_receipt`` is false, or for an expiry tick older than the horizon)."""
         order_no: str = self.message.order_no  # type: ignore[attr-defined]
         order = self.order
         if order is not None and order != self.before:
@@ -301,14 +325,31 @@ class _Tx:
         else:
             order = None
         events = tuple(self.events)
+        receipt = None
+        if keep_receipt and not self.late:
+            receipt = Receipt(self.message_id, events, content, self.message_id if content else "")
         return OrderOutcome(
             order_no=order_no,
             order=order,
-            receipt=Receipt(self.message_id, events, content, self.message_id if content else ""),
+            receipt=receipt,
             events=events,
             expiry_set=self.expiry_set,
             expiry_cleared=self.expiry_cleared,
+            retention=self.retain(receipt),
         )
+
+    def retain(self, receipt: Receipt | None) -> Retention:
+        """Index the message's receipt, move the partition's clock (not for an expiry tick:
+        its time is a due time), prune what the horizon passed."""
+        policy, hour = self.policy, self.hour
+        if policy is None or self.view is None or hour is None:
+            return UNCHANGED
+        indexed: list[IndexEntry] = []
+        if receipt is not None:
+            indexed.append((hour, (RECEIPT, receipt.message_id)))
+        if receipt is None or type(self.message) is ReservationExpiryDue:
+            hour = None  # the clock moves with the messages it keeps a receipt of, ticks excepted
+        return keep(self.view, ORDERS, policy, self.clock, hour, indexed)[0]
 
 
 def _instruction_lines(o: Order) -> dict[str, list[StockLine]]:
@@ -868,23 +909,40 @@ _HANDLERS: dict[type[BaseModel], Callable[[_Tx, BaseModel], None]] = {
 ORDER_MESSAGES = tuple(_HANDLERS)
 
 
-def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
+_DEFAULT_POLICY = CorePolicy()
+
+
+def apply_order(view: OrderView, message: BaseModel, policy: CorePolicy = _DEFAULT_POLICY) -> OrderOutcome:
     """Fold one order-scoped message into its order. A message already applied (same id)
-    changes nothing and re-emits what it emitted the first time."""
-    tx = _Tx(view.order(message.order_no), message)  # type: ignore[attr-defined]
+    changes nothing and re-emits what it emitted the first time. Receipts are kept
+    ``policy.receipt_retention_days`` of the partition's event time: a message with no
+    receipt that occurred before the horizon is ANOMALY and changes nothing (it may have been
+    applied already) - except an expiry tick, judged on its order, which then keeps no
+    receipt; one applied prunes what the horizon passed (tables/retention.py)."""
+    order_no: str = message.order_no  # type: ignore[attr-defined]
+    tx = _Tx(view.order(order_no), message)
     # Input events are checked for content (an id reused for another event); the core's own
     # messages (reservation answers, expiry ticks) have ids derived from their content.
     content = "" if isinstance(message, (ReservationUpdated, ReservationExpiryDue)) else fingerprint(message)
     seen = view.receipt(tx.message_id)
     if seen is not None:
         if seen.fingerprint and content and seen.fingerprint != content:
-            tx.anomaly(f"event id {tx.message_id} reused for another {tx.message_type}: ignored")
             # Its own alert id: the first message's alerts already use <id>|ANOMALY|<n>.
-            alert = tx.events[-1].model_copy(update={"alert_id": f"{tx.message_id}|reused|{content}"})  # type: ignore[attr-defined]
-            return replace(tx.finish(), order=None, receipt=None, duplicate=True, events=(alert,))
-        return OrderOutcome(
-            order_no=message.order_no, order=None, receipt=None, events=seen.events, duplicate=True  # type: ignore[attr-defined]
-        )
+            tx.anomaly(f"event id {tx.message_id} reused for another {tx.message_type}: ignored",
+                       alert_id=f"{tx.message_id}|reused|{content}")
+            return OrderOutcome(order_no, None, None, tuple(tx.events), duplicate=True)
+        return OrderOutcome(order_no, None, None, seen.events, duplicate=True)
+    clock, hour = None, None
+    if policy.receipt_retention_days is not None:
+        clock, hour = view.clock(ORDERS), hour_of(tx.occurred_at)
+    limit = horizon(clock, policy)
+    if limit is not None and hour is not None and hour < limit:
+        if type(message) is not ReservationExpiryDue:
+            tx.anomaly(beyond(f"{tx.message_type} {tx.message_id}", tx.occurred_at, limit, policy),
+                       alert_id=f"{tx.message_id}|beyond-retention")
+            return OrderOutcome(order_no, None, None, tuple(tx.events), duplicate=True)
+        tx.late = True
+    tx.view, tx.policy, tx.clock, tx.hour = view, policy, clock, hour
     status: OrderStatus | str | None = tx.order.status if tx.order is not None else None
     if tx.order is not None and not tx.order.known and tx.message_type == "OrderCreated":
         status = PLACEHOLDER
@@ -892,7 +950,7 @@ def apply_order(view: OrderView, message: BaseModel) -> OrderOutcome:
         # A message that overtook its order (topics interleave; a replay can reorder them):
         # alert, but keep no receipt, so that once the order exists its redelivery is applied.
         tx.anomaly(f"{tx.message_type} rejected: no such order {message.order_no} yet (applied if redelivered)")
-        return replace(tx.finish(), receipt=None)
+        return tx.finish(keep_receipt=False)
     if status not in LIFECYCLE[tx.message_type]:
         what = "no such order" if status is None else f"order is {status}"
         if tx.message_type == "OrderCreated":

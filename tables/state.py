@@ -197,6 +197,9 @@ class InboundExpectation:
     kind: ExpectationKind
     outstanding_qty: int
     closed: bool = False
+    # The newest occurredAt of the commands that wrote it: a settled document (outstanding
+    # <= 0) is forgotten once its partition's receipt horizon passes it (tables/retention.py).
+    updated_at: datetime | None = None
 
 
 class LineState(StrEnum):
@@ -354,6 +357,17 @@ class StoredReceipt:
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionClock:
+    """A partition's event time, for receipt retention (table key ``c|``; see
+    tables/retention.py). Hours are UTC and whole: the clock is rewritten once an hour."""
+
+    # The hour of the newest occurredAt among the messages the partition kept a receipt of.
+    newest_hour: datetime | None = None
+    # Every index entry of an hour before this one was pruned (None: nothing pruned yet).
+    pruned_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Write:
     """One key of a table set to a value, or deleted (value None)."""
 
@@ -386,6 +400,7 @@ STATE_RECORDS = (
     TimelineEntry,
     Order,
     StoredReceipt,
+    PartitionClock,
     Write,
     Transaction,
 )

@@ -2,9 +2,10 @@
 
 ``apply_stock(view, command, policy) -> StockOutcome``: reads the records it needs through a
 read-only ``StockView``, returns the new SKU record, the changed reservation and expectation
-records (``None`` = delete), the receipt that makes the command idempotent, and the events
-to emit. No Kafka, no RocksDB, no clock, no randomness: time comes in on the command.
-See docs/inventory-model.md for the rules.
+records (``None`` = delete), the receipt that makes the command idempotent, what it
+changes in the partition's receipt retention (tables/retention.py), and the events to emit.
+No Kafka, no RocksDB, no clock, no randomness: time comes in on the command. See
+docs/inventory-model.md for the rules.
 """
 
 from __future__ import annotations
@@ -46,10 +47,25 @@ from schemas.outputs import (
 from tables import history
 from tables.construct import construct, evolve, fingerprint
 from tables.policy import MAX_ORDERS_AT_RISK, CorePolicy
+from tables.retention import (
+    DOCUMENT,
+    RECEIPT,
+    STOCK,
+    UNCHANGED,
+    IndexEntry,
+    Ref,
+    Retention,
+    RetentionView,
+    beyond,
+    horizon,
+    hour_of,
+    keep,
+)
 from tables.state import (
     ExpectationKind,
     InboundExpectation,
     Allocation,
+    PartitionClock,
     Position,
     Receipt,
     Reservation,
@@ -60,7 +76,7 @@ ReservationKey = tuple[str, str]  # (sku, orderNo)
 ExpectationKey = tuple[str, str, str]  # (sku, warehouseCode, documentNo)
 
 
-class StockView(Protocol):
+class StockView(RetentionView, Protocol):
     """Read access to the SKU partition's records."""
 
     def stock(self, sku: str) -> SkuStock | None: ...
@@ -84,6 +100,7 @@ class StockOutcome:
     # More receipts to keep: a document's, under its document key; or the receipt of a
     # ReserveStock whose release was read first, so that it reserves nothing when it comes.
     extra_receipts: tuple[Receipt, ...] = ()
+    retention: Retention = UNCHANGED  # the partition's clock, index and pruned receipts
 
 
 _EMPTY = Position(warehouse_code="")
@@ -158,10 +175,16 @@ class _Tx:
 
     def put_expectation(self, expectation: InboundExpectation) -> None:
         """Keep an open document; a negative outstanding is a credit: units received before
-        their announcement, which the late announcement must not put in transit again."""
+        their announcement, which the late announcement must not put in transit again. Its
+        ``updated_at`` is the newest occurredAt that wrote it (see tables/retention.py)."""
         key = (self.sku, expectation.warehouse_code, expectation.document_no)
-        keep = expectation.outstanding_qty != 0 or expectation.closed
-        self.expectations[key] = expectation if keep else None
+        if expectation.outstanding_qty == 0 and not expectation.closed:
+            self.expectations[key] = None
+            return
+        at = self.command.occurred_at
+        if expectation.updated_at is None or at > expectation.updated_at:
+            expectation = evolve(expectation, updated_at=at)
+        self.expectations[key] = expectation
 
     def ledger(
         self,
@@ -199,12 +222,13 @@ class _Tx:
         message: str,
         order_no: str | None = None,
         orders_at_risk: list[str] | None = None,
+        alert_id: str | None = None,
     ) -> None:
         cmd = self.command
         self.alerts.append(
             construct(
                 InventoryAlert,
-                alert_id=f"{cmd.command_id}|{alert_type}|{len(self.alerts)}",
+                alert_id=alert_id or f"{cmd.command_id}|{alert_type}|{len(self.alerts)}",
                 alert_type=alert_type,
                 sku=self.sku,
                 warehouse_code=warehouse_code,
@@ -441,8 +465,11 @@ class _Tx:
 
     # --- the end of the command ---------------------------------------------------------
 
-    def finish(self, content: str = "") -> StockOutcome:
-        """The command's outcome; ``content``: its fingerprint, kept on its receipt."""
+    def finish(
+        self, content: str = "", clock: PartitionClock | None = None, hour: datetime | None = None
+    ) -> StockOutcome:
+        """The command's outcome; ``content``: its fingerprint, kept on its receipt;
+        ``clock``: the partition's, as the command found it; ``hour``: the command's."""
         cmd = self.command
         warehouses = sorted(self.positions)
         for warehouse_code in warehouses:
@@ -490,7 +517,35 @@ class _Tx:
             receipt=Receipt(cmd.command_id, events, content, cmd.cause_event_id),
             events=events,
             extra_receipts=tuple(self.extra_receipts),
+            retention=self.retain(clock, hour),
         )
+
+    def retain(self, clock: PartitionClock | None, hour: datetime | None) -> Retention:
+        """Index this command's receipts and the settled documents it wrote; prune what the
+        partition's horizon passed (a settled document pruned is deleted here)."""
+        if hour is None:  # no retention
+            return UNCHANGED
+        cmd = self.command
+        indexed: list[IndexEntry] = [(hour, (RECEIPT, cmd.command_id))]
+        for extra in self.extra_receipts:
+            indexed.append((hour, (RECEIPT, extra.message_id)))
+        for (sku, warehouse_code, document_no), e in self.expectations.items():
+            if e is not None and e.outstanding_qty <= 0 and e.updated_at is not None:
+                indexed.append((hour_of(e.updated_at), (DOCUMENT, sku, warehouse_code, document_no)))
+        retention, dropped = keep(self.view, STOCK, self.policy, clock, hour, indexed, self.settled)
+        for _, sku, warehouse_code, document_no in dropped:
+            self.expectations[(sku, warehouse_code, document_no)] = None
+        return retention
+
+    def settled(self, ref: Ref, limit: datetime) -> bool:
+        """Whether an inbound document may be forgotten: settled (nothing in transit under
+        it) and last written before the horizon ``limit``."""
+        if ref[0] != DOCUMENT:
+            return False
+        _, sku, warehouse_code, document_no = ref
+        key = (sku, warehouse_code, document_no)
+        e = self.expectations[key] if key in self.expectations else self.view.expectation(*key)
+        return e is not None and e.outstanding_qty <= 0 and e.updated_at is not None and e.updated_at < limit
 
     def inventory_changed(self, p: Position) -> InventoryChanged:
         cmd = self.command
@@ -743,7 +798,8 @@ def _expect(
         after = 0
     tx.put_expectation(
         InboundExpectation(
-            sku=tx.sku, warehouse_code=wh, document_no=document_no, kind=kind, outstanding_qty=after, closed=closed
+            sku=tx.sku, warehouse_code=wh, document_no=document_no, kind=kind, outstanding_qty=after, closed=closed,
+            updated_at=existing.updated_at if existing else None,
         )
     )
 
@@ -957,7 +1013,11 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> S
       emitted the first time. The same id with other content is ANOMALY and changes nothing.
     - A document (receipt, ASN, transfer, adjustment, count, disposal) re-sent under a new
       event id with the same content changes nothing (DUPLICATE_DOCUMENT alert); with other
-      content it is ANOMALY naming both events and changes nothing: the first one stands."""
+      content it is ANOMALY naming both events and changes nothing: the first one stands.
+    - Receipts are kept ``policy.receipt_retention_days`` of the partition's event time: a
+      command with no receipt that occurred before the horizon is ANOMALY and changes
+      nothing (it may have been applied already); one applied prunes what the horizon
+      passed (tables/retention.py)."""
     content = fingerprint(command, _NOT_CONTENT)
     seen = view.receipt(command.command_id)
     if seen is not None:
@@ -966,12 +1026,24 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> S
             tx.alert(
                 AlertType.ANOMALY, _warehouse_of(command), 0,
                 f"event {command.cause_event_id} reused for other content ({command.cause_event_type}): ignored",
+                # Its own alert id: the first message's alerts already use <command id>|ANOMALY|0.
+                alert_id=f"{command.command_id}|reused|{content}",
             )
-            # Its own alert id: the first message's alerts already use <command id>|ANOMALY|0.
-            alert = tx.alerts[0].model_copy(update={"alert_id": f"{command.command_id}|reused|{content}"})
-            return _changes_nothing(command, (alert,))
+            return _changes_nothing(command, tuple(tx.alerts))
         return _changes_nothing(command, seen.events)
+    clock, hour = None, None
+    if policy.receipt_retention_days is not None:
+        clock, hour = view.clock(STOCK), hour_of(command.occurred_at)
+    limit = horizon(clock, policy)
     tx = _Tx(view, command, policy)
+    if limit is not None and hour is not None and hour < limit:
+        tx.alert(
+            AlertType.ANOMALY, _warehouse_of(command), 0,
+            beyond(f"{type(command).__name__} of {command.cause_event_type} {command.cause_event_id}",
+                   command.occurred_at, limit, policy),
+            alert_id=f"{command.command_id}|beyond-retention",
+        )
+        return _changes_nothing(command, tuple(tx.alerts))
     doc_key = document_key(command)
     first = view.receipt(doc_key) if doc_key is not None else None
     if first is not None:
@@ -987,7 +1059,7 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> S
         _TRANSITIONS[type(command)](tx, command)
     if doc_key is not None:
         tx.extra_receipts.append(Receipt(doc_key, (), content, command.cause_event_id))
-    return tx.finish(content)
+    return tx.finish(content, clock, hour)
 
 
 def _changes_nothing(command: StockCommand, events: tuple[object, ...]) -> StockOutcome:

@@ -164,6 +164,7 @@ def build(args: argparse.Namespace, stats: RunStats) -> tuple[Application, IdleW
         reorder_point=settings.default_reorder_point,
         count_history=settings.count_history,
         split_lines=settings.split_lines,
+        receipt_retention_days=None,  # Quix state is per message key: no partition clock or index to prune by
     )
     names = TopicNames.of(args.topic_prefix, args.output_prefix)
     inputs = set(names.inputs)
@@ -256,7 +257,7 @@ def build(args: argparse.Namespace, stats: RunStats) -> tuple[Application, IdleW
         if type(message) not in ORDER_MESSAGES:
             raise TypeError(f"{type(message).__name__} is not an order message")
         records = OrderRecords(state)
-        outcome = apply_order(records, message)
+        outcome = apply_order(records, message, policy)
         payloads = tuple(encode(e) for e in outcome.events)
         if not outcome.duplicate:
             records.store(outcome, payloads)

@@ -87,7 +87,7 @@ class InterleavingCenter:
             self.tables.store_stock(outcome)
             self._emit(outcome.events)
         else:
-            order_outcome = apply_order(self.tables, message)
+            order_outcome = apply_order(self.tables, message, self.policy)
             self.tables.store_order(order_outcome)
             self._emit(order_outcome.events)
         return message
