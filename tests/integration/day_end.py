@@ -16,8 +16,10 @@ group's committed offset at its high watermark, and stays there between two look
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from connectors.traffic import (
@@ -206,7 +208,27 @@ def end_the_day_and_compare(
     problems += dead_letter_problems(d.read(d.topics.dead_letters, timeout_s=5), poison or {})
     if outputs:
         problems += output_problems(d, worker, skus)
+    if os.environ.get("INVENTORY_DAY_END_DUMP"):
+        dump(d, worker, events, Path(os.environ["INVENTORY_DAY_END_DUMP"]))
     assert not problems, "\n".join(problems)
+
+
+def dump(d: Deployment, worker: WorkerProcess, events: list[Event], to: Path) -> None:
+    """Debugging a day (``INVENTORY_DAY_END_DUMP=<dir>``, passed or failed): before the
+    deployment's topics are deleted, write the internal and output topics (JSON lines, each
+    record with its coordinates) and the returned orders as the order view shows them."""
+    import json
+
+    to.mkdir(parents=True, exist_ok=True)
+    t = d.topics
+    for name in (t.stock_commands, t.order_inbox, t.inventory_ledger, t.inventory_alerts, t.inventory_changes):
+        with (to / f"{name}.jsonl").open("w") as out:
+            for record in d.read(name, timeout_s=60):
+                out.write(json.dumps(record, default=str) + "\n")
+    returned = sorted({e.order_no for e in events if type(e).__name__.startswith("Return")})  # type: ignore[attr-defined]
+    with (to / "orders.jsonl").open("w") as out:
+        for order_no in returned:
+            out.write(json.dumps(d.order(worker, order_no), default=str) + "\n")
 
 
 def dead_letter_problems(dead: list[dict[str, Any]], poison: dict[bytes, bytes]) -> list[str]:
