@@ -10,6 +10,9 @@ Guarantees kept:
 
 * Order. Everything a message writes (its table changelog records, then its outputs) goes
   through this one idempotent producer, so per partition the records land in the order sent.
+  Across partitions there is no order (librdkafka sends each partition's records on their
+  own): outputs sent ``after_acknowledged`` a changelog partition are held until the broker
+  has acknowledged every record queued to it before them, then released in the order sent.
 * Commit after durability. Faust flushes its producer before it commits input offsets;
   ``streams.faust_fixes.flush_also`` makes that flush wait for the sink too, and a record the
   broker refused fails the flush (``ProducerSendError``), so the commit never passes it.
@@ -26,20 +29,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from config.settings import Settings
 from streams.kafka_config import producer_config
 
 OnDelivered = Callable[[str, int, int], None]  # topic, partition, offset
+Record = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition
+TopicPartition = tuple[str, int]
 
 
 class RecordSink:
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         from confluent_kafka import Producer
 
-        self._producer = Producer(producer_config(settings, **{
+        self._start(Producer(producer_config(settings, **{
             "linger.ms": 5,
             "batch.num.messages": 10_000,
             "queue.buffering.max.messages": 500_000,
@@ -47,11 +55,27 @@ class RecordSink:
             "message.timeout.ms": 0,  # wait out any outage; only a permanent error fails a record
             "logger": logging.getLogger("librdkafka.sink"),
             **overrides,
-        }))
+        })))
+
+    @classmethod
+    def over(cls, producer: Any) -> RecordSink:
+        """A sink over a given producer (tests: a stand-in for librdkafka's)."""
+        sink = cls.__new__(cls)
+        sink._start(producer)
+        return sink
+
+    def _start(self, producer: Any) -> None:
+        self._producer = producer
         self.failures: list[str] = []  # every record that could not be written, kept
         self.on_fatal: Callable[[str], None] | None = None
         self._watchers: dict[str, OnDelivered] = {}
         self.sent = 0
+        # Per partition of a watched topic (the changelogs): records queued, records acknowledged.
+        self._queued: dict[TopicPartition, int] = {}
+        self._acked: dict[TopicPartition, int] = {}
+        # Records held until a partition's acknowledged count reaches a target, in send order.
+        self._held: deque[tuple[TopicPartition, int, list[Record]]] = deque()
+        self._holding: list[Record] | None = None
 
     def watch(self, topic: str, on_delivered: OnDelivered) -> None:
         """Call ``on_delivered(topic, partition, offset)`` for each record of ``topic`` the
@@ -70,11 +94,58 @@ class RecordSink:
             return
         watcher = self._watchers.get(msg.topic())
         if watcher is not None:
+            tp = (msg.topic(), msg.partition())
+            self._acked[tp] = self._acked.get(tp, 0) + 1
             watcher(msg.topic(), msg.partition(), msg.offset())
 
+    @property
+    def holding(self) -> bool:
+        """Whether records wait for an acknowledgement (someone should ``poll``)."""
+        return bool(self._held)
+
+    @contextmanager
+    def after_acknowledged(self, topic: str, partition: int) -> Iterator[None]:
+        """Within this block, ``send`` holds its records until every record queued so far to
+        ``partition`` of ``topic`` (a watched topic: a changelog) is acknowledged, and until
+        the records held before them are released. They are released by ``poll``,
+        ``flush`` and the next ``after_acknowledged``; nothing blocks."""
+        tp = (topic, partition)
+        target = self._queued.get(tp, 0)
+        self._serve()
+        if self._held or self._acked.get(tp, 0) < target:
+            group: list[Record] = []
+            self._held.append((tp, target, group))
+            self._holding = group
+        try:
+            yield
+        finally:
+            self._holding = None
+
+    def _release(self) -> None:
+        """Send the held records whose acknowledgement came, in the order they were held."""
+        held = self._held
+        while held and not self.failures:
+            tp, target, group = held[0]
+            if self._acked.get(tp, 0) < target:
+                return
+            held.popleft()
+            for topic, key, value, partition in group:
+                self._produce(topic, key, value, partition)
+
+    def _serve(self) -> None:
+        self._producer.poll(0)
+        self._release()
+
     def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
-        """Queue a record. One that can never be written (e.g. larger than ``record_max_bytes``)
-        does not raise here: it is a failure (see the module), and the caller carries on."""
+        """Queue a record (or hold it: ``after_acknowledged``). One that can never be written
+        (e.g. larger than ``record_max_bytes``) does not raise here: it is a failure (see the
+        module), and the caller carries on."""
+        if self._holding is not None:
+            self._holding.append((topic, key, value, partition))
+            return
+        self._produce(topic, key, value, partition)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None) -> None:
         from confluent_kafka import KafkaException
 
         produce = self._producer.produce
@@ -91,6 +162,9 @@ class RecordSink:
                 self._fail(f"{topic}[{partition if partition is not None else '?'}]: {exc.args[0]}")
                 return
         self.sent += 1
+        if partition is not None and topic in self._watchers:
+            tp = (topic, partition)
+            self._queued[tp] = self._queued.get(tp, 0) + 1
         if self.sent % 1000 == 0:
             self._producer.poll(0)
 
@@ -101,8 +175,9 @@ class RecordSink:
             raise ProducerSendError(f"{len(self.failures)} records not written, e.g. {self.failures[:3]}")
 
     def poll(self) -> None:
-        """Serve queued delivery reports and log lines (on the event loop's thread)."""
-        self._producer.poll(0)
+        """Serve queued delivery reports and log lines (on the event loop's thread), and send
+        the held records whose acknowledgement came."""
+        self._serve()
 
     def broker_metadata(self, topic: str, timeout_s: float) -> None:
         """Ask a broker for ``topic``'s metadata (a reachability probe; blocking: run it in
@@ -110,17 +185,22 @@ class RecordSink:
         self._producer.list_topics(topic, timeout=timeout_s)
 
     async def flush(self) -> None:
-        """Wait until every record sent so far is acknowledged (or raise)."""
+        """Wait until every record sent so far, held ones included, is acknowledged (or raise)."""
         producer = self._producer
-        producer.poll(0)
+        self._serve()
         pause = 0.001
-        while len(producer) and not self.failures:
+        while (len(producer) or self._held) and not self.failures:
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, 0.05)  # 1 ms while records flow, 50 ms while the broker is away
-            producer.poll(0)
+            self._serve()
         self._raise_failures()
 
     def flush_blocking(self, timeout_s: float) -> bool:
         """At shutdown, outside the event loop: True when nothing is left unacknowledged."""
-        remaining = self._producer.flush(timeout_s)
-        return remaining == 0 and not self.failures
+        deadline = time.monotonic() + timeout_s
+        self._serve()
+        while self._held and not self.failures and time.monotonic() < deadline:
+            self._producer.poll(0.01)
+            self._release()
+        remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
+        return remaining == 0 and not self._held and not self.failures

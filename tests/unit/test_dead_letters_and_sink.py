@@ -64,11 +64,7 @@ class _FakeProducer:
 def _sink() -> object:
     from streams.record_sink import RecordSink
 
-    sink = RecordSink.__new__(RecordSink)
-    sink._producer = _FakeProducer()
-    sink.failures, sink._watchers, sink.sent = [], {}, 0
-    sink.on_fatal = None
-    return sink
+    return RecordSink.over(_FakeProducer())
 
 
 def test_a_record_the_broker_refuses_fails_every_later_flush_and_is_reported_once() -> None:

@@ -128,3 +128,78 @@ def test_a_message_over_its_budget_is_refused_whole_and_the_transaction_goes_on(
     store.commit()
     assert store.stock("A") == SkuStock("A", reservation_seq=1)
     assert decode(store.dbs[0][HEAD], validate=False).message_id == "small"
+
+
+# --- a transaction's outputs wait for its redo record -------------------------------------------
+
+
+class _HeldProducer:
+    """A producer whose records stay in flight until their topic is ``reachable`` (as after a
+    broker outage: librdkafka sends each partition's records on their own, in no order across
+    them); ``poll`` delivers what can be."""
+
+    def __init__(self) -> None:
+        self.in_flight: list[tuple[str, int | None, Any]] = []
+        self.produced: list[str] = []  # topics, in the order records were handed over
+        self.reachable: set[str] = set()
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None, partition: int | None = None,
+                on_delivery: Any = None) -> None:
+        self.in_flight.append((topic, partition, on_delivery))
+        self.produced.append(topic)
+
+    def poll(self, _: float) -> int:
+        delivered = [r for r in self.in_flight if r[0] in self.reachable]
+        for record in delivered:
+            self.in_flight.remove(record)
+            t, p, on_delivery = record
+            on_delivery(None, SimpleNamespace(topic=lambda t=t: t, partition=lambda p=p: p, offset=lambda: 0))
+        return len(delivered)
+
+    def __len__(self) -> int:
+        return len(self.in_flight)
+
+
+def test_a_transactions_outputs_leave_only_once_its_redo_record_is_acknowledged(store: Any) -> None:
+    """Soak profile of the fault-injection suite (issue 12): the worker applied a backlog
+    fetched during a broker outage and was SIGKILLed while the queued records were being sent.
+    Some stock-commands partitions got the order agent's ExpectReturns, the order-state
+    changelog did not get the transactions that sent them; the replay read the returns'
+    inspections before their pickups (another interleaving), so no InspectReturn closed the
+    pickups' warehouse and those units stayed in transit for ever. An output must never
+    outlive the state that decided it: it leaves once the transaction's redo record is in
+    Kafka, in the order sent, and the flush before an offset commit waits for it."""
+    import asyncio
+
+    from streams.app import commit_then_send
+    from streams.record_sink import RecordSink
+
+    producer = _HeldProducer()
+    sink = RecordSink.over(producer)
+    sink.watch("stock-changelog", lambda *_: None)
+    store._send_changelog = lambda partition, k, v: sink.send("stock-changelog", k, v, partition=partition)
+
+    def send_all(events: tuple[object, ...], encoded: tuple[bytes, ...]) -> None:
+        for payload in encoded:
+            sink.send("stock-commands", b"A", payload)
+
+    for n, partition in enumerate((1, 1, 2)):  # two transactions of partition 1, one of 2
+        store.open(partition)
+        store.stage(f"m{n}", [Write(key("s", "A"), encode(SkuStock("A", reservation_seq=n)))], (OUT,), receipt=True)
+        outputs = [((SkuStock("OUTPUT"),), (OUT,))]
+        commit_then_send(store, sink, "stock-changelog", outputs, send_all)
+        assert outputs == []
+    sink.poll()
+    # A SIGKILL now may land any partition's records and lose the others': no output may be
+    # among them while the changelog records before it are unacknowledged.
+    assert "stock-commands" not in producer.produced
+    flushing = asyncio.new_event_loop()
+    try:
+        flush = flushing.create_task(sink.flush())
+        flushing.run_until_complete(asyncio.sleep(0.02))
+        assert not flush.done()  # no offset commit passes held outputs
+        producer.reachable |= {"stock-changelog", "stock-commands"}  # the broker is back
+        flushing.run_until_complete(asyncio.wait_for(flush, 1))  # the outputs were released, then delivered
+    finally:
+        flushing.close()
+    assert producer.produced == ["stock-changelog"] * 9 + ["stock-commands"] * 3
