@@ -104,8 +104,8 @@ def judge(local: LocalPartition, low: int, high: int, read: ReadRange, chunk: in
     """Keep or delete one partition, given its changelog's log start ``low`` and end ``high``
     and a reader of its records (see the module docstring for the proof)."""
     head, offset = local.head, local.offset
-    if head is None:
-        return Verdict(False, "no transaction recorded locally")
+    if head is None:  # every transaction writes one, and every restore reads one first
+        return Verdict(False, "empty: no transaction recorded locally")
     if offset is None:
         return Verdict(False, "no changelog offset recorded locally (a restore reads it all anyway)")
     if offset >= high:
@@ -150,7 +150,10 @@ class ChangelogReader:
         from streams.kafka_config import consumer_config
 
         self._consumer = Consumer(consumer_config(
-            settings, group_id=f"{settings.app_id}-state-check", **{"enable.partition.eof": True},
+            settings, group_id=f"{settings.app_id}-state-check",
+            # Only records already written are read: a fetch left waiting at the end of a
+            # partition for new ones (500 ms by default) would delay every next request.
+            **{"enable.partition.eof": True, "fetch.wait.max.ms": 10},
         ))
         self.timeout_s = timeout_s
         self.records_read = 0
@@ -174,20 +177,24 @@ class ChangelogReader:
         deadline = time.monotonic() + self.timeout_s
         try:
             while time.monotonic() < deadline:
-                for msg in consumer.consume(1000, timeout=0.5):
-                    error = msg.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            return
-                        raise KafkaException(error)
-                    offset = msg.offset()
-                    if offset >= end:
+                msg = consumer.poll(0.2)  # returns as soon as a record is there (consume() waits out its timeout)
+                if msg is None:
+                    continue
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         return
-                    self.records_read += 1
-                    yield offset, msg.key(), msg.value()
-                    if offset >= end - 1:
-                        return
-                    deadline = time.monotonic() + self.timeout_s
+                    raise KafkaException(error)
+                offset = msg.offset()
+                if offset < start:
+                    continue  # fetched for an earlier assignment
+                if offset >= end:
+                    return
+                self.records_read += 1
+                yield offset, msg.key(), msg.value()
+                if offset >= end - 1:
+                    return
+                deadline = time.monotonic() + self.timeout_s
             raise TimeoutError(f"{topic}[{partition}]: nothing read from offset {start} for {self.timeout_s}s")
         finally:
             consumer.unassign()

@@ -16,6 +16,7 @@ import atexit
 import gc
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from config.settings import Settings, get_settings
@@ -37,7 +38,9 @@ def keep_or_discard_after_crash(settings: Settings) -> bool:
     if crashed:
         print(f"{data_dir}: no clean shutdown recorded; checking each table partition against its changelog",
               flush=True)
+        began = time.monotonic()
         reconcile_after_crash(settings, say=lambda line: print(line, flush=True))
+        print(f"{data_dir}: local state checked in {time.monotonic() - began:.2f}s", flush=True)
     marker.unlink(missing_ok=True)
     return crashed
 
