@@ -43,6 +43,7 @@ from tables.declarations import TABLES
 
 FAUST_OFFSET_KEY = b"__faust\0offset__"  # where Faust keeps a partition's changelog offset (rocksdb.py)
 CHUNK = 2_000  # records read per step back from the local offset
+KAFKA_DELETE_RETENTION_MS = 86_400_000  # Kafka's default delete.retention.ms
 
 # (start, end) -> the changelog records with start <= offset < end: (offset, key, value)
 ReadRange = Callable[[int, int], Iterable[tuple[int, bytes | None, bytes | None]]]
@@ -64,6 +65,7 @@ class Verdict:
     keep: bool
     reason: str
     restore_after: int | None = None  # the offset Faust must resume after (kept only)
+    missing_from: int | None = None  # the first later transaction Kafka holds (kept only; None: none)
 
 
 def partition_paths(data_dir: Path) -> Iterator[tuple[str, int, Path]]:
@@ -134,9 +136,11 @@ def judge(local: LocalPartition, low: int, high: int, read: ReadRange, chunk: in
     if found is None:
         return Verdict(False, "its last transaction is not in the changelog: the local store is ahead of Kafka")
     restore_after = min(offset, found)
+    missing_from = next((o for o, k, _ in read(found + 1, high) if k == HEAD), None)
+    where = "the changelog's last" if missing_from is None else f"behind later ones from offset {missing_from}"
     return Verdict(
-        True, f"its last transaction is in the changelog (offset {found}); the restore reads offsets "
-        f"{restore_after + 1}..{high - 1}", restore_after,
+        True, f"its last transaction is in the changelog at offset {found}, {where}; the restore reads offsets "
+        f"{restore_after + 1}..{high - 1}", restore_after, missing_from,
     )
 
 
@@ -155,6 +159,8 @@ class ChangelogReader:
             # partition for new ones (500 ms by default) would delay every next request.
             **{"enable.partition.eof": True, "fetch.wait.max.ms": 10},
         ))
+        self._settings = settings
+        self._retention: dict[str, int] = {}
         self.timeout_s = timeout_s
         self.records_read = 0
 
@@ -166,6 +172,32 @@ class ChangelogReader:
 
     def read(self, topic: str, partition: int, start: int, end: int) -> Iterator[tuple[int, bytes | None, bytes | None]]:
         """Records with ``start <= offset < end`` (a compacted topic has holes)."""
+        for msg in self._messages(topic, partition, start, end):
+            yield msg.offset(), msg.key(), msg.value()
+
+    def timestamp_ms(self, topic: str, partition: int, offset: int) -> int | None:
+        """The timestamp of the record at ``offset`` (None if there is none)."""
+        for msg in self._messages(topic, partition, offset, offset + 1):
+            return int(msg.timestamp()[1])
+        return None
+
+    def delete_retention_ms(self, topic: str) -> int:
+        """How long the topic keeps a tombstone once its segment is cleanable."""
+        from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+        from streams.kafka_config import admin_config
+
+        if topic not in self._retention:
+            admin = AdminClient(admin_config(self._settings))  # held until the answer is in
+            resource = ConfigResource(ResourceType.TOPIC, topic)
+            try:
+                config = admin.describe_configs([resource])[resource].result(timeout=10)
+                self._retention[topic] = int(config["delete.retention.ms"].value)
+            except Exception:  # noqa: BLE001 - unreadable: Kafka's default
+                self._retention[topic] = KAFKA_DELETE_RETENTION_MS
+        return self._retention[topic]
+
+    def _messages(self, topic: str, partition: int, start: int, end: int) -> Iterator[Any]:
         import time
 
         from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -191,7 +223,7 @@ class ChangelogReader:
                 if offset >= end:
                     return
                 self.records_read += 1
-                yield offset, msg.key(), msg.value()
+                yield msg
                 if offset >= end - 1:
                     return
                 deadline = time.monotonic() + self.timeout_s
@@ -203,13 +235,23 @@ class ChangelogReader:
         self._consumer.close()
 
 
-def reconcile_after_crash(settings: Settings, say: Callable[[str], None] = print) -> list[tuple[LocalPartition, Verdict]]:
-    """Keep or delete every local table partition after an unclean shutdown (see above)."""
+def reconcile_after_crash(
+    settings: Settings, say: Callable[[str], None] = print, reader: Any = None, now_ms: int | None = None,
+) -> list[tuple[LocalPartition, Verdict]]:
+    """Keep or delete every local table partition after an unclean shutdown (see above).
+
+    One more reason to delete: a kept store behind later transactions whose first one is
+    older than the changelog's ``delete.retention.ms``. Compaction may have removed the
+    tombstones among them, and a restore from the local offset would then keep keys that
+    were deleted (a full restore never sees those keys at all)."""
     found = list(partition_paths(settings.data_dir))
     if not found:
         return []
+    import time
+
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     topics = Topics(settings)
-    reader = ChangelogReader(settings)
+    reader = reader or ChangelogReader(settings)
     decisions = []
     try:
         for table, partition, path in found:
@@ -222,6 +264,13 @@ def reconcile_after_crash(settings: Settings, say: Callable[[str], None] = print
                 try:
                     low, high = reader.watermarks(topic, partition)
                     verdict = judge(local, low, high, lambda s, e, t=topic, p=partition: reader.read(t, p, s, e))
+                    if verdict.keep and verdict.missing_from is not None:
+                        written = reader.timestamp_ms(topic, partition, verdict.missing_from)
+                        retention = reader.delete_retention_ms(topic)
+                        if written is not None and now_ms - written > retention:
+                            verdict = Verdict(False, f"it is behind transactions from {(now_ms - written) / 3.6e6:.1f} h "
+                                              f"ago, more than the changelog's delete.retention.ms ({retention} ms): "
+                                              "deletes it missed may have been compacted away")
                 except Exception as exc:  # noqa: BLE001 - an unreadable changelog proves nothing
                     verdict = Verdict(False, f"its changelog could not be read: {type(exc).__name__}: {exc}")
             if verdict.keep:

@@ -161,6 +161,8 @@ def test_a_kept_partition_ends_as_a_restore_from_the_changelog_alone(seed: int) 
             verdict = judge(local, 0, log.high, log.read, chunk=rng.choice([1, 3, 50]))
             if verdict.keep:
                 assert verdict.restore_after is not None
+                last_head = log.records[max(o for o, (k, _) in log.records.items() if k == HEAD)][1]
+                assert (verdict.missing_from is None) == (last_head == local.head), verdict
                 me.restore(verdict.restore_after)
                 mine = dict(me.local)
                 _apply(mine, _redo_records(mine))
@@ -281,3 +283,66 @@ def test_the_recorded_offset_is_read_and_lowered_in_the_database(tmp_path: Path)
     assert read_local("stock-state", 0, path) == LocalPartition("stock-state", 0, path, b"head", 41)
     set_local_offset(path, 12)
     assert read_local("stock-state", 0, path).offset == 12
+
+
+# --- reconcile: the decisions applied to the databases ---------------------------------------
+
+
+class FakeReader:
+    """ChangelogReader over in-memory changelogs, with record timestamps."""
+
+    def __init__(self, logs: dict[tuple[str, int], Changelog], written_ms: int, retention_ms: int) -> None:
+        self.logs, self.written_ms, self.retention_ms = logs, written_ms, retention_ms
+
+    def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
+        return 0, self.logs[(topic, partition)].high
+
+    def read(self, topic: str, partition: int, start: int, end: int) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+        return self.logs[(topic, partition)].read(start, end)
+
+    def timestamp_ms(self, topic: str, partition: int, offset: int) -> int:
+        return self.written_ms
+
+    def delete_retention_ms(self, topic: str) -> int:
+        return self.retention_ms
+
+    def close(self) -> None:
+        pass
+
+
+def _database(data_dir: Path, partition: int, head_of: int, offset: int) -> Path:
+    from rocksdict import Options, Rdict
+
+    path = data_dir / "v1" / "tables" / f"stock-state-{partition}.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = Rdict(str(path), Options(raw_mode=True))
+    db[HEAD] = TX[head_of][0][1]
+    db[FAUST_OFFSET_KEY] = str(offset).encode()
+    db.close()
+    return path
+
+
+@pytest.mark.parametrize(("written_ago_ms", "kept_behind"), [(1_000, True), (90_000_000, False)])
+def test_reconcile_keeps_lowers_and_deletes(tmp_path: Path, written_ago_ms: int, kept_behind: bool) -> None:
+    from config.settings import Settings
+    from streams.local_state import reconcile_after_crash
+    from streams.topics import Topics
+
+    settings = Settings(data_dir=tmp_path, app_id="t")
+    topic = Topics(settings).changelog("stock-state")
+    logs = {(topic, 0): _log(TX[1], TX[2]),  # same last transaction: kept as it is
+            (topic, 1): _log(TX[1], TX[2], TX[3]),  # behind transaction 3, its offset already past it
+            (topic, 2): _log(TX[1], TX[2])}  # ahead: transaction 3 never reached Kafka
+    same, behind, ahead = _database(tmp_path, 0, 2, 5), _database(tmp_path, 1, 2, 7), _database(tmp_path, 2, 3, 5)
+    now = 100_000_000_000
+    said: list[str] = []
+    reconcile_after_crash(settings, said.append, FakeReader(logs, now - written_ago_ms, 86_400_000), now)
+
+    assert read_local("stock-state", 0, same).offset == 3  # back to its head: its writes are read again
+    assert not ahead.exists()
+    assert behind.exists() == kept_behind
+    if kept_behind:
+        assert read_local("stock-state", 1, behind).offset == 3
+    else:
+        assert "delete.retention.ms" in said[1]
+    assert len(said) == 3 and "ahead of Kafka" in said[2]
