@@ -13,7 +13,9 @@ that a restarted worker answers with the positions it had before the kill.
    RocksDB kept (the worker proves each partition against its changelog) and with the folder
    deleted (a restore from the changelogs alone, what every unclean restart did before).
    The clock runs from the process start to the moment /ready says so; then every position
-   must read as before the kill.
+   must read as before the kill. Then ``--load-repeats`` times the next day is published and
+   the worker killed in the middle of reading it: partitions whose last transaction had not
+   reached Kafka are deleted (restored in full), the others kept.
 3. Takeover. Two workers share the partitions (the day-30 state): the one that held
    everything, and a fresh one. The old one is killed with SIGKILL and a receipt for every
    SKU is published at once; the clock runs from the kill to the moment the survivor (a)
@@ -57,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=12, help="simulator seed (default 12)")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3, help="restarts of each kind per measured day (default 3)")
+    p.add_argument("--load-repeats", type=int, default=2,
+                   help="restarts per measured day after a kill in the middle of the next day's traffic "
+                   "(each publishes one more day; default 2)")
     p.add_argument("--takeover-repeats", type=int, default=3, help="takeovers per standby setting; 0: none")
     p.add_argument("--out", type=Path, default=OUT, help=f"results folder (default {OUT})")
     p.add_argument("--keep-logs", action="store_true", help="keep the workers' logs (their folder is printed)")
@@ -274,6 +279,40 @@ def restart(run: Run, w: Any, keep: bool, before: dict[str, Any], say: Any) -> t
     return again, trial
 
 
+def consumed(w: Any) -> float:
+    """Input and internal messages the worker process has read so far (its /metrics)."""
+    from bench.harness import worker_counters
+
+    try:
+        return sum(worker_counters(w.url)["in"].values())
+    except OSError:
+        return 0.0
+
+
+def restart_under_load(run: Run, w: Any, day: int, say: Any) -> tuple[Any, dict[str, Any]]:
+    """Publish ``day`` and SIGKILL the worker in the middle of reading it; restart on the same
+    folder. Partitions whose last transaction had not reached Kafka are deleted (and restored in
+    full); the others are kept."""
+    base = consumed(w)
+    events = run.publish_day(day)
+    deadline = time.monotonic() + 60
+    while consumed(w) - base < min(300, events // 3) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    read_before_kill = consumed(w) - base
+    w.kill()
+    began, spawned_at = time.monotonic(), time.time()
+    again = run.worker(Path(w.env["INVENTORY_DATA_DIR"]).name)
+    ready_s = wait_ready(again) - began
+    log_text = again.log_path.read_text(errors="replace")
+    trial = {"store": "kept, killed under load", "ready_s": round(ready_s, 2), "read_before_kill": read_before_kill,
+             "changelog_read_s": changelog_read_s(log_text), **timeline(log_text, spawned_at),
+             **local_decisions(log_text)}
+    say(f"  restart after a kill under load (day {day}, {read_before_kill:.0f} messages read): ready in "
+        f"{ready_s:.1f}s; partitions kept {trial['kept']}, deleted {trial['deleted']} "
+        f"(changelog read {trial['changelog_read_s'] or 0:.1f}s)")
+    return again, trial
+
+
 # --- takeover --------------------------------------------------------------------------------
 
 
@@ -393,7 +432,8 @@ def takeover(run: Run, old: Any, standby: int, n: int, before: dict[str, Any], s
         raise TimeoutError(f"the survivor never applied the probe; log {survivor.log_path}")
     log_text = survivor.log_path.read_text(errors="replace")
     trial = {"standby_replicas": standby, "killed_partitions": theirs, "answers_s": round(answered_s or 0, 2),
-             "applies_s": round(applied_s, 2), "changelog_read_s": changelog_read_s(log_text.split("probe")[-1])}
+             "applies_s": round(applied_s, 2),
+             "survivor_start_restore_s": changelog_read_s(log_text)}  # its own half, before the kill
     say(f"  takeover, standby_replicas={standby}: partitions {theirs} answered in {trial['answers_s']:.1f}s, "
         f"probe applied on all of them in {applied_s:.1f}s")
     for sku, by_wh in wanted.items():  # the next trial starts from this state
@@ -430,7 +470,7 @@ def median(values: list[float]) -> float | None:
 def summarise(restarts: list[dict[str, Any]], takeovers: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"restart_ready_s": {}, "takeover": {}}
     for day in sorted({t["day"] for t in restarts}):
-        for store in ("kept", "deleted"):
+        for store in ("kept", "deleted", "kept, killed under load"):
             xs = [t["ready_s"] for t in restarts if t["day"] == day and t["store"] == store]
             out["restart_ready_s"].setdefault(str(day), {})[store] = (
                 {"median": median(xs), "min": min(xs), "max": max(xs)} if xs else
@@ -446,13 +486,12 @@ def summarise(restarts: list[dict[str, Any]], takeovers: list[dict[str, Any]]) -
 
 
 def table(summary: dict[str, Any], history: dict[str, Any]) -> str:
-    lines = ["| after day | events so far | changelog offsets | restart, store kept (s) | restart, store deleted (s) |",
-             "|---:|---:|---:|---:|---:|"]
+    lines = ["| after day | events so far | changelog offsets | store kept, idle kill (s) | folder deleted (s) "
+             "| store kept, kill under load (s) |", "|---:|---:|---:|---:|---:|---:|"]
     for day, by in summary["restart_ready_s"].items():
         h = history[day]
-        k, d = by["kept"], by["deleted"]
-        lines.append(f"| {day} | {h['events']:,} | {sum(h['changelog_offsets'].values()):,} | "
-                     f"{k['median']} ({k['min']}-{k['max']}) | {d['median']} ({d['min']}-{d['max']}) |")
+        cells = [f"{x['median']} ({x['min']}-{x['max']})" for x in (by["kept"], by["deleted"], by["kept, killed under load"])]
+        lines.append(f"| {day} | {h['events']:,} | {sum(h['changelog_offsets'].values()):,} | " + " | ".join(cells) + " |")
     for name, t in summary["takeover"].items():
         lines.append(f"\ntakeover with {name}: answers in {t['answers_s_median']} s, processes again in "
                      f"{t['applies_s_median']} s (median; max {t['applies_s_max']} s)")
@@ -469,9 +508,13 @@ def chart(summary: dict[str, Any], history: dict[str, Any], path: Path) -> bool:
         return False
     days = sorted(summary["restart_ready_s"], key=int)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for store, style in (("deleted", "o-"), ("kept", "s-")):
-        ys = [summary["restart_ready_s"][d][store]["median"] for d in days]
-        ax.plot([int(d) for d in days], ys, style, label=f"local store {store}")
+    for store, style, label in (("deleted", "o-", "folder deleted (full restore)"),
+                                ("kept, killed under load", "^--", "store kept, killed under load"),
+                                ("kept", "s-", "store kept, killed idle")):
+        points = [(int(d), summary["restart_ready_s"][d][store]["median"]) for d in days]
+        points = [(x, y) for x, y in points if y is not None]
+        if points:
+            ax.plot([x for x, _ in points], [y for _, y in points], style, label=label)
     ax.set_xlabel("simulated days on the same positions")
     ax.set_ylabel("SIGKILL -> ready (s, median)")
     ax.set_ylim(bottom=0)
@@ -501,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"deployment {run.settings.topic_prefix} ({args.partitions} partitions), folders in {run.d.root}")
         w = run.worker("main")
         wait_ready(w)
-        for day in range(1, max(args.day_marks) + 1):
+        day = 0
+        while day < max(args.day_marks):
+            day += 1
             events += run.publish_day(day)
             say(f"day {day}: published, {events:,} events so far")
             wait_idle(run.settings, [w], say)
@@ -518,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
                     w, trial = restart(run, w, keep, before, say)
                     restarts.append({"day": day, "repeat": r, **trial})
                     wait_idle(run.settings, [w], say)
+            marked = day
+            for r in range(args.load_repeats):  # the next days arrive while it is killed
+                day += 1
+                w, trial = restart_under_load(run, w, day, say)
+                restarts.append({"day": marked, "repeat": r, **trial})
+                wait_idle(run.settings, [w], say)
         if args.takeover_repeats:
             before = positions(w.url, run.skus)
             assert before
