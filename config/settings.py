@@ -181,9 +181,19 @@ class Settings(BaseSettings):
         "the value's full size and SHA-256): a dead letter always fits under the broker's record limit."
     )
     session_timeout_s: float = Field(
-        10.0, gt=0, description="A worker silent this long is declared dead and its partitions move."
+        6.0, gt=0, description="A worker silent this long is declared dead and its partitions move: the "
+        "detection part of a takeover. 6 s is the broker's default group.min.session.timeout.ms (the least it "
+        "accepts); the consumer heartbeats from its own thread, so a busy event loop does not stop it."
     )
-    heartbeat_interval_s: float = Field(3.0, gt=0)
+    heartbeat_interval_s: float = Field(
+        2.0, gt=0, description="Heartbeat period; a third of the session timeout, as Kafka advises (three "
+        "heartbeats may be lost before the worker is declared dead)."
+    )
+    standby_replicas: int = Field(
+        1, ge=0, description="Standby copies of each table partition kept on other workers (Faust's "
+        "table_standby_replicas): a standby follows the changelog, so a worker that takes a partition over "
+        "resumes from it instead of reading the whole changelog. Needs as many more workers; 0: none."
+    )
     receipt_retention_days: int = Field(
         7, ge=1, description=(
             "Days of event time each partition remembers the messages it applied (receipts, document receipts, "

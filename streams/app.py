@@ -199,7 +199,7 @@ def create_app(settings: Settings) -> Pipeline:
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.standby_replicas,
     )
     faust_fixes.resume_buffered_partitions(app)
     faust_fixes.reread_stalled_partitions(app)

@@ -3,10 +3,11 @@
 Starts the local broker when the settings point at it, creates the topics from their one
 declaration, then hands over to Faust's worker (recovery, agents, timer, web views).
 
-A worker that was not shut down cleanly (SIGKILL, OOM, power loss) starts by discarding its
-local RocksDB: after such a crash the local store can hold writes whose changelog records
-never reached Kafka, and mixing the two gives a state that never existed. Recovery then
-reads the changelog alone (compacted, so its cost is bounded by the number of keys).
+A worker that was not shut down cleanly (SIGKILL, OOM, power loss) keeps each table
+partition's local RocksDB that provably is not ahead of its changelog and deletes the others
+(streams/local_state.py, one log line per partition), so that a restart reads the changelog
+from where the local copy stands, not from its beginning. Local state ahead of a changelog
+that was deleted or recreated is deleted whatever the shutdown was.
 """
 
 from __future__ import annotations
@@ -15,28 +16,33 @@ import atexit
 import gc
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from config.settings import Settings, get_settings
 from streams import local_kafka
+from streams.local_state import FAUST_OFFSET_KEY, reconcile_after_crash
 from streams.topics import Topics, create_topics
 from tables.declarations import TABLES
 
 CLEAN_MARKER = "CLEAN_SHUTDOWN"
 
 
-def discard_state_after_crash(data_dir: Path) -> bool:
-    """Delete the local state unless the last run left the clean-shutdown marker."""
+def keep_or_discard_after_crash(settings: Settings) -> bool:
+    """After an unclean shutdown (no clean-shutdown marker), keep or delete each local table
+    partition (streams/local_state.py); after a clean one keep everything. True if the last
+    shutdown was unclean. The marker is removed: a crash from now on leaves none."""
+    data_dir = settings.data_dir
     marker = data_dir / CLEAN_MARKER
     crashed = data_dir.exists() and any(data_dir.iterdir()) and not marker.exists()
     if crashed:
-        print(f"{data_dir}: no clean shutdown recorded; recovering from the changelogs alone", flush=True)
-        shutil.rmtree(data_dir)
+        print(f"{data_dir}: no clean shutdown recorded; checking each table partition against its changelog",
+              flush=True)
+        began = time.monotonic()
+        reconcile_after_crash(settings, say=lambda line: print(line, flush=True))
+        print(f"{data_dir}: local state checked in {time.monotonic() - began:.2f}s", flush=True)
     marker.unlink(missing_ok=True)
     return crashed
-
-
-FAUST_OFFSET_KEY = b"__faust\0offset__"  # where Faust keeps a partition's changelog offset
 
 
 def local_offsets(data_dir: Path) -> dict[tuple[str, int], int]:
@@ -105,8 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     created = create_topics(settings)
     if created:
         print(f"created {len(created)} topics", flush=True)
-    discard_state_after_crash(settings.data_dir)
     discard_state_ahead_of_changelogs(settings)
+    keep_or_discard_after_crash(settings)
     from streams.app import create_app
 
     pipeline = create_app(settings)
