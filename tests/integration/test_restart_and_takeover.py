@@ -38,9 +38,9 @@ def _decisions(worker: WorkerProcess) -> dict[str, str]:
 
 
 def _idle(d: Deployment, worker: WorkerProcess) -> None:
-    from tests.integration.test_backlog_drain import _wait_idle
+    from tests.integration.day_end import wait_idle
 
-    _wait_idle(d, worker)
+    wait_idle(d, worker)
 
 
 def test_a_sigkill_restart_keeps_the_local_store_and_ends_as_the_reference(fresh_deployment: Deployment) -> None:
