@@ -208,6 +208,7 @@ class Run:
         self.d = Deployment("rb", args.partitions)
         self.settings = self.d.settings
         self.starts = 0
+        self.last_day = 0
         self.skus = [f"RB{n:05d}" for n in range(1, args.skus + 1)]
 
     def worker(self, folder: str, **env: str) -> Any:
@@ -221,10 +222,11 @@ class Run:
         return w.start()
 
     def last_event_time(self) -> Any:
-        """The end of the last simulated day: event time stays where the days left it."""
+        """The end of the last day published: a probe dated earlier would be read after that
+        day's stock counts, which the core takes to have counted it already."""
         from connectors.traffic import DEFAULT_DAY, day_end
 
-        return day_end(DEFAULT_DAY + timedelta(days=max(self.args.day_marks) - 1)) - timedelta(seconds=1)
+        return day_end(DEFAULT_DAY + timedelta(days=self.last_day - 1)) - timedelta(seconds=1)
 
     def publish_day(self, day: int) -> int:
         from connectors.produce import EventPublisher
@@ -235,6 +237,7 @@ class Run:
         params = DayParams(seed=a.seed + day, orders=a.orders, skus=a.skus, warehouses=a.warehouses,
                            day=DEFAULT_DAY + timedelta(days=day - 1), tag=f"D{day:02d}", sku_prefix="RB")
         report, _ = run(params, EventPublisher(self.settings), None, None, None, opening_pause_s=1.0 if day == 1 else 0)
+        self.last_day = max(self.last_day, day)
         if report.failures:
             raise RuntimeError(f"day {day} not published: {report.failures[:3]}")
         return report.events
@@ -429,7 +432,9 @@ def takeover(run: Run, old: Any, standby: int, n: int, before: dict[str, Any], s
             break
         time.sleep(0.1)
     if applied_s is None:
-        raise TimeoutError(f"the survivor never applied the probe; log {survivor.log_path}")
+        _diagnose(survivor, now, wanted, run.d.root / "takeover-failure.json", run.settings)
+        raise TimeoutError(f"the survivor never applied the probe; log {survivor.log_path}, "
+                           f"diagnostics {run.d.root / 'takeover-failure.json'}")
     log_text = survivor.log_path.read_text(errors="replace")
     trial = {"standby_replicas": standby, "killed_partitions": theirs, "answers_s": round(answered_s or 0, 2),
              "applies_s": round(applied_s, 2),
@@ -439,6 +444,30 @@ def takeover(run: Run, old: Any, standby: int, n: int, before: dict[str, Any], s
     for sku, by_wh in wanted.items():  # the next trial starts from this state
         before[sku] = {wh: (qty, None) for wh, (qty, _) in by_wh.items()}
     return survivor, trial
+
+
+def _diagnose(w: Any, now: dict[str, Any] | None, wanted: dict[str, Any], path: Path, settings: Any) -> None:
+    """What the survivor shows when a probe never lands: the positions that differ, its
+    consumer's view and its metrics."""
+    import urllib.request
+
+    from streams.worker_process import http_json
+
+    differ = {sku: {"want": by_wh, "got": (now or {}).get(sku)} for sku, by_wh in wanted.items()
+              if not _applied({sku: (now or {}).get(sku, {})}, {sku: by_wh})}
+    try:
+        metrics = urllib.request.urlopen(f"{w.url}/metrics", timeout=5).read().decode()  # noqa: S310 - loopback
+    except OSError as exc:
+        metrics = repr(exc)
+    from connectors.tail import tail
+    from streams.topics import Topics
+
+    alerts = [r for r in tail(settings, [Topics(settings).inventory_alerts], from_beginning=True, timeout_s=30,
+                              idle_s=3) if "PROBE" in json.dumps(r, default=str)]
+    path.write_text(json.dumps({"differ": differ, "alerts": alerts[-20:],
+                                "consumer": http_json(f"{w.url}/debug/consumer", 10),
+                                "router": http_json(f"{w.url}/router/"), "metrics": metrics},
+                               indent=1, default=str))
 
 
 def _applied_some(now: dict[str, Any], before: dict[str, Any], wanted: dict[str, Any]) -> bool:
