@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="restarts per measured day after a kill in the middle of the next day's traffic "
                    "(each publishes one more day; default 2)")
     p.add_argument("--takeover-repeats", type=int, default=3, help="takeovers per standby setting; 0: none")
+    p.add_argument("--audit", action="store_true",
+                   help="before each restart after a kill under load, check every partition's verdict against a "
+                   "full scan of its changelog (reads the whole changelog: slow on long histories)")
     p.add_argument("--out", type=Path, default=OUT, help=f"results folder (default {OUT})")
     p.add_argument("--keep-logs", action="store_true", help="keep the workers' logs (their folder is printed)")
     args = p.parse_args(argv)
@@ -292,6 +295,34 @@ def consumed(w: Any) -> float:
         return 0.0
 
 
+def audit_decisions(run: Run, folder: Path) -> dict[str, int]:
+    """Before the restart: the worker's check (``judge``) for every partition against a full
+    scan of its changelog for the local head. A deleted partition must have its head nowhere
+    in Kafka, a kept one somewhere."""
+    from streams.local_state import ChangelogReader, judge, partition_paths, read_local
+    from streams.stores import HEAD
+    from streams.topics import Topics
+
+    counts = {"kept": 0, "kept_head_not_in_kafka": 0, "deleted_ahead": 0, "deleted_head_in_kafka": 0}
+    reader = ChangelogReader(run.settings)
+    try:
+        for table, partition, path in partition_paths(folder):
+            local = read_local(table, partition, path)
+            topic = Topics(run.settings).changelog(table)
+            low, high = reader.watermarks(topic, partition)
+            verdict = judge(local, low, high, lambda s, e, t=topic, p=partition: reader.read(t, p, s, e))
+            anywhere = any(k == HEAD and v == local.head for _, k, v in reader.read(topic, partition, low, high))
+            if verdict.keep:
+                counts["kept" if anywhere else "kept_head_not_in_kafka"] += 1
+            elif local.head is not None and local.offset is not None:
+                counts["deleted_head_in_kafka" if anywhere else "deleted_ahead"] += 1
+    finally:
+        reader.close()
+    if counts["kept_head_not_in_kafka"] or counts["deleted_head_in_kafka"]:
+        raise AssertionError(f"the worker's check disagrees with a full scan: {counts}")
+    return counts
+
+
 def restart_under_load(run: Run, w: Any, day: int, say: Any) -> tuple[Any, dict[str, Any]]:
     """Publish ``day`` and SIGKILL the worker in the middle of reading it; restart on the same
     folder. Partitions whose last transaction had not reached Kafka are deleted (and restored in
@@ -303,13 +334,14 @@ def restart_under_load(run: Run, w: Any, day: int, say: Any) -> tuple[Any, dict[
         time.sleep(0.02)
     read_before_kill = consumed(w) - base
     w.kill()
+    audit = audit_decisions(run, Path(w.env["INVENTORY_DATA_DIR"])) if run.args.audit else None
     began, spawned_at = time.monotonic(), time.time()
     again = run.worker(Path(w.env["INVENTORY_DATA_DIR"]).name)
     ready_s = wait_ready(again) - began
     log_text = again.log_path.read_text(errors="replace")
     trial = {"store": "kept, killed under load", "ready_s": round(ready_s, 2), "read_before_kill": read_before_kill,
              "changelog_read_s": changelog_read_s(log_text), **timeline(log_text, spawned_at),
-             **local_decisions(log_text)}
+             **local_decisions(log_text), **({"audit": audit} if audit else {})}
     say(f"  restart after a kill under load (day {day}, {read_before_kill:.0f} messages read): ready in "
         f"{ready_s:.1f}s; partitions kept {trial['kept']}, deleted {trial['deleted']} "
         f"(changelog read {trial['changelog_read_s'] or 0:.1f}s)")
