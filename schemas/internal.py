@@ -175,6 +175,16 @@ class ReservationExpiryDue(Contract):
     )
 
 
+class Envelope(Contract):
+    """One transaction of a partition -> one partition of an internal topic: every command (or
+    reservation answer) the transaction sends there. The receiver applies an envelope once,
+    by the highest ``seq`` it applied from ``source`` (kept in its own state)."""
+
+    source: str = Field(description="The sending partition: <table>|<partition>.")
+    seq: int = Field(ge=1, description="The sending partition's transaction sequence: increasing, never reused.")
+    items: list[bytes] = Field(description="The messages, each in the topic's framing, in the order applied.")
+
+
 STOCK_COMMANDS: tuple[type[StockCommand], ...] = (
     ReserveStock,
     ReleaseStock,
@@ -192,5 +202,5 @@ STOCK_COMMANDS: tuple[type[StockCommand], ...] = (
     SetReorderPoint,
 )
 INTERNAL_MESSAGES: dict[str, type[Contract]] = {
-    cls.__name__: cls for cls in (*STOCK_COMMANDS, ReservationUpdated, ReservationExpiryDue)
+    cls.__name__: cls for cls in (*STOCK_COMMANDS, ReservationUpdated, ReservationExpiryDue, Envelope)
 }

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from config.settings import Settings
 from schemas.base import Event
 from schemas.codec import CodecError
-from schemas.internal import ReservationExpiryDue, ReservationUpdated, StockCommand
+from schemas.internal import Envelope, ReservationExpiryDue, ReservationUpdated, StockCommand
 from schemas.outputs import (
     InventoryAlert,
     InventoryChanged,
@@ -44,6 +44,7 @@ from schemas.outputs import (
 )
 from streams import faust_fixes
 from streams.dead_letters import dead_letter_key, dead_letter_of
+from streams.envelopes import Outgoing
 from streams.expiry_clock import ExpiryClock
 from streams.health import BrokerWatch
 from streams.kafka_config import faust_broker_credentials
@@ -104,30 +105,28 @@ def _changelog_through(sink: RecordSink, table: faust.Table) -> None:
     sink.watch(name, delivered)
 
 
-Applied = tuple[tuple[object, ...], tuple[bytes, ...]]  # what a message emits, and its encoding
-
-
-def commit_then_send(store: FamilyStore, sink: RecordSink, changelog: str, outputs: list[Applied],
-                     send_all: Callable[[tuple[object, ...], tuple[bytes, ...]], None]) -> None:
+def commit_then_send(store: FamilyStore, sink: RecordSink, changelog: str, outgoing: Outgoing) -> None:
     """A transaction's durability, in this order:
 
-    1. its redo record, then its writes, go to the partition's ``changelog`` (``store.commit``);
-    2. its outputs are handed to the sink, which holds them until the broker has acknowledged
+    1. its outbox entry (what it sends), its redo record, then its writes go to the
+       partition's ``changelog`` (``store.commit``, which numbers the transaction and its
+       envelopes);
+    2. its records are handed to the sink, which holds them until the broker has acknowledged
        those changelog records (``RecordSink.after_acknowledged``), then sends them;
-    3. ``outputs`` is emptied. Input offsets are committed after the sink's flush, which
-       waits for held records too.
+    3. ``outgoing`` is emptied. Input offsets are committed after the sink's flush, which
+       waits for held records too; after that flush the outbox entries it covered are deleted
+       with a later transaction's writes (``FamilyStore.flushed``).
 
     Step 2 keeps an output from outliving the state that decided it: the sink's records of
-    different partitions reach the broker independently, so a crash (a SIGKILL while a backlog
-    queued during a broker outage is being sent) could land a transaction's outputs and lose
-    its changelog records; the replay then decides again on older state, in another
-    interleaving of the input topics, and may decide otherwise (docs/decisions.md). Nothing
-    here waits: the agent goes on with its next batch."""
-    store.commit()
+    different partitions reach the broker independently, so a crash could land a
+    transaction's outputs and lose its changelog records; the replay then decides again on
+    older state, in another interleaving of the input topics, and may decide otherwise
+    (docs/decisions.md). Nothing here waits: the agent goes on with its next batch."""
+    records = store.commit(outgoing)
     with sink.after_acknowledged(changelog, store.partition):
-        for events, encoded in outputs:
-            send_all(events, encoded)
-    outputs.clear()
+        for r in records:
+            sink.send(r.topic, r.key, r.value, partition=None if r.partition < 0 else r.partition)
+    outgoing.clear()
 
 
 def by_partition(events: Iterable[EventT]) -> dict[int, list[EventT]]:
@@ -208,7 +207,6 @@ def create_app(settings: Settings) -> Pipeline:
     metrics = Metrics()
     sink = RecordSink(settings)
     sink.on_fatal = _stop_loudly
-    faust_fixes.flush_also(sink.flush)  # no commit of input offsets before the sink's records are in
     for table in (tables.orders, tables.stock):
         _changelog_through(sink, table)
     wire = Wire(settings)
@@ -249,8 +247,33 @@ def create_app(settings: Settings) -> Pipeline:
             return topics.outbound_instructions, event.order_no
         raise TypeError(f"no destination for {type(event).__name__}")
 
+    internal_topics = frozenset((topics.stock_commands, topics.order_inbox))
+
     def encode_all(events: Iterable[object]) -> tuple[bytes, ...]:
         return tuple(wire.encode(e, destination(e)[0]) for e in events)
+
+    def emit(outgoing: Outgoing, events: tuple[object, ...], encoded: tuple[bytes, ...], duplicate: bool) -> None:
+        """A message's outputs into its transaction: internal messages into envelopes, the
+        rest one record each. A duplicate's internal messages are not sent again: the
+        transaction that first sent them keeps them in its outbox until acknowledged."""
+        for event, payload in zip(events, encoded, strict=True):
+            name, k = destination(event)
+            if name in internal_topics:
+                if not duplicate:
+                    outgoing.internal(name, k.encode(), payload)
+            else:
+                outgoing.output(name, k.encode(), payload)
+            metrics.sent(name)
+
+    def split(events: tuple[object, ...], encoded: tuple[bytes, ...]) -> tuple[tuple[bytes, ...], int]:
+        """The outputs a receipt keeps (for the outside world), and the internal bytes."""
+        kept, internal = [], 0
+        for event, payload in zip(events, encoded, strict=True):
+            if isinstance(event, (StockCommand, ReservationUpdated)):
+                internal += len(payload)
+            else:
+                kept.append(payload)
+        return tuple(kept), internal
 
     def send_all(events: tuple[object, ...], encoded: tuple[bytes, ...]) -> None:
         for event, payload in zip(events, encoded, strict=True):
@@ -258,11 +281,16 @@ def create_app(settings: Settings) -> Pipeline:
             sink.send(name, k.encode(), payload)
             metrics.sent(name)
 
-    async def dead_letter(event: EventT, error_type: str, error: str) -> None:
+    async def dead_letter(event: EventT, error_type: str, error: str, item: tuple[int, bytes] | None = None) -> None:
+        """``item``: an envelope's message (its index and bytes) rather than the whole record."""
         msg = event.message
         raw_key = msg.key if isinstance(msg.key, bytes) else None
+        value = msg.value if isinstance(msg.value, bytes) else None
+        if item is not None:
+            error = f"item {item[0]} of the envelope: {error}"
+            value = item[1]
         letter = dead_letter_of(
-            msg.topic, msg.partition, msg.offset, raw_key, msg.value if isinstance(msg.value, bytes) else None,
+            msg.topic, msg.partition, msg.offset, raw_key, value,
             error_type, error, datetime.now(UTC), settings.dead_letter_excerpt_bytes,
         )
         sink.send(topics.dead_letters, dead_letter_key(raw_key), wire.encode(letter, topics.dead_letters))
@@ -270,11 +298,12 @@ def create_app(settings: Settings) -> Pipeline:
         metrics.dead_letter(msg.topic, error_type)
         log.warning("dead letter %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, error_type, error[-800:] if error_type == "PROCESSING" else error[:300])
 
-    async def decode_or_dead_letter(event: EventT, validate: bool) -> Any:
+    async def decode_or_dead_letter(event: EventT, validate: bool, item: tuple[int, bytes] | None = None) -> Any:
         attempt = 0
+        data = event.value if item is None else item[1]
         while True:  # a registry that does not answer is not the record's fault: wait for it
             try:
-                return wire.decode(event.value, validate=validate)
+                return wire.decode(data, validate=validate)
             except RegistryUnavailable as exc:
                 delay = wait_for_registry(attempt)
                 log.warning("%s; %s[%s]@%s waits %.1fs", exc, event.message.topic, event.message.partition,
@@ -282,13 +311,13 @@ def create_app(settings: Settings) -> Pipeline:
                 await asyncio.sleep(delay)
                 attempt += 1
             except ValidationError as exc:
-                await dead_letter(event, "VALIDATION", str(exc))
+                await dead_letter(event, "VALIDATION", str(exc), item)
                 return None
             except CodecError as exc:
-                await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}")
+                await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}", item)
                 return None
             except Exception as exc:  # noqa: BLE001 - a record must never stop the agent
-                await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}")
+                await dead_letter(event, "DECODE", f"{type(exc).__name__}: {exc}", item)
                 return None
 
     def changelog_sender(table: faust.Table) -> Any:
@@ -302,12 +331,23 @@ def create_app(settings: Settings) -> Pipeline:
     # One message's writes and outputs must fit in one transaction record together with what
     # the batch may already hold (committed early at batch_max_bytes).
     message_budget = settings.record_max_bytes - settings.batch_max_bytes - TRANSACTION_OVERHEAD
-    order_store = OrderStore(tables.orders, changelog_sender(tables.orders), wire.decode, message_budget)
+    order_store = OrderStore(tables.orders, changelog_sender(tables.orders), wire.decode, message_budget, "orders")
     expiry_clock = ExpiryClock(
         timedelta(seconds=settings.expiry_grace_s), timedelta(seconds=settings.expiry_wall_clock_fallback_s),
         wall=lambda: datetime.now(UTC),
     )
-    stock_store = StockStore(tables.stock, changelog_sender(tables.stock), wire.decode, message_budget)
+    stock_store = StockStore(tables.stock, changelog_sender(tables.stock), wire.decode, message_budget, "stock")
+
+    async def flush_then_release_outboxes() -> None:
+        """Faust's commit waits for this before it commits input offsets: every record handed
+        to the sink so far is acknowledged, so the outbox entries of the transactions it
+        covered may go."""
+        marks = [(store, store.marks()) for store in (order_store, stock_store)]
+        await sink.flush()
+        for store, mark in marks:
+            store.flushed(mark)
+
+    faust_fixes.flush_also(flush_then_release_outboxes)  # no commit of input offsets before the sink's records are in
     changelogs = {family: table.changelog_topic.get_topic_name()
                   for family, table in (("orders", tables.orders), ("stock", tables.stock))}
     redone: set[tuple[str, int]] = set()  # (family, partition) whose head was re-applied
@@ -316,6 +356,8 @@ def create_app(settings: Settings) -> Pipeline:
     async def _forget_redone(sender: object, assigned: object, **kwargs: object) -> None:
         redone.clear()  # after any rebalance, each partition's head is applied once more
         expiry_clock.forget()  # and what was read of a partition is unknown here
+        order_store.forget()
+        stock_store.forget()
 
     def redo_once(family: str, store: FamilyStore) -> None:
         """The first batch of a partition since assignment completes its last transaction
@@ -325,17 +367,21 @@ def create_app(settings: Settings) -> Pipeline:
         if marker in redone:
             return
         redone.add(marker)
-        outputs = store.redo_head()
+        legacy, records = store.recover()
         with sink.after_acknowledged(changelogs[family], store.partition):
-            for payload in outputs:
-                send_all((wire.decode(payload, validate=False),), (payload,))
+            for payload in legacy:  # a head written before outboxes: its outputs one by one
+                name, k = destination(wire.decode(payload, validate=False))
+                sink.send(name, k.encode(), payload)
+            for r in records:
+                sink.send(r.topic, r.key, r.value, partition=None if r.partition < 0 else r.partition)
 
     async def run_transactions(family: str, store: FamilyStore, batch: Iterable[EventT],
-                               apply_one: Callable[[EventT], Awaitable[Applied | None]]) -> None:
+                               apply_one: Callable[[EventT, Outgoing], Awaitable[None]]) -> None:
         """A batch of messages, partition by partition, each partition's run as one
         transaction: applied one message after the other on the staged state, committed
-        (redo record, then the writes), then its outputs sent."""
+        (outbox, redo record, then the writes), then its records sent."""
         generation = app.consumer_generation_id
+        outgoing = Outgoing(settings.partitions, wire.encode)
         for partition, events in by_partition(batch).items():
             # Events taken before a rebalance belong to partitions we may no longer own: Faust's
             # own stream skips (and acks) them, and so do we (their next owner reads them).
@@ -344,14 +390,25 @@ def create_app(settings: Settings) -> Pipeline:
                 continue
             store.open(partition)
             redo_once(family, store)
-            outputs: list[Applied] = []
             for event in events:
-                applied = await apply_one(event)
-                if applied is not None:
-                    outputs.append(applied)
-                if store.staged_bytes >= settings.batch_max_bytes:
-                    commit_then_send(store, sink, changelogs[family], outputs, send_all)
-            commit_then_send(store, sink, changelogs[family], outputs, send_all)
+                await apply_one(event, outgoing)
+                if store.staged_bytes + outgoing.size >= settings.batch_max_bytes:
+                    commit_then_send(store, sink, changelogs[family], outgoing)
+            commit_then_send(store, sink, changelogs[family], outgoing)
+
+    async def apply_envelope(event: EventT, envelope: Envelope, store: FamilyStore, outgoing: Outgoing,
+                             apply_item: Callable[[EventT, Any, Outgoing, tuple[int, bytes] | None],
+                                                  Awaitable[None]]) -> None:
+        """Each message of an envelope not applied before, in order, without receipts; then
+        the envelope's number as the highest applied from its source."""
+        if envelope.seq <= store.received(envelope.source):
+            metrics.processed(f"{store.name}-envelope", 0.0, True)
+            return
+        for index, payload in enumerate(envelope.items):
+            message = await decode_or_dead_letter(event, False, (index, payload))
+            if message is not None:
+                await apply_item(event, message, outgoing, (index, payload))
+        store.stage_received(envelope.source, envelope.seq)
 
     @app.task
     async def _release_held_outputs() -> None:
@@ -361,54 +418,68 @@ def create_app(settings: Settings) -> Pipeline:
             await asyncio.sleep(0.002 if sink.holding else 0.02)
             sink.poll()
 
-    async def apply_order_message(event: EventT) -> Applied | None:
-        started = time.perf_counter()
+    async def apply_order_message(event: EventT, outgoing: Outgoing) -> None:
         metrics.received(event.message.topic)
         internal = event.message.topic == topics.order_inbox
         message = await decode_or_dead_letter(event, validate=not internal)
         if message is None:
-            return None
+            return
+        if isinstance(message, Envelope) and internal:
+            await apply_envelope(event, message, order_store, outgoing, apply_order_item)
+            return
+        await apply_order_item(event, message, outgoing, None)
+
+    async def apply_order_item(event: EventT, message: Any, outgoing: Outgoing, item: tuple[int, bytes] | None) -> None:
+        """One order message: ``item`` set, an envelope's (applied once by the envelope)."""
+        started = time.perf_counter()
         if type(message) not in ORDER_MESSAGES:
-            await dead_letter(event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not an order message")
-            return None
+            await dead_letter(event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not an order message", item)
+            return
         if isinstance(message, Event):  # an input event (not an answer or a tick): event time moves
             expiry_clock.saw(event.message.partition, message.occurred_at)
         try:
-            outcome = apply_order(order_store, message, policy)
+            outcome = apply_order(order_store, message, policy, by_receipt=item is None)
             encoded = encode_all(outcome.events)
             if not outcome.duplicate:
-                order_store.stage_outcome(outcome, encoded)
+                order_store.stage_outcome(outcome, *split(outcome.events, encoded))
         except TooLarge as exc:
-            await dead_letter(event, "TOO_LARGE", str(exc))
-            return None
+            await dead_letter(event, "TOO_LARGE", str(exc), item)
+            return
         except Exception as exc:  # noqa: BLE001
-            await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
-            return None
+            await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:], item)
+            return
+        emit(outgoing, outcome.events, encoded, outcome.duplicate)
         metrics.processed("order-agent", time.perf_counter() - started, outcome.duplicate)
-        return outcome.events, encoded
 
-    async def apply_stock_message(event: EventT) -> Applied | None:
-        started = time.perf_counter()
+    async def apply_stock_message(event: EventT, outgoing: Outgoing) -> None:
         metrics.received(event.message.topic)
-        command = await decode_or_dead_letter(event, validate=False)
-        if command is None:
-            return None
+        message = await decode_or_dead_letter(event, validate=False)
+        if message is None:
+            return
+        if isinstance(message, Envelope):
+            await apply_envelope(event, message, stock_store, outgoing, apply_stock_item)
+            return
+        await apply_stock_item(event, message, outgoing, None)
+
+    async def apply_stock_item(event: EventT, command: Any, outgoing: Outgoing, item: tuple[int, bytes] | None) -> None:
+        """One stock command: ``item`` set, an envelope's (applied once by the envelope)."""
+        started = time.perf_counter()
         if not isinstance(command, StockCommand):
-            await dead_letter(event, "UNEXPECTED_RECORD", f"{type(command).__name__} is not a stock command")
-            return None
+            await dead_letter(event, "UNEXPECTED_RECORD", f"{type(command).__name__} is not a stock command", item)
+            return
         try:
-            outcome = apply_stock(stock_store, command, policy)
+            outcome = apply_stock(stock_store, command, policy, by_receipt=item is None)
             encoded = encode_all(outcome.events)
             if not outcome.duplicate:
-                stock_store.stage_outcome(outcome, encoded)
+                stock_store.stage_outcome(outcome, *split(outcome.events, encoded))
         except TooLarge as exc:
-            await dead_letter(event, "TOO_LARGE", str(exc))
-            return None
+            await dead_letter(event, "TOO_LARGE", str(exc), item)
+            return
         except Exception as exc:  # noqa: BLE001
-            await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:])
-            return None
+            await dead_letter(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:], item)
+            return
+        emit(outgoing, outcome.events, encoded, outcome.duplicate)
         metrics.processed("stock-agent", time.perf_counter() - started, outcome.duplicate)
-        return outcome.events, encoded
 
     @app.agent(t_orders_in, name="order-agent")
     async def order_agent(stream: faust.StreamT) -> None:

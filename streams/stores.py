@@ -38,7 +38,9 @@ offsets the sink reports as delivered.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -46,11 +48,14 @@ from typing import Any
 from rocksdict import WriteBatch
 
 from schemas.codec import decode, encode
+from streams.envelopes import Outgoing, received_key
 from tables.orders import OrderOutcome
 from tables.retention import RECEIPT, UNCHANGED, IndexEntry, Ref, Retention
 from tables.state import (
     InboundExpectation,
     Order,
+    OutRecord,
+    Outbox,
     PartitionClock,
     Receipt,
     Reservation,
@@ -63,6 +68,7 @@ from tables.stock import StockOutcome
 
 SEP = "|"
 HEAD = b"h|"
+OUTBOX = b"q|"  # q|<seq, 20 digits> -> Outbox: what transaction <seq> sends, until acknowledged
 CLOCK = b"c|"  # the partition's PartitionClock
 INDEX = b"t|"  # t|<UTC hour>|<record key> -> b"1": the retention index, in time order
 _HOUR_FORMAT = "%Y%m%dT%H"
@@ -80,6 +86,30 @@ class TooLarge(ValueError):
 
 def key(kind: str, *parts: str) -> bytes:
     return SEP.join((kind, *parts)).encode()
+
+
+def outbox_key(seq: int) -> bytes:
+    return b"q|%020d" % seq
+
+
+def outbox_sequence(k: bytes) -> int:
+    return int(k[2:])
+
+
+def head_sequence(head: Transaction | None) -> int:
+    """A head's transaction number (0: none, or a head written before heads were numbered)."""
+    if head is None or not head.message_id.startswith("#"):
+        return 0
+    return int(head.message_id[1:].split(SEP, 1)[0])
+
+
+@dataclass
+class _PartitionLog:
+    """A partition's transaction numbers, as this worker knows them since its assignment."""
+
+    seq: int  # the last transaction's
+    kept: deque[int]  # the numbers of the outbox entries kept, in order
+    delivered: int = 0  # every record of the transactions up to this one is acknowledged
 
 
 def expiry_key(expires_at: datetime, order_no: str) -> bytes:
@@ -110,8 +140,10 @@ class FamilyStore:
     """One partition family's table: reads for the core, staged transactional writes."""
 
     def __init__(self, table: Any, send_changelog: SendChangelog, decode_output: Callable[..., Any] = decode,
-                 message_budget: int | None = None) -> None:
+                 message_budget: int | None = None, name: str = "") -> None:
         self.table = table
+        self.name = name  # the table's name: envelopes name their source <name>|<partition>
+        self._logs: dict[int, _PartitionLog] = {}
         self.message_budget = message_budget  # most bytes one message may stage (None: no limit)
         self._send_changelog = send_changelog
         # Stored outputs are kept as sent: in the topic's framing (streams/wire.py).
@@ -119,11 +151,14 @@ class FamilyStore:
         self.partition = -1
         self._db: Any = None
         self._staged: dict[bytes, bytes | None] = {}
-        self._staged_outputs: list[bytes] = []
         self._last_message_id = ""
         self.staged_bytes = 0
         self._clock: PartitionClock | None = None  # decoded from _clock_raw
         self._clock_raw: bytes | None = None
+
+    @property
+    def source(self) -> str:
+        return f"{self.name}|{self.partition}"
 
     def open(self, partition: int) -> None:
         """Read and write this partition's records from now on (nothing may be staged)."""
@@ -205,13 +240,16 @@ class FamilyStore:
         receipt: bool,
         fingerprint: str = "",
         event_id: str = "",
+        internal_bytes: int = 0,
     ) -> None:
         """Add one message's writes (and its receipt) to the open transaction, or raise
-        ``TooLarge`` (staging nothing) when they exceed ``message_budget``."""
+        ``TooLarge`` (staging nothing) when they exceed ``message_budget``. ``outputs``: what
+        its receipt keeps (the outputs for the outside world); ``internal_bytes``: the size of
+        its internal messages (they travel in envelopes, and count against the budget)."""
         if receipt:
             stored = StoredReceipt(message_id, outputs, fingerprint, event_id)
             writes = [*writes, Write(key("r", message_id), encode(stored))]
-        size = sum(map(len, outputs)) + sum(
+        size = internal_bytes + sum(map(len, outputs)) + sum(
             WRITE_OVERHEAD + len(w.key) + (len(w.value) if w.value is not None else 0) for w in writes
         )
         if self.message_budget is not None and size > self.message_budget:
@@ -222,28 +260,104 @@ class FamilyStore:
         staged = self._staged
         for w in writes:
             staged[w.key] = w.value
-        self._staged_outputs.extend(outputs)
         self.staged_bytes += size
         self._last_message_id = message_id
 
-    def commit(self) -> None:
-        """Record the open transaction as the partition's head, then apply its writes."""
-        if not self._staged:
-            return
-        writes = tuple(Write(k, v) for k, v in self._staged.items())
-        head = encode(Transaction(message_id=self._last_message_id, writes=writes, outputs=tuple(self._staged_outputs)))
-        self._staged = {}
-        self._staged_outputs = []
-        self.staged_bytes = 0
-        self._apply(((HEAD, head), *((w.key, w.value) for w in writes)))
+    def received(self, source: str) -> int:
+        """The highest envelope sequence number applied from ``source`` (0: none)."""
+        raw = self._raw(received_key(source))
+        return 0 if raw is None else int(raw)
 
-    def redo_head(self) -> tuple[bytes, ...]:
-        """After recovery: apply this partition's last transaction again; its outputs."""
+    def stage_received(self, source: str, seq: int) -> None:
+        """Record, in the open transaction, that ``source``'s envelope ``seq`` is applied."""
+        k = received_key(source)
+        self._staged[k] = str(seq).encode()
+        self.staged_bytes += WRITE_OVERHEAD + len(k) + 20
+        self._last_message_id = f"{source}#{seq}"
+
+    def sequence(self) -> int:
+        """The open partition's last transaction number (0: none yet)."""
+        return self._log().seq
+
+    def _log(self) -> _PartitionLog:
+        log = self._logs.get(self.partition)
+        if log is None:
+            seq = head_sequence(self._get(HEAD))
+            kept = deque(outbox_sequence(k) for k, _ in scan_prefix(self.table, self.partition, OUTBOX))
+            log = self._logs[self.partition] = _PartitionLog(seq, kept)
+        return log
+
+    def commit(self, outgoing: Outgoing | None = None) -> list[OutRecord]:
+        """Record the open transaction and apply it; the records it sends (``outgoing``, its
+        envelopes numbered with the transaction's sequence), to be sent once its changelog
+        records are acknowledged.
+
+        Written in this order, to the changelog and then in one local write batch: the outbox
+        entry ``q|<seq>`` (what the transaction sends), the head ``h|`` (its writes, and its
+        sequence number), then the writes, among them the deletion of the outbox entries the
+        broker has acknowledged in full (``delivered``)."""
+        if not self._staged and not outgoing:
+            return []
+        log = self._log()
+        seq = log.seq + 1
+        records = outgoing.records(self.source, seq) if outgoing else []
+        staged, kept = self._staged, log.kept
+        while kept and kept[0] <= log.delivered:
+            staged[outbox_key(kept.popleft())] = None
+        writes = tuple(Write(k, v) for k, v in staged.items())
+        head = encode(Transaction(message_id=f"#{seq}|{self._last_message_id}", writes=writes, outputs=()))
+        self._staged = {}
+        self.staged_bytes = 0
+        items: list[tuple[bytes, bytes | None]] = []
+        if records:
+            items.append((outbox_key(seq), encode(Outbox(seq, tuple(records)))))
+        items.append((HEAD, head))
+        items += ((w.key, w.value) for w in writes)
+        self._apply(items)
+        log.seq = seq
+        if records:
+            kept.append(seq)
+        return records
+
+    def recover(self) -> tuple[tuple[bytes, ...], list[OutRecord]]:
+        """After an assignment: apply this partition's last transaction again (a crash may
+        have cut it short) and return what must be sent again, in order: a head's outputs
+        (written before outboxes existed) and every record of the outbox entries kept, up to
+        the head's sequence (an entry past it belongs to a transaction cut short before its
+        head: never sent, and its number is used again)."""
+        self._logs.pop(self.partition, None)
         head: Transaction | None = self._get(HEAD)
         if head is None:
-            return ()
+            return (), []
         self._apply([(w.key, w.value) for w in head.writes])
-        return head.outputs
+        seq = head_sequence(head)
+        records: list[OutRecord] = []
+        strays: list[tuple[bytes, bytes | None]] = []
+        for k, raw in scan_prefix(self.table, self.partition, OUTBOX):
+            if outbox_sequence(k) > seq:
+                strays.append((k, None))  # its transaction never completed: never sent
+                continue
+            entry: Outbox = decode(raw, validate=False)
+            records.extend(entry.records)
+        if strays:
+            self._apply(strays)
+        return head.outputs, records
+
+    def flushed(self, marks: dict[int, int]) -> None:
+        """Every record of the transactions numbered up to ``marks[partition]`` has been
+        acknowledged: their outbox entries may go (with the next transaction's writes)."""
+        for partition, seq in marks.items():
+            log = self._logs.get(partition)
+            if log is not None and seq > log.delivered:
+                log.delivered = seq
+
+    def marks(self) -> dict[int, int]:
+        """Each partition's last transaction number, as handed to the sink so far."""
+        return {partition: log.seq for partition, log in self._logs.items()}
+
+    def forget(self) -> None:
+        """A rebalance: what was known of any partition is re-read from its state."""
+        self._logs.clear()
 
     def retention_writes(self, retention: Retention) -> list[Write]:
         """The writes of a message's retention changes: its partition's clock, index entries
@@ -286,7 +400,7 @@ class StockStore(FamilyStore):
     def expectation(self, sku: str, warehouse_code: str, document_no: str) -> InboundExpectation | None:
         return self._get(key("e", sku, warehouse_code, document_no))
 
-    def stage_outcome(self, outcome: StockOutcome, outputs: tuple[bytes, ...]) -> None:
+    def stage_outcome(self, outcome: StockOutcome, outputs: tuple[bytes, ...], internal_bytes: int = 0) -> None:
         writes: list[Write] = []
         for (sku, order_no), reservation in outcome.reservations.items():
             writes.append(Write(key("v", sku, order_no), None if reservation is None else encode(reservation)))
@@ -303,9 +417,10 @@ class StockStore(FamilyStore):
         writes += self.retention_writes(outcome.retention)
         receipt = outcome.receipt
         if receipt is None:
-            self.stage("", writes, outputs, receipt=False)
+            self.stage("", writes, outputs, False, internal_bytes=internal_bytes)
         else:
-            self.stage(receipt.message_id, writes, outputs, True, receipt.fingerprint, receipt.event_id)
+            self.stage(receipt.message_id, writes, outputs, True, receipt.fingerprint, receipt.event_id,
+                       internal_bytes)
 
 
 class OrderStore(FamilyStore):
@@ -314,7 +429,7 @@ class OrderStore(FamilyStore):
     def order(self, order_no: str) -> Order | None:
         return self._get(key("o", order_no))
 
-    def stage_outcome(self, outcome: OrderOutcome, outputs: tuple[bytes, ...]) -> None:
+    def stage_outcome(self, outcome: OrderOutcome, outputs: tuple[bytes, ...], internal_bytes: int = 0) -> None:
         writes: list[Write] = []
         if outcome.expiry_cleared is not None:
             writes.append(Write(expiry_key(outcome.expiry_cleared, outcome.order_no), None))
@@ -325,6 +440,7 @@ class OrderStore(FamilyStore):
         writes += self.retention_writes(outcome.retention)
         receipt = outcome.receipt
         if receipt is None:
-            self.stage("", writes, outputs, receipt=False)
+            self.stage("", writes, outputs, False, internal_bytes=internal_bytes)
         else:
-            self.stage(receipt.message_id, writes, outputs, True, receipt.fingerprint, receipt.event_id)
+            self.stage(receipt.message_id, writes, outputs, True, receipt.fingerprint, receipt.event_id,
+                       internal_bytes)

@@ -912,15 +912,21 @@ ORDER_MESSAGES = tuple(_HANDLERS)
 _DEFAULT_POLICY = CorePolicy()
 
 
-def apply_order(view: OrderView, message: BaseModel, policy: CorePolicy = _DEFAULT_POLICY) -> OrderOutcome:
+def apply_order(
+    view: OrderView, message: BaseModel, policy: CorePolicy = _DEFAULT_POLICY, *, by_receipt: bool = True
+) -> OrderOutcome:
     """Fold one order-scoped message into its order. A message already applied (same id)
     changes nothing and re-emits what it emitted the first time. Receipts are kept
     ``policy.receipt_retention_days`` of the partition's event time: a message with no
     receipt that occurred before the horizon is ANOMALY and changes nothing (it may have been
     applied already) - except an expiry tick, judged on its order, which then keeps no
-    receipt; one applied prunes what the horizon passed (tables/retention.py)."""
+    receipt; one applied prunes what the horizon passed (tables/retention.py).
+    ``by_receipt=False``: the caller applies the message once by other means (an envelope's
+    sequence number: streams/envelopes.py); no receipt is read or kept, nothing is pruned."""
     order_no: str = message.order_no  # type: ignore[attr-defined]
     tx = _Tx(view.order(order_no), message)
+    if not by_receipt:
+        return _apply_once(tx, view, message)
     # Input events are checked for content (an id reused for another event); the core's own
     # messages (reservation answers, expiry ticks) have ids derived from their content.
     content = "" if isinstance(message, (ReservationUpdated, ReservationExpiryDue)) else fingerprint(message)
@@ -957,7 +963,22 @@ def apply_order(view: OrderView, message: BaseModel, policy: CorePolicy = _DEFAU
             what = "order already exists"
         tx.anomaly(f"{tx.message_type} rejected: {what}")
         return tx.finish(content)
+    return _transition(tx, message, content)
+
+
+def _apply_once(tx: _Tx, view: OrderView, message: BaseModel) -> OrderOutcome:
+    """``apply_order`` for a message applied once by its envelope: no receipt, no retention."""
+    tx.view = view
+    status: OrderStatus | str | None = tx.order.status if tx.order is not None else None
+    if status not in LIFECYCLE[tx.message_type]:
+        what = "no such order" if status is None else f"order is {status}"
+        tx.anomaly(f"{tx.message_type} rejected: {what}")
+        return tx.finish(keep_receipt=False)
+    return _transition(tx, message, "", keep_receipt=False)
+
+
+def _transition(tx: _Tx, message: BaseModel, content: str, keep_receipt: bool = True) -> OrderOutcome:
     _HANDLERS[type(message)](tx, message)
     if tx.order is not None and tx.order.returns:
         _flag_returns_above_delivered(tx)
-    return tx.finish(content)
+    return tx.finish(content, keep_receipt=keep_receipt)

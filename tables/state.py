@@ -387,6 +387,26 @@ class Transaction:
     outputs: tuple[bytes, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """A record a transaction sends: its topic, key, value, and partition (-1: by its key)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    partition: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Outbox:
+    """What transaction ``seq`` of a partition sends, kept (table key ``q|<seq>``) until the
+    broker has acknowledged all of it: after a crash every entry still kept is sent again, in
+    order, before anything new (streams/checkpoint.py)."""
+
+    seq: int
+    records: tuple[OutRecord, ...]
+
+
 STATE_RECORDS = (
     Position,
     SkuStock,
@@ -403,4 +423,6 @@ STATE_RECORDS = (
     PartitionClock,
     Write,
     Transaction,
+    OutRecord,
+    Outbox,
 )

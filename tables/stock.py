@@ -126,6 +126,7 @@ class _Tx:
         self.alerts: list[InventoryAlert] = []
         self.results: list[ReservationUpdated] = []
         self.extra_receipts: list[Receipt] = []
+        self.by_receipt = True  # False: applied once by its envelope (no receipt kept or read)
 
     # --- reads that see this command's own writes ---------------------------------------
 
@@ -514,7 +515,7 @@ class _Tx:
             stock=stock,
             reservations=self.reservations,
             expectations=self.expectations,
-            receipt=Receipt(cmd.command_id, events, content, cmd.cause_event_id),
+            receipt=Receipt(cmd.command_id, events, content, cmd.cause_event_id) if self.by_receipt else None,
             events=events,
             extra_receipts=tuple(self.extra_receipts),
             retention=self.retain(clock, hour),
@@ -717,7 +718,7 @@ def _release(tx: _Tx, cmd: ReleaseStock) -> None:
         tx.reservations[(tx.sku, cmd.order_no)] = None
     tx.result(cmd.order_no, ReservationStatus.RELEASED, warehouse_code=r.warehouse_code if r else None)
     reserve_id = cmd.reserve_command_id
-    if r is None and reserve_id and tx.view.receipt(reserve_id) is None:
+    if r is None and reserve_id and tx.by_receipt and tx.view.receipt(reserve_id) is None:
         # The release overtook its reservation (after a crash, the outputs of the last
         # transaction are sent again before those of messages read again): the ReserveStock,
         # when it comes, finds this receipt and reserves nothing.
@@ -1006,7 +1007,7 @@ def document_key(command: StockCommand) -> str | None:
     return f"doc|{command.cause_event_type}|{number}|{command.sku}"
 
 
-def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> StockOutcome:
+def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy, *, by_receipt: bool = True) -> StockOutcome:
     """Apply one command to its SKU's positions, once per message id and once per document.
 
     - The same message again (same id, same content) changes nothing and re-emits what it
@@ -1017,8 +1018,15 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy) -> S
     - Receipts are kept ``policy.receipt_retention_days`` of the partition's event time: a
       command with no receipt that occurred before the horizon is ANOMALY and changes
       nothing (it may have been applied already); one applied prunes what the horizon
-      passed (tables/retention.py)."""
+      passed (tables/retention.py).
+    - ``by_receipt=False``: the caller applies the command once by other means (an envelope's
+      sequence number: streams/envelopes.py); no receipt is read or kept, nothing is pruned."""
     content = fingerprint(command, _NOT_CONTENT)
+    if not by_receipt:
+        tx = _Tx(view, command, policy)
+        tx.by_receipt = False
+        _TRANSITIONS[type(command)](tx, command)
+        return tx.finish(content)
     seen = view.receipt(command.command_id)
     if seen is not None:
         if seen.fingerprint and seen.fingerprint != content:

@@ -416,9 +416,9 @@ def test_a_pruning_transaction_cut_short_is_completed_by_redo_and_redo_is_idempo
         else:
             db.delete(w.key)
     assert store_state(store) != done
-    store.redo_head()
+    store.recover()
     assert store_state(store) == done
-    store.redo_head()  # a second crash during redo: the same again
+    store.recover()  # a second crash during redo: the same again
     assert store_state(store) == done
 
 

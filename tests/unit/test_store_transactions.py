@@ -12,6 +12,7 @@ import pytest
 from rocksdict import Options, Rdict
 
 from schemas.codec import decode, encode
+from streams.envelopes import Outgoing
 from streams.stores import HEAD, StockStore, key
 from tables.state import Reservation, SkuStock, StoredReceipt, Transaction, Write
 
@@ -68,13 +69,13 @@ def test_a_key_written_by_several_messages_is_committed_once_with_its_last_value
     store.commit()
 
     keys = [k for _, k, _ in store.changelog]
-    assert keys[0] == HEAD  # the redo record first
+    assert keys[0] == HEAD  # the redo record first (nothing sent: no outbox entry)
     assert keys.count(key("s", "A")) == 1
     assert sorted(keys[1:]) == sorted([key("s", "A"), key("r", "m1"), key("r", "m2"), key("r", "m3")])
     assert {p for p, _, _ in store.changelog} == {1}
     assert decode(store.dbs[1][key("s", "A")], validate=False).reservation_seq == 3
     head: Transaction = decode(store.dbs[1][HEAD], validate=False)
-    assert head.message_id == "m3"
+    assert head.message_id == "#1|m3"  # the partition's first transaction, and its last message
 
 
 def test_scans_merge_staged_inserts_updates_and_deletes_in_key_order(store: Any) -> None:
@@ -100,7 +101,7 @@ def test_redo_completes_a_transaction_cut_after_its_redo_record(store: Any) -> N
               Write(key("r", "m7"), encode(StoredReceipt("m7", (OUT,)))))
     store.dbs[2][HEAD] = encode(Transaction(message_id="m7", writes=writes, outputs=(OUT,)))  # cut here
 
-    assert store.redo_head() == (OUT,)  # its outputs, to send again
+    assert store.recover() == ((OUT,), [])  # a head written before outboxes: its outputs, to send again
 
     assert decode(store.dbs[2][key("s", "A")], validate=False).reservation_seq == 7
     assert store.receipt("m7") is not None
@@ -127,7 +128,7 @@ def test_a_message_over_its_budget_is_refused_whole_and_the_transaction_goes_on(
     assert store.staged_bytes == staged and store.stock("B") is None and store.receipt("big") is None
     store.commit()
     assert store.stock("A") == SkuStock("A", reservation_seq=1)
-    assert decode(store.dbs[0][HEAD], validate=False).message_id == "small"
+    assert decode(store.dbs[0][HEAD], validate=False).message_id == "#1|small"
 
 
 # --- a transaction's outputs wait for its redo record -------------------------------------------
@@ -179,16 +180,13 @@ def test_a_transactions_outputs_leave_only_once_its_redo_record_is_acknowledged(
     sink.watch("stock-changelog", lambda *_: None)
     store._send_changelog = lambda partition, k, v: sink.send("stock-changelog", k, v, partition=partition)
 
-    def send_all(events: tuple[object, ...], encoded: tuple[bytes, ...]) -> None:
-        for payload in encoded:
-            sink.send("stock-commands", b"A", payload)
-
     for n, partition in enumerate((1, 1, 2)):  # two transactions of partition 1, one of 2
         store.open(partition)
         store.stage(f"m{n}", [Write(key("s", "A"), encode(SkuStock("A", reservation_seq=n)))], (OUT,), receipt=True)
-        outputs = [((SkuStock("OUTPUT"),), (OUT,))]
-        commit_then_send(store, sink, "stock-changelog", outputs, send_all)
-        assert outputs == []
+        outgoing = Outgoing(4)
+        outgoing.output("stock-commands", b"A", OUT)
+        commit_then_send(store, sink, "stock-changelog", outgoing)
+        assert not outgoing
     sink.poll()
     # A SIGKILL now may land any partition's records and lose the others': no output may be
     # among them while the changelog records before it are unacknowledged.
@@ -202,4 +200,5 @@ def test_a_transactions_outputs_leave_only_once_its_redo_record_is_acknowledged(
         flushing.run_until_complete(asyncio.wait_for(flush, 1))  # the outputs were released, then delivered
     finally:
         flushing.close()
-    assert producer.produced == ["stock-changelog"] * 9 + ["stock-commands"] * 3
+    # each transaction: its outbox entry, its redo record, the SKU and the receipt
+    assert producer.produced == ["stock-changelog"] * 12 + ["stock-commands"] * 3

@@ -1,0 +1,78 @@
+"""Envelopes: a transaction's internal messages, one record per destination partition.
+
+Contract:
+
+* A transaction of partition ``p`` of a table (``source`` = ``<table>|<p>``) gets the next
+  number of that partition's sequence (kept in its head record, streams/stores.py). Every
+  internal message it sends (stock commands, reservation answers) goes into one ``Envelope``
+  per destination partition, numbered with that sequence; its outputs for the outside world
+  stay one record each.
+* The receiver applies an envelope once: it keeps, in its own state and in the same
+  transaction, the highest sequence number it applied from each source (``w|<source>``), and
+  skips an envelope at or below it. This needs the envelopes of one source to reach a
+  partition in sequence, with none missing: one idempotent producer per source partition
+  sends them in order, and after a crash or a rebalance the new owner sends every envelope
+  not yet acknowledged again, in order, before anything new (the outbox: ``Outbox``).
+* The destination partition is the one Kafka's partitioner (murmur2, as the record sink and
+  Faust use) gives the message's key, so an envelope lands where its messages would have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from aiokafka.partitioner import murmur2
+
+from schemas.codec import encode
+from schemas.internal import Envelope
+from tables.state import OutRecord
+
+RECEIVED = b"w|"  # w|<source> -> the highest sequence number applied from that source
+
+
+def received_key(source: str) -> bytes:
+    return RECEIVED + source.encode()
+
+
+@lru_cache(maxsize=65_536)
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class Outgoing:
+    """What one transaction sends, in the order it was decided: outputs for the outside world
+    one record each, internal messages gathered into envelopes (``records``)."""
+
+    partitions: int
+    encode_envelope: object = encode  # (Envelope, topic) -> bytes: the deployment's framing
+    _outputs: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    _internal: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
+    size: int = 0
+
+    def output(self, topic: str, key: bytes, value: bytes) -> None:
+        self._outputs.append((topic, key, value))
+        self.size += len(value)
+
+    def internal(self, topic: str, key: bytes, value: bytes) -> None:
+        self._internal.setdefault((topic, partition_for(key, self.partitions)), []).append(value)
+        self.size += len(value)
+
+    def __bool__(self) -> bool:
+        return bool(self._outputs or self._internal)
+
+    def records(self, source: str, seq: int) -> list[OutRecord]:
+        """The transaction's records: its envelopes first (numbered ``seq``), then its outputs."""
+        out = []
+        for (topic, partition), items in self._internal.items():
+            envelope = Envelope.model_construct(source=source, seq=seq, items=items)
+            out.append(OutRecord(topic, source.encode(), self.encode_envelope(envelope, topic), partition))  # type: ignore[operator]
+        out += [OutRecord(topic, key, value) for topic, key, value in self._outputs]
+        return out
+
+    def clear(self) -> None:
+        self._outputs.clear()
+        self._internal.clear()
+        self.size = 0
