@@ -360,7 +360,7 @@ def standbys_caught_up(folder: Path, settings: Any, partitions: list[int]) -> bo
     from confluent_kafka import Consumer, TopicPartition
 
     from streams.kafka_config import consumer_config
-    from streams.local_state import FAUST_OFFSET_KEY
+    from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
     from streams.topics import Topics
     from tables.declarations import TABLES
 
@@ -369,7 +369,7 @@ def standbys_caught_up(folder: Path, settings: Any, partitions: list[int]) -> bo
         for table in TABLES:
             topic = Topics(settings).changelog(table)
             for p in partitions:
-                path = next(folder.glob(f"v*/tables/{table}-{p}.db"), None)
+                path = next((path for t, q, path in local_partition_db_paths(folder) if (t, q) == (table, p)), None)
                 if path is None:
                     return False
                 with tempfile.TemporaryDirectory() as secondary:
@@ -377,7 +377,7 @@ def standbys_caught_up(folder: Path, settings: Any, partitions: list[int]) -> bo
                                          access_type=rocksdict.AccessType.secondary(secondary))
                     try:
                         db.try_catch_up_with_primary()
-                        raw = db.get(FAUST_OFFSET_KEY)
+                        raw = db.get(PERSISTED_OFFSET_KEY)
                     finally:
                         db.close()
                 _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)

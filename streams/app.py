@@ -42,7 +42,7 @@ from schemas.outputs import (
     OutboundCancellation,
     OutboundInstruction,
 )
-from streams import faust_fixes
+from streams import faust_private
 from streams.dead_letters import dead_letter_key, dead_letter_of
 from streams.envelopes import Outgoing
 from streams.expiry_clock import ExpiryClock
@@ -78,14 +78,6 @@ def _faust_topic(app: faust.App, *names: str) -> faust.TopicT:
     return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-class _SentChangelog:
-    __slots__ = ("message", "partition")
-
-    def __init__(self, partition: int) -> None:
-        self.message = self  # Faust reads fut.message.partition
-        self.partition = partition
-
-
 def _changelog_through(sink: RecordSink, table: faust.Table) -> None:
     """Send the table's changelog records through the sink, in the partition Faust chose,
     and keep Faust's per-partition changelog offset (what a clean restart resumes from)."""
@@ -93,15 +85,13 @@ def _changelog_through(sink: RecordSink, table: faust.Table) -> None:
 
     name = table.changelog_topic.get_topic_name()
 
-    def send_changelog(partition: int | None, key: Any, value: Any, *_: Any, **__: Any) -> Any:
-        assert partition is not None  # the current event's partition (Table.partition_for_key)
+    def send_changelog(partition: int, key: Any, value: Any) -> None:
         sink.send(name, key, value, partition=partition)
-        return _SentChangelog(partition)  # Table.on_key_set reads .message.partition
 
     def delivered(topic: str, partition: int, offset: int) -> None:
-        table.data.set_persisted_offset(TP(topic, partition), offset)
+        faust_private.set_persisted_offset(table, TP(topic, partition), offset)
 
-    table.send_changelog = send_changelog  # type: ignore[method-assign]
+    faust_private.route_changelog(table, send_changelog)
     sink.watch(name, delivered)
 
 
@@ -172,10 +162,7 @@ def _stop_loudly(failure: str) -> None:
 
 
 def create_app(settings: Settings) -> Pipeline:
-    faust_fixes.apply()  # a commit must never overtake the changelog (see the module)
-    faust_fixes.deliver_every_fetched_record()
-    faust_fixes.never_ack_gaps()
-    faust_fixes.commit_never_passes_a_hole()
+    faust_private.install()  # refuses an unsupported faust-streaming; patches its defects (see the module)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -200,8 +187,8 @@ def create_app(settings: Settings) -> Pipeline:
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         table_standby_replicas=settings.standby_replicas,
     )
-    faust_fixes.resume_buffered_partitions(app)
-    faust_fixes.reread_stalled_partitions(app)
+    faust_private.resume_buffered_partitions(app)
+    faust_private.reread_stalled_partitions(app)
     topics = Topics(settings)
     tables = declare_tables(app, settings)
     metrics = Metrics()
@@ -347,7 +334,7 @@ def create_app(settings: Settings) -> Pipeline:
         for store, mark in marks:
             store.flushed(mark)
 
-    faust_fixes.flush_also(flush_then_release_outboxes)  # no commit of input offsets before the sink's records are in
+    faust_private.flush_also(flush_then_release_outboxes)  # no commit of input offsets before the sink's records are in
     changelogs = {family: table.changelog_topic.get_topic_name()
                   for family, table in (("orders", tables.orders), ("stock", tables.stock))}
     redone: set[tuple[str, int]] = set()  # (family, partition) whose head was re-applied
@@ -380,12 +367,12 @@ def create_app(settings: Settings) -> Pipeline:
         """A batch of messages, partition by partition, each partition's run as one
         transaction: applied one message after the other on the staged state, committed
         (outbox, redo record, then the writes), then its records sent."""
-        generation = app.consumer_generation_id
+        generation = faust_private.consumer_generation(app)
         outgoing = Outgoing(settings.partitions, wire.encode)
         for partition, events in by_partition(batch).items():
             # Events taken before a rebalance belong to partitions we may no longer own: Faust's
             # own stream skips (and acks) them, and so do we (their next owner reads them).
-            events = [e for e in events if e.message.generation_id == generation]
+            events = [e for e in events if faust_private.event_generation(e) == generation]
             if not events:
                 continue
             store.open(partition)
@@ -529,7 +516,7 @@ def create_app(settings: Settings) -> Pipeline:
         stamped with its due time: the wall clock decides when to look, never what is written."""
         now = datetime.now(UTC)  # the clock lives in the shell, never in the core
         changelog = tables.orders.changelog_topic.get_topic_name()
-        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog}
+        actives = {tp.partition for tp in faust_private.assigned_actives(app) if tp.topic == changelog}
         for partition in sorted(actives):
             tick_by = expiry_clock.tick_by(partition, now)
             if tick_by is None:

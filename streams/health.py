@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams import faust_private
+
 log = logging.getLogger(__name__)
 
 Probe = Callable[[float], None]  # raises when no broker answers within the timeout
@@ -119,7 +121,7 @@ def readiness(app: Any, watch: BrokerWatch | None) -> list[str]:
         reasons.append(f"broker unreachable for {time.monotonic() - watch.since:.0f}s: {watch.reason}")
     if app.rebalancing:
         reasons.append("rebalancing")
-    if not app.tables.recovery.completed.is_set():
+    if not faust_private.recovery_completed(app):
         reasons.append("tables recovering")
     try:
         assigned = app.consumer.assignment()

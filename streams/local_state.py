@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
+from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
 from streams.stores import HEAD
 from streams.topics import Topics
 from tables.declarations import TABLES
 
-FAUST_OFFSET_KEY = b"__faust\0offset__"  # where Faust keeps a partition's changelog offset (rocksdb.py)
 CHUNK = 2_000  # records read per step back from the local offset
 KAFKA_DELETE_RETENTION_MS = 86_400_000  # Kafka's default delete.retention.ms
 
@@ -70,10 +70,9 @@ class Verdict:
 
 def partition_paths(data_dir: Path) -> Iterator[tuple[str, int, Path]]:
     """(table, partition, path) of every local partition database of a declared table."""
-    for path in sorted(data_dir.glob("v*/tables/*-*.db")):
-        table, _, partition = path.name[: -len(".db")].rpartition("-")
-        if partition.isdigit() and table in TABLES:
-            yield table, int(partition), path
+    for table, partition, path in local_partition_db_paths(data_dir):
+        if table in TABLES:
+            yield table, partition, path
 
 
 def _open(path: Path, read_only: bool) -> Any:
@@ -87,7 +86,7 @@ def read_local(table: str, partition: int, path: Path) -> LocalPartition:
     """The partition's head and recorded offset (None where absent)."""
     db = _open(path, read_only=True)
     try:
-        head, raw = db.get(HEAD), db.get(FAUST_OFFSET_KEY)
+        head, raw = db.get(HEAD), db.get(PERSISTED_OFFSET_KEY)
     finally:
         db.close()
     return LocalPartition(table, partition, path, head, None if raw is None else int(raw))
@@ -97,7 +96,7 @@ def set_local_offset(path: Path, offset: int) -> None:
     """Record ``offset`` as the changelog offset Faust resumes after."""
     db = _open(path, read_only=False)
     try:
-        db[FAUST_OFFSET_KEY] = str(offset).encode()
+        db[PERSISTED_OFFSET_KEY] = str(offset).encode()
     finally:
         db.close()
 

@@ -14,7 +14,7 @@ Guarantees kept:
   own): outputs sent ``after_acknowledged`` a changelog partition are held until the broker
   has acknowledged every record queued to it before them, then released in the order sent.
 * Commit after durability. Faust flushes its producer before it commits input offsets;
-  ``streams.faust_fixes.flush_also`` makes that flush wait for the sink too, and a record the
+  ``streams.faust_private.flush_also`` makes that flush wait for the sink too, and a record the
   broker refused fails the flush (``ProducerSendError``), so the commit never passes it.
 * Keys land where Faust would put them: the producer partitions with ``murmur2_random``,
   the Java and aiokafka partitioner (streams/kafka_config.py).

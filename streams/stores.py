@@ -28,8 +28,8 @@ partition's clock under ``c|``, its index under ``t|<UTC hour>|<record key>``; w
 prunes (index entries, receipts, settled documents) is deleted by its own writes, so a crash's
 redo deletes it again.
 
-Reads and writes go straight to the partition's RocksDB database (``Store._db_for_partition``:
-private in faust-streaming 0.15.3, pinned, and exercised by the integration tests), and the
+Reads and writes go straight to the partition's RocksDB database (Faust's private handle, through
+streams/faust_private.py ``db_for_partition``), and the
 changelog records through the worker's record sink, in the partition of the data: Faust's
 table layer (current-event lookups, per-key changelog sends) is not on the per-message path.
 Faust still restores these databases from the changelog, and still tracks the changelog
@@ -48,6 +48,7 @@ from typing import Any
 from rocksdict import WriteBatch
 
 from schemas.codec import decode, encode
+from streams import faust_private
 from streams.envelopes import Outgoing, received_key
 from tables.orders import OrderOutcome
 from tables.retention import RECEIPT, UNCHANGED, IndexEntry, Ref, Retention
@@ -129,7 +130,7 @@ def index_entry(k: bytes) -> IndexEntry:
 
 
 def scan_prefix(table: Any, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-    db = table.data._db_for_partition(partition)
+    db = faust_private.db_for_partition(table, partition)
     for k, v in db.items(from_key=prefix):
         if not k.startswith(prefix):
             return
@@ -164,7 +165,7 @@ class FamilyStore:
         """Read and write this partition's records from now on (nothing may be staged)."""
         assert not self._staged, "commit before switching partitions"
         self.partition = partition
-        self._db = self.table.data._db_for_partition(partition)
+        self._db = faust_private.db_for_partition(self.table, partition)
 
     def _raw(self, k: bytes) -> bytes | None:
         staged = self._staged

@@ -20,6 +20,7 @@ from faust.web import Request, Response, View, Web
 
 from schemas.base import CODE_PATTERN
 from schemas.codec import decode
+from streams import faust_private
 from streams.health import readiness
 from streams.live import LiveFeed, ThroughputMeter
 from streams.openapi import openapi_document
@@ -255,27 +256,22 @@ def register_views(pipeline: Pipeline) -> None:
                 try:
                     positions[f"{tp.topic}[{tp.partition}]"] = {
                         "highwater": consumer.highwater(tp),
-                        "committed": consumer._committed_offset.get(tp),
+                        "committed": faust_private.committed_offset(app, tp),
                     }
                 except Exception as exc:  # noqa: BLE001 - diagnostics only
                     positions[f"{tp.topic}[{tp.partition}]"] = {"error": repr(exc)}
             client: dict[str, Any] = {}
             try:  # the aiokafka consumer in Faust's consumer thread (read-only peek)
-                aio = consumer._thread._ensure_consumer()
-                assignment = aio._subscription.subscription.assignment
-                for tp in assignment.tps:
-                    state = assignment.state_value(tp)
-                    client[f"{tp.topic}[{tp.partition}]"] = {
-                        "position": state._position if state.has_valid_position else None,
-                        "paused": state.paused,
-                    }
+                for tp, position, paused in faust_private.fetch_positions(app):
+                    client[f"{tp.topic}[{tp.partition}]"] = {"position": position, "paused": paused}
             except Exception as exc:  # noqa: BLE001 - diagnostics only
                 client = {"error": repr(exc)}
+            partitions = faust_private.consumer_partitions(app)
             return self.json({
                 "client": client,
-                "active": tps(consumer._active_partitions),
-                "paused": tps(consumer._paused_partitions),
-                "buffered": tps(getattr(consumer, "_buffered_partitions", ())),
+                "active": tps(partitions["active"]),
+                "paused": tps(partitions["paused"]),
+                "buffered": tps(partitions["buffered"]),
                 "flowControlSuspended": not app.flow_control.is_active(),
                 "positions": positions,
             })
@@ -343,13 +339,13 @@ def _gauges(app: Any, tables: Any) -> dict[str, dict[str, float]]:
             highwater = consumer.highwater(tp)
         except Exception:  # noqa: BLE001 - not fetched yet
             continue
-        committed = consumer._committed_offset.get(tp) or 0
+        committed = faust_private.committed_offset(app, tp) or 0
         if highwater is not None:
             lag[f'topic="{tp.topic}",partition="{tp.partition}"'] = max(0, highwater - committed)
     sizes: dict[str, float] = {}
     for table in (tables.orders, tables.stock):
         total = 0
-        for db in getattr(table.data, "_dbs", {}).values():
+        for db in faust_private.open_partition_dbs(table):
             try:
                 total += db.property_int_value("rocksdb.estimate-num-keys") or 0
             except Exception:  # noqa: BLE001 - a closed partition

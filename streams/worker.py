@@ -21,7 +21,8 @@ from pathlib import Path
 
 from config.settings import Settings, get_settings
 from streams import local_kafka
-from streams.local_state import FAUST_OFFSET_KEY, reconcile_after_crash
+from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
+from streams.local_state import reconcile_after_crash
 from streams.topics import Topics, create_topics
 from tables.declarations import TABLES
 
@@ -50,21 +51,18 @@ def local_offsets(data_dir: Path) -> dict[tuple[str, int], int]:
     import rocksdict
 
     found: dict[tuple[str, int], int] = {}
-    for path in sorted(data_dir.glob("v*/tables/*-*.db")):
-        table, _, partition = path.name[: -len(".db")].rpartition("-")
-        if not partition.isdigit():
-            continue
+    for table, partition, path in local_partition_db_paths(data_dir):
         try:
             db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True),
                                  access_type=rocksdict.AccessType.read_only())
         except Exception:  # noqa: BLE001 - unreadable: treated as no record
             continue
         try:
-            raw = db.get(FAUST_OFFSET_KEY)
+            raw = db.get(PERSISTED_OFFSET_KEY)
         finally:
             db.close()
         if raw is not None:
-            found[(table, int(partition))] = int(raw)
+            found[(table, partition)] = int(raw)
     return found
 
 

@@ -124,7 +124,7 @@ def _processed_some_not_all(d: Deployment, w: WorkerProcess, flow: list[dict[str
 
 
 # After a SIGKILL restart under backlog, faust-streaming 0.15.3 loses records it fetched;
-# streams/faust_fixes.py works around every path found (the last: its commit passed a single
+# streams/faust_private.py works around every path found (the last: its commit passed a single
 # missing record). A plain test since then: any loss fails CI.
 @pytest.mark.parametrize("lose_local_state", [False, True], ids=["rocksdb-kept", "rocksdb-deleted"])
 def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.local_state import FAUST_OFFSET_KEY, LocalPartition, Verdict, judge, read_local, set_local_offset
+from streams.faust_private import PERSISTED_OFFSET_KEY
+from streams.local_state import LocalPartition, Verdict, judge, read_local, set_local_offset
 from streams.stores import HEAD
 
 Record = tuple[bytes, bytes | None]
@@ -278,7 +279,7 @@ def test_the_recorded_offset_is_read_and_lowered_in_the_database(tmp_path: Path)
     path = tmp_path / "stock-state-0.db"
     db = Rdict(str(path), Options(raw_mode=True))
     db[HEAD] = b"head"
-    db[FAUST_OFFSET_KEY] = b"41"
+    db[PERSISTED_OFFSET_KEY] = b"41"
     db.close()
     assert read_local("stock-state", 0, path) == LocalPartition("stock-state", 0, path, b"head", 41)
     set_local_offset(path, 12)
@@ -317,7 +318,7 @@ def _database(data_dir: Path, partition: int, head_of: int, offset: int) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     db = Rdict(str(path), Options(raw_mode=True))
     db[HEAD] = TX[head_of][0][1]
-    db[FAUST_OFFSET_KEY] = str(offset).encode()
+    db[PERSISTED_OFFSET_KEY] = str(offset).encode()
     db.close()
     return path
 
