@@ -112,6 +112,8 @@ def relate_to_worker(cases: list[dict[str, Any]], *, batch_window_ms: float, sta
       transaction per redo record would need;
     * per paced transactional cadence, how long a record waits before a read_committed reader
       sees it (produce to commit end), per hop and over ``hops`` hops;
+    * per mode, the CPU one more commit costs (broker and client), from the paced cases with
+      the fewest and the most commits per second (same records/s; noisy on a shared machine);
     * the records per order a Kafka transaction would save: the redo records (``redo_per_order``
       from a loaded worker to a quiet one, where each message is its own batch) and the receipts
       of internal messages, against ``records_per_order``."""
@@ -119,18 +121,32 @@ def relate_to_worker(cases: list[dict[str, Any]], *, batch_window_ms: float, sta
     most = max((c["commits_per_s"] for c in txn), default=0.0)
     needed = stateful_agents * partitions * 1000 / batch_window_ms
     cadences = []
-    for c in sorted(txn, key=lambda c: c["commit_every_ms"]):
+    for c in sorted(txn, key=lambda c: (c["commit_every_ms"], c.get("retry_backoff_ms", 100))):
         if not c["offered_per_s"]:
             continue
         cadences.append({
             "commit_every_ms": c["commit_every_ms"],
+            "retry_backoff_ms": c.get("retry_backoff_ms", 100),
             "commits_per_s": c["commits_per_s"],
             "visible_per_hop_ms": {"p50": c["visible_ms"]["p50"], "p99": c["visible_ms"]["p99"]},
             f"over_{hops}_hops_ms": {"p50": round(hops * c["visible_ms"]["p50"], 1),
                                      "p99_bound": round(hops * c["visible_ms"]["p99"], 1)},
         })
+    per_commit = {}
+    for mode in ("idempotent", "transactional"):
+        paced = [c for c in cases if c["mode"] == mode and c["offered_per_s"] and c.get("retry_backoff_ms", 100) == 100
+                 and c.get("broker_cpu_share") is not None]
+        if len(paced) >= 2:
+            few, many = min(paced, key=lambda c: c["commits_per_s"]), max(paced, key=lambda c: c["commits_per_s"])
+            extra = many["commits_per_s"] - few["commits_per_s"]
+            if extra > 0:
+                per_commit[mode] = {
+                    "broker_cpu_ms": round(1000 * (many["broker_cpu_share"] - few["broker_cpu_share"]) / extra, 2),
+                    "client_cpu_ms": round(1000 * (many["client_cpu_share"] - few["client_cpu_share"]) / extra, 2),
+                    "from_cases_ms": [few["commit_every_ms"], many["commit_every_ms"]]}
     low, high = redo_per_order
     return {
+        "cpu_per_commit_estimate": per_commit,
         "most_transactions_per_s_one_producer": round(most, 1),
         "partition_transactions_per_s_when_batches_fill": round(needed, 1),
         "one_kafka_transaction_per_redo_record_fits": most >= needed,
@@ -609,14 +625,23 @@ class Probe:
         time.sleep(seconds)
         return (cpu_seconds(self.broker_pid) - c0) / (time.monotonic() - t0)
 
-    def cost_case(self, mode: str, commit_ms: float, rate: float, seconds: float) -> dict[str, Any]:
+    def cost_case(self, mode: str, commit_ms: float, rate: float, seconds: float,
+                  retry_backoff_ms: int | None = None) -> dict[str, Any]:
+        """One case: ``mode`` "idempotent" or "transactional", a commit every ``commit_ms`` (0:
+        back to back, as soon as records were sent), ``rate`` records/s (0: unpaced);
+        ``retry_backoff_ms`` sets librdkafka's ``retry.backoff.ms`` (default 100), the wait
+        before a transaction request the coordinator answered CONCURRENT_TRANSACTIONS (the
+        previous transaction's markers not all written yet) is sent again."""
         from confluent_kafka import Producer, TopicPartition
 
         transactional = mode == "transactional"
-        label = f"{mode} every {commit_ms:g} ms at {'max' if not rate else f'{rate:,.0f}/s'}"
+        tuned = {"retry.backoff.ms": retry_backoff_ms} if retry_backoff_ms else {}
+        label = (f"{mode}{f' (retry.backoff.ms {retry_backoff_ms})' if tuned else ''} "
+                 f"{f'every {commit_ms:g} ms' if commit_ms else 'back to back'} "
+                 f"at {'max' if not rate else f'{rate:,.0f}/s'}")
         idle = self.broker_idle_rate(self.args.idle_s)
         if transactional:
-            producer = self.transactional_producer(f"cost-{commit_ms:g}-{rate:g}")
+            producer = self.transactional_producer(f"cost-{commit_ms:g}-{rate:g}-{retry_backoff_ms}", **tuned)
         else:
             producer = Producer(producer_config(self.settings, **{**SINK, "message.timeout.ms": 0}))
         generation, member_id = self.m1.membership()
@@ -716,6 +741,7 @@ class Probe:
         per_record = 1e6 / max(delivered[0], 1)
         result: dict[str, Any] = {
             "mode": mode, "commit_every_ms": commit_ms, "offered_per_s": rate or None,
+            "retry_backoff_ms": retry_backoff_ms or 100,
             "seconds": round(elapsed, 2), "records": delivered[0], "errors": len(errors),
             "records_per_s": round(delivered[0] / elapsed, 1),
             "commits": len(commit_lat), "commits_per_s": round(len(commit_lat) / elapsed, 1),
@@ -758,6 +784,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=4.0, help="length of each unpaced case (default 4)")
     p.add_argument("--back-to-back", action=argparse.BooleanOptionalAction, default=True,
                    help="also a transactional case committing back to back at --rate (default on)")
+    p.add_argument("--tuned-backoff-ms", type=int, default=5,
+                   help="also the transactional 10 ms and back-to-back cases with this retry.backoff.ms "
+                        "(0: not; default 5)")
     p.add_argument("--idle-s", type=float, default=1.0,
                    help="seconds the broker's idle CPU is sampled before each case (default 1)")
     p.add_argument("--visibility-rounds", type=int, default=30,
@@ -817,6 +846,10 @@ def main(argv: list[str] | None = None) -> int:
                 cases.append(probe.cost_case(mode, commit_ms, args.rate, args.seconds))
         if args.back_to_back:
             cases.append(probe.cost_case("transactional", 0, args.rate, args.seconds))
+        if args.tuned_backoff_ms:
+            for commit_ms in (10.0, 0.0):
+                cases.append(probe.cost_case("transactional", commit_ms, args.rate, args.seconds,
+                                             retry_backoff_ms=args.tuned_backoff_ms))
         for commit_ms in _cadences(args.max_commit_ms):
             for mode in ("idempotent", "transactional"):
                 cases.append(probe.cost_case(mode, commit_ms, 0, args.max_seconds))
@@ -836,10 +869,10 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = round(time.time() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"\n{'mode':<14}{'T ms':>6}{'offered/s':>10}{'records/s':>11}{'commits/s':>10}"
+    print(f"\n{'mode (retry.backoff.ms)':<24}{'T ms':>6}{'offered/s':>10}{'records/s':>11}{'commits/s':>10}"
           f"{'client µs/rec':>14}{'broker µs/rec':>14}{'commit p50/p99 ms':>19}{'visible p50/p99 ms':>20}")
     for c in result["cases"]:
-        print(f"{c['mode']:<14}{c['commit_every_ms']:>6g}{(c['offered_per_s'] or 0):>10,.0f}{c['records_per_s']:>11,.0f}"
+        print(f"{c['mode'] + ' (' + str(c['retry_backoff_ms']) + ')':<24}{c['commit_every_ms']:>6g}{(c['offered_per_s'] or 0):>10,.0f}{c['records_per_s']:>11,.0f}"
               f"{c['commits_per_s']:>10}{c['client_cpu_us_per_record']:>14}{str(c['broker_cpu_us_per_record']):>14}"
               f"{str(c['commit_ms'].get('p50')) + '/' + str(c['commit_ms'].get('p99')):>19}"
               f"{str(c['visible_ms'].get('p50')) + '/' + str(c['visible_ms'].get('p99')):>20}")

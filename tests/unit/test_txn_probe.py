@@ -60,23 +60,30 @@ def test_weighted_percentile() -> None:
 
 
 def _case(mode: str, every_ms: float, offered: float | None, commits_per_s: float,
-          visible: tuple[float, float]) -> dict[str, object]:
+          visible: tuple[float, float], broker: float = 0.2, client: float = 0.1) -> dict[str, object]:
     return {"mode": mode, "commit_every_ms": every_ms, "offered_per_s": offered, "commits_per_s": commits_per_s,
-            "visible_ms": {"p50": visible[0], "p99": visible[1]}}
+            "visible_ms": {"p50": visible[0], "p99": visible[1]}, "broker_cpu_share": broker,
+            "client_cpu_share": client, "retry_backoff_ms": 100}
 
 
 def test_relate_to_worker() -> None:
     cases = [
         _case("idempotent", 10, 10_000, 90.0, (6.0, 9.0)),
         _case("transactional", 100, 10_000, 9.5, (60.0, 110.0)),
-        _case("transactional", 0, 10_000, 150.0, (7.0, 12.0)),
+        _case("transactional", 1000, 10_000, 1.0, (500.0, 990.0), broker=0.25, client=0.12),
+        _case("transactional", 10, 10_000, 51.0, (20.0, 40.0), broker=0.5, client=0.17),
+        _case("transactional", 0, 10_000, 101.0, (7.0, 12.0), broker=0.75, client=0.22),
         _case("transactional", 10, None, 80.0, (9.0, 20.0)),  # unpaced: no latency figure
     ]
     out = relate_to_worker(cases, batch_window_ms=10, stateful_agents=2, partitions=4, hops=3,
                            records_per_order=27, redo_per_order=(0.5, 7.0), internal_receipts_per_order=6)
-    assert out["most_transactions_per_s_one_producer"] == 150.0
+    assert out["most_transactions_per_s_one_producer"] == 101.0
     assert out["partition_transactions_per_s_when_batches_fill"] == 800.0
     assert out["one_kafka_transaction_per_redo_record_fits"] is False
-    assert [c["commit_every_ms"] for c in out["cadences"]] == [0, 100]
-    assert out["cadences"][1]["over_3_hops_ms"] == {"p50": 180.0, "p99_bound": 330.0}
+    assert [c["commit_every_ms"] for c in out["cadences"]] == [0, 10, 100, 1000]
+    assert out["cadences"][2]["over_3_hops_ms"] == {"p50": 180.0, "p99_bound": 330.0}
+    # from 1 to 101 commits/s (back to back) the broker went from 0.25 to 0.75 of a core
+    assert out["cpu_per_commit_estimate"]["transactional"] == {
+        "broker_cpu_ms": 5.0, "client_cpu_ms": 1.0, "from_cases_ms": [1000, 0]}
+    assert "idempotent" not in out["cpu_per_commit_estimate"]  # one case: no estimate
     assert out["saved_per_order"]["total"] == [6.5, 13.0]
