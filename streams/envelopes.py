@@ -19,6 +19,7 @@ Contract:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -47,7 +48,8 @@ class Outgoing:
     one record each, internal messages gathered into envelopes (``records``)."""
 
     partitions: int
-    encode_envelope: object = encode  # (Envelope, topic) -> bytes: the deployment's framing
+    # (Envelope, topic) -> bytes: the deployment's framing (streams/wire.py); single-object here
+    encode_envelope: Callable[[Envelope, str], bytes] = lambda obj, topic: encode(obj, topic=topic)
     _outputs: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     _internal: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
     size: int = 0
@@ -68,7 +70,7 @@ class Outgoing:
         out = []
         for (topic, partition), items in self._internal.items():
             envelope = Envelope.model_construct(source=source, seq=seq, items=items)
-            out.append(OutRecord(topic, source.encode(), self.encode_envelope(envelope, topic), partition))  # type: ignore[operator]
+            out.append(OutRecord(topic, source.encode(), self.encode_envelope(envelope, topic), partition))
         out += [OutRecord(topic, key, value) for topic, key, value in self._outputs]
         return out
 
