@@ -77,6 +77,10 @@ _HOUR_FORMAT = "%Y%m%dT%H"
 # partition, key, value (None: a tombstone)
 SendChangelog = Callable[[int, bytes, bytes | None], None]
 
+ENCODE: Any = object()  # a staged value: the staged object, to be encoded at commit
+CACHED = frozenset((b"s|", b"v|", b"e|", b"o|"))  # record kinds kept decoded between transactions
+CACHE_ENTRIES = 50_000  # per partition
+
 WRITE_OVERHEAD = 8  # per staged write in the transaction record (lengths, union tags)
 
 
@@ -151,7 +155,13 @@ class FamilyStore:
         self.decode_output = decode_output
         self.partition = -1
         self._db: Any = None
-        self._staged: dict[bytes, bytes | None] = {}
+        # The open transaction: key -> value (None: delete; ENCODE: the object in _objects,
+        # encoded at commit), and the objects staged (read back without decoding).
+        self._staged: dict[bytes, Any] = {}
+        self._objects: dict[bytes, Any] = {}
+        # Per partition: decoded committed records (key -> (object, encoded size)), oldest first.
+        self._caches: dict[int, dict[bytes, tuple[Any, int]]] = {}
+        self._cache: dict[bytes, tuple[Any, int]] = {}
         self._last_message_id = ""
         self.staged_bytes = 0
         self._clock: PartitionClock | None = None  # decoded from _clock_raw
@@ -166,27 +176,54 @@ class FamilyStore:
         assert not self._staged, "commit before switching partitions"
         self.partition = partition
         self._db = faust_private.db_for_partition(self.table, partition)
+        self._cache = self._caches.setdefault(partition, {})
 
     def _raw(self, k: bytes) -> bytes | None:
         staged = self._staged
         if k in staged:
-            return staged[k]
+            value = staged[k]
+            return encode(self._objects[k]) if value is ENCODE else value
         return self._db.get(k)
 
     def _get(self, k: bytes) -> Any:
-        raw = self._raw(k)
-        return None if raw is None else decode(raw, validate=False)
+        """The record under ``k``: staged in this transaction, else committed (decoded once and
+        kept in the partition's cache, for the kinds of records read again)."""
+        objects = self._objects
+        if k in objects:
+            return objects[k]
+        staged = self._staged
+        if k in staged:
+            raw = staged[k]
+            return None if raw is None else decode(raw, validate=False)
+        hit = self._cache.get(k)
+        if hit is not None:
+            return hit[0]
+        raw = self._db.get(k)
+        value = None if raw is None else decode(raw, validate=False)
+        if k[:2] in CACHED:
+            self._remember(k, value, 0 if raw is None else len(raw))
+        return value
 
-    def _scan(self, prefix: bytes) -> Iterator[bytes]:
-        """The values under ``prefix`` in key order, staged writes included."""
-        staged = {k: v for k, v in self._staged.items() if k.startswith(prefix)}
+    def _remember(self, k: bytes, value: Any, size: int) -> None:
+        cache = self._cache
+        cache.pop(k, None)
+        if len(cache) >= CACHE_ENTRIES:
+            del cache[next(iter(cache))]  # the oldest
+        cache[k] = (value, size)
+
+    def _scan(self, prefix: bytes) -> Iterator[Any]:
+        """The records under ``prefix`` in key order, staged writes included."""
+        staged = [k for k in self._staged if k.startswith(prefix)]
+        committed = scan_prefix(self.table, self.partition, prefix)
         if not staged:
-            yield from (v for _, v in scan_prefix(self.table, self.partition, prefix))
+            cache = self._cache
+            for k, raw in committed:
+                hit = cache.get(k)
+                yield hit[0] if hit is not None else decode(raw, validate=False)
             return
-        merged: dict[bytes, bytes | None] = dict(scan_prefix(self.table, self.partition, prefix))
-        merged.update(staged)
-        for k in sorted(merged):
-            value = merged[k]
+        keys = sorted({*(k for k, _ in committed), *staged})
+        for k in keys:
+            value = self._get(k)
             if value is not None:
                 yield value
 
@@ -242,27 +279,44 @@ class FamilyStore:
         fingerprint: str = "",
         event_id: str = "",
         internal_bytes: int = 0,
+        objects: list[tuple[bytes, Any]] = (),  # type: ignore[assignment]
     ) -> None:
         """Add one message's writes (and its receipt) to the open transaction, or raise
         ``TooLarge`` (staging nothing) when they exceed ``message_budget``. ``outputs``: what
         its receipt keeps (the outputs for the outside world); ``internal_bytes``: the size of
-        its internal messages (they travel in envelopes, and count against the budget)."""
+        its internal messages (they travel in envelopes, and count against the budget);
+        ``objects``: records written as objects (key, record), encoded once, at commit; their
+        size is counted as they last were (a record grows little from one message to the
+        next, and TRANSACTION_OVERHEAD leaves room for it)."""
         if receipt:
             stored = StoredReceipt(message_id, outputs, fingerprint, event_id)
             writes = [*writes, Write(key("r", message_id), encode(stored))]
+        sized = [(k, obj, self._size_of(k, obj)) for k, obj in objects]
         size = internal_bytes + sum(map(len, outputs)) + sum(
             WRITE_OVERHEAD + len(w.key) + (len(w.value) if w.value is not None else 0) for w in writes
-        )
+        ) + sum(WRITE_OVERHEAD + len(k) + (len(raw) if isinstance(raw, bytes) else raw) for k, _, raw in sized)
         if self.message_budget is not None and size > self.message_budget:
             raise TooLarge(f"{message_id or 'a message'}: its writes and outputs take {size} bytes, more than "
                            f"the {self.message_budget} one message may stage (record_max_bytes)")
-        if not writes:
+        if not writes and not sized:
             return  # nothing to redo: its outputs are sent, and a replay sends them again
-        staged = self._staged
+        staged, staged_objects = self._staged, self._objects
         for w in writes:
             staged[w.key] = w.value
+            staged_objects.pop(w.key, None)
+        for k, obj, raw in sized:
+            staged[k] = raw if isinstance(raw, bytes) else ENCODE
+            staged_objects[k] = obj
         self.staged_bytes += size
         self._last_message_id = message_id
+
+    def _size_of(self, k: bytes, obj: Any) -> bytes | int:
+        """An object's encoded size: the size it had when last read or written, if known (it
+        is then encoded once, at commit), else its encoding, made now."""
+        hit = self._cache.get(k)
+        if hit is not None and hit[1]:
+            return hit[1]
+        return encode(obj)
 
     def received(self, source: str) -> int:
         """The highest envelope sequence number applied from ``source`` (0: none)."""
@@ -302,13 +356,19 @@ class FamilyStore:
         log = self._log()
         seq = log.seq + 1
         records = outgoing.records(self.source, seq) if outgoing else []
-        staged, kept = self._staged, log.kept
+        staged, kept, objects = self._staged, log.kept, self._objects
         while kept and kept[0] <= log.delivered:
             staged[outbox_key(kept.popleft())] = None
-        writes = tuple(Write(k, v) for k, v in staged.items())
+        writes = tuple(Write(k, encode(objects[k]) if v is ENCODE else v) for k, v in staged.items())
         head = encode(Transaction(message_id=f"#{seq}|{self._last_message_id}", writes=writes, outputs=()))
-        self._staged = {}
+        self._staged, self._objects = {}, {}
         self.staged_bytes = 0
+        for w in writes:
+            if w.key in objects:
+                self._remember(w.key, objects[w.key], len(w.value))  # type: ignore[arg-type]
+            elif w.key[:2] in CACHED:
+                self._remember(w.key, None if w.value is None else decode(w.value, validate=False),
+                               0 if w.value is None else len(w.value))
         items: list[tuple[bytes, bytes | None]] = []
         if records:
             items.append((outbox_key(seq), encode(Outbox(seq, tuple(records)))))
@@ -327,6 +387,7 @@ class FamilyStore:
         the head's sequence (an entry past it belongs to a transaction cut short before its
         head: never sent, and its number is used again)."""
         self._logs.pop(self.partition, None)
+        self._cache.clear()
         head: Transaction | None = self._get(HEAD)
         if head is None:
             return (), []
@@ -359,6 +420,8 @@ class FamilyStore:
     def forget(self) -> None:
         """A rebalance: what was known of any partition is re-read from its state."""
         self._logs.clear()
+        for cache in self._caches.values():
+            cache.clear()
 
     def retention_writes(self, retention: Retention) -> list[Write]:
         """The writes of a message's retention changes: its partition's clock, index entries
@@ -395,22 +458,26 @@ class StockStore(FamilyStore):
         return self._get(key("v", sku, order_no))
 
     def reservations_of(self, sku: str) -> Iterator[Reservation]:
-        for raw in self._scan(key("v", sku, "")):
-            yield decode(raw, validate=False)
+        return self._scan(key("v", sku, ""))
 
     def expectation(self, sku: str, warehouse_code: str, document_no: str) -> InboundExpectation | None:
         return self._get(key("e", sku, warehouse_code, document_no))
 
     def stage_outcome(self, outcome: StockOutcome, outputs: tuple[bytes, ...], internal_bytes: int = 0) -> None:
         writes: list[Write] = []
+        objects: list[tuple[bytes, Any]] = []
         for (sku, order_no), reservation in outcome.reservations.items():
-            writes.append(Write(key("v", sku, order_no), None if reservation is None else encode(reservation)))
+            if reservation is None:
+                writes.append(Write(key("v", sku, order_no), None))
+            else:
+                objects.append((key("v", sku, order_no), reservation))
         for (sku, warehouse_code, document_no), expectation in outcome.expectations.items():
-            writes.append(
-                Write(key("e", sku, warehouse_code, document_no), None if expectation is None else encode(expectation))
-            )
+            if expectation is None:
+                writes.append(Write(key("e", sku, warehouse_code, document_no), None))
+            else:
+                objects.append((key("e", sku, warehouse_code, document_no), expectation))
         if outcome.stock is not None:
-            writes.append(Write(key("s", outcome.sku), encode(outcome.stock)))
+            objects.append((key("s", outcome.sku), outcome.stock))
         for extra in outcome.extra_receipts:  # a document's; a reservation released before it was read
             events = tuple(encode(e) for e in extra.events)  # single-object: decode_output reads both
             stored = StoredReceipt(extra.message_id, events, extra.fingerprint, extra.event_id)
@@ -418,10 +485,10 @@ class StockStore(FamilyStore):
         writes += self.retention_writes(outcome.retention)
         receipt = outcome.receipt
         if receipt is None:
-            self.stage("", writes, outputs, False, internal_bytes=internal_bytes)
+            self.stage("", writes, outputs, False, internal_bytes=internal_bytes, objects=objects)
         else:
             self.stage(receipt.message_id, writes, outputs, True, receipt.fingerprint, receipt.event_id,
-                       internal_bytes)
+                       internal_bytes, objects)
 
 
 class OrderStore(FamilyStore):
@@ -432,16 +499,17 @@ class OrderStore(FamilyStore):
 
     def stage_outcome(self, outcome: OrderOutcome, outputs: tuple[bytes, ...], internal_bytes: int = 0) -> None:
         writes: list[Write] = []
+        objects: list[tuple[bytes, Any]] = []
         if outcome.expiry_cleared is not None:
             writes.append(Write(expiry_key(outcome.expiry_cleared, outcome.order_no), None))
         if outcome.expiry_set is not None:
             writes.append(Write(expiry_key(outcome.expiry_set, outcome.order_no), b"1"))
         if outcome.order is not None:
-            writes.append(Write(key("o", outcome.order_no), encode(outcome.order)))
+            objects.append((key("o", outcome.order_no), outcome.order))
         writes += self.retention_writes(outcome.retention)
         receipt = outcome.receipt
         if receipt is None:
-            self.stage("", writes, outputs, False, internal_bytes=internal_bytes)
+            self.stage("", writes, outputs, False, internal_bytes=internal_bytes, objects=objects)
         else:
             self.stage(receipt.message_id, writes, outputs, True, receipt.fingerprint, receipt.event_id,
-                       internal_bytes)
+                       internal_bytes, objects)
