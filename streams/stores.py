@@ -9,7 +9,7 @@ Crash safety, in three parts:
    partition's head key ``h|``. A crash can cut the writes short; after recovery the head is
    applied once more (every write is idempotent, and nothing was written after it), which
    completes the transaction, and its outputs are sent again. Its outputs leave only once the
-   broker has acknowledged its changelog records (``streams.app.commit_then_send``): no
+   broker has acknowledged its changelog records (streams/checkpoint.py): no
    output outlives the state that decided it.
 3. A worker that did not shut down cleanly discards its local RocksDB and recovers from the
    changelog alone (streams/worker.py): the local store can be ahead of the changelog after

@@ -172,7 +172,7 @@ def test_a_transactions_outputs_leave_only_once_its_redo_record_is_acknowledged(
     Kafka, in the order sent, and the flush before an offset commit waits for it."""
     import asyncio
 
-    from streams.app import commit_then_send
+    from streams.checkpoint import commit_then_send
     from streams.record_sink import RecordSink
 
     producer = _HeldProducer()

@@ -1,0 +1,138 @@
+"""The durability order, in one place. A worker's writes become durable in these steps:
+
+1. **Stage.** A batch's messages of one partition are applied to the core one after the
+   other; their writes are staged in the partition's store (streams/stores.py).
+2. **Commit.** The transaction is numbered; its outbox entry (every record it sends), its
+   redo record and its writes go to the partition's changelog through the record sink, then
+   into RocksDB in one write batch (``FamilyStore.commit``).
+3. **Send.** Its records (envelopes, outputs) are handed to the sink, which holds them until
+   the broker has acknowledged those changelog records: no output outlives the state that
+   decided it (``Checkpoint.commit``).
+4. **Flush.** Before Faust commits input offsets, the sink is flushed: every record handed to
+   it, held ones included, is acknowledged (``Checkpoint.flush``, Faust's flush hook).
+5. **Release.** The outbox entries of the transactions that flush covered are deleted with a
+   later transaction's writes; the changelog offsets acknowledged are recorded for Faust.
+6. **Commit offsets.** Faust commits the input offsets (streams/faust_private.py keeps a
+   commit from passing a record not yet processed).
+7. **Recover.** After any assignment, the first batch of a partition applies its last
+   transaction again (a crash may have cut it) and sends every outbox entry still kept, in
+   order, before anything new (``Checkpoint.recover_once``).
+
+A crash between any two steps leaves a state some run without a crash also reaches: see
+docs/decisions.md ("Envelopes and the outbox") and tests/integration/test_envelope_faults.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from faust.types import EventT
+
+from streams import faust_private
+from streams.envelopes import Outgoing
+from streams.record_sink import RecordSink
+from streams.stores import FamilyStore
+from tables.state import OutRecord
+
+Destination = Callable[[bytes], tuple[str, str]]  # an encoded output -> (topic, key)
+
+
+class ChangelogOffsets:
+    """The last acknowledged offset of each changelog partition, written to Faust's store
+    (what a restart resumes its restore after) once per flush rather than once per record. A
+    recorded offset behind the local store only makes a restore re-read records it holds
+    (idempotent), and streams/local_state.py searches forward from it."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, Any] = {}
+        self._pending: dict[tuple[str, int], int] = {}
+
+    def through(self, sink: RecordSink, table: Any) -> None:
+        """Send ``table``'s changelog records through ``sink``, in the partition Faust chose."""
+        name = table.changelog_topic.get_topic_name()
+        self._tables[name] = table
+
+        def send_changelog(partition: int, key: Any, value: Any) -> None:
+            sink.send(name, key, value, partition=partition)
+
+        faust_private.route_changelog(table, send_changelog)
+        sink.watch(name, self.delivered)
+
+    def delivered(self, topic: str, partition: int, offset: int) -> None:
+        self._pending[(topic, partition)] = offset
+
+    def write(self) -> None:
+        """Record the offsets acknowledged since the last call."""
+        from faust.types import TP
+
+        pending, self._pending = self._pending, {}
+        for (topic, partition), offset in pending.items():
+            faust_private.set_persisted_offset(self._tables[topic], TP(topic, partition), offset)
+
+
+def send_records(sink: RecordSink, records: Iterable[OutRecord]) -> None:
+    for r in records:
+        sink.send(r.topic, r.key, r.value, partition=None if r.partition < 0 else r.partition)
+
+
+def commit_then_send(store: FamilyStore, sink: RecordSink, changelog: str, outgoing: Outgoing) -> None:
+    """Steps 2 and 3 for the open transaction of ``store``; ``outgoing`` is emptied. Nothing
+    here waits: the agent goes on with its next batch."""
+    records = store.commit(outgoing)
+    with sink.after_acknowledged(changelog, store.partition):
+        send_records(sink, records)
+    outgoing.clear()
+
+
+def by_partition(events: Iterable[EventT]) -> dict[int, list[EventT]]:
+    """A batch's events grouped by partition, each group in arrival order."""
+    groups: dict[int, list[EventT]] = {}
+    for event in events:
+        groups.setdefault(event.message.partition, []).append(event)
+    return groups
+
+
+class Checkpoint:
+    """Steps 2-5 and 7 for the worker's stores (one per table), over one record sink."""
+
+    def __init__(self, sink: RecordSink, stores: dict[str, FamilyStore], changelogs: dict[str, str],
+                 offsets: ChangelogOffsets, destination: Destination) -> None:
+        self.sink = sink
+        self.stores = stores  # table name -> its store
+        self.changelogs = changelogs  # table name -> its changelog topic
+        self.offsets = offsets
+        self.destination = destination
+        self._recovered: set[tuple[str, int]] = set()
+
+    def commit(self, store: FamilyStore, outgoing: Outgoing) -> None:
+        """Steps 2 and 3: the open transaction of ``store``."""
+        commit_then_send(store, self.sink, self.changelogs[store.name], outgoing)
+
+    async def flush(self) -> None:
+        """Steps 4 and 5 (Faust awaits this before it commits input offsets)."""
+        marks = [(store, store.marks()) for store in self.stores.values()]
+        await self.sink.flush()
+        for store, mark in marks:
+            store.flushed(mark)
+        self.offsets.write()
+
+    def assigned(self) -> None:
+        """Partitions were assigned: every partition recovers again before its next batch,
+        and what the stores knew of any partition is read again from its state."""
+        self._recovered.clear()
+        for store in self.stores.values():
+            store.forget()
+
+    def recover_once(self, store: FamilyStore) -> None:
+        """Step 7 for the partition ``store`` has open, once per assignment."""
+        marker = (store.name, store.partition)
+        if marker in self._recovered:
+            return
+        self._recovered.add(marker)
+        legacy, records = store.recover()
+        with self.sink.after_acknowledged(self.changelogs[store.name], store.partition):
+            for payload in legacy:  # a head written before outboxes: its outputs one by one
+                name, key = self.destination(payload)
+                self.sink.send(name, key.encode(), payload)
+            send_records(self.sink, records)
