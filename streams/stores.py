@@ -1,39 +1,20 @@
-"""Adapters from Faust's RocksDB tables to the core's read protocols, and crash-safe writes.
+"""The tables' partitions as the core's read protocols, with transactional writes.
 
-Crash safety, in three parts:
-
-1. One table per partition family. Everything a transaction writes (orders and their
-   receipts; SKU records, reservations, expectations and receipts) lands in one changelog
-   partition, in the order written.
-2. A redo record. Before its writes, a transaction's writes and outputs are stored under the
-   partition's head key ``h|``. A crash can cut the writes short; after recovery the head is
-   applied once more (every write is idempotent, and nothing was written after it), which
-   completes the transaction, and its outputs are sent again. Its outputs leave only once the
-   broker has acknowledged its changelog records (streams/checkpoint.py): no
-   output outlives the state that decided it.
-3. A worker that did not shut down cleanly discards its local RocksDB and recovers from the
-   changelog alone (streams/worker.py): the local store can be ahead of the changelog after
-   SIGKILL, and a mix of the two is not a state that ever existed.
-
-A transaction is a batch of messages of one partition (the agents take them with
-``stream.take_events``). Each message is applied to the core as before, one after the other,
-and its writes are *staged*: the next message of the batch reads them (staged values win over
-RocksDB, scans merge them in key order), and a key written by several messages is written
-once, with its last value. ``commit`` then stores one redo record for the whole batch and
-applies the writes: one RocksDB write batch, one changelog record per key. Receipts stay per
-message, so a replayed message is still recognised and answered with what it sent.
-
-Receipt retention (tables/retention.py) lives in the same tables and transactions: each
-partition's clock under ``c|``, its index under ``t|<UTC hour>|<record key>``; what a message
-prunes (index entries, receipts, settled documents) is deleted by its own writes, so a crash's
-redo deletes it again.
-
-Reads and writes go straight to the partition's RocksDB database (Faust's private handle, through
-streams/faust_private.py ``db_for_partition``), and the
-changelog records through the worker's record sink, in the partition of the data: Faust's
-table layer (current-event lookups, per-key changelog sends) is not on the per-message path.
-Faust still restores these databases from the changelog, and still tracks the changelog
-offsets the sink reports as delivered.
+Contract. A store reads and writes one partition's RocksDB database at a time (``open``).
+A transaction is a run of messages of that partition: each message's writes are *staged*
+(the next message reads them: staged values win over RocksDB, scans merge them in key
+order; records staged as objects are read back without decoding and encoded once, at
+commit); ``commit`` numbers it, writes its outbox entry ``q|<seq>`` (what it sends), its
+redo record ``h|`` (its writes and number) and its writes, each once with its last value,
+to the changelog through the record sink and then in one local write batch. After an
+assignment ``recover`` applies the head again (a crash may have cut it: every write is
+idempotent) and returns the outbox entries still kept, to send again in order. Receipts
+(``r|``) make external inputs idempotent; ``w|<source>`` keeps the highest envelope number
+applied from each source (streams/envelopes.py). Receipt retention (tables/retention.py)
+lives in the same transactions: the partition's clock under ``c|``, its index under
+``t|<UTC hour>|<record key>``. Committed records of the kinds read again stay decoded in a
+bounded per-partition cache, dropped on every assignment. The order of the steps around a
+commit is streams/checkpoint.py's; the why is in docs/decisions.md.
 """
 
 from __future__ import annotations
