@@ -12,6 +12,10 @@ This center applies the same pure functions to the same tables as ``InventoryCen
 keeps one FIFO per (topic, key) - the finest partitioning Kafka could give, as in
 ``streams/topics.py`` - and delivers the heads of those queues in a seeded random
 interleaving. Order within each queue is kept, as Kafka keeps it within a partition.
+
+``envelopes=True`` applies the core's own messages (stock commands from the order side,
+reservation answers) as the worker does now: once, by their envelope, without receipts
+(streams/envelopes.py); input events and the router's commands keep their receipts.
 """
 
 from __future__ import annotations
@@ -56,8 +60,11 @@ def input_queue(event: BaseModel) -> Queue:
 class InterleavingCenter:
     """Publish input events, then deliver queued messages in a seeded random order."""
 
-    def __init__(self, seed: int, policy: CorePolicy | None = None) -> None:
+    def __init__(self, seed: int, policy: CorePolicy | None = None, envelopes: bool = False) -> None:
         self.rng = random.Random(seed)
+        self.envelopes = envelopes
+        # Per queue, in step with it: whether each queued message travels in an envelope.
+        self._by_envelope: dict[Queue, deque[bool]] = {}
         self.policy = policy or CorePolicy()
         self.tables = MemoryTables()
         self.queues: dict[Queue, deque[BaseModel]] = {}
@@ -69,8 +76,9 @@ class InterleavingCenter:
     def publish(self, event: BaseModel) -> None:
         self._enqueue(input_queue(event), event)
 
-    def _enqueue(self, queue: Queue, message: BaseModel) -> None:
+    def _enqueue(self, queue: Queue, message: BaseModel, by_envelope: bool = False) -> None:
         self.queues.setdefault(queue, deque()).append(message)
+        self._by_envelope.setdefault(queue, deque()).append(by_envelope)
 
     def pending(self) -> list[Queue]:
         return sorted(q for q, messages in self.queues.items() if messages)
@@ -80,16 +88,18 @@ class InterleavingCenter:
         message = self.queues[queue].popleft()
         self.delivered.append((queue, type(message).__name__))
         topic = queue[0]
+        flags = self._by_envelope.get(queue)
+        by_receipt = not (flags.popleft() if flags else False)
         if topic == "stock-movements":
             self._route(message)
         elif topic == "stock-commands":
-            outcome = apply_stock(self.tables, message, self.policy)  # type: ignore[arg-type]
+            outcome = apply_stock(self.tables, message, self.policy, by_receipt=by_receipt)  # type: ignore[arg-type]
             self.tables.store_stock(outcome)
-            self._emit(outcome.events)
+            self._emit(outcome.events, outcome.duplicate)
         else:
-            order_outcome = apply_order(self.tables, message, self.policy)
+            order_outcome = apply_order(self.tables, message, self.policy, by_receipt=by_receipt)
             self.tables.store_order(order_outcome)
-            self._emit(order_outcome.events)
+            self._emit(order_outcome.events, order_outcome.duplicate)
         return message
 
     def deliver_next(self, topic: str) -> BaseModel:
@@ -136,14 +146,20 @@ class InterleavingCenter:
         if is_order_scoped(event):
             self._enqueue(("order-inbox", event.order_no), event)  # type: ignore[attr-defined]
         else:
-            self._emit(stock_commands_for(event))  # type: ignore[arg-type]
+            for command in stock_commands_for(event):  # type: ignore[arg-type]
+                self._enqueue(("stock-commands", command.sku), command)  # external: by receipt
 
-    def _emit(self, events: Iterable[object]) -> None:
+    def _emit(self, events: Iterable[object], duplicate: bool = False) -> None:
+        """``duplicate``: a message applied before re-emits what it emitted; by envelope, its
+        internal messages are not sent again (the worker's outbox already sent them)."""
+        internal = self.envelopes
         for event in events:
+            if internal and duplicate and isinstance(event, (StockCommand, ReservationUpdated)):
+                continue
             if isinstance(event, StockCommand):
-                self._enqueue(("stock-commands", event.sku), event)
+                self._enqueue(("stock-commands", event.sku), event, internal)
             elif isinstance(event, ReservationUpdated):
-                self._enqueue(("order-inbox", event.order_no), event)
+                self._enqueue(("order-inbox", event.order_no), event, internal)
             else:
                 self.outputs.append(event)
 

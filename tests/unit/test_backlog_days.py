@@ -80,8 +80,9 @@ def day_of(events: list[Event]) -> Day:
 
 
 def deliver(day: Day, seed: int, publish_chance: float) -> InterleavingCenter:
-    """The day, then its end, through the pipeline's topics in one random interleaving."""
-    center = InterleavingCenter(seed)
+    """The day, then its end, through the pipeline's topics in one random interleaving; odd
+    seeds apply internal messages by envelope (no receipts), as the worker does."""
+    center = InterleavingCenter(seed, envelopes=seed % 2 == 1)
     center.run(day.events, publish_chance)
     for event in day.closing:
         center.publish(event)

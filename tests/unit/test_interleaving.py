@@ -215,11 +215,13 @@ def simulated_day(seed: int, mix: Mix, orders: int = 60) -> tuple[list[Event], I
 
 
 def interleaved(
-    events: list[Event], seed: int, publish_chance: float, ship_on_instruction: bool = False
+    events: list[Event], seed: int, publish_chance: float, ship_on_instruction: bool = False,
+    envelopes: bool = False,
 ) -> InterleavingCenter:
     """The day through the pipeline's topics: opening stock first (a pipeline must have it
-    before the first order), the rest interleaved."""
-    center = InterleavingCenter(seed)
+    before the first order), the rest interleaved (``envelopes``: internal messages applied
+    once by their envelopes, without receipts, as the worker does)."""
+    center = InterleavingCenter(seed, envelopes=envelopes)
     for event in events:
         if is_opening_stock(event):
             center.publish(event)
@@ -319,12 +321,14 @@ DAYS = settings(max_examples=10, phases=[Phase.explicit, Phase.reuse, Phase.gene
 
 
 @DAYS
-@given(day=day_seed, seed=delivery_seed, chance=publish_chance)
-def test_a_day_that_cannot_depend_on_delivery_order_ends_as_the_model(day: int, seed: int, chance: float) -> None:
+@given(day=day_seed, seed=delivery_seed, chance=publish_chance, envelopes=st.booleans())
+def test_a_day_that_cannot_depend_on_delivery_order_ends_as_the_model(
+    day: int, seed: int, chance: float, envelopes: bool
+) -> None:
     events, model = simulated_day(day, INDEPENDENT)
     # An order read after its shipment reserves nothing for what is still to ship (see
     # docs/inventory-model.md): here, as in production, the WMS ships what the pipeline asked.
-    center = interleaved(events, seed, chance, ship_on_instruction=True)
+    center = interleaved(events, seed, chance, ship_on_instruction=True, envelopes=envelopes)
     submitted = list(events) + cancel_what_is_open(center, model, EventFactory())
     differ = {
         (sku, p.warehouse_code): (p, center.position(sku, p.warehouse_code))
@@ -338,12 +342,12 @@ def test_a_day_that_cannot_depend_on_delivery_order_ends_as_the_model(day: int, 
 
 
 @DAYS
-@given(day=day_seed, seed=delivery_seed, chance=publish_chance)
-def test_a_busy_day_keeps_the_laws_in_any_delivery_order(day: int, seed: int, chance: float) -> None:
+@given(day=day_seed, seed=delivery_seed, chance=publish_chance, envelopes=st.booleans())
+def test_a_busy_day_keeps_the_laws_in_any_delivery_order(day: int, seed: int, chance: float, envelopes: bool) -> None:
     """Orders compete for scarce stock and most name no warehouse: which order gets the
     last unit, and from where, may differ from the model. Nothing may leak or get lost."""
     events, model = simulated_day(day, replace(NO_EXPIRY, returned=0.3, snapshot_drift=0.3))
-    center = interleaved(events, seed, chance)
+    center = interleaved(events, seed, chance, envelopes=envelopes)
     submitted = list(events) + cancel_what_is_open(center, model, EventFactory())
     assert_laws(center.tables, center.outputs, submitted)
     assert_no_leaked_reservation(center.tables)
