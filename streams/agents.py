@@ -90,8 +90,9 @@ class Outputs:
     def emit(self, outgoing: Outgoing, events: tuple[object, ...], encoded: tuple[bytes, ...],
              duplicate: bool) -> None:
         """A message's outputs into its transaction: internal messages into envelopes, the
-        rest one record each. A duplicate's internal messages are not sent again: the
-        transaction that first sent them keeps them in its outbox until acknowledged."""
+        rest one record each (counted as sent when handed to the sink: streams/checkpoint.py).
+        A duplicate's internal messages are not sent again: the transaction that first sent
+        them keeps them in its outbox until acknowledged."""
         for event, payload in zip(events, encoded, strict=True):
             name, k = self.destination(event)
             if name in self.internal:
@@ -99,7 +100,6 @@ class Outputs:
                     outgoing.internal(name, k.encode(), payload)
             else:
                 outgoing.output(name, k.encode(), payload)
-            self.metrics.sent(name)
 
     @staticmethod
     def receipt_part(events: tuple[object, ...], encoded: tuple[bytes, ...]) -> tuple[tuple[bytes, ...], int]:

@@ -160,7 +160,7 @@ def create_app(settings: Settings) -> Pipeline:
         sink, {"orders": order_store, "stock": stock_store},
         {name: table.changelog_topic.get_topic_name() for name, table in (("orders", tables.orders),
                                                                            ("stock", tables.stock))},
-        offsets, outputs.destination_of,
+        offsets, outputs.destination_of, metrics.sent,
     )
     faust_private.flush_also(checkpoint.flush)  # no commit of input offsets before the sink's records are in
     expiry_clock = ExpiryClock(

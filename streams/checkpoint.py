@@ -71,17 +71,20 @@ class ChangelogOffsets:
             faust_private.set_persisted_offset(self._tables[topic], TP(topic, partition), offset)
 
 
-def send_records(sink: RecordSink, records: Iterable[OutRecord]) -> None:
+def send_records(sink: RecordSink, records: Iterable[OutRecord], sent: Callable[[str], None] | None = None) -> None:
     for r in records:
         sink.send(r.topic, r.key, r.value, partition=None if r.partition < 0 else r.partition)
+        if sent is not None:
+            sent(r.topic)
 
 
-def commit_then_send(store: FamilyStore, sink: RecordSink, changelog: str, outgoing: Outgoing) -> None:
-    """Steps 2 and 3 for the open transaction of ``store``; ``outgoing`` is emptied. Nothing
-    here waits: the agent goes on with its next batch."""
+def commit_then_send(store: FamilyStore, sink: RecordSink, changelog: str, outgoing: Outgoing,
+                     sent: Callable[[str], None] | None = None) -> None:
+    """Steps 2 and 3 for the open transaction of ``store``; ``outgoing`` is emptied; ``sent``
+    counts each record by topic. Nothing here waits: the agent goes on with its next batch."""
     records = store.commit(outgoing)
     with sink.after_acknowledged(changelog, store.partition):
-        send_records(sink, records)
+        send_records(sink, records, sent)
     outgoing.clear()
 
 
@@ -97,17 +100,19 @@ class Checkpoint:
     """Steps 2-5 and 7 for the worker's stores (one per table), over one record sink."""
 
     def __init__(self, sink: RecordSink, stores: dict[str, FamilyStore], changelogs: dict[str, str],
-                 offsets: ChangelogOffsets, destination: Destination) -> None:
+                 offsets: ChangelogOffsets, destination: Destination,
+                 sent: Callable[[str], None] | None = None) -> None:
         self.sink = sink
         self.stores = stores  # table name -> its store
         self.changelogs = changelogs  # table name -> its changelog topic
         self.offsets = offsets
         self.destination = destination
+        self.sent = sent  # counts each record handed to the sink, by topic
         self._recovered: set[tuple[str, int]] = set()
 
     def commit(self, store: FamilyStore, outgoing: Outgoing) -> None:
         """Steps 2 and 3: the open transaction of ``store``."""
-        commit_then_send(store, self.sink, self.changelogs[store.name], outgoing)
+        commit_then_send(store, self.sink, self.changelogs[store.name], outgoing, self.sent)
 
     async def flush(self) -> None:
         """Steps 4 and 5 (Faust awaits this before it commits input offsets)."""
@@ -135,4 +140,6 @@ class Checkpoint:
             for payload in legacy:  # a head written before outboxes: its outputs one by one
                 name, key = self.destination(payload)
                 self.sink.send(name, key.encode(), payload)
-            send_records(self.sink, records)
+                if self.sent is not None:
+                    self.sent(name)
+            send_records(self.sink, records, self.sent)
