@@ -6,43 +6,25 @@ it; after a crash the kept entries are sent again, in order, and only those."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from rocksdict import Options, Rdict
 
 from schemas.codec import decode, encode
 from schemas.internal import Envelope
 from streams.envelopes import Outgoing, partition_for
-from streams.stores import HEAD, OUTBOX, StockStore, head_sequence, key, outbox_key
+from streams.stores import HEAD, OUTBOX, head_sequence, key, outbox_key
 from tables.state import Outbox, OutRecord, SkuStock, Transaction, Write
-
-
-class _Changelog(list):
-    def __call__(self, partition: int, k: bytes, value: bytes | None) -> None:
-        self.append((partition, k, value))
+from tests.unit.rocks import stock_store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    dbs: dict[int, Rdict] = {}
-
-    def db_for_partition(partition: int) -> Rdict:
-        if partition not in dbs:
-            dbs[partition] = Rdict(str(tmp_path / f"p{partition}"), Options(raw_mode=True))
-        return dbs[partition]
-
-    table = SimpleNamespace(data=SimpleNamespace(_db_for_partition=db_for_partition))
-    changelog = _Changelog()
-    s = StockStore(table, changelog, name="stock")
-    s.changelog = changelog
-    s.dbs = dbs
-    yield s
-    for db in dbs.values():
-        db.close()
+def store(tmp_path: Path) -> Iterator[Any]:
+    with stock_store(tmp_path) as s:
+        yield s
 
 
 def _write(store: Any, n: int) -> None:

@@ -9,13 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rocksdict import Options, Rdict
 
 from schemas.base import Event
 from schemas.codec import decode
@@ -29,6 +27,7 @@ from tables.routing import stock_commands_for
 from tables.state import Transaction
 from tables.stock import apply_stock
 from tests.unit.event_factory import EventFactory
+from tests.unit.rocks import stock_store
 
 DAY = timedelta(days=1)
 POLICY = CorePolicy(reorder_point=0)  # receipts kept 7 days, the default
@@ -306,27 +305,11 @@ def test_pruning_never_changes_state_and_keeps_the_index_exact(steps: list[tuple
 # --- the worker's store: the same decisions over RocksDB, and redo -------------------------
 
 
-class _Changelog(list):  # type: ignore[type-arg]
-    def __call__(self, partition: int, k: bytes, value: bytes | None) -> None:
-        self.append((partition, k, value))
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Any]:
-    dbs: dict[int, Rdict] = {}
-
-    def db_for_partition(partition: int) -> Rdict:
-        if partition not in dbs:
-            dbs[partition] = Rdict(str(tmp_path / f"p{partition}"), Options(raw_mode=True))
-        return dbs[partition]
-
-    table = SimpleNamespace(data=SimpleNamespace(_db_for_partition=db_for_partition))
-    s = StockStore(table, _Changelog())
-    s.dbs = dbs
-    s.open(0)
-    yield s
-    for db in dbs.values():
-        db.close()
+    with stock_store(tmp_path, name="") as s:
+        s.open(0)
+        yield s
 
 
 def stock_day(days: int, per_day: int) -> list[Any]:

@@ -4,36 +4,25 @@ per-partition cache, dropped on a rebalance and on recovery."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from rocksdict import Options, Rdict
 
 import streams.stores as stores
 from schemas.codec import decode, encode
-from streams.stores import StockStore, key
+from streams.stores import key
 from tables.policy import CorePolicy
 from tables.state import Position, SkuStock
 from tables.stock import StockOutcome
+from tests.unit.rocks import stock_store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    dbs: dict[int, Rdict] = {}
-
-    def db_for_partition(partition: int) -> Rdict:
-        if partition not in dbs:
-            dbs[partition] = Rdict(str(tmp_path / f"p{partition}"), Options(raw_mode=True))
-        return dbs[partition]
-
-    table = SimpleNamespace(data=SimpleNamespace(_db_for_partition=db_for_partition))
-    s = StockStore(table, lambda *_: None, name="stock")
-    s.dbs = dbs
-    yield s
-    for db in dbs.values():
-        db.close()
+def store(tmp_path: Path) -> Iterator[Any]:
+    with stock_store(tmp_path) as s:
+        yield s
 
 
 def _outcome(n: int) -> StockOutcome:

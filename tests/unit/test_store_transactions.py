@@ -4,41 +4,24 @@ once, the redo record comes first in the changelog, and redo completes a cut tra
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from rocksdict import Options, Rdict
 
 from schemas.codec import decode, encode
 from streams.envelopes import Outgoing
-from streams.stores import HEAD, StockStore, key
+from streams.stores import HEAD, key
 from tables.state import Reservation, SkuStock, StoredReceipt, Transaction, Write
-
-
-class _Changelog(list):
-    def __call__(self, partition: int, k: bytes, value: bytes | None) -> None:
-        self.append((partition, k, value))
+from tests.unit.rocks import stock_store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    dbs: dict[int, Rdict] = {}
-
-    def db_for_partition(partition: int) -> Rdict:
-        if partition not in dbs:
-            dbs[partition] = Rdict(str(tmp_path / f"p{partition}"), Options(raw_mode=True))
-        return dbs[partition]
-
-    table = SimpleNamespace(data=SimpleNamespace(_db_for_partition=db_for_partition))
-    changelog = _Changelog()
-    s = StockStore(table, changelog)
-    s.changelog = changelog
-    s.dbs = dbs
-    yield s
-    for db in dbs.values():
-        db.close()
+def store(tmp_path: Path) -> Iterator[Any]:
+    with stock_store(tmp_path, name="") as s:
+        yield s
 
 
 OUT = encode(SkuStock("OUTPUT"))  # any record stands in for an emitted event
