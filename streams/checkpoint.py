@@ -29,7 +29,7 @@ from typing import Any
 
 from faust.types import EventT
 
-from streams import faust_private
+from streams import faults, faust_private
 from streams.envelopes import Outgoing
 from streams.record_sink import RecordSink
 from streams.stores import FamilyStore
@@ -83,6 +83,7 @@ def commit_then_send(store: FamilyStore, sink: RecordSink, changelog: str, outgo
     """Steps 2 and 3 for the open transaction of ``store``; ``outgoing`` is emptied; ``sent``
     counts each record by topic. Nothing here waits: the agent goes on with its next batch."""
     records = store.commit(outgoing)
+    faults.committed(store.name, records, sink)  # test-only crash point (streams/faults.py)
     with sink.after_acknowledged(changelog, store.partition):
         send_records(sink, records, sent)
     outgoing.clear()
@@ -118,6 +119,7 @@ class Checkpoint:
         """Steps 4 and 5 (Faust awaits this before it commits input offsets)."""
         marks = [(store, store.marks()) for store in self.stores.values()]
         await self.sink.flush()
+        faults.flushed()  # test-only crash point (streams/faults.py)
         for store, mark in marks:
             store.flushed(mark)
         self.offsets.write()

@@ -1,0 +1,79 @@
+"""Deliberate crashes, for tests only: ``INVENTORY_KILL_AT=<point>@<n>`` SIGKILLs this process
+the n-th time it reaches ``<point>`` (each point counted apart); unset, a point costs one test.
+
+Points (streams/checkpoint.py calls them):
+
+* ``commit:orders``, ``commit:stock``: a transaction of that table that sends an envelope is
+  committed (outbox entry, head and writes in the store and handed to the sink) and none of its
+  records (envelopes, outputs) is handed to the sink yet. Before the kill the sink is flushed,
+  so the transaction's changelog records are acknowledged by the broker: the crash leaves a
+  committed transaction whose envelopes were never sent, which only the outbox can send.
+* ``flushed``: Faust's commit has flushed the sink (every record acknowledged) and has not
+  committed the input offsets it covers: everything since the last commit is read again.
+
+Several points may be armed at once, comma-separated (``commit:stock@3,flushed@9``). The
+kill prints one line (``INVENTORY_KILL_AT: killed at <point> #<n>: ...``) to stderr first.
+
+Read once at import, straight from the environment rather than from ``config.settings``: a
+test-only switch that must cost nothing where it is unset, and that no deployment configures.
+Imports nothing of Faust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+ENV = "INVENTORY_KILL_AT"
+POINTS = frozenset({"commit:orders", "commit:stock", "flushed"})
+
+
+def parse(spec: str) -> dict[str, int]:
+    """``<point>@<n>[,<point>@<n>...]`` -> {point: n}; an unknown point or a bad count raises."""
+    armed: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        point, at, count = part.rpartition("@")
+        if not at or point not in POINTS or not count.isdigit() or int(count) < 1:
+            raise ValueError(f"{ENV}={spec!r}: expected <point>@<n> (n >= 1), point one of {sorted(POINTS)}")
+        armed[point] = int(count)
+    return armed
+
+
+_armed: dict[str, int] = parse(os.environ.get(ENV, ""))
+_reached: dict[str, int] = {}
+
+
+def reach(point: str, detail: str = "", settle: Callable[[], object] | None = None) -> None:
+    """Count one arrival at ``point``; at its armed count, ``settle()`` then SIGKILL."""
+    count = _reached.get(point, 0) + 1
+    _reached[point] = count
+    if count != _armed.get(point):
+        return
+    if settle is not None:
+        settle()
+    sys.stderr.write(f"{ENV}: killed at {point} #{count}: {detail}\n")
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def committed(table: str, records: Sequence[Any], sink: Any) -> None:
+    """A transaction of ``table`` committed, its ``records`` (``OutRecord``) not yet sent: the
+    point ``commit:<table>`` when one of them is an envelope (a record with a partition of its
+    own: streams/envelopes.py). Its detail names each record: topic[partition] and the first
+    16 hex digits of the value's SHA-256, so a test can find them on the topics later."""
+    if not _armed:
+        return
+    if any(r.partition >= 0 for r in records):
+        unsent = " ".join(f"{r.topic}[{r.partition}]={hashlib.sha256(r.value).hexdigest()[:16]}"
+                          for r in records)
+        reach(f"commit:{table}", unsent, settle=lambda: sink.flush_blocking(30.0))
+
+
+def flushed() -> None:
+    """Every record handed to the sink is acknowledged; no input offset of this commit is."""
+    if _armed:
+        reach("flushed")
