@@ -12,16 +12,23 @@ on hand, reserved, available, in transit, presold, outbound, damaged.
 
 "Idle": every partition the worker reads (inputs and internal topics) has its consumer
 group's committed offset at its high watermark, and stays there between two looks.
+
+The last section (``exact_workload``) is a day whose outcome does not depend on the
+interleaving, compared with the model exactly, versions included: shared by the crash,
+takeover and envelope-fault tests.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
+from connectors.produce import parse_event
 from connectors.traffic import (
     BACKLOG,
     OPEN,
@@ -296,3 +303,117 @@ def output_problems(d: Deployment, worker: WorkerProcess, skus: list[str]) -> li
             if len(problems) > 10:
                 break
     return problems
+
+
+# --- a day whose outcome does not depend on the interleaving ---------------------------------
+# Ample stock, and every order names its warehouse: whatever the order in which partitions are
+# read, the pipeline must match the model exactly, position versions included. A position's
+# version counts the changes applied to it, so equal versions mean no command was applied twice.
+
+WAREHOUSES = ("WH001", "WH002")
+
+
+def exact_workload(seed: int, skus: int = 12, orders: int = 600) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(receipts, flow): ample stock of every SKU in two warehouses, then orders naming their
+    warehouse, some cancelled, some unpaid and then paid (never expiring)."""
+    rng = random.Random(seed)
+    tag = uuid.uuid4().hex[:6]
+    sku_codes = [f"R{tag}-{i:03d}" for i in range(skus)]
+    receipts = [
+        {"eventType": "GoodsReceived", "eventId": f"rc-{tag}-{wh}", "occurredAt": "2025-11-22T08:00:00+08:00",
+         "receiptNo": f"RC-{tag}-{wh}", "warehouseCode": wh,
+         "lines": [{"sku": s, "sellableQty": 100_000} for s in sku_codes]}
+        for wh in WAREHOUSES
+    ]
+    flow: list[dict[str, Any]] = []
+    for n in range(orders):
+        no = f"O{tag}-{n:05d}"
+        lines = rng.sample(sku_codes, rng.randint(1, 3))
+        unpaid = n % 5 == 0
+        flow.append({
+            "eventType": "OrderCreated", "eventId": f"oc-{no}", "occurredAt": "2025-11-22T09:00:00+08:00",
+            "orderNo": no, "orderType": "NORMAL", "warehouseCode": WAREHOUSES[n % 2],
+            "consignee": {"name": "王五", "phone": "13700137000", "address": "广州市"},
+            "items": [{"sku": s, "quantity": rng.randint(1, 5), "price": 1} for s in lines],
+            "totalAmount": 10, "timeRequirement": "STANDARD",
+            **({"reservationExpiresAt": "2099-01-01T00:00:00+00:00"} if unpaid else {}),
+        })
+        if n % 7 == 3:
+            flow.append({"eventType": "OrderCancelled", "eventId": f"cx-{no}", "occurredAt": "2025-11-22T09:30:00+08:00",
+                         "orderNo": no, "reason": "customer"})
+        elif unpaid and n % 2 == 0:
+            flow.append({"eventType": "OrderPaid", "eventId": f"pd-{no}", "occurredAt": "2025-11-22T09:40:00+08:00",
+                         "orderNo": no})
+    return receipts, flow
+
+
+def exact_model(receipts: list[dict[str, Any]], flow: list[dict[str, Any]]) -> InventoryCenter:
+    center = InventoryCenter()
+    center.submit_all(parse_event(e) for e in receipts + flow)
+    return center
+
+
+def exact_differences(d: Deployment, w: WorkerProcess, center: InventoryCenter) -> list[str]:
+    """Differences between the pipeline's views and the model (empty when equal)."""
+    diffs: list[str] = []
+    for sku, stock in sorted(center.tables.stock_by_sku.items()):
+        for p in stock.positions:
+            got = d.position(w, sku, p.warehouse_code)
+            want = {"onHandQty": p.on_hand_qty, "reservedQty": p.reserved_qty, "availableQty": p.available_qty,
+                    "inTransitQty": p.in_transit_qty, "version": p.version}
+            if not got or any(got[k] != v for k, v in want.items()):
+                diffs.append(f"{sku}@{p.warehouse_code}: want {want}, got {got and {k: got[k] for k in want}}")
+    # Order versions count record changes, which depend on how the three input topics
+    # interleave (a cancel may overtake the reservation answers); statuses and per-line
+    # reservations do not.
+    for no, o in sorted(center.tables.orders_by_no.items()):
+        got = d.order(w, no)
+        want_lines = [(line.sku, line.warehouse_code, line.reserved_qty) for line in o.lines]
+        got_lines = got and [(x["sku"], x["warehouseCode"], x["reservedQty"]) for x in got["lines"]]
+        if not got or got["status"] != o.status.value or got_lines != want_lines:
+            diffs.append(f"{no}: want {o.status.value} {want_lines}, got {got and (got['status'], got_lines)}")
+    return diffs
+
+
+def settle_exactly(d: Deployment, w: WorkerProcess, center: InventoryCenter, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    diffs: list[str] = []
+    while time.monotonic() < deadline:
+        diffs = exact_differences(d, w, center)
+        if not diffs:
+            return
+        time.sleep(2.0)
+    orders = [x for x in diffs if "@" not in x.split(":")[0]]
+    positions = [x for x in diffs if "@" in x.split(":")[0]]
+    raise AssertionError(
+        f"{len(positions)} positions and {len(orders)} orders differ after {timeout_s}s, e.g.:\n"
+        + "\n".join(positions[:6] + orders[:12])
+    )
+
+
+def ready_positions(d: Deployment, w: WorkerProcess, receipts: list[dict[str, Any]]) -> None:
+    first = receipts[-1]["lines"][-1]["sku"]
+    wait_until(lambda: d.position(w, first, receipts[-1]["warehouseCode"]), timeout_s=60)
+
+
+def assignments_split(a: WorkerProcess, b: WorkerProcess) -> bool:
+    """Both workers see the same routing ({host: {changelog: [partitions]}}), and each host
+    owns partitions of the stock table."""
+    seen = []
+    for w in (a, b):
+        status, body = http_json(f"{w.url}/router/")
+        if status != 200 or not isinstance(body, dict):
+            return False
+        seen.append(body)
+    hosts = seen[0]
+    stock_owners = [h for h, tables in hosts.items() if any("stock-state" in t and p for t, p in tables.items())]
+    return seen[0] == seen[1] and len(stock_owners) == 2
+
+
+def owned(w: WorkerProcess, changelog: str) -> list[int]:
+    """The partitions of ``changelog`` that ``w`` owns, as its router view says ([] if none)."""
+    status, body = http_json(f"{w.url}/router/")
+    if status != 200 or not isinstance(body, dict):
+        return []
+    return sorted(next((tables.get(changelog, []) for host, tables in body.items()
+                        if host.rstrip("/").endswith(w.url.split("//", 1)[1])), []))

@@ -2,8 +2,8 @@
 RocksDB stands, a local store ahead of Kafka is deleted, and a standby takes over a killed
 worker's partitions within the bound.
 
-The expected outcome comes from the reference model fed the same events (the workload of
-test_pipeline_recovery.py: ample stock, every order names its warehouse, so the outcome does
+The expected outcome comes from the reference model fed the same events (day_end.py's
+``exact_workload``: ample stock, every order names its warehouse, so the outcome does
 not depend on how the partitions interleave, position versions included).
 """
 
@@ -19,7 +19,7 @@ from streams.stores import HEAD, key
 from streams.worker_process import WorkerProcess, http_json
 from tables.state import Transaction, Write
 from tests.integration.conftest import Deployment, wait_until
-from tests.integration.test_pipeline_recovery import _expected, _ready_positions, _settle, _workload
+from tests.integration.day_end import exact_model, exact_workload, owned, ready_positions, settle_exactly
 
 pytestmark = pytest.mark.kafka
 
@@ -45,14 +45,14 @@ def _idle(d: Deployment, worker: WorkerProcess) -> None:
 
 def test_a_sigkill_restart_keeps_the_local_store_and_ends_as_the_reference(fresh_deployment: Deployment) -> None:
     d = fresh_deployment
-    receipts, flow = _workload(seed=31, skus=24, orders=400)
+    receipts, flow = exact_workload(seed=31, skus=24, orders=400)
     half = len(flow) // 2
     data_dir = d.root / "kept"
     worker = d.start_worker("kept", data_dir=data_dir)
     d.publish(receipts)
-    _ready_positions(d, worker, receipts)
+    ready_positions(d, worker, receipts)
     d.publish(flow[:half])
-    _settle(d, worker, _expected(receipts, flow[:half]))
+    settle_exactly(d, worker, exact_model(receipts, flow[:half]))
     _idle(d, worker)
     worker.kill()  # SIGKILL: no clean-shutdown marker
 
@@ -61,7 +61,7 @@ def test_a_sigkill_restart_keeps_the_local_store_and_ends_as_the_reference(fresh
     assert sorted(decisions) == sorted(f"{t}[{p}]" for t in ("order-state", "stock-state") for p in range(4))
     assert set(decisions.values()) <= {"kept", "empty"} and "kept" in decisions.values(), decisions
     d.publish(flow[half:])
-    _settle(d, again, _expected(receipts, flow))
+    settle_exactly(d, again, exact_model(receipts, flow))
     again.stop()
 
 
@@ -70,11 +70,11 @@ def test_a_local_store_ahead_of_its_changelog_is_deleted(fresh_deployment: Deplo
     between the local write and the broker's acknowledgement): that partition is deleted and
     restored from the changelog, the others are kept."""
     d = fresh_deployment
-    receipts, _ = _workload(seed=32, skus=8, orders=0)
+    receipts, _ = exact_workload(seed=32, skus=8, orders=0)
     data_dir = d.root / "ahead"
     worker = d.start_worker("ahead", data_dir=data_dir)
     d.publish(receipts)
-    _ready_positions(d, worker, receipts)
+    ready_positions(d, worker, receipts)
     _idle(d, worker)
     worker.kill()
 
@@ -100,29 +100,21 @@ def test_a_local_store_ahead_of_its_changelog_is_deleted(fresh_deployment: Deplo
     again.stop()
 
 
-def _owned(w: WorkerProcess, changelog: str) -> list[int]:
-    status, body = http_json(f"{w.url}/router/")
-    if status != 200 or not isinstance(body, dict):
-        return []
-    return sorted(next((tables.get(changelog, []) for host, tables in body.items()
-                        if host.rstrip("/").endswith(w.url.split("//", 1)[1])), []))
-
-
 def test_a_standby_takes_over_a_killed_workers_partitions_within_the_bound(fresh_deployment: Deployment) -> None:
     d = fresh_deployment
-    receipts, flow = _workload(seed=33, skus=16, orders=200)
-    center = _expected(receipts, flow)
+    receipts, flow = exact_workload(seed=33, skus=16, orders=200)
+    center = exact_model(receipts, flow)
     old = d.start_worker("old")
     d.publish(receipts)
-    _ready_positions(d, old, receipts)
+    ready_positions(d, old, receipts)
     d.publish(flow)
-    _settle(d, old, center)
+    settle_exactly(d, old, center)
     survivor = d.start_worker("survivor")  # standby_replicas defaults to 1
     changelog = d.topics.changelog("stock-state")
-    wait_until(lambda: _owned(old, changelog) and _owned(survivor, changelog)
-               and len(_owned(old, changelog) + _owned(survivor, changelog)) == 4, timeout_s=120)
+    wait_until(lambda: owned(old, changelog) and owned(survivor, changelog)
+               and len(owned(old, changelog) + owned(survivor, changelog)) == 4, timeout_s=120)
     wait_until(lambda: "Starting standby partitions" in survivor.log_tail(400), timeout_s=60)
-    killed_partitions = _owned(old, changelog)
+    killed_partitions = owned(old, changelog)
     time.sleep(3.0)  # the standbys read to the end of these small changelogs
 
     skus = sorted(center.tables.stock_by_sku)
@@ -149,7 +141,7 @@ def test_a_standby_takes_over_a_killed_workers_partitions_within_the_bound(fresh
     assert took <= TAKEOVER_BOUND_S, f"partitions {killed_partitions} served again after {took:.1f}s"
     starts = _restore_starts(survivor.log_path.read_text(errors="replace"), changelog)
     assert all(starts[p] >= 0 for p in killed_partitions), starts  # from its standby copy, not from 0
-    _settle(d, survivor, center, timeout_s=60)  # every position and order as the reference
+    settle_exactly(d, survivor, center, timeout_s=60)  # every position and order as the reference
     survivor.stop()
 
 
