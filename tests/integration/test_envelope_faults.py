@@ -228,7 +228,7 @@ def test_a_kill_after_the_stock_commit_before_its_answers_are_sent(fresh_deploym
     duplicates = metric(crash.restarted, "inventory_duplicates_total")
     # the commands the killed transaction applied are read again (their offsets were never
     # committed) and skipped by their envelope numbers
-    assert duplicates.get("stock-envelope", 0) > 0, duplicates
+    assert duplicates.get("stock-agent-envelope", 0) > 0, duplicates
     print(f"\ncommit:stock: killed at {crash.killed_at} with {len(crash.unsent)} records unsent; found after the "
           f"restart {dict(sent)}; envelopes re-sent {[e.resent for e in envelopes.values()]}; duplicates skipped "
           f"{duplicates}; {crash.took_s:.1f}s")
@@ -241,7 +241,7 @@ def test_a_kill_after_the_flush_before_the_offsets_are_committed(fresh_deploymen
     envelopes = assert_one_content_per_envelope_number(d)
     duplicates = metric(crash.restarted, "inventory_duplicates_total")
     # everything since the last commit is read again: envelopes on both sides are skipped
-    assert duplicates.get("stock-envelope", 0) > 0 and duplicates.get("orders-envelope", 0) > 0, duplicates
+    assert duplicates.get("stock-agent-envelope", 0) > 0 and duplicates.get("order-agent-envelope", 0) > 0, duplicates
     print(f"\nflushed: killed at {crash.killed_at}; envelopes re-sent {[e.resent for e in envelopes.values()]}; "
           f"duplicates skipped {duplicates}; {crash.took_s:.1f}s")
     crash.restarted.stop()
