@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 
@@ -55,7 +54,7 @@ ENVELOPE = OutRecord("p.stock-commands", b"orders|1", b"envelope", 2)
 OUTPUT = OutRecord("p.inventory-changes", b"SKU|WH", b"output")
 
 
-def test_a_commit_point_counts_only_transactions_that_send_an_envelope(kills: list[Any]) -> None:
+def test_a_commit_point_counts_only_transactions_that_send_an_envelope(kills: list[str]) -> None:
     sink = Sink()
     faults.committed("stock", [OUTPUT], sink)  # no envelope: not the point
     faults.committed("orders", [ENVELOPE], sink)  # another point: counted apart, not armed
@@ -66,7 +65,7 @@ def test_a_commit_point_counts_only_transactions_that_send_an_envelope(kills: li
     assert faults._reached == {"commit:orders": 1, "commit:stock": 2}
 
 
-def test_flushed_kills_at_its_own_count(kills: list[Any]) -> None:
+def test_flushed_kills_at_its_own_count(kills: list[str]) -> None:
     faults.flushed()
     faults.flushed()
     faults.committed("stock", [ENVELOPE], Sink())
