@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "command": "python -m bench.benchmark " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": ("python -m bench.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
         "run_dir": str(run_dir), "limit_min_seconds": args.limit_seconds,
         "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         "workload": {"orders": w.orders, "order_lines": w.order_lines, "receipts": w.receipts,

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-logs", action="store_true", help="keep the workers' logs")
     parser.add_argument("--label", default="", help="name of this run in the results file")
     args = parser.parse_args(argv)
-    result = drain(args)
+    result = {k: v for k, v in drain(args).items() if k not in ("pids", "t0_wall", "t1_wall")}
     result["label"] = args.label
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
