@@ -105,8 +105,9 @@ bench-core: $(STAMP) ## core throughput, commands/s on one core (pure Python, no
 	$(PY) bench/core_bench.py
 bench-codec: $(STAMP) ## Avro encode/decode cost per message
 	$(PY) bench/codec_bench.py
-bench: $(STAMP) ## the benchmark: limit vs pipeline (1 and 2 workers) vs Quix peer, latency; docs/benchmark.md
-	$(PY) -m bench.benchmark
+# BENCH_ARGS: e.g. --quick (a few minutes), --publish (copy the run over docs/benchmark.md), --help.
+bench: $(STAMP) ## the benchmark (~15 min, from a stopped broker too): limit, pipeline, Quix peer, latency -> bench/results/runs/<stamp>/
+	$(PY) -m bench.benchmark $(BENCH_ARGS)
 
 bench-scale: $(STAMP) ## recovery time and throughput at 10k, 100k and 1M positions; docs/scale.md
 	$(PY) -m bench.scale

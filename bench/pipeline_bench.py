@@ -17,6 +17,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import RESULTS, Deployment, Progress, cpu_seconds, peak_rss_mb, worker_counters  # noqa: E402
+from bench.report import new_run_dir  # noqa: E402
 from schemas.base import Event  # noqa: E402
 
 
@@ -88,8 +90,13 @@ def drained(d: Deployment, inputs: int) -> tuple[float, bool]:
 
 def drain_events(events: list[Event], workers: int, partitions: int, progress: Progress,
                  profile_out: Path | None = None, timeout_s: float = 900, keep_logs: bool = False,
-                 name: str = "pb") -> dict[str, Any]:
-    """Preload ``events`` into a fresh deployment, start ``workers`` workers, time the drain."""
+                 name: str = "pb", before_close: Callable[[Deployment, dict[str, Any]], None] | None = None,
+                 ) -> dict[str, Any]:
+    """Preload ``events`` into a fresh deployment, start ``workers`` workers, time the drain.
+
+    The result holds the window in wall-clock time (``t0_wall``/``t1_wall``) and the workers'
+    pids; ``before_close(deployment, result)`` runs once drained, before the deployment's
+    topics are deleted (the benchmark counts records on the broker there)."""
     d = Deployment(name, partitions)
     profiler: subprocess.Popen[bytes] | None = None
     try:
@@ -103,14 +110,14 @@ def drain_events(events: list[Event], workers: int, partitions: int, progress: P
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pids[0]), "--rate", "100",
                  "--format", "raw", "--output", str(profile_out), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0 = sum(cpu_seconds(p) for p in pids)
-        t0 = None
+        cpu0 = 0.0
+        t0 = t0_wall = None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             consumed, done = drained(d, len(events))
             now = time.monotonic()
             if consumed and t0 is None:
-                t0 = now
+                t0, t0_wall, cpu0 = now, time.time(), sum(cpu_seconds(p) for p in pids)
             if t0 is not None:
                 rate = consumed / max(1e-3, now - t0)
                 progress.show(f"drain ({workers} worker{'s' * (workers > 1)}) "
@@ -122,14 +129,23 @@ def drain_events(events: list[Event], workers: int, partitions: int, progress: P
             raise RuntimeError(f"not drained within {timeout_s}s")
         elapsed = time.monotonic() - (t0 or time.monotonic())
         cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+        t1_wall = time.time()
         peak = max(peak_rss_mb(p) for p in pids)
         progress.done(f"drained {len(events):,} input events with {workers} worker(s) in {elapsed:.2f}s")
-        return {
+        result: dict[str, Any] = {
             "workers": workers, "partitions": partitions, "input_events": len(events),
-            "preload_s": round(preload_s, 2), "seconds": round(elapsed, 2),
-            "events_per_s": round(len(events) / elapsed, 1),
+            "preload_s": round(preload_s, 2), "seconds": round(elapsed, 3),
+            "events_per_s": round(len(events) / elapsed, 1), "cpu_s": round(cpu, 3),
             "cpu_s_per_1000_events": round(1000 * cpu / len(events), 3), "peak_rss_mb": round(peak, 1),
+            "t0_wall": t0_wall, "t1_wall": t1_wall, "pids": pids,
         }
+        if profiler is not None:
+            profiler.send_signal(2)
+            profiler.wait(timeout=60)
+            profiler = None
+        if before_close is not None:
+            before_close(d, result)
+        return result
     finally:
         if profiler is not None:
             profiler.send_signal(2)
@@ -139,7 +155,8 @@ def drain_events(events: list[Event], workers: int, partitions: int, progress: P
 
 def drain(args: argparse.Namespace) -> dict[str, Any]:
     events = reservation_workload(args.seed, args.events, args.skus, args.warehouses)
-    profile = RESULTS / f"profile-drain-{args.label or 'run'}.txt" if args.profile else None
+    # A new folder per profiled drain (bench/results/runs/, ignored by git): never over a tracked profile.
+    profile = new_run_dir(label=f"drain-{args.label or 'run'}") / "profile.txt" if args.profile else None
     return drain_events(events, args.workers, args.partitions, Progress(), profile, args.timeout, args.keep_logs)
 
 
@@ -153,11 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument("--profile", action="store_true", help="py-spy flame graph of the first worker")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy profile of the first worker, into a new folder under bench/results/runs/")
     parser.add_argument("--keep-logs", action="store_true", help="keep the workers' logs")
     parser.add_argument("--label", default="", help="name of this run in the results file")
     args = parser.parse_args(argv)
-    result = drain(args)
+    result = {k: v for k, v in drain(args).items() if k not in ("pids", "t0_wall", "t1_wall")}
     result["label"] = args.label
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
