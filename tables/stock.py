@@ -1021,12 +1021,12 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy, *, b
       passed (tables/retention.py).
     - ``by_receipt=False``: the caller applies the command once by other means (an envelope's
       sequence number: streams/envelopes.py); no receipt is read or kept, nothing is pruned."""
-    content = fingerprint(command, _NOT_CONTENT)
-    if not by_receipt:
+    if not by_receipt:  # no receipt: no fingerprint to keep on it
         tx = _Tx(view, command, policy)
         tx.by_receipt = False
         _TRANSITIONS[type(command)](tx, command)
-        return tx.finish(content)
+        return tx.finish()
+    content = fingerprint(command, _NOT_CONTENT)
     seen = view.receipt(command.command_id)
     if seen is not None:
         if seen.fingerprint and seen.fingerprint != content:
