@@ -366,7 +366,7 @@ class Probe:
     # ---- 1. feasibility -----------------------------------------------------------------------
 
     def feasibility(self) -> dict[str, Any]:
-        from confluent_kafka import KafkaException, TopicPartition
+        from confluent_kafka import TopicPartition
 
         say = self.progress.done
         out: dict[str, Any] = {}
@@ -389,18 +389,8 @@ class Probe:
         out["init_transactions_ms"] = _ms(time.perf_counter() - t)
 
         def attempt(label: str, offset: int, metadata: bytes, partition: int = 0) -> dict[str, Any]:
-            producer.begin_transaction()
-            producer.produce(self.t_feas, b"v" * VALUE_BYTES, label.encode(), partition=0)
-            result: dict[str, Any] = {"offset_sent": offset}
-            try:
-                producer.send_offsets_to_transaction([TopicPartition(self.t_in, partition, offset)], metadata, 30)
-                producer.commit_transaction(30)
-                result["committed"] = True
-            except KafkaException as exc:
-                result.update(committed=False, **_error(exc))
-                if result.get("txn_requires_abort"):
-                    producer.abort_transaction(30)
-                    result["aborted"] = True
+            result: dict[str, Any] = {"offset_sent": offset, **self._commit_with_offset(
+                producer, label, metadata, partition, offset)}
             result.update(self._offset_seen(m1, partition, offset if result["committed"] else None))
             say(f"feasibility: {label}: {result}")
             return result
@@ -438,6 +428,25 @@ class Probe:
         self._feas_producer = producer
         self.m1 = m1
         return out
+
+    def _commit_with_offset(self, producer: Any, label: str, metadata: bytes, partition: int,
+                            offset: int) -> dict[str, Any]:
+        """One transaction: a record, and ``offset`` of the input's ``partition`` committed in it
+        under ``metadata``; whether it committed, else the error (aborted when it must be)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        producer.begin_transaction()
+        producer.produce(self.t_feas, b"v" * VALUE_BYTES, label.encode(), partition=0)
+        try:
+            producer.send_offsets_to_transaction([TopicPartition(self.t_in, partition, offset)], metadata, 30)
+            producer.commit_transaction(30)
+            return {"committed": True}
+        except KafkaException as exc:
+            result: dict[str, Any] = {"committed": False, **_error(exc)}
+            if result.get("txn_requires_abort"):
+                producer.abort_transaction(30)
+                result["aborted"] = True
+            return result
 
     def _offset_seen(self, member: Member, partition: int, expected: int | None) -> dict[str, Any]:
         """What aiokafka reads as committed right after the commit returned and, when an offset
@@ -517,7 +526,6 @@ class Probe:
 
     def rebalance_fencing(self) -> dict[str, Any]:
         """A second member joins: the first member's old generation is fenced."""
-        from confluent_kafka import KafkaException, TopicPartition
 
         producer, m1 = self._feas_producer, self.m1
         old_generation, old_member = m1.membership()
@@ -531,18 +539,8 @@ class Probe:
                                "m1_partitions": mine, "m2_partitions": theirs}
 
         def attempt(label: str, metadata: bytes, partition: int, offset: int) -> dict[str, Any]:
-            producer.begin_transaction()
-            producer.produce(self.t_feas, b"v" * VALUE_BYTES, label.encode(), partition=0)
-            result: dict[str, Any] = {"partition": partition}
-            try:
-                producer.send_offsets_to_transaction([TopicPartition(self.t_in, partition, offset)], metadata, 30)
-                producer.commit_transaction(30)
-                result["committed"] = True
-            except KafkaException as exc:
-                result.update(committed=False, **_error(exc))
-                if result.get("txn_requires_abort"):
-                    producer.abort_transaction(30)
-                    result["aborted"] = True
+            result: dict[str, Any] = {"partition": partition, **self._commit_with_offset(
+                producer, label, metadata, partition, offset)}
             self.progress.done(f"feasibility: {label}: {result}")
             return result
 
