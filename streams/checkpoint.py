@@ -82,8 +82,9 @@ def commit_then_send(store: FamilyStore, sink: RecordSink, changelog: str, outgo
                      sent: Callable[[str], None] | None = None) -> None:
     """Steps 2 and 3 for the open transaction of ``store``; ``outgoing`` is emptied; ``sent``
     counts each record by topic. Nothing here waits: the agent goes on with its next batch."""
+    applied_envelope = store.applies_envelope
     records = store.commit(outgoing)
-    faults.committed(store.name, records, sink)  # test-only crash point (streams/faults.py)
+    faults.committed(store.name, records, sink, applied_envelope)  # test-only crash point (streams/faults.py)
     with sink.after_acknowledged(changelog, store.partition):
         send_records(sink, records, sent)
     outgoing.clear()

@@ -145,6 +145,7 @@ class FamilyStore:
         self._cache: dict[bytes, tuple[Any, int]] = {}
         self._last_message_id = ""
         self.staged_bytes = 0
+        self.applies_envelope = False  # the open transaction applies an envelope (streams/faults.py)
         self._clock: PartitionClock | None = None  # decoded from _clock_raw
         self._clock_raw: bytes | None = None
 
@@ -310,6 +311,7 @@ class FamilyStore:
         self._staged[k] = str(seq).encode()
         self.staged_bytes += WRITE_OVERHEAD + len(k) + 20
         self._last_message_id = f"{source}#{seq}"
+        self.applies_envelope = True
 
     def sequence(self) -> int:
         """The open partition's last transaction number (0: none yet)."""
@@ -344,6 +346,7 @@ class FamilyStore:
         head = encode(Transaction(message_id=f"#{seq}|{self._last_message_id}", writes=writes, outputs=()))
         self._staged, self._objects = {}, {}
         self.staged_bytes = 0
+        self.applies_envelope = False
         for w in writes:
             if w.key in objects:
                 self._remember(w.key, objects[w.key], len(w.value))  # type: ignore[arg-type]

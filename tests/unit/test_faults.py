@@ -32,6 +32,7 @@ def kills(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -
     killed: list[str] = []
     monkeypatch.setattr(faults, "_armed", {"commit:stock": 2, "flushed": 3})
     monkeypatch.setattr(faults, "_reached", {})
+    monkeypatch.setattr(faults, "_applied", set())
 
     def kill(pid: int, sig: int) -> None:
         assert (pid, sig) == (os.getpid(), signal.SIGKILL)
@@ -65,13 +66,33 @@ def test_a_commit_point_counts_only_transactions_that_send_an_envelope(kills: li
     assert faults._reached == {"commit:orders": 1, "commit:stock": 2}
 
 
+def both_tables_apply_an_envelope() -> None:
+    faults.committed("orders", [OUTPUT], Sink(), applied_envelope=True)
+    faults.committed("stock", [OUTPUT], Sink(), applied_envelope=True)
+
+
 def test_flushed_kills_at_its_own_count(kills: list[str]) -> None:
-    faults.flushed()
-    faults.flushed()
+    for _ in range(2):
+        both_tables_apply_an_envelope()
+        faults.flushed()
     faults.committed("stock", [ENVELOPE], Sink())
     assert kills == []
+    both_tables_apply_an_envelope()
     faults.flushed()
     assert kills == ["killed at flushed #3"]
+
+
+def test_flushed_counts_only_flushes_after_both_tables_applied_an_envelope(kills: list[str]) -> None:
+    faults.flushed()  # nothing applied
+    faults.committed("orders", [OUTPUT], Sink(), applied_envelope=True)
+    faults.committed("stock", [ENVELOPE], Sink())  # sends one, applies none
+    faults.flushed()  # only orders applied one
+    faults.committed("stock", [OUTPUT], Sink(), applied_envelope=True)
+    faults.flushed()  # only stock since the last flush: orders' was before it
+    assert faults._reached.get("flushed") is None
+    both_tables_apply_an_envelope()
+    faults.flushed()
+    assert faults._reached["flushed"] == 1 and kills == []
 
 
 def test_unset_nothing_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,7 +104,9 @@ def test_unset_nothing_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_armed_process_dies_by_sigkill_with_one_line() -> None:
-    script = "from streams import faults\nfor n in range(5):\n    print(n, flush=True)\n    faults.flushed()\n"
+    script = ("from streams import faults\nfor n in range(5):\n    print(n, flush=True)\n"
+              "    for table in faults.TABLES:\n        faults.committed(table, [], None, applied_envelope=True)\n"
+              "    faults.flushed()\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
                           env={**os.environ, "INVENTORY_KILL_AT": "flushed@3"}, timeout=60)
     assert done.returncode == -signal.SIGKILL
