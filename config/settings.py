@@ -134,6 +134,10 @@ class Settings(BaseSettings):
         "and its files, OpenAPI; not /health, /ready or the webhooks). Unset: the views are open, the local "
         "default behind web_bind=127.0.0.1; set it whenever the port is reachable beyond loopback.",
     )
+    reader_port: int = Field(6070, description="Port of the read processes (python -m streams.reader).")
+    reader_processes: int = Field(
+        1, ge=1, description="Read processes started by python -m streams.reader, sharing reader_port (SO_REUSEPORT)."
+    )
     debug_views: bool = Field(
         False, description="Serve /debug/consumer and Faust's /table views (raw table data); off: 404."
     )
