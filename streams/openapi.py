@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.base import CODE_PATTERN
+from streams.answers import QUANTITIES
 
 _CODE = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": CODE_PATTERN}
 _ONE_CODE = CODE_PATTERN.strip("^$")
 _CODE_LIST = f"^{_ONE_CODE}(,{_ONE_CODE}){{0,199}}$"  # 1 to 200 comma-separated codes
 _INT = {"type": "integer"}
-_QUANTITIES = ("availableQty", "reservedQty", "inTransitQty", "totalQty", "onHandQty", "presoldQty",
-               "outboundQty", "damagedQty")
+_QUANTITIES = QUANTITIES
 
 POSITION = {
     "type": "object",

@@ -59,12 +59,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from streams.answers import MAX_BATCH, error_json, position_json, sku_json
+
 log = logging.getLogger("streams.reader")
 
-MAX_BATCH = 200  # as the worker's batch view
 MAX_HEAD = 16 * 1024  # request line and headers
-QUANTITIES = ("availableQty", "reservedQty", "inTransitQty", "totalQty", "onHandQty", "presoldQty",
-              "outboundQty", "damagedQty")
 OPEN_PATHS = frozenset({b"/health", b"/ready"})
 
 
@@ -83,22 +82,8 @@ class Change:
 
 
 def change_of(obj: Any) -> Change:
-    """The answer for an ``InventoryChanged`` (``schemas/outputs.py``), as
-    ``streams.views.position_json`` writes it from the worker's table."""
-    body = {
-        "sku": obj.sku,
-        "warehouseCode": obj.warehouse_code,
-        "availableQty": obj.available_qty,
-        "reservedQty": obj.reserved_qty,
-        "inTransitQty": obj.in_transit_qty,
-        "totalQty": obj.total_qty,
-        "onHandQty": obj.on_hand_qty,
-        "presoldQty": obj.presold_qty,
-        "outboundQty": obj.outbound_qty,
-        "damagedQty": obj.damaged_qty,
-        "version": obj.version,
-        "updatedAt": obj.occurred_at.isoformat(),
-    }
+    """The answer for an ``InventoryChanged`` (``schemas/outputs.py``)."""
+    body = position_json(obj.sku, obj, obj.occurred_at)
     return Change(obj.sku, obj.warehouse_code, obj.version, body, dumps(body))
 
 
@@ -145,11 +130,7 @@ class Replica:
             if not held:
                 return None
             positions = [held[wh].body for wh in sorted(held)]
-            encoded = self._skus[sku] = dumps({
-                "sku": sku,
-                "warehouses": positions,
-                "network": {name: sum(p[name] for p in positions) for name in QUANTITIES},
-            })
+            encoded = self._skus[sku] = dumps(sku_json(sku, positions))
         return encoded
 
     def batch(self, keys: Sequence[str], lookup: Any) -> bytes:
@@ -323,8 +304,10 @@ class Server:
             return 405, error(405, "only GET is served"), JSON
         if path == b"/ping":
             return 200, b"pong", TEXT
-        if path.startswith(b"/inventory"):
-            return self.inventory(path, query)
+        if path.startswith(b"/inventory/"):
+            return self.inventory(path)
+        if path == b"/inventory":
+            return self.batch(query)
         if path == b"/health":
             return 200, dumps(self.health()), JSON
         if path == b"/ready":
@@ -335,11 +318,11 @@ class Server:
             return 200, self.metrics().encode(), TEXT
         return 404, error(404, "no such path"), JSON
 
-    def inventory(self, path: bytes, query: bytes) -> tuple[int, bytes, bytes]:
+    def inventory(self, path: bytes) -> tuple[int, bytes, bytes]:
         text = path.decode("utf-8", "replace")
+        parts = text.split("/")[2:]  # "", "inventory", ...: split before decoding (a code may hold "/")
         if "%" in text:
-            text = unquote(text)
-        parts = text.split("/")[2:]  # "", "inventory", ...
+            parts = [unquote(part) for part in parts]
         if len(parts) == 2:
             sku, wh = parts
             body = self.replica.position(sku, wh)
@@ -355,8 +338,6 @@ class Server:
             if not _code(parts[0]):
                 return 400, error(400, "sku must be a code"), JSON
             return 404, error(404, f"unknown sku {parts[0]}"), JSON
-        if not parts:
-            return self.batch(query)
         return 404, error(404, "no such path"), JSON
 
     def batch(self, query: bytes) -> tuple[int, bytes, bytes]:
@@ -403,7 +384,7 @@ TEXT = b"text/plain; charset=utf-8"
 
 
 def error(status: int, message: str) -> bytes:
-    return dumps({"error": message, "status": status})
+    return dumps(error_json(status, message))
 
 
 class HttpProtocol(asyncio.Protocol):

@@ -22,11 +22,12 @@ from schemas.base import CODE_PATTERN
 from schemas.codec import decode
 from streams import faust_private
 from streams.health import readiness
+from streams.answers import MAX_BATCH, error_json, order_json, position_json, sku_json
 from streams.live import LiveFeed, ThroughputMeter
 from streams.openapi import openapi_document
 from streams.stores import key
 from streams.web_access import install_read_guard
-from tables.state import Order, Position, SkuStock
+from tables.state import SkuStock
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -34,76 +35,17 @@ if TYPE_CHECKING:
 _CODE = re.compile(CODE_PATTERN)
 
 
-def position_json(sku: str, p: Position) -> dict[str, Any]:
-    return {
-        "sku": sku,
-        "warehouseCode": p.warehouse_code,
-        "availableQty": p.available_qty,
-        "reservedQty": p.reserved_qty,
-        "inTransitQty": p.in_transit_qty,
-        "totalQty": p.total_qty,
-        "onHandQty": p.on_hand_qty,
-        "presoldQty": p.presold_qty,
-        "outboundQty": p.outbound_qty,
-        "damagedQty": p.damaged_qty,
-        "version": p.version,
-        "updatedAt": p.updated_at.isoformat() if p.updated_at else None,
-    }
-
-
-def order_json(o: Order) -> dict[str, Any]:
-    return {
-        "orderNo": o.order_no,
-        "status": o.status.value,
-        "orderType": o.order_type.value,
-        "known": o.known,
-        "paid": o.paid,
-        "version": o.version,
-        "reservationExpiresAt": o.reservation_expires_at.isoformat() if o.reservation_expires_at else None,
-        "lines": [
-            {
-                "sku": line.sku,
-                "quantity": line.quantity,
-                "warehouseCode": line.warehouse_code,
-                "reservationState": line.state.value,
-                "reservedQty": line.reserved_qty,
-                "presoldQty": line.presold_qty,
-                "shortQty": line.short_qty,
-                "shippedQty": line.shipped_qty,
-                "deliveredQty": line.delivered_qty,
-                "returnedQty": line.returned_qty,
-                "splits": [
-                    {"warehouseCode": part.warehouse_code, "reservedQty": part.reserved_qty} for part in line.splits
-                ],
-            }
-            for line in o.lines
-        ],
-        "timeline": [
-            {"at": entry.at.isoformat(), "what": entry.what, "causeEventId": entry.cause_event_id}
-            for entry in o.timeline
-        ],
-    }
-
-
 def _error(web: Web, status: int, message: str) -> Response:
-    return web.json({"error": message, "status": status}, status=status)
+    return web.json(error_json(status, message), status=status)
 
 
-QUANTITIES = ("availableQty", "reservedQty", "inTransitQty", "totalQty", "onHandQty", "presoldQty",
-              "outboundQty", "damagedQty")
-MAX_BATCH = 200
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".html": "text/html", ".js": "application/javascript", ".css": "text/css",
                 ".svg": "image/svg+xml", ".png": "image/png", ".json": "application/json"}
 
 
-def sku_json(stock: SkuStock) -> dict[str, Any]:
-    positions = [position_json(stock.sku, p) for p in stock.positions]
-    return {
-        "sku": stock.sku,
-        "warehouses": positions,
-        "network": {name: sum(p[name] for p in positions) for name in QUANTITIES},
-    }
+def stock_json(stock: SkuStock) -> dict[str, Any]:
+    return sku_json(stock.sku, [position_json(stock.sku, p, p.updated_at) for p in stock.positions])
 
 
 def register_views(pipeline: Pipeline) -> None:
@@ -131,7 +73,7 @@ def register_views(pipeline: Pipeline) -> None:
         position = stock.position(warehouse_code) if stock else None
         if position is None:
             return _error(web, 404, f"no position for sku {sku} in warehouse {warehouse_code}")
-        return web.json(position_json(sku, position))
+        return web.json(position_json(sku, position, position.updated_at))
 
     @app.page("/inventory/{sku}")
     @app.table_route(table=tables.stock, match_info="sku")
@@ -141,7 +83,7 @@ def register_views(pipeline: Pipeline) -> None:
         stock = load_stock(sku)
         if stock is None or not stock.positions:
             return _error(web, 404, f"unknown sku {sku}")
-        return web.json(sku_json(stock))
+        return web.json(stock_json(stock))
 
     @app.page("/inventory")
     class InventoryBatch(View):
@@ -167,7 +109,7 @@ def register_views(pipeline: Pipeline) -> None:
                     for sku in group:
                         stock = load_stock(sku)
                         if stock is not None and stock.positions:
-                            items[sku] = sku_json(stock)
+                            items[sku] = stock_json(stock)
                     continue
                 url = f"{owner.rstrip('/')}/inventory?scope=local&skus={','.join(group)}"
                 async with app.http_client.get(url, headers=peer_headers) as response:
