@@ -32,6 +32,26 @@ def _pidfile() -> Path:
     return get_settings().local_dir / "worker.pid"
 
 
+def _reader_pidfile() -> Path:
+    return get_settings().local_dir / "reader.pid"
+
+
+def start_reader(settings: Settings) -> str:
+    """A read process (streams/reader.py) left running beside the worker; its URL."""
+    import subprocess
+
+    url = f"http://{settings.web_host}:{settings.reader_port}"
+    if http_json(f"{url}/health")[0] == 200:
+        print(f"a read process already serves {url}", flush=True)
+        return url
+    log = (settings.local_dir / "reader.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "streams.reader"], stdout=log, stderr=subprocess.STDOUT,
+                            cwd=REPO_ROOT, start_new_session=True)
+    _reader_pidfile().write_text(str(proc.pid))
+    print(f"read process starting (pid {proc.pid}, log {settings.local_dir / 'reader.log'})", flush=True)
+    return url
+
+
 def main() -> int:
     settings = get_settings()
     started = time.monotonic()
@@ -50,6 +70,7 @@ def main() -> int:
         print(f"worker starting (pid {worker.proc.pid}, log {worker.log_path})", flush=True)
         worker.wait_ready(timeout_s=120)
     print(f"worker ready at {url}", flush=True)
+    reader_url = start_reader(settings)
 
     events = []
     with SAMPLE.open(encoding="utf-8") as lines:
@@ -72,8 +93,12 @@ def main() -> int:
     orders = sorted({e.order_no for e in events if hasattr(e, "order_no")})
     snapshot = wait_until_settled(url, skus, orders)
     print_inventory(snapshot)
-    print(f"\ndone in {time.monotonic() - started:.1f}s. The worker keeps running: try "
-          f"{url}/inventory/SKU001  {url}/orders/{orders[0]}  {url}/metrics", flush=True)
+    same = wait_until_read_process_agrees(reader_url, snapshot["inventory"])
+    print(f"\nread process at {reader_url}: {'answers the same' if same else 'did NOT catch up in 30 s'}"
+          f" (python -m streams.reader: stock queries apart from the worker)", flush=True)
+    print(f"\ndone in {time.monotonic() - started:.1f}s. The worker and the read process keep running: try "
+          f"{url}/inventory/SKU001  {url}/orders/{orders[0]}  {url}/metrics  {reader_url}/inventory/SKU001",
+          flush=True)
     print("stop everything with: make stop", flush=True)
     return 0
 
@@ -99,6 +124,22 @@ def wait_until_settled(url: str, skus: list[str], orders: list[str], timeout_s: 
     return previous or {}
 
 
+def wait_until_read_process_agrees(url: str, inventory: dict, timeout_s: float = 30.0) -> bool:  # type: ignore[type-arg]
+    """Poll the read process until its SKU answers equal the worker's (warehouses by code)."""
+
+    def by_code(body: object) -> object:
+        if not isinstance(body, dict) or "warehouses" not in body:
+            return body
+        return {**body, "warehouses": sorted(body["warehouses"], key=lambda p: p["warehouseCode"])}
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(by_code(http_json(f"{url}/inventory/{sku}")[1]) == by_code(body) for sku, body in inventory.items()):
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def print_inventory(snapshot: dict) -> None:  # type: ignore[type-arg]
     print("\nInventory (per SKU and warehouse)")
     header = f"{'sku':8} {'warehouse':9} {'available':>9} {'reserved':>8} {'inTransit':>9} {'total':>6} " \
@@ -117,8 +158,8 @@ def print_inventory(snapshot: dict) -> None:  # type: ignore[type-arg]
     sys.stdout.flush()
 
 
-def stop_worker(pidfile: Path) -> None:
-    """SIGTERM the worker whose pid the file holds, wait up to 30 s, forget the file."""
+def stop_worker(pidfile: Path, what: str = "worker") -> None:
+    """SIGTERM the process group whose leader's pid the file holds, wait up to 30 s, forget the file."""
     import os
     import signal
 
@@ -132,7 +173,7 @@ def stop_worker(pidfile: Path) -> None:
         except ProcessLookupError:
             pass
         pidfile.unlink(missing_ok=True)
-        print(f"worker {pid} stopped")
+        print(f"{what} {pid} stopped")
 
 
 def kill_worker(pidfile: Path) -> None:
@@ -155,6 +196,7 @@ def stop() -> int:
 
     settings = get_settings()
     stop_worker(_pidfile())
+    stop_worker(_reader_pidfile(), "read process")
     failed = demo_connectors.stop(settings)  # before the broker: Connect is a Kafka client
     if settings.uses_local_broker:
         local_kafka.stop(settings)
@@ -172,6 +214,7 @@ def reset() -> int:
 
     settings = get_settings()
     kill_worker(_pidfile())
+    kill_worker(_reader_pidfile())
     if settings.uses_local_broker and not local_kafka.is_running(settings):
         local_kafka.start(settings)
     doomed = delete_topics(settings, list(Topics(settings).all()))
