@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from config.settings import REPO_ROOT, Settings, get_settings
-from connectors.produce import EventPublisher, InvalidLine, parse_lines
+from connectors.produce import EventPublisher
+from schemas.events import InvalidLine, parse_lines
 from streams import local_kafka
 from streams.topics import create_topics
 from streams.worker_process import WorkerProcess, http_json

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
-from connectors.produce import parse_event
 from schemas.base import Event
+from schemas.events import parse_event
 from schemas.inputs import ORDER_EVENTS
 from streams.topics import input_key
 

@@ -21,8 +21,8 @@ from faust.web import Request, Response, View, Web
 from schemas.base import CODE_PATTERN
 from schemas.codec import decode
 from streams import faust_private
-from streams.health import readiness
 from streams.answers import MAX_BATCH, error_json, order_json, position_json, sku_json
+from streams.health import readiness
 from streams.live import LiveFeed, ThroughputMeter
 from streams.openapi import openapi_document
 from streams.stores import key

@@ -67,8 +67,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import SecretStr, ValidationError
 
-from connectors.produce import parse_event
 from schemas.base import Event, SourceSystem
+from schemas.events import parse_event
 from schemas.inputs import INPUT_EVENTS, MOVEMENT_EVENTS, SHIPMENT_EVENTS
 from streams.topics import Topics, input_key
 from streams.web_access import authorized

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
-from connectors.produce import EventPublisher, parse_event
+from connectors.produce import EventPublisher
 from connectors.tail import tail
 from schemas.base import Event
+from schemas.events import parse_event
 from streams.topics import Topics, create_topics
 from streams.worker_process import WorkerProcess, http_json
 

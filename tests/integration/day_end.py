@@ -28,7 +28,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from connectors.produce import parse_event
 from connectors.traffic import (
     BACKLOG,
     OPEN,
@@ -39,6 +38,7 @@ from connectors.traffic import (
     ship_what_is_held,
 )
 from schemas.base import Event
+from schemas.events import parse_event
 from streams.worker_process import WorkerProcess, http_json
 from tables.center import InventoryCenter
 from tests.integration.conftest import Deployment, wait_until

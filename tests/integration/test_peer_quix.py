@@ -33,9 +33,9 @@ from typing import Any
 import pytest
 
 from bench.peer_quix.topics import TopicNames, default_output_prefix
-from connectors.produce import parse_event
 from schemas.base import Event
 from schemas.codec import decode
+from schemas.events import parse_event
 from schemas.outputs import InventoryChanged, OrderStatusChanged
 from streams.kafka_config import admin_config, consumer_config
 from streams.topics import Topics

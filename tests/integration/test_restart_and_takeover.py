@@ -163,6 +163,6 @@ def _restore_starts(log_text: str, changelog: str) -> dict[int, int]:
 
 
 def _parse(event: dict[str, object]) -> object:
-    from connectors.produce import parse_event
+    from schemas.events import parse_event
 
     return parse_event(event)

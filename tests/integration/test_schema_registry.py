@@ -63,7 +63,6 @@ from fastavro import parse_schema, schemaless_writer
 
 from config.settings import REPO_ROOT, Settings, get_settings
 from connectors import local_registry
-from connectors.produce import parse_event
 from schemas.codec import (
     Codec,
     ConfluentFraming,
@@ -71,6 +70,7 @@ from schemas.codec import (
     UnknownSchemaError,
     default_registry,
 )
+from schemas.events import parse_event
 from schemas.outputs import OUTPUT_EVENTS, DeadLetter, InventoryAlert
 from streams.topics import Topics
 from streams.wire import subject_strategy

@@ -12,8 +12,8 @@ from pydantic import SecretStr
 
 from config.settings import Settings
 from connectors import apply
-from connectors.produce import parse_event
 from schemas.base import SourceSystem
+from schemas.events import parse_event
 from schemas.inputs import OrderCancelled, OrderCreated
 from schemas.outputs import OrderStatus
 from streams import demo_connectors as demo

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from connectors.produce import parse_event
 from schemas.codec import decode, encode
+from schemas.events import parse_event
 from schemas.inputs import OrderCancelled, OrderCreated
 from streams.outbox import Refused, event_from_outbox
 from streams.topics import input_key

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from connectors.produce import parse_event
 from connectors.simulate import main as simulate_main
 from connectors.traffic import (
     BACKLOG,
@@ -30,6 +29,7 @@ from connectors.traffic import (
     to_json_line,
 )
 from schemas.base import Event
+from schemas.events import parse_event
 from schemas.inputs import (
     INPUT_EVENTS,
     Delivered,
