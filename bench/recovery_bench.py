@@ -143,8 +143,7 @@ def changelog_offsets(settings: Any) -> dict[str, int]:
     from confluent_kafka import Consumer, TopicPartition
 
     from streams.kafka_config import consumer_config
-    from streams.topics import Topics
-    from tables.declarations import TABLES
+    from streams.topics import TABLES, Topics
 
     consumer = Consumer(consumer_config(settings, f"{settings.app_id}-bench-probe"))
     try:
@@ -359,10 +358,9 @@ def standbys_caught_up(folder: Path, settings: Any, partitions: list[int]) -> bo
     import rocksdict
     from confluent_kafka import Consumer, TopicPartition
 
-    from streams.kafka_config import consumer_config
     from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
-    from streams.topics import Topics
-    from tables.declarations import TABLES
+    from streams.kafka_config import consumer_config
+    from streams.topics import TABLES, Topics
 
     consumer = Consumer(consumer_config(settings, f"{settings.app_id}-bench-probe"))
     try:

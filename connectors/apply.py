@@ -53,7 +53,7 @@ Per-deployment overrides. Several deployments of the pipeline can share one work
 integration tests run a few at once, the connectors demo runs beside them), each with its own
 topic prefix, databases and connector names. For them, and only then, ``render(doc, variables)``
 replaces ``${env:NAME}`` references by given values before the PUT (everything else, secrets
-included, is still resolved by the worker); ``variables_for(settings)`` gives the references in
+included, is still resolved by the worker); ``local_connect.variables_for(settings)`` gives the references in
 which a deployment's settings differ from the local worker's (an empty dict for the worker's
 own deployment, so its files go unchanged). On the command line: ``--var NAME=VALUE``.
 
@@ -149,16 +149,9 @@ def check_shape(doc: Any, where: str = "connector") -> None:
         raise ApplyError(f"{where}: config.name differs from name")
 
 
-def variables_for(settings: Settings, worker: Settings | None = None) -> dict[str, str]:
-    """Overrides of ``${env:NAME}`` references for a deployment that shares the local worker:
-    the variables whose value for ``settings`` differs from the worker's own (the worker's
-    environment as ``local_connect.worker_env`` sets it from ``worker``, by default the
-    process's settings). Empty for the worker's own deployment."""
-    from connectors import local_connect
-
-    own = local_connect.worker_env(worker or get_settings())
-    return {name: value for name, value in local_connect.worker_env(settings).items()
-            if own.get(name) != value}
+def rest_url(settings: Settings) -> str:
+    """The local Kafka Connect worker's REST API (connectors/local_connect.py starts it)."""
+    return f"http://127.0.0.1:{settings.connect_rest_port}"
 
 
 def references(value: str) -> list[tuple[str, str, str]]:
@@ -340,9 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delete", nargs="+", metavar="NAME", help="delete these connectors")
     args = parser.parse_args(argv)
     settings = get_settings()
-    from connectors import local_connect
-
-    url = (args.connect_url or local_connect.rest_url(settings)).rstrip("/")
+    url = (args.connect_url or rest_url(settings)).rstrip("/")
     try:
         if args.delete:
             for name in args.delete:

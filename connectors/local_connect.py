@@ -85,6 +85,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, get_settings
+from connectors.apply import apicurio_native_url, rest_url
 from streams import local_process
 
 MAIN_CLASS = "org.apache.kafka.connect.cli.ConnectDistributed"
@@ -120,10 +121,6 @@ class LocalConnectError(RuntimeError):
 
 def _say(message: str) -> None:
     print(f"local-connect: {message}", flush=True)
-
-
-def rest_url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.connect_rest_port}"
 
 
 @dataclass(frozen=True)
@@ -192,11 +189,20 @@ def secrets_file(settings: Settings) -> Path:
     return ConnectPaths.of(settings).secrets
 
 
+def variables_for(settings: Settings, worker: Settings | None = None) -> dict[str, str]:
+    """Overrides of ``${env:NAME}`` references for a deployment that shares the local worker:
+    the variables whose value for ``settings`` differs from the worker's own (the worker's
+    environment as ``worker_env`` sets it from ``worker``, by default the
+    process's settings). Empty for the worker's own deployment."""
+    own = worker_env(worker or get_settings())
+    return {name: value for name, value in worker_env(settings).items()
+            if own.get(name) != value}
+
+
 def worker_env(settings: Settings) -> dict[str, str]:
     """The deployment values the worker's ``${env:NAME}`` references resolve to (the module
     docstring lists them), added to the environment ``start`` runs the JVM in."""
     from connectors import local_postgres
-    from connectors.apply import apicurio_native_url
 
     host, port = "127.0.0.1", str(local_postgres.port_of(settings))
     env = {

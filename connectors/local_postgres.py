@@ -46,7 +46,6 @@ from pathlib import Path
 from config.settings import Settings, get_settings
 from streams import local_process
 
-
 SUPERUSER = "postgres"
 OMS_DATABASE = "oms"
 ERP_DATABASE = "erp"

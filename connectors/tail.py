@@ -17,8 +17,8 @@ from typing import Any
 
 from config.settings import Settings, get_settings
 from schemas.codec import CodecError
-from streams.wire import RegistryUnavailable, Wire
 from streams.kafka_config import consumer_config
+from streams.wire import RegistryUnavailable, Wire
 
 
 def as_json(record: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The worker's wiring: the Faust app, its topics and tables, the record sink, the stores, the
-checkpoint and the agents (streams/agents.py), the expiry timer and the web views.
+checkpoint, the agents (streams/agents.py) and the expiry timer. The edges (web views, the
+webhook, the outbox bridge) are attached by the entry point, streams/worker.py.
 
 Delivery: at least once into the tables, exactly once in effect. External inputs are applied
 once by their receipts, internal messages once by their envelopes' numbers; the durability
@@ -38,9 +39,9 @@ from streams.kafka_config import faust_broker_credentials
 from streams.metrics import Metrics
 from streams.record_sink import RecordSink
 from streams.stores import OrderStore, StockStore
+from streams.tables import InventoryTables, declare_tables
 from streams.topics import Topics
 from streams.wire import RegistryUnavailable, Wire, wait_for_registry
-from tables.declarations import InventoryTables, declare_tables
 from tables.policy import CorePolicy
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Pipeline:
     sink: RecordSink
     wire: Wire
     broker_watch: BrokerWatch
+    dead_letters: DeadLetters
 
 
 def _faust_topic(app: faust.App, *names: str) -> faust.TopicT:
@@ -136,7 +138,6 @@ def create_app(settings: Settings) -> Pipeline:
     wire = Wire(settings)
     _register_schemas(wire, topics)
     broker_watch = BrokerWatch(lambda timeout_s: sink.broker_metadata(topics.dead_letters, timeout_s), tick=sink.poll)
-    pipeline = Pipeline(app, settings, topics, tables, metrics, sink, wire, broker_watch)
     policy = CorePolicy(
         warehouse_priority=settings.warehouse_priority,
         reorder_point=settings.default_reorder_point,
@@ -146,6 +147,7 @@ def create_app(settings: Settings) -> Pipeline:
     )
     outputs = Outputs(topics, wire, metrics)
     dead_letters = DeadLetters(settings, topics, wire, sink, metrics)
+    pipeline = Pipeline(app, settings, topics, tables, metrics, sink, wire, broker_watch, dead_letters)
 
     def changelog_sender(table: faust.Table) -> Any:
         name = table.changelog_topic.get_topic_name()
@@ -208,16 +210,4 @@ def create_app(settings: Settings) -> Pipeline:
             await asyncio.sleep(0.002 if sink.holding else 0.02)
             sink.poll()
 
-    if settings.outbox_topics:
-        from streams.outbox import register_outbox_agent
-
-        register_outbox_agent(pipeline, dead_letters)
-
-    from streams.webhook import register_webhook
-
-    register_webhook(pipeline)
-
-    from streams.views import register_views
-
-    register_views(pipeline)
     return pipeline

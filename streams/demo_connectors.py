@@ -59,7 +59,7 @@ from typing import Any, TypeVar
 from pydantic import SecretStr
 
 from config.settings import REPO_ROOT, Settings, get_settings
-from streams.demo import delete_topics, kill_worker, print_inventory, stop_worker, wait_until_settled
+from streams.demo_support import delete_topics, kill_worker, print_inventory, stop_worker, wait_until_settled
 from streams.worker_process import WorkerProcess, http_json
 
 PREFIX = "connectors-demo."
@@ -459,7 +459,7 @@ def apply_connectors(base: Settings, settings: Settings, postgres: Future[bool],
     registry_tried.wait(timeout=300)
     connect_url = local_connect.rest_url(base)
     files = sorted(apply.CONNECTORS_DIR.glob("*.json"))
-    docs = [apply.render(apply.load(path), apply.variables_for(settings)) for path in files]
+    docs = [apply.render(apply.load(path), local_connect.variables_for(settings)) for path in files]
     source = next(d for d in docs if d["name"] == SOURCE)
     slot = source["config"]["slot.name"]
     forget_stale_source_offsets(base, connect_url, source)

@@ -39,8 +39,7 @@ from typing import Any
 from config.settings import Settings
 from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
 from streams.stores import HEAD
-from streams.topics import Topics
-from tables.declarations import TABLES
+from streams.topics import TABLES, Topics
 
 CHUNK = 2_000  # records read per step back from the local offset
 KAFKA_DELETE_RETENTION_MS = 86_400_000  # Kafka's default delete.retention.ms

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.settings import Settings
-from tables.declarations import TABLES
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,17 @@ CHANGELOG = {
 WEEK_MS = str(7 * DAY_MS)
 RETAINED = {"cleanup.policy": "delete", "retention.ms": WEEK_MS}
 LEDGER = {"cleanup.policy": "delete", "retention.ms": "-1"}  # ERP rebuilds from it: keep all
+
+
+# Table name -> the source topic whose partitions it follows. Each partition family keeps all
+# its records in ONE table (key prefixes tell them apart), so that everything one message
+# writes goes to one changelog partition, in order: a crash can cut a transaction short but
+# never reorder it (see streams/stores.py). Changelogs are compacted, never time-retained:
+# Faust's recovery stalls on deleted changelog segments.
+TABLES: dict[str, str] = {
+    "order-state": "orders",
+    "stock-state": "stock-commands",
+}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Run one pipeline worker: ``python -m streams.worker``.
 
-Starts the local broker when the settings point at it, creates the topics from their one
-declaration, then hands over to Faust's worker (recovery, agents, timer, web views).
+Creates the topics from their one declaration, then hands over to Faust's worker (recovery,
+agents, timer, web views). It starts no broker: with none answering it exits 69 with one line
+naming the fix (``make kafka-start``, or ``INVENTORY_BOOTSTRAP_SERVERS``).
 
 A worker that was not shut down cleanly (SIGKILL, OOM, power loss) keeps each table
 partition's local RocksDB that provably is not ahead of its changelog and deletes the others
@@ -18,13 +19,15 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config.settings import Settings, get_settings
-from streams import local_kafka
 from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
 from streams.local_state import reconcile_after_crash
-from streams.topics import Topics, create_topics
-from tables.declarations import TABLES
+from streams.topics import TABLES, Topics, create_topics
+
+if TYPE_CHECKING:
+    from streams.app import Pipeline
 
 CLEAN_MARKER = "CLEAN_SHUTDOWN"
 
@@ -102,10 +105,41 @@ def discard_state_ahead_of_changelogs(settings: Settings) -> bool:
     return False
 
 
+def attach_edges(pipeline: Pipeline) -> None:
+    """The web views, the webhooks and, when configured, the OMS outbox bridge."""
+    from streams.outbox import register_outbox_agent
+    from streams.views import register_views
+    from streams.webhook import register_webhook
+
+    if pipeline.settings.outbox_topics:
+        register_outbox_agent(pipeline, pipeline.dead_letters)
+    register_webhook(pipeline)
+    register_views(pipeline)
+
+
+EXIT_NO_BROKER = 69  # EX_UNAVAILABLE
+
+
+def broker_answers(settings: Settings, timeout_s: float = 15.0) -> bool:
+    """A broker answers a metadata request within ``timeout_s`` (librdkafka's retry log held back)."""
+    from confluent_kafka.admin import AdminClient
+
+    from streams.kafka_config import admin_config
+
+    try:
+        AdminClient({**admin_config(settings), "log_level": 0}).list_topics(timeout=timeout_s)
+    except Exception:  # noqa: BLE001 - KafkaException: no broker, or refused credentials
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
-    if settings.uses_local_broker:
-        local_kafka.start(settings)
+    if not broker_answers(settings):
+        hint = ("start the local one with `make kafka-start`" if settings.uses_local_broker
+                else "check INVENTORY_BOOTSTRAP_SERVERS and the client credentials")
+        print(f"no broker answers at {settings.bootstrap_servers}: {hint}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_NO_BROKER)
     created = create_topics(settings)
     if created:
         print(f"created {len(created)} topics", flush=True)
@@ -114,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     from streams.app import create_app
 
     pipeline = create_app(settings)
+    attach_edges(pipeline)
 
     def record_clean_shutdown() -> None:
         # Any Python-level exit runs Faust's shutdown first (commit, producer flush); only a

@@ -1,8 +1,8 @@
 """The peer's topic names: our input topics, and its own order-inbox and output topics.
 
 Imports neither Quix nor Faust, so that both environments can read it: the integration test
-(main venv) checks the input names against ``streams.topics.Topics``, which the peer cannot
-import itself (streams/topics.py imports tables/declarations.py, which imports faust).
+(main venv) checks the input names against ``streams.topics.Topics``. (``streams.topics`` no
+longer imports faust, so the peer could now use ``Topics`` itself: not done yet.)
 
 The peer writes under its own prefix (by default the input prefix + ``quix.``), so it can
 read the very topics our pipeline reads without mixing its outputs with ours. Quix names

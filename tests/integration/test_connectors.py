@@ -138,7 +138,7 @@ def connector_docs(settings: Settings, topic_prefix: str, suffix: str,
     * literal values for what must not be shared on one worker and database server: the
       connector names (``-<suffix>``), the source's replication slot and Debezium topic prefix.
     """
-    variables = {**apply.variables_for(settings), "PIPELINE_TOPIC_PREFIX": topic_prefix,
+    variables = {**local_connect.variables_for(settings), "PIPELINE_TOPIC_PREFIX": topic_prefix,
                  "OMS_DB_NAME": oms_db, "ERP_DB_NAME": ERP_DB}
     docs = {}
     for path in sorted(apply.CONNECTORS_DIR.glob("*.json")):

@@ -108,8 +108,7 @@ def test_a_worker_whose_changelogs_were_recreated_recovers_from_them(fresh_deplo
     from confluent_kafka.admin import AdminClient
 
     from streams.kafka_config import admin_config
-    from streams.topics import create_topics
-    from tables.declarations import TABLES
+    from streams.topics import TABLES, create_topics
 
     d = fresh_deployment
     receipts, _ = exact_workload(seed=5, skus=3, orders=0)

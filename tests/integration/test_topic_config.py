@@ -10,8 +10,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from streams.kafka_config import admin_config
-from streams.topics import CHANGELOG, create_topics
-from tables.declarations import TABLES
+from streams.topics import CHANGELOG, TABLES, create_topics
 from tests.integration.conftest import Deployment, wait_until
 
 pytestmark = pytest.mark.kafka

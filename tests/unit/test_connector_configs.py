@@ -185,9 +185,9 @@ def test_render_overrides_only_the_env_references_it_is_given() -> None:
 
 
 def test_variables_for_is_what_a_deployment_changes_on_the_local_worker(local_stack: Settings) -> None:
-    assert apply.variables_for(local_stack, worker=local_stack) == {}
+    assert local_connect.variables_for(local_stack, worker=local_stack) == {}
     other = local_stack.model_copy(update={"topic_prefix": "connectors-demo."})
-    assert apply.variables_for(other, worker=local_stack) == {"PIPELINE_TOPIC_PREFIX": "connectors-demo."}
+    assert local_connect.variables_for(other, worker=local_stack) == {"PIPELINE_TOPIC_PREFIX": "connectors-demo."}
 
 
 @pytest.mark.parametrize("bad", [

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from config.settings import Settings
-from connectors import apply
+from connectors import apply, local_connect
 from schemas.base import SourceSystem
 from schemas.events import parse_event
 from schemas.inputs import OrderCancelled, OrderCreated
@@ -65,10 +65,10 @@ def test_its_deployment_is_apart_from_the_plain_demo_and_matches_the_outbox_rout
     settings = demo.deployment(base, "http://127.0.0.1:8081/apis/ccompat/v7", SecretStr("t"))
     assert settings.topic_prefix != base.topic_prefix and settings.app_id != base.app_id
     assert settings.web_port != base.web_port and settings.data_dir != base.data_dir
-    source = apply.render(apply.load(apply.CONNECTORS_DIR / f"{demo.SOURCE}.json"), apply.variables_for(settings))
+    source = apply.render(apply.load(apply.CONNECTORS_DIR / f"{demo.SOURCE}.json"), local_connect.variables_for(settings))
     route = source["config"]["transforms.outbox.route.topic.replacement"]
     assert route.replace("${routedByValue}", demo.OUTBOX_AGGREGATE) == settings.outbox_topics[0]
-    sinks = [apply.render(apply.load(apply.CONNECTORS_DIR / f"{name}.json"), apply.variables_for(settings))
+    sinks = [apply.render(apply.load(apply.CONNECTORS_DIR / f"{name}.json"), local_connect.variables_for(settings))
              for name in demo.SINKS]
     assert all(s["config"]["topics"].startswith(settings.topic_prefix) for s in sinks)
 

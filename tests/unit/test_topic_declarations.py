@@ -5,8 +5,7 @@ enough for a restoring reader), and an existing topic's config is compared key b
 from __future__ import annotations
 
 from config.settings import Settings
-from streams.topics import CHANGELOG, DAY_MS, HOUR_MS, Topics, config_changes
-from tables.declarations import TABLES
+from streams.topics import CHANGELOG, DAY_MS, HOUR_MS, TABLES, Topics, config_changes
 
 
 def test_every_changelog_is_compacted_with_hourly_segments() -> None:

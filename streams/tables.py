@@ -1,10 +1,10 @@
-"""The Faust table declarations: the one module under tables/ that imports faust.
+"""The Faust table declarations of the worker (state records in tables/state.py).
 
 Every table holds Avro-encoded state records (see tables/state.py) under composite byte keys
 joined with "|" (codes cannot contain it). Values and keys are raw bytes for Faust; the
 codec in schemas/codec.py does the encoding, so changelog topics carry Avro like every other
 topic. RocksDB memory is set deliberately: Faust's defaults are a 2 GiB block cache and
-3 x 64 MiB memtables per table partition, i.e. gigabytes for 7 tables x N partitions.
+3 x 64 MiB memtables per table partition, i.e. gigabytes for 2 tables x N partitions.
 """
 
 from __future__ import annotations
@@ -15,17 +15,7 @@ from typing import Any
 import faust
 
 from config.settings import Settings
-
-
-# Table name -> the source topic whose partitions it follows. Each partition family keeps all
-# its records in ONE table (key prefixes tell them apart), so that everything one message
-# writes goes to one changelog partition, in order: a crash can cut a transaction short but
-# never reorder it (see streams/stores.py). Changelogs are compacted, never time-retained:
-# Faust's recovery stalls on deleted changelog segments.
-TABLES: dict[str, str] = {
-    "order-state": "orders",
-    "stock-state": "stock-commands",
-}
+from streams.topics import TABLES
 
 
 def rocksdb_options(settings: Settings) -> dict[str, Any]:
