@@ -40,7 +40,7 @@ from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 from pydantic import BaseModel, ValidationError
 
-from schemas.avro_gen import (
+from schemas.avro_model import (
     NAMESPACE,
     avro_schema,
     contract_classes,
@@ -358,8 +358,17 @@ class RecordRegistry:
 
 @lru_cache(maxsize=1)
 def default_registry() -> RecordRegistry:
-    """Every message class (inputs, outputs, internal) and the state records."""
+    """Every message class (inputs, outputs, internal) and what ``register_records`` added
+    (the core's state records register themselves: ``tables/state.py``)."""
     return RecordRegistry(contract_classes().values())
+
+
+def register_records(classes: Iterable[type]) -> None:
+    """Make the default codec encode and decode ``classes`` too (records of a floor above the
+    contracts, which the contracts must not import)."""
+    registry = default_registry()
+    for cls in classes:
+        registry.register(cls)
 
 
 # --- framing ------------------------------------------------------------------------------
@@ -448,7 +457,6 @@ class ConfluentFraming:
         header = self._ids.get(key)
         if header is None:
             from confluent_kafka.schema_registry import Schema
-
             from confluent_kafka.schema_registry.error import SchemaRegistryError
 
             subject = self.subject(record, topic)

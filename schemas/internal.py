@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from schemas.base import Contract, DocumentNo, DerivedId, Sku, Timestamp, WarehouseCode
+from schemas.base import Contract, DerivedId, DocumentNo, Sku, Timestamp, WarehouseCode
 from schemas.inputs import AdjustmentReason, OrderType
 from schemas.outputs import WarehouseAllocation
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from schemas.base import Contract, DocumentNo, DerivedId, ShortText, Sku, Timestamp, WarehouseCode
+from schemas.base import Contract, DerivedId, DocumentNo, ShortText, Sku, Timestamp, WarehouseCode
 from schemas.inputs import Consignee, OrderType, StockLine, TimeRequirement
 
 

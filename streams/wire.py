@@ -27,6 +27,7 @@ from typing import Any
 from config.settings import Settings
 from schemas.codec import CONFLUENT_MAGIC, Codec, ConfluentFraming, decode, encode
 from streams.topics import Topics
+from tables import state as _state  # noqa: F401 - registers the state records (changelogs carry them)
 
 
 def subject_strategy(topics: Topics) -> Callable[[Any, str | None], str]:
@@ -61,7 +62,7 @@ class Wire:
         encoding never waits on the registry once the worker runs. Returns how many."""
         if self._codec is None:
             return 0
-        from schemas.avro_gen import contract_classes
+        from schemas.avro_model import contract_classes
 
         classes = contract_classes()
         framing, registry = self._codec.framing, self._codec.registry

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
+from schemas.codec import register_records
 from schemas.inputs import OrderType, TimeRequirement
 from schemas.outputs import OrderStatus
 
@@ -426,3 +427,4 @@ STATE_RECORDS = (
     OutRecord,
     Outbox,
 )
+register_records(STATE_RECORDS)  # the default codec encodes and decodes them (schemas/codec.py)

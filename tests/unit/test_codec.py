@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from schemas.avro_gen import (
+from schemas.avro_gen import all_classes
+from schemas.avro_model import (
     REQUIRED,
     avro_schema,
-    contract_classes,
     decimal_shape,
     is_record_class,
     is_timestamp,
@@ -57,7 +57,7 @@ from schemas.inputs import (
 )
 from schemas.outputs import InventoryChanged, InventoryLevel
 
-ALL_CLASSES = list(contract_classes().values())
+ALL_CLASSES = list(all_classes().values())  # the messages and the state records
 
 # --- a strategy builder driven by the models' own types and constraints -----------------
 
