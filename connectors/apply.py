@@ -21,7 +21,7 @@ Connect worker, which resolves it at runtime with Kafka's own config providers (
                           worker's environment: OMS_DB_HOST, OMS_DB_PORT, OMS_DB_NAME,
                           ERP_DB_HOST, ERP_DB_PORT, ERP_DB_NAME, PIPELINE_TOPIC_PREFIX (the
                           pipeline's Settings.topic_prefix), PIPELINE_REGISTRY_URL (Apicurio
-                          Registry's native v2 API, see ``apicurio_native_url``)
+                          Registry's native v2 API, see ``local_registry.apicurio_native_url``)
 
 so ``curl -X PUT -H 'Content-Type: application/json' -d "$(jq .config F.json)"
 <connect>/connectors/<name>/config`` works as well as this command, and a value never leaves
@@ -110,7 +110,6 @@ from typing import Any
 from config.settings import REPO_ROOT, Settings, get_settings
 
 CONNECTORS_DIR = REPO_ROOT / "connectors"
-CCOMPAT_PATH = "/apis/ccompat/v7"
 # ${provider:[path:]key} - the syntax of Connect's ConfigTransformer, which resolves these.
 PROVIDER_REFERENCE = re.compile(r"\$\{([^}]*?):(?:([^}]*?):)?([^}]*?)\}")
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -157,24 +156,6 @@ def rest_url(settings: Settings) -> str:
 def references(value: str) -> list[tuple[str, str, str]]:
     """The config provider references in a value, as ``(provider, path, key)``."""
     return [(m.group(1), m.group(2) or "", m.group(3)) for m in PROVIDER_REFERENCE.finditer(value)]
-
-
-def apicurio_native_url(settings: Settings) -> str:
-    """Apicurio's own v2 API (what its Kafka Connect converter talks to) next to the
-    Confluent-compatible URL the pipeline uses (``Settings.schema_registry_url``, or the local
-    registry's). The ids in the records are the same contentIds on both APIs."""
-    ccompat = settings.schema_registry_url
-    if not ccompat:
-        try:
-            from connectors import local_registry
-        except ImportError:  # the local registry is optional here
-            ccompat = f"http://127.0.0.1:8081{CCOMPAT_PATH}"
-        else:
-            ccompat = local_registry.registry_url(settings)
-    base = ccompat.rstrip("/")
-    if base.endswith(CCOMPAT_PATH):
-        base = base[: -len(CCOMPAT_PATH)]
-    return f"{base}/apis/registry/v2"
 
 
 def render(doc: Mapping[str, Any], variables: Mapping[str, str]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ Kafka's own config providers (why these and not placeholders filled by a tool: s
   ERP_DB_HOST, ERP_DB_PORT  the ERP database's server (local: the same server)
   ERP_DB_NAME               the ERP database (local: ``erp``)
   PIPELINE_TOPIC_PREFIX     ``Settings.topic_prefix``: the pipeline's topics
-  PIPELINE_REGISTRY_URL     Apicurio Registry's native v2 API (``apply.apicurio_native_url``)
+  PIPELINE_REGISTRY_URL     Apicurio Registry's native v2 API (``local_registry.apicurio_native_url``)
   ========================  ==========================================================
 
 ``start`` restarts a worker it started earlier when that worker's properties or environment
@@ -85,7 +85,8 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, get_settings
-from connectors.apply import apicurio_native_url, rest_url
+from connectors.apply import rest_url
+from connectors.local_registry import apicurio_native_url
 from streams import local_process
 
 MAIN_CLASS = "org.apache.kafka.connect.cli.ConnectDistributed"

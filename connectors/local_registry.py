@@ -187,6 +187,16 @@ def registry_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{RegistryConfig.of(settings).registry_port}{CCOMPAT_PATH}"
 
 
+def apicurio_native_url(settings: Settings) -> str:
+    """Apicurio's own v2 API (what its Kafka Connect converter talks to) next to the
+    Confluent-compatible URL the pipeline uses (``Settings.schema_registry_url``, or the local
+    registry's). The ids in the records are the same contentIds on both APIs."""
+    base = (settings.schema_registry_url or registry_url(settings)).rstrip("/")
+    if base.endswith(CCOMPAT_PATH):
+        base = base[: -len(CCOMPAT_PATH)]
+    return f"{base}/apis/registry/v2"
+
+
 def uses_local_registry(settings: Settings) -> bool:
     """False when the settings point at some other registry (then we neither start nor stop)."""
     configured = settings.schema_registry_url

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
-from connectors import apply, local_connect
+from connectors import apply, local_connect, local_registry
 from connectors.local_postgres import ERP_SCHEMA, OMS_SCHEMA, OUTBOX_PUBLICATION
 from schemas.outputs import InventoryChanged, InventoryLedgerEntry
 from streams.topics import Topics
@@ -169,7 +169,7 @@ def test_the_local_stack_resolves_the_files_to_its_databases_topics_and_registry
         sink = resolve(docs()[name]["config"], secrets, env)
         assert sink["connection.url"] == f"jdbc:postgresql://127.0.0.1:{port}/erp"
         assert sink["connection.password"] == secrets["erp.password"]
-        assert sink["value.converter.apicurio.registry.url"] == apply.apicurio_native_url(local_stack)
+        assert sink["value.converter.apicurio.registry.url"] == local_registry.apicurio_native_url(local_stack)
 
 
 def test_render_overrides_only_the_env_references_it_is_given() -> None:
