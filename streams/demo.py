@@ -61,7 +61,7 @@ def start_reader(settings: Settings) -> str:
     return url
 
 
-def main() -> int:
+def run() -> int:
     settings = get_settings()
     started = time.monotonic()
     if settings.uses_local_broker:
@@ -144,11 +144,25 @@ def reset() -> int:
     return demo_connectors.reset(settings)
 
 
-if __name__ == "__main__":
-    commands = {"stop": stop, "reset": reset}
-    if sys.argv[1:2] and sys.argv[1] in commands:
-        sys.exit(commands[sys.argv[1]]())
-    if sys.argv[1:2] == ["--connectors"]:
-            sys.exit(demo_connectors.main())
-    sys.exit(main())
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streams.demo [run|stop|reset] [--connectors]``; ``--help`` starts nothing."""
+    import argparse
 
+    parser = argparse.ArgumentParser(
+        prog="python -m streams.demo",
+        description="The main job on the embedded default: local Kafka, topics, a worker and a read process left "
+                    "running, a sample day, the inventory. `stop` stops the demos' processes, services and the local "
+                    "broker; `reset` forgets both demos' topics and state.")
+    parser.add_argument("command", nargs="?", choices=("run", "stop", "reset"), default="run")
+    parser.add_argument("--connectors", action="store_true",
+                        help="run: play the day through the webhooks, Debezium and the JDBC sinks instead")
+    args = parser.parse_args(argv)
+    if args.command == "stop":
+        return stop()
+    if args.command == "reset":
+        return reset()
+    return demo_connectors.main() if args.connectors else run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

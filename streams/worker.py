@@ -134,9 +134,19 @@ def broker_answers(settings: Settings, timeout_s: float = 15.0) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m streams.worker [Faust worker options]``; ``--help`` starts nothing."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m streams.worker",
+        description="One pipeline worker: creates the topics, recovers its tables, runs the agents and serves the "
+                    "views on INVENTORY_WEB_PORT. Settings come from INVENTORY_* variables (config/settings.py); "
+                    "other options go to Faust's worker (e.g. --loglevel debug).")
+    _, faust_options = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     settings = get_settings()
     if not broker_answers(settings):
-        hint = ("start the local one with `make kafka-start`" if settings.uses_local_broker
+        hint = ("start the local one: `inventory-center local kafka start` (or `make kafka-start`)"
+                if settings.uses_local_broker
                 else "check INVENTORY_BOOTSTRAP_SERVERS and the client credentials")
         print(f"no broker answers at {settings.bootstrap_servers}: {hint}", file=sys.stderr, flush=True)
         sys.exit(EXIT_NO_BROKER)
@@ -167,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     # young generation less often. Measured on the core benchmark: 15k -> 23k commands/s.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "info", *(argv or sys.argv[1:])]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "info", *faust_options]
     pipeline.app.main()
 
 
