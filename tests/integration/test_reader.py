@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -102,7 +104,7 @@ class Day:
     data_dir: Path
     skus: list[str]
     receipts: list[dict[str, Any]]
-    flow: list[dict[str, Any]]  # the orders still to publish, consumed by the tests in turn
+    flow: list[dict[str, Any]]  # the day's orders, published by the fixture and the tests in turn
     extra: list[dict[str, Any]] = field(default_factory=list)  # receipts published by the tests
     published: int = 0  # events of ``flow`` published
 
@@ -175,11 +177,11 @@ class Poller(threading.Thread):
         self.path = "/inventory?positions=" + ",".join(f"{s}|{wh}" for s, wh in positions)
         self.seen: list[dict[Position, int]] = []
         self.failures: list[str] = []
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        while not self._stop.is_set():
+        while not self._done.is_set():
             try:
                 connection.request("GET", self.path)
                 response = connection.getresponse()
@@ -193,11 +195,11 @@ class Poller(threading.Thread):
                 self.failures.append(repr(exc))
                 connection.close()
                 connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-            self._stop.wait(0.02)
+            self._done.wait(0.02)
         connection.close()
 
     def finish(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join(timeout=10)
 
     def regressions(self) -> list[str]:
@@ -215,8 +217,11 @@ class Poller(threading.Thread):
 # --- the tests ----------------------------------------------------------------------------------
 
 
-def test_every_answer_equals_the_workers_view_at_the_same_version(day: Day) -> None:
-    w, r = day.worker.url, day.reader.url
+def assert_same_answers(day: Day, reader: ReaderProcess) -> None:
+    """Every position, SKU and batch answer of ``reader`` equals the worker's view (at the
+    model's versions): all fields, a SKU's warehouses compared by code (in code order from a
+    read process), unknown keys missing from both."""
+    w, r = day.worker.url, reader.url
     model = day.model()
     for sku, wh in day.positions:
         want = ok(f"{w}/inventory/{sku}/{wh}")
@@ -240,3 +245,236 @@ def test_every_answer_equals_the_workers_view_at_the_same_version(day: Day) -> N
     status, _, body = get(f"{r}/inventory/{unknown}/WH001")
     assert (status, body["status"]) == (404, 404)
     assert get(f"{r}/inventory/{unknown}")[0] == 404
+
+
+def metrics(url: str, headers: dict[str, str] | None = None) -> dict[str, float]:
+    status, _, text = get(f"{url}/metrics", headers)
+    assert status == 200, (status, text)
+    return {name: float(value) for name, value in (line.split(" ", 1) for line in text.splitlines() if line)}
+
+
+def test_every_answer_equals_the_workers_view_at_the_same_version(day: Day) -> None:
+    assert_same_answers(day, day.reader)
+
+
+def test_a_change_reaches_the_read_process_within_seconds(day: Day) -> None:
+    sku, wh = day.skus[0], WAREHOUSES[0]
+    url = f"{day.reader.url}/inventory/{sku}/{wh}"
+    before = ok(url)["version"]
+    began = time.monotonic()
+    day.receive(sku, wh, 7)
+
+    def arrived() -> Any:
+        status, _, body = get(url)
+        return body if status == 200 and body["version"] > before else None
+
+    got = wait_until(arrived, timeout_s=FRESH_S, interval_s=0.02)
+    took = time.monotonic() - began
+    assert got["version"] == before + 1
+    assert got == ok(f"{day.worker.url}/inventory/{sku}/{wh}")
+
+    def caught_up() -> dict[str, str] | None:
+        status, headers, _ = get(url)
+        return headers if status == 200 and headers["X-Inventory-Behind"] == "0" else None
+
+    headers = wait_until(caught_up, timeout_s=FRESH_S, interval_s=0.05)
+    assert 0 <= int(headers["X-Inventory-Caught-Up-Ms"]) < FRESH_S * 1000
+    print(f"\nfresh: v{before} -> v{got['version']} answered by the read process {took * 1000:.0f} ms after "
+          f"the publish; X-Inventory-Behind 0, caught up {headers['X-Inventory-Caught-Up-Ms']} ms ago")
+
+
+def test_the_read_process_rides_through_worker_restarts(day: Day) -> None:
+    """SIGTERM, a change while no worker runs, a restart; then a SIGKILL in the middle of a
+    drain and a restart that sends again what it had sent: versions only go up."""
+    poller = Poller(day.reader, day.positions)
+    poller.start()
+    try:
+        day.worker.stop()
+        assert day.worker.proc is not None and day.worker.proc.returncode is not None
+        sku, wh = day.skus[1], WAREHOUSES[1]
+        url = f"{day.reader.url}/inventory/{sku}/{wh}"
+        before = ok(url)["version"]
+        day.receive(sku, wh, 3)
+        day.worker = day.d.start_worker("w1-after-sigterm", data_dir=day.data_dir)
+        wait_until(lambda: ok(url)["version"] == before + 1, timeout_s=60, interval_s=0.1)
+
+        stale_before = metrics(day.reader.url)["inventory_reader_changes_stale_total"]
+        day.publish_flow(day.published + (len(day.flow) - day.published) // 2)
+        time.sleep(1.0)  # part of the chunk drained and sent
+        day.worker.kill()
+        day.worker = day.d.start_worker("w1-after-sigkill", data_dir=day.data_dir)
+        day.settle()
+        assert_same_answers(day, day.reader)
+    finally:
+        poller.finish()
+    assert not poller.failures, poller.failures[:5]
+    assert len(poller.seen) > 20 and not poller.regressions(), poller.regressions()[:5]
+    stale = metrics(day.reader.url)["inventory_reader_changes_stale_total"] - stale_before
+    print(f"\nrestarts: {len(poller.seen)} answers polled through a SIGTERM and a SIGKILL restart, versions "
+          f"never lower; changes sent again after the SIGKILL and skipped by the reader: {stale:.0f}")
+
+
+def test_a_rebalance_changes_nothing_the_read_process_answers(day: Day) -> None:
+    poller = Poller(day.reader, day.positions)
+    poller.start()
+    try:
+        second = day.d.start_worker("w2")
+        day.publish_flow(day.published + (len(day.flow) - day.published) // 2)  # while partitions move
+        wait_until(lambda: assignments_split(day.worker, second), timeout_s=90)
+        day.publish_flow(len(day.flow))
+        day.settle()
+        assert_same_answers(day, day.reader)
+    finally:
+        poller.finish()
+    assert not poller.failures, poller.failures[:5]
+    assert len(poller.seen) > 20 and not poller.regressions(), poller.regressions()[:5]
+    print(f"\nrebalance: {len(poller.seen)} answers polled while a second worker took partitions; the whole day "
+          f"answered as the workers answer it")
+    second.stop()
+
+
+def test_a_read_process_started_after_the_day_answers_the_same(day: Day) -> None:
+    late = ReaderProcess(day.d.env, day.d.root / "late-reader.log", free_port()).start()
+    try:
+        began = time.monotonic()
+        late.wait_ready()
+        took = time.monotonic() - began
+        assert_same_answers(day, late)
+        health = ok(f"{late.url}/health")
+        assert health["positions"] == len(day.positions) and health["behind"] == 0, health
+    finally:
+        late.kill()
+    print(f"\nlate reader: ready {took:.1f}s after its start, {health['positions']} positions, answers equal")
+
+
+# --- several processes on one port --------------------------------------------------------------
+
+
+def server_sockets(port: int) -> dict[int, str]:
+    """Client port -> inode of the established server-side socket on loopback ``port``."""
+    found = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if int(local.split(":")[1], 16) == port and state == "01":  # 01: ESTABLISHED
+            found[int(remote.split(":")[1], 16)] = inode
+    return found
+
+
+def status_on(connection: http.client.HTTPConnection, path: str) -> int:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def sockets_of(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def test_two_processes_share_the_port_and_stop_together(day: Day) -> None:
+    pair = ReaderProcess(day.d.env, day.d.root / "pair.log", free_port(), processes=2).start()
+    connections: list[http.client.HTTPConnection] = []
+    try:
+        pair.wait_ready()
+        assert pair.proc is not None
+        children = wait_until(lambda: [p for p in pair.session() if p != pair.proc.pid]  # type: ignore[union-attr]
+                              if len(pair.session()) == 3 else None, timeout_s=10)
+        sku, wh = day.skus[2], WAREHOUSES[0]
+        want = ok(f"{day.worker.url}/inventory/{sku}/{wh}")
+        for _ in range(24):  # the kernel spreads connections over both listening sockets
+            c = http.client.HTTPConnection("127.0.0.1", pair.port, timeout=5)
+            c.request("GET", "/ready")
+            assert c.getresponse().read()
+            connections.append(c)
+        inode_of = server_sockets(pair.port)
+        held = {pid: sockets_of(pid) for pid in children}
+        served: dict[int, list[http.client.HTTPConnection]] = {pid: [] for pid in children}
+        for c in connections:
+            inode = inode_of[c.sock.getsockname()[1]]
+            (owner,) = [pid for pid in children if inode in held[pid]]
+            served[owner].append(c)
+        assert all(served.values()), {pid: len(cs) for pid, cs in served.items()}
+
+        for pid, mine in served.items():
+            wait_until(lambda c=mine[0]: status_on(c, "/ready") == 200, timeout_s=30, interval_s=0.2)
+            for c in mine:
+                c.request("GET", f"/inventory/{sku}/{wh}")
+                response = c.getresponse()
+                assert (response.status, json.loads(response.read())) == (200, want)
+            mine[0].request("GET", "/metrics")
+            text = mine[0].getresponse().read().decode()
+            counted = dict(line.split(" ", 1) for line in text.splitlines() if line)
+            assert float(counted["inventory_reader_requests_total"]) >= 2 * len(mine), (pid, len(mine), text)
+        for c in connections:
+            c.close()
+
+        pair.proc.send_signal(signal.SIGTERM)
+        assert pair.proc.wait(timeout=15) == 0
+        assert pair.session() == [], "a read process outlived its parent"  # the parent waits for its children
+    finally:
+        for c in connections:
+            c.close()
+        pair.kill()
+    print(f"\n--processes 2: connections per process {[len(cs) for cs in served.values()]}; SIGTERM stopped all")
+
+
+def test_a_dying_child_stops_the_others_and_the_parent_exits_1(day: Day) -> None:
+    pair = ReaderProcess(day.d.env, day.d.root / "pair-dies.log", free_port(), processes=2).start()
+    try:
+        assert pair.proc is not None
+        children = wait_until(lambda: [p for p in pair.session() if p != pair.proc.pid]  # type: ignore[union-attr]
+                              if len(pair.session()) == 3 else None, timeout_s=20)
+        os.kill(children[0], signal.SIGKILL)
+        assert pair.proc.wait(timeout=15) == 1
+        assert pair.session() == [], "the other read process outlived its parent"
+    finally:
+        pair.kill()
+
+
+def test_help_prints_the_options_and_starts_nothing(day: Day) -> None:
+    port = free_port()
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "streams.reader", "--port", str(port), "--help"], cwd=REPO_ROOT,
+                          env={**os.environ, **day.d.env}, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m streams.reader") and "--processes" in done.stdout
+    assert "serving" not in done.stdout + done.stderr and time.monotonic() - began < 10
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # nothing holds the port
+
+
+# --- the bearer token ---------------------------------------------------------------------------
+
+
+def test_with_a_read_token_only_the_probes_answer_without_it(day: Day) -> None:
+    token = f"read-{uuid.uuid4().hex}"
+    bearer = {"Authorization": f"Bearer {token}"}
+    guarded = ReaderProcess({**day.d.env, "INVENTORY_READ_TOKEN": token}, day.d.root / "guarded.log",
+                            free_port()).start()
+    try:
+        guarded.wait_ready()  # /ready is open
+        sku, wh = day.skus[3], WAREHOUSES[1]
+        r = guarded.url
+        for path in (f"/inventory/{sku}/{wh}", f"/inventory/{sku}", f"/inventory?skus={sku}",
+                     f"/inventory?positions={sku}|{wh}", "/metrics", "/ping"):
+            status, headers, body = get(f"{r}{path}")
+            assert (status, headers.get("WWW-Authenticate")) == (401, "Bearer"), (path, status, body)
+            assert token not in json.dumps(body)
+            assert get(f"{r}{path}", {"Authorization": f"Bearer {token}x"})[0] == 401, path
+            assert get(f"{r}{path}", {"Authorization": token})[0] == 401, path
+            assert get(f"{r}{path}", bearer)[0] == 200, path
+        assert ok(f"{r}/inventory/{sku}/{wh}", bearer) == ok(f"{day.worker.url}/inventory/{sku}/{wh}")
+        for path in ("/health", "/ready"):
+            assert get(f"{r}{path}")[0] == 200, path
+    finally:
+        guarded.stop()
+    assert token not in guarded.log_path.read_text(errors="replace")
