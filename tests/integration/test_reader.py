@@ -7,7 +7,8 @@ interleaving, so a model says what every view must show) while a read process re
 ``inventory-changes`` from the start. Then:
 
 * exact answers: every position, SKU (network totals included) and batch the worker's views
-  return equals the read process's answer, field by field, at the same version;
+  return equals the read process's answer, field by field, at the same version (one SKU's code
+  holds '/', ':', '#' and '.', percent-encoded in the paths);
 * a change reaches the read process within seconds, and ``X-Inventory-Behind`` returns to 0;
 * the worker stopped (SIGTERM) and killed (SIGKILL), restarted on its state, changes made: the
   read process, kept running, answers the new versions and never a lower version than before
@@ -37,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -55,7 +57,7 @@ from tests.integration.day_end import (
 
 pytestmark = pytest.mark.kafka
 
-SKUS, ORDERS = 8, 160  # 16 positions, a few hundred order events
+SKUS, ORDERS = 8, 160  # 16 positions (and 2 of a SKU with an odd code), a few hundred order events
 FRESH_S = 5.0  # a change published reaches a caught-up read process within this
 Position = tuple[str, str]
 
@@ -80,6 +82,22 @@ def _body(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw.decode(errors="replace")
+
+
+def at(sku: str, warehouse: str) -> str:
+    """The path of one position (codes may hold '/', ':', '#': percent-encoded)."""
+    return f"/inventory/{quote(sku, safe='')}/{quote(warehouse, safe='')}"
+
+
+def of(sku: str) -> str:
+    return f"/inventory/{quote(sku, safe='')}"
+
+
+def batch(skus: list[str] | None = None, positions: list[str] | None = None) -> str:
+    """``/inventory?skus=`` or ``?positions=`` (``sku|warehouseCode`` keys)."""
+    if skus is not None:
+        return "/inventory?skus=" + ",".join(quote(s, safe="") for s in skus)
+    return "/inventory?positions=" + ",".join(quote(k, safe="") for k in positions or [])
 
 
 def ok(url: str, headers: dict[str, str] | None = None) -> Any:
@@ -134,13 +152,12 @@ class Day:
 
 
 def versions(reader: ReaderProcess, positions: list[Position]) -> dict[Position, int]:
-    keys = ",".join(f"{s}|{wh}" for s, wh in positions)
-    items = ok(f"{reader.url}/inventory?positions={keys}")["items"]
+    items = ok(reader.url + batch(positions=[f"{s}|{wh}" for s, wh in positions]))["items"]
     return {tuple(k.split("|", 1)): v["version"] for k, v in items.items()}  # type: ignore[misc]
 
 
 def versions_of_worker(day: Day) -> dict[Position, int]:
-    items = ok(f"{day.worker.url}/inventory?skus={','.join(day.skus)}")["items"]
+    items = ok(day.worker.url + batch(skus=day.skus))["items"]
     return {(sku, p["warehouseCode"]): p["version"] for sku, item in items.items() for p in item["warehouses"]}
 
 
@@ -148,14 +165,19 @@ def versions_of_worker(day: Day) -> dict[Position, int]:
 def day(deployment: Deployment) -> Iterator[Day]:
     """A worker and a read process (started before the day), the first half of the day drained."""
     receipts, flow = exact_workload(seed=14, skus=SKUS, orders=ORDERS)
+    tag = uuid.uuid4().hex[:4]
+    odd = f"R/{tag}:1#a.b"  # the characters a code may hold beyond letters, digits and '-'
+    odd_receipts = [{"eventType": "GoodsReceived", "eventId": f"rc-odd-{wh}-{tag}", "receiptNo": f"RC-odd-{wh}-{tag}",
+                     "occurredAt": "2025-11-22T08:00:00+08:00", "warehouseCode": wh,
+                     "lines": [{"sku": odd, "sellableQty": 5}]} for wh in WAREHOUSES]
     data_dir = deployment.root / "w1-state"
     worker = deployment.start_worker("w1", data_dir=data_dir)
     reader = ReaderProcess(deployment.env, deployment.root / "reader.log", free_port()).start()
     try:
         reader.wait_ready()
-        skus = sorted({line["sku"] for r in receipts for line in r["lines"]})
-        today = Day(deployment, worker, reader, data_dir, skus, receipts, flow)
-        deployment.publish(receipts)
+        skus = sorted({line["sku"] for r in receipts for line in r["lines"]} - {odd}) + [odd]
+        today = Day(deployment, worker, reader, data_dir, skus, odd_receipts + receipts, flow)
+        deployment.publish(odd_receipts + receipts)
         ready_positions(deployment, worker, receipts)
         today.publish_flow(len(flow) // 2)
         today.settle()
@@ -174,7 +196,7 @@ class Poller(threading.Thread):
     def __init__(self, reader: ReaderProcess, positions: list[Position]) -> None:
         super().__init__(name="reader-poller", daemon=True)
         self.port = reader.port
-        self.path = "/inventory?positions=" + ",".join(f"{s}|{wh}" for s, wh in positions)
+        self.path = batch(positions=[f"{s}|{wh}" for s, wh in positions])
         self.seen: list[dict[Position, int]] = []
         self.failures: list[str] = []
         self._done = threading.Event()
@@ -224,27 +246,27 @@ def assert_same_answers(day: Day, reader: ReaderProcess) -> None:
     w, r = day.worker.url, reader.url
     model = day.model()
     for sku, wh in day.positions:
-        want = ok(f"{w}/inventory/{sku}/{wh}")
-        assert ok(f"{r}/inventory/{sku}/{wh}") == want
+        want = ok(w + at(sku, wh))
+        assert ok(r + at(sku, wh)) == want
         assert want["version"] == model.tables.stock_by_sku[sku].position(wh).version  # type: ignore[union-attr]
     for sku in day.skus:
-        got = ok(f"{r}/inventory/{sku}")
+        got = ok(r + of(sku))
         assert [p["warehouseCode"] for p in got["warehouses"]] == sorted(WAREHOUSES)
-        assert by_code(got) == by_code(ok(f"{w}/inventory/{sku}"))
+        assert by_code(got) == by_code(ok(w + of(sku)))
 
     unknown = f"NOPE-{uuid.uuid4().hex[:6]}"
     asked = [*day.skus, unknown]
-    got, want = ok(f"{r}/inventory?skus={','.join(asked)}"), ok(f"{w}/inventory?skus={','.join(asked)}")
+    got, want = ok(r + batch(skus=asked)), ok(w + batch(skus=asked))
     assert got["missing"] == want["missing"] == [unknown]
     assert {s: by_code(v) for s, v in got["items"].items()} == {s: by_code(v) for s, v in want["items"].items()}
 
     keys = [f"{s}|{wh}" for s, wh in day.positions] + [f"{unknown}|WH001", f"{day.skus[0]}|WH999"]
-    got = ok(f"{r}/inventory?positions={','.join(keys)}")
+    got = ok(r + batch(positions=keys))
     assert got["missing"] == keys[-2:]
-    assert got["items"] == {k: ok(f"{w}/inventory/{k.replace('|', '/')}") for k in keys[:-2]}
-    status, _, body = get(f"{r}/inventory/{unknown}/WH001")
+    assert got["items"] == {k: ok(w + at(*k.split("|", 1))) for k in keys[:-2]}
+    status, _, body = get(r + at(unknown, "WH001"))
     assert (status, body["status"]) == (404, 404)
-    assert get(f"{r}/inventory/{unknown}")[0] == 404
+    assert get(r + of(unknown))[0] == 404
 
 
 def metrics(url: str, headers: dict[str, str] | None = None) -> dict[str, float]:
@@ -259,7 +281,7 @@ def test_every_answer_equals_the_workers_view_at_the_same_version(day: Day) -> N
 
 def test_a_change_reaches_the_read_process_within_seconds(day: Day) -> None:
     sku, wh = day.skus[0], WAREHOUSES[0]
-    url = f"{day.reader.url}/inventory/{sku}/{wh}"
+    url = day.reader.url + at(sku, wh)
     before = ok(url)["version"]
     began = time.monotonic()
     day.receive(sku, wh, 7)
@@ -271,7 +293,7 @@ def test_a_change_reaches_the_read_process_within_seconds(day: Day) -> None:
     got = wait_until(arrived, timeout_s=FRESH_S, interval_s=0.02)
     took = time.monotonic() - began
     assert got["version"] == before + 1
-    assert got == ok(f"{day.worker.url}/inventory/{sku}/{wh}")
+    assert got == ok(day.worker.url + at(sku, wh))
 
     def caught_up() -> dict[str, str] | None:
         status, headers, _ = get(url)
@@ -292,7 +314,7 @@ def test_the_read_process_rides_through_worker_restarts(day: Day) -> None:
         day.worker.stop()
         assert day.worker.proc is not None and day.worker.proc.returncode is not None
         sku, wh = day.skus[1], WAREHOUSES[1]
-        url = f"{day.reader.url}/inventory/{sku}/{wh}"
+        url = day.reader.url + at(sku, wh)
         before = ok(url)["version"]
         day.receive(sku, wh, 3)
         day.worker = day.d.start_worker("w1-after-sigterm", data_dir=day.data_dir)
@@ -389,7 +411,7 @@ def test_two_processes_share_the_port_and_stop_together(day: Day) -> None:
         children = wait_until(lambda: [p for p in pair.session() if p != pair.proc.pid]  # type: ignore[union-attr]
                               if len(pair.session()) == 3 else None, timeout_s=10)
         sku, wh = day.skus[2], WAREHOUSES[0]
-        want = ok(f"{day.worker.url}/inventory/{sku}/{wh}")
+        want = ok(day.worker.url + at(sku, wh))
         for _ in range(24):  # the kernel spreads connections over both listening sockets
             c = http.client.HTTPConnection("127.0.0.1", pair.port, timeout=5)
             c.request("GET", "/ready")
@@ -407,7 +429,7 @@ def test_two_processes_share_the_port_and_stop_together(day: Day) -> None:
         for pid, mine in served.items():
             wait_until(lambda c=mine[0]: status_on(c, "/ready") == 200, timeout_s=30, interval_s=0.2)
             for c in mine:
-                c.request("GET", f"/inventory/{sku}/{wh}")
+                c.request("GET", at(sku, wh))
                 response = c.getresponse()
                 assert (response.status, json.loads(response.read())) == (200, want)
             mine[0].request("GET", "/metrics")
@@ -464,15 +486,14 @@ def test_with_a_read_token_only_the_probes_answer_without_it(day: Day) -> None:
         guarded.wait_ready()  # /ready is open
         sku, wh = day.skus[3], WAREHOUSES[1]
         r = guarded.url
-        for path in (f"/inventory/{sku}/{wh}", f"/inventory/{sku}", f"/inventory?skus={sku}",
-                     f"/inventory?positions={sku}|{wh}", "/metrics", "/ping"):
+        for path in (at(sku, wh), of(sku), batch(skus=[sku]), batch(positions=[f"{sku}|{wh}"]), "/metrics", "/ping"):
             status, headers, body = get(f"{r}{path}")
             assert (status, headers.get("WWW-Authenticate")) == (401, "Bearer"), (path, status, body)
             assert token not in json.dumps(body)
             assert get(f"{r}{path}", {"Authorization": f"Bearer {token}x"})[0] == 401, path
             assert get(f"{r}{path}", {"Authorization": token})[0] == 401, path
             assert get(f"{r}{path}", bearer)[0] == 200, path
-        assert ok(f"{r}/inventory/{sku}/{wh}", bearer) == ok(f"{day.worker.url}/inventory/{sku}/{wh}")
+        assert ok(r + at(sku, wh), bearer) == ok(day.worker.url + at(sku, wh))
         for path in ("/health", "/ready"):
             assert get(f"{r}{path}")[0] == 200, path
     finally:
