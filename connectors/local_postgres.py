@@ -385,8 +385,11 @@ CREATE TABLE IF NOT EXISTS public.inventory_positions (
     cause_event_type  text         NOT NULL,
     cause_event_id    text         NOT NULL,
     occurred_at       timestamptz  NOT NULL,
+    updated_at        timestamptz,
     PRIMARY KEY (sku, warehouse_code)
 );
+-- updatedAt came after the table (issue 14): a database made before it gains the column.
+ALTER TABLE public.inventory_positions ADD COLUMN IF NOT EXISTS updated_at timestamptz;
 """
 
 

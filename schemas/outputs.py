@@ -39,6 +39,12 @@ class InventoryChanged(InventoryLevel):
     cause_event_type: str = Field(description="Type of the input event that caused the change.")
     cause_event_id: str = Field(description="Id of the input event that caused the change.")
     occurred_at: Timestamp = Field(description="When the causing event happened.")
+    updated_at: Timestamp | None = Field(
+        default=None,
+        description="The position's updatedAt: the newest occurredAt among the events that changed it, so never "
+                    "earlier than the previous version's (occurredAt is this change's own event; they differ when "
+                    "events are applied out of event-time order). Null in records written before it was added.",
+    )
 
 
 class OrderStatus(StrEnum):

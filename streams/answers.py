@@ -17,8 +17,10 @@ MAX_BATCH = 200  # SKUs or positions one batch request may name
 
 
 def position_json(sku: str, p: Any, updated_at: datetime | None) -> dict[str, Any]:
-    """One position: ``p`` is a ``tables.state.Position`` (its ``updated_at``) or an
-    ``InventoryChanged`` (its ``occurred_at``: the event that made that version)."""
+    """One position: ``p`` is a ``tables.state.Position`` or an ``InventoryChanged``;
+    ``updated_at``: the position's (the newest occurredAt that changed it, which an
+    ``InventoryChanged`` carries as ``updated_at``: its own ``occurred_at`` is older when
+    events were applied out of event-time order)."""
     return {
         "sku": sku,
         "warehouseCode": p.warehouse_code,

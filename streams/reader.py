@@ -83,7 +83,7 @@ class Change:
 
 def change_of(obj: Any) -> Change:
     """The answer for an ``InventoryChanged`` (``schemas/outputs.py``)."""
-    body = position_json(obj.sku, obj, obj.occurred_at)
+    body = position_json(obj.sku, obj, obj.updated_at or obj.occurred_at)  # a record older than updatedAt: its event
     return Change(obj.sku, obj.warehouse_code, obj.version, body, dumps(body))
 
 

@@ -1,8 +1,10 @@
-"""Start, watch and stop a pipeline worker as a separate process.
+"""Start, watch and stop a pipeline worker, or the read processes (``streams.reader``), as
+separate processes.
 
 Used by the demo command, the integration tests (which kill workers with SIGKILL on purpose)
 and the benchmarks. Settings reach the child through its environment (``INVENTORY_*``), the
-one way the Settings object reads them.
+one way the Settings object reads them. Each child starts a session of its own, so a kill
+reaches every process it started and nothing is left running.
 """
 
 from __future__ import annotations
@@ -89,6 +91,96 @@ class WorkerProcess:
             self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.kill()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+class ReaderProcess:
+    """``python -m streams.reader --processes N`` on ``port`` (loopback), its output in ``log_path``.
+
+    ``stop()`` sends SIGTERM to the parent only (it must stop its children itself), then
+    SIGKILLs whatever is left of its session; ``kill()`` SIGKILLs the whole session."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int, processes: int = 1) -> None:
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.log_path = log_path
+        self.port = port
+        self.processes = processes
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ReaderProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.reader", "--processes", str(self.processes), "--port", str(self.port),
+             "--bind", "127.0.0.1"],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout_s: float = 60.0) -> ReaderProcess:
+        """Until ``/ready`` answers 200 (every partition of inventory-changes read to its end)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"reader exited ({self.proc and self.proc.returncode}); log:\n{self.log_tail()}")
+            status, _ = http_json(f"{self.url}/ready")
+            if status == 200:
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"reader not ready after {timeout_s}s; log:\n{self.log_tail()}")
+
+    def session(self) -> list[int]:
+        """Pids of every live process of the reader's session (the parent and its children)."""
+        if self.proc is None:
+            return []
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[3]) == self.proc.pid and fields[0] != "Z":  # fields[3]: the session id
+                    found.append(int(entry.name))
+        return sorted(found)
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM to the parent; its exit code (None if it had to be killed)."""
+        code = None
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL to every process of the session (the parent's children included)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(timeout=10)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -567,6 +567,7 @@ class _Tx:
             cause_event_type=cmd.cause_event_type,
             cause_event_id=cmd.cause_event_id,
             occurred_at=cmd.occurred_at,
+            updated_at=p.updated_at,
         )
 
     def reorder_point(self, p: Position) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -83,11 +84,11 @@ class Deployment:
         return list(tail(self.settings, [topic], from_beginning=True, timeout_s=timeout_s, idle_s=idle_s))
 
     def position(self, worker: WorkerProcess, sku: str, warehouse: str) -> dict[str, Any] | None:
-        status, body = http_json(f"{worker.url}/inventory/{sku}/{warehouse}")
+        status, body = http_json(f"{worker.url}/inventory/{quote(sku, safe='')}/{quote(warehouse, safe='')}")
         return body if status == 200 else None
 
     def order(self, worker: WorkerProcess, order_no: str) -> dict[str, Any] | None:
-        status, body = http_json(f"{worker.url}/orders/{order_no}")
+        status, body = http_json(f"{worker.url}/orders/{quote(order_no, safe='')}")
         return body if status == 200 else None
 
 

@@ -31,7 +31,7 @@ CAUSE = {"cause_event_type": "OrderCreated", "cause_event_id": "e1", "occurred_a
 SAMPLES: list[tuple[type[BaseModel], dict[str, Any]]] = [
     (InventoryChanged, {"sku": "S", "warehouse_code": "WH1", "available_qty": 1, "reserved_qty": 2,
                         "in_transit_qty": 3, "total_qty": 6, "event_id": "S|WH1|v1", "on_hand_qty": 3,
-                        "presold_qty": 0, "outbound_qty": 0, "damaged_qty": 0, "version": 1, **CAUSE}),
+                        "presold_qty": 0, "outbound_qty": 0, "damaged_qty": 0, "version": 1, **CAUSE, "updated_at": NOW}),
     (InventoryLedgerEntry, {"entry_id": "x", "sku": "S", "warehouse_code": "WH1", "bucket": "ON_HAND",
                             "movement_type": "SHIPPED", "quantity": -1, "document_type": "SHIPMENT",
                             "document_no": "SHP1", "cause_event_id": "e1", "occurred_at": NOW}),

@@ -413,3 +413,24 @@ def test_a_disposal_at_a_warehouse_the_sku_never_had_keeps_its_units_ahead() -> 
     part = Partition()
     part.apply(DisposeDamaged, disposal_no="DSP-1", warehouse_code="WH9", quantity=2)
     assert part.position("WH9").disposed_ahead_qty == 2
+
+
+def test_a_change_carries_the_positions_updated_at_when_an_earlier_event_is_applied_later() -> None:
+    """Events reach a SKU out of event-time order (several input topics): the position's
+    updatedAt stays the newest occurredAt, and its InventoryChanged says so (``updated_at``)
+    beside its own event's time - what a read process answers as updatedAt."""
+    from schemas.outputs import InventoryChanged
+
+    part = Partition()
+    part.receive("WH1", 10)  # at T0 + a minute
+    later = part.apply(AdjustStock, adjustment_no="ADJ-1", warehouse_code="WH1", delta=5, reason="FOUND",
+                       occurred_at=T0 + timedelta(hours=3))
+    earlier = part.apply(AdjustStock, adjustment_no="ADJ-2", warehouse_code="WH1", delta=-1, reason="LOSS",
+                         occurred_at=T0 + timedelta(hours=1))
+    (first,) = [e for e in later.events if isinstance(e, InventoryChanged)]
+    (second,) = [e for e in earlier.events if isinstance(e, InventoryChanged)]
+    position = part.tables.stock_by_sku[SKU].position("WH1")
+    assert position is not None and position.version == second.version == first.version + 1
+    assert first.updated_at == first.occurred_at == T0 + timedelta(hours=3)
+    assert second.occurred_at == T0 + timedelta(hours=1)
+    assert second.updated_at == position.updated_at == T0 + timedelta(hours=3)
