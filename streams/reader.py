@@ -29,7 +29,8 @@ Contract:
   dict; the Kafka consumer runs in its own thread (librdkafka fetches off the GIL) and
   decodes there, and the event loop only swaps the decoded entries in.
 * **Several processes, one port.** ``--processes N`` starts N processes that each hold the
-  whole topic and bind the same port with ``SO_REUSEPORT`` (the kernel spreads connections).
+  whole topic and bind the same port with ``SO_REUSEPORT`` (the kernel spreads connections);
+  a port something already serves is refused (exit 1), so two groups never share one.
   The parent stops them all on SIGTERM/SIGINT, and exits 1 if one of them dies.
 * **Safe by default.** It listens on ``web_bind`` (127.0.0.1 unless configured); with
   ``read_token`` set, every path but ``/health`` and ``/ready`` needs
@@ -464,18 +465,22 @@ def _header(headers: bytes, lower: bytes, name: bytes) -> bytes | None:
 # --- processes ---------------------------------------------------------------------------------------
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, share: bool = False) -> socket.socket:
+    """A listening socket; ``share``: with ``SO_REUSEPORT``, for the processes of one
+    ``--processes`` group. The group's parent first binds without it, so a second group (or a
+    single process) on a port already served fails instead of silently taking half the traffic."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if share:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(1024)
     sock.setblocking(False)
     return sock
 
 
-async def serve(settings: Any, host: str, port: int) -> None:
+async def serve(settings: Any, host: str, port: int, share: bool = False) -> None:
     """One read process: the feed thread and the server, until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     replica, freshness = Replica(), Freshness()
@@ -483,7 +488,7 @@ async def serve(settings: Any, host: str, port: int) -> None:
     server = Server(replica, freshness, token)
     feed = ChangeFeed(settings, loop, replica, freshness)
     feed.start()
-    listener = await loop.create_server(lambda: HttpProtocol(server), sock=listening_socket(host, port))
+    listener = await loop.create_server(lambda: HttpProtocol(server), sock=listening_socket(host, port, share))
     log.info("reader %d: serving http://%s:%d (inventory-changes of prefix %r)", os.getpid(), host, port,
              settings.topic_prefix)
     stopped = asyncio.Event()
@@ -519,9 +524,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     port = args.port if args.port is not None else settings.reader_port
     processes = args.processes if args.processes is not None else settings.reader_processes
     if args.one or processes == 1:
-        asyncio.run(serve(settings, host, port))
+        try:
+            asyncio.run(serve(settings, host, port, share=args.one))
+        except OSError as exc:
+            print(f"reader: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+            return 1
         return 0
-    listening_socket(host, port).close()  # fail here, once, if the port is taken
+    try:
+        listening_socket(host, port).close()  # fail here, once, if anything serves the port
+    except OSError as exc:
+        print(f"reader: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
     children = [subprocess.Popen([sys.executable, "-m", "streams.reader", "--one", "--bind", host,
                                   "--port", str(port)]) for _ in range(processes)]
     stopping = threading.Event()

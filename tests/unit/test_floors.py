@@ -4,7 +4,8 @@ imports count: they are arrows a reader follows too). The pure core and the cont
 no stream engine, Kafka client or store, and the CLIs do not load Faust.
 
 The floors, bottom up (``FLOORS``): settings; contracts; the pure core; Kafka plumbing; the
-worker; its edges; tools and entry points; the local stack and the demos; benchmarks.
+worker; its edges; tools and entry points; the local stack and the demos; benchmarks; the
+``inventory-center`` command line.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ FLOORS: dict[int, tuple[str, ...]] = {
         "streams.demo_support", "streams.demo_connectors", "connectors.local_postgres",
         "connectors.local_registry", "connectors.local_connect"),
     8: ("bench",),
+    9: ("streams.cli",),
 }
 NAMES = {0: "settings", 1: "contracts", 2: "pure core", 3: "Kafka plumbing", 4: "worker", 5: "edges",
-         6: "tools and entry points", 7: "local stack and demos", 8: "benchmarks"}
+         6: "tools and entry points", 7: "local stack and demos", 8: "benchmarks",
+         9: "the command line"}
 # Third-party packages the contracts and the core must never import. The contracts' codec may
 # take a schema registry client (confluent_kafka.schema_registry, passed in) for the Confluent
 # wire format; the core takes nothing with I/O.
