@@ -10,86 +10,11 @@ connector and all its tasks are RUNNING, or one of them FAILED, and prints each 
 the first lines of the trace of a failure). Exit status: 0 when every connector runs, 1 when
 one FAILED, did not reach RUNNING in time, or was refused (invalid config).
 
-The files are sent as they are. What differs between deployments is not in them but in the
-Connect worker, which resolves it at runtime with Kafka's own config providers (the worker's
-``config.providers``; connectors/local_connect.py configures the local one):
-
-    ${file:/proc/self/cwd/secrets.properties:<key>}   FileConfigProvider: the database
-                          credentials (oms.user, oms.password, erp.user, erp.password), from the
-                          properties file ``secrets.properties`` in the worker's working directory
-    ${env:<NAME>}         EnvVarConfigProvider (Kafka 3.5+): the non-secret values, from the
-                          worker's environment: OMS_DB_HOST, OMS_DB_PORT, OMS_DB_NAME,
-                          ERP_DB_HOST, ERP_DB_PORT, ERP_DB_NAME, PIPELINE_TOPIC_PREFIX (the
-                          pipeline's Settings.topic_prefix), PIPELINE_REGISTRY_URL (Apicurio
-                          Registry's native v2 API, see ``local_registry.apicurio_native_url``)
-
-so ``curl -X PUT -H 'Content-Type: application/json' -d "$(jq .config F.json)"
-<connect>/connectors/<name>/config`` works as well as this command, and a value never leaves
-the worker (``GET .../config`` shows the references). Connect leaves other ``${...}`` alone
-(Debezium's ``${routedByValue}``): its references always name a provider before a colon.
-
-Another deployment runs a worker with ``config.providers=file,env`` (the two classes above),
-these environment variables, and its secrets file in the worker's working directory (or mounted
-there). The local worker (``connectors.local_connect``): working directory ``.local/connect``,
-where it writes ``secrets.properties`` (0600, from the local PostgreSQL's credentials), and the
-environment from ``local_connect.worker_env`` (127.0.0.1, the local PostgreSQL's port, the
-databases ``oms`` and ``erp``, ``Settings.topic_prefix``, the local registry).
-
-Why ``/proc/self/cwd/secrets.properties`` rather than an absolute path of this checkout or a
-relative ``secrets.properties``: the path must be the same in every checkout and deployment,
-so it names the worker's working directory, which ``local_connect`` sets. A relative path would
-say the same (Java resolves it against the working directory), but FileConfigProvider's
-``allowed.paths`` takes absolute entries only and compares references without resolving them,
-so with any ``allowed.paths`` every relative reference is refused; without ``allowed.paths``
-anyone who can PUT a connector could read any file the worker can (``${file:/etc/shadow:root}``
-parses as a properties file). ``/proc/self/cwd`` is the working directory as an absolute path
-(Linux, in the reading process: the worker), so the local worker keeps
-``allowed.paths=/proc/self/cwd,<its folder>`` and its provider reads nothing outside that folder
-(``/proc/self/cwd/../x`` is normalised out of it and refused). The env provider is limited the
-same way (``allowlist.pattern``: exactly the variables above, not the worker's whole
-environment).
-
-Per-deployment overrides. Several deployments of the pipeline can share one worker (the
-integration tests run a few at once, the connectors demo runs beside them), each with its own
-topic prefix, databases and connector names. For them, and only then, ``render(doc, variables)``
-replaces ``${env:NAME}`` references by given values before the PUT (everything else, secrets
-included, is still resolved by the worker); ``local_connect.variables_for(settings)`` gives the references in
-which a deployment's settings differ from the local worker's (an empty dict for the worker's
-own deployment, so its files go unchanged). On the command line: ``--var NAME=VALUE``.
-
-Choices in the files, which JSON cannot comment on:
-
-* oms-outbox-source: Debezium's PostgreSQL connector on the ``outbox`` table alone, through
-  a publication the database owner created (``publication.autocreate.mode=disabled``: the
-  connector's role needs no DDL rights). ``snapshot.mode=no_data``: the outbox is a queue, not
-  state, and the outbox event router relays inserts only; the slot is created on the first
-  start, so that start must precede the OMS's first outbox write. The event router keys each
-  record by ``aggregateid`` (the orderNo), routes by ``aggregatetype`` (``order`` ->
-  ``oms.outbox.order``), puts the ``type`` column in an ``eventType`` header, and the payload
-  is passed on as the JSON text the OMS wrote (StringConverter: no re-encoding, no floats for
-  money, unlike ``table.expand.json.payload``). New topics get the broker's defaults (-1).
-* erp-ledger-sink, erp-positions-sink: Debezium's JDBC sink into the ERP's tables (created by
-  the ERP's owner, ``schema.evolution=none``; connectors/local_postgres.py plays that part).
-  Positions: upsert on (sku, warehouse_code), the latest state of each position (the topic
-  is compacted and per-key ordered, so the last write is the newest version). Ledger:
-  append-only - one row per entry, never updated - written as an upsert on the
-  deterministic entry_id, because delivery is at least once: a plain insert would fail the
-  task on the first redelivered entry (or, without a key, duplicate it). A record the sink
-  cannot write stops it (``errors.tolerance=none``, reported FAILED here): a ledger with a
-  silent hole is worse than a late one. Columns are snake_case (Debezium's
-  FieldNameTransformation) and ``occurredAt``, Avro ``timestamp-micros`` (which Connect's
-  Avro mapping leaves a long), becomes a timestamp (TimestampConverter, millisecond
-  precision).
-
-  The converter: Apicurio Registry's AvroConverter (2.6.13.Final, the version Debezium 3.4.3
-  is built with), in Confluent-compatible mode (4-byte contentId after a 0 byte, as Apicurio's
-  ccompat API hands out and ``schemas.codec.ConfluentFraming`` writes). The sinks read the
-  pipeline's own ledger and inventory-changes topics, registry-framed, with the writer schema
-  from the registry: the production shape (one topic, one contract, the registry as the
-  source of truth). The other way considered, a JSON-with-schema projection topic for the
-  ERP, would duplicate every record in a second, hand-written contract with a schema inlined
-  in each message. Consequence: the ERP sinks need the pipeline in registry mode
-  (``schema_registry_url`` set); single-object Avro has no Connect converter.
+The files are sent as they are: what differs between deployments (database hosts and
+credentials, the topic prefix, the registry) is resolved by the Connect worker with Kafka's
+config providers (``${file:...}``, ``${env:...}``); ``--var NAME=VALUE`` overrides an
+``${env:...}`` reference for a deployment sharing a worker. Why, and the choices in each file:
+docs/connectors.md.
 """
 
 from __future__ import annotations
