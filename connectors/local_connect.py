@@ -1,100 +1,47 @@
-"""The local Kafka Connect worker (distributed mode) with its connector plugins, no Docker.
+"""The local Kafka Connect worker (distributed mode) with Debezium's plugins, no Docker.
 
-Apache Kafka's own Connect runtime (``org.apache.kafka:connect-runtime``, the broker's
-version), Debezium's plugin archives (classifier ``plugin``, ``tar.gz``) and Apicurio
-Registry's Avro converter, all resolved from Maven Central by generated poms into
-``<local_dir>/connect``::
-
-    pom.xml, converter-pom.xml     generated: what Maven resolves (versions below)
-    libs/                          the runtime's jars (+ log4j2, the backend Kafka's poms lack)
-    plugins/                       plugin.path: debezium-connector-postgres/ and
-                                   debezium-connector-jdbc/ (unpacked archives),
-                                   apicurio-registry-converter/ (jars + a service manifest)
-    .complete                      marker: versions and pom digests of what is there
-    connect-distributed.properties generated on every start
-    log4j2.xml                     generated on every start -> logs/connect.log
-    secrets.properties             generated (0600): what ${file:...} references read
-    logs/connect.out               the JVM's stdout/stderr
-    connect.pid                    pid of the worker this module started
-
-Versions, checked against the broker's Kafka 4.1.2:
-
-* Connect runs the broker's version (``Settings.kafka_version``): one Kafka on the machine.
-* Debezium 3.4.3.Final: built against Kafka 4.1.1 (``version.kafka`` in
-  ``io.debezium:debezium-build-parent:3.4.3.Final``), connectors compiled for Java 17. Maven
-  Central has the JDBC sink's plugin archive for 3.4.0, 3.4.3, 3.5.0 and 3.6.0 only; 3.6 is
-  built against Kafka 4.3, and 3.5.0 (also 4.1.1) is a first release whose patches lack that
-  archive, so 3.4.3, the most patched release built against 4.1.
-* Apicurio's converter 2.6.13.Final: see ``converter_pom_xml``.
-
-The worker listens on 127.0.0.1 only and keeps its configs, offsets and statuses in its own
-topics (replication factor 1 on the single local broker). It runs in ``<local_dir>/connect``
-(its working directory) and is where the connector files' deployment values come from, through
-Kafka's own config providers (why these and not placeholders filled by a tool: see
-``connectors/apply.py``):
-
-* ``${file:/proc/self/cwd/secrets.properties:<key>}`` - FileConfigProvider; the credentials
-  in ``secrets.properties`` (this folder, the worker's working directory; 0600, written from
-  ``local_postgres.credentials`` on every start). ``allowed.paths`` limits it to this folder.
-* ``${env:<NAME>}`` - EnvVarConfigProvider (Kafka 3.5+, KIP-887); the non-secret values, in
-  the worker's environment as ``start`` sets it (``worker_env``; ``allowlist.pattern`` limits
-  the provider to exactly these variables):
-
-  ========================  ==========================================================
-  OMS_DB_HOST, OMS_DB_PORT  the OMS database's server (local: 127.0.0.1, postgres_port)
-  OMS_DB_NAME               the OMS database (local: ``oms``)
-  ERP_DB_HOST, ERP_DB_PORT  the ERP database's server (local: the same server)
-  ERP_DB_NAME               the ERP database (local: ``erp``)
-  PIPELINE_TOPIC_PREFIX     ``Settings.topic_prefix``: the pipeline's topics
-  PIPELINE_REGISTRY_URL     Apicurio Registry's native v2 API (``local_registry.apicurio_native_url``)
-  ========================  ==========================================================
-
-``start`` restarts a worker it started earlier when that worker's properties or environment
-are not what ``start`` would give it now (an upgrade of this module, another topic prefix or
-port): the connectors' configurations live in Kafka and resume after the restart.
-
-Measured on the 2-core development machine: a cold start (empty Maven repository: 492 files,
-124 MB downloaded) takes about 16 s, 12.6 s of it Maven; a warm start about 3.5 s until REST
-answers and every plugin is listed (``plugin.discovery=service_load``: no class scanning).
-Memory: about 200 MB resident idle, about 300 MB with the three connectors running.
-
-Command line, from the repository root::
-
-    python -m connectors.local_connect start|stop|status
-
-From Python: ``start(settings) -> bool`` (True only when *this* call started the worker),
-``stop(settings)``, ``is_running(settings)``, ``rest_url(settings)``, ``secrets_file(settings)``,
-``worker_env(settings)``.
+Kafka's own Connect runtime (the broker's version), Debezium's plugin archives and Apicurio's
+Avro converter, resolved from Maven Central by generated poms into ``<local_dir>/connect``,
+which is also the worker's working directory: ``connect-distributed.properties`` and
+``log4j2.xml`` (written on every start), ``secrets.properties`` (0600, the databases'
+credentials), ``logs/connect.log``. REST on 127.0.0.1 only. Connector files take deployment
+values from the worker's config providers: ``${file:/proc/self/cwd/secrets.properties:<key>}``
+and ``${env:NAME}`` for the names in ``WORKER_ENV_NAMES`` (``worker_env``). ``start``
+restarts a worker it started whose properties or environment are outdated (``drift``).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, get_settings
+from connectors import local_postgres
 from connectors.apply import rest_url
 from connectors.local_registry import apicurio_native_url
-from streams import local_process
+from streams import local_kafka
+from streams.local_process import (
+    LocalService,
+    LocalServiceError,
+    ServicePaths,
+    Under,
+    read_json,
+    write_private,
+)
 
 MAIN_CLASS = "org.apache.kafka.connect.cli.ConnectDistributed"
-STOP_TIMEOUT_S = 30.0
-KILL_TIMEOUT_S = 10.0
-
 LOG4J2_VERSION = "2.24.3"  # as the broker's pom (scripts/kafka/pom.xml)
-
 # Plugin archives: (artifactId, the connector class its folder must provide).
 PLUGINS = (
     ("debezium-connector-postgres", "io.debezium.connector.postgresql.PostgresConnector"),
@@ -104,85 +51,31 @@ PLUGINS = (
 # read the pipeline's registry-framed Avro with it.
 CONVERTER_DIR = "apicurio-registry-converter"
 CONVERTER_CLASS = "io.apicurio.registry.utils.converter.AvroConverter"
-
-# How connector files name the secrets file: an absolute path to the worker's working directory
-# (the JVM runs in ConnectPaths.root), so that ``allowed.paths`` can still restrict the provider
-# (it refuses every relative reference). See connectors/apply.py.
+# How connector files name the secrets file: an absolute path to the worker's working directory,
+# so that ``allowed.paths`` can still restrict the provider (it refuses relative references).
 SECRETS_REFERENCE_PATH = "/proc/self/cwd/secrets.properties"
 # The worker's environment variables connector files may read with ${env:NAME} (worker_env).
 WORKER_ENV_NAMES = ("OMS_DB_HOST", "OMS_DB_PORT", "OMS_DB_NAME", "ERP_DB_HOST", "ERP_DB_PORT",
                     "ERP_DB_NAME", "PIPELINE_TOPIC_PREFIX", "PIPELINE_REGISTRY_URL")
 
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
-
-class LocalConnectError(RuntimeError):
+class LocalConnectError(LocalServiceError):
     """The Connect worker could not be resolved, started or stopped."""
 
 
-def _say(message: str) -> None:
-    print(f"local-connect: {message}", flush=True)
-
-
-@dataclass(frozen=True)
-class ConnectPaths:
-    root: Path
-
-    @classmethod
-    def of(cls, settings: Settings) -> ConnectPaths:
-        return cls(Path(settings.local_dir).resolve() / "connect")
-
-    @property
-    def pom(self) -> Path:
-        return self.root / "pom.xml"
-
-    @property
-    def converter_pom(self) -> Path:
-        return self.root / "converter-pom.xml"
-
-    @property
-    def libs(self) -> Path:
-        return self.root / "libs"
-
-    @property
-    def plugins(self) -> Path:
-        return self.root / "plugins"
-
-    @property
-    def marker(self) -> Path:
-        return self.root / ".complete"
-
-    @property
-    def properties(self) -> Path:
-        return self.root / "connect-distributed.properties"
-
-    @property
-    def log4j(self) -> Path:
-        return self.root / "log4j2.xml"
-
-    @property
-    def secrets(self) -> Path:
-        return self.root / "secrets.properties"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def connect_log(self) -> Path:
-        return self.logs / "connect.log"
-
-    @property
-    def jvm_out(self) -> Path:
-        return self.logs / "connect.out"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.root / "connect.pid"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.root / ".lock"
+class ConnectPaths(ServicePaths):
+    folder = "connect"
+    pom = Under("pom.xml")  # generated: what Maven resolves
+    converter_pom = Under("converter-pom.xml")
+    libs = Under("libs")  # the runtime's jars (+ log4j2, the backend Kafka's poms lack)
+    plugins = Under("plugins")  # plugin.path: one folder per plugin
+    marker = Under(".complete")  # versions and pom digests of what is there
+    properties = Under("connect-distributed.properties")
+    log4j = Under("log4j2.xml")
+    secrets = Under("secrets.properties")
+    log = Under("logs", "connect.log")
+    out = Under("logs", "connect.out")
+    pid_file = Under("connect.pid")
 
 
 def secrets_file(settings: Settings) -> Path:
@@ -192,29 +85,20 @@ def secrets_file(settings: Settings) -> Path:
 
 def variables_for(settings: Settings, worker: Settings | None = None) -> dict[str, str]:
     """Overrides of ``${env:NAME}`` references for a deployment that shares the local worker:
-    the variables whose value for ``settings`` differs from the worker's own (the worker's
-    environment as ``worker_env`` sets it from ``worker``, by default the
-    process's settings). Empty for the worker's own deployment."""
+    the variables whose value for ``settings`` differs from the worker's own (``worker_env`` of
+    ``worker``, by default the process's settings). Empty for the worker's own deployment."""
     own = worker_env(worker or get_settings())
-    return {name: value for name, value in worker_env(settings).items()
-            if own.get(name) != value}
+    return {name: value for name, value in worker_env(settings).items() if own.get(name) != value}
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """The deployment values the worker's ``${env:NAME}`` references resolve to (the module
-    docstring lists them), added to the environment ``start`` runs the JVM in."""
-    from connectors import local_postgres
-
+    """What the worker's ``${env:NAME}`` references resolve to, added to its environment."""
     host, port = "127.0.0.1", str(local_postgres.port_of(settings))
     env = {
-        "OMS_DB_HOST": host,
-        "OMS_DB_PORT": port,
-        "OMS_DB_NAME": local_postgres.OMS_DATABASE,
-        "ERP_DB_HOST": host,
-        "ERP_DB_PORT": port,
-        "ERP_DB_NAME": local_postgres.ERP_DATABASE,
-        "PIPELINE_TOPIC_PREFIX": settings.topic_prefix,
-        "PIPELINE_REGISTRY_URL": apicurio_native_url(settings),
+        "OMS_DB_HOST": host, "OMS_DB_PORT": port, "OMS_DB_NAME": local_postgres.OMS_DATABASE,
+        "ERP_DB_HOST": host, "ERP_DB_PORT": port, "ERP_DB_NAME": local_postgres.ERP_DATABASE,
+        "PIPELINE_TOPIC_PREFIX": settings.topic_prefix,  # the pipeline's topics
+        "PIPELINE_REGISTRY_URL": apicurio_native_url(settings),  # Apicurio's native v2 API
     }
     assert tuple(env) == WORKER_ENV_NAMES
     return env
@@ -347,92 +231,46 @@ def _wanted_marker(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _resolved(paths: ConnectPaths, settings: Settings) -> bool:
-    try:
-        marker = json.loads(paths.marker.read_text())
-    except (OSError, ValueError):
-        return False
-    if any(marker.get(k) != v for k, v in _wanted_marker(settings).items()):
-        return False
-    jars = marker.get("jars") or []
-    return bool(jars) and all((paths.libs / jar).is_file() for jar in jars) and all(
-        (paths.plugins / folder).is_dir() for folder in _plugin_dirs()
-    )
-
-
-def _plugin_dirs() -> list[str]:
-    return [artifact for artifact, _ in PLUGINS] + [CONVERTER_DIR]
-
-
-def _write_service_manifest(folder: Path) -> None:
-    """Declare the converter the way KIP-898 wants plugins declared (a ServiceLoader manifest),
-    so the worker finds it with ``plugin.discovery=service_load`` instead of scanning every
-    class of every plugin at each start. Apicurio 2.6's jar has no manifest; this little jar
-    is what Kafka's ``connect-plugin-path sync-manifests`` would add."""
-    import zipfile
-
-    with zipfile.ZipFile(folder / "inventory-center-service-manifest.jar", "w") as jar:
-        jar.writestr("META-INF/services/org.apache.kafka.connect.storage.Converter",
-                     f"{CONVERTER_CLASS}\n")
-
-
-def _maven(maven: str, pom: Path, goals: list[str]) -> int:
-    """Run Maven on a generated pom; returns the number of files it downloaded."""
-    tail: list[str] = []
-    downloads = 0
-    cmd = [maven, "-B", "-f", str(pom), *goals]
-    with subprocess.Popen(cmd, cwd=pom.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip()
-            tail = (tail + [line])[-40:]
-            if "Downloaded from" in line:
-                downloads += 1
-                words = line.split("Downloaded from", 1)[1].split()
-                if len(words) >= 2 and words[1].endswith((".jar", ".tar.gz")):
-                    size = " ".join(words[2:4]).lstrip("(")
-                    _say(f"  [{downloads:3d} files] {words[1].rsplit('/', 1)[-1]} ({size})")
-        rc = proc.wait()
-    if rc != 0:
-        raise LocalConnectError(f"Maven failed on {pom.name} (exit {rc}):\n" + "\n".join(tail))
-    return downloads
-
-
 def ensure_jars(settings: Settings) -> ConnectPaths:
     """Resolve the runtime and plugins with Maven unless this exact set is there already.
     The marker is written last, so an interrupted run is redone from scratch next time."""
     paths = ConnectPaths.of(settings)
-    if _resolved(paths, settings):
+    folders = [artifact for artifact, _ in PLUGINS] + [CONVERTER_DIR]
+    found, wanted = read_json(paths.marker), _wanted_marker(settings)
+    jars = found.get("jars") or []
+    if all(found.get(k) == v for k, v in wanted.items()) and jars and all(
+            (paths.libs / jar).is_file() for jar in jars) and all(
+            (paths.plugins / folder).is_dir() for folder in folders):
         return paths
-    maven = settings.maven_bin
-    if shutil.which(maven) is None:
-        raise LocalConnectError(f"Maven ({maven!r}) is not on PATH")
     for folder in (paths.libs, paths.plugins):
-        if folder.exists():
-            shutil.rmtree(folder)
+        shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
     paths.marker.unlink(missing_ok=True)
     paths.pom.write_text(pom_xml(settings))
     paths.converter_pom.write_text(converter_pom_xml(settings))
-    _say(f"resolving Connect {settings.kafka_version}, Debezium "
-         f"{settings.connect_debezium_version} plugins and Apicurio's converter "
-         f"{settings.connect_apicurio_converter_version} from Maven Central")
+    CONNECT.say(f"resolving Connect {settings.kafka_version}, Debezium "
+                f"{settings.connect_debezium_version} plugins and Apicurio's converter "
+                f"{settings.connect_apicurio_converter_version} from Maven Central")
     began = time.monotonic()
-    downloads = _maven(maven, paths.pom, ["dependency:copy-dependencies@runtime",
-                                         "dependency:unpack@plugins"])
-    downloads += _maven(maven, paths.converter_pom, ["dependency:copy-dependencies"])
-    _write_service_manifest(paths.plugins / CONVERTER_DIR)
+    downloads = sum(CONNECT.maven(settings, ["-f", str(pom), *goals], paths.root, pom.name)
+                    for pom, goals in ((paths.pom, ["dependency:copy-dependencies@runtime",
+                                                    "dependency:unpack@plugins"]),
+                                       (paths.converter_pom, ["dependency:copy-dependencies"])))
+    # The converter declared the way KIP-898 wants (a ServiceLoader manifest, what Kafka's
+    # connect-plugin-path sync-manifests would add): plugin.discovery=service_load finds it.
+    with zipfile.ZipFile(paths.plugins / CONVERTER_DIR / "inventory-center-service-manifest.jar",
+                         "w") as jar:
+        jar.writestr("META-INF/services/org.apache.kafka.connect.storage.Converter",
+                     f"{CONVERTER_CLASS}\n")
     jars = sorted(p.name for p in paths.libs.glob("*.jar"))
     if f"connect-runtime-{settings.kafka_version}.jar" not in jars:
         raise LocalConnectError(f"Maven finished but connect-runtime is missing from {paths.libs}")
-    for folder in _plugin_dirs():
-        if not (paths.plugins / folder).is_dir():
-            raise LocalConnectError(f"Maven finished but {paths.plugins / folder} is missing")
-    paths.marker.write_text(json.dumps({**_wanted_marker(settings), "jars": jars}, indent=1))
+    if missing := [f for f in folders if not (paths.plugins / f).is_dir()]:
+        raise LocalConnectError(f"Maven finished but {paths.plugins / missing[0]} is missing")
+    paths.marker.write_text(json.dumps({**wanted, "jars": jars}, indent=1))
     size_mb = sum(f.stat().st_size for f in paths.root.rglob("*.jar")) / 1e6
-    _say(f"{len(jars)} runtime jars and {len(_plugin_dirs())} plugins ({size_mb:.0f} MB of jars) ready "
-         f"in {time.monotonic() - began:.1f}s ({downloads} files downloaded)")
+    CONNECT.say(f"{len(jars)} runtime jars and {len(folders)} plugins ({size_mb:.0f} MB of jars) "
+                f"ready in {time.monotonic() - began:.1f}s ({downloads} files downloaded)")
     return paths
 
 
@@ -498,7 +336,7 @@ def log4j2_config(settings: Settings) -> str:
 <!-- Generated by connectors/local_connect.py on every start; edits are lost. -->
 <Configuration status="WARN">
   <Appenders>
-    <RollingFile name="connect" fileName="{paths.connect_log}" filePattern="{paths.logs}/connect.log.%i">
+    <RollingFile name="connect" fileName="{paths.log}" filePattern="{paths.log.parent}/connect.log.%i">
       <PatternLayout pattern="[%d] %p %X{{connector.context}}%m (%c)%n"/>
       <SizeBasedTriggeringPolicy size="20 MB"/>
       <DefaultRolloverStrategy max="3"/>
@@ -518,51 +356,12 @@ def log4j2_config(settings: Settings) -> str:
 
 
 def write_secrets(settings: Settings) -> Path:
-    """The values ``${file:<secrets>:<key>}`` resolves to: the local databases' credentials.
-
-    Written with mode 0600 and never printed; connector JSON names the keys, not the values.
-    """
-    from connectors import local_postgres
-
-    paths = ConnectPaths.of(settings)
+    """What ``${file:<secrets>:<key>}`` resolves to: the local databases' credentials (0600,
+    never printed; connector files name the keys, not the values)."""
     values = local_postgres.credentials(settings)
-    text = "# Generated by connectors/local_connect.py from the local databases' credentials.\n"
-    text += "".join(f"{k}={v}\n" for k, v in sorted(values.items()))
-    tmp = paths.secrets.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    tmp.replace(paths.secrets)
-    return paths.secrets
-
-
-def write_config(settings: Settings) -> ConnectPaths:
-    paths = ConnectPaths.of(settings)
-    paths.logs.mkdir(parents=True, exist_ok=True)
-    paths.properties.write_text(worker_properties(settings))
-    paths.log4j.write_text(log4j2_config(settings))
-    write_secrets(settings)
-    return paths
-
-
-def _java(settings: Settings) -> list[str]:
-    """The worker's command line. Same JVM choices as the broker (streams/local_kafka.py:
-    serial GC on a 2-core machine, exit on OOM) with its own heap."""
-    paths = ConnectPaths.of(settings)
-    return [
-        settings.java_bin,
-        *shlex.split(settings.connect_heap),
-        *shlex.split(settings.kafka_jvm_opts),
-        f"-Dlog4j2.configurationFile={paths.log4j}",
-        f"-Dkafka.logs.dir={paths.logs}",
-        "-cp",
-        f"{paths.libs}/*",
-        MAIN_CLASS,
-        str(paths.properties),
-    ]
-
-
-# --- REST ------------------------------------------------------------------------------
+    return write_private(secrets_file(settings), "# Generated by connectors/local_connect.py from "
+                         "the local databases' credentials.\n"
+                         + "".join(f"{k}={v}\n" for k, v in sorted(values.items())))
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, Any]:
@@ -571,7 +370,7 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, Any]:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, None
-    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, OSError):
+    except (OSError, ValueError):  # URLError, refused, timeouts; a body that is not JSON
         return 0, None
 
 
@@ -581,65 +380,6 @@ def plugins_listed(settings: Settings, connectors_only: bool = True) -> list[str
     query = "" if connectors_only else "?connectorsOnly=false"
     status, body = _get(f"{rest_url(settings)}/connector-plugins{query}")
     return [p.get("class", "") for p in body] if status == 200 and isinstance(body, list) else []
-
-
-def _ready(settings: Settings) -> bool:
-    """REST answers, the worker joined its group (``/connectors`` is 200, not 503/409), and
-    every plugin we ship is listed."""
-    if _get(f"{rest_url(settings)}/connectors")[0] != 200:
-        return False
-    listed = set(plugins_listed(settings, connectors_only=False))
-    return all(cls in listed for _, cls in PLUGINS) and CONVERTER_CLASS in listed
-
-
-def is_running(settings: Settings | None = None) -> bool:
-    """True if a Connect worker (ours or not) answers on the REST port and is ready."""
-    return _ready(settings or get_settings())
-
-
-# --- process handling ------------------------------------------------------------------
-
-
-def _managed_pid(paths: ConnectPaths) -> int | None:
-    """The pid in the pid file if that process is still our worker (not a reused pid)."""
-    pid = local_process.read_pid(paths.pid_file)
-    if pid is None:
-        return None
-    argv = local_process.cmdline(pid) or []
-    return pid if MAIN_CLASS in argv and str(paths.properties) in argv else None
-
-
-def _failure(settings: Settings, what: str) -> LocalConnectError:
-    paths = ConnectPaths.of(settings)
-    return LocalConnectError(local_process.failure_report(what, paths.jvm_out, paths.connect_log))
-
-
-def _wait_ready(settings: Settings, pid: int) -> None:
-    timeout = float(settings.connect_start_timeout_s)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not local_process.alive(pid, _CHILDREN):
-            raise _failure(settings, f"the Connect worker (pid {pid}) exited during startup")
-        if _ready(settings):
-            return
-        time.sleep(0.25)
-    raise _failure(settings, f"the Connect worker (pid {pid}) was not ready on "
-                             f"{rest_url(settings)} within {timeout:.0f}s")
-
-
-def _signal_and_wait(pid: int) -> None:
-    local_process.terminate(pid, _CHILDREN, stop_timeout=STOP_TIMEOUT_S,
-                            kill_timeout=KILL_TIMEOUT_S, say=_say, error=LocalConnectError)
-
-
-def _environ(pid: int) -> dict[str, str]:
-    """The environment a process was started with (empty if it cannot be read)."""
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (part.decode(errors="replace").partition("=") for part in raw.split(b"\0") if part)
-    return {key: value for key, _, value in pairs}
 
 
 def drift(settings: Settings, pid: int) -> str | None:
@@ -652,134 +392,82 @@ def drift(settings: Settings, pid: int) -> str | None:
         properties = ""
     if properties != worker_properties(settings):
         return f"{paths.properties.name} is not what this version writes"
-    env = _environ(pid)
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        raw = b""
+    pairs = (part.decode(errors="replace").partition("=") for part in raw.split(b"\0") if part)
+    env = {key: value for key, _, value in pairs}
     differ = [name for name, value in worker_env(settings).items() if env.get(name) != value]
     return f"its environment differs in {', '.join(differ)}" if differ else None
 
 
-def _kafka_answers(settings: Settings) -> bool:
-    from streams import local_kafka
+class LocalConnect(LocalService):
+    name, module, title = "connect", "connectors.local_connect", "Kafka Connect"
+    noun = "Connect worker"
+    description = "The local Kafka Connect worker."
+    Paths, error, poll_s = ConnectPaths, LocalConnectError, 0.25
+    port_setting, timeout_setting = "connect_rest_port", "connect_start_timeout_s"
 
-    if settings.uses_local_broker:
-        return local_kafka.is_running(settings)
-    return True  # an existing cluster: Connect will say if it cannot reach it
+    def address(self, settings: Settings) -> str:
+        return rest_url(settings)
 
+    def label(self, settings: Settings) -> str:
+        return f"Kafka Connect {settings.kafka_version}"
 
-# --- public API ------------------------------------------------------------------------
+    def owns(self, settings: Settings, argv: list[str]) -> bool:
+        return MAIN_CLASS in argv and str(ConnectPaths.of(settings).properties) in argv
 
-
-def start(settings: Settings | None = None) -> bool:
-    """Start the local Connect worker unless one is ready already. True if THIS call started
-    it. Blocks until REST answers, the worker joined its group and our plugins are listed.
-
-    A ready worker this module started is restarted when it ``drift``s (its properties or
-    environment are not what this call would give it); that returns False all the same: the
-    caller found a worker running and leaves it running."""
-    settings = settings or get_settings()
-    paths = ConnectPaths.of(settings)
-    restarted = False
-    with local_process.locked(paths.lock_file):
-        managed = _managed_pid(paths)
-        if _ready(settings):
-            why = drift(settings, managed) if managed is not None else None
-            if why is None:
-                owner = f"pid {managed}" if managed else "not started by this tool"
-                _say(f"a worker is already ready on {rest_url(settings)} ({owner})")
-                write_secrets(settings)  # the credentials may have been regenerated
-                return False
-            assert managed is not None
-            _say(f"restarting worker pid {managed}: {why}")
-            _signal_and_wait(managed)
-            paths.pid_file.unlink(missing_ok=True)
-            managed, restarted = None, True
-        if managed is not None:
-            _say(f"worker pid {managed} is alive but not ready yet; waiting for it")
-            _wait_ready(settings, managed)
+    def ready(self, settings: Settings, timeout: float = 3.0) -> bool:
+        """REST answers, the worker joined its group (``/connectors`` is 200, not 503/409), and
+        every plugin we ship is listed."""
+        if _get(f"{rest_url(settings)}/connectors", timeout)[0] != 200:
             return False
-        if not _kafka_answers(settings):
-            raise LocalConnectError(
-                f"Kafka does not answer on {settings.bootstrap_servers}: start it first "
-                "(python -m streams.local_kafka start)"
-            )
-        paths.pid_file.unlink(missing_ok=True)
-        began = time.monotonic()
-        ensure_jars(settings)
-        write_config(settings)
-        # cwd: the secrets file is read from the worker's working directory (/proc/self/cwd).
-        proc = local_process.spawn(_java(settings), cwd=paths.root, output=paths.jvm_out,
-                                   pid_file=paths.pid_file, children=_CHILDREN,
-                                   env={**os.environ, **worker_env(settings)})
-        _say(f"started Kafka Connect {settings.kafka_version} (pid {proc.pid}); waiting for it")
-        try:
-            _wait_ready(settings, proc.pid)
-        except BaseException:
-            _signal_and_wait(proc.pid)
-            paths.pid_file.unlink(missing_ok=True)
-            raise
-    _say(f"Kafka Connect ready on {rest_url(settings)} (pid {proc.pid}, "
-         f"{time.monotonic() - began:.1f}s; log {paths.connect_log})")
-    return not restarted
+        listed = set(plugins_listed(settings, connectors_only=False))
+        return all(cls in listed for _, cls in PLUGINS) and CONVERTER_CLASS in listed
+
+    def prepare(self, settings: Settings) -> tuple[list[str], Mapping[str, str] | None]:
+        if settings.uses_local_broker and not local_kafka.is_running(settings):
+            raise LocalConnectError(f"Kafka does not answer on {settings.bootstrap_servers}: "
+                                    "start it first (python -m streams.local_kafka start)")
+        paths = ensure_jars(settings)
+        paths.log.parent.mkdir(parents=True, exist_ok=True)
+        paths.properties.write_text(worker_properties(settings))
+        paths.log4j.write_text(log4j2_config(settings))
+        write_secrets(settings)
+        # Same JVM options as the broker's, its own heap. cwd (launch): the secrets file is read
+        # from the worker's working directory (/proc/self/cwd).
+        return [settings.java_bin, *shlex.split(settings.connect_heap),
+                *shlex.split(settings.kafka_jvm_opts), f"-Dlog4j2.configurationFile={paths.log4j}",
+                f"-Dkafka.logs.dir={paths.log.parent}", "-cp", f"{paths.libs}/*", MAIN_CLASS,
+                str(paths.properties)], {**os.environ, **worker_env(settings)}
+
+    def after_ready(self, settings: Settings) -> str:
+        write_secrets(settings)  # the credentials may have been regenerated
+        return ""
+
+    def outdated(self, settings: Settings, pid: int) -> str | None:
+        return drift(settings, pid)
+
+    def details(self, settings: Settings, running: bool, pid: int | None) -> list[tuple[str, str]]:
+        rows = [("rest", rest_url(settings)),
+                ("versions", f"Kafka {settings.kafka_version}, Debezium "
+                             f"{settings.connect_debezium_version}, Apicurio converter "
+                             f"{settings.connect_apicurio_converter_version}")]
+        if running:
+            code, names = _get(f"{rest_url(settings)}/connectors")
+            plugins = ", ".join(c.rsplit(".", 1)[-1] for c in plugins_listed(settings))
+            rows += [("plugins", f"{plugins}, {CONVERTER_CLASS.rsplit('.', 1)[-1]} (Apicurio "
+                                 f"{settings.connect_apicurio_converter_version})"),
+                     ("connectors", ", ".join(names) if code == 200 and names else "-")]
+            if pid is not None and (why := drift(settings, pid)):
+                rows.append(("outdated", f"{why} (start restarts it)"))
+        return rows
 
 
-def stop(settings: Settings | None = None) -> bool:
-    """Stop the worker this tool started (pid file). True if one was stopped."""
-    settings = settings or get_settings()
-    paths = ConnectPaths.of(settings)
-    with local_process.locked(paths.lock_file):
-        pid = _managed_pid(paths)
-        if pid is None:
-            _say("not running (no live worker in the pid file)")
-            paths.pid_file.unlink(missing_ok=True)
-            return False
-        began = time.monotonic()
-        _signal_and_wait(pid)
-        paths.pid_file.unlink(missing_ok=True)
-    _say(f"stopped pid {pid} in {time.monotonic() - began:.1f}s")
-    return True
-
-
-def status(settings: Settings | None = None) -> bool:
-    settings = settings or get_settings()
-    paths = ConnectPaths.of(settings)
-    ready = _ready(settings)
-    pid = _managed_pid(paths)
-    state = "running" if ready else ("starting" if pid is not None else "not running")
-    print(f"local Kafka Connect: {state}")
-    print(f"  pid:       {pid if pid is not None else '-'}")
-    print(f"  rest:      {rest_url(settings)}")
-    print(f"  versions:  Kafka {settings.kafka_version}, Debezium "
-          f"{settings.connect_debezium_version}, Apicurio converter "
-          f"{settings.connect_apicurio_converter_version}")
-    if ready:
-        code, names = _get(f"{rest_url(settings)}/connectors")
-        print(f"  plugins:   {', '.join(c.rsplit('.', 1)[-1] for c in plugins_listed(settings))}, "
-              f"{CONVERTER_CLASS.rsplit('.', 1)[-1]} (Apicurio "
-              f"{settings.connect_apicurio_converter_version})")
-        print(f"  connectors: {', '.join(names) if code == 200 and names else '-'}")
-        if pid is not None and (why := drift(settings, pid)):
-            print(f"  outdated:  {why} (start restarts it)")
-    print(f"  log:       {paths.connect_log}")
-    return ready
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m connectors.local_connect",
-                                     description="The local Kafka Connect worker.")
-    parser.add_argument("command", choices=["start", "stop", "status"])
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    try:
-        if args.command == "start":
-            start(settings)
-        elif args.command == "stop":
-            stop(settings)
-        else:
-            return 0 if status(settings) else 3
-    except LocalConnectError as exc:
-        print(f"local-connect: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
+CONNECT = LocalConnect()
+start, stop, status, is_running, main = (CONNECT.start, CONNECT.stop, CONNECT.status,
+                                         CONNECT.is_running, CONNECT.main)
 
 if __name__ == "__main__":
     sys.exit(main())

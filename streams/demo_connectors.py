@@ -476,7 +476,7 @@ def apply_connectors(base: Settings, settings: Settings, postgres: Future[bool],
           end="", flush=True)
     if not all(s.running for s in states):
         raise DemoError("a connector is not RUNNING (above); Connect's log: "
-                        f"{_shown(local_connect.ConnectPaths.of(base).connect_log)}")
+                        f"{_shown(local_connect.ConnectPaths.of(base).log)}")
     _until(f"active replication slot {slot}", lambda: local_postgres.psql(
         base, OMS_DB, f"SELECT active FROM pg_replication_slots WHERE slot_name = {_text(slot)}").strip() == "t")
     return connect_url
