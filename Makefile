@@ -115,8 +115,11 @@ bench-scale: $(STAMP) ## recovery time and throughput at 10k, 100k and 1M positi
 simulate: $(STAMP) ## publish a seeded, realistic day of OMS/WMS/TMS traffic (python -m connectors.simulate --help)
 	$(PY) -m connectors.simulate
 
-bench-query: $(STAMP) ## HTTP query latency (single and 50-SKU batch) while ingesting 1,000 events/s
-	$(PY) bench/query_bench.py
+# BENCH_ARGS as for bench: --quick (~2 min), --publish (copy the run over docs/read-benchmark.md/.png), --help.
+# Needs Node.js; npm installs the load client (autocannon, pinned) into bench/.node/ on first use.
+# The worker-view latency benchmark it replaced still runs on its own: python bench/query_bench.py.
+bench-query: $(STAMP) ## read-path load: req/s and p50/p99/p999 at 1-128 clients, 1 and 2 read processes, idle and during drains (~8 min)
+	$(PY) -m bench.read_bench $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and local data (jars, broker data, worker state)
 	rm -rf $(VENV) .local
