@@ -14,6 +14,7 @@ import json
 import re
 import time
 from pathlib import Path
+from urllib.parse import quote
 from typing import TYPE_CHECKING, Any
 
 from faust.web import Request, Response, View, Web
@@ -111,7 +112,8 @@ def register_views(pipeline: Pipeline) -> None:
                         if stock is not None and stock.positions:
                             items[sku] = stock_json(stock)
                     continue
-                url = f"{owner.rstrip('/')}/inventory?scope=local&skus={','.join(group)}"
+                skus_param = ",".join(quote(sku, safe="") for sku in group)  # a code may hold '#', '/', ':'
+                url = f"{owner.rstrip('/')}/inventory?scope=local&skus={skus_param}"
                 async with app.http_client.get(url, headers=peer_headers) as response:
                     if response.status != 200:
                         return _error(self.web, 502, f"owner {owner} answered {response.status}")
@@ -250,6 +252,7 @@ def _install_json_errors(app: Any) -> None:
     too, and an unexpected exception is a logged 500 with a JSON body, never a stack trace."""
     import logging
 
+    import aiohttp
     from aiohttp import web as aioweb
 
     @aioweb.middleware
@@ -260,6 +263,10 @@ def _install_json_errors(app: Any) -> None:
             if exc.status < 400:
                 raise
             return aioweb.json_response({"error": exc.reason, "status": exc.status}, status=exc.status)
+        except aiohttp.ClientError as exc:  # the key's owner did not answer (partitions moving, a worker gone)
+            logging.getLogger(__name__).warning("view %s: the owner of the key did not answer: %r", request.path, exc)
+            return aioweb.json_response(error_json(503, "the worker owning this key did not answer; retry shortly"),
+                                        status=503, headers={"Retry-After": "1"})
         except Exception:
             logging.getLogger(__name__).exception("view failed: %s", request.path)
             return aioweb.json_response({"error": "internal error", "status": 500}, status=500)

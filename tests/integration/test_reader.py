@@ -51,6 +51,7 @@ from tests.integration.day_end import (
     assignments_split,
     exact_model,
     exact_workload,
+    owned,
     ready_positions,
     settle_exactly,
 )
@@ -148,7 +149,13 @@ class Day:
     def settle(self) -> None:
         """The worker's views equal the model, and the read process's the worker's (same versions)."""
         settle_exactly(self.d, self.worker, self.model(), timeout_s=120)
-        wait_until(lambda: versions(self.reader, self.positions) == versions_of_worker(self), timeout_s=30)
+        try:
+            wait_until(lambda: versions(self.reader, self.positions) == versions_of_worker(self), timeout_s=30)
+        except AssertionError:
+            got, want = versions(self.reader, self.positions), versions_of_worker(self)
+            differ = {p: (got.get(p), want.get(p)) for p in set(got) | set(want) if got.get(p) != want.get(p)}
+            raise AssertionError(f"read process (version, worker version) where they differ: {differ}; "
+                                 f"its health: {ok(self.reader.url + '/health')}") from None
 
 
 def versions(reader: ReaderProcess, positions: list[Position]) -> dict[Position, int]:
@@ -353,6 +360,9 @@ def test_a_rebalance_changes_nothing_the_read_process_answers(day: Day) -> None:
     print(f"\nrebalance: {len(poller.seen)} answers polled while a second worker took partitions; the whole day "
           f"answered as the workers answer it")
     second.stop()
+    changelog = day.d.topics.changelog("stock-state")
+    wait_until(lambda: len(owned(day.worker, changelog)) == day.d.settings.partitions,
+               timeout_s=90)  # every partition back on the first worker before the next test asks it
 
 
 def test_a_read_process_started_after_the_day_answers_the_same(day: Day) -> None:
