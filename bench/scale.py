@@ -56,7 +56,7 @@ from bench.harness import RESULTS, Deployment, Progress, cpu_seconds, peak_rss_m
 from bench.pipeline_bench import drained, publish
 from schemas.base import Event
 from schemas.codec import encode
-from streams.stores import key
+from streams.keys import stock_key
 from tables.state import Position, SkuStock
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -74,11 +74,6 @@ def sku_codes(count: int) -> list[str]:
 
 def warehouse_codes(count: int) -> list[str]:
     return [f"WH{i + 1:03d}" for i in range(count)]
-
-
-def stock_key(sku: str) -> bytes:
-    """The stock table's key of a SKU record (streams/stores.py)."""
-    return key("s", sku)
 
 
 def partition_for(message_key: bytes, partitions: int) -> int:

@@ -40,9 +40,10 @@ from streams.checkpoint import Checkpoint, by_partition
 from streams.dead_letters import dead_letter_key, dead_letter_of
 from streams.envelopes import Outgoing
 from streams.expiry_clock import ExpiryClock
+from streams.keys import EXPIRY, expiry_bound, expiry_entry
 from streams.metrics import Metrics
 from streams.record_sink import RecordSink
-from streams.stores import FamilyStore, OrderStore, StockStore, TooLarge, expiry_key, scan_prefix
+from streams.stores import FamilyStore, OrderStore, StockStore, TooLarge, scan_prefix
 from streams.topics import Topics
 from streams.wire import RegistryUnavailable, Wire, wait_for_registry
 from tables.orders import ORDER_MESSAGES, apply_order
@@ -338,12 +339,11 @@ def expire_due(app: Any, orders_table: Any, expiry_clock: ExpiryClock, sink: Rec
         tick_by = expiry_clock.tick_by(partition, now)
         if tick_by is None:
             continue
-        limit = expiry_key(tick_by, "\xff")
-        for k, _ in scan_prefix(orders_table, partition, b"x|"):
+        limit = expiry_bound(tick_by)
+        for k, _ in scan_prefix(orders_table, partition, EXPIRY):
             if k > limit:
                 break
-            _, stamp, order_no = k.decode().split("|", 2)
-            due_at = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+            due_at, order_no, stamp = expiry_entry(k)
             tick = ReservationExpiryDue.model_construct(
                 event_id=f"{order_no}|expiry|{stamp}", order_no=order_no, due_at=due_at, occurred_at=due_at
             )
