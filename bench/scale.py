@@ -57,6 +57,7 @@ from bench.pipeline_bench import drained, publish
 from schemas.base import Event
 from schemas.codec import encode
 from streams.keys import stock_key
+from streams.producer import produce
 from tables.state import Position, SkuStock
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -187,12 +188,7 @@ def bulk_load(d: Deployment, inventory: Inventory, sample: set[str], progress: P
     for n, (sku, on_hand) in enumerate(inventory.on_hand(), 1):
         value = encode(build_stock(sku, on_hand))
         partition = partition_for(sku.encode(), partitions)
-        while True:
-            try:
-                producer.produce(changelog, value, stock_key(sku), partition=partition, on_delivery=on_delivery)
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                producer.poll(0.05)
+        produce(producer, changelog, value, stock_key(sku), partition, on_delivery)
         per_partition[partition] += 1
         sent_bytes += len(value)
         if sku in sample:
