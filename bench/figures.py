@@ -56,7 +56,7 @@ class TopicRoles:
 
 
 def pipeline_roles(declared: Mapping[str, str], app_id: str) -> TopicRoles:
-    """Our pipeline: the roles of streams/topics.py's declarations (prefix applied), and
+    """Our pipeline: the roles of schemas/topics.py's declarations (prefix applied), and
     every ``<app_id>-<table>-changelog`` a changelog."""
     return TopicRoles(dict(declared), ((f"{app_id}-", "-changelog", "changelog"),))
 

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from bench.harness import Deployment, Progress
+from streams.producer import produce
 
 
 def _cpu() -> float:
@@ -59,12 +60,7 @@ def _loop(settings: Any, inputs: list[str], output: str, min_seconds: float, tim
                     continue
                 if first is None:
                     first, first_wall, cpu0 = time.monotonic(), time.time(), _cpu()
-                while True:
-                    try:
-                        producer.produce(output, msg.value(), msg.key())
-                        break
-                    except BufferError:
-                        producer.poll(0.01)
+                produce(producer, output, msg.value(), msg.key())
                 seen += 1
                 tp = (msg.topic(), msg.partition())
                 low, high = marks[tp]  # type: ignore[index]
@@ -111,12 +107,7 @@ def amplify(settings: Any, topics: list[str], min_records: int) -> int:
     total = len(records)
     while total < min_records:
         for topic, partition, key, value in records:
-            while True:
-                try:
-                    producer.produce(topic, value, key, partition=partition)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce(producer, topic, value, key, partition)
         total += len(records)
     if producer.flush(120):
         raise RuntimeError("the limit's input copies were not all acknowledged")

@@ -298,8 +298,8 @@ def audit_decisions(run: Run, folder: Path) -> dict[str, int]:
     """Before the restart: the worker's check (``judge``) for every partition against a full
     scan of its changelog for the local head. A deleted partition must have its head nowhere
     in Kafka, a kept one somewhere."""
+    from streams.keys import HEAD
     from streams.local_state import ChangelogReader, judge, partition_paths, read_local
-    from streams.stores import HEAD
     from streams.topics import Topics
 
     counts = {"kept": 0, "kept_head_not_in_kafka": 0, "deleted_ahead": 0, "deleted_head_in_kafka": 0}

@@ -56,7 +56,8 @@ from bench.harness import RESULTS, Deployment, Progress, cpu_seconds, peak_rss_m
 from bench.pipeline_bench import drained, publish
 from schemas.base import Event
 from schemas.codec import encode
-from streams.stores import key
+from streams.keys import stock_key
+from streams.producer import produce
 from tables.state import Position, SkuStock
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -74,11 +75,6 @@ def sku_codes(count: int) -> list[str]:
 
 def warehouse_codes(count: int) -> list[str]:
     return [f"WH{i + 1:03d}" for i in range(count)]
-
-
-def stock_key(sku: str) -> bytes:
-    """The stock table's key of a SKU record (streams/stores.py)."""
-    return key("s", sku)
 
 
 def partition_for(message_key: bytes, partitions: int) -> int:
@@ -192,12 +188,7 @@ def bulk_load(d: Deployment, inventory: Inventory, sample: set[str], progress: P
     for n, (sku, on_hand) in enumerate(inventory.on_hand(), 1):
         value = encode(build_stock(sku, on_hand))
         partition = partition_for(sku.encode(), partitions)
-        while True:
-            try:
-                producer.produce(changelog, value, stock_key(sku), partition=partition, on_delivery=on_delivery)
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                producer.poll(0.05)
+        produce(producer, changelog, value, stock_key(sku), partition, on_delivery)
         per_partition[partition] += 1
         sent_bytes += len(value)
         if sku in sample:

@@ -34,6 +34,7 @@ from schemas.base import Event
 from schemas.codec import Codec
 from schemas.events import InvalidLine, parse_line
 from streams.kafka_config import producer_config
+from streams.producer import produce as produce_record
 from streams.topics import Topics, input_key
 from streams.wire import Wire
 
@@ -109,17 +110,13 @@ class EventPublisher:
         report = self._on_delivery if line_no is None else partial(self._on_line_delivery, line_no)
         if line_no is not None:
             self.unacknowledged.add(line_no)  # before the hand-over: an interrupted one counts as in flight
-        while True:
-            try:
-                self.producer.produce(topic, key=input_key(event).encode(), value=value, on_delivery=report)
-                break
-            except BufferError:  # the local queue is full: serve reports until there is room
-                self.producer.poll(0.05)
-            except KafkaException as exc:
-                if line_no is None:
-                    raise
-                self._on_line_delivery(line_no, exc.args[0] if exc.args else exc, None)
-                return
+        try:
+            produce_record(self.producer, topic, value, input_key(event).encode(), on_delivery=report)
+        except KafkaException as exc:
+            if line_no is None:
+                raise
+            self._on_line_delivery(line_no, exc.args[0] if exc.args else exc, None)
+            return
         self.producer.poll(0)
 
     def flush(self, timeout_s: float | None = None) -> PublishReport:

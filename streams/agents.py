@@ -15,10 +15,10 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from faust.types import EventT, StreamT
 from pydantic import BaseModel, ValidationError
@@ -26,23 +26,17 @@ from pydantic import BaseModel, ValidationError
 from config.settings import Settings
 from schemas.base import Event
 from schemas.codec import CodecError
-from schemas.internal import Envelope, ReservationExpiryDue, ReservationUpdated, StockCommand
-from schemas.outputs import (
-    InventoryAlert,
-    InventoryChanged,
-    InventoryLedgerEntry,
-    OrderStatusChanged,
-    OutboundCancellation,
-    OutboundInstruction,
-)
+from schemas.internal import Envelope, ReservationExpiryDue, StockCommand
+from schemas.topics import ROUTES
 from streams import faust_private
 from streams.checkpoint import Checkpoint, by_partition
 from streams.dead_letters import dead_letter_key, dead_letter_of
 from streams.envelopes import Outgoing
 from streams.expiry_clock import ExpiryClock
+from streams.keys import EXPIRY, expiry_bound, expiry_entry
 from streams.metrics import Metrics
 from streams.record_sink import RecordSink
-from streams.stores import FamilyStore, OrderStore, StockStore, TooLarge, expiry_key, scan_prefix
+from streams.stores import FamilyStore, OrderStore, StockStore, TooLarge, scan_prefix
 from streams.topics import Topics
 from streams.wire import RegistryUnavailable, Wire, wait_for_registry
 from tables.orders import ORDER_MESSAGES, apply_order
@@ -56,69 +50,69 @@ TRANSACTION_OVERHEAD = 16_384  # a transaction record's own fields, on top of it
 Item = tuple[int, bytes]  # an envelope's message: its index, its bytes
 
 
+class Routed(NamedTuple):
+    """An emitted event, routed (schemas/topics.py ``ROUTES``) and encoded for its topic."""
+
+    topic: str
+    key: bytes
+    payload: bytes
+    internal: bool  # on an internal topic: travels in an envelope, not kept by a receipt
+
+
 class Outputs:
-    """Where each emitted event goes (topic and key), and its encoding for that topic."""
+    """Where each emitted event goes (topic and key: the routing table), and its encoding
+    for that topic: decided once per event (``route_all``)."""
 
     def __init__(self, topics: Topics, wire: Wire, metrics: Metrics) -> None:
         self.topics, self.wire, self.metrics = topics, wire, metrics
-        self.internal = frozenset((topics.stock_commands, topics.order_inbox))
+        self.internal = frozenset(topics.name(s) for s in topics.specs if s.role == "internal")
+        self.routes = {name: (topics.name(r.spec), r.key, r.internal) for name, r in ROUTES.items()}
+
+    def _route(self, event: object) -> tuple[str, Callable[[Any], str], bool]:
+        route = self.routes.get(type(event).__name__)
+        if route is None:
+            raise TypeError(f"no destination for {type(event).__name__}")
+        return route
 
     def destination(self, event: object) -> tuple[str, str]:
-        t = self.topics
-        if isinstance(event, StockCommand):
-            return t.stock_commands, event.sku
-        if isinstance(event, ReservationUpdated):
-            return t.order_inbox, event.order_no
-        if isinstance(event, InventoryChanged):
-            return t.inventory_changes, f"{event.sku}|{event.warehouse_code}"
-        if isinstance(event, InventoryLedgerEntry):
-            return t.inventory_ledger, f"{event.sku}|{event.warehouse_code}"
-        if isinstance(event, InventoryAlert):
-            return t.inventory_alerts, event.sku or event.order_no or ""
-        if isinstance(event, OrderStatusChanged):
-            return t.order_status, event.order_no
-        if isinstance(event, (OutboundInstruction, OutboundCancellation)):
-            return t.outbound_instructions, event.order_no
-        raise TypeError(f"no destination for {type(event).__name__}")
+        topic, key, _ = self._route(event)
+        return topic, key(event)
 
     def destination_of(self, payload: bytes) -> tuple[str, str]:
         return self.destination(self.wire.decode(payload, validate=False))
 
-    def encode_all(self, events: Iterable[object]) -> tuple[bytes, ...]:
-        return tuple(self.wire.encode(e, self.destination(e)[0]) for e in events)
+    def route_all(self, events: Iterable[object]) -> tuple[Routed, ...]:
+        routed = []
+        for event in events:
+            topic, key, internal = self._route(event)
+            routed.append(Routed(topic, key(event).encode(), self.wire.encode(event, topic), internal))
+        return tuple(routed)
 
-    def emit(self, outgoing: Outgoing, events: tuple[object, ...], encoded: tuple[bytes, ...],
-             duplicate: bool) -> None:
+    @staticmethod
+    def emit(outgoing: Outgoing, routed: tuple[Routed, ...], duplicate: bool) -> None:
         """A message's outputs into its transaction: internal messages into envelopes, the
         rest one record each (counted as sent when handed to the sink: streams/checkpoint.py).
         A duplicate's internal messages are not sent again: the transaction that first sent
         them keeps them in its outbox until acknowledged."""
-        for event, payload in zip(events, encoded, strict=True):
-            name, k = self.destination(event)
-            if name in self.internal:
+        for r in routed:
+            if r.internal:
                 if not duplicate:
-                    outgoing.internal(name, k.encode(), payload)
+                    outgoing.internal(r.topic, r.key, r.payload)
             else:
-                outgoing.output(name, k.encode(), payload)
+                outgoing.output(r.topic, r.key, r.payload)
 
     @staticmethod
-    def receipt_part(events: tuple[object, ...], encoded: tuple[bytes, ...]) -> tuple[tuple[bytes, ...], int]:
+    def receipt_part(routed: tuple[Routed, ...]) -> tuple[tuple[bytes, ...], int]:
         """What a receipt keeps of a message's outputs (those for the outside world), and
         the bytes of its internal messages."""
-        kept, internal = [], 0
-        for event, payload in zip(events, encoded, strict=True):
-            if isinstance(event, (StockCommand, ReservationUpdated)):
-                internal += len(payload)
-            else:
-                kept.append(payload)
-        return tuple(kept), internal
+        kept = tuple(r.payload for r in routed if not r.internal)
+        return kept, sum(len(r.payload) for r in routed if r.internal)
 
-    def send_now(self, sink: RecordSink, events: Iterable[object], encoded: tuple[bytes, ...]) -> None:
+    def send_now(self, sink: RecordSink, routed: Iterable[Routed]) -> None:
         """Outside any transaction (the stateless router): one record per event."""
-        for event, payload in zip(events, encoded, strict=True):
-            name, k = self.destination(event)
-            sink.send(name, k.encode(), payload)
-            self.metrics.sent(name)
+        for r in routed:
+            sink.send(r.topic, r.key, r.payload)
+            self.metrics.sent(r.topic)
 
 
 class DeadLetters:
@@ -241,16 +235,16 @@ class Family:
             self.expiry_clock.saw(event.message.partition, message.occurred_at)  # input event time moves
         try:
             outcome = self.apply_core(message, by_receipt=item is None)
-            encoded = self.outputs.encode_all(outcome.events)
+            routed = self.outputs.route_all(outcome.events)
             if not outcome.duplicate:
-                self.store.stage_outcome(outcome, *self.outputs.receipt_part(outcome.events, encoded))
+                self.store.stage_outcome(outcome, *self.outputs.receipt_part(routed))
         except TooLarge as exc:
             await self.dead_letters(event, "TOO_LARGE", str(exc), item)
             return
         except Exception as exc:  # noqa: BLE001 - a record must never stop the agent
             await self.dead_letters(event, "PROCESSING", "".join(traceback.format_exception(exc))[-4000:], item)
             return
-        self.outputs.emit(outgoing, outcome.events, encoded, outcome.duplicate)
+        self.outputs.emit(outgoing, routed, outcome.duplicate)
         self.metrics.processed(self.name, time.perf_counter() - started, outcome.duplicate)
 
 
@@ -285,7 +279,6 @@ async def stateful_agent(stream: StreamT, family: Family, settings: Settings) ->
 class Router:
     """Stock-movement documents -> per-SKU commands (or to the order, for returns)."""
 
-    topics: Topics
     outputs: Outputs
     dead_letters: DeadLetters
     sink: RecordSink
@@ -298,25 +291,24 @@ class Router:
         if message is None:
             return
         limit = self.record_max_bytes - TRANSACTION_OVERHEAD
-        if is_order_scoped(message):
-            forwarded = self.outputs.wire.encode(message, self.topics.order_inbox)
-            if len(forwarded) > limit:
-                await self.dead_letters(event, "TOO_LARGE", f"forwarded, it would take {len(forwarded)} bytes")
+        if is_order_scoped(message):  # ReturnInspected: forwarded to its order (order-inbox)
+            [forwarded] = self.outputs.route_all((message,))
+            if len(forwarded.payload) > limit:
+                await self.dead_letters(event, "TOO_LARGE", f"forwarded, it would take {len(forwarded.payload)} bytes")
                 return
-            self.sink.send(self.topics.order_inbox, message.order_no.encode(), forwarded)
-            self.metrics.sent(self.topics.order_inbox)
+            self.outputs.send_now(self.sink, (forwarded,))
             return
         try:
             commands = stock_commands_for(message)
         except KeyError:
             await self.dead_letters(event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not a stock movement")
             return
-        encoded = self.outputs.encode_all(commands)
-        largest = max(map(len, encoded), default=0)
+        routed = self.outputs.route_all(commands)
+        largest = max((len(r.payload) for r in routed), default=0)
         if largest > limit:
             await self.dead_letters(event, "TOO_LARGE", f"one of its stock commands would take {largest} bytes")
             return
-        self.outputs.send_now(self.sink, commands, encoded)
+        self.outputs.send_now(self.sink, routed)
 
 
 async def movement_router(stream: StreamT, router: Router) -> None:
@@ -338,12 +330,11 @@ def expire_due(app: Any, orders_table: Any, expiry_clock: ExpiryClock, sink: Rec
         tick_by = expiry_clock.tick_by(partition, now)
         if tick_by is None:
             continue
-        limit = expiry_key(tick_by, "\xff")
-        for k, _ in scan_prefix(orders_table, partition, b"x|"):
+        limit = expiry_bound(tick_by)
+        for k, _ in scan_prefix(orders_table, partition, EXPIRY):
             if k > limit:
                 break
-            _, stamp, order_no = k.decode().split("|", 2)
-            due_at = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+            due_at, order_no, stamp = expiry_entry(k)
             tick = ReservationExpiryDue.model_construct(
                 event_id=f"{order_no}|expiry|{stamp}", order_no=order_no, due_at=due_at, occurred_at=due_at
             )

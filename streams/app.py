@@ -172,7 +172,7 @@ def create_app(settings: Settings) -> Pipeline:
     orders = OrderFamily("order-agent", order_store, policy, outputs, dead_letters, metrics, checkpoint, app,
                          settings, expiry_clock)
     stock = StockFamily("stock-agent", stock_store, policy, outputs, dead_letters, metrics, checkpoint, app, settings)
-    router = Router(topics, outputs, dead_letters, sink, metrics, settings.record_max_bytes)
+    router = Router(outputs, dead_letters, sink, metrics, settings.record_max_bytes)
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender: object, assigned: object, **kwargs: object) -> None:

@@ -8,7 +8,7 @@ Contract:
   per destination partition, numbered with that sequence; its outputs for the outside world
   stay one record each.
 * The receiver applies an envelope once: it keeps, in its own state and in the same
-  transaction, the highest sequence number it applied from each source (``w|<source>``), and
+  transaction, the highest sequence number it applied from each source (streams/keys.py), and
   skips an envelope at or below it. This needs the envelopes of one source to reach a
   partition in sequence, with none missing: one idempotent producer per source partition
   sends them in order, and after a crash or a rebalance the new owner sends every envelope
@@ -28,13 +28,6 @@ from aiokafka.partitioner import murmur2
 from schemas.codec import encode
 from schemas.internal import Envelope
 from tables.state import OutRecord
-
-RECEIVED = b"w|"  # w|<source> -> the highest sequence number applied from that source
-
-
-def received_key(source: str) -> bytes:
-    return RECEIVED + source.encode()
-
 
 @lru_cache(maxsize=65_536)
 def partition_for(key: bytes, partitions: int) -> int:

@@ -37,6 +37,7 @@ from typing import Any
 
 from config.settings import Settings
 from streams.kafka_config import producer_config
+from streams.producer import produce
 
 OnDelivered = Callable[[str, int, int], None]  # topic, partition, offset
 Record = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition
@@ -148,19 +149,11 @@ class RecordSink:
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None) -> None:
         from confluent_kafka import KafkaException
 
-        produce = self._producer.produce
-        while True:
-            try:
-                if partition is None:
-                    produce(topic, value, key, on_delivery=self._on_delivery)
-                else:
-                    produce(topic, value, key, partition=partition, on_delivery=self._on_delivery)
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                self._producer.poll(0.01)
-            except KafkaException as exc:  # refused before queueing: size, unknown topic, fatal state
-                self._fail(f"{topic}[{partition if partition is not None else '?'}]: {exc.args[0]}")
-                return
+        try:
+            produce(self._producer, topic, value, key, partition, self._on_delivery)
+        except KafkaException as exc:  # refused before queueing: size, unknown topic, fatal state
+            self._fail(f"{topic}[{partition if partition is not None else '?'}]: {exc.args[0]}")
+            return
         self.sent += 1
         if partition is not None and topic in self._watchers:
             tp = (topic, partition)

@@ -1,20 +1,19 @@
 """The tables' partitions as the core's read protocols, with transactional writes.
 
-Contract. A store reads and writes one partition's RocksDB database at a time (``open``).
-A transaction is a run of messages of that partition: each message's writes are *staged*
-(the next message reads them: staged values win over RocksDB, scans merge them in key
-order; records staged as objects are read back without decoding and encoded once, at
-commit); ``commit`` numbers it, writes its outbox entry ``q|<seq>`` (what it sends), its
-redo record ``h|`` (its writes and number) and its writes, each once with its last value,
-to the changelog through the record sink and then in one local write batch. After an
+Contract. A store reads and writes one partition's RocksDB database at a time (``open``),
+under the keys of streams/keys.py. A transaction is a run of messages of that partition:
+each message's writes are *staged* (the next message reads them: staged values win over
+RocksDB, scans merge them in key order; records staged as objects are read back without
+decoding and encoded once, at commit); ``commit`` numbers it, writes its outbox entry (what
+it sends), its redo record (its writes and number) and its writes, each once with its last
+value, to the changelog through the record sink and then in one local write batch. After an
 assignment ``recover`` applies the head again (a crash may have cut it: every write is
-idempotent) and returns the outbox entries still kept, to send again in order. Receipts
-(``r|``) make external inputs idempotent; ``w|<source>`` keeps the highest envelope number
-applied from each source (streams/envelopes.py). Receipt retention (tables/retention.py)
-lives in the same transactions: the partition's clock under ``c|``, its index under
-``t|<UTC hour>|<record key>``. Committed records of the kinds read again stay decoded in a
-bounded per-partition cache, dropped on every assignment. The order of the steps around a
-commit is streams/checkpoint.py's; the why is in docs/decisions.md.
+idempotent) and returns the outbox entries still kept, to send again in order. Receipts make
+external inputs idempotent; envelopes are applied once by their source's number
+(streams/envelopes.py). Receipt retention (tables/retention.py) lives in the same
+transactions. Committed records of the kinds read again stay decoded in a bounded
+per-partition cache, dropped on every assignment. The order of the steps around a commit is
+streams/checkpoint.py's; the why is in docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -30,9 +29,32 @@ from rocksdict import WriteBatch
 
 from schemas.codec import decode, encode
 from streams import faust_private
-from streams.envelopes import Outgoing, received_key
+from streams.envelopes import Outgoing
+from streams.keys import (
+    CLOCK,
+    EXPECTATION,
+    HEAD,
+    INDEX,
+    ORDER,
+    OUTBOX,
+    RESERVATION,
+    STOCK,
+    expectation_key,
+    expiry_key,
+    index_entry,
+    index_key,
+    kind,
+    order_key,
+    outbox_key,
+    outbox_sequence,
+    receipt_key,
+    received_key,
+    reservation_key,
+    reservations_prefix,
+    stock_key,
+)
 from tables.orders import OrderOutcome
-from tables.retention import RECEIPT, UNCHANGED, IndexEntry, Ref, Retention
+from tables.retention import UNCHANGED, IndexEntry, Retention
 from tables.state import (
     InboundExpectation,
     Order,
@@ -48,18 +70,11 @@ from tables.state import (
 )
 from tables.stock import StockOutcome
 
-SEP = "|"
-HEAD = b"h|"
-OUTBOX = b"q|"  # q|<seq, 20 digits> -> Outbox: what transaction <seq> sends, until acknowledged
-CLOCK = b"c|"  # the partition's PartitionClock
-INDEX = b"t|"  # t|<UTC hour>|<record key> -> b"1": the retention index, in time order
-_HOUR_FORMAT = "%Y%m%dT%H"
-
 # partition, key, value (None: a tombstone)
 SendChangelog = Callable[[int, bytes, bytes | None], None]
 
 ENCODE: Any = object()  # a staged value: the staged object, to be encoded at commit
-CACHED = frozenset((b"s|", b"v|", b"e|", b"o|"))  # record kinds kept decoded between transactions
+CACHED = frozenset((STOCK, RESERVATION, EXPECTATION, ORDER))  # record kinds kept decoded between transactions
 CACHE_ENTRIES = 50_000  # per partition
 
 WRITE_OVERHEAD = 8  # per staged write in the transaction record (lengths, union tags)
@@ -70,23 +85,11 @@ class TooLarge(ValueError):
     refused whole (nothing of it is staged), and the agent dead-letters it."""
 
 
-def key(kind: str, *parts: str) -> bytes:
-    return SEP.join((kind, *parts)).encode()
-
-
-def outbox_key(seq: int) -> bytes:
-    return b"q|%020d" % seq
-
-
-def outbox_sequence(k: bytes) -> int:
-    return int(k[2:])
-
-
 def head_sequence(head: Transaction | None) -> int:
     """A head's transaction number (0: none, or a head written before heads were numbered)."""
     if head is None or not head.message_id.startswith("#"):
         return 0
-    return int(head.message_id[1:].split(SEP, 1)[0])
+    return int(head.message_id[1:].split("|", 1)[0])
 
 
 @dataclass
@@ -96,22 +99,6 @@ class _PartitionLog:
     seq: int  # the last transaction's
     kept: deque[int]  # the numbers of the outbox entries kept, in order
     delivered: int = 0  # every record of the transactions up to this one is acknowledged
-
-
-def expiry_key(expires_at: datetime, order_no: str) -> bytes:
-    return key("x", expires_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f"), order_no)
-
-
-def index_key(hour: datetime, ref: Ref) -> bytes:
-    """The retention index key of a record (``ref``: its kind and key parts) under ``hour``."""
-    return key("t", hour.astimezone(UTC).strftime(_HOUR_FORMAT), *ref)
-
-
-def index_entry(k: bytes) -> IndexEntry:
-    """The (hour, ref) an index key stands for; a receipt's message id may contain ``|``."""
-    _, stamp, kind, rest = k.decode().split(SEP, 3)
-    hour = datetime.strptime(stamp, _HOUR_FORMAT).replace(tzinfo=UTC)
-    return hour, ((kind, rest) if kind == RECEIPT else (kind, *rest.split(SEP)))
 
 
 def scan_prefix(table: Any, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -182,7 +169,7 @@ class FamilyStore:
             return hit[0]
         raw = self._db.get(k)
         value = None if raw is None else decode(raw, validate=False)
-        if k[:2] in CACHED:
+        if kind(k) in CACHED:
             self._remember(k, value, 0 if raw is None else len(raw))
         return value
 
@@ -246,7 +233,7 @@ class FamilyStore:
         return [index_entry(k) for k in islice(keys, limit)]
 
     def receipt(self, message_id: str) -> Receipt | None:
-        stored: StoredReceipt | None = self._get(key("r", message_id))
+        stored: StoredReceipt | None = self._get(receipt_key(message_id))
         if stored is None:
             return None
         events = tuple(self.decode_output(e, validate=False) for e in stored.events)
@@ -272,7 +259,7 @@ class FamilyStore:
         next, and TRANSACTION_OVERHEAD leaves room for it)."""
         if receipt:
             stored = StoredReceipt(message_id, outputs, fingerprint, event_id)
-            writes = [*writes, Write(key("r", message_id), encode(stored))]
+            writes = [*writes, Write(receipt_key(message_id), encode(stored))]
         sized = [(k, obj, self._size_of(k, obj)) for k, obj in objects]
         size = internal_bytes + sum(map(len, outputs)) + sum(
             WRITE_OVERHEAD + len(w.key) + (len(w.value) if w.value is not None else 0) for w in writes
@@ -350,7 +337,7 @@ class FamilyStore:
         for w in writes:
             if w.key in objects:
                 self._remember(w.key, objects[w.key], len(w.value))  # type: ignore[arg-type]
-            elif w.key[:2] in CACHED:
+            elif kind(w.key) in CACHED:
                 self._remember(w.key, None if w.value is None else decode(w.value, validate=False),
                                0 if w.value is None else len(w.value))
         items: list[tuple[bytes, bytes | None]] = []
@@ -414,7 +401,7 @@ class FamilyStore:
             return []
         writes = [Write(index_key(hour, ref), b"1") for hour, ref in retention.indexed]
         writes += [Write(index_key(hour, ref), None) for hour, ref in retention.unindexed]
-        writes += [Write(key("r", message_id), None) for message_id in retention.forgotten]
+        writes += [Write(receipt_key(message_id), None) for message_id in retention.forgotten]
         if retention.clock is not None:
             writes.append(Write(CLOCK, encode(retention.clock)))
         return writes
@@ -436,36 +423,36 @@ class StockStore(FamilyStore):
     """The SKU partition's records; implements tables.stock.StockView."""
 
     def stock(self, sku: str) -> SkuStock | None:
-        return self._get(key("s", sku))
+        return self._get(stock_key(sku))
 
     def reservation(self, sku: str, order_no: str) -> Reservation | None:
-        return self._get(key("v", sku, order_no))
+        return self._get(reservation_key(sku, order_no))
 
     def reservations_of(self, sku: str) -> Iterator[Reservation]:
-        return self._scan(key("v", sku, ""))
+        return self._scan(reservations_prefix(sku))
 
     def expectation(self, sku: str, warehouse_code: str, document_no: str) -> InboundExpectation | None:
-        return self._get(key("e", sku, warehouse_code, document_no))
+        return self._get(expectation_key(sku, warehouse_code, document_no))
 
     def stage_outcome(self, outcome: StockOutcome, outputs: tuple[bytes, ...], internal_bytes: int = 0) -> None:
         writes: list[Write] = []
         objects: list[tuple[bytes, Any]] = []
         for (sku, order_no), reservation in outcome.reservations.items():
             if reservation is None:
-                writes.append(Write(key("v", sku, order_no), None))
+                writes.append(Write(reservation_key(sku, order_no), None))
             else:
-                objects.append((key("v", sku, order_no), reservation))
+                objects.append((reservation_key(sku, order_no), reservation))
         for (sku, warehouse_code, document_no), expectation in outcome.expectations.items():
             if expectation is None:
-                writes.append(Write(key("e", sku, warehouse_code, document_no), None))
+                writes.append(Write(expectation_key(sku, warehouse_code, document_no), None))
             else:
-                objects.append((key("e", sku, warehouse_code, document_no), expectation))
+                objects.append((expectation_key(sku, warehouse_code, document_no), expectation))
         if outcome.stock is not None:
-            objects.append((key("s", outcome.sku), outcome.stock))
+            objects.append((stock_key(outcome.sku), outcome.stock))
         for extra in outcome.extra_receipts:  # a document's; a reservation released before it was read
             events = tuple(encode(e) for e in extra.events)  # single-object: decode_output reads both
             stored = StoredReceipt(extra.message_id, events, extra.fingerprint, extra.event_id)
-            writes.append(Write(key("r", extra.message_id), encode(stored)))
+            writes.append(Write(receipt_key(extra.message_id), encode(stored)))
         writes += self.retention_writes(outcome.retention)
         receipt = outcome.receipt
         if receipt is None:
@@ -479,7 +466,7 @@ class OrderStore(FamilyStore):
     """The order partition's records; implements tables.orders.OrderView."""
 
     def order(self, order_no: str) -> Order | None:
-        return self._get(key("o", order_no))
+        return self._get(order_key(order_no))
 
     def stage_outcome(self, outcome: OrderOutcome, outputs: tuple[bytes, ...], internal_bytes: int = 0) -> None:
         writes: list[Write] = []
@@ -489,7 +476,7 @@ class OrderStore(FamilyStore):
         if outcome.expiry_set is not None:
             writes.append(Write(expiry_key(outcome.expiry_set, outcome.order_no), b"1"))
         if outcome.order is not None:
-            objects.append((key("o", outcome.order_no), outcome.order))
+            objects.append((order_key(outcome.order_no), outcome.order))
         writes += self.retention_writes(outcome.retention)
         receipt = outcome.receipt
         if receipt is None:

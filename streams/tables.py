@@ -31,14 +31,8 @@ def rocksdb_options(settings: Settings) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class InventoryTables:
-    # o|orderNo -> Order; r|messageId -> StoredReceipt; x|<expiresAt>|orderNo -> b"1";
-    # h| -> Transaction (the partition's last transaction, the redo record)
-    orders: faust.Table
-    # s|sku -> SkuStock; v|sku|orderNo -> Reservation; e|sku|warehouse|document ->
-    # InboundExpectation; r|commandId -> StoredReceipt; h| -> Transaction
-    stock: faust.Table
-    # Both, for receipt retention (tables/retention.py): c| -> PartitionClock;
-    # t|<UTC hour>|<record key> -> b"1", the time index of what is pruned by age.
+    orders: faust.Table  # the order partition family's records, keyed as streams/keys.py says
+    stock: faust.Table  # the stock partition family's records
 
 
 def declare_tables(app: faust.App, settings: Settings) -> InventoryTables:

@@ -1,35 +1,22 @@
-"""Every topic of the pipeline, declared once: name, key, records carried, partitions, config.
-
-Read top to bottom this is the data flow:
-
-    orders ─────────┐ (key orderNo)
-    shipments ──────┼──► order agent ──► order-status, outbound-instructions, inventory-alerts
-    order-inbox ────┘        │  ▲
-                             ▼  │ ReservationUpdated (key orderNo)
-    stock-movements ──► router ──► stock-commands (key sku) ──► stock agent
-      (key warehouse)    │ ReturnInspected ──► order-inbox      │
-                                                                ▼
-                          inventory-changes (compacted), inventory-ledger, inventory-alerts
+"""The pipeline's topics for one deployment: the declarations (schemas/topics.py) with the
+deployment's prefix, the tables' changelogs, and their creation.
 
 Topics are created explicitly (``create_topics``) before the worker starts; the broker's
 auto-creation is off. Input and internal topics that feed one table share a partition
 count, so that Faust co-partitions them. A topic that exists with another config than its
-declaration here gets the declared keys set (the same call, at every worker start).
+declaration gets the declared keys set (the same call, at every worker start).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from config.settings import Settings
+from schemas.topics import COMPACTED, DAY_MS, HOUR_MS, RETAINED, SPECS, TopicSpec
 
 log = logging.getLogger(__name__)
 
-HOUR_MS = 3600 * 1000
-DAY_MS = 24 * HOUR_MS
-COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 # The tables' changelogs: compaction never touches a partition's active segment, and the
 # defaults roll it after 7 days or 1 GiB, so every write stayed that long and a restore
 # re-read history. Rolled hourly, a segment is cleaned once 10% of the log is dirty (pruned
@@ -43,9 +30,6 @@ CHANGELOG = {
     "min.cleanable.dirty.ratio": "0.1",
     "delete.retention.ms": str(DAY_MS),
 }
-WEEK_MS = str(7 * DAY_MS)
-RETAINED = {"cleanup.policy": "delete", "retention.ms": WEEK_MS}
-LEDGER = {"cleanup.policy": "delete", "retention.ms": "-1"}  # ERP rebuilds from it: keep all
 
 
 # Table name -> the source topic whose partitions it follows. Each partition family keeps all
@@ -59,52 +43,12 @@ TABLES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    key: str
-    records: tuple[str, ...]
-    role: str  # input | internal | output | changelog
-    config: dict[str, str] = field(default_factory=dict)
-    partitions: int | None = None  # None: settings.partitions
-
-
-def _specs() -> tuple[TopicSpec, ...]:
-    return (
-        TopicSpec("orders", "orderNo", ("OrderCreated", "OrderPaid", "OrderCancelled", "ReturnRequested"),
-                  "input", RETAINED),
-        TopicSpec("shipments", "orderNo", ("OrderShipped", "PickedUp", "InTransit", "OutForDelivery",
-                                           "Delivered", "DeliveryFailed", "ReturnPickedUp"), "input", RETAINED),
-        TopicSpec("stock-movements", "warehouseCode", ("InboundAnnounced", "GoodsReceived", "ReturnInspected",
-                                                    "StockAdjusted", "TransferDispatched", "TransferReceived",
-                                                    "StockSnapshot", "DamagedDisposed", "ReorderPointSet"),
-                  "input", RETAINED),
-        TopicSpec("order-inbox", "orderNo", ("ReservationUpdated", "ReturnInspected", "ReservationExpiryDue",
-                                                       "Envelope"),
-                  "internal", RETAINED),
-        TopicSpec("stock-commands", "sku", ("ReserveStock", "ReleaseStock", "ShipStock", "DeliverStock",
-                                            "ReturnUndelivered", "ExpectReturn", "InspectReturn",
-                                            "AnnounceInbound", "ReceiveStock", "AdjustStock",
-                                            "DispatchTransfer", "ReconcileStock", "DisposeDamaged",
-                                            "SetReorderPoint", "Envelope"),
-                  "internal", RETAINED),
-        TopicSpec("inventory-changes", "sku|warehouseCode", ("InventoryChanged",), "output", COMPACTED),
-        TopicSpec("order-status", "orderNo", ("OrderStatusChanged",), "output", RETAINED),
-        # The WMS's topic: a recall follows its instruction (same key, same partition).
-        TopicSpec("outbound-instructions", "orderNo", ("OutboundInstruction", "OutboundCancellation"), "output",
-                  RETAINED),
-        TopicSpec("inventory-ledger", "sku|warehouseCode", ("InventoryLedgerEntry",), "output", LEDGER),
-        TopicSpec("inventory-alerts", "sku or orderNo", ("InventoryAlert",), "output", RETAINED),
-        TopicSpec("dead-letters", "original key", ("DeadLetter",), "output", RETAINED),
-    )
-
-
 class Topics:
     """Resolved topic names for one deployment (prefix applied)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.specs = _specs()
+        self.specs = SPECS
         p = settings.topic_prefix
         self.orders = f"{p}orders"
         self.shipments = f"{p}shipments"
@@ -125,7 +69,7 @@ class Topics:
         return f"{self.settings.app_id}-{table}-changelog"
 
     def owned(self) -> dict[str, tuple[int, dict[str, str]]]:
-        """The pipeline's own topics (declared above, and the changelogs): name ->
+        """The pipeline's own topics (declared in schemas/topics.py, and the changelogs): name ->
         (partitions, config). Their config is the declaration's, also when they exist."""
         out = {self.name(s): (s.partitions or self.settings.partitions, s.config) for s in self.specs}
         for table in TABLES:

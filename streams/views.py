@@ -24,9 +24,9 @@ from schemas.codec import decode
 from streams import faust_private
 from streams.answers import MAX_BATCH, error_json, order_json, position_json, sku_json
 from streams.health import readiness
+from streams.keys import order_key, stock_key
 from streams.live import LiveFeed, ThroughputMeter
 from streams.openapi import openapi_document
-from streams.stores import key
 from streams.web_access import install_read_guard
 from tables.state import SkuStock
 
@@ -62,7 +62,7 @@ def register_views(pipeline: Pipeline) -> None:
     stock_table_name = tables.stock.name
 
     def load_stock(sku: str) -> SkuStock | None:
-        raw = tables.stock.get(key("s", sku))
+        raw = tables.stock.get(stock_key(sku))
         return None if raw is None else decode(raw, validate=False)
 
     @app.page("/inventory/{sku}/{warehouse_code}")
@@ -125,7 +125,7 @@ def register_views(pipeline: Pipeline) -> None:
     async def order_view(web: Web, request: Request, order_no: str) -> Response:
         if not _CODE.match(order_no):
             return _error(web, 400, "orderNo must be a code")
-        raw = tables.orders.get(key("o", order_no))
+        raw = tables.orders.get(order_key(order_no))
         if raw is None:
             return _error(web, 404, f"unknown order {order_no}")
         return web.json(order_json(decode(raw, validate=False)))

@@ -70,6 +70,7 @@ from pydantic import SecretStr, ValidationError
 from schemas.base import Event, SourceSystem
 from schemas.events import parse_event
 from schemas.inputs import INPUT_EVENTS, MOVEMENT_EVENTS, SHIPMENT_EVENTS
+from streams.producer import produce
 from streams.topics import Topics, input_key
 from streams.web_access import authorized
 from streams.wire import RegistryUnavailable
@@ -310,8 +311,8 @@ class AckedProducer:
                 except RuntimeError:  # the loop is closed: nobody is waiting any more
                     pass
 
-            try:
-                producer.produce(record.topic, record.value, record.key, on_delivery=delivered)
+            try:  # never waiting for room: this runs on the event loop (its reports on a thread)
+                produce(producer, record.topic, record.value, record.key, on_delivery=delivered, wait_s=0)
             except BufferError as exc:
                 self._abandon(futures)
                 raise NotDurable("the webhook's send queue is full") from exc

@@ -1,9 +1,10 @@
 """The whole core in one process, with dicts for tables: the reference model.
 
 It routes messages exactly as the Kafka topology does (input event -> order partition or
-per-SKU commands; commands -> SKU partition; reservation answers -> order partition) but
-through an in-memory FIFO queue, so golden scenarios, property tests and the core benchmark
-exercise the same messages and rules as the streaming pipeline, with no I/O.
+per-SKU commands; what the core emits by the routing table of schemas/topics.py: internal
+messages back in, the rest out) but through an in-memory FIFO queue, so golden scenarios,
+property tests and the core benchmark exercise the same messages and rules as the streaming
+pipeline, with no I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
-from schemas.internal import ReservationExpiryDue, ReservationUpdated, StockCommand
+from schemas.internal import ReservationExpiryDue, StockCommand
+from schemas.topics import ROUTES
 from tables.orders import OrderOutcome, apply_order
 from tables.policy import CorePolicy
 from tables.retention import ORDERS, STOCK, UNCHANGED, IndexEntry, Ref, Retention
@@ -185,7 +187,7 @@ class InventoryCenter:
                 self.tables.store_order(order_outcome)
                 emitted = order_outcome.events
             for event in emitted:
-                if isinstance(event, (StockCommand, ReservationUpdated)):
+                if ROUTES[type(event).__name__].internal:  # as the worker routes it (schemas/topics.py)
                     queue.append(event)  # type: ignore[arg-type]
                 else:
                     self.outputs.append(event)

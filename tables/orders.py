@@ -48,7 +48,6 @@ from schemas.internal import (
 )
 from schemas.outputs import (
     AlertType,
-    InventoryAlert,
     OrderLineAllocation,
     OrderStatus,
     OrderStatusChanged,
@@ -57,6 +56,7 @@ from schemas.outputs import (
     WarehouseAllocation,
 )
 from schemas.inputs import Consignee, StockLine
+from tables.alerts import inventory_alert
 from tables.construct import construct, evolve, fingerprint
 from tables.policy import CorePolicy
 from tables.retention import (
@@ -232,19 +232,10 @@ class _Tx:
     def anomaly(self, message: str, sku: str | None = None, quantity: int = 0, alert_id: str | None = None) -> None:
         order_no: str = self.message.order_no  # type: ignore[attr-defined]
         self.events.append(
-            construct(
-                InventoryAlert,
-                alert_id=alert_id or f"{self.message_id}|ANOMALY|{len(self.events)}",
-                alert_type=AlertType.ANOMALY,
-                sku=sku,
-                warehouse_code=None,
-                order_no=order_no,
-                quantity=quantity,
-                orders_at_risk=[],
-                message=message[:256],
-                cause_event_type=self.cause_event_type,
-                cause_event_id=self.cause_event_id,
-                occurred_at=self.occurred_at,
+            inventory_alert(
+                AlertType.ANOMALY, self.message_id, len(self.events), sku=sku, warehouse_code=None,
+                order_no=order_no, quantity=quantity, message=message, cause_event_type=self.cause_event_type,
+                cause_event_id=self.cause_event_id, occurred_at=self.occurred_at, alert_id=alert_id,
             )
         )
 

@@ -45,6 +45,7 @@ from schemas.outputs import (
     WarehouseAllocation,
 )
 from tables import history
+from tables.alerts import inventory_alert
 from tables.construct import construct, evolve, fingerprint
 from tables.policy import MAX_ORDERS_AT_RISK, CorePolicy
 from tables.retention import (
@@ -227,19 +228,11 @@ class _Tx:
     ) -> None:
         cmd = self.command
         self.alerts.append(
-            construct(
-                InventoryAlert,
-                alert_id=alert_id or f"{cmd.command_id}|{alert_type}|{len(self.alerts)}",
-                alert_type=alert_type,
-                sku=self.sku,
-                warehouse_code=warehouse_code,
-                order_no=order_no,
-                quantity=quantity,
-                orders_at_risk=orders_at_risk or [],
-                message=message[:256],
-                cause_event_type=cmd.cause_event_type,
-                cause_event_id=cmd.cause_event_id,
-                occurred_at=cmd.occurred_at,
+            inventory_alert(
+                alert_type, cmd.command_id, len(self.alerts), sku=self.sku, warehouse_code=warehouse_code,
+                order_no=order_no, quantity=quantity, message=message, cause_event_type=cmd.cause_event_type,
+                cause_event_id=cmd.cause_event_id, occurred_at=cmd.occurred_at, orders_at_risk=orders_at_risk,
+                alert_id=alert_id,
             )
         )
 

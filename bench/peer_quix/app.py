@@ -53,17 +53,9 @@ from bench.peer_quix.stores import OrderRecords, StockRecords  # noqa: E402
 from bench.peer_quix.topics import TopicNames  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from schemas.codec import decode, encode  # noqa: E402
-from schemas.inputs import ReturnInspected  # noqa: E402
-from schemas.internal import ReservationUpdated, StockCommand  # noqa: E402
-from schemas.outputs import (  # noqa: E402
-    InventoryAlert,
-    InventoryChanged,
-    InventoryLedgerEntry,
-    OrderStatus,
-    OrderStatusChanged,
-    OutboundCancellation,
-    OutboundInstruction,
-)
+from schemas.internal import StockCommand  # noqa: E402
+from schemas.outputs import OrderStatus, OrderStatusChanged  # noqa: E402
+from schemas.topics import ROUTES  # noqa: E402
 from tables.orders import ORDER_MESSAGES, apply_order  # noqa: E402
 from tables.policy import CorePolicy  # noqa: E402
 from tables.routing import is_order_scoped, stock_commands_for  # noqa: E402
@@ -101,25 +93,16 @@ class WireRecord(Deserializer):
 
 
 def destinations(names: TopicNames) -> Callable[[object], tuple[str, str]]:
-    """Which topic an emitted event goes to, and its key: streams/app.py's ``destination``."""
-    routes: dict[type, tuple[str, Callable[[Any], str]]] = {
-        InventoryChanged: (names.inventory_changes, lambda e: f"{e.sku}|{e.warehouse_code}"),
-        InventoryLedgerEntry: (names.inventory_ledger, lambda e: f"{e.sku}|{e.warehouse_code}"),
-        InventoryAlert: (names.inventory_alerts, lambda e: e.sku or e.order_no or ""),
-        OrderStatusChanged: (names.order_status, lambda e: e.order_no),
-        OutboundInstruction: (names.outbound_instructions, lambda e: e.order_no),
-        OutboundCancellation: (names.outbound_instructions, lambda e: e.order_no),
-        ReservationUpdated: (names.order_inbox, lambda e: e.order_no),
-        ReturnInspected: (names.order_inbox, lambda e: e.order_no),
-    }
+    """Which topic an emitted event goes to, and its key: our routing table (schemas/topics.py
+    ``ROUTES``), as our worker routes; stock commands go to the group_by (``COMMANDS``)."""
+    topics = {name: COMMANDS if name == "stock-commands" else names.topic(name)
+              for name in {route.spec.name for route in ROUTES.values()}}
 
     def destination(event: object) -> tuple[str, str]:
-        route = routes.get(type(event))
-        if route is not None:
-            return route[0], route[1](event)
-        if isinstance(event, StockCommand):
-            return COMMANDS, event.sku
-        raise TypeError(f"no destination for {type(event).__name__}")
+        route = ROUTES.get(type(event).__name__)
+        if route is None:
+            raise TypeError(f"no destination for {type(event).__name__}")
+        return topics[route.spec.name], route.key(event)
 
     return destination
 

@@ -1,22 +1,23 @@
 """The peer's topic names: our input topics, and its own order-inbox and output topics.
 
-Imports neither Quix nor Faust, so that both environments can read it: the integration test
-(main venv) checks the input names against ``streams.topics.Topics``. (``streams.topics`` no
-longer imports faust, so the peer could now use ``Topics`` itself: not done yet.)
+Imports neither Quix nor Faust, so that both environments can read it; the names come from
+our topic declarations (schemas/topics.py), the routing table's too.
 
 The peer writes under its own prefix (by default the input prefix + ``quix.``), so it can
 read the very topics our pipeline reads without mixing its outputs with ours. Quix names
 its internal topics itself, after the consumer group: ``repartition__<group>--...--sku``
 (the group_by that plays our stock-commands) and ``changelog__<group>--...--default``.
+The peer has no dead-letter topic (README.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-INPUTS = ("orders", "shipments", "stock-movements")
-OWN = ("order-inbox", "inventory-changes", "order-status", "outbound-instructions", "inventory-ledger",
-       "inventory-alerts")
+from schemas.topics import SPECS
+
+INPUTS = tuple(s.name for s in SPECS if s.role == "input")
+OWN = ("order-inbox", *(s.name for s in SPECS if s.role == "output" and s.name != "dead-letters"))
 
 
 def default_output_prefix(topic_prefix: str) -> str:
@@ -42,6 +43,10 @@ class TopicNames:
             **{name.replace("-", "_"): f"{topic_prefix}{name}" for name in INPUTS},
             **{name.replace("-", "_"): f"{own}{name}" for name in OWN},
         )
+
+    def topic(self, declared: str) -> str:
+        """The peer's name for a declared topic (schemas/topics.py), input or its own."""
+        return str(getattr(self, declared.replace("-", "_")))
 
     @property
     def inputs(self) -> tuple[str, ...]:

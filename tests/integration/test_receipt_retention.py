@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.kafka_config import consumer_config
+from streams.keys import CLOCK, INDEX, receipt_key
 from tests.integration.conftest import Deployment, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -73,10 +74,11 @@ def test_a_receipt_past_the_horizon_is_pruned_and_its_resend_refused(fresh_deplo
         assert not [a for a in d.read(d.topics.inventory_alerts) if day8["eventId"] in a.get("alertId", "")]
 
         keys = changelog_keys(d, d.topics.changelog("stock-state"))
-        pruned = [f"r|{day0['eventId']}|{sku}|receive".encode(), f"r|doc|GoodsReceived|{day0['receiptNo']}|{sku}".encode()]
+        pruned = [receipt_key(f"{day0['eventId']}|{sku}|receive"),
+                  receipt_key(f"doc|GoodsReceived|{day0['receiptNo']}|{sku}")]
         for k in pruned:
             assert k in keys and keys[k] is None, k  # written, then a tombstone
-        assert keys[f"r|{day8['eventId']}|{sku}|receive".encode()] is not None
-        assert any(k.startswith(b"t|") for k in keys) and any(k == b"c|" for k in keys)
+        assert keys[receipt_key(f"{day8['eventId']}|{sku}|receive")] is not None
+        assert any(k.startswith(INDEX) for k in keys) and CLOCK in keys
     finally:
         worker.stop()

@@ -15,7 +15,7 @@ import pytest
 
 from schemas.codec import encode
 from streams.local_state import partition_paths
-from streams.stores import HEAD, key
+from streams.keys import HEAD, STOCK, stock_key
 from streams.worker_process import WorkerProcess, http_json
 from tables.state import Transaction, Write
 from tests.integration.conftest import Deployment, wait_until
@@ -82,8 +82,8 @@ def test_a_local_store_ahead_of_its_changelog_is_deleted(fresh_deployment: Deplo
 
     path = next(p for table, partition, p in partition_paths(data_dir) if table == "stock-state" and partition == 0)
     db = Rdict(str(path), Options(raw_mode=True))
-    record = next(v for k, v in db.items(from_key=b"s|") if k.startswith(b"s|"))
-    ghost = Write(key("s", "GHOST-SKU"), record)
+    record = next(v for k, v in db.items(from_key=STOCK) if k.startswith(STOCK))
+    ghost = Write(stock_key("GHOST-SKU"), record)
     db[HEAD] = encode(Transaction(message_id="never-sent", writes=(ghost,), outputs=()))
     db[ghost.key] = record
     db.close()

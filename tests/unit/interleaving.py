@@ -10,7 +10,7 @@ after the order shipped, a count routed from ``stock-movements`` before a shipme
 
 This center applies the same pure functions to the same tables as ``InventoryCenter``, but
 keeps one FIFO per (topic, key) - the finest partitioning Kafka could give, as in
-``streams/topics.py`` - and delivers the heads of those queues in a seeded random
+``schemas/topics.py`` - and delivers the heads of those queues in a seeded random
 interleaving. Order within each queue is kept, as Kafka keeps it within a partition.
 
 ``envelopes=True`` applies the core's own messages (stock commands from the order side,
@@ -27,7 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.internal import ReservationUpdated, StockCommand
+from schemas.topics import ROUTES, SPECS
+from streams.topics import input_key
 from tables.center import MemoryTables
 from tables.orders import apply_order
 from tables.policy import CorePolicy
@@ -37,24 +38,19 @@ from tables.stock import apply_stock
 
 Queue = tuple[str, str]  # (topic, key)
 
-# Which input topic carries which event (streams/topics.py); the rest is stock-movements.
-ORDERS_TOPIC = frozenset({"OrderCreated", "OrderPaid", "OrderCancelled", "ReturnRequested"})
-SHIPMENTS_TOPIC = frozenset(
-    {"OrderShipped", "PickedUp", "InTransit", "OutForDelivery", "Delivered", "DeliveryFailed", "ReturnPickedUp"}
-)
-MOVEMENT_KEY_FIELDS = ("warehouse_code", "from_warehouse_code", "to_warehouse_code", "sku")
+# Which input topic carries which event (schemas/topics.py).
+INPUT_TOPIC = {record: spec.name for spec in SPECS if spec.role == "input" for record in spec.records}
 
 
 def input_queue(event: BaseModel) -> Queue:
     """The input topic and key an event is published under."""
-    name = type(event).__name__
-    fields: dict[str, Any] = event.__dict__
-    if name in ORDERS_TOPIC:
-        return "orders", fields["order_no"]
-    if name in SHIPMENTS_TOPIC:
-        return "shipments", fields["order_no"]
-    key = next(fields[f] for f in MOVEMENT_KEY_FIELDS if fields.get(f))
-    return "stock-movements", key
+    return INPUT_TOPIC[type(event).__name__], input_key(event)
+
+
+def routed_queue(message: object) -> Queue:
+    """The internal topic and key a message is sent under (the routing table)."""
+    route = ROUTES[type(message).__name__]
+    return route.spec.name, route.key(message)
 
 
 class InterleavingCenter:
@@ -144,24 +140,20 @@ class InterleavingCenter:
     def _route(self, event: BaseModel) -> None:
         """The movement router: returns to their order, the rest split per SKU."""
         if is_order_scoped(event):
-            self._enqueue(("order-inbox", event.order_no), event)  # type: ignore[attr-defined]
+            self._enqueue(routed_queue(event), event)
         else:
             for command in stock_commands_for(event):  # type: ignore[arg-type]
-                self._enqueue(("stock-commands", command.sku), command)  # external: by receipt
+                self._enqueue(routed_queue(command), command)  # external: by receipt
 
     def _emit(self, events: Iterable[object], duplicate: bool = False) -> None:
         """``duplicate``: a message applied before re-emits what it emitted; by envelope, its
         internal messages are not sent again (the worker's outbox already sent them)."""
         internal = self.envelopes
         for event in events:
-            if internal and duplicate and isinstance(event, (StockCommand, ReservationUpdated)):
-                continue
-            if isinstance(event, StockCommand):
-                self._enqueue(("stock-commands", event.sku), event, internal)
-            elif isinstance(event, ReservationUpdated):
-                self._enqueue(("order-inbox", event.order_no), event, internal)
-            else:
+            if not ROUTES[type(event).__name__].internal:
                 self.outputs.append(event)
+            elif not (internal and duplicate):
+                self._enqueue(routed_queue(event), event, internal)  # type: ignore[arg-type]
 
     # --- reads --------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The benchmark's arithmetic and where it writes (bench/figures.py, bench/latency.py's search,
 bench/report.py, bench/benchmark.py's summary): no broker, no worker.
 
-- topics are classified by role as streams/topics.py declares them, changelogs by name, the
+- topics are classified by role as schemas/topics.py declares them, changelogs by name, the
   Quix peer's by its own names, anything else as "other";
 - per-order, per-message and per-record figures, and the pipeline/limit ratio in record
   operations (not input events);

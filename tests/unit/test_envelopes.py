@@ -16,7 +16,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from schemas.codec import decode, encode
 from schemas.internal import Envelope
 from streams.envelopes import Outgoing, partition_for
-from streams.stores import HEAD, OUTBOX, head_sequence, key, outbox_key
+from streams.keys import HEAD, OUTBOX, outbox_key, stock_key
+from streams.stores import head_sequence
 from tables.state import Outbox, OutRecord, SkuStock, Transaction, Write
 from tests.unit.rocks import stock_store
 
@@ -28,7 +29,7 @@ def store(tmp_path: Path) -> Iterator[Any]:
 
 
 def _write(store: Any, n: int) -> None:
-    store.stage(f"m{n}", [Write(key("s", "A"), encode(SkuStock("A", reservation_seq=n)))], (), receipt=False)
+    store.stage(f"m{n}", [Write(stock_key("A"), encode(SkuStock("A", reservation_seq=n)))], (), receipt=False)
 
 
 def _outgoing(n: int) -> Outgoing:
@@ -74,7 +75,7 @@ def test_transactions_are_numbered_and_what_they_send_is_kept_before_their_head(
     assert store.sequence() == 3
     assert head_sequence(decode(store.dbs[2][HEAD], validate=False)) == 3
     first = [k for _, k, _ in store.changelog[:3]]
-    assert first == [outbox_key(1), HEAD, key("s", "A")]  # the outbox entry before the head
+    assert first == [outbox_key(1), HEAD, stock_key("A")]  # the outbox entry before the head
     kept = [k for k, _ in store.dbs[2].items(from_key=OUTBOX) if k.startswith(OUTBOX)]
     assert kept == [outbox_key(1), outbox_key(2), outbox_key(3)]  # nothing flushed yet
 

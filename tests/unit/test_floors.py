@@ -28,7 +28,7 @@ FLOORS: dict[int, tuple[str, ...]] = {
     2: ("tables",),
     3: ("streams", "streams.kafka_config", "streams.topics", "streams.wire", "streams.envelopes",
         "streams.record_sink", "streams.answers", "streams.metrics", "streams.dead_letters", "streams.faults",
-        "streams.expiry_clock"),
+        "streams.expiry_clock", "streams.keys", "streams.producer"),
     4: ("streams.faust_private", "streams.tables", "streams.stores", "streams.checkpoint", "streams.agents",
         "streams.health", "streams.app", "streams.local_state"),
     5: ("streams.views", "streams.webhook", "streams.outbox", "streams.live", "streams.openapi",

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from streams.faust_private import PERSISTED_OFFSET_KEY
 from streams.local_state import LocalPartition, Verdict, judge, read_local, set_local_offset
-from streams.stores import HEAD
+from streams.keys import HEAD
 
 Record = tuple[bytes, bytes | None]
 KEYS = [f"k{i}".encode() for i in range(5)]

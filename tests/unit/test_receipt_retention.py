@@ -19,7 +19,9 @@ from schemas.base import Event
 from schemas.codec import decode
 from schemas.internal import ReleaseStock
 from schemas.outputs import AlertType, InventoryAlert, InventoryChanged
-from streams.stores import CLOCK, HEAD, INDEX, StockStore, index_entry, index_key, key
+from streams.keys import CLOCK, EXPECTATION, HEAD, INDEX, index_entry, index_key, parts, receipt_key
+from streams.keys import RECEIPT as RECEIPT_KEY
+from streams.stores import StockStore
 from tables.center import InventoryCenter, MemoryTables
 from tables.policy import CorePolicy
 from tables.retention import DOCUMENT, ORDERS, RECEIPT, STOCK, horizon, hour_of
@@ -352,8 +354,8 @@ def test_the_store_prunes_what_the_memory_tables_prune(store: Any) -> None:
     run_store(store, commands, policy, batch=7)
 
     rows = store_state(store)
-    assert {k[2:].decode() for k in rows if k.startswith(b"r|")} == set(memory.receipts_by_id)
-    assert {tuple(k[2:].decode().split("|")) for k in rows if k.startswith(b"e|")} == set(memory.expectations_by_key)
+    assert {parts(k)[0] for k in rows if k.startswith(RECEIPT_KEY)} == set(memory.receipts_by_id)
+    assert {parts(k) for k in rows if k.startswith(EXPECTATION)} == set(memory.expectations_by_key)
     assert [index_entry(k) for k in sorted(rows) if k.startswith(INDEX)] == memory.aged(
         STOCK, None, hour_of(commands[-1].occurred_at) + DAY, 10**6)
     assert decode(rows[CLOCK], validate=False) == memory.clocks[STOCK]
@@ -389,7 +391,7 @@ def test_a_pruning_transaction_cut_short_is_completed_by_redo_and_redo_is_idempo
     store.commit()
     done = store_state(store)
     head: Transaction = decode(store.dbs[0][HEAD], validate=False)
-    assert any(w.value is None and w.key.startswith(b"r|") for w in head.writes)  # deletes are redo writes
+    assert any(w.value is None and w.key.startswith(RECEIPT_KEY) for w in head.writes)  # deletes are redo writes
 
     # The crash: the redo record reached RocksDB, none of the writes did.
     db = store.dbs[0]
@@ -414,4 +416,4 @@ def test_a_refused_message_writes_nothing(store: Any) -> None:
     assert outcome.duplicate and outcome.receipt is None
     assert [a.alert_id for a in outcome.events] == [f"{commands[0].command_id}|beyond-retention"]  # type: ignore[attr-defined]
     assert store_state(store) == done
-    assert key("r", commands[0].command_id) not in done
+    assert receipt_key(commands[0].command_id) not in done

@@ -12,7 +12,7 @@ import pytest
 
 import streams.stores as stores
 from schemas.codec import decode, encode
-from streams.stores import key
+from streams.keys import stock_key
 from tables.policy import CorePolicy
 from tables.state import Position, SkuStock
 from tables.stock import StockOutcome
@@ -59,7 +59,7 @@ def test_a_hot_record_is_encoded_once_per_commit_and_read_back_without_decoding(
     store.commit()
     assert counting.encoded.count("SkuStock") == 1
     assert counting.decoded == 0
-    assert decode(store.dbs[0][key("s", "A")], validate=False) == _outcome(50).stock
+    assert decode(store.dbs[0][stock_key("A")], validate=False) == _outcome(50).stock
 
 
 def test_committed_records_stay_decoded_until_a_rebalance_or_a_recovery(store: Any, monkeypatch: Any) -> None:
@@ -71,13 +71,13 @@ def test_committed_records_stay_decoded_until_a_rebalance_or_a_recovery(store: A
     assert counting.decoded == 0  # from the cache
     # Written behind the store's back (as a restore from the changelog does): a cache kept
     # across a rebalance would hide it.
-    store.dbs[1][key("s", "A")] = encode(_outcome(7).stock)
+    store.dbs[1][stock_key("A")] = encode(_outcome(7).stock)
     assert store.stock("A") == _outcome(1).stock
     store.forget()  # on every assignment
     assert store.stock("A") == _outcome(7).stock and counting.decoded == 1
-    store.dbs[1][key("s", "B")] = encode(SkuStock("B", reservation_seq=7))
+    store.dbs[1][stock_key("B")] = encode(SkuStock("B", reservation_seq=7))
     assert store.stock("B").reservation_seq == 7  # cached
-    store.dbs[1][key("s", "B")] = encode(SkuStock("B", reservation_seq=8))
+    store.dbs[1][stock_key("B")] = encode(SkuStock("B", reservation_seq=8))
     store.recover()  # the first batch after an assignment (it applies the head again: A, not B)
     assert store.stock("B").reservation_seq == 8
 

@@ -13,7 +13,7 @@ import pytest
 
 from schemas.codec import decode, encode
 from streams.envelopes import Outgoing
-from streams.stores import HEAD, key
+from streams.keys import HEAD, receipt_key, reservation_key, stock_key
 from tables.state import Reservation, SkuStock, StoredReceipt, Transaction, Write
 from tests.unit.rocks import stock_store
 
@@ -34,61 +34,61 @@ def reservation(order_no: str, qty: int, seq: int) -> Reservation:
 
 def test_staged_writes_are_read_before_commit_and_reach_rocksdb_at_commit(store: Any) -> None:
     store.open(0)
-    store.stage("m1", [Write(key("s", "A"), encode(SkuStock("A", reservation_seq=1)))], (OUT,), receipt=True)
+    store.stage("m1", [Write(stock_key("A"), encode(SkuStock("A", reservation_seq=1)))], (OUT,), receipt=True)
     assert store.stock("A") == SkuStock("A", reservation_seq=1)  # the next message sees it
-    assert store.dbs[0].get(key("s", "A")) is None  # nothing written yet
+    assert store.dbs[0].get(stock_key("A")) is None  # nothing written yet
     assert store.changelog == []
 
     store.commit()
 
-    assert decode(store.dbs[0][key("s", "A")], validate=False) == SkuStock("A", reservation_seq=1)
+    assert decode(store.dbs[0][stock_key("A")], validate=False) == SkuStock("A", reservation_seq=1)
     assert store.receipt("m1").events == (SkuStock("OUTPUT"),)
 
 
 def test_a_key_written_by_several_messages_is_committed_once_with_its_last_value(store: Any) -> None:
     store.open(1)
     for n in range(1, 4):
-        store.stage(f"m{n}", [Write(key("s", "A"), encode(SkuStock("A", reservation_seq=n)))], (), receipt=True)
+        store.stage(f"m{n}", [Write(stock_key("A"), encode(SkuStock("A", reservation_seq=n)))], (), receipt=True)
     store.commit()
 
     keys = [k for _, k, _ in store.changelog]
     assert keys[0] == HEAD  # the redo record first (nothing sent: no outbox entry)
-    assert keys.count(key("s", "A")) == 1
-    assert sorted(keys[1:]) == sorted([key("s", "A"), key("r", "m1"), key("r", "m2"), key("r", "m3")])
+    assert keys.count(stock_key("A")) == 1
+    assert sorted(keys[1:]) == sorted([stock_key("A"), receipt_key("m1"), receipt_key("m2"), receipt_key("m3")])
     assert {p for p, _, _ in store.changelog} == {1}
-    assert decode(store.dbs[1][key("s", "A")], validate=False).reservation_seq == 3
+    assert decode(store.dbs[1][stock_key("A")], validate=False).reservation_seq == 3
     head: Transaction = decode(store.dbs[1][HEAD], validate=False)
     assert head.message_id == "#1|m3"  # the partition's first transaction, and its last message
 
 
 def test_scans_merge_staged_inserts_updates_and_deletes_in_key_order(store: Any) -> None:
     store.open(0)
-    store.stage("m1", [Write(key("v", "A", "O2"), encode(reservation("O2", 2, 2))),
-                       Write(key("v", "A", "O4"), encode(reservation("O4", 4, 4)))], (), receipt=False)
+    store.stage("m1", [Write(reservation_key("A", "O2"), encode(reservation("O2", 2, 2))),
+                       Write(reservation_key("A", "O4"), encode(reservation("O4", 4, 4)))], (), receipt=False)
     store.commit()
 
-    store.stage("m2", [Write(key("v", "A", "O3"), encode(reservation("O3", 3, 3))),  # insert between
-                       Write(key("v", "A", "O2"), None),  # delete a committed one
-                       Write(key("v", "A", "O4"), encode(reservation("O4", 40, 4))),  # update
-                       Write(key("v", "B", "O9"), encode(reservation("O9", 9, 9)))], (), receipt=False)
+    store.stage("m2", [Write(reservation_key("A", "O3"), encode(reservation("O3", 3, 3))),  # insert between
+                       Write(reservation_key("A", "O2"), None),  # delete a committed one
+                       Write(reservation_key("A", "O4"), encode(reservation("O4", 40, 4))),  # update
+                       Write(reservation_key("B", "O9"), encode(reservation("O9", 9, 9)))], (), receipt=False)
 
     assert [(r.order_no, r.reserved_qty) for r in store.reservations_of("A")] == [("O3", 3), ("O4", 40)]
     store.commit()
     assert [(r.order_no, r.reserved_qty) for r in store.reservations_of("A")] == [("O3", 3), ("O4", 40)]
-    assert store.dbs[0].get(key("v", "A", "O2")) is None
+    assert store.dbs[0].get(reservation_key("A", "O2")) is None
 
 
 def test_redo_completes_a_transaction_cut_after_its_redo_record(store: Any) -> None:
     store.open(2)
-    writes = (Write(key("s", "A"), encode(SkuStock("A", reservation_seq=7))),
-              Write(key("r", "m7"), encode(StoredReceipt("m7", (OUT,)))))
+    writes = (Write(stock_key("A"), encode(SkuStock("A", reservation_seq=7))),
+              Write(receipt_key("m7"), encode(StoredReceipt("m7", (OUT,)))))
     store.dbs[2][HEAD] = encode(Transaction(message_id="m7", writes=writes, outputs=(OUT,)))  # cut here
 
     assert store.recover() == ((OUT,), [])  # a head written before outboxes: its outputs, to send again
 
-    assert decode(store.dbs[2][key("s", "A")], validate=False).reservation_seq == 7
+    assert decode(store.dbs[2][stock_key("A")], validate=False).reservation_seq == 7
     assert store.receipt("m7") is not None
-    assert [k for _, k, _ in store.changelog] == [key("s", "A"), key("r", "m7")]
+    assert [k for _, k, _ in store.changelog] == [stock_key("A"), receipt_key("m7")]
 
 
 def test_nothing_staged_commits_nothing(store: Any) -> None:
@@ -104,10 +104,10 @@ def test_a_message_over_its_budget_is_refused_whole_and_the_transaction_goes_on(
 
     store.message_budget = 2_000
     store.open(0)
-    store.stage("small", [Write(key("s", "A"), encode(SkuStock("A", reservation_seq=1)))], (OUT,), receipt=True)
+    store.stage("small", [Write(stock_key("A"), encode(SkuStock("A", reservation_seq=1)))], (OUT,), receipt=True)
     staged = store.staged_bytes
     with pytest.raises(TooLarge, match="big"):
-        store.stage("big", [Write(key("s", "B"), b"x" * 1_000)], (b"y" * 1_500,), receipt=True)
+        store.stage("big", [Write(stock_key("B"), b"x" * 1_000)], (b"y" * 1_500,), receipt=True)
     assert store.staged_bytes == staged and store.stock("B") is None and store.receipt("big") is None
     store.commit()
     assert store.stock("A") == SkuStock("A", reservation_seq=1)
@@ -165,7 +165,7 @@ def test_a_transactions_outputs_leave_only_once_its_redo_record_is_acknowledged(
 
     for n, partition in enumerate((1, 1, 2)):  # two transactions of partition 1, one of 2
         store.open(partition)
-        store.stage(f"m{n}", [Write(key("s", "A"), encode(SkuStock("A", reservation_seq=n)))], (OUT,), receipt=True)
+        store.stage(f"m{n}", [Write(stock_key("A"), encode(SkuStock("A", reservation_seq=n)))], (OUT,), receipt=True)
         outgoing = Outgoing(4)
         outgoing.output("stock-commands", b"A", OUT)
         commit_then_send(store, sink, "stock-changelog", outgoing)
