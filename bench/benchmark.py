@@ -59,8 +59,10 @@ STAGE_NAMES = ("limit", "pipeline", "profile", "peer", "peer-eos", "day", "laten
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.benchmark", description=__doc__.splitlines()[0],
-        epilog="Results: a new folder under bench/results/runs/ per run; the committed summary only with --publish.")
+        prog="python -m bench.benchmark",
+        description=__doc__.splitlines()[0],
+        epilog="Results: a new folder under bench/results/runs/ per run; the committed summary only with --publish.",
+    )
     parser.add_argument("--orders", type=int, default=20_000, help="orders in the reservation workload (20,000)")
     parser.add_argument("--skus", type=int, default=2_000, help="SKUs (2,000; x warehouses = positions stocked)")
     parser.add_argument("--warehouses", type=int, default=3)
@@ -70,18 +72,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-final-seconds", type=float, default=20.0, help="the 50%%/80%% steps (20)")
     parser.add_argument("--latency-steps", type=int, default=6, help="latency search steps at most (6)")
     parser.add_argument("--latency-limit-ms", type=float, default=100.0, help="the p99 the search keeps under (100)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a small run (about 5 min): 3,000 orders over 300 SKUs (positions per order as in the full run), short latency steps")
-    parser.add_argument("--stages", nargs="+", default=list(STAGE_NAMES), choices=STAGE_NAMES, metavar="STAGE",
-                        help=f"run only these ({', '.join(STAGE_NAMES)}); the others are reported as skipped")
-    parser.add_argument("--assume-rate", type=float, default=300.0,
-                        help="one worker's orders/s for the latency search when 'pipeline' is skipped")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="the run's folder (must not exist); default bench/results/runs/<UTC stamp>/")
-    parser.add_argument("--publish", action="store_true",
-                        help="also copy this run over the committed summary (docs/benchmark.md, ...)")
-    parser.add_argument("--publish-from", type=Path, default=None, metavar="RUN_DIR",
-                        help="copy an earlier run's folder over the committed summary, run nothing")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run (about 5 min): 3,000 orders over 300 SKUs (positions per order as in the full run), "
+        "short latency steps",
+    )
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        default=list(STAGE_NAMES),
+        choices=STAGE_NAMES,
+        metavar="STAGE",
+        help=f"run only these ({', '.join(STAGE_NAMES)}); the others are reported as skipped",
+    )
+    parser.add_argument(
+        "--assume-rate",
+        type=float,
+        default=300.0,
+        help="one worker's orders/s for the latency search when 'pipeline' is skipped",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the run's folder (must not exist); default bench/results/runs/<UTC stamp>/",
+    )
+    parser.add_argument(
+        "--publish", action="store_true", help="also copy this run over the committed summary (docs/benchmark.md, ...)"
+    )
+    parser.add_argument(
+        "--publish-from",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="copy an earlier run's folder over the committed summary, run nothing",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.orders, args.skus = min(args.orders, 3_000), min(args.skus, 300)
@@ -119,8 +145,12 @@ class Workload:
         from schemas.inputs import GoodsReceived, OrderCreated
 
         orders = [e for e in events if isinstance(e, OrderCreated)]
-        return cls(events, len(orders), sum(len(o.items) for o in orders),
-                   sum(1 for e in events if isinstance(e, GoodsReceived)))
+        return cls(
+            events,
+            len(orders),
+            sum(len(o.items) for o in orders),
+            sum(1 for e in events if isinstance(e, GoodsReceived)),
+        )
 
 
 # --- counting a stage on the broker --------------------------------------------------------
@@ -133,8 +163,11 @@ def _count(run: Run, settings: Any, roles: Any, markers: tuple[str, ...]) -> dic
     wait_quiet(settings, topics)
     counts = count_records(settings, topics)
     spans = offset_spans(settings, topics)
-    return {"records_by_role": roles.by_role(counts), "offsets_by_role": roles.by_role(spans),
-            "records_by_topic": {t: n for t, n in counts.items() if n}}
+    return {
+        "records_by_role": roles.by_role(counts),
+        "offsets_by_role": roles.by_role(spans),
+        "records_by_topic": {t: n for t, n in counts.items() if n},
+    }
 
 
 def _pipeline_roles(settings: Any) -> Any:
@@ -148,8 +181,13 @@ def _pipeline_roles(settings: Any) -> Any:
 def _figures(stage: Any, counted: dict[str, Any], **extra: Any) -> dict[str, Any]:
     from bench.figures import derive
 
-    return {**derive(stage), **extra, "records_by_role": counted["records_by_role"],
-            "offsets_by_role": counted["offsets_by_role"], "records_by_topic": counted["records_by_topic"]}
+    return {
+        **derive(stage),
+        **extra,
+        "records_by_role": counted["records_by_role"],
+        "offsets_by_role": counted["offsets_by_role"],
+        "records_by_topic": counted["records_by_topic"],
+    }
 
 
 # --- the stages ----------------------------------------------------------------------------
@@ -169,13 +207,23 @@ def stage_limit(run: Run, w: Workload) -> dict[str, Any]:
         run.progress.done(f"limit: the input copied up to {copies:,} records")
         r = limit.consume_produce(d, run.progress, min_seconds=run.args.limit_seconds, on_start=run.sampler.watch)
         counted = _count(run, d.settings, _pipeline_roles(d.settings), (d.settings.topic_prefix, d.settings.app_id))
-        stage = Stage("limit", "limit", counted["records_by_role"], r["seconds"], r["cpu_s"],
-                      run.broker_cpu(r["t0"], r["t1"]), consumed=r["consumed"], input_events=r["consumed"],
-                      peak_rss_mb=r["peak_rss_mb"])
+        stage = Stage(
+            "limit",
+            "limit",
+            counted["records_by_role"],
+            r["seconds"],
+            r["cpu_s"],
+            run.broker_cpu(r["t0"], r["t1"]),
+            consumed=r["consumed"],
+            input_events=r["consumed"],
+            peak_rss_mb=r["peak_rss_mb"],
+        )
         figures = _figures(stage, counted, passes=r["passes"])
         if counted["records_by_role"]["output"] != r["consumed"]:
-            figures["warning"] = (f"the broker holds {counted['records_by_role']['output']:,} output records for "
-                                  f"{r['consumed']:,} consumed")
+            figures["warning"] = (
+                f"the broker holds {counted['records_by_role']['output']:,} output records for "
+                f"{r['consumed']:,} consumed"
+            )
         return figures
     finally:
         d.close()
@@ -188,16 +236,37 @@ def stage_pipeline(run: Run, w: Workload, workers: int, name: str, profile_out: 
     counted: dict[str, Any] = {}
 
     def before_close(d: Any, result: dict[str, Any]) -> None:
-        counted.update(_count(run, d.settings, _pipeline_roles(d.settings), (d.settings.topic_prefix, d.settings.app_id)))
+        counted.update(
+            _count(run, d.settings, _pipeline_roles(d.settings), (d.settings.topic_prefix, d.settings.app_id))
+        )
 
-    r = drain_events(w.events, workers, run.args.partitions, run.progress, profile_out=profile_out,
-                     before_close=before_close, name=name)
-    stage = Stage(name, name, counted["records_by_role"], r["seconds"], r["cpu_s"],
-                  run.broker_cpu(r["t0_wall"], r["t1_wall"]), input_events=len(w.events), orders=w.orders,
-                  order_lines=w.order_lines, peak_rss_mb=r["peak_rss_mb"], workers=workers)
+    r = drain_events(
+        w.events,
+        workers,
+        run.args.partitions,
+        run.progress,
+        profile_out=profile_out,
+        before_close=before_close,
+        name=name,
+    )
+    stage = Stage(
+        name,
+        name,
+        counted["records_by_role"],
+        r["seconds"],
+        r["cpu_s"],
+        run.broker_cpu(r["t0_wall"], r["t1_wall"]),
+        input_events=len(w.events),
+        orders=w.orders,
+        order_lines=w.order_lines,
+        peak_rss_mb=r["peak_rss_mb"],
+        workers=workers,
+    )
     figures = _figures(stage, counted, workers=workers, preload_s=r["preload_s"])
     if counted["records_by_role"]["input"] != len(w.events):
-        figures["warning"] = f"the broker holds {counted['records_by_role']['input']:,} input records, not {len(w.events):,}"
+        figures["warning"] = (
+            f"the broker holds {counted['records_by_role']['input']:,} input records, not {len(w.events):,}"
+        )
     return figures
 
 
@@ -209,8 +278,12 @@ def peer_python() -> Path:
     from config.settings import REPO_ROOT
 
     if not _PEER_PYTHON:
-        setup = subprocess.run(["bash", str(REPO_ROOT / "bench" / "peer_quix" / "setup_venv.sh")],
-                               capture_output=True, text=True, timeout=1800)
+        setup = subprocess.run(
+            ["bash", str(REPO_ROOT / "bench" / "peer_quix" / "setup_venv.sh")],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         python = REPO_ROOT / ".venv-quix" / "bin" / "python"
         if setup.returncode != 0 or not python.exists():
             raise RuntimeError(f"peer venv setup failed: {setup.stdout[-300:]}{setup.stderr[-500:]}")
@@ -233,13 +306,31 @@ def stage_peer(run: Run, w: Workload, guarantee: str) -> dict[str, Any]:
     log = run.run_dir / f"peer-{guarantee}.log"
     try:
         publish(d.settings, w.events, run.progress)
-        cmd = [str(python), "-m", "bench.peer_quix.app", "--bootstrap", d.settings.bootstrap_servers,
-               "--topic-prefix", d.settings.topic_prefix, "--group", group,
-               "--state-dir", str(state / "rocksdb"), "--expect", str(len(w.events)), "--stats-out", str(stats),
-               "--processing-guarantee", guarantee,
-               # Tuned as a Quix user would: with concat, the default 1 s poll leaves the process
-               # idle about half the time (bench/peer_quix/README.md).
-               "--idle-exit-s", "30", "--consumer-poll-timeout", "0.01"]
+        cmd = [
+            str(python),
+            "-m",
+            "bench.peer_quix.app",
+            "--bootstrap",
+            d.settings.bootstrap_servers,
+            "--topic-prefix",
+            d.settings.topic_prefix,
+            "--group",
+            group,
+            "--state-dir",
+            str(state / "rocksdb"),
+            "--expect",
+            str(len(w.events)),
+            "--stats-out",
+            str(stats),
+            "--processing-guarantee",
+            guarantee,
+            # Tuned as a Quix user would: with concat, the default 1 s poll leaves the process
+            # idle about half the time (bench/peer_quix/README.md).
+            "--idle-exit-s",
+            "30",
+            "--consumer-poll-timeout",
+            "0.01",
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_")}
         began = time.monotonic()
         with open(log, "wb") as out:
@@ -260,21 +351,37 @@ def stage_peer(run: Run, w: Workload, guarantee: str) -> dict[str, Any]:
             tail = log.read_text(errors="replace")[-800:]
             raise RuntimeError(f"peer exited {proc.returncode}: {tail}")
         raw = json.loads(stats.read_text())
-        run.progress.done(f"peer ({guarantee}): {raw['consumed']:,} input events in {raw['seconds']:.1f}s "
-                          f"({raw['stop_reason']})")
+        run.progress.done(
+            f"peer ({guarantee}): {raw['consumed']:,} input events in {raw['seconds']:.1f}s ({raw['stop_reason']})"
+        )
         names = TopicNames.of(d.settings.topic_prefix)
         roles = peer_roles(names.inputs, names.order_inbox, [n for n in names.own if n != names.order_inbox], group)
         counted = _count(run, d.settings, roles, (d.settings.topic_prefix, group))
         t0, t1 = raw["first_input_ts"], raw["last_output_ts"]
         cpu = run.sampler.between(proc.pid, t0, t1)
-        stage = Stage(f"peer {guarantee}", f"peer {guarantee}", counted["records_by_role"], raw["seconds"],
-                      cpu if cpu is not None else raw.get("cpu_s_processing"), run.broker_cpu(t0, t1),
-                      input_events=len(w.events), orders=w.orders, order_lines=w.order_lines,
-                      peak_rss_mb=raw["peak_rss_mb"])
-        return _figures(stage, counted, processing_guarantee=guarantee, complete=raw["consumed"] >= len(w.events),
-                        orders_rejected=raw.get("orders_rejected"), errors=raw.get("errors"),
-                        stop_reason=raw.get("stop_reason"), seconds_to_stopped=raw.get("seconds_to_stopped"),
-                        cpu_s_processing_own=raw.get("cpu_s_processing"))
+        stage = Stage(
+            f"peer {guarantee}",
+            f"peer {guarantee}",
+            counted["records_by_role"],
+            raw["seconds"],
+            cpu if cpu is not None else raw.get("cpu_s_processing"),
+            run.broker_cpu(t0, t1),
+            input_events=len(w.events),
+            orders=w.orders,
+            order_lines=w.order_lines,
+            peak_rss_mb=raw["peak_rss_mb"],
+        )
+        return _figures(
+            stage,
+            counted,
+            processing_guarantee=guarantee,
+            complete=raw["consumed"] >= len(w.events),
+            orders_rejected=raw.get("orders_rejected"),
+            errors=raw.get("errors"),
+            stop_reason=raw.get("stop_reason"),
+            seconds_to_stopped=raw.get("seconds_to_stopped"),
+            cpu_s_processing_own=raw.get("cpu_s_processing"),
+        )
     finally:
         # The peer's topics first: Deployment.close() stops the broker when it started it (not
         # the case inside a run, which starts the broker itself, but this order holds alone too).
@@ -321,10 +428,15 @@ def stage_latency(run: Run, drain_orders_per_s: float) -> dict[str, Any]:
 
         latency.measure(d, max(5.0, round(0.25 * start)), 3.0, a.skus, run.progress, early_stop=False)  # warm-up
         best, steps = latency.search(lambda r: at(r, a.latency_step_seconds), start, a.latency_steps)
-        out: dict[str, Any] = {"limit_ms": a.latency_limit_ms, "highest_rate": best, "search": steps,
-                               "drain_orders_per_s": drain_orders_per_s, "at_80_of_drain": steps[0],
-                               "search_note": f"{len(steps)} steps of {a.latency_step_seconds:g} s from 80% of the "
-                                              f"1-worker drain rate, {drain_orders_per_s:,.0f} orders/s"}
+        out: dict[str, Any] = {
+            "limit_ms": a.latency_limit_ms,
+            "highest_rate": best,
+            "search": steps,
+            "drain_orders_per_s": drain_orders_per_s,
+            "at_80_of_drain": steps[0],
+            "search_note": f"{len(steps)} steps of {a.latency_step_seconds:g} s from 80% of the "
+            f"1-worker drain rate, {drain_orders_per_s:,.0f} orders/s",
+        }
         if best:
             out["at_50"] = at(round(0.5 * best), a.latency_final_seconds)
             out["at_80"] = at(round(0.8 * best), a.latency_final_seconds)
@@ -349,16 +461,24 @@ def summarise(results: dict[str, Any]) -> None:
     results["ratios"] = {
         "pipeline (1 worker) / limit": {
             "value": ratio(get("pipeline_1w", "record_ops_per_s"), get("limit", "record_ops_per_s")),
-            "how": "record operations per second (records consumed + produced)"},
+            "how": "record operations per second (records consumed + produced)",
+        },
         "pipeline (1 worker) / peer at-least-once": {
-            "value": ratio(get("pipeline_1w", "orders_per_s"), get("peer", "orders_per_s")), "how": "orders/s"},
+            "value": ratio(get("pipeline_1w", "orders_per_s"), get("peer", "orders_per_s")),
+            "how": "orders/s",
+        },
         "pipeline (1 worker) / peer exactly-once": {
-            "value": ratio(get("pipeline_1w", "orders_per_s"), get("peer_eos", "orders_per_s")), "how": "orders/s"},
+            "value": ratio(get("pipeline_1w", "orders_per_s"), get("peer_eos", "orders_per_s")),
+            "how": "orders/s",
+        },
         "peer at-least-once / pipeline (1 worker), worker CPU per order": {
             "value": ratio(get("peer", "worker_cpu_us_per_order"), get("pipeline_1w", "worker_cpu_us_per_order")),
-            "how": "> 1: the pipeline spends less CPU per order"},
+            "how": "> 1: the pipeline spends less CPU per order",
+        },
         "2 workers / 1 worker": {
-            "value": ratio(get("pipeline_2w", "orders_per_s"), get("pipeline_1w", "orders_per_s")), "how": "orders/s"},
+            "value": ratio(get("pipeline_2w", "orders_per_s"), get("pipeline_1w", "orders_per_s")),
+            "how": "orders/s",
+        },
     }
     lat = results.get("latency") or {}
     p99_80 = (lat.get("at_80_of_drain") or {}).get("p99_ms")
@@ -407,13 +527,23 @@ def main(argv: list[str] | None = None) -> int:
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "command": ("python -m bench.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
-        "run_dir": str(run_dir), "limit_min_seconds": args.limit_seconds,
+        "run_dir": str(run_dir),
+        "limit_min_seconds": args.limit_seconds,
         "load_average_1m_at_start": round(os.getloadavg()[0], 2),
-        "workload": {"orders": w.orders, "order_lines": w.order_lines, "receipts": w.receipts,
-                     "positions": args.skus * args.warehouses, "skus": args.skus, "warehouses": args.warehouses,
-                     "input_events": len(w.events), "partitions": args.partitions,
-                     "simulated_day_events": len(day.events), "simulated_day_orders": day.orders},
-        "stages": {}, "latency": {},
+        "workload": {
+            "orders": w.orders,
+            "order_lines": w.order_lines,
+            "receipts": w.receipts,
+            "positions": args.skus * args.warehouses,
+            "skus": args.skus,
+            "warehouses": args.warehouses,
+            "input_events": len(w.events),
+            "partitions": args.partitions,
+            "simulated_day_events": len(day.events),
+            "simulated_day_orders": day.orders,
+        },
+        "stages": {},
+        "latency": {},
     }
     stages = set(args.stages)
     started = time.monotonic()
@@ -433,8 +563,17 @@ def main(argv: list[str] | None = None) -> int:
         plan: list[tuple[str, str, Callable[[], Any]]] = [
             ("limit", "limit", lambda: stage_limit(run, w)),
             ("pipeline", "pipeline_1w", lambda: stage_pipeline(run, w, 1, "pipeline_1w")),
-            ("profile", "profile_1w", lambda: stage_pipeline(run, Workload.of(reservation_workload(
-                2, max(1, args.orders // 2), args.skus, args.warehouses)), 1, "profile_1w", profile_out=profile)),
+            (
+                "profile",
+                "profile_1w",
+                lambda: stage_pipeline(
+                    run,
+                    Workload.of(reservation_workload(2, max(1, args.orders // 2), args.skus, args.warehouses)),
+                    1,
+                    "profile_1w",
+                    profile_out=profile,
+                ),
+            ),
             ("pipeline", "pipeline_2w", lambda: stage_pipeline(run, w, 2, "pipeline_2w")),
             ("peer", "peer", lambda: stage_peer(run, w, "at-least-once")),
             ("peer-eos", "peer_eos", lambda: stage_peer(run, w, "exactly-once")),
@@ -442,14 +581,16 @@ def main(argv: list[str] | None = None) -> int:
         ]
         todo = [p for p in plan if p[0] in stages]
         total = len(todo) + ("latency" in stages)
-        for i, (stage, key, work) in enumerate(todo, 1):
+        for i, (_stage, key, work) in enumerate(todo, 1):
             progress.done(f"[{i}/{total}] {key} ({time.monotonic() - started:.0f}s into the run)")
             try:
                 results["stages"][key] = work()
             except Exception as exc:  # noqa: BLE001 - one stage failing must not lose the others
                 failed.append(key)
-                results["stages"][key] = {"error": f"{type(exc).__name__}: {exc}"[:2000],
-                                          "traceback": traceback.format_exc()[-4000:]}
+                results["stages"][key] = {
+                    "error": f"{type(exc).__name__}: {exc}"[:2000],
+                    "traceback": traceback.format_exc()[-4000:],
+                }
                 progress.done(f"{key} FAILED: {type(exc).__name__}: {str(exc)[:300]}")
             (run_dir / report.RUN_FILES["json"]).write_text(json.dumps(results, indent=2, ensure_ascii=False))
         for _, key, _ in plan:
@@ -462,8 +603,10 @@ def main(argv: list[str] | None = None) -> int:
                 results["latency"] = stage_latency(run, rate)
             except Exception as exc:  # noqa: BLE001
                 failed.append("latency")
-                results["latency"] = {"error": f"{type(exc).__name__}: {exc}"[:2000],
-                                      "traceback": traceback.format_exc()[-4000:]}
+                results["latency"] = {
+                    "error": f"{type(exc).__name__}: {exc}"[:2000],
+                    "traceback": traceback.format_exc()[-4000:],
+                }
                 progress.done(f"latency FAILED: {type(exc).__name__}: {str(exc)[:300]}")
     finally:
         sampler.stop()

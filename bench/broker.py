@@ -74,9 +74,19 @@ def count_records(settings: Settings, topics: Iterable[str], timeout_s: float = 
     from streams.kafka_config import consumer_config
 
     topics = list(topics)
-    consumer = Consumer(consumer_config(settings, group_id=f"bench-count-{uuid.uuid4().hex[:8]}", **{
-        "isolation.level": "read_committed", "enable.partition.eof": True, "enable.auto.commit": False,
-        "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024}))
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            group_id=f"bench-count-{uuid.uuid4().hex[:8]}",
+            **{
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "enable.auto.commit": False,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            },
+        )
+    )
     counts = dict.fromkeys(topics, 0)
     try:
         meta = consumer.list_topics(timeout=30).topics

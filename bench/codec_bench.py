@@ -61,9 +61,7 @@ def samples() -> dict[str, Any]:
             order_no="OMS202511220001",
             order_type=OrderType.NORMAL,
             consignee=Consignee(name="张三", phone="13800138000", address="北京市朝阳区XX街道XX号"),
-            items=[
-                OrderItem(sku=f"SKU00{i}", quantity=i, price=Decimal("99.00")) for i in range(1, 6)
-            ],
+            items=[OrderItem(sku=f"SKU00{i}", quantity=i, price=Decimal("99.00")) for i in range(1, 6)],
             total_amount=Decimal("1485.00"),
             time_requirement=TimeRequirement.STANDARD,
             reservation_expires_at=datetime(2025, 11, 22, 3, 0, tzinfo=UTC),

@@ -32,7 +32,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -89,28 +89,45 @@ class Stream:
 
     def receipt(self, warehouse: str, skus: list[str], qty: int) -> None:
         no = self.next_id("RCV")
-        self.add(GoodsReceived(
-            event_id=f"ev-{no}", occurred_at=self.now, receipt_no=no, warehouse_code=warehouse,
-            lines=[ReceivedLine(sku=s, sellable_qty=qty) for s in skus],
-        ))
+        self.add(
+            GoodsReceived(
+                event_id=f"ev-{no}",
+                occurred_at=self.now,
+                receipt_no=no,
+                warehouse_code=warehouse,
+                lines=[ReceivedLine(sku=s, sellable_qty=qty) for s in skus],
+            )
+        )
 
     def asn(self) -> None:
         no = self.next_id("ASN")
         skus = self.rng.sample(self.skus, 5)
-        self.add(InboundAnnounced(
-            event_id=f"ev-{no}", occurred_at=self.now, asn_no=no, warehouse_code=self.rng.choice(WAREHOUSES),
-            lines=[StockLine(sku=s, quantity=50) for s in skus],
-        ))
+        self.add(
+            InboundAnnounced(
+                event_id=f"ev-{no}",
+                occurred_at=self.now,
+                asn_no=no,
+                warehouse_code=self.rng.choice(WAREHOUSES),
+                lines=[StockLine(sku=s, quantity=50) for s in skus],
+            )
+        )
 
     def order(self) -> None:
         no = self.next_id("OMS")
         lines = self.rng.sample(self.skus, self.rng.randint(1, 3))
         kind = self.rng.choices([OrderType.NORMAL, OrderType.GIFT, OrderType.PRESALE], [85, 5, 10])[0]
-        self.add(OrderCreated(
-            event_id=f"ev-{no}", occurred_at=self.now, order_no=no, order_type=kind, consignee=CONSIGNEE,
-            items=[OrderItem(sku=s, quantity=self.rng.randint(1, 3), price=Decimal("9.90")) for s in lines],
-            total_amount=Decimal("0"), time_requirement=TimeRequirement.STANDARD,
-        ))
+        self.add(
+            OrderCreated(
+                event_id=f"ev-{no}",
+                occurred_at=self.now,
+                order_no=no,
+                order_type=kind,
+                consignee=CONSIGNEE,
+                items=[OrderItem(sku=s, quantity=self.rng.randint(1, 3), price=Decimal("9.90")) for s in lines],
+                total_amount=Decimal("0"),
+                time_requirement=TimeRequirement.STANDARD,
+            )
+        )
         order = self.core.order(no)
         if order is not None and order.outbound_issued:
             self.to_ship.append(no)
@@ -125,24 +142,37 @@ class Stream:
             by_warehouse.setdefault(line.warehouse_code, []).append(StockLine(sku=line.sku, quantity=line.quantity))
         for warehouse, lines in sorted(by_warehouse.items()):
             no = self.next_id("SHP")
-            self.add(OrderShipped(
-                event_id=f"ev-{no}", occurred_at=self.now, shipment_no=no, order_no=order_no,
-                warehouse_code=warehouse, lines=lines, waybill_no=f"WB{no}", carrier="SF",
-            ))
+            self.add(
+                OrderShipped(
+                    event_id=f"ev-{no}",
+                    occurred_at=self.now,
+                    shipment_no=no,
+                    order_no=order_no,
+                    warehouse_code=warehouse,
+                    lines=lines,
+                    waybill_no=f"WB{no}",
+                    carrier="SF",
+                )
+            )
             self.to_deliver.append((order_no, no))
 
     def deliver(self) -> None:
         order_no, shipment_no = self.to_deliver.pop(self.rng.randrange(len(self.to_deliver)))
         no = self.next_id("DLV")
-        self.add(Delivered(
-            event_id=f"ev-{no}", occurred_at=self.now, order_no=order_no, shipment_no=shipment_no,
-            waybill_no=f"WB{shipment_no}",
-        ))
+        self.add(
+            Delivered(
+                event_id=f"ev-{no}",
+                occurred_at=self.now,
+                order_no=order_no,
+                shipment_no=shipment_no,
+                waybill_no=f"WB{shipment_no}",
+            )
+        )
 
     def build(self, events: int) -> list[Event]:
         for warehouse in WAREHOUSES:  # opening stock: every SKU in every warehouse
             for start in range(0, len(self.skus), 20):
-                self.receipt(warehouse, self.skus[start:start + 20], self.rng.randint(20, 60))
+                self.receipt(warehouse, self.skus[start : start + 20], self.rng.randint(20, 60))
         while len(self.events) < events:
             roll = self.rng.random()
             if roll < 0.45:
@@ -197,16 +227,27 @@ def reserve_commands(skus: int, n: int, seed: int) -> tuple[MemoryTables, list[R
     names = [f"SKU{i:05d}" for i in range(skus)]
     for warehouse in WAREHOUSES:
         for start in range(0, skus, 50):
-            stock.submit(GoodsReceived(
-                event_id=f"ev-{warehouse}-{start}", occurred_at=T0, receipt_no=f"R{start}", warehouse_code=warehouse,
-                lines=[ReceivedLine(sku=s, sellable_qty=1_000_000) for s in names[start:start + 50]],
-            ))
+            stock.submit(
+                GoodsReceived(
+                    event_id=f"ev-{warehouse}-{start}",
+                    occurred_at=T0,
+                    receipt_no=f"R{start}",
+                    warehouse_code=warehouse,
+                    lines=[ReceivedLine(sku=s, sellable_qty=1_000_000) for s in names[start : start + 50]],
+                )
+            )
     tables.stock_by_sku = dict(stock.tables.stock_by_sku)
     commands = [
         ReserveStock.model_construct(
-            command_id=f"ev-{i}|{sku}|reserve", sku=sku, occurred_at=T0, cause_event_type="OrderCreated",
-            cause_event_id=f"ev-{i}", order_no=f"OMS{i}", order_type=OrderType.NORMAL,
-            quantity=rng.randint(1, 3), warehouse_code=None,
+            command_id=f"ev-{i}|{sku}|reserve",
+            sku=sku,
+            occurred_at=T0,
+            cause_event_type="OrderCreated",
+            cause_event_id=f"ev-{i}",
+            order_no=f"OMS{i}",
+            order_type=OrderType.NORMAL,
+            quantity=rng.randint(1, 3),
+            warehouse_code=None,
         )
         for i, sku in enumerate(rng.choice(names) for _ in range(n))
     ]
@@ -271,7 +312,7 @@ def main() -> None:
     for e in events:
         kinds[e.event_type] = kinds.get(e.event_type, 0) + 1
     result = {
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()} {platform.processor() or ''}".strip(),
         "skus": args.skus,
@@ -284,16 +325,22 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
-    print(f"core benchmark - Python {result['python']}, {args.skus} SKUs x {len(WAREHOUSES)} warehouses "
-          f"(stream built in {build_seconds:.1f} s)")
-    print(f"{'path':<34}{'gc':>4}{'commands':>10}{'events':>9}{'seconds':>9}{'commands/s':>12}{'events/s':>10}"
-          f"{'µs/cmd':>8}")
+    print(
+        f"core benchmark - Python {result['python']}, {args.skus} SKUs x {len(WAREHOUSES)} warehouses "
+        f"(stream built in {build_seconds:.1f} s)"
+    )
+    print(
+        f"{'path':<34}{'gc':>4}{'commands':>10}{'events':>9}{'seconds':>9}{'commands/s':>12}{'events/s':>10}"
+        f"{'µs/cmd':>8}"
+    )
     names = {"mixed_stream": "InventoryCenter.submit (mixed)", "raw_reserve_stock": "apply_stock(ReserveStock) + write"}
     for (path, collector), r in sorted(runs.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
         events_n, events_s = r.get("input_events", "-"), r.get("events_per_s")
-        print(f"{names[path]:<34}{'on' if collector else 'off':>4}{r['commands']:>10}{events_n:>9}"
-              f"{r['seconds']:>9.3f}{r['commands_per_s']:>12,}{f'{events_s:,}' if events_s else '-':>10}"
-              f"{r['us_per_command']:>8.2f}")
+        print(
+            f"{names[path]:<34}{'on' if collector else 'off':>4}{r['commands']:>10}{events_n:>9}"
+            f"{r['seconds']:>9.3f}{r['commands_per_s']:>12,}{f'{events_s:,}' if events_s else '-':>10}"
+            f"{r['us_per_command']:>8.2f}"
+        )
     print(f"target >= 100,000 commands/s; mix: {result['stream_mix']}")
     print(f"written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
     if args.profile:

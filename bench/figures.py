@@ -68,8 +68,9 @@ def peer_roles(inputs: Iterable[str], order_inbox: str, outputs: Iterable[str], 
     declared = {name: "input" for name in inputs}
     declared[order_inbox] = "internal"
     declared.update({name: "output" for name in outputs})
-    return TopicRoles(declared, ((f"repartition__{group}--", "", "internal"),
-                                 (f"changelog__{group}--", "", "changelog")))
+    return TopicRoles(
+        declared, ((f"repartition__{group}--", "", "internal"), (f"changelog__{group}--", "", "changelog"))
+    )
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,12 @@ def derive(stage: Stage) -> dict[str, Any]:
     inputs = stage.input_events if stage.input_events is not None else stage.records.get("input", 0)
     cpu, broker = stage.worker_cpu_s, stage.broker_cpu_s
     out: dict[str, Any] = {
-        "seconds": round(s, 3), "input_events": inputs, "orders": stage.orders, "order_lines": stage.order_lines,
-        "consumed": consumed, "produced": produced,
+        "seconds": round(s, 3),
+        "input_events": inputs,
+        "orders": stage.orders,
+        "order_lines": stage.order_lines,
+        "consumed": consumed,
+        "produced": produced,
         "produced_by_role": {role: stage.records.get(role, 0) for role in PRODUCED_ROLES},
         "input_events_per_s": _div(inputs, s, digits=1),
         "orders_per_s": _div(stage.orders, s, digits=1),
@@ -125,8 +130,9 @@ def derive(stage: Stage) -> dict[str, Any]:
         "record_ops_per_s": _div(consumed + produced, s, digits=1),
         "consumed_per_order": _div(consumed, stage.orders, digits=3),
         "produced_per_order": _div(produced, stage.orders, digits=3),
-        "produced_per_order_by_role": {role: _div(stage.records.get(role, 0), stage.orders, digits=3)
-                                       for role in PRODUCED_ROLES},
+        "produced_per_order_by_role": {
+            role: _div(stage.records.get(role, 0), stage.orders, digits=3) for role in PRODUCED_ROLES
+        },
         "worker_cpu_s": None if cpu is None else round(cpu, 3),
         "broker_cpu_s": None if broker is None else round(broker, 3),
         "worker_cpu_us_per_order": _div(cpu, stage.orders, 1e6, 1),
@@ -180,9 +186,13 @@ class Target:
 
     def judge(self, value: float | None) -> dict[str, Any]:
         sign = ">" if self.higher_is_better else "<"
-        return {"target": self.name, "goal": f"{sign}{'' if self.strict else '='} {self.goal:,g}{self.unit}",
-                "value": value, "met": meets(value, self.goal, self.higher_is_better, self.strict),
-                "verdict": verdict(value, self.goal, self.higher_is_better, self.strict)}
+        return {
+            "target": self.name,
+            "goal": f"{sign}{'' if self.strict else '='} {self.goal:,g}{self.unit}",
+            "value": value,
+            "met": meets(value, self.goal, self.higher_is_better, self.strict),
+            "verdict": verdict(value, self.goal, self.higher_is_better, self.strict),
+        }
 
 
 # Issue 13's targets (one worker, the reservation workload, one run side by side).
@@ -192,6 +202,7 @@ TARGETS = {
     "consumed_per_order": Target("messages consumed per order", 1.5, False),
     "produced_per_order": Target("records produced per order", 12, False),
     "cpu_us_per_order": Target("worker CPU per order", 650, False, " µs"),
-    "p99_ms_at_80": Target("OrderCreated->OrderStatusChanged p99 at 80% of the highest sustained rate", 100, False,
-                           " ms", strict=True),
+    "p99_ms_at_80": Target(
+        "OrderCreated->OrderStatusChanged p99 at 80% of the highest sustained rate", 100, False, " ms", strict=True
+    ),
 }

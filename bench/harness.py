@@ -117,10 +117,16 @@ class Deployment:
             bootstrap = self.base.bootstrap_servers
         tag = uuid.uuid4().hex[:8]
         self.root = Path(tempfile.mkdtemp(prefix=f"{name}-"))
-        self.settings = self.base.model_copy(update={
-            "bootstrap_servers": bootstrap, "topic_prefix": f"{name}{tag}.", "app_id": f"inventory-{name}-{tag}",
-            "partitions": partitions, "data_dir": self.root / "worker", **overrides,
-        })
+        self.settings = self.base.model_copy(
+            update={
+                "bootstrap_servers": bootstrap,
+                "topic_prefix": f"{name}{tag}.",
+                "app_id": f"inventory-{name}-{tag}",
+                "partitions": partitions,
+                "data_dir": self.root / "worker",
+                **overrides,
+            }
+        )
         self.topics = Topics(self.settings)
         self.created = create_topics(self.settings)
         self.workers: list[WorkerProcess] = []
@@ -128,8 +134,10 @@ class Deployment:
     def env(self) -> dict[str, str]:
         s = self.settings
         return {
-            "INVENTORY_BOOTSTRAP_SERVERS": s.bootstrap_servers, "INVENTORY_TOPIC_PREFIX": s.topic_prefix,
-            "INVENTORY_APP_ID": s.app_id, "INVENTORY_PARTITIONS": str(s.partitions),
+            "INVENTORY_BOOTSTRAP_SERVERS": s.bootstrap_servers,
+            "INVENTORY_TOPIC_PREFIX": s.topic_prefix,
+            "INVENTORY_APP_ID": s.app_id,
+            "INVENTORY_PARTITIONS": str(s.partitions),
         }
 
     def start_worker(self, extra_env: dict[str, str] | None = None) -> WorkerProcess:
@@ -148,8 +156,11 @@ class Deployment:
             if worker.alive():
                 worker.kill()
         admin = AdminClient(admin_config(self.settings))
-        names = [n for n in admin.list_topics(timeout=10).topics if n.startswith(self.settings.topic_prefix)
-                 or n.startswith(self.settings.app_id)]
+        names = [
+            n
+            for n in admin.list_topics(timeout=10).topics
+            if n.startswith(self.settings.topic_prefix) or n.startswith(self.settings.app_id)
+        ]
         if names:
             for future in admin.delete_topics(names, operation_timeout=30).values():
                 try:

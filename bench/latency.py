@@ -29,8 +29,9 @@ from typing import Any
 from bench.harness import Deployment, Progress, percentile
 
 
-def _publish_at_rate(settings: Any, rate: float, seconds: float, skus: int, seed: int, tag: str, sent: Any,
-                     stop: Any) -> None:
+def _publish_at_rate(
+    settings: Any, rate: float, seconds: float, skus: int, seed: int, tag: str, sent: Any, stop: Any
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from connectors.produce import EventPublisher
     from schemas.inputs import Consignee, OrderCreated, OrderItem
@@ -51,10 +52,18 @@ def _publish_at_rate(settings: Any, rate: float, seconds: float, skus: int, seed
         if due > now:
             time.sleep(due - now)
         lines = sorted(set(rng.choices(codes, weights, k=rng.randint(1, 5))))
-        publisher.publish(OrderCreated(
-            event_id=f"lat-{tag}-{n}", occurred_at=at + timedelta(milliseconds=n), order_no=f"L{tag}{n:07d}",
-            order_type="NORMAL", consignee=consignee, time_requirement="STANDARD",
-            items=[OrderItem(sku=s, quantity=1, price=10) for s in lines], total_amount=10))
+        publisher.publish(
+            OrderCreated(
+                event_id=f"lat-{tag}-{n}",
+                occurred_at=at + timedelta(milliseconds=n),
+                order_no=f"L{tag}{n:07d}",
+                order_type="NORMAL",
+                consignee=consignee,
+                time_requirement="STANDARD",
+                items=[OrderItem(sku=s, quantity=1, price=10) for s in lines],
+                total_amount=10,
+            )
+        )
         n += 1
         sent.value = n
     publisher.flush()
@@ -62,27 +71,41 @@ def _publish_at_rate(settings: Any, rate: float, seconds: float, skus: int, seed
 
 def passes(result: dict[str, Any], limit_ms: float) -> bool:
     """A step passes when every order was answered, it ran its course, and p99 < limit."""
-    return (not result["aborted"] and result["unanswered_after_settle"] == 0 and result["answered"] > 0
-            and result["p99_ms"] < limit_ms)
+    return (
+        not result["aborted"]
+        and result["unanswered_after_settle"] == 0
+        and result["answered"] > 0
+        and result["p99_ms"] < limit_ms
+    )
 
 
-def measure(d: Deployment, rate: float, seconds: float, skus: int, progress: Progress, settle_s: float = 30.0,
-            limit_ms: float = 100.0, early_stop: bool = True) -> dict[str, Any]:
+def measure(
+    d: Deployment,
+    rate: float,
+    seconds: float,
+    skus: int,
+    progress: Progress,
+    settle_s: float = 30.0,
+    limit_ms: float = 100.0,
+    early_stop: bool = True,
+) -> dict[str, Any]:
     from confluent_kafka import Consumer
 
     from streams.kafka_config import consumer_config
 
     t = d.topics
     tag = f"{int(rate)}x{random.randrange(10**6):06d}"
-    consumer = Consumer(consumer_config(d.settings, group_id=f"{d.settings.app_id}-lat-{tag}",
-                                        **{"auto.offset.reset": "latest"}))
+    consumer = Consumer(
+        consumer_config(d.settings, group_id=f"{d.settings.app_id}-lat-{tag}", **{"auto.offset.reset": "latest"})
+    )
     consumer.subscribe([t.orders, t.order_status])
     while not consumer.assignment():  # subscribed before the first order is published
         consumer.poll(0.1)
     ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited Kafka clients or threads
     sent, stop = ctx.Value("l", 0), ctx.Event()
     child = ctx.Process(
-        target=_publish_at_rate, args=(d.settings, rate, seconds, skus, 7, tag, sent, stop), daemon=True)
+        target=_publish_at_rate, args=(d.settings, rate, seconds, skus, 7, tag, sent, stop), daemon=True
+    )
     child.start()
     pending: dict[bytes, float] = {}  # published, not answered yet (insertion order ~ time order)
     latencies: list[float] = []
@@ -127,8 +150,10 @@ def measure(d: Deployment, rate: float, seconds: float, skus: int, progress: Pro
             if early_stop and aborted_at is None and late + waiting_late > budget:
                 aborted_at = time.monotonic() - began
                 stop.set()
-                progress.done(f"latency at {rate:,.0f}/s: over {limit_ms:g} ms for more than 1% of the orders "
-                              f"after {aborted_at:.1f}s; stopped, waiting for the backlog")
+                progress.done(
+                    f"latency at {rate:,.0f}/s: over {limit_ms:g} ms for more than 1% of the orders "
+                    f"after {aborted_at:.1f}s; stopped, waiting for the backlog"
+                )
             progress.show(f"latency at {rate:,.0f}/s: {sent.value:,} sent, {len(latencies):,} answered")
             if not child.is_alive() and len(answered) >= sent.value and not pending:
                 break
@@ -140,22 +165,38 @@ def measure(d: Deployment, rate: float, seconds: float, skus: int, progress: Pro
     unanswered = max(0, sent.value - len(latencies))
     ran = aborted_at if aborted_at is not None else seconds
     result = {
-        "offered_per_s": rate, "seconds": seconds, "ran_s": round(ran, 1), "orders": sent.value,
-        "published_per_s": round(sent.value / max(ran, 1e-3), 1), "answered": len(latencies),
-        "unanswered_after_settle": unanswered, "aborted": aborted_at is not None,
-        "late_over_limit": late, "limit_ms": limit_ms,
-        "p50_ms": round(percentile(latencies, 50), 1), "p99_ms": round(percentile(latencies, 99), 1),
+        "offered_per_s": rate,
+        "seconds": seconds,
+        "ran_s": round(ran, 1),
+        "orders": sent.value,
+        "published_per_s": round(sent.value / max(ran, 1e-3), 1),
+        "answered": len(latencies),
+        "unanswered_after_settle": unanswered,
+        "aborted": aborted_at is not None,
+        "late_over_limit": late,
+        "limit_ms": limit_ms,
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
         "max_ms": round(latencies[-1], 1) if latencies else None,
     }
     result["passed"] = passes(result, limit_ms)
-    progress.done(f"latency at {rate:,.0f}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
-                  f"{unanswered} unanswered{' (stopped early)' if result['aborted'] else ''}"
-                  f" -> {'under' if result['passed'] else 'NOT under'} {limit_ms:g} ms")
+    progress.done(
+        f"latency at {rate:,.0f}/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+        f"{unanswered} unanswered{' (stopped early)' if result['aborted'] else ''}"
+        f" -> {'under' if result['passed'] else 'NOT under'} {limit_ms:g} ms"
+    )
     return result
 
 
-def search(measure_at: Callable[[float], dict[str, Any]], start: float, steps: int, up: float = 1.5,
-           down: float = 0.6, precision: float = 1.15, floor: float = 5.0) -> tuple[float | None, list[dict[str, Any]]]:
+def search(
+    measure_at: Callable[[float], dict[str, Any]],
+    start: float,
+    steps: int,
+    up: float = 1.5,
+    down: float = 0.6,
+    precision: float = 1.15,
+    floor: float = 5.0,
+) -> tuple[float | None, list[dict[str, Any]]]:
     """(highest passing rate, every step's result) - see the module docstring."""
     lo: float | None = None
     hi: float | None = None

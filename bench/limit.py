@@ -31,22 +31,31 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _loop(settings: Any, inputs: list[str], output: str, min_seconds: float, timeout_s: float, out: Any,
-          counter: Any) -> None:
+def _loop(
+    settings: Any, inputs: list[str], output: str, min_seconds: float, timeout_s: float, out: Any, counter: Any
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     from streams.kafka_config import consumer_config, producer_config
 
-    consumer = Consumer(consumer_config(settings, group_id=f"{settings.app_id}-limit", **{
-        "fetch.min.bytes": 1, "enable.auto.commit": True, "auto.commit.interval.ms": 1000}))
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            group_id=f"{settings.app_id}-limit",
+            **{"fetch.min.bytes": 1, "enable.auto.commit": True, "auto.commit.interval.ms": 1000},
+        )
+    )
     producer = Producer(producer_config(settings, **{"linger.ms": 5, "batch.num.messages": 10_000}))
     meta = consumer.list_topics(timeout=30).topics
     # Each partition's offsets, so that reaching its end is seen on its last record (no wait
     # for an end-of-partition fetch) and it is sought back to its start at once: the input is
     # written once, by a plain producer, so its offsets are contiguous.
-    marks = {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
-             for t in inputs for p in meta[t].partitions}
+    marks = {
+        (t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+        for t in inputs
+        for p in meta[t].partitions
+    }
     records = sum(high - low for low, high in marks.values())
     consumer.assign([TopicPartition(t, p, low) for (t, p), (low, high) in marks.items() if high > low])
     seen = 0
@@ -70,9 +79,18 @@ def _loop(settings: Any, inputs: list[str], output: str, min_seconds: float, tim
             counter.value = seen
         left = producer.flush(30)
         elapsed = time.monotonic() - (first or time.monotonic())
-        out.put({"consumed": seen, "passes": round(seen / max(records, 1), 2), "seconds": elapsed,
-                 "cpu_s": _cpu() - cpu0, "t0": first_wall, "t1": first_wall + elapsed, "unflushed": left,
-                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+        out.put(
+            {
+                "consumed": seen,
+                "passes": round(seen / max(records, 1), 2),
+                "seconds": elapsed,
+                "cpu_s": _cpu() - cpu0,
+                "t0": first_wall,
+                "t1": first_wall + elapsed,
+                "unflushed": left,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
     finally:
         consumer.close()
 
@@ -84,8 +102,13 @@ def amplify(settings: Any, topics: list[str], min_records: int) -> int:
 
     from streams.kafka_config import consumer_config, producer_config
 
-    consumer = Consumer(consumer_config(settings, group_id=f"{settings.app_id}-amplify", **{
-        "enable.partition.eof": True, "enable.auto.commit": False}))
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            group_id=f"{settings.app_id}-amplify",
+            **{"enable.partition.eof": True, "enable.auto.commit": False},
+        )
+    )
     meta = consumer.list_topics(timeout=30).topics
     parts = [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in meta[t].partitions]
     pending = {(tp.topic, tp.partition) for tp in parts}
@@ -114,14 +137,26 @@ def amplify(settings: Any, topics: list[str], min_records: int) -> int:
     return total
 
 
-def consume_produce(d: Deployment, progress: Progress, min_seconds: float = 10.0, timeout_s: float = 300,
-                    on_start: Any = None) -> dict[str, Any]:
+def consume_produce(
+    d: Deployment, progress: Progress, min_seconds: float = 10.0, timeout_s: float = 300, on_start: Any = None
+) -> dict[str, Any]:
     """Run the loop in a fresh process over ``d``'s input topics into its inventory-changes."""
     t = d.topics
     ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited Kafka clients or threads
     out, seen = ctx.Queue(), ctx.Value("q", 0)
-    child = ctx.Process(target=_loop, args=(d.settings, [t.orders, t.shipments, t.stock_movements],
-                                            t.inventory_changes, min_seconds, timeout_s, out, seen), daemon=True)
+    child = ctx.Process(
+        target=_loop,
+        args=(
+            d.settings,
+            [t.orders, t.shipments, t.stock_movements],
+            t.inventory_changes,
+            min_seconds,
+            timeout_s,
+            out,
+            seen,
+        ),
+        daemon=True,
+    )
     child.start()
     if on_start is not None and child.pid is not None:
         on_start(child.pid)
@@ -134,6 +169,8 @@ def consume_produce(d: Deployment, progress: Progress, min_seconds: float = 10.0
         child.join(timeout=30)
         if child.is_alive():
             os.kill(child.pid or 0, signal.SIGKILL)
-    progress.done(f"limit: {result['consumed']:,} records consumed and produced in {result['seconds']:.1f}s "
-                  f"({result['passes']} passes over the input)")
+    progress.done(
+        f"limit: {result['consumed']:,} records consumed and produced in {result['seconds']:.1f}s "
+        f"({result['passes']} passes over the input)"
+    )
     return result

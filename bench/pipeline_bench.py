@@ -41,16 +41,30 @@ def reservation_workload(seed: int, orders: int, skus: int, warehouses: int) -> 
     events: list[Event] = []
     for wh in whs:
         for i in range(0, skus, 200):
-            events.append(GoodsReceived(
-                event_id=f"rc-{wh}-{i}", occurred_at=at, receipt_no=f"RC-{wh}-{i}", warehouse_code=wh,
-                lines=[ReceivedLine(sku=s, sellable_qty=1_000_000) for s in codes[i:i + 200]]))
+            events.append(
+                GoodsReceived(
+                    event_id=f"rc-{wh}-{i}",
+                    occurred_at=at,
+                    receipt_no=f"RC-{wh}-{i}",
+                    warehouse_code=wh,
+                    lines=[ReceivedLine(sku=s, sellable_qty=1_000_000) for s in codes[i : i + 200]],
+                )
+            )
     consignee = Consignee(name="张三", phone="13800138000", address="北京市朝阳区XX街道XX号")
     for n in range(orders):
         lines = sorted(set(rng.choices(codes, weights, k=rng.randint(1, 5))))
-        events.append(OrderCreated(
-            event_id=f"oc-{n}", occurred_at=at + timedelta(milliseconds=n), order_no=f"BO{n:08d}",
-            order_type="NORMAL", consignee=consignee, time_requirement="STANDARD",
-            items=[OrderItem(sku=s, quantity=rng.randint(1, 3), price=10) for s in lines], total_amount=10))
+        events.append(
+            OrderCreated(
+                event_id=f"oc-{n}",
+                occurred_at=at + timedelta(milliseconds=n),
+                order_no=f"BO{n:08d}",
+                order_type="NORMAL",
+                consignee=consignee,
+                time_requirement="STANDARD",
+                items=[OrderItem(sku=s, quantity=rng.randint(1, 3), price=10) for s in lines],
+                total_amount=10,
+            )
+        )
     return events
 
 
@@ -88,10 +102,17 @@ def drained(d: Deployment, inputs: int) -> tuple[float, bool]:
     return consumed, consumed >= inputs and internal_done
 
 
-def drain_events(events: list[Event], workers: int, partitions: int, progress: Progress,
-                 profile_out: Path | None = None, timeout_s: float = 900, keep_logs: bool = False,
-                 name: str = "pb", before_close: Callable[[Deployment, dict[str, Any]], None] | None = None,
-                 ) -> dict[str, Any]:
+def drain_events(
+    events: list[Event],
+    workers: int,
+    partitions: int,
+    progress: Progress,
+    profile_out: Path | None = None,
+    timeout_s: float = 900,
+    keep_logs: bool = False,
+    name: str = "pb",
+    before_close: Callable[[Deployment, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Preload ``events`` into a fresh deployment, start ``workers`` workers, time the drain.
 
     The result holds the window in wall-clock time (``t0_wall``/``t1_wall``) and the workers'
@@ -107,9 +128,22 @@ def drain_events(events: list[Event], workers: int, partitions: int, progress: P
         pids = [w.proc.pid for w in started if w.proc]
         if profile_out is not None:
             profiler = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pids[0]), "--rate", "100",
-                 "--format", "raw", "--output", str(profile_out), "--nonblocking"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(pids[0]),
+                    "--rate",
+                    "100",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(profile_out),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         cpu0 = 0.0
         t0 = t0_wall = None
         deadline = time.monotonic() + timeout_s
@@ -120,8 +154,10 @@ def drain_events(events: list[Event], workers: int, partitions: int, progress: P
                 t0, t0_wall, cpu0 = now, time.time(), sum(cpu_seconds(p) for p in pids)
             if t0 is not None:
                 rate = consumed / max(1e-3, now - t0)
-                progress.show(f"drain ({workers} worker{'s' * (workers > 1)}) "
-                              f"{consumed:,.0f}/{len(events):,} input events, {rate:,.0f}/s")
+                progress.show(
+                    f"drain ({workers} worker{'s' * (workers > 1)}) "
+                    f"{consumed:,.0f}/{len(events):,} input events, {rate:,.0f}/s"
+                )
             if done:
                 break
             time.sleep(0.05)
@@ -133,11 +169,18 @@ def drain_events(events: list[Event], workers: int, partitions: int, progress: P
         peak = max(peak_rss_mb(p) for p in pids)
         progress.done(f"drained {len(events):,} input events with {workers} worker(s) in {elapsed:.2f}s")
         result: dict[str, Any] = {
-            "workers": workers, "partitions": partitions, "input_events": len(events),
-            "preload_s": round(preload_s, 2), "seconds": round(elapsed, 3),
-            "events_per_s": round(len(events) / elapsed, 1), "cpu_s": round(cpu, 3),
-            "cpu_s_per_1000_events": round(1000 * cpu / len(events), 3), "peak_rss_mb": round(peak, 1),
-            "t0_wall": t0_wall, "t1_wall": t1_wall, "pids": pids,
+            "workers": workers,
+            "partitions": partitions,
+            "input_events": len(events),
+            "preload_s": round(preload_s, 2),
+            "seconds": round(elapsed, 3),
+            "events_per_s": round(len(events) / elapsed, 1),
+            "cpu_s": round(cpu, 3),
+            "cpu_s_per_1000_events": round(1000 * cpu / len(events), 3),
+            "peak_rss_mb": round(peak, 1),
+            "t0_wall": t0_wall,
+            "t1_wall": t1_wall,
+            "pids": pids,
         }
         if profiler is not None:
             profiler.send_signal(2)
@@ -170,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy profile of the first worker, into a new folder under bench/results/runs/")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy profile of the first worker, into a new folder under bench/results/runs/",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the workers' logs")
     parser.add_argument("--label", default="", help="name of this run in the results file")
     args = parser.parse_args(argv)

@@ -114,13 +114,13 @@ def input_counts(url: str, topics: Topics, backlog: Backlog) -> dict[str, float]
         m = re.match(r'inventory_events_in_total\{topic="([^"]+)"\} (\S+)', line)
         if m and m.group(1) in inputs:
             consumed += float(m.group(2))
-    return {"consumed": consumed, "lag": float(backlog()), "cpu": cpu_seconds(WORKER_PID[0]),
-            "at": time.monotonic()}
+    return {"consumed": consumed, "lag": float(backlog()), "cpu": cpu_seconds(WORKER_PID[0]), "at": time.monotonic()}
 
 
 # --------------------------------------------------------------------------- the producer
-def produce_forever(settings: Settings, rate: float, skus: list[str], seed: int,
-                    sent: Any, acked: Any, failed: Any, stop: Any) -> None:
+def produce_forever(
+    settings: Settings, rate: float, skus: list[str], seed: int, sent: Any, acked: Any, failed: Any, stop: Any
+) -> None:
     """Child process: publish input events at ``rate`` per second until ``stop`` is set."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     from connectors.produce import EventPublisher
@@ -148,19 +148,30 @@ def produce_forever(settings: Settings, rate: float, skus: list[str], seed: int,
         at = t0 + timedelta(milliseconds=n)
         roll = rng.random()
         if roll < 0.40 and len(open_orders) > 50:
-            return OrderCancelled(event_id=f"qbc-{run}-{n}", occurred_at=at, order_no=open_orders.pop(0),
-                                  reason="bench")
+            return OrderCancelled(
+                event_id=f"qbc-{run}-{n}", occurred_at=at, order_no=open_orders.pop(0), reason="bench"
+            )
         if roll < 0.85:
             order_no = f"QBO-{run}-{n}"
             open_orders.append(order_no)
             qty = rng.randint(1, 3)
-            return OrderCreated(event_id=f"qbo-{run}-{n}", occurred_at=at, order_no=order_no,
-                                order_type="NORMAL", consignee=consignee,
-                                items=[OrderItem(sku=rng.choice(skus), quantity=qty, price=9.9)],
-                                total_amount=round(9.9 * qty, 2), time_requirement="STANDARD")
-        return GoodsReceived(event_id=f"qbr-{run}-{n}", occurred_at=at, receipt_no=f"QBR-{run}-{n}",
-                             warehouse_code=rng.choice(WAREHOUSES),
-                             lines=[ReceivedLine(sku=rng.choice(skus), sellable_qty=rng.randint(1, 5))])
+            return OrderCreated(
+                event_id=f"qbo-{run}-{n}",
+                occurred_at=at,
+                order_no=order_no,
+                order_type="NORMAL",
+                consignee=consignee,
+                items=[OrderItem(sku=rng.choice(skus), quantity=qty, price=9.9)],
+                total_amount=round(9.9 * qty, 2),
+                time_requirement="STANDARD",
+            )
+        return GoodsReceived(
+            event_id=f"qbr-{run}-{n}",
+            occurred_at=at,
+            receipt_no=f"QBR-{run}-{n}",
+            warehouse_code=rng.choice(WAREHOUSES),
+            lines=[ReceivedLine(sku=rng.choice(skus), sellable_qty=rng.randint(1, 5))],
+        )
 
     start = time.monotonic()
     while not stop.is_set():
@@ -185,7 +196,9 @@ class Ingest:
         self.failed = ctx.Value("q", 0, lock=False)
         self.stop_event = ctx.Event()
         self.proc = ctx.Process(
-            target=produce_forever, name="query-bench-producer", daemon=True,
+            target=produce_forever,
+            name="query-bench-producer",
+            daemon=True,
             args=(settings, rate, skus, seed, self.sent, self.acked, self.failed, self.stop_event),
         )
 
@@ -228,9 +241,16 @@ class Client:
         return response.status, body, time.perf_counter() - started
 
 
-def measure(name: str, client: Client, next_path: Callable[[], str], check: Callable[[bytes], bool],
-            args: argparse.Namespace, ingest: Ingest, counts: Callable[[], dict[str, float]],
-            progress: Progress) -> dict[str, Any]:
+def measure(
+    name: str,
+    client: Client,
+    next_path: Callable[[], str],
+    check: Callable[[bytes], bool],
+    args: argparse.Namespace,
+    ingest: Ingest,
+    counts: Callable[[], dict[str, float]],
+    progress: Progress,
+) -> dict[str, Any]:
     """Sequential GETs for ``args.duration`` s after ``args.warmup`` s; latencies in ms."""
     duration_s = args.duration
     end_warmup = time.monotonic() + args.warmup
@@ -317,10 +337,15 @@ class Bench:
         else:
             bootstrap = self.base.bootstrap_servers
         tag = uuid.uuid4().hex[:8]
-        self.settings = self.base.model_copy(update={
-            "bootstrap_servers": bootstrap, "topic_prefix": f"qb{tag}.", "app_id": f"inventory-qbench-{tag}",
-            "partitions": self.args.partitions, "data_dir": self.root / "worker",
-        })
+        self.settings = self.base.model_copy(
+            update={
+                "bootstrap_servers": bootstrap,
+                "topic_prefix": f"qb{tag}.",
+                "app_id": f"inventory-qbench-{tag}",
+                "partitions": self.args.partitions,
+                "data_dir": self.root / "worker",
+            }
+        )
         created = create_topics(self.settings)
         print(f"deployment {self.settings.topic_prefix}* ({len(created)} topics, app id {self.settings.app_id})")
         env = {
@@ -348,35 +373,41 @@ class Bench:
         receipts = 0
         for wh in WAREHOUSES:
             for i in range(0, len(skus), LINES_PER_RECEIPT):
-                chunk = skus[i:i + LINES_PER_RECEIPT]
-                publisher.publish(GoodsReceived(
-                    event_id=f"qbpre-{self.settings.topic_prefix}{wh}-{i}", occurred_at=at,
-                    receipt_no=f"QBPRE-{wh}-{i}", warehouse_code=wh,
-                    lines=[ReceivedLine(sku=s, sellable_qty=PRELOAD_QTY) for s in chunk]))
+                chunk = skus[i : i + LINES_PER_RECEIPT]
+                publisher.publish(
+                    GoodsReceived(
+                        event_id=f"qbpre-{self.settings.topic_prefix}{wh}-{i}",
+                        occurred_at=at,
+                        receipt_no=f"QBPRE-{wh}-{i}",
+                        warehouse_code=wh,
+                        lines=[ReceivedLine(sku=s, sellable_qty=PRELOAD_QTY) for s in chunk],
+                    )
+                )
                 receipts += 1
         report = publisher.flush()
         if report.failed:
             raise RuntimeError(f"preload not published: {report.failed[:3]}")
-        print(f"preload: {receipts} receipts = {len(skus):,} SKUs x {len(WAREHOUSES)} warehouses published",
-              flush=True)
+        print(f"preload: {receipts} receipts = {len(skus):,} SKUs x {len(WAREHOUSES)} warehouses published", flush=True)
         started = time.monotonic()
         deadline = started + 300
         while True:
             complete = 0
             for i in range(0, len(skus), 200):
-                status, body = http_json(f"{self.worker.url}/inventory?skus={','.join(skus[i:i + 200])}", 10)
+                status, body = http_json(f"{self.worker.url}/inventory?skus={','.join(skus[i : i + 200])}", 10)
                 if status == 200:
                     complete += sum(len(v["warehouses"]) == len(WAREHOUSES) for v in body["items"].values())
             total = len(skus)
-            self.progress.show(f"preload: {complete:,}/{total:,} SKUs complete "
-                               f"({time.monotonic() - started:.0f}s)", force=True)
+            self.progress.show(
+                f"preload: {complete:,}/{total:,} SKUs complete ({time.monotonic() - started:.0f}s)", force=True
+            )
             if complete == total:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"preload incomplete after 300s: {complete}/{total}")
             time.sleep(1.0)
-        self.progress.done(f"preload: {len(skus) * len(WAREHOUSES):,} positions applied in "
-                           f"{time.monotonic() - started:.1f}s")
+        self.progress.done(
+            f"preload: {len(skus) * len(WAREHOUSES):,} positions applied in {time.monotonic() - started:.1f}s"
+        )
 
     def run(self) -> dict[str, Any]:
         args = self.args
@@ -400,14 +431,18 @@ class Bench:
             self.progress.show(f"[ingest only] {elapsed:4.1f}s  published {rate:,.0f}/s")
             time.sleep(0.2)
         after, wall = counts(), max(1e-3, time.monotonic() - t0)
-        baseline = {"seconds": round(wall, 2),
-                    "ingest_published_per_s": round((self.ingest.acked.value - acked0) / wall, 1),
-                    "ingest_consumed_per_s": round((after["consumed"] - before["consumed"]) / wall, 1),
-                    "consumer_lag_end": int(after["lag"]),
-                    "worker_cpu_percent": cpu_percent(before, after)}
-        self.progress.done(f"[ingest only] {baseline['ingest_published_per_s']:,.0f}/s published, "
-                           f"{baseline['ingest_consumed_per_s']:,.0f}/s consumed, "
-                           f"backlog {baseline['consumer_lag_end']:,}")
+        baseline = {
+            "seconds": round(wall, 2),
+            "ingest_published_per_s": round((self.ingest.acked.value - acked0) / wall, 1),
+            "ingest_consumed_per_s": round((after["consumed"] - before["consumed"]) / wall, 1),
+            "consumer_lag_end": int(after["lag"]),
+            "worker_cpu_percent": cpu_percent(before, after),
+        }
+        self.progress.done(
+            f"[ingest only] {baseline['ingest_published_per_s']:,.0f}/s published, "
+            f"{baseline['ingest_consumed_per_s']:,.0f}/s consumed, "
+            f"backlog {baseline['consumer_lag_end']:,}"
+        )
         client = Client(self.worker.web_port)
 
         def single_path() -> str:
@@ -425,10 +460,19 @@ class Bench:
             return len(doc.get("items", {})) == args.batch and not doc.get("missing")
 
         phases = {}
-        phases["single"] = measure("single GET /inventory/{sku}/{wh}", client, single_path, single_ok,
-                                   args, self.ingest, counts, self.progress)
-        phases["batch"] = measure(f"batch GET /inventory?skus= x{args.batch}", client, batch_path, batch_ok,
-                                  args, self.ingest, counts, self.progress)
+        phases["single"] = measure(
+            "single GET /inventory/{sku}/{wh}", client, single_path, single_ok, args, self.ingest, counts, self.progress
+        )
+        phases["batch"] = measure(
+            f"batch GET /inventory?skus= x{args.batch}",
+            client,
+            batch_path,
+            batch_ok,
+            args,
+            self.ingest,
+            counts,
+            self.progress,
+        )
         client.conn.close()
         backlog.close()
         ingest_failed = self.ingest.failed.value
@@ -469,37 +513,51 @@ class Bench:
 # --------------------------------------------------------------------------- report
 def report(args: argparse.Namespace, outcome: dict[str, Any]) -> dict[str, Any]:
     phases = outcome["phases"]
-    rows = [("single", f"GET /inventory/{{sku}}/{{wh}}"), ("batch", f"GET /inventory?skus= ({args.batch} SKUs)")]
+    rows = [("single", "GET /inventory/{sku}/{wh}"), ("batch", f"GET /inventory?skus= ({args.batch} SKUs)")]
     print()
     print(f"Query latency while ingesting (target {args.rate:,.0f} events/s), keep-alive client, sequential:")
-    header = (f"{'query':34} {'n':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>8}  ms   "
-              f"{'published/s':>11} {'consumed/s':>10} {'backlog':>7} {'worker CPU':>10}")
+    header = (
+        f"{'query':34} {'n':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>8}  ms   "
+        f"{'published/s':>11} {'consumed/s':>10} {'backlog':>7} {'worker CPU':>10}"
+    )
     print(header)
     print("-" * len(header))
     for key, label in rows:
         s = phases[key]["summary"]
-        print(f"{label:34} {s['requests']:>7,} {s['p50_ms']:>7.2f} {s['p95_ms']:>7.2f} {s['p99_ms']:>7.2f} "
-              f"{s['max_ms']:>8.2f}       {s['ingest_published_per_s']:>11,.0f} "
-              f"{s['ingest_consumed_per_s']:>10,.0f} {s['consumer_lag_end']:>7,} {s['worker_cpu_percent']:>9.0f}%")
+        print(
+            f"{label:34} {s['requests']:>7,} {s['p50_ms']:>7.2f} {s['p95_ms']:>7.2f} {s['p99_ms']:>7.2f} "
+            f"{s['max_ms']:>8.2f}       {s['ingest_published_per_s']:>11,.0f} "
+            f"{s['ingest_consumed_per_s']:>10,.0f} {s['consumer_lag_end']:>7,} {s['worker_cpu_percent']:>9.0f}%"
+        )
     b = outcome["baseline"]
-    print(f"{'(no queries: ingest only)':34} {'':>7} {'':>7} {'':>7} {'':>7} {'':>8}       "
-          f"{b['ingest_published_per_s']:>11,.0f} {b['ingest_consumed_per_s']:>10,.0f} "
-          f"{b['consumer_lag_end']:>7,} {b['worker_cpu_percent']:>9.0f}%")
+    print(
+        f"{'(no queries: ingest only)':34} {'':>7} {'':>7} {'':>7} {'':>7} {'':>8}       "
+        f"{b['ingest_published_per_s']:>11,.0f} {b['ingest_consumed_per_s']:>10,.0f} "
+        f"{b['consumer_lag_end']:>7,} {b['worker_cpu_percent']:>9.0f}%"
+    )
     single = phases["single"]["summary"]
     verdict = "met" if single["p99_ms"] < TARGET_P99_MS else "NOT met"
     print(f"\ntarget p99 < {TARGET_P99_MS:.0f} ms for single lookups: {verdict} ({single['p99_ms']:.2f} ms)")
     if any(phases[k]["summary"]["errors"] for k in phases) or outcome["ingest_failed"]:
-        print(f"errors: single {single['errors']}, batch {phases['batch']['summary']['errors']}, "
-              f"ingest delivery failures {outcome['ingest_failed']}")
+        print(
+            f"errors: single {single['errors']}, batch {phases['batch']['summary']['errors']}, "
+            f"ingest delivery failures {outcome['ingest_failed']}"
+        )
     return {
         "benchmark": "query_bench",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpus": os.cpu_count()},
-        "config": {"skus": args.skus, "warehouses": len(WAREHOUSES), "rate_per_s": args.rate,
-                   "duration_s": args.duration, "warmup_s": args.warmup, "batch_size": args.batch,
-                   "partitions": args.partitions, "seed": args.seed,
-                   "mix": {"OrderCreated": 0.45, "OrderCancelled": 0.40, "GoodsReceived": 0.15}},
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "config": {
+            "skus": args.skus,
+            "warehouses": len(WAREHOUSES),
+            "rate_per_s": args.rate,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "batch_size": args.batch,
+            "partitions": args.partitions,
+            "seed": args.seed,
+            "mix": {"OrderCreated": 0.45, "OrderCancelled": 0.40, "GoodsReceived": 0.15},
+        },
         "target": {"single_p99_ms": TARGET_P99_MS, "met": single["p99_ms"] < TARGET_P99_MS},
         "single": single,
         "batch": phases["batch"]["summary"],
@@ -541,9 +599,11 @@ def plot(args: argparse.Namespace, outcome: dict[str, Any], path: Path) -> None:
     cdf.set_title("CDF (dotted: p99; dashed: 10 ms target)")
     cdf.legend(fontsize=8, loc="lower right")
     single = outcome["phases"]["single"]["summary"]
-    fig.suptitle(f"Query latency at {single['ingest_published_per_s']:,.0f} events/s published "
-                 f"({single['ingest_consumed_per_s']:,.0f}/s consumed), {args.skus:,} SKUs x {len(WAREHOUSES)} "
-                 f"warehouses, keep-alive client")
+    fig.suptitle(
+        f"Query latency at {single['ingest_published_per_s']:,.0f} events/s published "
+        f"({single['ingest_consumed_per_s']:,.0f}/s consumed), {args.skus:,} SKUs x {len(WAREHOUSES)} "
+        f"warehouses, keep-alive client"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -555,8 +615,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="input events/s ingested during the queries")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds measured per query kind")
     parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds before each measurement")
-    parser.add_argument("--settle", type=float, default=10.0,
-                        help="seconds of ingest alone before the first query (its rate is reported too)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        help="seconds of ingest alone before the first query (its rate is reported too)",
+    )
     parser.add_argument("--batch", type=int, default=50, help="SKUs per batch query")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)

@@ -66,32 +66,66 @@ WORKER_VIEW_CLIENTS = 32
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.read_bench", description=(__doc__ or "").splitlines()[0],
+        prog="python -m bench.read_bench",
+        description=(__doc__ or "").splitlines()[0],
         epilog="Results: a new folder bench/results/runs/<stamp>-read/ per run; docs/read-benchmark.* only with "
-               "--publish. Needs Node.js and, once, npm (autocannon is installed into bench/.node/).")
+        "--publish. Needs Node.js and, once, npm (autocannon is installed into bench/.node/).",
+    )
     parser.add_argument("--skus", type=int, default=2_000, help="SKUs preloaded, x3 warehouses (2,000)")
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENTS),
-                        help="concurrent keep-alive clients per run (1 8 32 128)")
-    parser.add_argument("--seconds", type=float, default=6.0,
-                        help="recorded seconds per idle run (6; a drain run lasts as long as its drain)")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        nargs="+",
+        default=list(CLIENTS),
+        help="concurrent keep-alive clients per run (1 8 32 128)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=6.0,
+        help="recorded seconds per idle run (6; a drain run lasts as long as its drain)",
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="unrecorded warm-up before each run (1)")
-    parser.add_argument("--drain-orders", type=int, default=4_000,
-                        help="orders per drain run and per baseline drain (4,000; the rate-limited run twice that)")
-    parser.add_argument("--max-drain-seconds", type=float, default=120.0,
-                        help="a drain not done by then is stopped and marked incomplete (120)")
-    parser.add_argument("--limited-rate", type=float, default=5_000.0,
-                        help="requests/s of the rate-limited run during the drain (5,000)")
+    parser.add_argument(
+        "--drain-orders",
+        type=int,
+        default=4_000,
+        help="orders per drain run and per baseline drain (4,000; the rate-limited run twice that)",
+    )
+    parser.add_argument(
+        "--max-drain-seconds",
+        type=float,
+        default=120.0,
+        help="a drain not done by then is stopped and marked incomplete (120)",
+    )
+    parser.add_argument(
+        "--limited-rate",
+        type=float,
+        default=5_000.0,
+        help="requests/s of the rate-limited run during the drain (5,000)",
+    )
     parser.add_argument("--limited-clients", type=int, default=32, help="its clients (32)")
     parser.add_argument("--seed", type=int, default=14)
-    parser.add_argument("--quick", action="store_true",
-                        help="about 2 minutes: 2 s idle runs after 0.5 s of warm-up, 1 and 128 clients, drains of "
-                             "1,000 orders")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="the run's folder (must not exist); default bench/results/runs/<UTC stamp>-read/")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="about 2 minutes: 2 s idle runs after 0.5 s of warm-up, 1 and 128 clients, drains of 1,000 orders",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the run's folder (must not exist); default bench/results/runs/<UTC stamp>-read/",
+    )
     parser.add_argument("--publish", action="store_true", help="also copy this run over docs/read-benchmark.md/.png")
-    parser.add_argument("--publish-from", type=Path, default=None, metavar="RUN_DIR",
-                        help="copy an earlier run's read-benchmark.md/.png over docs/, run nothing")
+    parser.add_argument(
+        "--publish-from",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="copy an earlier run's read-benchmark.md/.png over docs/, run nothing",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.warmup = min(args.seconds, 2.0), min(args.warmup, 0.5)
@@ -109,8 +143,10 @@ def ensure_autocannon(node_dir: Path = NODE_DIR) -> tuple[Path, str]:
     with npm on first use. Exits with what to install when node or npm is missing."""
     node = shutil.which("node")
     if node is None:
-        raise SystemExit("read_bench: the load client needs Node.js (`node`, 18 or later) on the PATH; "
-                         "e.g. apt-get install nodejs npm")
+        raise SystemExit(
+            "read_bench: the load client needs Node.js (`node`, 18 or later) on the PATH; "
+            "e.g. apt-get install nodejs npm"
+        )
     version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
     modules = node_dir / "node_modules"
     package = modules / "autocannon" / "package.json"
@@ -118,12 +154,26 @@ def ensure_autocannon(node_dir: Path = NODE_DIR) -> tuple[Path, str]:
         return modules, version
     npm = shutil.which("npm")
     if npm is None:
-        raise SystemExit(f"read_bench: npm is needed once, to install autocannon@{AUTOCANNON} into {node_dir}; "
-                         "e.g. apt-get install npm")
+        raise SystemExit(
+            f"read_bench: npm is needed once, to install autocannon@{AUTOCANNON} into {node_dir}; "
+            "e.g. apt-get install npm"
+        )
     print(f"installing autocannon@{AUTOCANNON} into {node_dir} (first use; npm)", flush=True)
     node_dir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([npm, "install", "--prefix", str(node_dir), f"autocannon@{AUTOCANNON}", "--no-audit",
-                           "--no-fund", "--loglevel=error"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(node_dir),
+            f"autocannon@{AUTOCANNON}",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0 or not package.exists():
         raise SystemExit(f"read_bench: npm could not install autocannon@{AUTOCANNON}:\n{done.stderr[-2000:]}")
     return modules, version
@@ -138,18 +188,43 @@ class LoadClient:
         self.proc: subprocess.Popen[str] | None = None
         self.runs = 0
 
-    def run(self, url: str, paths: list[str], clients: int, seconds: float, warmup: float, rate: float | None,
-            on_measuring: Callable[[], None], on_result: Callable[[], None]) -> dict[str, Any]:
+    def run(
+        self,
+        url: str,
+        paths: list[str],
+        clients: int,
+        seconds: float,
+        warmup: float,
+        rate: float | None,
+        on_measuring: Callable[[], None],
+        on_result: Callable[[], None],
+    ) -> dict[str, Any]:
         from bench.read_report import client_result
 
         self.runs += 1
         config = self.folder / f"load-{self.runs}.json"
-        config.write_text(json.dumps({
-            "modules": str(self.modules), "url": url, "paths": paths, "connections": clients, "seconds": seconds,
-            "warmupSeconds": warmup, "overallRate": rate, "timeoutSeconds": 10}))
+        config.write_text(
+            json.dumps(
+                {
+                    "modules": str(self.modules),
+                    "url": url,
+                    "paths": paths,
+                    "connections": clients,
+                    "seconds": seconds,
+                    "warmupSeconds": warmup,
+                    "overallRate": rate,
+                    "timeoutSeconds": 10,
+                }
+            )
+        )
         stderr = open(self.folder / f"load-{self.runs}.err", "w")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(["node", str(LOAD_SCRIPT), str(config)], stdout=subprocess.PIPE, stderr=stderr,
-                                     text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["node", str(LOAD_SCRIPT), str(config)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,
+        )
         stderr.close()
         lines = []
         assert self.proc.stdout is not None
@@ -199,7 +274,12 @@ class Readers:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.reader", "--processes", str(self.processes), "--port", str(self.port)],
-            cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         return self
 
@@ -227,11 +307,17 @@ class Readers:
             if self.proc is None or self.proc.poll() is not None:
                 raise RuntimeError(f"the read processes exited; log:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"read processes not ready with {positions:,} positions after {timeout_s}s; "
-                                   f"log:\n{self.log_tail()}")
+                raise TimeoutError(
+                    f"read processes not ready with {positions:,} positions after {timeout_s}s; log:\n{self.log_tail()}"
+                )
             status, body = http_json(f"{self.url}/health")
-            if status == 200 and body and body.get("ready") and body.get("positions", 0) >= positions \
-                    and len(self.pids()) == self.processes:
+            if (
+                status == 200
+                and body
+                and body.get("ready")
+                and body.get("positions", 0) >= positions
+                and len(self.pids()) == self.processes
+            ):
                 in_a_row += 1
             else:
                 in_a_row = 0
@@ -288,11 +374,18 @@ class Orders:
         for _ in range(count):
             self.n += 1
             lines = sorted(set(self.rng.choices(self.skus, self.weights, k=self.rng.randint(1, 5))))
-            out.append(OrderCreated(
-                event_id=f"rb-{self.tag}-{self.n}", occurred_at=self.at + timedelta(milliseconds=self.n),
-                order_no=f"RB{self.tag}{self.n:09d}", order_type="NORMAL", consignee=consignee,
-                time_requirement="STANDARD", total_amount=10,
-                items=[OrderItem(sku=s, quantity=self.rng.randint(1, 3), price=10) for s in lines]))
+            out.append(
+                OrderCreated(
+                    event_id=f"rb-{self.tag}-{self.n}",
+                    occurred_at=self.at + timedelta(milliseconds=self.n),
+                    order_no=f"RB{self.tag}{self.n:09d}",
+                    order_type="NORMAL",
+                    consignee=consignee,
+                    time_requirement="STANDARD",
+                    total_amount=10,
+                    items=[OrderItem(sku=s, quantity=self.rng.randint(1, 3), price=10) for s in lines],
+                )
+            )
         return out
 
 
@@ -322,8 +415,11 @@ class Bench:
         from connectors.produce import EventPublisher
 
         self.deployment = d = Deployment("rb", self.args.partitions)
-        print(f"deployment {d.settings.topic_prefix}* ({len(d.created)} topics, app id {d.settings.app_id})"
-              + (" on the local broker this run started" if d.broker_started else ""), flush=True)
+        print(
+            f"deployment {d.settings.topic_prefix}* ({len(d.created)} topics, app id {d.settings.app_id})"
+            + (" on the local broker this run started" if d.broker_started else ""),
+            flush=True,
+        )
         self.worker = d.start_worker()
         print(f"worker starting on {self.worker.url} (log {self.worker.log_path})", flush=True)
         started = time.monotonic()
@@ -349,16 +445,23 @@ class Bench:
         from streams.worker_process import http_json
 
         at = datetime(2025, 11, 22, 7, 0, tzinfo=UTC)
-        receipts = [GoodsReceived(
-            event_id=f"rbpre-{wh}-{i}", occurred_at=at, receipt_no=f"RBPRE-{wh}-{i}", warehouse_code=wh,
-            lines=[ReceivedLine(sku=s, sellable_qty=PRELOAD_QTY) for s in skus[i:i + LINES_PER_RECEIPT]])
-            for wh in WAREHOUSES for i in range(0, len(skus), LINES_PER_RECEIPT)]
+        receipts = [
+            GoodsReceived(
+                event_id=f"rbpre-{wh}-{i}",
+                occurred_at=at,
+                receipt_no=f"RBPRE-{wh}-{i}",
+                warehouse_code=wh,
+                lines=[ReceivedLine(sku=s, sellable_qty=PRELOAD_QTY) for s in skus[i : i + LINES_PER_RECEIPT]],
+            )
+            for wh in WAREHOUSES
+            for i in range(0, len(skus), LINES_PER_RECEIPT)
+        ]
         self.publish(receipts)
         started = time.monotonic()
         while True:
             complete = 0
             for i in range(0, len(skus), 200):
-                status, body = http_json(f"{self.worker.url}/inventory?skus={','.join(skus[i:i + 200])}", 10)
+                status, body = http_json(f"{self.worker.url}/inventory?skus={','.join(skus[i : i + 200])}", 10)
                 if status == 200:
                     complete += sum(len(v["warehouses"]) == len(WAREHOUSES) for v in body["items"].values())
             if complete == len(skus):
@@ -367,8 +470,10 @@ class Bench:
             if time.monotonic() - started > 300:
                 raise TimeoutError(f"preload incomplete after 300s: {complete}/{len(skus)}")
             time.sleep(0.5)
-        self.progress.done(f"preload: {len(receipts)} receipts, {len(skus) * len(WAREHOUSES):,} positions held by "
-                           f"the worker in {time.monotonic() - started:.1f}s")
+        self.progress.done(
+            f"preload: {len(receipts)} receipts, {len(skus) * len(WAREHOUSES):,} positions held by "
+            f"the worker in {time.monotonic() - started:.1f}s"
+        )
 
     def start_readers(self, processes: int) -> None:
         from bench.harness import free_port
@@ -377,8 +482,10 @@ class Bench:
         d = self.deployment
         self.readers = Readers(d.env(), processes, free_port(), d.root / f"readers-{processes}.log").start()
         waited = self.readers.wait_ready(len(self.positions))
-        self.progress.done(f"{processes} read process{'es' * (processes > 1)} on {self.readers.url}: ready with "
-                           f"every position in {waited:.1f}s")
+        self.progress.done(
+            f"{processes} read process{'es' * (processes > 1)} on {self.readers.url}: ready with "
+            f"every position in {waited:.1f}s"
+        )
 
     def stop_readers(self) -> None:
         if self.readers is not None:
@@ -391,11 +498,16 @@ class Bench:
 
         assert self.readers is not None
         rng = random.Random(self.args.seed)
-        differ = [p for p in rng.sample(self.positions, min(n, len(self.positions)))
-                  if http_json(self.readers.url + p)[1] != http_json(self.worker.url + p)[1]]
+        differ = [
+            p
+            for p in rng.sample(self.positions, min(n, len(self.positions)))
+            if http_json(self.readers.url + p)[1] != http_json(self.worker.url + p)[1]
+        ]
         if differ:
-            self.notes.append(f"{len(differ)} of {n} positions differed between a read process and the worker "
-                              f"at idle, e.g. {differ[0]}")
+            self.notes.append(
+                f"{len(differ)} of {n} positions differed between a read process and the worker "
+                f"at idle, e.g. {differ[0]}"
+            )
             print(f"WARNING: {self.notes[-1]}", flush=True)
         else:
             print(f"answers checked: {n} random positions equal to the worker's own view", flush=True)
@@ -414,8 +526,11 @@ class Bench:
     def cpu(self) -> dict[str, float]:
         from bench.harness import cpu_seconds
 
-        groups = {"worker": [self.worker.proc.pid], "readers": self.readers.pids() if self.readers else [],
-                  "client": [p for p in [self.client.pid() if self.client else None] if p]}
+        groups = {
+            "worker": [self.worker.proc.pid],
+            "readers": self.readers.pids() if self.readers else [],
+            "client": [p for p in [self.client.pid() if self.client else None] if p],
+        }
         return {g: sum(cpu_seconds(p) for p in pids) for g, pids in groups.items()} | {"at": time.monotonic()}
 
     def reading(self) -> dict[str, Any]:
@@ -432,8 +547,9 @@ class Bench:
         deadline = before["counters"]["at"] + self.args.max_drain_seconds
         while True:
             counters = self.counters()
-            done = drained(counters, self.published, [t.orders, t.shipments, t.stock_movements],
-                           [t.stock_commands, t.order_inbox])
+            done = drained(
+                counters, self.published, [t.orders, t.shipments, t.stock_movements], [t.stock_commands, t.order_inbox]
+            )
             if done or counters["at"] > deadline:
                 break
             time.sleep(0.05)
@@ -442,13 +558,18 @@ class Bench:
         dead = after["counters"]["out"].get(t.dead_letters, 0) - before["counters"]["out"].get(t.dead_letters, 0)
         if dead:
             self.notes.append(f"{dead:.0f} dead letters during a drain (see the worker's log)")
-        return {"orders": len(events), "seconds": round(seconds, 3), "complete": done,
-                "ingest_per_s": round(len(events) / seconds, 1),
-                "applied_per_s": round(applied_per_s(before["counters"], after["counters"]) or 0.0, 1),
-                "cpu_percent": cpu_percent(before["cpu"], after["cpu"])}
+        return {
+            "orders": len(events),
+            "seconds": round(seconds, 3),
+            "complete": done,
+            "ingest_per_s": round(len(events) / seconds, 1),
+            "applied_per_s": round(applied_per_s(before["counters"], after["counters"]) or 0.0, 1),
+            "cpu_percent": cpu_percent(before["cpu"], after["cpu"]),
+        }
 
-    def run(self, phase: str, target: str, processes: int | None, clients: int, rate: float | None = None,
-            orders: int = 0) -> dict[str, Any]:
+    def run(
+        self, phase: str, target: str, processes: int | None, clients: int, rate: float | None = None, orders: int = 0
+    ) -> dict[str, Any]:
         """One load run: idle for ``--seconds``; during the drain, for as long as the worker
         takes to drain ``orders`` published when the recorded window opens."""
         from bench.read_report import cpu_percent, label, row
@@ -482,13 +603,17 @@ class Bench:
         worker = marks.get("drain") or {"cpu_percent": marks.get("cpu_percent")}
         x = row(spec, client, worker)
         self.runs.append(x)
-        text = (f"{name}: {x['requests_per_s']:,.0f} req/s, p50 {x['p50_ms']:.2f} p99 {x['p99_ms']:.2f} "
-                f"p999 {x['p999_ms']:.2f} ms")
+        text = (
+            f"{name}: {x['requests_per_s']:,.0f} req/s, p50 {x['p50_ms']:.2f} p99 {x['p99_ms']:.2f} "
+            f"p999 {x['p999_ms']:.2f} ms"
+        )
         if x["errors"] or x["non2xx"] or x["timeouts"]:
             text += f", {x['errors']} errors {x['non2xx']} non-2xx {x['timeouts']} timeouts"
         if x["ingest_per_s"] is not None:
-            text += (f"; the worker drained {x['drain_orders']:,} orders in {x['drain_seconds']:.1f}s = "
-                     f"{x['ingest_per_s']:,.0f}/s" + ("" if x["drain_complete"] else " (INCOMPLETE)"))
+            text += (
+                f"; the worker drained {x['drain_orders']:,} orders in {x['drain_seconds']:.1f}s = "
+                f"{x['ingest_per_s']:,.0f}/s" + ("" if x["drain_complete"] else " (INCOMPLETE)")
+            )
         self.progress.done(text)
         return x
 
@@ -496,9 +621,10 @@ class Bench:
         """The same drain with no query load."""
         b = {"group": name, **self.drain_batch(self.orders.take(orders))}
         self.baselines.append(b)
-        self.progress.done(f"[drain] baseline {name}: the worker drained {b['orders']:,} orders in {b['seconds']:.1f}s"
-                           f" = {b['ingest_per_s']:,.0f}/s with no query load"
-                           + ("" if b["complete"] else " (INCOMPLETE)"))
+        self.progress.done(
+            f"[drain] baseline {name}: the worker drained {b['orders']:,} orders in {b['seconds']:.1f}s"
+            f" = {b['ingest_per_s']:,.0f}/s with no query load" + ("" if b["complete"] else " (INCOMPLETE)")
+        )
         return b
 
     # -- the whole run
@@ -530,8 +656,12 @@ class Bench:
         groups: list[tuple[str, int, int, list[tuple[str, int, float | None]]]] = [
             ("2 read processes, /ping", 2, n, [("ping", c, None) for c in args.clients]),
             ("2 read processes, positions", 2, n, [("position", c, None) for c in args.clients]),
-            (f"2 read processes, {args.limited_rate:,.0f}/s", 2, 2 * n,
-             [("position", args.limited_clients, args.limited_rate)]),
+            (
+                f"2 read processes, {args.limited_rate:,.0f}/s",
+                2,
+                2 * n,
+                [("position", args.limited_clients, args.limited_rate)],
+            ),
             ("1 read process, /ping", 1, n, [("ping", c, None) for c in args.clients]),
             ("1 read process, positions", 1, n, [("position", c, None) for c in args.clients]),
         ]
@@ -541,15 +671,20 @@ class Bench:
                 self.start_readers(processes)
                 latest = None
             # a baseline drains as many orders as its runs: a drain's start and tail weigh less in a longer one
-            before = latest if latest is not None and latest["orders"] == orders else \
-                self.baseline(f"before {group}", orders)
+            before = (
+                latest
+                if latest is not None and latest["orders"] == orders
+                else self.baseline(f"before {group}", orders)
+            )
             rows = [self.run("drain", target, processes, c, rate, orders) for target, c, rate in runs]
             latest = self.baseline(f"after {group}", orders)
             attach_baseline(rows, before, latest)
             for x in rows:
-                self.progress.done(f"[drain] {label(x)}, {x['clients']} clients: the worker's ingest was "
-                                   f"{x['ingest_ratio']:.0%} of its baselines' "
-                                   f"{x['baseline_ingest_per_s']:,.0f} orders/s")
+                self.progress.done(
+                    f"[drain] {label(x)}, {x['clients']} clients: the worker's ingest was "
+                    f"{x['ingest_ratio']:.0%} of its baselines' "
+                    f"{x['baseline_ingest_per_s']:,.0f} orders/s"
+                )
 
     def cleanup(self) -> None:
         if self.client is not None:
@@ -565,8 +700,12 @@ class Bench:
             d = self.deployment
             d.close()
             left = "" if d.broker_started else delete_group(d.settings)
-            print(f"cleaned up: worker and read processes stopped, topics of {d.settings.topic_prefix}* deleted"
-                  + (", the broker this run started stopped" if d.broker_started else "") + left, flush=True)
+            print(
+                f"cleaned up: worker and read processes stopped, topics of {d.settings.topic_prefix}* deleted"
+                + (", the broker this run started stopped" if d.broker_started else "")
+                + left,
+                flush=True,
+            )
 
 
 def delete_group(settings: Any, timeout_s: float = 30.0) -> str:
@@ -631,25 +770,39 @@ def main(argv: list[str] | None = None) -> int:
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "command": ("python -m bench.read_bench " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
-        "run_dir": str(run_dir.relative_to(report.REPO_ROOT) if run_dir.is_relative_to(report.REPO_ROOT)
-                       else run_dir),
+        "run_dir": str(run_dir.relative_to(report.REPO_ROOT) if run_dir.is_relative_to(report.REPO_ROOT) else run_dir),
         "seconds": round(time.monotonic() - bench.started, 1),
         "load_average_1m": {"start": load_at_start, "end": round(os.getloadavg()[0], 2)},
-        "config": {"skus": args.skus, "warehouses": len(WAREHOUSES), "positions": args.skus * len(WAREHOUSES),
-                   "partitions": args.partitions, "clients": args.clients, "seconds": args.seconds,
-                   "warmup_seconds": args.warmup, "drain_orders": args.drain_orders,
-                   "limited_rate": args.limited_rate, "limited_clients": args.limited_clients,
-                   "autocannon": AUTOCANNON, "node": node_version, "random_keys": True, "seed": args.seed},
-        "drain_note": (f"each drain run publishes {args.drain_orders:,} orders (1-5 lines over Zipf-popular SKUs; "
-                       f"the rate-limited run {2 * args.drain_orders:,}) when its recorded window opens, and the "
-                       "load runs until the worker has processed all of them through every stage (its "
-                       "`inventory_events_in/out_total` counters: every input consumed, every internal record "
-                       "sent also consumed); the worker's ingest is those orders over that time, at its own full "
-                       "rate. The baseline is the same drain with no query load, run before and after each group "
-                       "of runs; a run is compared with the mean of its group's two. The read processes read "
-                       "every change the drain makes meanwhile."),
+        "config": {
+            "skus": args.skus,
+            "warehouses": len(WAREHOUSES),
+            "positions": args.skus * len(WAREHOUSES),
+            "partitions": args.partitions,
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "warmup_seconds": args.warmup,
+            "drain_orders": args.drain_orders,
+            "limited_rate": args.limited_rate,
+            "limited_clients": args.limited_clients,
+            "autocannon": AUTOCANNON,
+            "node": node_version,
+            "random_keys": True,
+            "seed": args.seed,
+        },
+        "drain_note": (
+            f"each drain run publishes {args.drain_orders:,} orders (1-5 lines over Zipf-popular SKUs; "
+            f"the rate-limited run {2 * args.drain_orders:,}) when its recorded window opens, and the "
+            "load runs until the worker has processed all of them through every stage (its "
+            "`inventory_events_in/out_total` counters: every input consumed, every internal record "
+            "sent also consumed); the worker's ingest is those orders over that time, at its own full "
+            "rate. The baseline is the same drain with no query load, run before and after each group "
+            "of runs; a run is compared with the mean of its group's two. The read processes read "
+            "every change the drain makes meanwhile."
+        ),
         "orders_published": bench.orders.n if hasattr(bench, "orders") else 0,
-        "runs": bench.runs, "baselines": bench.baselines, "notes": bench.notes,
+        "runs": bench.runs,
+        "baselines": bench.baselines,
+        "notes": bench.notes,
         "failure": failure,
     }
     results["targets"] = read_report.judge(bench.runs)

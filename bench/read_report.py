@@ -70,7 +70,8 @@ def client_result(lines: Iterable[str]) -> dict[str, Any]:
 
 
 METRIC = re.compile(
-    r'^inventory_(events_in_total|events_out_total|processing_seconds_count)\{(?:topic|agent)="([^"]+)"\} (\S+)$')
+    r'^inventory_(events_in_total|events_out_total|processing_seconds_count)\{(?:topic|agent)="([^"]+)"\} (\S+)$'
+)
 
 
 def parse_metrics(text: str) -> dict[str, dict[str, float]]:
@@ -120,16 +121,30 @@ def row(spec: Mapping[str, Any], client: Mapping[str, Any], worker: Mapping[str,
     the worker's drain over the run (``Bench.drain_batch``) or only its CPU (idle)."""
     w = worker or {}
     return {
-        "phase": spec["phase"], "target": spec["target"], "processes": spec.get("processes"),
-        "clients": spec["clients"], "offered_per_s": spec.get("rate"),
-        "requests_per_s": client["requestsPerS"], "responses": client["responses"],
-        "p50_ms": client["p50"], "p90_ms": client.get("p90"), "p99_ms": client["p99"], "p999_ms": client["p999"],
-        "max_ms": client.get("max"), "mean_ms": client.get("mean"),
-        "non2xx": client.get("non2xx", 0), "errors": client.get("errors", 0), "timeouts": client.get("timeouts", 0),
+        "phase": spec["phase"],
+        "target": spec["target"],
+        "processes": spec.get("processes"),
+        "clients": spec["clients"],
+        "offered_per_s": spec.get("rate"),
+        "requests_per_s": client["requestsPerS"],
+        "responses": client["responses"],
+        "p50_ms": client["p50"],
+        "p90_ms": client.get("p90"),
+        "p99_ms": client["p99"],
+        "p999_ms": client["p999"],
+        "max_ms": client.get("max"),
+        "mean_ms": client.get("mean"),
+        "non2xx": client.get("non2xx", 0),
+        "errors": client.get("errors", 0),
+        "timeouts": client.get("timeouts", 0),
         "seconds": client["seconds"],
-        "drain_orders": w.get("orders"), "drain_seconds": w.get("seconds"), "drain_complete": w.get("complete"),
-        "ingest_per_s": w.get("ingest_per_s"), "applied_per_s": w.get("applied_per_s"),
-        "baseline_ingest_per_s": None, "ingest_ratio": None,
+        "drain_orders": w.get("orders"),
+        "drain_seconds": w.get("seconds"),
+        "drain_complete": w.get("complete"),
+        "ingest_per_s": w.get("ingest_per_s"),
+        "applied_per_s": w.get("applied_per_s"),
+        "baseline_ingest_per_s": None,
+        "ingest_ratio": None,
         "cpu_percent": dict(w.get("cpu_percent") or {}),
     }
 
@@ -161,14 +176,18 @@ def ratio(value: float | None, base: float | None) -> float | None:
 
 def _best(runs: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The run with the most requests/s among those whose p99 is under the target."""
-    passing = [x for x in runs if x["p99_ms"] is not None and x["p99_ms"] < TARGET_P99_MS
-               and not x["errors"] and not x["non2xx"]]
+    passing = [
+        x
+        for x in runs
+        if x["p99_ms"] is not None and x["p99_ms"] < TARGET_P99_MS and not x["errors"] and not x["non2xx"]
+    ]
     return max(passing, key=lambda x: x["requests_per_s"], default=None)
 
 
 def _at(x: Mapping[str, Any]) -> str:
-    return (f"{x['requests_per_s']:,.0f}/s at {x['clients']} clients, p99 {x['p99_ms']:.2f} ms"
-            + (f" ({x['offered_per_s']:,.0f}/s offered)" if x.get("offered_per_s") else ""))
+    return f"{x['requests_per_s']:,.0f}/s at {x['clients']} clients, p99 {x['p99_ms']:.2f} ms" + (
+        f" ({x['offered_per_s']:,.0f}/s offered)" if x.get("offered_per_s") else ""
+    )
 
 
 def _complete(x: Mapping[str, Any] | None) -> bool:
@@ -179,38 +198,53 @@ def judge(runs: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The issue-14 targets against the runs (none is asserted)."""
     out = []
     idle = _best(x for x in runs if x["phase"] == "idle" and x["target"] == "position" and x["processes"] == 2)
-    out.append({
-        "target": "single positions from 2 read processes, idle",
-        "goal": f">= {TARGET_IDLE_PER_S:,.0f}/s with p99 < {TARGET_P99_MS:g} ms",
-        "value": None if idle is None else idle["requests_per_s"],
-        "met": idle is not None and idle["requests_per_s"] >= TARGET_IDLE_PER_S,
-        "verdict": "no run had p99 under the target" if idle is None else _at(idle),
-    })
+    out.append(
+        {
+            "target": "single positions from 2 read processes, idle",
+            "goal": f">= {TARGET_IDLE_PER_S:,.0f}/s with p99 < {TARGET_P99_MS:g} ms",
+            "value": None if idle is None else idle["requests_per_s"],
+            "met": idle is not None and idle["requests_per_s"] >= TARGET_IDLE_PER_S,
+            "verdict": "no run had p99 under the target" if idle is None else _at(idle),
+        }
+    )
     limited = [x for x in runs if x["phase"] == "drain" and x.get("offered_per_s")]
     lim = limited[0] if limited else None
-    closed = _best(x for x in runs if x["phase"] == "drain" and x["target"] == "position"
-                   and not x.get("offered_per_s"))
+    closed = _best(
+        x for x in runs if x["phase"] == "drain" and x["target"] == "position" and not x.get("offered_per_s")
+    )
     held = lim is not None and lim["requests_per_s"] >= RATE_TOLERANCE * (lim["offered_per_s"] or 0)
-    drain_ok = lim is not None and held and lim["p99_ms"] is not None and lim["p99_ms"] < TARGET_P99_MS \
+    drain_ok = (
+        lim is not None
+        and held
+        and lim["p99_ms"] is not None
+        and lim["p99_ms"] < TARGET_P99_MS
         and lim["requests_per_s"] >= RATE_TOLERANCE * TARGET_DRAIN_PER_S
+    )
     note = "" if closed is None else f"; closed-loop best during the drain: {_at(closed)}"
-    out.append({
-        "target": "single positions during the drain (the rate-limited run)",
-        "goal": f">= {TARGET_DRAIN_PER_S:,.0f}/s with p99 < {TARGET_P99_MS:g} ms",
-        "value": None if lim is None else lim["requests_per_s"],
-        "met": drain_ok,
-        "verdict": ("no rate-limited run" if lim is None else _at(lim)) + note,
-    })
+    out.append(
+        {
+            "target": "single positions during the drain (the rate-limited run)",
+            "goal": f">= {TARGET_DRAIN_PER_S:,.0f}/s with p99 < {TARGET_P99_MS:g} ms",
+            "value": None if lim is None else lim["requests_per_s"],
+            "met": drain_ok,
+            "verdict": ("no rate-limited run" if lim is None else _at(lim)) + note,
+        }
+    )
     ingest = None if lim is None else lim.get("ingest_ratio")
-    out.append({
-        "target": "worker ingest under that query load",
-        "goal": f">= {TARGET_INGEST_RATIO:.0%} of its rate without it",
-        "value": ingest,
-        "met": ingest is not None and ingest >= TARGET_INGEST_RATIO and _complete(lim),
-        "verdict": "not measured" if lim is None or ingest is None else (
-            f"{ingest:.1%} ({lim['ingest_per_s']:,.0f} vs {lim['baseline_ingest_per_s']:,.0f} orders/s drained)"
-            + ("" if _complete(lim) else " - a drain did not finish: not a rate")),
-    })
+    out.append(
+        {
+            "target": "worker ingest under that query load",
+            "goal": f">= {TARGET_INGEST_RATIO:.0%} of its rate without it",
+            "value": ingest,
+            "met": ingest is not None and ingest >= TARGET_INGEST_RATIO and _complete(lim),
+            "verdict": "not measured"
+            if lim is None or ingest is None
+            else (
+                f"{ingest:.1%} ({lim['ingest_per_s']:,.0f} vs {lim['baseline_ingest_per_s']:,.0f} orders/s drained)"
+                + ("" if _complete(lim) else " - a drain did not finish: not a rate")
+            ),
+        }
+    )
     return out
 
 
@@ -239,65 +273,93 @@ def label(x: Mapping[str, Any]) -> str:
 
 
 def table(runs: list[Mapping[str, Any]]) -> list[str]:
-    lines = ["| phase | what | clients | req/s | p50 ms | p99 ms | p999 ms | errors | worker drain, orders/s "
-             "(baseline) | vs baseline | CPU % worker / readers / client |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| phase | what | clients | req/s | p50 ms | p99 ms | p999 ms | errors | worker drain, orders/s "
+        "(baseline) | vs baseline | CPU % worker / readers / client |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for x in runs:
         clients = f"{x['clients']}" + (f" @ {x['offered_per_s']:,.0f}/s" if x.get("offered_per_s") else "")
         errors = x["errors"] + x["non2xx"] + x["timeouts"]
         if x["phase"] == "drain":
             ingest = f"{_n(x['ingest_per_s'])} ({_n(x['baseline_ingest_per_s'])})"
-            vs = "-" if x["ingest_ratio"] is None else (
-                f"{x['ingest_ratio']:.0%}" + ("" if _complete(x) else " (a drain unfinished)"))
+            vs = (
+                "-"
+                if x["ingest_ratio"] is None
+                else (f"{x['ingest_ratio']:.0%}" + ("" if _complete(x) else " (a drain unfinished)"))
+            )
         else:
             ingest, vs = "-", "-"
         cpu = x.get("cpu_percent") or {}
         cpus = " / ".join(_n(cpu.get(k)) for k in ("worker", "readers", "client"))
-        lines.append(f"| {x['phase']} | {label(x)} | {clients} | {_n(x['requests_per_s'])} | {_ms(x['p50_ms'])} | "
-                     f"{_ms(x['p99_ms'])} | {_ms(x['p999_ms'])} | {errors:,} | {ingest} | {vs} | {cpus} |")
+        lines.append(
+            f"| {x['phase']} | {label(x)} | {clients} | {_n(x['requests_per_s'])} | {_ms(x['p50_ms'])} | "
+            f"{_ms(x['p99_ms'])} | {_ms(x['p999_ms'])} | {errors:,} | {ingest} | {vs} | {cpus} |"
+        )
     return lines
 
 
 def markdown(results: Mapping[str, Any]) -> str:
     c = results["config"]
     lines = [
-        f"# Read-path benchmark ({results['at']}, {results['machine']})", "",
+        f"# Read-path benchmark ({results['at']}, {results['machine']})",
+        "",
         f"One run of `{results.get('command', 'make bench-query')}` ({results.get('seconds', 0):,.0f} s); every "
         f"figure below comes from that run ({results.get('run_dir', 'its run folder')}). The load client, the read "
         "processes, the worker and the broker share this machine's cores, as do the other sessions that use it: "
         "development figures, not a capacity plan"
-        + (f" (1-minute load average {results['load_average_1m']['start']:.1f} at the start, "
-           f"{results['load_average_1m']['end']:.1f} at the end)." if results.get("load_average_1m") else "."), "",
+        + (
+            f" (1-minute load average {results['load_average_1m']['start']:.1f} at the start, "
+            f"{results['load_average_1m']['end']:.1f} at the end)."
+            if results.get("load_average_1m")
+            else "."
+        ),
+        "",
         f"Deployment: one worker, {c['skus']:,} SKUs x {c['warehouses']} warehouses = {c['positions']:,} positions "
         f"preloaded, {c['partitions']} partitions. Read processes: `python -m streams.reader --processes N` "
         "(one port, SO_REUSEPORT), each holding the whole compacted inventory-changes topic. Load: autocannon "
         f"{c['autocannon']} (Node {c.get('node', '?')}), keep-alive connections, no pipelining, "
-        + (f"one random position of the {c['positions']:,} per request; " if c.get("random_keys")
-           else "a fixed set of positions; ") +
-        f"{c['seconds']:g} s per idle run, each after {c['warmup_seconds']:g} s of unrecorded warm-up. Latency: request "
-        "written -> last byte read, nearest-rank percentiles over every response of the run.", "",
+        + (
+            f"one random position of the {c['positions']:,} per request; "
+            if c.get("random_keys")
+            else "a fixed set of positions; "
+        )
+        + f"{c['seconds']:g} s per idle run, each after {c['warmup_seconds']:g} s of unrecorded warm-up. "
+        "Latency: request written -> last byte read, nearest-rank percentiles over every response of the run.",
+        "",
         "`/ping` is a trivial handler in the same server (what it can answer at all); the worker's own view is "
-        "its aiohttp `GET /inventory/{sku}/{wh}`, for comparison.", "",
-        f"*Idle*: nothing is published. *Drain*: {results.get('drain_note', '')}", "",
+        "its aiohttp `GET /inventory/{sku}/{wh}`, for comparison.",
+        "",
+        f"*Idle*: nothing is published. *Drain*: {results.get('drain_note', '')}",
+        "",
     ]
     lines += table(results["runs"])
     baselines = results.get("baselines") or []
     if baselines:
-        lines += ["", "Baseline drains: the same drain with no query load, before and after each group of drain runs "
-                      "(a run's baseline is the mean of its group's two):", "",
-                  "| baseline | orders | s | orders/s | messages applied/s | CPU % worker / readers |",
-                  "|---|---:|---:|---:|---:|---|"]
+        lines += [
+            "",
+            "Baseline drains: the same drain with no query load, before and after each group of drain runs "
+            "(a run's baseline is the mean of its group's two):",
+            "",
+            "| baseline | orders | s | orders/s | messages applied/s | CPU % worker / readers |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
         for b in baselines:
             cpu = b.get("cpu_percent") or {}
-            lines.append(f"| {b['group']} | {b['orders']:,} | {b['seconds']:.1f} | {_n(b['ingest_per_s'])}"
-                         f"{'' if b.get('complete') else ' (unfinished)'} | {_n(b.get('applied_per_s'))} | "
-                         f"{_n(cpu.get('worker'))} / {_n(cpu.get('readers'))} |")
+            lines.append(
+                f"| {b['group']} | {b['orders']:,} | {b['seconds']:.1f} | {_n(b['ingest_per_s'])}"
+                f"{'' if b.get('complete') else ' (unfinished)'} | {_n(b.get('applied_per_s'))} | "
+                f"{_n(cpu.get('worker'))} / {_n(cpu.get('readers'))} |"
+            )
         sp = spread(baselines)
         if sp:
-            lines += ["", f"With no query load at all, the worker drained between {sp['min']:,.0f} and "
-                          f"{sp['max']:,.0f} "
-                          f"orders/s from one baseline to the next (mean {sp['mean']:,.0f}): a run's ratio to its "
-                          "baseline is only as exact as that."]
+            lines += [
+                "",
+                f"With no query load at all, the worker drained between {sp['min']:,.0f} and "
+                f"{sp['max']:,.0f} "
+                f"orders/s from one baseline to the next (mean {sp['mean']:,.0f}): a run's ratio to its "
+                "baseline is only as exact as that.",
+            ]
     lines += ["", "| target (issue 14) | goal | measured | verdict |", "|---|---|---|---|"]
     for t in results.get("targets") or []:
         v = t["value"]
@@ -347,26 +409,54 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
     colors = {("ping", 1): "#bbb", ("ping", 2): "#777", ("position", 1): "#6ad", ("position", 2): "#15a"}
     for (target, procs), color in colors.items():
         for phase, style in (("idle", "-"), ("drain", "--")):
-            pts = sorted((x["clients"], x) for x in runs if x["phase"] == phase and x["target"] == target
-                         and x["processes"] == procs and not x.get("offered_per_s"))
+            pts = sorted(
+                (x["clients"], x)
+                for x in runs
+                if x["phase"] == phase
+                and x["target"] == target
+                and x["processes"] == procs
+                and not x.get("offered_per_s")
+            )
             if not pts:
                 continue
             xs = [c for c, _ in pts]
             name = f"{TARGET_LABELS[target] if target == 'ping' else 'position'}, {procs}p, {phase}"
             rate_ax.plot(xs, [x["requests_per_s"] for _, x in pts], style, marker="o", color=color, label=name)
-            p99_ax.plot(xs, [max(x["p99_ms"] or 0.01, 0.01) for _, x in pts], style, marker="o", color=color,
-                        label=name)
+            p99_ax.plot(
+                xs, [max(x["p99_ms"] or 0.01, 0.01) for _, x in pts], style, marker="o", color=color, label=name
+            )
     for x in runs:
         if x["target"] == "worker":
-            rate_ax.scatter([x["clients"]], [x["requests_per_s"]], marker="s", color="#c33", zorder=3,
-                            label="worker's own view, idle")
-            p99_ax.scatter([x["clients"]], [x["p99_ms"]], marker="s", color="#c33", zorder=3,
-                           label="worker's own view, idle")
+            rate_ax.scatter(
+                [x["clients"]],
+                [x["requests_per_s"]],
+                marker="s",
+                color="#c33",
+                zorder=3,
+                label="worker's own view, idle",
+            )
+            p99_ax.scatter(
+                [x["clients"]], [x["p99_ms"]], marker="s", color="#c33", zorder=3, label="worker's own view, idle"
+            )
         if x.get("offered_per_s"):
-            rate_ax.scatter([x["clients"]], [x["requests_per_s"]], marker="*", s=120, color="#2a7", zorder=3,
-                            label=f"{x['offered_per_s']:,.0f}/s offered, drain")
-            p99_ax.scatter([x["clients"]], [x["p99_ms"]], marker="*", s=120, color="#2a7", zorder=3,
-                           label=f"{x['offered_per_s']:,.0f}/s offered, drain")
+            rate_ax.scatter(
+                [x["clients"]],
+                [x["requests_per_s"]],
+                marker="*",
+                s=120,
+                color="#2a7",
+                zorder=3,
+                label=f"{x['offered_per_s']:,.0f}/s offered, drain",
+            )
+            p99_ax.scatter(
+                [x["clients"]],
+                [x["p99_ms"]],
+                marker="*",
+                s=120,
+                color="#2a7",
+                zorder=3,
+                label=f"{x['offered_per_s']:,.0f}/s offered, drain",
+            )
     rate_ax.axhline(TARGET_IDLE_PER_S, color="#c33", linestyle=":", linewidth=1)
     rate_ax.axhline(TARGET_DRAIN_PER_S, color="#e93", linestyle=":", linewidth=1)
     p99_ax.axhline(TARGET_P99_MS, color="#c33", linestyle=":", linewidth=1)
@@ -384,8 +474,11 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
     unique = dict(zip(labels, handles, strict=True))
     rate_ax.legend(unique.values(), unique.keys(), fontsize=7)
     drain = [x for x in runs if x["phase"] == "drain" and x.get("ingest_ratio") is not None]
-    names = [("R " if x.get("offered_per_s") else "") + f"{'ping' if x['target'] == 'ping' else 'pos'} "
-             f"{x['processes']}p c{x['clients']}" for x in drain]
+    names = [
+        ("R " if x.get("offered_per_s") else "") + f"{'ping' if x['target'] == 'ping' else 'pos'} "
+        f"{x['processes']}p c{x['clients']}"
+        for x in drain
+    ]
     values = [100 * x["ingest_ratio"] for x in drain]
     bar_colors = ["#2a7" if x.get("offered_per_s") else "#777" if x["target"] == "ping" else "#15a" for x in drain]
     ingest_ax.bar(range(len(drain)), values, color=bar_colors)

@@ -59,13 +59,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=12, help="simulator seed (default 12)")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3, help="restarts of each kind per measured day (default 3)")
-    p.add_argument("--load-repeats", type=int, default=2,
-                   help="restarts per measured day after a kill in the middle of the next day's traffic "
-                   "(each publishes one more day; default 2)")
+    p.add_argument(
+        "--load-repeats",
+        type=int,
+        default=2,
+        help="restarts per measured day after a kill in the middle of the next day's traffic "
+        "(each publishes one more day; default 2)",
+    )
     p.add_argument("--takeover-repeats", type=int, default=3, help="takeovers per standby setting; 0: none")
-    p.add_argument("--audit", action="store_true",
-                   help="before each restart after a kill under load, check every partition's verdict against a "
-                   "full scan of its changelog (reads the whole changelog: slow on long histories)")
+    p.add_argument(
+        "--audit",
+        action="store_true",
+        help="before each restart after a kill under load, check every partition's verdict against a "
+        "full scan of its changelog (reads the whole changelog: slow on long histories)",
+    )
     p.add_argument("--out", type=Path, default=OUT, help=f"results folder (default {OUT})")
     p.add_argument("--keep-logs", action="store_true", help="keep the workers' logs (their folder is printed)")
     args = p.parse_args(argv)
@@ -91,9 +98,14 @@ def lag(settings: Any) -> int | None:
     group = settings.app_id
     admin = AdminClient(admin_config(settings))  # held: a collected client never completes its futures
     try:
-        committed = admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, partitions)], request_timeout=15,
-        )[group].result(timeout=30).topic_partitions
+        committed = (
+            admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group, partitions)],
+                request_timeout=15,
+            )[group]
+            .result(timeout=30)
+            .topic_partitions
+        )
     except Exception:  # noqa: BLE001 - the coordinator is busy (a rebalance): ask again later
         return None
     if all(tp.offset < 0 for tp in committed):
@@ -101,8 +113,9 @@ def lag(settings: Any) -> int | None:
     at = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
     probe = Consumer(consumer_config(settings, f"{group}-bench-probe"))
     try:
-        return sum(max(0, probe.get_watermark_offsets(tp, timeout=10)[1] - at[(tp.topic, tp.partition)])
-                   for tp in partitions)
+        return sum(
+            max(0, probe.get_watermark_offsets(tp, timeout=10)[1] - at[(tp.topic, tp.partition)]) for tp in partitions
+        )
     finally:
         probe.close()
 
@@ -130,7 +143,7 @@ def positions(url: str, skus: list[str]) -> dict[str, dict[str, int]] | None:
 
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(skus), 200):
-        status, body = http_json(f"{url}/inventory?skus={','.join(skus[start:start + 200])}", timeout_s=10)
+        status, body = http_json(f"{url}/inventory?skus={','.join(skus[start : start + 200])}", timeout_s=10)
         if status != 200 or not isinstance(body, dict):
             return None
         for sku, item in body["items"].items():
@@ -218,8 +231,11 @@ class Run:
         from streams.worker_process import WorkerProcess
 
         self.starts += 1
-        w = WorkerProcess({**self.d.env(), "INVENTORY_DATA_DIR": str(self.d.root / folder), **env},
-                          self.d.root / f"{folder}-{self.starts:02d}.log", free_port())
+        w = WorkerProcess(
+            {**self.d.env(), "INVENTORY_DATA_DIR": str(self.d.root / folder), **env},
+            self.d.root / f"{folder}-{self.starts:02d}.log",
+            free_port(),
+        )
         self.d.workers.append(w)
         return w.start()
 
@@ -236,8 +252,15 @@ class Run:
         from connectors.traffic import DEFAULT_DAY, DayParams
 
         a = self.args
-        params = DayParams(seed=a.seed + day, orders=a.orders, skus=a.skus, warehouses=a.warehouses,
-                           day=DEFAULT_DAY + timedelta(days=day - 1), tag=f"D{day:02d}", sku_prefix="RB")
+        params = DayParams(
+            seed=a.seed + day,
+            orders=a.orders,
+            skus=a.skus,
+            warehouses=a.warehouses,
+            day=DEFAULT_DAY + timedelta(days=day - 1),
+            tag=f"D{day:02d}",
+            sku_prefix="RB",
+        )
         report, _ = run(params, EventPublisher(self.settings), None, None, None, opening_pause_s=1.0 if day == 1 else 0)
         self.last_day = max(self.last_day, day)
         if report.failures:
@@ -275,12 +298,18 @@ def restart(run: Run, w: Any, keep: bool, before: dict[str, Any], say: Any) -> t
     if now != before:
         raise AssertionError(f"positions after the restart differ from before the kill; log {again.log_path}")
     log_text = again.log_path.read_text(errors="replace")
-    trial = {"store": "kept" if keep else "deleted", "ready_s": round(ready_s, 2),
-             "changelog_read_s": changelog_read_s(log_text), **timeline(log_text, spawned_at),
-             **local_decisions(log_text)}
-    say(f"  restart, local store {trial['store']}: ready in {ready_s:.1f}s (Faust started at "
+    trial = {
+        "store": "kept" if keep else "deleted",
+        "ready_s": round(ready_s, 2),
+        "changelog_read_s": changelog_read_s(log_text),
+        **timeline(log_text, spawned_at),
+        **local_decisions(log_text),
+    }
+    say(
+        f"  restart, local store {trial['store']}: ready in {ready_s:.1f}s (Faust started at "
         f"{trial['faust_start_s']}s, joined the group at {trial['joined_s']}s, read changelogs for "
-        f"{trial['changelog_read_s'] or 0:.1f}s; partitions kept {trial['kept']}, deleted {trial['deleted']})")
+        f"{trial['changelog_read_s'] or 0:.1f}s; partitions kept {trial['kept']}, deleted {trial['deleted']})"
+    )
     return again, trial
 
 
@@ -338,12 +367,20 @@ def restart_under_load(run: Run, w: Any, day: int, say: Any) -> tuple[Any, dict[
     again = run.worker(Path(w.env["INVENTORY_DATA_DIR"]).name)
     ready_s = wait_ready(again) - began
     log_text = again.log_path.read_text(errors="replace")
-    trial = {"store": "kept, killed under load", "ready_s": round(ready_s, 2), "read_before_kill": read_before_kill,
-             "changelog_read_s": changelog_read_s(log_text), **timeline(log_text, spawned_at),
-             **local_decisions(log_text), **({"audit": audit} if audit else {})}
-    say(f"  restart after a kill under load (day {day}, {read_before_kill:.0f} messages read): ready in "
+    trial = {
+        "store": "kept, killed under load",
+        "ready_s": round(ready_s, 2),
+        "read_before_kill": read_before_kill,
+        "changelog_read_s": changelog_read_s(log_text),
+        **timeline(log_text, spawned_at),
+        **local_decisions(log_text),
+        **({"audit": audit} if audit else {}),
+    }
+    say(
+        f"  restart after a kill under load (day {day}, {read_before_kill:.0f} messages read): ready in "
         f"{ready_s:.1f}s; partitions kept {trial['kept']}, deleted {trial['deleted']} "
-        f"(changelog read {trial['changelog_read_s'] or 0:.1f}s)")
+        f"(changelog read {trial['changelog_read_s'] or 0:.1f}s)"
+    )
     return again, trial
 
 
@@ -371,8 +408,11 @@ def standbys_caught_up(folder: Path, settings: Any, partitions: list[int]) -> bo
                 if path is None:
                     return False
                 with tempfile.TemporaryDirectory() as secondary:
-                    db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True),
-                                         access_type=rocksdict.AccessType.secondary(secondary))
+                    db = rocksdict.Rdict(
+                        str(path),
+                        options=rocksdict.Options(raw_mode=True),
+                        access_type=rocksdict.AccessType.secondary(secondary),
+                    )
                     try:
                         db.try_catch_up_with_primary()
                         raw = db.get(PERSISTED_OFFSET_KEY)
@@ -437,9 +477,13 @@ def takeover(run: Run, old: Any, standby: int, n: int, before: dict[str, Any], s
     time.sleep(2.0)  # a few heartbeats in a settled group
     publisher = EventPublisher(run.settings)
     probes = [  # one unit more of every SKU at one warehouse: commands on every stock partition
-        GoodsReceived(event_id=f"probe-{standby}-{n}-{i}", occurred_at=run.last_event_time(),
-                      receipt_no=f"PROBE-{standby}-{n}-{i}", warehouse_code=PROBE_WAREHOUSE,
-                      lines=[ReceivedLine(sku=s, sellable_qty=1) for s in run.skus[i:i + 100]])
+        GoodsReceived(
+            event_id=f"probe-{standby}-{n}-{i}",
+            occurred_at=run.last_event_time(),
+            receipt_no=f"PROBE-{standby}-{n}-{i}",
+            warehouse_code=PROBE_WAREHOUSE,
+            lines=[ReceivedLine(sku=s, sellable_qty=1) for s in run.skus[i : i + 100]],
+        )
         for i in range(0, len(run.skus), 100)
     ]
     old.kill()
@@ -448,14 +492,19 @@ def takeover(run: Run, old: Any, standby: int, n: int, before: dict[str, Any], s
         publisher.publish(probe)
     publisher.flush()
     answered_s = applied_s = None
-    wanted = {sku: {**by_wh, PROBE_WAREHOUSE: (by_wh.get(PROBE_WAREHOUSE, (0, 0))[0] + 1, None)}
-              for sku, by_wh in before.items()}
+    wanted = {
+        sku: {**by_wh, PROBE_WAREHOUSE: (by_wh.get(PROBE_WAREHOUSE, (0, 0))[0] + 1, None)}
+        for sku, by_wh in before.items()
+    }
     while time.monotonic() - killed < 180:
         now = positions(survivor.url, run.skus)
         # Answers: every SKU, as it was before the kill or with the probe applied (a table
         # still being restored answers too, with older values: not counted).
-        if now is not None and answered_s is None and (_applied(now, before) or _applied(now, wanted)
-                                                       or _applied_some(now, before, wanted)):
+        if (
+            now is not None
+            and answered_s is None
+            and (_applied(now, before) or _applied(now, wanted) or _applied_some(now, before, wanted))
+        ):
             answered_s = time.monotonic() - killed
         if now is not None and _applied(now, wanted):
             applied_s = time.monotonic() - killed
@@ -463,14 +512,22 @@ def takeover(run: Run, old: Any, standby: int, n: int, before: dict[str, Any], s
         time.sleep(0.1)
     if applied_s is None:
         _diagnose(survivor, now, wanted, run.d.root / "takeover-failure.json", run.settings)
-        raise TimeoutError(f"the survivor never applied the probe; log {survivor.log_path}, "
-                           f"diagnostics {run.d.root / 'takeover-failure.json'}")
+        raise TimeoutError(
+            f"the survivor never applied the probe; log {survivor.log_path}, "
+            f"diagnostics {run.d.root / 'takeover-failure.json'}"
+        )
     log_text = survivor.log_path.read_text(errors="replace")
-    trial = {"standby_replicas": standby, "killed_partitions": theirs, "answers_s": round(answered_s or 0, 2),
-             "applies_s": round(applied_s, 2),
-             "survivor_start_restore_s": changelog_read_s(log_text)}  # its own half, before the kill
-    say(f"  takeover, standby_replicas={standby}: partitions {theirs} answered in {trial['answers_s']:.1f}s, "
-        f"probe applied on all of them in {applied_s:.1f}s")
+    trial = {
+        "standby_replicas": standby,
+        "killed_partitions": theirs,
+        "answers_s": round(answered_s or 0, 2),
+        "applies_s": round(applied_s, 2),
+        "survivor_start_restore_s": changelog_read_s(log_text),
+    }  # its own half, before the kill
+    say(
+        f"  takeover, standby_replicas={standby}: partitions {theirs} answered in {trial['answers_s']:.1f}s, "
+        f"probe applied on all of them in {applied_s:.1f}s"
+    )
     for sku, by_wh in wanted.items():  # the next trial starts from this state
         before[sku] = {wh: (qty, None) for wh, (qty, _) in by_wh.items()}
     return survivor, trial
@@ -483,8 +540,11 @@ def _diagnose(w: Any, now: dict[str, Any] | None, wanted: dict[str, Any], path: 
 
     from streams.worker_process import http_json
 
-    differ = {sku: {"want": by_wh, "got": (now or {}).get(sku)} for sku, by_wh in wanted.items()
-              if not _applied({sku: (now or {}).get(sku, {})}, {sku: by_wh})}
+    differ = {
+        sku: {"want": by_wh, "got": (now or {}).get(sku)}
+        for sku, by_wh in wanted.items()
+        if not _applied({sku: (now or {}).get(sku, {})}, {sku: by_wh})
+    }
     try:
         metrics = urllib.request.urlopen(f"{w.url}/metrics", timeout=5).read().decode()  # noqa: S310 - loopback
     except OSError as exc:
@@ -492,12 +552,24 @@ def _diagnose(w: Any, now: dict[str, Any] | None, wanted: dict[str, Any], path: 
     from connectors.tail import tail
     from streams.topics import Topics
 
-    alerts = [r for r in tail(settings, [Topics(settings).inventory_alerts], from_beginning=True, timeout_s=30,
-                              idle_s=3) if "PROBE" in json.dumps(r, default=str)]
-    path.write_text(json.dumps({"differ": differ, "alerts": alerts[-20:],
-                                "consumer": http_json(f"{w.url}/debug/consumer", 10),
-                                "router": http_json(f"{w.url}/router/"), "metrics": metrics},
-                               indent=1, default=str))
+    alerts = [
+        r
+        for r in tail(settings, [Topics(settings).inventory_alerts], from_beginning=True, timeout_s=30, idle_s=3)
+        if "PROBE" in json.dumps(r, default=str)
+    ]
+    path.write_text(
+        json.dumps(
+            {
+                "differ": differ,
+                "alerts": alerts[-20:],
+                "consumer": http_json(f"{w.url}/debug/consumer", 10),
+                "router": http_json(f"{w.url}/router/"),
+                "metrics": metrics,
+            },
+            indent=1,
+            default=str,
+        )
+    )
 
 
 def _applied_some(now: dict[str, Any], before: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -532,8 +604,10 @@ def summarise(restarts: list[dict[str, Any]], takeovers: list[dict[str, Any]]) -
         for store in ("kept", "deleted", "kept, killed under load"):
             xs = [t["ready_s"] for t in restarts if t["day"] == day and t["store"] == store]
             out["restart_ready_s"].setdefault(str(day), {})[store] = (
-                {"median": median(xs), "min": min(xs), "max": max(xs)} if xs else
-                {"median": None, "min": None, "max": None})
+                {"median": median(xs), "min": min(xs), "max": max(xs)}
+                if xs
+                else {"median": None, "min": None, "max": None}
+            )
     for standby in sorted({t["standby_replicas"] for t in takeovers}):
         rows = [t for t in takeovers if t["standby_replicas"] == standby]
         out["takeover"][f"standby_replicas={standby}"] = {
@@ -545,15 +619,24 @@ def summarise(restarts: list[dict[str, Any]], takeovers: list[dict[str, Any]]) -
 
 
 def table(summary: dict[str, Any], history: dict[str, Any]) -> str:
-    lines = ["| after day | events so far | changelog offsets | store kept, idle kill (s) | folder deleted (s) "
-             "| store kept, kill under load (s) |", "|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| after day | events so far | changelog offsets | store kept, idle kill (s) | folder deleted (s) "
+        "| store kept, kill under load (s) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for day, by in summary["restart_ready_s"].items():
         h = history[day]
-        cells = [f"{x['median']} ({x['min']}-{x['max']})" for x in (by["kept"], by["deleted"], by["kept, killed under load"])]
-        lines.append(f"| {day} | {h['events']:,} | {sum(h['changelog_offsets'].values()):,} | " + " | ".join(cells) + " |")
+        cells = [
+            f"{x['median']} ({x['min']}-{x['max']})" for x in (by["kept"], by["deleted"], by["kept, killed under load"])
+        ]
+        lines.append(
+            f"| {day} | {h['events']:,} | {sum(h['changelog_offsets'].values()):,} | " + " | ".join(cells) + " |"
+        )
     for name, t in summary["takeover"].items():
-        lines.append(f"\ntakeover with {name}: answers in {t['answers_s_median']} s, processes again in "
-                     f"{t['applies_s_median']} s (median; max {t['applies_s_max']} s)")
+        lines.append(
+            f"\ntakeover with {name}: answers in {t['answers_s_median']} s, processes again in "
+            f"{t['applies_s_median']} s (median; max {t['applies_s_max']} s)"
+        )
     return "\n".join(lines)
 
 
@@ -567,9 +650,11 @@ def chart(summary: dict[str, Any], history: dict[str, Any], path: Path) -> bool:
         return False
     days = sorted(summary["restart_ready_s"], key=int)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for store, style, label in (("deleted", "o-", "folder deleted (full restore)"),
-                                ("kept, killed under load", "^--", "store kept, killed under load"),
-                                ("kept", "s-", "store kept, killed idle")):
+    for store, style, label in (
+        ("deleted", "o-", "folder deleted (full restore)"),
+        ("kept, killed under load", "^--", "store kept, killed under load"),
+        ("kept", "s-", "store kept, killed idle"),
+    ):
         points = [(int(d), summary["restart_ready_s"][d][store]["median"]) for d in days]
         points = [(x, y) for x, y in points if y is not None]
         if points:
@@ -613,12 +698,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             before = positions(w.url, run.skus)
             assert before, "no positions to compare"
-            history[str(day)] = {"events": events, "changelog_offsets": changelog_offsets(run.settings),
-                                 "rocksdb_mib": folder_mib(Path(w.env["INVENTORY_DATA_DIR"])),
-                                 "positions": sum(len(v) for v in before.values())}
+            history[str(day)] = {
+                "events": events,
+                "changelog_offsets": changelog_offsets(run.settings),
+                "rocksdb_mib": folder_mib(Path(w.env["INVENTORY_DATA_DIR"])),
+                "positions": sum(len(v) for v in before.values()),
+            }
             say(f"day {day}: {history[str(day)]}")
             for r in range(args.repeats):
-                for keep in ((True, False) if r % 2 == 0 else (False, True)):
+                for keep in (True, False) if r % 2 == 0 else (False, True):
                     w, trial = restart(run, w, keep, before, say)
                     restarts.append({"day": day, "repeat": r, **trial})
                     wait_idle(run.settings, [w], say)
@@ -655,13 +743,21 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Settings()
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_1m": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)}},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_1m": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
+        },
         "params": {k: v for k, v in vars(args).items() if k not in ("out", "day_marks")},
-        "settings": {"session_timeout_s": defaults.session_timeout_s,
-                     "heartbeat_interval_s": defaults.heartbeat_interval_s},
+        "settings": {
+            "session_timeout_s": defaults.session_timeout_s,
+            "heartbeat_interval_s": defaults.heartbeat_interval_s,
+        },
         "failed": None if failed is None else f"{type(failed).__name__}: {failed}",
-        "history": history, "summary": summary, "restarts": restarts, "takeovers": takeovers,
+        "history": history,
+        "summary": summary,
+        "restarts": restarts,
+        "takeovers": takeovers,
         "seconds": round(time.monotonic() - started),
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,12 @@ from typing import Any
 from config.settings import REPO_ROOT
 
 RUNS = REPO_ROOT / "bench" / "results" / "runs"
-RUN_FILES = {"json": "benchmark.json", "markdown": "benchmark.md", "chart": "benchmark.png", "profile": "profile-1w.txt"}
+RUN_FILES = {
+    "json": "benchmark.json",
+    "markdown": "benchmark.md",
+    "chart": "benchmark.png",
+    "profile": "profile-1w.txt",
+}
 PUBLISHED = {
     "json": REPO_ROOT / "bench" / "results" / "benchmark.json",
     "markdown": REPO_ROOT / "docs" / "benchmark.md",
@@ -95,16 +100,19 @@ def markdown(results: dict[str, Any]) -> str:
     w = results["workload"]
     stages = results["stages"]
     lines = [
-        f"# Benchmark ({results['at']}, {results['machine']})", "",
+        f"# Benchmark ({results['at']}, {results['machine']})",
+        "",
         f"One run of `{results.get('command', 'make bench')}`; every figure below comes from that run "
-        f"({results.get('run_dir', 'its run folder')}). {results.get('note', '')}".rstrip(), "",
+        f"({results.get('run_dir', 'its run folder')}). {results.get('note', '')}".rstrip(),
+        "",
         f"Reservation workload: {w['orders']:,} orders ({w['order_lines']:,} lines) after {w['receipts']:,} "
         f"receipts stocking {w['positions']:,} positions; {w['input_events']:,} input events on "
         f"{w['partitions']} partitions. Per-order figures divide the whole run (receipts included) by the orders.",
         "",
         "Records are counted on the broker after each stage (read_committed, every topic of the stage by role); "
         "CPU is the processing processes' and the broker's /proc time over the stage's window, from the first "
-        "input read to the last record written.", "",
+        "input read to the last record written.",
+        "",
         "| what | s | input events/s | orders/s | order lines/s | consumed/s | produced/s | outputs/s | "
         "internal/s | changelog/s | record ops/s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -120,9 +128,11 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | {_n(f['seconds'], 1)} | {_n(f['input_events_per_s'])} | {_n(f['orders_per_s'])} | "
             f"{_n(f['order_lines_per_s'])} | {_n(f['consumed_per_s'])} | {_n(f['produced_per_s'])} | "
-            f"{_n(by['output'])} | {_n(by['internal'])} | {_n(by['changelog'])} | {_n(f['record_ops_per_s'])} |")
+            f"{_n(by['output'])} | {_n(by['internal'])} | {_n(by['changelog'])} | {_n(f['record_ops_per_s'])} |"
+        )
     lines += [
-        "", "| what | consumed / order | produced / order (outputs + internal + changelog) | worker CPU µs / order | "
+        "",
+        "| what | consumed / order | produced / order (outputs + internal + changelog) | worker CPU µs / order | "
         "µs / consumed | µs / produced | broker CPU µs / order | worker cores | broker cores | peak RSS MiB |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -131,19 +141,29 @@ def markdown(results: dict[str, Any]) -> str:
         if not f or f.get("error"):
             continue
         po = f["produced_per_order_by_role"]
-        split = "-" if f["produced_per_order"] is None else (
-            f"{f['produced_per_order']:.2f} ({po['output']:.2f} + {po['internal']:.2f} + {po['changelog']:.2f}"
-            + (f" + {po['other']:.2f} other" if po.get("other") else "") + ")")
+        split = (
+            "-"
+            if f["produced_per_order"] is None
+            else (
+                f"{f['produced_per_order']:.2f} ({po['output']:.2f} + {po['internal']:.2f} + {po['changelog']:.2f}"
+                + (f" + {po['other']:.2f} other" if po.get("other") else "")
+                + ")"
+            )
+        )
         lines.append(
             f"| {label} | {_n(f['consumed_per_order'], 2)} | {split} | {_n(f['worker_cpu_us_per_order'])} | "
             f"{_n(f['worker_cpu_us_per_consumed'], 1)} | {_n(f['worker_cpu_us_per_produced'], 1)} | "
             f"{_n(f['broker_cpu_us_per_order'])} | {_n(f['worker_cores'], 2)} | {_n(f['broker_cores'], 2)} | "
-            f"{_n(f['peak_rss_mb'])} |")
+            f"{_n(f['peak_rss_mb'])} |"
+        )
     limit = stages.get("limit") or {}
     if limit and not limit.get("error"):
-        lines += ["", f"The limit read its input {limit.get('passes', 1)} time(s) over {limit['seconds']:.1f} s "
-                      f"(at least {results.get('limit_min_seconds', 10):g} s); its worker CPU is per consumed message "
-                      "and per produced record (it has no orders)."]
+        lines += [
+            "",
+            f"The limit read its input {limit.get('passes', 1)} time(s) over {limit['seconds']:.1f} s "
+            f"(at least {results.get('limit_min_seconds', 10):g} s); its worker CPU is per consumed message "
+            "and per produced record (it has no orders).",
+        ]
     lines += _latency_lines(results.get("latency") or {})
     lines += ["", "| ratio | value | how |", "|---|---:|---|"]
     for name, r in (results.get("ratios") or {}).items():
@@ -151,13 +171,17 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "| target (issue 13) | goal | measured | verdict |", "|---|---:|---:|---|"]
     for t in results.get("targets") or []:
         value = t["value"]
-        shown = "-" if value is None else (f"{value:,.2f}" if isinstance(value, float) and value < 100 else
-                                           f"{value:,.0f}")
+        shown = (
+            "-" if value is None else (f"{value:,.2f}" if isinstance(value, float) and value < 100 else f"{value:,.0f}")
+        )
         lines.append(f"| {t['target']} | {t['goal']} | {shown} | {t['verdict']} |")
     lines += ["", "![benchmark](benchmark.png)", ""]
     if results.get("profile_top"):
-        lines += [f"## Where a worker's time goes (py-spy, {results.get('profile_what', 'one-worker drain')}, "
-                  "self time)", "", "```"]
+        lines += [
+            f"## Where a worker's time goes (py-spy, {results.get('profile_what', 'one-worker drain')}, self time)",
+            "",
+            "```",
+        ]
         lines += [f"{share:5.1f}%  {name}" for name, share in results["profile_top"]]
         lines += ["```", ""]
     return "\n".join(lines)
@@ -169,22 +193,34 @@ def _latency_lines(lat: dict[str, Any]) -> list[str]:
     if lat.get("error"):
         return ["", f"Latency: {lat['error']}"]
     best = lat.get("highest_rate")
-    lines = ["", f"End-to-end latency, OrderCreated -> OrderStatusChanged, one worker: the highest offered rate "
-                 f"whose p99 stays under {lat['limit_ms']:g} ms is **{_n(best)} orders/s** "
-                 f"({lat.get('search_note', '')}).".replace(" ()", ""), "",
-             "| step | offered orders/s | ran s | orders | answered | p50 ms | p99 ms | under the limit |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "",
+        f"End-to-end latency, OrderCreated -> OrderStatusChanged, one worker: the highest offered rate "
+        f"whose p99 stays under {lat['limit_ms']:g} ms is **{_n(best)} orders/s** "
+        f"({lat.get('search_note', '')}).".replace(" ()", ""),
+        "",
+        "| step | offered orders/s | ran s | orders | answered | p50 ms | p99 ms | under the limit |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     rows = [(f"search {i + 1}", r) for i, r in enumerate(lat.get("search", []))]
-    rows += [(name, lat[key]) for name, key in (("at 50% of it", "at_50"), ("at 80% of it", "at_80"),
-                                                ("at 80% of the 1-worker drain rate", "at_80_of_drain"))
-             if lat.get(key)]
+    rows += [
+        (name, lat[key])
+        for name, key in (
+            ("at 50% of it", "at_50"),
+            ("at 80% of it", "at_80"),
+            ("at 80% of the 1-worker drain rate", "at_80_of_drain"),
+        )
+        if lat.get(key)
+    ]
     for name, r in rows:
         p99 = _n(r["p99_ms"], 1) if r["answered"] else "-"
         if r["unanswered_after_settle"]:
             p99 = f"> {p99} ({r['unanswered_after_settle']:,} unanswered)"
         note = "yes" if r["passed"] else ("no, stopped early" if r["aborted"] else "no")
-        lines.append(f"| {name} | {_n(r['offered_per_s'])} | {r['ran_s']:.1f} | {r['orders']:,} | {r['answered']:,} "
-                     f"| {_n(r['p50_ms'], 1)} | {p99} | {note} |")
+        lines.append(
+            f"| {name} | {_n(r['offered_per_s'])} | {r['ran_s']:.1f} | {r['orders']:,} | {r['answered']:,} "
+            f"| {_n(r['p50_ms'], 1)} | {p99} | {note} |"
+        )
     return lines
 
 
@@ -194,16 +230,25 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = [(key, label.split(":")[0].split(",")[0] if key == "limit" else label, results["stages"].get(key))
-              for key, label in STAGES]
+    stages = [
+        (key, label.split(":")[0].split(",")[0] if key == "limit" else label, results["stages"].get(key))
+        for key, label in STAGES
+    ]
     stages = [(k, lbl, f) for k, lbl, f in stages if f and not f.get("error")]
-    short = {"limit": "limit", "pipeline_1w": "pipeline\n1 worker", "pipeline_2w": "pipeline\n2 workers",
-             "peer": "peer\nat-least-once", "peer_eos": "peer\nexactly-once", "pipeline_day_1w": "pipeline\nsim. day"}
+    short = {
+        "limit": "limit",
+        "pipeline_1w": "pipeline\n1 worker",
+        "pipeline_2w": "pipeline\n2 workers",
+        "peer": "peer\nat-least-once",
+        "peer_eos": "peer\nexactly-once",
+        "pipeline_day_1w": "pipeline\nsim. day",
+    }
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.8))
     names = [short[k] for k, _, _ in stages]
     ops = [f["record_ops_per_s"] or 0 for _, _, f in stages]
-    bars = left.bar(names, ops, color=["#888" if k == "limit" else "#47c" if k.startswith("peer") else "#2a7"
-                                       for k, _, _ in stages])
+    bars = left.bar(
+        names, ops, color=["#888" if k == "limit" else "#47c" if k.startswith("peer") else "#2a7" for k, _, _ in stages]
+    )
     left.set_yscale("log")
     left.set_ylabel("records consumed + produced per s (log)")
     left.set_title("Record operations per second")
@@ -224,8 +269,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
     middle.legend(fontsize=8)
     middle.tick_params(axis="x", labelsize=7)
     lat = results.get("latency") or {}
-    steps = [r for key in ("search", "at_50", "at_80", "at_80_of_drain")
-             for r in (lat.get(key) if key == "search" else [lat.get(key)]) or [] if r]
+    steps = [
+        r
+        for key in ("search", "at_50", "at_80", "at_80_of_drain")
+        for r in (lat.get(key) if key == "search" else [lat.get(key)]) or []
+        if r
+    ]
     if steps:
         for r in steps:
             right.scatter(r["offered_per_s"], max(r["p99_ms"], 0.1), color="#2a7" if r["passed"] else "#c33", s=25)

@@ -28,16 +28,18 @@ KINDS = ("s| SKU", "v| reservation", "e| document", "o| order", "x| expiry", "r|
 
 def keys(tables: MemoryTables) -> Counter[str]:
     """The table keys of both families, by kind (one partition each: +1 redo record each)."""
-    found: Counter[str] = Counter({
-        "s| SKU": len(tables.stock_by_sku),
-        "v| reservation": len(tables.reservations_by_key),
-        "e| document": len(tables.expectations_by_key),
-        "o| order": len(tables.orders_by_no),
-        "x| expiry": len(tables.expiry_index),
-        "r| receipt": len(tables.receipts_by_id),
-        "t| index": sum(len(refs) for index in tables.retention_index.values() for refs in index.values()),
-        "c| clock": len(tables.clocks),
-    })
+    found: Counter[str] = Counter(
+        {
+            "s| SKU": len(tables.stock_by_sku),
+            "v| reservation": len(tables.reservations_by_key),
+            "e| document": len(tables.expectations_by_key),
+            "o| order": len(tables.orders_by_no),
+            "x| expiry": len(tables.expiry_index),
+            "r| receipt": len(tables.receipts_by_id),
+            "t| index": sum(len(refs) for index in tables.retention_index.values() for refs in index.values()),
+            "c| clock": len(tables.clocks),
+        }
+    )
     return found
 
 
@@ -61,10 +63,14 @@ def main() -> None:
     grace = timedelta(minutes=5)
     pruned = InventoryCenter(CorePolicy(receipt_retention_days=args.retention_days), tick_on_watermark=grace)
     kept = InventoryCenter(CorePolicy(receipt_retention_days=None), tick_on_watermark=grace)
-    print(f"{args.orders} orders a day, {args.skus} SKUs x 3 warehouses; receipts kept {args.retention_days} days "
-          "vs for ever; table keys after each day")
-    print(f"{'day':>4}{'events':>9}{'kept for ever':>15}{'of which r|':>13}{'pruned':>10}{'of which r|':>13}"
-          f"{'t|':>9}   pruned, the rest by kind")
+    print(
+        f"{args.orders} orders a day, {args.skus} SKUs x 3 warehouses; receipts kept {args.retention_days} days "
+        "vs for ever; table keys after each day"
+    )
+    print(
+        f"{'day':>4}{'events':>9}{'kept for ever':>15}{'of which r|':>13}{'pruned':>10}{'of which r|':>13}"
+        f"{'t|':>9}   pruned, the rest by kind"
+    )
     events_total = 0
     for day in range(args.days):
         params = DayParams(seed=day + 1, orders=args.orders, skus=args.skus, day=DEFAULT_DAY + timedelta(days=day))
@@ -78,9 +84,12 @@ def main() -> None:
         with_retention, without = keys(pruned.tables), keys(kept.tables)
         rest = [kind for kind in KINDS if kind not in ("r| receipt", "t| index") and with_retention[kind]]
         by_kind = ", ".join(f"{kind.split()[0]}{with_retention[kind]:,}" for kind in rest)
-        print(f"{day + 1:>4}{events_total:>9,}{sum(without.values()):>15,}{without['r| receipt']:>13,}"
-              f"{sum(with_retention.values()):>10,}{with_retention['r| receipt']:>13,}{with_retention['t| index']:>9,}"
-              f"   {by_kind}", flush=True)
+        print(
+            f"{day + 1:>4}{events_total:>9,}{sum(without.values()):>15,}{without['r| receipt']:>13,}"
+            f"{sum(with_retention.values()):>10,}{with_retention['r| receipt']:>13,}{with_retention['t| index']:>9,}"
+            f"   {by_kind}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

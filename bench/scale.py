@@ -103,9 +103,15 @@ def check_against_core(stock: SkuStock) -> None:
 
     view = MemoryTables(stock_by_sku={stock.sku: stock})
     command = ReserveStock(
-        command_id=f"scale-check|{stock.sku}|0", sku=stock.sku, occurred_at=ORDERS_AT,
-        cause_event_type="OrderCreated", cause_event_id="scale-check", order_no="SCALE-CHECK",
-        order_type="NORMAL", quantity=1, warehouse_code=None,
+        command_id=f"scale-check|{stock.sku}|0",
+        sku=stock.sku,
+        occurred_at=ORDERS_AT,
+        cause_event_type="OrderCreated",
+        cause_event_id="scale-check",
+        order_no="SCALE-CHECK",
+        order_type="NORMAL",
+        quantity=1,
+        warehouse_code=None,
     )
     outcome = apply_stock(view, command, CorePolicy())
     results = [e for e in outcome.events if isinstance(e, ReservationUpdated)]
@@ -133,10 +139,18 @@ def order_workload(seed: int, orders: int, skus: Sequence[str]) -> list[Event]:
     events: list[Event] = []
     for n in range(orders):
         lines = sorted(set(rng.choices(skus, cum_weights=cumulative, k=rng.randint(1, 5))))
-        events.append(OrderCreated(
-            event_id=f"oc-{n}", occurred_at=ORDERS_AT + timedelta(milliseconds=n), order_no=f"BO{n:08d}",
-            order_type="NORMAL", consignee=consignee, time_requirement="STANDARD",
-            items=[OrderItem(sku=s, quantity=rng.randint(1, 3), price=10) for s in lines], total_amount=10))
+        events.append(
+            OrderCreated(
+                event_id=f"oc-{n}",
+                occurred_at=ORDERS_AT + timedelta(milliseconds=n),
+                order_no=f"BO{n:08d}",
+                order_type="NORMAL",
+                consignee=consignee,
+                time_requirement="STANDARD",
+                items=[OrderItem(sku=s, quantity=rng.randint(1, 3), price=10) for s in lines],
+                total_amount=10,
+            )
+        )
     return events
 
 
@@ -170,10 +184,18 @@ def bulk_load(d: Deployment, inventory: Inventory, sample: set[str], progress: P
 
     changelog = d.topics.changelog("stock-state")
     partitions = d.settings.partitions
-    producer = Producer(producer_config(d.settings, **{
-        "linger.ms": 50, "batch.num.messages": 10_000, "batch.size": 1_000_000,
-        "queue.buffering.max.messages": 200_000, "queue.buffering.max.kbytes": 262_144,
-    }))
+    producer = Producer(
+        producer_config(
+            d.settings,
+            **{
+                "linger.ms": 50,
+                "batch.num.messages": 10_000,
+                "batch.size": 1_000_000,
+                "queue.buffering.max.messages": 200_000,
+                "queue.buffering.max.kbytes": 262_144,
+            },
+        )
+    )
     failures: list[str] = []
 
     def on_delivery(err: Any, _msg: Any) -> None:
@@ -201,10 +223,17 @@ def bulk_load(d: Deployment, inventory: Inventory, sample: set[str], progress: P
     if remaining or failures:
         raise RuntimeError(f"bulk load: {remaining} records unacknowledged, failures {failures[:3]}")
     elapsed = time.monotonic() - started
-    progress.done(f"bulk load {total:,} SKU records ({inventory.positions:,} positions, "
-                  f"{sent_bytes / 2**20:.1f} MiB) in {elapsed:.1f}s")
-    return {"records": total, "value_mib": round(sent_bytes / 2**20, 1), "seconds": round(elapsed, 2),
-            "per_partition": per_partition, "expected": expected}
+    progress.done(
+        f"bulk load {total:,} SKU records ({inventory.positions:,} positions, "
+        f"{sent_bytes / 2**20:.1f} MiB) in {elapsed:.1f}s"
+    )
+    return {
+        "records": total,
+        "value_mib": round(sent_bytes / 2**20, 1),
+        "seconds": round(elapsed, 2),
+        "per_partition": per_partition,
+        "expected": expected,
+    }
 
 
 def http_get(url: str, timeout_s: float = 5.0) -> tuple[int, Any]:
@@ -257,8 +286,10 @@ def changelog_read_s(log_path: Path) -> float | None:
     """The part of recovery that reads the changelogs, from Faust's log lines (None when the
     log does not show both): the rest of start -> ready is imports, start-up, the rebalance."""
     stamps: dict[str, datetime] = {}
-    marks = {"start": "Recovery]: Restoring state from changelog topics",
-             "end": "Recovery]: Done reading from changelog"}
+    marks = {
+        "start": "Recovery]: Restoring state from changelog topics",
+        "end": "Recovery]: Done reading from changelog",
+    }
     for line in log_path.read_text(errors="replace").splitlines():
         for name, mark in marks.items():
             if mark in line and name not in stamps and line.startswith("["):
@@ -313,9 +344,15 @@ def verify_placement(partitions: int, warehouses: int, seed: int, progress: Prog
         worker = d.start_worker()
         ready_s = wait_ready(worker, 180) - t_start
         publisher = EventPublisher(d.settings)
-        publisher.publish(GoodsReceived(
-            event_id="scale-verify-rc", occurred_at=ORDERS_AT, receipt_no="RC-SCALE-VERIFY", warehouse_code=wh,
-            lines=[ReceivedLine(sku=sku, sellable_qty=received) for sku in chosen.values()]))
+        publisher.publish(
+            GoodsReceived(
+                event_id="scale-verify-rc",
+                occurred_at=ORDERS_AT,
+                receipt_no="RC-SCALE-VERIFY",
+                warehouse_code=wh,
+                lines=[ReceivedLine(sku=sku, sellable_qty=received) for sku in chosen.values()],
+            )
+        )
         report = publisher.flush()
         if report.failed:
             raise RuntimeError(f"not published: {report.failed}")
@@ -323,21 +360,29 @@ def verify_placement(partitions: int, warehouses: int, seed: int, progress: Prog
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # until every answer moved from the loaded record
             answers = {sku: http_get(f"{worker.url}/inventory/{sku}/{wh}")[1] for sku in chosen.values()}
-            if all(a and (a.get("version") != 1 or a.get("onHandQty") != loaded["expected"][sku][wh])
-                   for sku, a in answers.items()):
+            if all(
+                a and (a.get("version") != 1 or a.get("onHandQty") != loaded["expected"][sku][wh])
+                for sku, a in answers.items()
+            ):
                 break
             time.sleep(0.2)
         wrong = {
-            sku: a for sku, a in answers.items()
+            sku: a
+            for sku, a in answers.items()
             if not a or a.get("onHandQty") != loaded["expected"][sku][wh] + received or a.get("version") != 2
         }
         if wrong:
             raise AssertionError(f"bulk-loaded records not found where the stock agent reads them: {wrong}")
-        progress.done(f"placement verified: a receipt for {len(chosen)} SKUs (one per partition) landed on "
-                      f"the bulk-loaded records; near-empty worker ready in {ready_s:.1f}s")
-        return {"skus_by_partition": {str(p): s for p, s in sorted(chosen.items())}, "received_qty": received,
-                "near_empty_ready_s": round(ready_s, 2),
-                "near_empty_changelog_read_s": changelog_read_s(worker.log_path)}
+        progress.done(
+            f"placement verified: a receipt for {len(chosen)} SKUs (one per partition) landed on "
+            f"the bulk-loaded records; near-empty worker ready in {ready_s:.1f}s"
+        )
+        return {
+            "skus_by_partition": {str(p): s for p, s in sorted(chosen.items())},
+            "received_qty": received,
+            "near_empty_ready_s": round(ready_s, 2),
+            "near_empty_changelog_read_s": changelog_read_s(worker.log_path),
+        }
     finally:
         d.close()
 
@@ -352,8 +397,10 @@ def run_size(positions: int, args: argparse.Namespace, progress: Progress) -> di
     first_sku, first_on_hand = next(iter(inventory.on_hand()))
     check_against_core(build_stock(first_sku, first_on_hand))
     orders = order_workload(args.seed, args.orders, skus)
-    print(f"== {inventory.positions:,} positions ({len(skus):,} SKUs x {len(whs)} warehouses), "
-          f"{len(orders):,} orders", flush=True)
+    print(
+        f"== {inventory.positions:,} positions ({len(skus):,} SKUs x {len(whs)} warehouses), {len(orders):,} orders",
+        flush=True,
+    )
     d = Deployment("scale", args.partitions)
     try:
         loaded = bulk_load(d, inventory, sample, progress)
@@ -370,8 +417,10 @@ def run_size(positions: int, args: argparse.Namespace, progress: Progress) -> di
         recovery_cpu = cpu_seconds(pid)
         rss_recovered = peak_rss_mb(pid)
         read_s = changelog_read_s(worker.log_path)
-        progress.done(f"worker recovered and ready in {recovery_s:.2f}s (changelog read {read_s}s, "
-                      f"CPU {recovery_cpu:.1f}s, peak RSS {rss_recovered:.0f} MiB)")
+        progress.done(
+            f"worker recovered and ready in {recovery_s:.2f}s (changelog read {read_s}s, "
+            f"CPU {recovery_cpu:.1f}s, peak RSS {rss_recovered:.0f} MiB)"
+        )
 
         # The drain: from the first input event counted to everything processed. Events the
         # worker took before the first poll saw them are left out of both count and time.
@@ -385,8 +434,9 @@ def run_size(positions: int, args: argparse.Namespace, progress: Progress) -> di
                 t0, c0, cpu0 = now, consumed, cpu_seconds(pid)
                 machine_at_t0 = machine_cpu()
             if t0 is not None:
-                progress.show(f"drain {consumed:,.0f}/{len(orders):,} orders, "
-                              f"{(consumed - c0) / max(1e-3, now - t0):,.0f}/s")
+                progress.show(
+                    f"drain {consumed:,.0f}/{len(orders):,} orders, {(consumed - c0) / max(1e-3, now - t0):,.0f}/s"
+                )
             if done:
                 break
             time.sleep(0.05)
@@ -397,23 +447,33 @@ def run_size(positions: int, args: argparse.Namespace, progress: Progress) -> di
         busy_drain = busy_pct(machine_at_t0)
         timed = len(orders) - c0
         cpu = cpu_seconds(pid) - cpu0
-        progress.done(f"drained {len(orders):,} orders in {drain_s:.2f}s ({timed / drain_s:,.0f}/s, "
-                      f"{timed:,.0f} timed)")
+        progress.done(
+            f"drained {len(orders):,} orders in {drain_s:.2f}s ({timed / drain_s:,.0f}/s, {timed:,.0f} timed)"
+        )
         checked = check_positions(worker, loaded["expected"])
         keys = table_keys(worker)
         result = {
-            "positions": inventory.positions, "skus": len(skus), "warehouses": len(whs),
-            "partitions": args.partitions, "changelog_records": loaded["records"],
-            "changelog_mib": loaded["value_mib"], "load_s": loaded["seconds"],
+            "positions": inventory.positions,
+            "skus": len(skus),
+            "warehouses": len(whs),
+            "partitions": args.partitions,
+            "changelog_records": loaded["records"],
+            "changelog_mib": loaded["value_mib"],
+            "load_s": loaded["seconds"],
             "load_records_per_s": round(loaded["records"] / loaded["seconds"]),
-            "orders": len(orders), "preload_s": round(preload_s, 2),
-            "recovery_s": round(recovery_s, 2), "changelog_read_s": read_s,
+            "orders": len(orders),
+            "preload_s": round(preload_s, 2),
+            "recovery_s": round(recovery_s, 2),
+            "changelog_read_s": read_s,
             "changelog_records_per_s": round(loaded["records"] / read_s) if read_s else None,
-            "recovery_cpu_s": round(recovery_cpu, 2), "machine_busy_recovery_pct": busy_recovery,
+            "recovery_cpu_s": round(recovery_cpu, 2),
+            "machine_busy_recovery_pct": busy_recovery,
             "rss_after_recovery_mib": round(rss_recovered, 1),
-            "drain_s": round(drain_s, 2), "timed_events": int(timed),
+            "drain_s": round(drain_s, 2),
+            "timed_events": int(timed),
             "events_per_s": round(timed / drain_s, 1),
-            "cpu_s_per_1000_events": round(1000 * cpu / max(1, timed), 3), "machine_busy_drain_pct": busy_drain,
+            "cpu_s_per_1000_events": round(1000 * cpu / max(1, timed), 3),
+            "machine_busy_drain_pct": busy_drain,
             "peak_rss_mib": round(peak_rss_mb(pid), 1),
             "rocksdb_mib": round(folder_mib(d.root / "worker0"), 1),
             "stock_table_keys_estimate": keys.get("stock-state"),
@@ -430,11 +490,15 @@ def run_size(positions: int, args: argparse.Namespace, progress: Progress) -> di
 # --- reporting -----------------------------------------------------------------------------
 
 COLUMNS = (
-    ("positions", "positions", "{:,.0f}"), ("changelog_records", "SKU records", "{:,.0f}"),
-    ("load_s", "bulk load s", "{:.1f}"), ("recovery_s", "start -> ready s", "{:.1f}"),
+    ("positions", "positions", "{:,.0f}"),
+    ("changelog_records", "SKU records", "{:,.0f}"),
+    ("load_s", "bulk load s", "{:.1f}"),
+    ("recovery_s", "start -> ready s", "{:.1f}"),
     ("changelog_read_s", "changelog read s", "{:.1f}"),
-    ("recovery_cpu_s", "recovery CPU s", "{:.1f}"), ("events_per_s", "events/s", "{:,.0f}"),
-    ("cpu_s_per_1000_events", "CPU s/1k events", "{:.2f}"), ("peak_rss_mib", "peak RSS MiB", "{:,.0f}"),
+    ("recovery_cpu_s", "recovery CPU s", "{:.1f}"),
+    ("events_per_s", "events/s", "{:,.0f}"),
+    ("cpu_s_per_1000_events", "CPU s/1k events", "{:.2f}"),
+    ("peak_rss_mib", "peak RSS MiB", "{:,.0f}"),
     ("rocksdb_mib", "RocksDB MiB after drain", "{:,.1f}"),
     ("rocksdb_mib_after_stop", "after stop", "{:,.1f}"),
     ("machine_busy_recovery_pct", "machine busy % (recovery)", "{:.0f}"),
@@ -476,22 +540,43 @@ def chart(runs: list[dict[str, Any]], baseline_s: float | None, path: Path) -> N
     xs = [r["positions"] for r in runs]
     trials = runs[0]["trials"]
     fig, (rec, thr) = plt.subplots(1, 2, figsize=(11.5, 4.4))
-    rec.errorbar(xs, [r["recovery_s"] for r in runs], yerr=spread("recovery_s"), fmt="o-", capsize=4,
-                 label="process start -> ready")
+    rec.errorbar(
+        xs,
+        [r["recovery_s"] for r in runs],
+        yerr=spread("recovery_s"),
+        fmt="o-",
+        capsize=4,
+        label="process start -> ready",
+    )
     reads = [(x, r["changelog_read_s"]) for x, r in zip(xs, runs, strict=True) if r["changelog_read_s"]]
     if reads:
         rec.plot(*zip(*reads, strict=True), "s--", label="of which: reading the changelog")
     rec.plot(xs, [r["recovery_cpu_s"] for r in runs], "^:", label="worker CPU seconds to ready")
     if baseline_s is not None:
         rec.axhline(baseline_s, color="grey", linestyle=":", label=f"near-empty worker ({baseline_s:.1f} s)")
-    rec.set(xscale="log", xlabel="positions (SKU x warehouse)", ylabel="seconds",
-            title=f"State recovery (median of {trials}, bars: range)")
+    rec.set(
+        xscale="log",
+        xlabel="positions (SKU x warehouse)",
+        ylabel="seconds",
+        title=f"State recovery (median of {trials}, bars: range)",
+    )
     rec.set_ylim(bottom=0)
     rec.legend(loc="upper left", fontsize=8)
-    thr.errorbar(xs, [r["events_per_s"] for r in runs], yerr=spread("events_per_s"), fmt="o-", capsize=4,
-                 color="tab:green", label="orders/s")
-    thr.set(xscale="log", xlabel="positions (SKU x warehouse)", ylabel="orders/s",
-            title=f"Throughput: one worker drains {int(runs[0]['orders']):,} orders")
+    thr.errorbar(
+        xs,
+        [r["events_per_s"] for r in runs],
+        yerr=spread("events_per_s"),
+        fmt="o-",
+        capsize=4,
+        color="tab:green",
+        label="orders/s",
+    )
+    thr.set(
+        xscale="log",
+        xlabel="positions (SKU x warehouse)",
+        ylabel="orders/s",
+        title=f"Throughput: one worker drains {int(runs[0]['orders']):,} orders",
+    )
     thr.set_ylim(0, 1.2 * max(r["events_per_s_range"][1] for r in runs))
     cpu = thr.twinx()
     cpu.plot(xs, [r["cpu_s_per_1000_events"] for r in runs], "d:", color="tab:red", label="CPU s per 1,000 orders")
@@ -513,8 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warehouses", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--sample", type=int, default=40, help="SKUs read back through the web view")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="trials per size (the sizes interleaved), summarised by their median")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="trials per size (the sizes interleaved), summarised by their median"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for recovery, and for the drain")
     parser.add_argument("--skip-verify", action="store_true", help="skip the partition check on a small deployment")
@@ -539,10 +625,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "note": "shared machine: other work was running"},
-        "orders": args.orders, "seed": args.seed, "verify": verify,
-        "runs": runs, "trials": {str(p): t for p, t in trials.items()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "note": "shared machine: other work was running",
+        },
+        "orders": args.orders,
+        "seed": args.seed,
+        "verify": verify,
+        "runs": runs,
+        "trials": {str(p): t for p, t in trials.items()},
         "total_s": round(total_s, 1),
     }
     RESULTS.mkdir(exist_ok=True)

@@ -64,8 +64,7 @@ SINK = {"linger.ms": 5, "batch.num.messages": 10_000, "queue.buffering.max.messa
 CGMD_MAGIC = b"CGMDv2:"  # librdkafka's rd_kafka_consumer_group_metadata_write, format v2
 
 
-def group_metadata(group_id: str, generation_id: int, member_id: str,
-                   group_instance_id: str | None = None) -> bytes:
+def group_metadata(group_id: str, generation_id: int, member_id: str, group_instance_id: str | None = None) -> bytes:
     """The bytes confluent-kafka's ``send_offsets_to_transaction`` takes as group metadata
     (it hands them to ``rd_kafka_consumer_group_metadata_read``): ``CGMDv2:``, the generation
     as a native int32, group id and member id NUL-terminated, a null flag byte, then the
@@ -98,9 +97,17 @@ def weighted_percentile(pairs: Iterable[tuple[float, int]], q: float) -> float:
     return items[-1][0]
 
 
-def relate_to_worker(cases: list[dict[str, Any]], *, batch_window_ms: float, stateful_agents: int,
-                     partitions: int, hops: int, records_per_order: float,
-                     redo_per_order: tuple[float, float], internal_receipts_per_order: float) -> dict[str, Any]:
+def relate_to_worker(
+    cases: list[dict[str, Any]],
+    *,
+    batch_window_ms: float,
+    stateful_agents: int,
+    partitions: int,
+    hops: int,
+    records_per_order: float,
+    redo_per_order: tuple[float, float],
+    internal_receipts_per_order: float,
+) -> dict[str, Any]:
     """What the measured cases mean for the worker (the decision is in docs/decisions.md).
 
     ``cases``: the cost cases (``mode``, ``commit_every_ms`` (0: back to back),
@@ -124,18 +131,28 @@ def relate_to_worker(cases: list[dict[str, Any]], *, batch_window_ms: float, sta
     for c in sorted(txn, key=lambda c: (c["commit_every_ms"], c.get("retry_backoff_ms", 100))):
         if not c["offered_per_s"]:
             continue
-        cadences.append({
-            "commit_every_ms": c["commit_every_ms"],
-            "retry_backoff_ms": c.get("retry_backoff_ms", 100),
-            "commits_per_s": c["commits_per_s"],
-            "visible_per_hop_ms": {"p50": c["visible_ms"]["p50"], "p99": c["visible_ms"]["p99"]},
-            f"over_{hops}_hops_ms": {"p50": round(hops * c["visible_ms"]["p50"], 1),
-                                     "p99_bound": round(hops * c["visible_ms"]["p99"], 1)},
-        })
+        cadences.append(
+            {
+                "commit_every_ms": c["commit_every_ms"],
+                "retry_backoff_ms": c.get("retry_backoff_ms", 100),
+                "commits_per_s": c["commits_per_s"],
+                "visible_per_hop_ms": {"p50": c["visible_ms"]["p50"], "p99": c["visible_ms"]["p99"]},
+                f"over_{hops}_hops_ms": {
+                    "p50": round(hops * c["visible_ms"]["p50"], 1),
+                    "p99_bound": round(hops * c["visible_ms"]["p99"], 1),
+                },
+            }
+        )
     per_commit = {}
     for mode in ("idempotent", "transactional"):
-        paced = [c for c in cases if c["mode"] == mode and c["offered_per_s"] and c.get("retry_backoff_ms", 100) == 100
-                 and c.get("broker_cpu_share") is not None]
+        paced = [
+            c
+            for c in cases
+            if c["mode"] == mode
+            and c["offered_per_s"]
+            and c.get("retry_backoff_ms", 100) == 100
+            and c.get("broker_cpu_share") is not None
+        ]
         if len(paced) >= 2:
             few, many = min(paced, key=lambda c: c["commits_per_s"]), max(paced, key=lambda c: c["commits_per_s"])
             extra = many["commits_per_s"] - few["commits_per_s"]
@@ -143,7 +160,8 @@ def relate_to_worker(cases: list[dict[str, Any]], *, batch_window_ms: float, sta
                 per_commit[mode] = {
                     "broker_cpu_ms": round(1000 * (many["broker_cpu_share"] - few["broker_cpu_share"]) / extra, 2),
                     "client_cpu_ms": round(1000 * (many["client_cpu_share"] - few["client_cpu_share"]) / extra, 2),
-                    "from_cases_ms": [few["commit_every_ms"], many["commit_every_ms"]]}
+                    "from_cases_ms": [few["commit_every_ms"], many["commit_every_ms"]],
+                }
     low, high = redo_per_order
     return {
         "cpu_per_commit_estimate": per_commit,
@@ -153,8 +171,11 @@ def relate_to_worker(cases: list[dict[str, Any]], *, batch_window_ms: float, sta
         "today_wait_per_hop_ms": f"up to the batch window ({batch_window_ms:g} ms) + the changelog acknowledgement",
         "cadences": cadences,
         "records_per_order_today": records_per_order,
-        "saved_per_order": {"redo": [low, high], "internal_receipts": internal_receipts_per_order,
-                            "total": [low + internal_receipts_per_order, high + internal_receipts_per_order]},
+        "saved_per_order": {
+            "redo": [low, high],
+            "internal_receipts": internal_receipts_per_order,
+            "total": [low + internal_receipts_per_order, high + internal_receipts_per_order],
+        },
     }
 
 
@@ -179,23 +200,34 @@ def bundled_librdkafka() -> ctypes.CDLL:
         raise RuntimeError(f"{found[0]} is not the librdkafka confluent-kafka runs")
     lib.rd_kafka_consumer_group_metadata_new_with_genid.restype = ctypes.c_void_p
     lib.rd_kafka_consumer_group_metadata_new_with_genid.argtypes = [
-        ctypes.c_char_p, ctypes.c_int32, ctypes.c_char_p, ctypes.c_char_p]
+        ctypes.c_char_p,
+        ctypes.c_int32,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+    ]
     lib.rd_kafka_consumer_group_metadata_write.restype = ctypes.c_void_p
     lib.rd_kafka_consumer_group_metadata_write.argtypes = [
-        ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_void_p),
+        ctypes.POINTER(ctypes.c_size_t),
+    ]
     lib.rd_kafka_consumer_group_metadata_destroy.argtypes = [ctypes.c_void_p]
     lib.rd_kafka_mem_free.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     return lib
 
 
-def librdkafka_group_metadata(group_id: str, generation_id: int, member_id: str,
-                              group_instance_id: str | None = None) -> bytes:
+def librdkafka_group_metadata(
+    group_id: str, generation_id: int, member_id: str, group_instance_id: str | None = None
+) -> bytes:
     """``group_metadata`` as librdkafka itself writes it
     (``rd_kafka_consumer_group_metadata_new_with_genid`` then ``_write``)."""
     lib = bundled_librdkafka()
     cgmd = lib.rd_kafka_consumer_group_metadata_new_with_genid(
-        group_id.encode(), generation_id, member_id.encode(),
-        group_instance_id.encode() if group_instance_id is not None else None)
+        group_id.encode(),
+        generation_id,
+        member_id.encode(),
+        group_instance_id.encode() if group_instance_id is not None else None,
+    )
     buffer, size = ctypes.c_void_p(), ctypes.c_size_t()
     try:
         if lib.rd_kafka_consumer_group_metadata_write(cgmd, ctypes.byref(buffer), ctypes.byref(size)):
@@ -229,9 +261,16 @@ class Member:
     async def _start(self, bootstrap: str, group: str, topic: str, client_id: str) -> Any:
         from aiokafka import AIOKafkaConsumer
 
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, client_id=client_id,
-                                    enable_auto_commit=False, auto_offset_reset="earliest",
-                                    session_timeout_ms=10_000, heartbeat_interval_ms=300)
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=300,
+        )
         await consumer.start()
         self._fetching = asyncio.ensure_future(self._fetch(consumer))
         deadline = time.monotonic() + 30
@@ -292,8 +331,13 @@ def _error(exc: BaseException) -> dict[str, Any]:
     """A KafkaException as data: its code name, text and librdkafka's classification."""
     err = exc.args[0] if exc.args else None
     if hasattr(err, "name"):
-        return {"error": err.name(), "text": err.str(), "retriable": err.retriable(), "fatal": err.fatal(),
-                "txn_requires_abort": err.txn_requires_abort()}
+        return {
+            "error": err.name(),
+            "text": err.str(),
+            "retriable": err.retriable(),
+            "fatal": err.fatal(),
+            "txn_requires_abort": err.txn_requires_abort(),
+        }
     return {"error": type(exc).__name__, "text": str(exc)}
 
 
@@ -305,8 +349,11 @@ def _summary(values_s: list[float]) -> dict[str, float]:
     if not values_s:
         return {}
     pairs = [(v, 1) for v in values_s]
-    return {"p50": _ms(weighted_percentile(pairs, 50)), "p99": _ms(weighted_percentile(pairs, 99)),
-            "max": _ms(max(values_s))}
+    return {
+        "p50": _ms(weighted_percentile(pairs, 50)),
+        "p99": _ms(weighted_percentile(pairs, 99)),
+        "max": _ms(max(values_s)),
+    }
 
 
 class Probe:
@@ -321,8 +368,10 @@ class Probe:
         self.t_in, self.t_out, self.t_feas = prefix + "in", prefix + "out", prefix + "feasibility"
         self.group = f"txnprobe-{self.tag}"
         self.admin = AdminClient(admin_config(settings))
-        futures = self.admin.create_topics([NewTopic(self.t_in, PARTITIONS, 1), NewTopic(self.t_out, PARTITIONS, 1),
-                                            NewTopic(self.t_feas, 1, 1)], operation_timeout=30)
+        futures = self.admin.create_topics(
+            [NewTopic(self.t_in, PARTITIONS, 1), NewTopic(self.t_out, PARTITIONS, 1), NewTopic(self.t_feas, 1, 1)],
+            operation_timeout=30,
+        )
         for future in futures.values():
             future.result()
         self.members: list[Member] = []
@@ -360,8 +409,7 @@ class Probe:
     def transactional_producer(self, name: str, **extra: Any) -> Any:
         from confluent_kafka import Producer
 
-        return Producer(producer_config(self.settings, **{
-            **SINK, "transactional.id": f"{self.group}-{name}", **extra}))
+        return Producer(producer_config(self.settings, **{**SINK, "transactional.id": f"{self.group}-{name}", **extra}))
 
     # ---- 1. feasibility -----------------------------------------------------------------------
 
@@ -372,8 +420,10 @@ class Probe:
         out: dict[str, Any] = {}
         m1 = self.member("m1")
         generation, member_id = m1.membership()
-        say(f"feasibility: aiokafka member joined {self.group}: generation {generation}, "
-            f"{len(m1.assignment())} partitions")
+        say(
+            f"feasibility: aiokafka member joined {self.group}: generation {generation}, "
+            f"{len(m1.assignment())} partitions"
+        )
         python_bytes = group_metadata(self.group, generation, member_id)
         try:
             same = librdkafka_group_metadata(self.group, generation, member_id) == python_bytes
@@ -389,15 +439,18 @@ class Probe:
         out["init_transactions_ms"] = _ms(time.perf_counter() - t)
 
         def attempt(label: str, offset: int, metadata: bytes, partition: int = 0) -> dict[str, Any]:
-            result: dict[str, Any] = {"offset_sent": offset, **self._commit_with_offset(
-                producer, label, metadata, partition, offset)}
+            result: dict[str, Any] = {
+                "offset_sent": offset,
+                **self._commit_with_offset(producer, label, metadata, partition, offset),
+            }
             result.update(self._offset_seen(m1, partition, offset if result["committed"] else None))
             say(f"feasibility: {label}: {result}")
             return result
 
         out["membership_metadata"] = attempt("membership_metadata", 5, python_bytes)
         out["group_id_only_metadata_while_member_active"] = attempt(
-            "group_id_only", 6, group_metadata(self.group, -1, ""))
+            "group_id_only", 6, group_metadata(self.group, -1, "")
+        )
         out["unknown_member_id"] = attempt("unknown_member", 7, group_metadata(self.group, generation, "zombie-1"))
         out["generation_ahead"] = attempt("generation_ahead", 8, group_metadata(self.group, generation + 1, member_id))
 
@@ -406,17 +459,23 @@ class Probe:
         producer.produce(self.t_feas, b"v" * VALUE_BYTES, b"pending", partition=0)
         before = m1.committed(self.t_in, 0)
         producer.send_offsets_to_transaction([TopicPartition(self.t_in, 0, 50)], python_bytes, 30)
-        pending: dict[str, Any] = {"committed_before": before, "offset_pending": 50,
-                                   "aiokafka_reads_while_pending": m1.committed(self.t_in, 0)}
+        pending: dict[str, Any] = {
+            "committed_before": before,
+            "offset_pending": 50,
+            "aiokafka_reads_while_pending": m1.committed(self.t_in, 0),
+        }
         try:
             from confluent_kafka import ConsumerGroupTopicPartitions
 
             future = self.admin.list_consumer_group_offsets(
                 [ConsumerGroupTopicPartitions(self.group, [TopicPartition(self.t_in, 0)])],
-                require_stable=True, request_timeout=5)[self.group]
+                require_stable=True,
+                request_timeout=5,
+            )[self.group]
             tps = future.result().topic_partitions
             pending["admin_require_stable_reads"] = [
-                {"offset": tp.offset, "error": tp.error.name() if tp.error else None} for tp in tps]
+                {"offset": tp.offset, "error": tp.error.name() if tp.error else None} for tp in tps
+            ]
         except Exception as exc:  # noqa: BLE001
             pending["admin_require_stable_reads"] = _error(exc)
         producer.abort_transaction(30)
@@ -429,8 +488,9 @@ class Probe:
         self.m1 = m1
         return out
 
-    def _commit_with_offset(self, producer: Any, label: str, metadata: bytes, partition: int,
-                            offset: int) -> dict[str, Any]:
+    def _commit_with_offset(
+        self, producer: Any, label: str, metadata: bytes, partition: int, offset: int
+    ) -> dict[str, Any]:
         """One transaction: a record, and ``offset`` of the input's ``partition`` committed in it
         under ``metadata``; whether it committed, else the error (aborted when it must be)."""
         from confluent_kafka import KafkaException, TopicPartition
@@ -476,8 +536,12 @@ class Probe:
             from aiokafka import AIOKafkaConsumer, TopicPartition
 
             tp = TopicPartition(self.t_feas, 0)
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, isolation_level=isolation,
-                                        enable_auto_commit=False, fetch_max_wait_ms=500)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                isolation_level=isolation,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=500,
+            )
             await consumer.start()
             loop = asyncio.get_running_loop()
             lags: list[float] = []
@@ -514,11 +578,15 @@ class Probe:
 
         loop = asyncio.new_event_loop()
         try:
-            out = {"transactional_read_committed_after_commit_ms": loop.run_until_complete(
-                       measure("read_committed", write_txn)),
-                   "idempotent_read_uncommitted_after_ack_ms": loop.run_until_complete(
-                       measure("read_uncommitted", write_plain)),
-                   "rounds": rounds}
+            out = {
+                "transactional_read_committed_after_commit_ms": loop.run_until_complete(
+                    measure("read_committed", write_txn)
+                ),
+                "idempotent_read_uncommitted_after_ack_ms": loop.run_until_complete(
+                    measure("read_uncommitted", write_plain)
+                ),
+                "rounds": rounds,
+            }
         finally:
             loop.close()
         self.progress.done(f"feasibility: visibility: {out}")
@@ -534,24 +602,36 @@ class Probe:
         generation, member_id = m1.membership()
         mine = sorted(tp.partition for tp in m1.assignment())
         theirs = sorted(tp.partition for tp in m2.assignment())
-        out: dict[str, Any] = {"rebalanced": rebalanced, "generation_before": old_generation,
-                               "generation_after": generation, "member_id_kept": member_id == old_member,
-                               "m1_partitions": mine, "m2_partitions": theirs}
+        out: dict[str, Any] = {
+            "rebalanced": rebalanced,
+            "generation_before": old_generation,
+            "generation_after": generation,
+            "member_id_kept": member_id == old_member,
+            "m1_partitions": mine,
+            "m2_partitions": theirs,
+        }
 
         def attempt(label: str, metadata: bytes, partition: int, offset: int) -> dict[str, Any]:
-            result: dict[str, Any] = {"partition": partition, **self._commit_with_offset(
-                producer, label, metadata, partition, offset)}
+            result: dict[str, Any] = {
+                "partition": partition,
+                **self._commit_with_offset(producer, label, metadata, partition, offset),
+            }
             self.progress.done(f"feasibility: {label}: {result}")
             return result
 
-        out["old_generation"] = attempt("old_generation_after_rebalance",
-                                        group_metadata(self.group, old_generation, old_member), mine[0], 60)
+        out["old_generation"] = attempt(
+            "old_generation_after_rebalance", group_metadata(self.group, old_generation, old_member), mine[0], 60
+        )
         out["new_generation_own_partition"] = attempt(
-            "new_generation_own_partition", group_metadata(self.group, generation, member_id), mine[0], 61)
+            "new_generation_own_partition", group_metadata(self.group, generation, member_id), mine[0], 61
+        )
         if theirs:
             out["new_generation_other_members_partition"] = attempt(
-                "new_generation_other_members_partition", group_metadata(self.group, generation, member_id),
-                theirs[0], 62)
+                "new_generation_other_members_partition",
+                group_metadata(self.group, generation, member_id),
+                theirs[0],
+                62,
+            )
         m2.close()
         self.members.remove(m2)
         producer.flush(10)
@@ -564,8 +644,12 @@ class Probe:
             from aiokafka import AIOKafkaConsumer, TopicPartition
 
             tp = TopicPartition(self.t_feas, 0)
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, isolation_level=isolation,
-                                        enable_auto_commit=False, auto_offset_reset="earliest")
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                isolation_level=isolation,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )
             await consumer.start()
             try:
                 consumer.assign([tp])
@@ -579,8 +663,12 @@ class Probe:
                     if await consumer.position(tp) >= end:
                         break
                 missing = sorted(set(range(end)) - set(offsets))
-                return {"end_offset": end, "records": len(offsets), "offsets_not_delivered": len(missing),
-                        "first_jumps": [(a, b) for a, b in zip(offsets, offsets[1:]) if b != a + 1][:5]}
+                return {
+                    "end_offset": end,
+                    "records": len(offsets),
+                    "offsets_not_delivered": len(missing),
+                    "first_jumps": [(a, b) for a, b in zip(offsets, offsets[1:], strict=False) if b != a + 1][:5],
+                }
             finally:
                 await consumer.stop()
 
@@ -600,16 +688,17 @@ class Probe:
 
         fn = AIOKafkaConsumerThread._create_worker_consumer
         lines, first = inspect.getsourcelines(fn)
-        chosen = [first + i for i, line in enumerate(lines) if "isolation_level = \"read_committed\"" in line]
+        chosen = [first + i for i, line in enumerate(lines) if 'isolation_level = "read_committed"' in line]
         app_source = inspect.getsource(importlib.import_module("faust.app.base"))
-        app_source = app_source[app_source.index("def in_transaction"):][:400]
+        app_source = app_source[app_source.index("def in_transaction") :][:400]
         return {
             "faust_version": faust.__version__,
             "where": f"faust/transport/drivers/aiokafka.py:{chosen[0] if chosen else '?'} "
-                     "(AIOKafkaConsumerThread._create_worker_consumer)",
+            "(AIOKafkaConsumerThread._create_worker_consumer)",
             "read_committed_only_when": "consumer.in_transaction, i.e. App.in_transaction: "
-                                        "processing_guarantee == EXACTLY_ONCE"
-            if "EXACTLY_ONCE" in app_source and chosen else "not found: read the source again",
+            "processing_guarantee == EXACTLY_ONCE"
+            if "EXACTLY_ONCE" in app_source and chosen
+            else "not found: read the source again",
             "setting": None,
         }
 
@@ -623,8 +712,9 @@ class Probe:
         time.sleep(seconds)
         return (cpu_seconds(self.broker_pid) - c0) / (time.monotonic() - t0)
 
-    def cost_case(self, mode: str, commit_ms: float, rate: float, seconds: float,
-                  retry_backoff_ms: int | None = None) -> dict[str, Any]:
+    def cost_case(
+        self, mode: str, commit_ms: float, rate: float, seconds: float, retry_backoff_ms: int | None = None
+    ) -> dict[str, Any]:
         """One case: ``mode`` "idempotent" or "transactional", a commit every ``commit_ms`` (0:
         back to back, as soon as records were sent), ``rate`` records/s (0: unpaced);
         ``retry_backoff_ms`` sets librdkafka's ``retry.backoff.ms`` (default 100), the wait
@@ -634,9 +724,11 @@ class Probe:
 
         transactional = mode == "transactional"
         tuned = {"retry.backoff.ms": retry_backoff_ms} if retry_backoff_ms else {}
-        label = (f"{mode}{f' (retry.backoff.ms {retry_backoff_ms})' if tuned else ''} "
-                 f"{f'every {commit_ms:g} ms' if commit_ms else 'back to back'} "
-                 f"at {'max' if not rate else f'{rate:,.0f}/s'}")
+        label = (
+            f"{mode}{f' (retry.backoff.ms {retry_backoff_ms})' if tuned else ''} "
+            f"{f'every {commit_ms:g} ms' if commit_ms else 'back to back'} "
+            f"at {'max' if not rate else f'{rate:,.0f}/s'}"
+        )
         idle = self.broker_idle_rate(self.args.idle_s)
         if transactional:
             producer = self.transactional_producer(f"cost-{commit_ms:g}-{rate:g}-{retry_backoff_ms}", **tuned)
@@ -738,26 +830,34 @@ class Probe:
         bcpu = (cpu_seconds(self.broker_pid) - bcpu0) if self.broker_pid else None
         per_record = 1e6 / max(delivered[0], 1)
         result: dict[str, Any] = {
-            "mode": mode, "commit_every_ms": commit_ms, "offered_per_s": rate or None,
+            "mode": mode,
+            "commit_every_ms": commit_ms,
+            "offered_per_s": rate or None,
             "retry_backoff_ms": retry_backoff_ms or 100,
-            "seconds": round(elapsed, 2), "records": delivered[0], "errors": len(errors),
+            "seconds": round(elapsed, 2),
+            "records": delivered[0],
+            "errors": len(errors),
             "records_per_s": round(delivered[0] / elapsed, 1),
-            "commits": len(commit_lat), "commits_per_s": round(len(commit_lat) / elapsed, 1),
+            "commits": len(commit_lat),
+            "commits_per_s": round(len(commit_lat) / elapsed, 1),
             "client_cpu_us_per_record": round(cpu * per_record, 2),
             "client_cpu_share": round(cpu / elapsed, 3),
             "broker_cpu_us_per_record": round(bcpu * per_record, 2) if bcpu is not None else None,
             "broker_cpu_share": round(bcpu / elapsed, 3) if bcpu is not None else None,
             "broker_idle_cpu_share_before": round(idle, 3) if idle is not None else None,
             "broker_cpu_us_per_record_net_of_idle": round((bcpu - (idle or 0) * elapsed) * per_record, 2)
-            if bcpu is not None else None,
+            if bcpu is not None
+            else None,
             "commit_ms": _summary(commit_lat),
             ("send_offsets_ms" if transactional else "offset_commit_aiokafka_ms"): _summary(offsets_lat),
             "ack_ms": _summary(ack_latency),
         }
         if transactional:
             result["init_transactions_ms"] = init_ms
-            result["visible_ms"] = {"p50": _ms(weighted_percentile(visible, 50)),
-                                    "p99": _ms(weighted_percentile(visible, 99))}
+            result["visible_ms"] = {
+                "p50": _ms(weighted_percentile(visible, 50)),
+                "p99": _ms(weighted_percentile(visible, 99)),
+            }
             result["visible_means"] = "produce to commit_transaction's return (a read_committed reader sees it then)"
         else:
             result["flush_ms"] = _summary(flush_lat)
@@ -767,28 +867,48 @@ class Probe:
             f"{label}: {result['records_per_s']:,.0f} records/s, {result['commits_per_s']} commits/s, client "
             f"{result['client_cpu_us_per_record']} µs/record, broker {result['broker_cpu_us_per_record']} µs/record "
             f"(idle before {result['broker_idle_cpu_share_before']}), commit p50/p99 "
-            f"{result['commit_ms'].get('p50')}/{result['commit_ms'].get('p99')} ms")
+            f"{result['commit_ms'].get('p50')}/{result['commit_ms'].get('p99')} ms"
+        )
         return result
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--rate", type=float, default=10_000, help="offered records/s of the paced cases (default 10000)")
-    p.add_argument("--commit-ms", default="10,100,1000",
-                   help="commit cadences of the paced cases, ms (default 10,100,1000)")
+    p.add_argument(
+        "--commit-ms", default="10,100,1000", help="commit cadences of the paced cases, ms (default 10,100,1000)"
+    )
     p.add_argument("--seconds", type=float, default=6.0, help="length of each paced case (default 6)")
-    p.add_argument("--max-commit-ms", default="10,100",
-                   help="cadences of the unpaced cases, as fast as the producer goes ('' for none; default 10,100)")
+    p.add_argument(
+        "--max-commit-ms",
+        default="10,100",
+        help="cadences of the unpaced cases, as fast as the producer goes ('' for none; default 10,100)",
+    )
     p.add_argument("--max-seconds", type=float, default=4.0, help="length of each unpaced case (default 4)")
-    p.add_argument("--back-to-back", action=argparse.BooleanOptionalAction, default=True,
-                   help="also a transactional case committing back to back at --rate (default on)")
-    p.add_argument("--tuned-backoff-ms", type=int, default=5,
-                   help="also the transactional 10 ms and back-to-back cases with this retry.backoff.ms "
-                        "(0: not; default 5)")
-    p.add_argument("--idle-s", type=float, default=1.0,
-                   help="seconds the broker's idle CPU is sampled before each case (default 1)")
-    p.add_argument("--visibility-rounds", type=int, default=30,
-                   help="single-record rounds timing when a reader sees a record (default 30)")
+    p.add_argument(
+        "--back-to-back",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also a transactional case committing back to back at --rate (default on)",
+    )
+    p.add_argument(
+        "--tuned-backoff-ms",
+        type=int,
+        default=5,
+        help="also the transactional 10 ms and back-to-back cases with this retry.backoff.ms (0: not; default 5)",
+    )
+    p.add_argument(
+        "--idle-s",
+        type=float,
+        default=1.0,
+        help="seconds the broker's idle CPU is sampled before each case (default 1)",
+    )
+    p.add_argument(
+        "--visibility-rounds",
+        type=int,
+        default=30,
+        help="single-record rounds timing when a reader sees a record (default 30)",
+    )
     p.add_argument("--skip-feasibility", action="store_true", help="only the cost cases")
     p.add_argument("--out", type=Path, default=OUT, help=f"results file (default {OUT})")
     return p.parse_args(argv)
@@ -823,12 +943,19 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-                   "shared with other engineers' work while measured",
+        "shared with other engineers' work while measured",
         "loadavg_start": os.getloadavg(),
-        "clients": {"confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0],
-                    "aiokafka": __import__("aiokafka").__version__},
-        "record": {"value_bytes": VALUE_BYTES, "key_bytes": KEY_BYTES, "partitions": PARTITIONS,
-                   "producer": {**SINK, "acks": "all", "enable.idempotence": True}},
+        "clients": {
+            "confluent_kafka": confluent_kafka.version()[0],
+            "librdkafka": confluent_kafka.libversion()[0],
+            "aiokafka": __import__("aiokafka").__version__,
+        },
+        "record": {
+            "value_bytes": VALUE_BYTES,
+            "key_bytes": KEY_BYTES,
+            "partitions": PARTITIONS,
+            "producer": {**SINK, "acks": "all", "enable.idempotence": True},
+        },
         "args": {k: str(v) for k, v in vars(args).items()},
     }
     probe = Probe(settings, args, progress)
@@ -846,8 +973,11 @@ def main(argv: list[str] | None = None) -> int:
             cases.append(probe.cost_case("transactional", 0, args.rate, args.seconds))
         if args.tuned_backoff_ms:
             for commit_ms in (10.0, 0.0):
-                cases.append(probe.cost_case("transactional", commit_ms, args.rate, args.seconds,
-                                             retry_backoff_ms=args.tuned_backoff_ms))
+                cases.append(
+                    probe.cost_case(
+                        "transactional", commit_ms, args.rate, args.seconds, retry_backoff_ms=args.tuned_backoff_ms
+                    )
+                )
         for commit_ms in _cadences(args.max_commit_ms):
             for mode in ("idempotent", "transactional"):
                 cases.append(probe.cost_case(mode, commit_ms, 0, args.max_seconds))
@@ -858,22 +988,33 @@ def main(argv: list[str] | None = None) -> int:
             result["feasibility"]["read_back"] = probe.read_committed()
             result["feasibility"]["faust_isolation_level"] = probe.faust_isolation_level()
         result["worker"] = relate_to_worker(
-            cases, batch_window_ms=settings.batch_within_s * 1000, stateful_agents=STATEFUL_AGENTS,
-            partitions=settings.partitions, hops=HOPS_PER_ORDER, records_per_order=RECORDS_PER_ORDER,
-            redo_per_order=REDO_PER_ORDER, internal_receipts_per_order=INTERNAL_RECEIPTS_PER_ORDER)
+            cases,
+            batch_window_ms=settings.batch_within_s * 1000,
+            stateful_agents=STATEFUL_AGENTS,
+            partitions=settings.partitions,
+            hops=HOPS_PER_ORDER,
+            records_per_order=RECORDS_PER_ORDER,
+            redo_per_order=REDO_PER_ORDER,
+            internal_receipts_per_order=INTERNAL_RECEIPTS_PER_ORDER,
+        )
     finally:
         probe.close()
     result["loadavg_end"] = os.getloadavg()
     result["seconds"] = round(time.time() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"\n{'mode (retry.backoff.ms)':<24}{'T ms':>6}{'offered/s':>10}{'records/s':>11}{'commits/s':>10}"
-          f"{'client µs/rec':>14}{'broker µs/rec':>14}{'commit p50/p99 ms':>19}{'visible p50/p99 ms':>20}")
+    print(
+        f"\n{'mode (retry.backoff.ms)':<24}{'T ms':>6}{'offered/s':>10}{'records/s':>11}{'commits/s':>10}"
+        f"{'client µs/rec':>14}{'broker µs/rec':>14}{'commit p50/p99 ms':>19}{'visible p50/p99 ms':>20}"
+    )
     for c in result["cases"]:
-        print(f"{c['mode'] + ' (' + str(c['retry_backoff_ms']) + ')':<24}{c['commit_every_ms']:>6g}{(c['offered_per_s'] or 0):>10,.0f}{c['records_per_s']:>11,.0f}"
-              f"{c['commits_per_s']:>10}{c['client_cpu_us_per_record']:>14}{str(c['broker_cpu_us_per_record']):>14}"
-              f"{str(c['commit_ms'].get('p50')) + '/' + str(c['commit_ms'].get('p99')):>19}"
-              f"{str(c['visible_ms'].get('p50')) + '/' + str(c['visible_ms'].get('p99')):>20}")
+        print(
+            f"{c['mode'] + ' (' + str(c['retry_backoff_ms']) + ')':<24}{c['commit_every_ms']:>6g}"
+            f"{(c['offered_per_s'] or 0):>10,.0f}{c['records_per_s']:>11,.0f}"
+            f"{c['commits_per_s']:>10}{c['client_cpu_us_per_record']:>14}{str(c['broker_cpu_us_per_record']):>14}"
+            f"{str(c['commit_ms'].get('p50')) + '/' + str(c['commit_ms'].get('p99')):>19}"
+            f"{str(c['visible_ms'].get('p50')) + '/' + str(c['visible_ms'].get('p99')):>20}"
+        )
     print(f"results: {args.out} ({result['seconds']} s)")
     return 0
 

@@ -20,9 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Settings for the broker connection, the local stack, the worker and the core policy."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="INVENTORY_", env_file=".env", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="INVENTORY_", env_file=".env", extra="ignore", frozen=True)
 
     # --- Kafka connection -------------------------------------------------------------
     bootstrap_servers: str = Field(
@@ -53,7 +51,9 @@ class Settings(BaseSettings):
     )
     webhook_max_bytes: int = Field(262_144, gt=0, description="Largest webhook body accepted (413 above).")
     produce_retry_for_s: float = Field(
-        300.0, ge=1, description="How long `connectors.produce` keeps retrying a record the broker has not "
+        300.0,
+        ge=1,
+        description="How long `connectors.produce` keeps retrying a record the broker has not "
         "acknowledged (librdkafka message.timeout.ms) before it reports the line as not sent.",
     )
 
@@ -94,7 +94,12 @@ class Settings(BaseSettings):
         120.0, gt=0, description="How long `start` waits for the local registry to answer."
     )
     registry_compatibility: Literal[
-        "NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
+        "NONE",
+        "BACKWARD",
+        "BACKWARD_TRANSITIVE",
+        "FORWARD",
+        "FORWARD_TRANSITIVE",
+        "FULL",
         "FULL_TRANSITIVE",
     ] = Field("BACKWARD", description="Global compatibility level `start` sets on the local registry.")
     postgres_port: int = Field(
@@ -103,7 +108,8 @@ class Settings(BaseSettings):
     postgres_start_timeout_s: float = Field(60.0, gt=0, description="How long `start` waits for the local PostgreSQL.")
     connect_rest_port: int = Field(8083, description="REST port of the local Kafka Connect worker (127.0.0.1 only).")
     connect_group_id: str = Field(
-        "inventory-connect", description="Group id of the local Connect worker; also names its config/offset/status topics."
+        "inventory-connect",
+        description="Group id of the local Connect worker; also names its config/offset/status topics.",
     )
     connect_debezium_version: str = Field(
         "3.4.3.Final", description="io.debezium plugin archives from Maven Central (built against Kafka 4.1.1)."
@@ -151,15 +157,19 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often the expiry timer looks for unpaid reservations that came due (wall seconds)."
     )
     expiry_grace_s: float = Field(
-        300.0, ge=0, description="Event-time grace of reservation expiry: an order due at dueAt is ticked once its "
+        300.0,
+        ge=0,
+        description="Event-time grace of reservation expiry: an order due at dueAt is ticked once its "
         "partition's watermark (the latest occurredAt its order agent read) reaches dueAt + this. How late a payment "
         "may be read behind later events of the other topics without its order expiring first (one read later still "
-        "re-opens the order: docs/inventory-model.md)."
+        "re-opens the order: docs/inventory-model.md).",
     )
     expiry_wall_clock_fallback_s: float = Field(
-        900.0, gt=0, description="Wall-clock fallback of reservation expiry, for a quiet partition: an order due at "
+        900.0,
+        gt=0,
+        description="Wall-clock fallback of reservation expiry, for a quiet partition: an order due at "
         "dueAt is ticked once the wall clock reaches dueAt + this and the partition's watermark has not moved for "
-        "this long (a replay or backlog read at full speed keeps it moving). At least expiry_grace_s."
+        "this long (a replay or backlog read at full speed keeps it moving). At least expiry_grace_s.",
     )
     batch_max_events: int = Field(
         1000, ge=1, description="Most messages an agent applies as one transaction (one redo record, coalesced writes)."
@@ -168,38 +178,55 @@ class Settings(BaseSettings):
         0.01, gt=0, description="How long an agent waits for a batch to fill: the latency a quiet stream pays per hop."
     )
     batch_max_bytes: int = Field(
-        256 * 1024, ge=1024, description="A transaction is committed early once its writes and outputs reach this size "
-        "(its redo record must stay under the broker's 1 MB record limit)."
+        256 * 1024,
+        ge=1024,
+        description="A transaction is committed early once its writes and outputs reach this size "
+        "(its redo record must stay under the broker's 1 MB record limit).",
     )
     record_max_bytes: int = Field(
-        1_000_000, ge=65_536, description="Largest record the worker writes (its producer's message.max.bytes; "
+        1_000_000,
+        ge=65_536,
+        description="Largest record the worker writes (its producer's message.max.bytes; "
         "the broker's own default limit is 1,048,588 per batch). A message whose writes and outputs would not fit in "
-        "one transaction record under it (with batch_max_bytes already staged) is dead-lettered as TOO_LARGE."
+        "one transaction record under it (with batch_max_bytes already staged) is dead-lettered as TOO_LARGE.",
     )
     consumer_max_fetch_bytes: int = Field(
-        4 * 1024 * 1024, ge=1_048_588, description="Most bytes fetched per partition per request (at least the "
-        "broker's largest record, so that the largest record a source system may write is always read)."
+        4 * 1024 * 1024,
+        ge=1_048_588,
+        description="Most bytes fetched per partition per request (at least the "
+        "broker's largest record, so that the largest record a source system may write is always read).",
     )
     dead_letter_excerpt_bytes: int = Field(
-        16_384, ge=0, le=262_144, description="How much of a bad record's key and value a dead letter copies (with "
-        "the value's full size and SHA-256): a dead letter always fits under the broker's record limit."
+        16_384,
+        ge=0,
+        le=262_144,
+        description="How much of a bad record's key and value a dead letter copies (with "
+        "the value's full size and SHA-256): a dead letter always fits under the broker's record limit.",
     )
     session_timeout_s: float = Field(
-        6.0, gt=0, description="A worker silent this long is declared dead and its partitions move: the "
+        6.0,
+        gt=0,
+        description="A worker silent this long is declared dead and its partitions move: the "
         "detection part of a takeover. 6 s is the broker's default group.min.session.timeout.ms (the least it "
-        "accepts); the consumer heartbeats from its own thread, so a busy event loop does not stop it."
+        "accepts); the consumer heartbeats from its own thread, so a busy event loop does not stop it.",
     )
     heartbeat_interval_s: float = Field(
-        2.0, gt=0, description="Heartbeat period; a third of the session timeout, as Kafka advises (three "
-        "heartbeats may be lost before the worker is declared dead)."
+        2.0,
+        gt=0,
+        description="Heartbeat period; a third of the session timeout, as Kafka advises (three "
+        "heartbeats may be lost before the worker is declared dead).",
     )
     standby_replicas: int = Field(
-        1, ge=0, description="Standby copies of each table partition kept on other workers (Faust's "
+        1,
+        ge=0,
+        description="Standby copies of each table partition kept on other workers (Faust's "
         "table_standby_replicas): a standby follows the changelog, so a worker that takes a partition over "
-        "resumes from it instead of reading the whole changelog. Needs as many more workers; 0: none."
+        "resumes from it instead of reading the whole changelog. Needs as many more workers; 0: none.",
     )
     receipt_retention_days: int = Field(
-        7, ge=1, description=(
+        7,
+        ge=1,
+        description=(
             "Days of event time each partition remembers the messages it applied (receipts, document receipts, "
             "settled inbound documents), counted back from the newest occurredAt it applied; older ones are pruned "
             "in the same transactions. A message with no receipt that occurred before that horizon is refused "
@@ -213,17 +240,18 @@ class Settings(BaseSettings):
         (), description="Tie-break order for source selection; unlisted warehouses come last."
     )
     split_lines: bool = Field(
-        True, description=(
+        True,
+        description=(
             "A NORMAL or GIFT line that names no warehouse and that no single warehouse can fill is reserved "
             "across several (fewest warehouses first: most available first, ties by warehouse_priority, then "
             "code); false: such a line is rejected."
         ),
     )
-    default_reorder_point: int = Field(
-        10, ge=0, description="LOW_STOCK fires when availableQty crosses below this."
-    )
+    default_reorder_point: int = Field(10, ge=0, description="LOW_STOCK fires when availableQty crosses below this.")
     count_history: int = Field(
-        64, ge=1, description=(
+        64,
+        ge=1,
+        description=(
             "On-hand movements each position remembers (12 bytes each, in every SKU record) to net a "
             "stock count read after movements that happened after it; an older count is reported, not applied."
         ),
@@ -238,10 +266,7 @@ class Settings(BaseSettings):
     @property
     def uses_local_broker(self) -> bool:
         """True when the settings point at the embedded local broker, not a real cluster."""
-        return (
-            self.bootstrap_servers == f"127.0.0.1:{self.local_kafka_port}"
-            and self.security_protocol == "PLAINTEXT"
-        )
+        return self.bootstrap_servers == f"127.0.0.1:{self.local_kafka_port}" and self.security_protocol == "PLAINTEXT"
 
 
 @lru_cache(maxsize=1)

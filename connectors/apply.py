@@ -99,9 +99,9 @@ def render(doc: Mapping[str, Any], variables: Mapping[str, str]) -> dict[str, An
 
 def _request(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json",
-                                              "Accept": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", "Accept": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             raw = response.read()
@@ -125,8 +125,9 @@ def put_config(connect_url: str, doc: Mapping[str, Any]) -> bool:
     name = doc["name"]
     # Connect may answer 409 while its group rebalances (e.g. right after another PUT).
     for _ in range(30):
-        code, body = _request("PUT", f"{connect_url}/connectors/{_quoted(name)}/config",
-                              {**doc["config"], "name": name})
+        code, body = _request(
+            "PUT", f"{connect_url}/connectors/{_quoted(name)}/config", {**doc["config"], "name": name}
+        )
         if code != 409:
             break
         time.sleep(1.0)
@@ -160,8 +161,7 @@ class ConnectorState:
 
     @property
     def running(self) -> bool:
-        return self.state == "RUNNING" and bool(self.tasks) and all(
-            s == "RUNNING" for _, s, _ in self.tasks)
+        return self.state == "RUNNING" and bool(self.tasks) and all(s == "RUNNING" for _, s, _ in self.tasks)
 
     @property
     def failed(self) -> bool:
@@ -180,11 +180,13 @@ def _state_of(name: str, status: Mapping[str, Any] | None) -> ConnectorState:
     if status is None:
         return ConnectorState(name, "MISSING")
     connector = status.get("connector") or {}
-    tasks = [(int(t.get("id", -1)), str(t.get("state")), str(t.get("worker_id", "?")))
-             for t in status.get("tasks") or []]
+    tasks = [
+        (int(t.get("id", -1)), str(t.get("state")), str(t.get("worker_id", "?"))) for t in status.get("tasks") or []
+    ]
     traces = [connector.get("trace") or ""] + [t.get("trace") or "" for t in status.get("tasks") or []]
-    return ConnectorState(name, str(connector.get("state", "UNKNOWN")), sorted(tasks),
-                          next((t for t in traces if t), ""))
+    return ConnectorState(
+        name, str(connector.get("state", "UNKNOWN")), sorted(tasks), next((t for t in traces if t), "")
+    )
 
 
 def wait_for(connect_url: str, name: str, timeout_s: float = 60.0) -> ConnectorState:
@@ -201,8 +203,9 @@ def wait_for(connect_url: str, name: str, timeout_s: float = 60.0) -> ConnectorS
     return state
 
 
-def apply(connect_url: str, docs: Iterable[Mapping[str, Any]], timeout_s: float = 60.0,
-          out: Any = None) -> list[ConnectorState]:
+def apply(
+    connect_url: str, docs: Iterable[Mapping[str, Any]], timeout_s: float = 60.0, out: Any = None
+) -> list[ConnectorState]:
     """PUT each config, then wait for each; print the states. Returns them in order."""
     out = out or sys.stdout
     pending = []
@@ -225,17 +228,21 @@ def apply(connect_url: str, docs: Iterable[Mapping[str, Any]], timeout_s: float 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m connectors.apply",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="*", type=Path,
-                        help="connector JSON files (default: connectors/*.json)")
+    parser = argparse.ArgumentParser(prog="python -m connectors.apply", description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", type=Path, help="connector JSON files (default: connectors/*.json)")
     parser.add_argument("--connect-url", help="Connect REST URL (default: the local worker)")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds to wait for each connector to run (default 60)")
-    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                        help="replace the ${env:NAME} references by VALUE before sending, e.g. "
-                        "PIPELINE_TOPIC_PREFIX=t1. for a second deployment on the same worker "
-                        "(default: the files go as they are)")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for each connector to run (default 60)"
+    )
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="replace the ${env:NAME} references by VALUE before sending, e.g. "
+        "PIPELINE_TOPIC_PREFIX=t1. for a second deployment on the same worker "
+        "(default: the files go as they are)",
+    )
     parser.add_argument("--delete", nargs="+", metavar="NAME", help="delete these connectors")
     args = parser.parse_args(argv)
     settings = get_settings()

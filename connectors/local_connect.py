@@ -55,8 +55,16 @@ CONVERTER_CLASS = "io.apicurio.registry.utils.converter.AvroConverter"
 # so that ``allowed.paths`` can still restrict the provider (it refuses relative references).
 SECRETS_REFERENCE_PATH = "/proc/self/cwd/secrets.properties"
 # The worker's environment variables connector files may read with ${env:NAME} (worker_env).
-WORKER_ENV_NAMES = ("OMS_DB_HOST", "OMS_DB_PORT", "OMS_DB_NAME", "ERP_DB_HOST", "ERP_DB_PORT",
-                    "ERP_DB_NAME", "PIPELINE_TOPIC_PREFIX", "PIPELINE_REGISTRY_URL")
+WORKER_ENV_NAMES = (
+    "OMS_DB_HOST",
+    "OMS_DB_PORT",
+    "OMS_DB_NAME",
+    "ERP_DB_HOST",
+    "ERP_DB_PORT",
+    "ERP_DB_NAME",
+    "PIPELINE_TOPIC_PREFIX",
+    "PIPELINE_REGISTRY_URL",
+)
 
 
 class LocalConnectError(LocalServiceError):
@@ -95,8 +103,12 @@ def worker_env(settings: Settings) -> dict[str, str]:
     """What the worker's ``${env:NAME}`` references resolve to, added to its environment."""
     host, port = "127.0.0.1", str(local_postgres.port_of(settings))
     env = {
-        "OMS_DB_HOST": host, "OMS_DB_PORT": port, "OMS_DB_NAME": local_postgres.OMS_DATABASE,
-        "ERP_DB_HOST": host, "ERP_DB_PORT": port, "ERP_DB_NAME": local_postgres.ERP_DATABASE,
+        "OMS_DB_HOST": host,
+        "OMS_DB_PORT": port,
+        "OMS_DB_NAME": local_postgres.OMS_DATABASE,
+        "ERP_DB_HOST": host,
+        "ERP_DB_PORT": port,
+        "ERP_DB_NAME": local_postgres.ERP_DATABASE,
         "PIPELINE_TOPIC_PREFIX": settings.topic_prefix,  # the pipeline's topics
         "PIPELINE_REGISTRY_URL": apicurio_native_url(settings),  # Apicurio's native v2 API
     }
@@ -238,9 +250,12 @@ def ensure_jars(settings: Settings) -> ConnectPaths:
     folders = [artifact for artifact, _ in PLUGINS] + [CONVERTER_DIR]
     found, wanted = read_json(paths.marker), _wanted_marker(settings)
     jars = found.get("jars") or []
-    if all(found.get(k) == v for k, v in wanted.items()) and jars and all(
-            (paths.libs / jar).is_file() for jar in jars) and all(
-            (paths.plugins / folder).is_dir() for folder in folders):
+    if (
+        all(found.get(k) == v for k, v in wanted.items())
+        and jars
+        and all((paths.libs / jar).is_file() for jar in jars)
+        and all((paths.plugins / folder).is_dir() for folder in folders)
+    ):
         return paths
     for folder in (paths.libs, paths.plugins):
         shutil.rmtree(folder, ignore_errors=True)
@@ -248,20 +263,23 @@ def ensure_jars(settings: Settings) -> ConnectPaths:
     paths.marker.unlink(missing_ok=True)
     paths.pom.write_text(pom_xml(settings))
     paths.converter_pom.write_text(converter_pom_xml(settings))
-    CONNECT.say(f"resolving Connect {settings.kafka_version}, Debezium "
-                f"{settings.connect_debezium_version} plugins and Apicurio's converter "
-                f"{settings.connect_apicurio_converter_version} from Maven Central")
+    CONNECT.say(
+        f"resolving Connect {settings.kafka_version}, Debezium "
+        f"{settings.connect_debezium_version} plugins and Apicurio's converter "
+        f"{settings.connect_apicurio_converter_version} from Maven Central"
+    )
     began = time.monotonic()
-    downloads = sum(CONNECT.maven(settings, ["-f", str(pom), *goals], paths.root, pom.name)
-                    for pom, goals in ((paths.pom, ["dependency:copy-dependencies@runtime",
-                                                    "dependency:unpack@plugins"]),
-                                       (paths.converter_pom, ["dependency:copy-dependencies"])))
+    downloads = sum(
+        CONNECT.maven(settings, ["-f", str(pom), *goals], paths.root, pom.name)
+        for pom, goals in (
+            (paths.pom, ["dependency:copy-dependencies@runtime", "dependency:unpack@plugins"]),
+            (paths.converter_pom, ["dependency:copy-dependencies"]),
+        )
+    )
     # The converter declared the way KIP-898 wants (a ServiceLoader manifest, what Kafka's
     # connect-plugin-path sync-manifests would add): plugin.discovery=service_load finds it.
-    with zipfile.ZipFile(paths.plugins / CONVERTER_DIR / "inventory-center-service-manifest.jar",
-                         "w") as jar:
-        jar.writestr("META-INF/services/org.apache.kafka.connect.storage.Converter",
-                     f"{CONVERTER_CLASS}\n")
+    with zipfile.ZipFile(paths.plugins / CONVERTER_DIR / "inventory-center-service-manifest.jar", "w") as jar:
+        jar.writestr("META-INF/services/org.apache.kafka.connect.storage.Converter", f"{CONVERTER_CLASS}\n")
     jars = sorted(p.name for p in paths.libs.glob("*.jar"))
     if f"connect-runtime-{settings.kafka_version}.jar" not in jars:
         raise LocalConnectError(f"Maven finished but connect-runtime is missing from {paths.libs}")
@@ -269,8 +287,10 @@ def ensure_jars(settings: Settings) -> ConnectPaths:
         raise LocalConnectError(f"Maven finished but {paths.plugins / missing[0]} is missing")
     paths.marker.write_text(json.dumps({**wanted, "jars": jars}, indent=1))
     size_mb = sum(f.stat().st_size for f in paths.root.rglob("*.jar")) / 1e6
-    CONNECT.say(f"{len(jars)} runtime jars and {len(folders)} plugins ({size_mb:.0f} MB of jars) "
-                f"ready in {time.monotonic() - began:.1f}s ({downloads} files downloaded)")
+    CONNECT.say(
+        f"{len(jars)} runtime jars and {len(folders)} plugins ({size_mb:.0f} MB of jars) "
+        f"ready in {time.monotonic() - began:.1f}s ({downloads} files downloaded)"
+    )
     return paths
 
 
@@ -359,9 +379,11 @@ def write_secrets(settings: Settings) -> Path:
     """What ``${file:<secrets>:<key>}`` resolves to: the local databases' credentials (0600,
     never printed; connector files name the keys, not the values)."""
     values = local_postgres.credentials(settings)
-    return write_private(secrets_file(settings), "# Generated by connectors/local_connect.py from "
-                         "the local databases' credentials.\n"
-                         + "".join(f"{k}={v}\n" for k, v in sorted(values.items())))
+    return write_private(
+        secrets_file(settings),
+        "# Generated by connectors/local_connect.py from "
+        "the local databases' credentials.\n" + "".join(f"{k}={v}\n" for k, v in sorted(values.items())),
+    )
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, Any]:
@@ -428,8 +450,10 @@ class LocalConnect(LocalService):
 
     def prepare(self, settings: Settings) -> tuple[list[str], Mapping[str, str] | None]:
         if settings.uses_local_broker and not local_kafka.is_running(settings):
-            raise LocalConnectError(f"Kafka does not answer on {settings.bootstrap_servers}: "
-                                    "start it first (python -m streams.local_kafka start)")
+            raise LocalConnectError(
+                f"Kafka does not answer on {settings.bootstrap_servers}: "
+                "start it first (python -m streams.local_kafka start)"
+            )
         paths = ensure_jars(settings)
         paths.log.parent.mkdir(parents=True, exist_ok=True)
         paths.properties.write_text(worker_properties(settings))
@@ -437,10 +461,17 @@ class LocalConnect(LocalService):
         write_secrets(settings)
         # Same JVM options as the broker's, its own heap. cwd (launch): the secrets file is read
         # from the worker's working directory (/proc/self/cwd).
-        return [settings.java_bin, *shlex.split(settings.connect_heap),
-                *shlex.split(settings.kafka_jvm_opts), f"-Dlog4j2.configurationFile={paths.log4j}",
-                f"-Dkafka.logs.dir={paths.log.parent}", "-cp", f"{paths.libs}/*", MAIN_CLASS,
-                str(paths.properties)], {**os.environ, **worker_env(settings)}
+        return [
+            settings.java_bin,
+            *shlex.split(settings.connect_heap),
+            *shlex.split(settings.kafka_jvm_opts),
+            f"-Dlog4j2.configurationFile={paths.log4j}",
+            f"-Dkafka.logs.dir={paths.log.parent}",
+            "-cp",
+            f"{paths.libs}/*",
+            MAIN_CLASS,
+            str(paths.properties),
+        ], {**os.environ, **worker_env(settings)}
 
     def after_ready(self, settings: Settings) -> str:
         write_secrets(settings)  # the credentials may have been regenerated
@@ -450,24 +481,33 @@ class LocalConnect(LocalService):
         return drift(settings, pid)
 
     def details(self, settings: Settings, running: bool, pid: int | None) -> list[tuple[str, str]]:
-        rows = [("rest", rest_url(settings)),
-                ("versions", f"Kafka {settings.kafka_version}, Debezium "
-                             f"{settings.connect_debezium_version}, Apicurio converter "
-                             f"{settings.connect_apicurio_converter_version}")]
+        rows = [
+            ("rest", rest_url(settings)),
+            (
+                "versions",
+                f"Kafka {settings.kafka_version}, Debezium "
+                f"{settings.connect_debezium_version}, Apicurio converter "
+                f"{settings.connect_apicurio_converter_version}",
+            ),
+        ]
         if running:
             code, names = _get(f"{rest_url(settings)}/connectors")
             plugins = ", ".join(c.rsplit(".", 1)[-1] for c in plugins_listed(settings))
-            rows += [("plugins", f"{plugins}, {CONVERTER_CLASS.rsplit('.', 1)[-1]} (Apicurio "
-                                 f"{settings.connect_apicurio_converter_version})"),
-                     ("connectors", ", ".join(names) if code == 200 and names else "-")]
+            rows += [
+                (
+                    "plugins",
+                    f"{plugins}, {CONVERTER_CLASS.rsplit('.', 1)[-1]} (Apicurio "
+                    f"{settings.connect_apicurio_converter_version})",
+                ),
+                ("connectors", ", ".join(names) if code == 200 and names else "-"),
+            ]
             if pid is not None and (why := drift(settings, pid)):
                 rows.append(("outdated", f"{why} (start restarts it)"))
         return rows
 
 
 CONNECT = LocalConnect()
-start, stop, status, is_running, main = (CONNECT.start, CONNECT.stop, CONNECT.status,
-                                         CONNECT.is_running, CONNECT.main)
+start, stop, status, is_running, main = (CONNECT.start, CONNECT.stop, CONNECT.status, CONNECT.is_running, CONNECT.main)
 
 if __name__ == "__main__":
     sys.exit(main())

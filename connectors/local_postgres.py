@@ -64,8 +64,11 @@ def port_of(settings: Settings) -> int:
 
 def _bin_dir() -> Path | None:
     """Debian keeps each major version's server binaries in /usr/lib/postgresql/<v>/bin."""
-    found = [(int(path.parent.name), path) for path in Path("/usr/lib/postgresql").glob("*/bin")
-             if (path / "initdb").is_file() and path.parent.name.isdigit()]
+    found = [
+        (int(path.parent.name), path)
+        for path in Path("/usr/lib/postgresql").glob("*/bin")
+        if (path / "initdb").is_file() and path.parent.name.isdigit()
+    ]
     return max(found)[1] if found else None
 
 
@@ -76,7 +79,8 @@ def ensure_installed() -> Path:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise LocalPostgresError(
             "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin; as root run: "
-            "apt-get update && apt-get install -y postgresql")
+            "apt-get update && apt-get install -y postgresql"
+        )
     # Debian's postinst would create and start a system-wide 'main' cluster on 5432 that
     # nobody uses; on a fresh machine (no postgresql-common yet) tell it not to.
     createcluster = Path("/etc/postgresql-common/createcluster.conf")
@@ -84,26 +88,31 @@ def ensure_installed() -> Path:
         createcluster.parent.mkdir(parents=True, exist_ok=True)
         createcluster.write_text("create_main_cluster = false\n")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-               "-o", "Dpkg::Options::=--force-confold", "postgresql"]
+    install = [
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        "postgresql",
+    ]
     POSTGRES.say("installing Debian's postgresql (apt-get)")
     began = time.monotonic()
     if subprocess.run(install, env=env, capture_output=True, text=True).returncode != 0:
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
         done = subprocess.run(install, env=env, capture_output=True, text=True)
         if done.returncode != 0:
-            raise LocalPostgresError(
-                f"apt-get install postgresql failed:\n{done.stdout}{done.stderr}")
+            raise LocalPostgresError(f"apt-get install postgresql failed:\n{done.stdout}{done.stderr}")
     if (found := _bin_dir()) is None:
-        raise LocalPostgresError(
-            "apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb")
+        raise LocalPostgresError("apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb")
     POSTGRES.say(f"installed in {time.monotonic() - began:.0f}s")
     return found
 
 
 def server_version() -> str:
-    out = subprocess.run([str(ensure_installed() / "postgres"), "--version"], capture_output=True,
-                         text=True)
+    out = subprocess.run([str(ensure_installed() / "postgres"), "--version"], capture_output=True, text=True)
     return (out.stdout.strip() or out.stderr.strip()).replace("postgres (PostgreSQL)", "PostgreSQL")
 
 
@@ -114,14 +123,13 @@ def _chown_to_owner(path: Path) -> None:
         shutil.chown(path, SUPERUSER, SUPERUSER)
 
 
-def _run(cmd: list[str], *, as_owner: bool = False, input: str | None = None,
-         check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def _run(
+    cmd: list[str], *, as_owner: bool = False, input: str | None = None, check: bool = True, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
     owner = {"user": SUPERUSER, "group": SUPERUSER} if as_owner and os.geteuid() == 0 else {}
-    done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
-                          cwd="/", **owner)  # type: ignore[call-overload]
+    done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, cwd="/", **owner)  # type: ignore[call-overload]
     if check and done.returncode != 0:
-        raise LocalPostgresError(f"{' '.join(cmd[:2])} failed (exit {done.returncode}):\n"
-                                 f"{done.stdout}{done.stderr}")
+        raise LocalPostgresError(f"{' '.join(cmd[:2])} failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
     return done  # type: ignore[no-any-return]
 
 
@@ -132,14 +140,20 @@ def credentials(settings: Settings) -> dict[str, str]:
     path = PostgresPaths.of(settings).credentials
     if path.is_file():
         pairs = (line.strip().partition("=") for line in path.read_text().splitlines())
-        values = {k.strip(): v.strip() for k, sep, v in pairs
-                  if sep and not k.startswith(("#", "!"))}
+        values = {k.strip(): v.strip() for k, sep, v in pairs if sep and not k.startswith(("#", "!"))}
         if {"oms.password", "erp.password"} <= values.keys():
             return values
-    values = {"oms.user": OMS_ROLE, "oms.password": secrets.token_urlsafe(24),
-              "erp.user": ERP_ROLE, "erp.password": secrets.token_urlsafe(24)}
-    write_private(path, "# Generated by connectors/local_postgres.py: passwords of the local OMS "
-                        "and ERP roles.\n" + "".join(f"{k}={v}\n" for k, v in values.items()))
+    values = {
+        "oms.user": OMS_ROLE,
+        "oms.password": secrets.token_urlsafe(24),
+        "erp.user": ERP_ROLE,
+        "erp.password": secrets.token_urlsafe(24),
+    }
+    write_private(
+        path,
+        "# Generated by connectors/local_postgres.py: passwords of the local OMS "
+        "and ERP roles.\n" + "".join(f"{k}={v}\n" for k, v in values.items()),
+    )
     return values
 
 
@@ -185,9 +199,22 @@ def _initdb(settings: Settings, bindir: Path) -> None:
     paths.data.mkdir(parents=True, mode=0o700)
     _chown_to_owner(paths.data)
     began = time.monotonic()
-    _run([str(bindir / "initdb"), "-D", str(paths.data), "-U", SUPERUSER, "-E", "UTF8",
-          "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256",
-          "--no-instructions"], as_owner=True)
+    _run(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(paths.data),
+            "-U",
+            SUPERUSER,
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-instructions",
+        ],
+        as_owner=True,
+    )
     with (paths.data / "postgresql.conf").open("a") as handle:
         handle.write("\ninclude_if_exists = 'local.conf'  # connectors/local_postgres.py\n")
     POSTGRES.say(f"initialised {paths.data} in {time.monotonic() - began:.1f}s")
@@ -196,9 +223,27 @@ def _initdb(settings: Settings, bindir: Path) -> None:
 def psql(settings: Settings, database: str, sql: str, *, check: bool = True) -> str:
     """Run SQL as the superuser over the private socket; returns unaligned, tuples-only output
     (``|`` between columns). Raises LocalPostgresError on the first error when ``check``."""
-    done = _run([str(ensure_installed() / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                 "-h", str(PostgresPaths.of(settings).socket_dir), "-p", str(port_of(settings)),
-                 "-U", SUPERUSER, "-d", database], input=sql, check=False)
+    done = _run(
+        [
+            str(ensure_installed() / "psql"),
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(PostgresPaths.of(settings).socket_dir),
+            "-p",
+            str(port_of(settings)),
+            "-U",
+            SUPERUSER,
+            "-d",
+            database,
+        ],
+        input=sql,
+        check=False,
+    )
     if check and done.returncode != 0:
         raise LocalPostgresError(f"psql -d {database} failed:\n{done.stderr.strip()}")
     return done.stdout
@@ -292,7 +337,8 @@ def ensure_databases(settings: Settings, oms: str = OMS_DATABASE, erp: str = ERP
         f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN "
         f"CREATE ROLE {role} {attributes}; END IF; END $$;\n"
         f"ALTER ROLE {role} {attributes} PASSWORD {_literal(creds[f'{role}.password'])};\n"
-        for role, attributes in ((OMS_ROLE, "LOGIN REPLICATION"), (ERP_ROLE, "LOGIN")))
+        for role, attributes in ((OMS_ROLE, "LOGIN REPLICATION"), (ERP_ROLE, "LOGIN"))
+    )
     psql(settings, "postgres", "SET password_encryption = 'scram-sha-256';\n" + roles)
     _ensure_database(settings, oms, OMS_ROLE, OMS_SCHEMA)
     _ensure_database(settings, erp, ERP_ROLE, ERP_SCHEMA)
@@ -303,10 +349,13 @@ def drop_database(settings: Settings, name: str) -> None:
     name = _ident(name)
     if name in (OMS_DATABASE, ERP_DATABASE, "postgres"):
         raise ValueError(f"refusing to drop {name}")
-    psql(settings, "postgres",
-         f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-         f"WHERE database = '{name}' AND NOT active;\n"
-         f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
+    psql(
+        settings,
+        "postgres",
+        f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+        f"WHERE database = '{name}' AND NOT active;\n"
+        f"DROP DATABASE IF EXISTS {name} WITH (FORCE);",
+    )
 
 
 class LocalPostgres(LocalService):
@@ -333,9 +382,22 @@ class LocalPostgres(LocalService):
         bindir = _bin_dir()
         if bindir is None or self.managed_pid(settings) is None:
             return False
-        return subprocess.run([str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
-                               str(port_of(settings)), "-t", str(max(1, int(timeout)))],
-                              capture_output=True).returncode == 0
+        return (
+            subprocess.run(
+                [
+                    str(bindir / "pg_isready"),
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port_of(settings)),
+                    "-t",
+                    str(max(1, int(timeout))),
+                ],
+                capture_output=True,
+            ).returncode
+            == 0
+        )
 
     def prepare(self, settings: Settings) -> tuple[list[str], Mapping[str, str] | None]:
         bindir, paths = ensure_installed(), PostgresPaths.of(settings)
@@ -348,17 +410,25 @@ class LocalPostgres(LocalService):
         for path in (paths.socket_dir, paths.local_conf, paths.data / "pg_hba.conf", paths.log):
             _chown_to_owner(path)
         timeout = int(settings.postgres_start_timeout_s)
-        return [str(bindir / "pg_ctl"), "start", "-D", str(paths.data), "-l", str(paths.log),
-                "-w", "-t", str(timeout), "-s"], None
+        return [
+            str(bindir / "pg_ctl"),
+            "start",
+            "-D",
+            str(paths.data),
+            "-l",
+            str(paths.log),
+            "-w",
+            "-t",
+            str(timeout),
+            "-s",
+        ], None
 
     def launch(self, settings: Settings, argv: list[str], env: Mapping[str, str] | None) -> int:
         """pg_ctl start -w: returns once the server accepts connections."""
-        done = _run(argv, as_owner=True, check=False,
-                    timeout=settings.postgres_start_timeout_s + 10)
+        done = _run(argv, as_owner=True, check=False, timeout=settings.postgres_start_timeout_s + 10)
         pid = read_pid(PostgresPaths.of(settings).pid_file)
         if done.returncode != 0 or pid is None:
-            raise self.failure(settings, f"pg_ctl start failed (exit {done.returncode}):\n"
-                                         f"{done.stdout}{done.stderr}")
+            raise self.failure(settings, f"pg_ctl start failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
         return pid
 
     def halt(self, settings: Settings, pid: int) -> None:
@@ -370,14 +440,21 @@ class LocalPostgres(LocalService):
         return ""
 
     def details(self, settings: Settings, running: bool, pid: int | None) -> list[tuple[str, str]]:
-        return [("address", f"{self.address(settings)} (databases {OMS_DATABASE}, {ERP_DATABASE})"),
-                ("version", server_version() if _bin_dir() else "not installed"),
-                ("data", str(PostgresPaths.of(settings).data))]
+        return [
+            ("address", f"{self.address(settings)} (databases {OMS_DATABASE}, {ERP_DATABASE})"),
+            ("version", server_version() if _bin_dir() else "not installed"),
+            ("data", str(PostgresPaths.of(settings).data)),
+        ]
 
 
 POSTGRES = LocalPostgres()
-start, stop, status, is_running, main = (POSTGRES.start, POSTGRES.stop, POSTGRES.status,
-                                         POSTGRES.is_running, POSTGRES.main)
+start, stop, status, is_running, main = (
+    POSTGRES.start,
+    POSTGRES.stop,
+    POSTGRES.status,
+    POSTGRES.is_running,
+    POSTGRES.main,
+)
 
 if __name__ == "__main__":
     sys.exit(main())

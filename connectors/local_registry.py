@@ -82,8 +82,12 @@ def ensure_app(settings: Settings) -> Path:
     version, paths = settings.registry_version, RegistryPaths.of(settings)
     runner, marker = paths.runner(version), read_json(paths.app / ".complete")
     lib = paths.app / "lib"
-    if marker.get("version") == version and runner.is_file() and lib.is_dir() and sum(
-            1 for _ in lib.iterdir()) == marker.get("lib_files"):
+    if (
+        marker.get("version") == version
+        and runner.is_file()
+        and lib.is_dir()
+        and sum(1 for _ in lib.iterdir()) == marker.get("lib_files")
+    ):
         return runner
     paths.root.mkdir(parents=True, exist_ok=True)
     coordinates = f"io.apicurio:{ARTIFACT_ID}:{version}:tar.gz:all"
@@ -92,8 +96,12 @@ def ensure_app(settings: Settings) -> Path:
     with tempfile.TemporaryDirectory(prefix="app-", dir=paths.root) as scratch:
         download = Path(scratch) / "download"
         # cwd=scratch: a folder without a pom.xml, so Maven runs its stub project.
-        REGISTRY.maven(settings, [f"{DEPENDENCY_PLUGIN}:copy", f"-Dartifact={coordinates}",
-                                  f"-DoutputDirectory={download}"], Path(scratch), coordinates)
+        REGISTRY.maven(
+            settings,
+            [f"{DEPENDENCY_PLUGIN}:copy", f"-Dartifact={coordinates}", f"-DoutputDirectory={download}"],
+            Path(scratch),
+            coordinates,
+        )
         archives = list(download.glob("*.tar.gz"))
         if len(archives) != 1:
             raise LocalRegistryError(f"Maven left {len(archives)} archives in {download}")
@@ -103,12 +111,12 @@ def ensure_app(settings: Settings) -> Path:
         lib_files = sum(1 for _ in (unpacked / "lib").iterdir())
         if not (unpacked / runner.name).is_file():
             raise LocalRegistryError(f"{archives[0].name} holds no {runner.name}")
-        (unpacked / ".complete").write_text(
-            json.dumps({"version": version, "lib_files": lib_files}, indent=1))
+        (unpacked / ".complete").write_text(json.dumps({"version": version, "lib_files": lib_files}, indent=1))
         shutil.rmtree(paths.app, ignore_errors=True)  # another version or a half-finished run
         unpacked.rename(paths.app)
-    REGISTRY.say(f"Apicurio Registry {version} unpacked into {paths.app} ({lib_files} jars) "
-                 f"in {time.monotonic() - began:.1f}s")
+    REGISTRY.say(
+        f"Apicurio Registry {version} unpacked into {paths.app} ({lib_files} jars) in {time.monotonic() - began:.1f}s"
+    )
     return runner
 
 
@@ -148,13 +156,11 @@ quarkus.http.access-log.enabled=false
 """
 
 
-def _request(settings: Settings, method: str, path: str, body: Any = None,
-             timeout: float = 5.0) -> Any:
+def _request(settings: Settings, method: str, path: str, body: Any = None, timeout: float = 5.0) -> Any:
     """One call to the local registry's ccompat API; the decoded JSON answer."""
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
-    request = urllib.request.Request(registry_url(settings) + path, data=data, method=method,
-                                     headers=headers)
+    request = urllib.request.Request(registry_url(settings) + path, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - loopback
         return json.loads(answer.read() or b"null")
 
@@ -180,8 +186,7 @@ def ensure_compatibility(settings: Settings) -> str:
 
 
 class LocalRegistry(LocalService):
-    name, module, title, noun = ("registry", "connectors.local_registry", "schema registry",
-                                 "schema registry")
+    name, module, title, noun = ("registry", "connectors.local_registry", "schema registry", "schema registry")
     description = "The local schema registry (Apicurio Registry, Confluent-compatible API)."
     Paths, error, poll_s = RegistryPaths, LocalRegistryError, 0.1
     port_setting, timeout_setting = "registry_port", "registry_start_timeout_s"
@@ -216,27 +221,38 @@ class LocalRegistry(LocalService):
         for folder in (paths.properties.parent, paths.database.parent, paths.log.parent):
             folder.mkdir(parents=True, exist_ok=True)
         paths.properties.write_text(application_properties(settings))
-        return [settings.java_bin, *shlex.split(settings.registry_heap),
-                *shlex.split(settings.registry_jvm_opts), "-jar", str(runner)], None
+        return [
+            settings.java_bin,
+            *shlex.split(settings.registry_heap),
+            *shlex.split(settings.registry_jvm_opts),
+            "-jar",
+            str(runner),
+        ], None
 
     def after_ready(self, settings: Settings) -> str:
         return f", compatibility {ensure_compatibility(settings)}"
 
     def details(self, settings: Settings, running: bool, pid: int | None) -> list[tuple[str, str]]:
-        rows = [("url", registry_url(settings)),
-                ("version", f"Apicurio Registry {settings.registry_version}")]
+        rows = [("url", registry_url(settings)), ("version", f"Apicurio Registry {settings.registry_version}")]
         if running:
             try:
-                rows += [("compatibility", compatibility(settings)),
-                         ("subjects", str(len(_request(settings, "GET", "/subjects"))))]
+                rows += [
+                    ("compatibility", compatibility(settings)),
+                    ("subjects", str(len(_request(settings, "GET", "/subjects")))),
+                ]
             except (OSError, ValueError, KeyError) as exc:
                 rows.append(("api", repr(exc)))
         return [*rows, ("storage", f"{RegistryPaths.of(settings).database}.mv.db")]
 
 
 REGISTRY = LocalRegistry()
-start, stop, status, is_running, main = (REGISTRY.start, REGISTRY.stop, REGISTRY.status,
-                                         REGISTRY.is_running, REGISTRY.main)
+start, stop, status, is_running, main = (
+    REGISTRY.start,
+    REGISTRY.stop,
+    REGISTRY.status,
+    REGISTRY.is_running,
+    REGISTRY.main,
+)
 managed_pid = REGISTRY.managed_pid
 
 if __name__ == "__main__":

@@ -58,8 +58,15 @@ class EventPublisher:
     ``report.unsent`` with the reason. With ``status``, librdkafka's per-retry log lines are
     replaced by one line there per change of the broker's state."""
 
-    def __init__(self, settings: Settings, codec: Codec | None = None, *, retry_for_s: float | None = None,
-                 status: IO[str] | None = None, **producer_overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        codec: Codec | None = None,
+        *,
+        retry_for_s: float | None = None,
+        status: IO[str] | None = None,
+        **producer_overrides: Any,
+    ) -> None:
         from confluent_kafka import Producer
 
         self.settings = settings
@@ -169,8 +176,13 @@ def default_unsent_path(source: str, now: datetime) -> Path:
     return Path(source if source.endswith(".unsent") else f"{source}.unsent")
 
 
-def produce(lines: Iterable[str], publisher: EventPublisher | None, unsent_path: Path,
-            first_line: int = 1, err: IO[str] | None = None) -> Outcome:
+def produce(
+    lines: Iterable[str],
+    publisher: EventPublisher | None,
+    unsent_path: Path,
+    first_line: int = 1,
+    err: IO[str] | None = None,
+) -> Outcome:
     """Validate and publish every line from ``first_line`` (numbers count every line of the
     input); stop sending at the first record that failed (or on Ctrl-C), wait for the reports
     of those in flight, and write every valid line not acknowledged to ``unsent_path``, in
@@ -201,8 +213,11 @@ def produce(lines: Iterable[str], publisher: EventPublisher | None, unsent_path:
                 continue
             if publisher.report.unsent:
                 first = min(publisher.report.unsent)
-                print(f"line {first} was not sent ({publisher.report.unsent[first]}): sending stops; "
-                      f"waiting for the lines in flight", file=err)
+                print(
+                    f"line {first} was not sent ({publisher.report.unsent[first]}): sending stops; "
+                    f"waiting for the lines in flight",
+                    file=err,
+                )
                 break
             if len(kept) >= prune_at:  # keep only what may still have to be resumed
                 kept = {n: t for n, t in kept.items() if n in publisher.unacknowledged}
@@ -232,8 +247,9 @@ def produce(lines: Iterable[str], publisher: EventPublisher | None, unsent_path:
     return outcome
 
 
-def _write_unsent(resume: list[tuple[int, str]], rest: Iterator[tuple[int, str]], outcome: Outcome,
-                  path: Path, err: IO[str]) -> None:
+def _write_unsent(
+    resume: list[tuple[int, str]], rest: Iterator[tuple[int, str]], outcome: Outcome, path: Path, err: IO[str]
+) -> None:
     """The unsent lines, then every valid line never read, into ``path`` - atomically, as the
     input may be that very file; nothing is created when there is nothing to write."""
     tmp = path.with_name(path.name + ".tmp")
@@ -284,14 +300,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("file", help="JSON lines file, or - for standard input")
     parser.add_argument("--dry-run", action="store_true", help="validate only, send nothing")
-    parser.add_argument("--retry-for", type=float, default=None, metavar="SECONDS",
-                        help="how long each record is retried while the broker does not acknowledge it "
-                        "(default: the setting produce_retry_for_s, 300)")
-    parser.add_argument("--from-line", type=int, default=1, metavar="N",
-                        help="skip the lines before line N (numbers still count from the file's first line)")
-    parser.add_argument("--unsent", default=None, metavar="PATH",
-                        help="where the lines not sent are written (default: FILE.unsent, an input named "
-                        "*.unsent is rewritten in place; for standard input produce-<time>.unsent)")
+    parser.add_argument(
+        "--retry-for",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long each record is retried while the broker does not acknowledge it "
+        "(default: the setting produce_retry_for_s, 300)",
+    )
+    parser.add_argument(
+        "--from-line",
+        type=int,
+        default=1,
+        metavar="N",
+        help="skip the lines before line N (numbers still count from the file's first line)",
+    )
+    parser.add_argument(
+        "--unsent",
+        default=None,
+        metavar="PATH",
+        help="where the lines not sent are written (default: FILE.unsent, an input named "
+        "*.unsent is rewritten in place; for standard input produce-<time>.unsent)",
+    )
     args = parser.parse_args(argv)
     if args.retry_for is not None and args.retry_for < 1:
         parser.error("--retry-for must be at least 1 (second)")
@@ -309,14 +339,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{unsent_path}: every line sent; removed", file=sys.stderr)
     if outcome.unsent:
         reasons = sorted(set(outcome.unsent.values()))
-        print(f"not sent: line{'s' if len(outcome.unsent) > 1 else ''} {line_ranges(outcome.unsent)} "
-              f"({'; '.join(reasons[:3])}{'; ...' if len(reasons) > 3 else ''})", file=sys.stderr)
-        print(f"they are in {outcome.unsent_path}, in input order; resume with: "
-              f"python -m connectors.produce {outcome.unsent_path}", file=sys.stderr)
-        print("(a line that was in flight when it failed may have been written all the same; the pipeline "
-              "applies each eventId once, so resuming cannot apply it twice)", file=sys.stderr)
-    print(f"{outcome.valid} valid, {len(outcome.invalid)} invalid, {outcome.sent} sent, "
-          f"{len(outcome.unsent)} not sent", file=sys.stderr)
+        print(
+            f"not sent: line{'s' if len(outcome.unsent) > 1 else ''} {line_ranges(outcome.unsent)} "
+            f"({'; '.join(reasons[:3])}{'; ...' if len(reasons) > 3 else ''})",
+            file=sys.stderr,
+        )
+        print(
+            f"they are in {outcome.unsent_path}, in input order; resume with: "
+            f"python -m connectors.produce {outcome.unsent_path}",
+            file=sys.stderr,
+        )
+        print(
+            "(a line that was in flight when it failed may have been written all the same; the pipeline "
+            "applies each eventId once, so resuming cannot apply it twice)",
+            file=sys.stderr,
+        )
+    print(
+        f"{outcome.valid} valid, {len(outcome.invalid)} invalid, {outcome.sent} sent, {len(outcome.unsent)} not sent",
+        file=sys.stderr,
+    )
     if outcome.unsent:
         return 75
     if outcome.interrupted:

@@ -222,8 +222,7 @@ def summary(params: DayParams, report: RunReport, simulation: DaySimulation, rat
     lines.append(f"{report.events:,} events in {report.seconds:.2f} s: {report.rate:,.0f} events/s ({pace})")
     if report.published:
         lines.append(
-            f"published {report.published:,}, acknowledged {report.acknowledged:,}, "
-            f"{len(report.failures)} failures"
+            f"published {report.published:,}, acknowledged {report.acknowledged:,}, {len(report.failures)} failures"
         )
     statuses = Counter(o.status.value for o in simulation.shadow.tables.orders_by_no.values())
     lines.append("orders in the shadow model: " + ", ".join(f"{s} {n:,}" for s, n in statuses.most_common()))
@@ -241,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default=None, help="id namespace (default S<seed>)")
     parser.add_argument("--sku-prefix", default=defaults.sku_prefix)
     parser.add_argument(
-        "--calm", action="store_true",
+        "--calm",
+        action="store_true",
         help="a day whose outcome does not depend on how the pipeline interleaves its topics "
         "(ample stock, routed orders, no counts, no returns): the pipeline must end where the "
         "generator's model ends",
@@ -252,12 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="also write the events as JSON lines (- for stdout)")
     parser.add_argument("--dry-run", action="store_true", help="publish nothing")
     parser.add_argument(
-        "--pregenerate", action="store_true",
-        help="generate the whole day before publishing it (the rate is then the producer's; "
-        "memory grows with the day)",
+        "--pregenerate",
+        action="store_true",
+        help="generate the whole day before publishing it (the rate is then the producer's; memory grows with the day)",
     )
     parser.add_argument(
-        "--opening-pause", type=float, default=0.0, metavar="SECONDS",
+        "--opening-pause",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
         help="after the opening stock, wait this long before the first order (a fresh pipeline "
         "must shelve it first: its topics are not ordered with each other)",
     )
@@ -265,8 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate must be > 0")
     params = DayParams(
-        seed=args.seed, orders=args.orders, skus=args.skus, warehouses=args.warehouses,
-        day=args.day, tag=args.tag, sku_prefix=args.sku_prefix, mix=CALM if args.calm else Mix(),
+        seed=args.seed,
+        orders=args.orders,
+        skus=args.skus,
+        warehouses=args.warehouses,
+        day=args.day,
+        tag=args.tag,
+        sku_prefix=args.sku_prefix,
+        mix=CALM if args.calm else Mix(),
     )
     publisher = None
     if not args.dry_run:
@@ -289,9 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.out:
         out = open(args.out, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     try:
-        report, simulation = run(
-            params, publisher, out, args.rate, sys.stderr, args.opening_pause, args.pregenerate
-        )
+        report, simulation = run(params, publisher, out, args.rate, sys.stderr, args.opening_pause, args.pregenerate)
     finally:
         if out is not None and out is not sys.stdout:
             out.close()

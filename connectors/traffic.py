@@ -93,15 +93,44 @@ MINUTE = 60
 HOUR = 3600
 
 # Orders per hour of the day, relative: a quiet night, a morning rise, the evening peak.
-HOURLY_ORDERS = (1.0, 0.6, 0.4, 0.3, 0.3, 0.4, 0.8, 1.5, 2.5, 3.5, 4.5, 4.5,
-                 4.0, 3.5, 3.5, 3.5, 3.5, 3.5, 4.0, 5.0, 6.0, 6.5, 5.0, 2.5)
+HOURLY_ORDERS = (
+    1.0,
+    0.6,
+    0.4,
+    0.3,
+    0.3,
+    0.4,
+    0.8,
+    1.5,
+    2.5,
+    3.5,
+    4.5,
+    4.5,
+    4.0,
+    3.5,
+    3.5,
+    3.5,
+    3.5,
+    3.5,
+    4.0,
+    5.0,
+    6.0,
+    6.5,
+    5.0,
+    2.5,
+)
 LINES_PER_ORDER = {1: 45, 2: 25, 3: 15, 4: 10, 5: 5}  # lines: relative frequency
 UNITS_PER_LINE = {1: 60, 2: 25, 3: 10, 4: 3, 6: 2}
 BULK_UNITS = (10, 40)  # a business customer's line
 CITIES = (
-    ("北京市朝阳区", "北京"), ("上海市浦东新区", "上海"), ("广州市天河区", "广州"),
-    ("深圳市南山区", "深圳"), ("杭州市西湖区", "杭州"), ("成都市武侯区", "成都"),
-    ("武汉市洪山区", "武汉"), ("西安市雁塔区", "西安"),
+    ("北京市朝阳区", "北京"),
+    ("上海市浦东新区", "上海"),
+    ("广州市天河区", "广州"),
+    ("深圳市南山区", "深圳"),
+    ("杭州市西湖区", "杭州"),
+    ("成都市武侯区", "成都"),
+    ("武汉市洪山区", "武汉"),
+    ("西安市雁塔区", "西安"),
 )
 NAMES = ("张三", "李四", "王五", "赵六", "钱七", "孙八", "周九", "吴十", "郑一", "冯二", "陈晨", "林琳")
 CARRIERS = ("SF", "ZTO", "YTO", "JD", "EMS")
@@ -166,9 +195,14 @@ class Mix:
 # may not): ample stock at every position (no order competes for the last unit) and every
 # order routed to a named warehouse (no source picked by whichever reservation came first).
 CALM = Mix(
-    named_warehouse=1.0, assortment=1.0, opening_cover=10.0, bulk_line=0.0,
+    named_warehouse=1.0,
+    assortment=1.0,
+    opening_cover=10.0,
+    bulk_line=0.0,
     replenish_horizon=20.0,  # ASNs all day long, and presales against them
-    snapshots_per_warehouse=0, returned=0.0, delivery_failed=0.1,
+    snapshots_per_warehouse=0,
+    returned=0.0,
+    delivery_failed=0.1,
 )
 
 
@@ -178,15 +212,33 @@ CALM = Mix(
 # short - with more of the flows that cross topics (transfers, failures, returns, counts
 # with drift). No pay-later orders: a payment window is judged on the clock that reads it.
 BACKLOG = Mix(
-    pay_later=0.0, transfers=0.08, adjustments=0.05, delivery_failed=0.1, returned=0.3, damaged_unit=0.3,
-    snapshots_per_warehouse=3, snapshot_drift=0.3, disposals_per_warehouse=3,
-    resent_document=0.15, redelivered=0.03, return_elsewhere=0.3, transfer_short=0.3, parcel_back_short=0.5,
+    pay_later=0.0,
+    transfers=0.08,
+    adjustments=0.05,
+    delivery_failed=0.1,
+    returned=0.3,
+    damaged_unit=0.3,
+    snapshots_per_warehouse=3,
+    snapshot_drift=0.3,
+    disposals_per_warehouse=3,
+    resent_document=0.15,
+    redelivered=0.03,
+    return_elsewhere=0.3,
+    transfer_short=0.3,
+    parcel_back_short=0.5,
 )
 
 # The stock documents a WMS may send again under a new eventId: each is applied once per
 # document number (receiptNo, asnNo, transferNo, adjustmentNo, snapshotId, disposalNo).
-RESENDABLE = (GoodsReceived, InboundAnnounced, StockAdjusted, TransferDispatched, TransferReceived,
-              StockSnapshot, DamagedDisposed)
+RESENDABLE = (
+    GoodsReceived,
+    InboundAnnounced,
+    StockAdjusted,
+    TransferDispatched,
+    TransferReceived,
+    StockSnapshot,
+    DamagedDisposed,
+)
 
 
 @dataclass(frozen=True)
@@ -266,7 +318,7 @@ class DaySimulation:
         ranked = list(self.skus)
         rng.shuffle(ranked)
         self.by_popularity = ranked
-        weights = [1.0 / (rank ** self.mix.zipf_exponent) for rank in range(1, len(ranked) + 1)]
+        weights = [1.0 / (rank**self.mix.zipf_exponent) for rank in range(1, len(ranked) + 1)]
         total = sum(weights)
         self.popularity = {sku: w / total for sku, w in zip(ranked, weights, strict=True)}
         self._cumulative = list(itertools.accumulate(w / total for w in weights))
@@ -329,7 +381,7 @@ class DaySimulation:
 
     def _read_outputs(self) -> None:
         outputs = self.shadow.outputs
-        for output in outputs[self._outputs_read:]:
+        for output in outputs[self._outputs_read :]:
             if isinstance(output, OutboundInstruction):
                 low, high = PICK_MINUTES[output.time_requirement]
                 self.later(low, high, lambda o=output: self.pick_and_ship(o))
@@ -411,7 +463,9 @@ class DaySimulation:
         regional = self.warehouses[city % len(self.warehouses)] if routed and not presale_lines else None
         items = [
             OrderItem(
-                sku=sku, quantity=qty, warehouse_code=inbound_to if routed else None,
+                sku=sku,
+                quantity=qty,
+                warehouse_code=inbound_to if routed else None,
                 price=Decimal("0.00") if order_type == OrderType.GIFT else self.prices[sku],
             )
             for sku, qty, inbound_to in lines
@@ -451,9 +505,7 @@ class DaySimulation:
         """Units announced and not yet received: what a presale sells (sku, units, the
         warehouse they are announced to)."""
         inbound = [
-            (sku, qty, warehouse_code)
-            for warehouse_code, lines in self._open_asns.values()
-            for sku, qty in lines
+            (sku, qty, warehouse_code) for warehouse_code, lines in self._open_asns.values() for sku, qty in lines
         ]
         if not inbound:
             return []
@@ -508,14 +560,21 @@ class DaySimulation:
     def ship(self, order_no: str, warehouse_code: str, lines: list[tuple[str, int]]) -> None:
         carrier = self.rng.choice(CARRIERS)
         parcel = _Parcel(
-            shipment_no=self.document_no("SH"), order_no=order_no, warehouse_code=warehouse_code,
-            lines=lines, waybill_no=self.document_no(carrier), city=self._order_city.get(order_no, 0),
+            shipment_no=self.document_no("SH"),
+            order_no=order_no,
+            warehouse_code=warehouse_code,
+            lines=lines,
+            waybill_no=self.document_no(carrier),
+            city=self._order_city.get(order_no, 0),
         )
         self.emit(
             OrderShipped,
-            shipment_no=parcel.shipment_no, order_no=order_no, warehouse_code=warehouse_code,
+            shipment_no=parcel.shipment_no,
+            order_no=order_no,
+            warehouse_code=warehouse_code,
             lines=[StockLine(sku=sku, quantity=qty) for sku, qty in lines],
-            waybill_no=parcel.waybill_no, carrier=carrier,
+            waybill_no=parcel.waybill_no,
+            carrier=carrier,
         )
         self.later(20, 90, lambda: self.track(parcel, PickedUp))
 
@@ -532,8 +591,11 @@ class DaySimulation:
         _, city = CITIES[parcel.city]
         location = {PickedUp: f"{parcel.warehouse_code}仓", InTransit: f"{city}分拨中心"}.get(step, f"{city}")
         self.emit(
-            step, order_no=parcel.order_no, shipment_no=parcel.shipment_no,
-            waybill_no=parcel.waybill_no, location=location,
+            step,
+            order_no=parcel.order_no,
+            shipment_no=parcel.shipment_no,
+            waybill_no=parcel.waybill_no,
+            location=location,
         )
         if step is PickedUp:
             self.later(60, 180, lambda: self.track(parcel, InTransit))
@@ -564,7 +626,9 @@ class DaySimulation:
             lines = self._short(lines)
         self.emit(
             GoodsReceived,
-            receipt_no=self.document_no("RB"), asn_no=parcel.shipment_no, warehouse_code=parcel.warehouse_code,
+            receipt_no=self.document_no("RB"),
+            asn_no=parcel.shipment_no,
+            warehouse_code=parcel.warehouse_code,
             lines=[ReceivedLine(sku=sku, sellable_qty=qty) for sku, qty in lines],
         )
 
@@ -577,7 +641,7 @@ class DaySimulation:
             return lines
         n = rng.choice(several)
         sku, qty = lines[n]
-        return lines[:n] + [(sku, qty - rng.randint(1, qty // 2))] + lines[n + 1:]
+        return lines[:n] + [(sku, qty - rng.randint(1, qty // 2))] + lines[n + 1 :]
 
     def request_return(self, parcel: _Parcel) -> None:
         rng = self.rng
@@ -585,15 +649,21 @@ class DaySimulation:
         items = [(sku, rng.randint(1, qty)) for sku, qty in picked]
         return_no = self.document_no("RT")
         self.emit(
-            ReturnRequested, order_no=parcel.order_no, return_no=return_no,
-            items=[StockLine(sku=sku, quantity=qty) for sku, qty in items], reason="不想要了",
+            ReturnRequested,
+            order_no=parcel.order_no,
+            return_no=return_no,
+            items=[StockLine(sku=sku, quantity=qty) for sku, qty in items],
+            reason="不想要了",
         )
         self.later(30, 180, lambda: self.pick_up_return(parcel, return_no, items))
 
     def pick_up_return(self, parcel: _Parcel, return_no: str, items: list[tuple[str, int]]) -> None:
         self.emit(
-            ReturnPickedUp, order_no=parcel.order_no, return_no=return_no,
-            waybill_no=self.document_no("RW"), warehouse_code=parcel.warehouse_code,
+            ReturnPickedUp,
+            order_no=parcel.order_no,
+            return_no=return_no,
+            waybill_no=self.document_no("RW"),
+            warehouse_code=parcel.warehouse_code,
         )
         self.later(60, 180, lambda: self.inspect_return(parcel, return_no, items))
 
@@ -609,8 +679,11 @@ class DaySimulation:
         if self.mix.return_elsewhere and len(self.warehouses) > 1 and self.rng.random() < self.mix.return_elsewhere:
             warehouse_code = self.rng.choice([wh for wh in self.warehouses if wh != parcel.warehouse_code])
         self.emit(
-            ReturnInspected, return_no=return_no, order_no=parcel.order_no,
-            warehouse_code=warehouse_code, lines=lines,
+            ReturnInspected,
+            return_no=return_no,
+            order_no=parcel.order_no,
+            warehouse_code=warehouse_code,
+            lines=lines,
         )
 
     # --- WMS: inbound --------------------------------------------------------------------
@@ -626,8 +699,10 @@ class DaySimulation:
                 lines.append(ReceivedLine(sku=sku, sellable_qty=min(units, 1_000_000)))
         for start in range(0, len(lines), 100):
             self.emit(
-                GoodsReceived, receipt_no=self.document_no(OPENING_PREFIX), warehouse_code=warehouse_code,
-                lines=lines[start:start + 100],
+                GoodsReceived,
+                receipt_no=self.document_no(OPENING_PREFIX),
+                warehouse_code=warehouse_code,
+                lines=lines[start : start + 100],
             )
 
     def replenish(self, warehouse_code: str) -> None:
@@ -643,9 +718,11 @@ class DaySimulation:
                 wanted.append((sku, min(units, 1_000_000)))
         for start in range(0, len(wanted), 100):
             asn_no = self.document_no("ASN")
-            lines = wanted[start:start + 100]
+            lines = wanted[start : start + 100]
             self.emit(
-                InboundAnnounced, asn_no=asn_no, warehouse_code=warehouse_code,
+                InboundAnnounced,
+                asn_no=asn_no,
+                warehouse_code=warehouse_code,
                 lines=[StockLine(sku=sku, quantity=qty) for sku, qty in lines],
             )
             self._open_asns[asn_no] = (warehouse_code, lines)
@@ -666,8 +743,11 @@ class DaySimulation:
                 lines.append(ReceivedLine(sku=sku, sellable_qty=sellable, damaged_qty=damaged))
         if lines:
             self.emit(
-                GoodsReceived, receipt_no=self.document_no("RC"), asn_no=asn_no,
-                warehouse_code=warehouse_code, lines=lines,
+                GoodsReceived,
+                receipt_no=self.document_no("RC"),
+                asn_no=asn_no,
+                warehouse_code=warehouse_code,
+                lines=lines,
             )
 
     # --- WMS: stock care -----------------------------------------------------------------
@@ -685,8 +765,12 @@ class DaySimulation:
         if taking and available < units:  # nothing unreserved to take: the count found some
             reason, taking = AdjustmentReason.FOUND, False
         self.emit(
-            StockAdjusted, adjustment_no=self.document_no("ADJ"), warehouse_code=warehouse_code,
-            sku=sku, delta=-units if taking else units, reason=reason,
+            StockAdjusted,
+            adjustment_no=self.document_no("ADJ"),
+            warehouse_code=warehouse_code,
+            sku=sku,
+            delta=-units if taking else units,
+            reason=reason,
         )
 
     def transfer(self) -> None:
@@ -715,8 +799,11 @@ class DaySimulation:
             return
         transfer_no = self.document_no("TRF")
         self.emit(
-            TransferDispatched, transfer_no=transfer_no, from_warehouse_code=route[0],
-            to_warehouse_code=route[1], lines=[StockLine(sku=sku, quantity=qty) for sku, qty in lines],
+            TransferDispatched,
+            transfer_no=transfer_no,
+            from_warehouse_code=route[0],
+            to_warehouse_code=route[1],
+            lines=[StockLine(sku=sku, quantity=qty) for sku, qty in lines],
         )
         self.later(120, 300, lambda: self.receive_transfer(transfer_no, route[1], lines))
 
@@ -734,7 +821,7 @@ class DaySimulation:
         sometimes off the books by a unit or two (never below what is reserved)."""
         rng, mix = self.rng, self.mix
         lines = []
-        for sku in self.skus[zone % 4::4]:
+        for sku in self.skus[zone % 4 :: 4]:
             p = self.shadow.position(sku, warehouse_code)
             if p is None:
                 continue
@@ -746,8 +833,11 @@ class DaySimulation:
             lines.append(CountedLine(sku=sku, counted_qty=counted))
         if lines:
             self.emit(
-                StockSnapshot, snapshot_id=self.document_no("CNT"), warehouse_code=warehouse_code,
-                counted_at=self.at(self.now), lines=lines[:2000],
+                StockSnapshot,
+                snapshot_id=self.document_no("CNT"),
+                warehouse_code=warehouse_code,
+                counted_at=self.at(self.now),
+                lines=lines[:2000],
             )
 
     def dispose(self, warehouse_code: str) -> None:
@@ -756,8 +846,11 @@ class DaySimulation:
             p = self.shadow.position(sku, warehouse_code)
             if p is not None and p.damaged_qty > 0:
                 self.emit(
-                    DamagedDisposed, disposal_no=self.document_no("DSP"), warehouse_code=warehouse_code,
-                    sku=sku, quantity=p.damaged_qty,
+                    DamagedDisposed,
+                    disposal_no=self.document_no("DSP"),
+                    warehouse_code=warehouse_code,
+                    sku=sku,
+                    quantity=p.damaged_qty,
                 )
                 disposed += 1
                 if disposed == 3:
@@ -777,7 +870,11 @@ def generate_day(
     """One simulated day of validated input events, in causal order. ``options``: the other
     fields of ``DayParams`` (``day``, ``tag``, ``sku_prefix``, ``mix``)."""
     params = DayParams(
-        seed=seed, orders=orders, skus=skus, warehouses=warehouses, **options  # type: ignore[arg-type]
+        seed=seed,
+        orders=orders,
+        skus=skus,
+        warehouses=warehouses,
+        **options,  # type: ignore[arg-type]
     )
     return DaySimulation(params).events()
 
@@ -828,11 +925,18 @@ def ship_what_is_held(center: InventoryCenter, day: date = DEFAULT_DAY) -> list[
                         held.setdefault(part, []).append(StockLine(sku=line.sku, quantity=units))
         for n, (warehouse_code, lines) in enumerate(sorted(held.items()), start=1):
             shipment_no = f"EOD-{order.order_no}-{n}"
-            parcels.append(OrderShipped(
-                event_id=f"EOD-ship-{shipment_no}", occurred_at=day_end(day), shipment_no=shipment_no,
-                order_no=order.order_no, warehouse_code=warehouse_code, lines=lines,
-                waybill_no=f"WB-{shipment_no}", carrier=CARRIERS[0],
-            ))
+            parcels.append(
+                OrderShipped(
+                    event_id=f"EOD-ship-{shipment_no}",
+                    occurred_at=day_end(day),
+                    shipment_no=shipment_no,
+                    order_no=order.order_no,
+                    warehouse_code=warehouse_code,
+                    lines=lines,
+                    waybill_no=f"WB-{shipment_no}",
+                    carrier=CARRIERS[0],
+                )
+            )
     return parcels
 
 
@@ -840,7 +944,10 @@ def cancel_at_day_end(order_no: str, day: date = DEFAULT_DAY) -> OrderCancelled:
     """The OMS closes an order still open at midnight. The same id for the same order: the
     model and a pipeline may both be sent it."""
     return OrderCancelled(
-        event_id=f"EOD-cancel-{order_no}", occurred_at=day_end(day), order_no=order_no, reason="end of day",
+        event_id=f"EOD-cancel-{order_no}",
+        occurred_at=day_end(day),
+        order_no=order_no,
+        reason="end of day",
     )
 
 

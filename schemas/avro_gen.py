@@ -49,9 +49,7 @@ def differences(directory: Path, expected: Mapping[str, str]) -> list[str]:
 
 def main(argv: list[str] | None = None, *, out: Callable[[str], None] = print) -> int:
     parser = argparse.ArgumentParser(prog="python -m schemas.avro_gen", description=__doc__)
-    parser.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 listing files that differ"
-    )
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 listing files that differ")
     parser.add_argument("--dir", type=Path, default=AVRO_DIR, help="default: schemas/avro")
     args = parser.parse_args(argv)
     expected = expected_files()

@@ -294,8 +294,7 @@ def default_json(annotation: Any, value: Any) -> Any:
         return [default_json(seq[0], item) for item in value]
     if is_record_class(bare):
         return {
-            spec.wire_name: default_json(spec.annotation, getattr(value, spec.attr))
-            for spec in record_fields(bare)
+            spec.wire_name: default_json(spec.annotation, getattr(value, spec.attr)) for spec in record_fields(bare)
         }
     raise TypeError(f"no Avro default for {value!r} of {annotation!r}")
 

@@ -167,17 +167,14 @@ def _decoder(annotation: Any) -> Converter | None:
 @cache
 def _record_encoder(cls: type) -> Converter:
     """obj -> {wireName: value}, reading attributes directly (no model_dump)."""
-    plan = tuple(
-        (spec.attr, spec.wire_name, _encoder(spec.annotation)) for spec in record_fields(cls)
-    )
+    plan = tuple((spec.attr, spec.wire_name, _encoder(spec.annotation)) for spec in record_fields(cls))
     if all(convert is None for _, _, convert in plan):
         pairs = tuple((attr, name) for attr, name, _ in plan)
         return lambda obj: {name: getattr(obj, attr) for attr, name in pairs}
 
     def to_wire(obj: Any) -> dict[str, Any]:
         return {
-            name: getattr(obj, attr) if convert is None else convert(getattr(obj, attr))
-            for attr, name, convert in plan
+            name: getattr(obj, attr) if convert is None else convert(getattr(obj, attr)) for attr, name, convert in plan
         }
 
     return to_wire
@@ -186,15 +183,10 @@ def _record_encoder(cls: type) -> Converter:
 @cache
 def _record_decoder(cls: type) -> Converter:
     """{wireName: value} -> instance, trusting the data (no validation)."""
-    plan = tuple(
-        (spec.attr, spec.wire_name, _decoder(spec.annotation)) for spec in record_fields(cls)
-    )
+    plan = tuple((spec.attr, spec.wire_name, _decoder(spec.annotation)) for spec in record_fields(cls))
 
     def values(record: dict[str, Any]) -> dict[str, Any]:
-        return {
-            attr: record[name] if convert is None else convert(record[name])
-            for attr, name, convert in plan
-        }
+        return {attr: record[name] if convert is None else convert(record[name]) for attr, name, convert in plan}
 
     if issubclass(cls, BaseModel):
         # What BaseModel.model_construct does, minus its per-field default/alias search
@@ -302,18 +294,14 @@ class RecordRegistry:
                 raise TypeError(f"fingerprint of {cls!r} collides with {clash.record.cls!r}")
             self._by_class[cls] = record
             self._by_name[record.fullname] = record
-            self._by_fingerprint[record.fingerprint] = WriterSchema(
-                record, record.parsed, record.fingerprint, None
-            )
+            self._by_fingerprint[record.fingerprint] = WriterSchema(record, record.parsed, record.fingerprint, None)
             return record
 
     def record_type(self, cls: type) -> RecordType:
         try:
             return self._by_class[cls]
         except KeyError:
-            raise UnregisteredTypeError(
-                f"{cls.__module__}.{cls.__qualname__} has no registered Avro schema"
-            ) from None
+            raise UnregisteredTypeError(f"{cls.__module__}.{cls.__qualname__} has no registered Avro schema") from None
 
     @property
     def record_types(self) -> tuple[RecordType, ...]:
@@ -350,9 +338,7 @@ class RecordRegistry:
         except Exception as exc:  # fastavro raises several kinds for a bad schema
             raise UnknownSchemaError(f"writer schema {fullname!r} does not parse: {exc}") from exc
         with self._lock:
-            entry = self._by_fingerprint.setdefault(
-                fp, WriterSchema(record, parsed, fp, record.parsed)
-            )
+            entry = self._by_fingerprint.setdefault(fp, WriterSchema(record, parsed, fp, record.parsed))
         return entry
 
 
@@ -381,9 +367,7 @@ class Framing(Protocol):
         """Bytes to put before the body of ``record``'s class written to ``topic``."""
         ...
 
-    def read_header(
-        self, data: bytes, topic: str | None, registry: RecordRegistry
-    ) -> tuple[WriterSchema, int]:
+    def read_header(self, data: bytes, topic: str | None, registry: RecordRegistry) -> tuple[WriterSchema, int]:
         """The writer schema named by ``data``'s header and where the body starts."""
         ...
 
@@ -396,17 +380,11 @@ class SingleObjectFraming:
     def header(self, record: RecordType, topic: str | None) -> bytes:
         return SINGLE_OBJECT_MAGIC + record.fingerprint
 
-    def read_header(
-        self, data: bytes, topic: str | None, registry: RecordRegistry
-    ) -> tuple[WriterSchema, int]:
+    def read_header(self, data: bytes, topic: str | None, registry: RecordRegistry) -> tuple[WriterSchema, int]:
         if len(data) < self.HEADER_SIZE:
-            raise WireDecodeError(
-                f"truncated: {len(data)} bytes, a single-object header alone is 10"
-            )
+            raise WireDecodeError(f"truncated: {len(data)} bytes, a single-object header alone is 10")
         if data[:2] != SINGLE_OBJECT_MAGIC:
-            raise WireDecodeError(
-                f"bad magic {bytes(data[:2]).hex()}: not Avro single-object encoding (c301)"
-            )
+            raise WireDecodeError(f"bad magic {bytes(data[:2]).hex()}: not Avro single-object encoding (c301)")
         return registry.by_fingerprint(bytes(data[2:10])), self.HEADER_SIZE
 
 
@@ -445,9 +423,7 @@ class ConfluentFraming:
 
         if topic is None:
             raise WireEncodeError("ConfluentFraming needs the topic to name the subject")
-        subject = self._subject_name(
-            SerializationContext(topic, MessageField.VALUE), record.fullname
-        )
+        subject = self._subject_name(SerializationContext(topic, MessageField.VALUE), record.fullname)
         if not subject:
             raise WireEncodeError(f"subject name strategy gave no subject for {topic!r}")
         return subject
@@ -471,20 +447,14 @@ class ConfluentFraming:
             header = CONFLUENT_MAGIC + int(schema_id).to_bytes(4, "big")
             self._ids[key] = header
             # Our own id needs no round trip to the registry when we read it back.
-            self._writers.setdefault(
-                int(schema_id), WriterSchema(record, record.parsed, record.fingerprint, None)
-            )
+            self._writers.setdefault(int(schema_id), WriterSchema(record, record.parsed, record.fingerprint, None))
         return header
 
-    def read_header(
-        self, data: bytes, topic: str | None, registry: RecordRegistry
-    ) -> tuple[WriterSchema, int]:
+    def read_header(self, data: bytes, topic: str | None, registry: RecordRegistry) -> tuple[WriterSchema, int]:
         if len(data) < self.HEADER_SIZE:
             raise WireDecodeError(f"truncated: {len(data)} bytes, a Confluent header alone is 5")
         if data[:1] != CONFLUENT_MAGIC:
-            raise WireDecodeError(
-                f"bad magic {bytes(data[:1]).hex()}: not Confluent Schema Registry framing (00)"
-            )
+            raise WireDecodeError(f"bad magic {bytes(data[:1]).hex()}: not Confluent Schema Registry framing (00)")
         schema_id = int.from_bytes(data[1:5], "big")
         writer = self._writers.get(schema_id)
         if writer is None:
@@ -540,13 +510,11 @@ class Codec:
             wire = schemaless_reader(buffer, writer.parsed, writer.reader_schema)
         except Exception as exc:  # fastavro: EOFError, UnicodeDecodeError, IndexError, ...
             raise WireDecodeError(
-                f"{writer.record.cls.__name__}: unreadable Avro body at byte "
-                f"{buffer.tell()} of {len(data)}: {exc!r}"
+                f"{writer.record.cls.__name__}: unreadable Avro body at byte {buffer.tell()} of {len(data)}: {exc!r}"
             ) from exc
         if buffer.tell() != len(data):
             raise WireDecodeError(
-                f"{writer.record.cls.__name__}: {len(data) - buffer.tell()} trailing bytes "
-                "after the record"
+                f"{writer.record.cls.__name__}: {len(data) - buffer.tell()} trailing bytes after the record"
             )
         build = writer.record.from_wire_validated if validate else writer.record.from_wire_trusted
         try:

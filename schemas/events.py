@@ -38,9 +38,7 @@ def parse_event(obj: Any) -> Event:
 
 
 def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<event>'}: {err['msg']}" for err in exc.errors()
-    )
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<event>'}: {err['msg']}" for err in exc.errors())
 
 
 def parse_line(line_no: int, line: str) -> Event | InvalidLine:

@@ -64,15 +64,11 @@ class InboundType(StrEnum):
 
 
 class Consignee(Contract):
-    name: Annotated[str, Field(min_length=1, max_length=128)] = Field(
-        description="Recipient name."
-    )
+    name: Annotated[str, Field(min_length=1, max_length=128)] = Field(description="Recipient name.")
     phone: Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[0-9+\- ()]+$")] = Field(
         description="Recipient phone."
     )
-    address: Annotated[str, Field(min_length=1, max_length=512)] = Field(
-        description="Delivery address."
-    )
+    address: Annotated[str, Field(min_length=1, max_length=512)] = Field(description="Delivery address.")
 
 
 class OrderItem(Contract):
@@ -109,9 +105,7 @@ class InspectedLine(Contract):
 
 class CountedLine(Contract):
     sku: Sku = Field(description="Stock keeping unit.")
-    counted_qty: NonNegativeQty = Field(
-        description="Sellable units physically counted (reserved ones included)."
-    )
+    counted_qty: NonNegativeQty = Field(description="Sellable units physically counted (reserved ones included).")
 
 
 Lines = Annotated[list[StockLine], Field(min_length=1, max_length=MAX_LINES)]
@@ -135,9 +129,7 @@ class OrderCreated(OmsEvent):
 
     order_type: OrderType = Field(description="NORMAL, PRESALE or GIFT.")
     consignee: Consignee = Field(description="Who receives the goods.")
-    items: Annotated[list[OrderItem], Field(min_length=1, max_length=MAX_LINES)] = Field(
-        description="Order lines."
-    )
+    items: Annotated[list[OrderItem], Field(min_length=1, max_length=MAX_LINES)] = Field(description="Order lines.")
     total_amount: Money = Field(description="Order total.")
     time_requirement: TimeRequirement = Field(description="STANDARD, EXPRESS or URGENT.")
     warehouse_code: WarehouseCode | None = Field(
@@ -264,9 +256,7 @@ class GoodsReceived(WmsEvent):
     lines: Annotated[list[ReceivedLine], Field(min_length=1, max_length=MAX_LINES)] = Field(
         description="Units received."
     )
-    closes_asn: bool = Field(
-        True, description="True: what was announced and not received will not come."
-    )
+    closes_asn: bool = Field(True, description="True: what was announced and not received will not come.")
 
     @field_validator("lines")
     @classmethod
@@ -395,6 +385,4 @@ MOVEMENT_EVENTS: tuple[type[Event], ...] = (
     DamagedDisposed,
     ReorderPointSet,
 )
-INPUT_EVENTS: dict[str, type[Event]] = {
-    cls.__name__: cls for cls in ORDER_EVENTS + SHIPMENT_EVENTS + MOVEMENT_EVENTS
-}
+INPUT_EVENTS: dict[str, type[Event]] = {cls.__name__: cls for cls in ORDER_EVENTS + SHIPMENT_EVENTS + MOVEMENT_EVENTS}

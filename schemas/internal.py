@@ -159,7 +159,8 @@ class ReservationUpdated(Contract):
         "which holds the rest of reservedQty.",
     )
     seq: int = Field(
-        0, description="The SKU partition's answer sequence: an answer older than one the order read "
+        0,
+        description="The SKU partition's answer sequence: an answer older than one the order read "
         "(sent again after a crash) is ignored. 0: unknown.",
     )
 

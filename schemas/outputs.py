@@ -42,8 +42,8 @@ class InventoryChanged(InventoryLevel):
     updated_at: Timestamp | None = Field(
         default=None,
         description="The position's updatedAt: the newest occurredAt among the events that changed it, so never "
-                    "earlier than the previous version's (occurredAt is this change's own event; they differ when "
-                    "events are applied out of event-time order). Null in records written before it was added.",
+        "earlier than the previous version's (occurredAt is this change's own event; they differ when "
+        "events are applied out of event-time order). Null in records written before it was added.",
     )
 
 

@@ -129,13 +129,28 @@ class DeadLetters:
         value = msg.value if isinstance(msg.value, bytes) else None
         if item is not None:
             error, value = f"item {item[0]} of the envelope: {error}", item[1]
-        letter = dead_letter_of(msg.topic, msg.partition, msg.offset, raw_key, value, error_type, error,
-                                datetime.now(UTC), self.excerpt_bytes)
+        letter = dead_letter_of(
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            raw_key,
+            value,
+            error_type,
+            error,
+            datetime.now(UTC),
+            self.excerpt_bytes,
+        )
         self.sink.send(self.topic, dead_letter_key(raw_key), self.wire.encode(letter, self.topic))
         self.metrics.sent(self.topic)
         self.metrics.dead_letter(msg.topic, error_type)
-        log.warning("dead letter %s[%s]@%s: %s: %s", msg.topic, msg.partition, msg.offset, error_type,
-                    error[-800:] if error_type == "PROCESSING" else error[:300])
+        log.warning(
+            "dead letter %s[%s]@%s: %s: %s",
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            error_type,
+            error[-800:] if error_type == "PROCESSING" else error[:300],
+        )
 
     async def decode(self, event: EventT, validate: bool, item: Item | None = None) -> Any:
         """The record (or ``item``) decoded, or None once dead-lettered. A registry that does
@@ -147,8 +162,14 @@ class DeadLetters:
                 return self.wire.decode(data, validate=validate)
             except RegistryUnavailable as exc:
                 delay = wait_for_registry(attempt)
-                log.warning("%s; %s[%s]@%s waits %.1fs", exc, event.message.topic, event.message.partition,
-                            event.message.offset, delay)
+                log.warning(
+                    "%s; %s[%s]@%s waits %.1fs",
+                    exc,
+                    event.message.topic,
+                    event.message.partition,
+                    event.message.offset,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 attempt += 1
             except ValidationError as exc:
@@ -228,8 +249,9 @@ class Family:
         """One message (``item`` set: an envelope's, applied once by the envelope)."""
         started = time.perf_counter()
         if not self.accepts(message):
-            await self.dead_letters(event, "UNEXPECTED_RECORD",
-                                    f"{type(message).__name__} is not a {self.name} message", item)
+            await self.dead_letters(
+                event, "UNEXPECTED_RECORD", f"{type(message).__name__} is not a {self.name} message", item
+            )
             return
         if self.expiry_clock is not None and isinstance(message, Event):
             self.expiry_clock.saw(event.message.partition, message.occurred_at)  # input event time moves
@@ -317,8 +339,9 @@ async def movement_router(stream: StreamT, router: Router) -> None:
         await router.route(event)
 
 
-def expire_due(app: Any, orders_table: Any, expiry_clock: ExpiryClock, sink: RecordSink, wire: Wire,
-               topics: Topics) -> None:
+def expire_due(
+    app: Any, orders_table: Any, expiry_clock: ExpiryClock, sink: RecordSink, wire: Wire, topics: Topics
+) -> None:
     """Tick every unpaid reservation that came due on its partition's event time (or on the
     wall-clock fallback: streams/expiry_clock.py), walking the sorted expiry index of this
     worker's active partitions only up to then (no scan of all orders). A tick is stamped

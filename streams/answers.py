@@ -11,8 +11,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-QUANTITIES = ("availableQty", "reservedQty", "inTransitQty", "totalQty", "onHandQty", "presoldQty",
-              "outboundQty", "damagedQty")
+QUANTITIES = (
+    "availableQty",
+    "reservedQty",
+    "inTransitQty",
+    "totalQty",
+    "onHandQty",
+    "presoldQty",
+    "outboundQty",
+    "damagedQty",
+)
 MAX_BATCH = 200  # SKUs or positions one batch request may name
 
 

@@ -91,10 +91,13 @@ def _stop_loudly(failure: str) -> None:
     """A record the worker wrote can never be written. Stop now, committing nothing more:
     the next start reads again from the last committed offsets (skipping would lose the
     input that caused it, and everything after it that a later commit would cover)."""
-    log.critical("FATAL: a record could not be written (%s); stopping without committing further "
-                 "offsets, exit %d. Nothing was skipped: a restart reads again from the last commit. "
-                 "Fix the cause (topic, ACLs, the broker's max.message.bytes) before restarting.",
-                 failure, EXIT_OUTPUT_FAILED)
+    log.critical(
+        "FATAL: a record could not be written (%s); stopping without committing further "
+        "offsets, exit %d. Nothing was skipped: a restart reads again from the last commit. "
+        "Fix the cause (topic, ACLs, the broker's max.message.bytes) before restarting.",
+        failure,
+        EXIT_OUTPUT_FAILED,
+    )
     logging.shutdown()
     os._exit(EXIT_OUTPUT_FAILED)
 
@@ -159,18 +162,25 @@ def create_app(settings: Settings) -> Pipeline:
     order_store = OrderStore(tables.orders, changelog_sender(tables.orders), wire.decode, budget, "orders")
     stock_store = StockStore(tables.stock, changelog_sender(tables.stock), wire.decode, budget, "stock")
     checkpoint = Checkpoint(
-        sink, {"orders": order_store, "stock": stock_store},
-        {name: table.changelog_topic.get_topic_name() for name, table in (("orders", tables.orders),
-                                                                           ("stock", tables.stock))},
-        offsets, outputs.destination_of, metrics.sent,
+        sink,
+        {"orders": order_store, "stock": stock_store},
+        {
+            name: table.changelog_topic.get_topic_name()
+            for name, table in (("orders", tables.orders), ("stock", tables.stock))
+        },
+        offsets,
+        outputs.destination_of,
+        metrics.sent,
     )
     faust_private.flush_also(checkpoint.flush)  # no commit of input offsets before the sink's records are in
     expiry_clock = ExpiryClock(
-        timedelta(seconds=settings.expiry_grace_s), timedelta(seconds=settings.expiry_wall_clock_fallback_s),
+        timedelta(seconds=settings.expiry_grace_s),
+        timedelta(seconds=settings.expiry_wall_clock_fallback_s),
         wall=lambda: datetime.now(UTC),
     )
-    orders = OrderFamily("order-agent", order_store, policy, outputs, dead_letters, metrics, checkpoint, app,
-                         settings, expiry_clock)
+    orders = OrderFamily(
+        "order-agent", order_store, policy, outputs, dead_letters, metrics, checkpoint, app, settings, expiry_clock
+    )
     stock = StockFamily("stock-agent", stock_store, policy, outputs, dead_letters, metrics, checkpoint, app, settings)
     router = Router(outputs, dead_letters, sink, metrics, settings.record_max_bytes)
 

@@ -78,8 +78,9 @@ def send_records(sink: RecordSink, records: Iterable[OutRecord], sent: Callable[
             sent(r.topic)
 
 
-def commit_then_send(store: FamilyStore, sink: RecordSink, changelog: str, outgoing: Outgoing,
-                     sent: Callable[[str], None] | None = None) -> None:
+def commit_then_send(
+    store: FamilyStore, sink: RecordSink, changelog: str, outgoing: Outgoing, sent: Callable[[str], None] | None = None
+) -> None:
     """Steps 2 and 3 for the open transaction of ``store``; ``outgoing`` is emptied; ``sent``
     counts each record by topic. Nothing here waits: the agent goes on with its next batch."""
     applied_envelope = store.applies_envelope
@@ -101,9 +102,15 @@ def by_partition(events: Iterable[EventT]) -> dict[int, list[EventT]]:
 class Checkpoint:
     """Steps 2-5 and 7 for the worker's stores (one per table), over one record sink."""
 
-    def __init__(self, sink: RecordSink, stores: dict[str, FamilyStore], changelogs: dict[str, str],
-                 offsets: ChangelogOffsets, destination: Destination,
-                 sent: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        sink: RecordSink,
+        stores: dict[str, FamilyStore],
+        changelogs: dict[str, str],
+        offsets: ChangelogOffsets,
+        destination: Destination,
+        sent: Callable[[str], None] | None = None,
+    ) -> None:
         self.sink = sink
         self.stores = stores  # table name -> its store
         self.changelogs = changelogs  # table name -> its changelog topic

@@ -86,7 +86,8 @@ def _local(argv: list[str]) -> int | None:
     parser = argparse.ArgumentParser(
         prog="inventory-center local",
         description="The local stack: the Kafka broker (from Maven Central), the schema registry, PostgreSQL "
-                    "(the OMS and ERP databases) and Kafka Connect, each on 127.0.0.1 only.")
+        "(the OMS and ERP databases) and Kafka Connect, each on 127.0.0.1 only.",
+    )
     parser.add_argument("service", choices=sorted(LOCAL))
     parser.add_argument("command", choices=("start", "stop", "status"))
     args = parser.parse_args(argv)
@@ -117,8 +118,12 @@ def _local_connect(argv: list[str]) -> int | None:
     return local_connect.main(argv)
 
 
-LOCAL: dict[str, Main] = {"kafka": _local_kafka, "registry": _local_registry, "postgres": _local_postgres,
-                          "connect": _local_connect}
+LOCAL: dict[str, Main] = {
+    "kafka": _local_kafka,
+    "registry": _local_registry,
+    "postgres": _local_postgres,
+    "connect": _local_connect,
+}
 COMMANDS: dict[str, tuple[Main, str]] = {
     "run": (_demo, "the main job: local Kafka, a worker and a read process, a sample day, the inventory"),
     "stop": (_stop, "stop the demos' workers, read process, services and the local broker"),
@@ -138,9 +143,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="inventory-center",
         description="The inventory center (库存中心): Faust agents on Kafka keeping available, reserved and in-transit "
-                    "stock per SKU and warehouse. `inventory-center <command> --help` for each command.")
-    parser.add_argument("command", choices=COMMANDS, metavar="command",
-                        help="; ".join(f"{name}: {text}" for name, (_, text) in COMMANDS.items()))
+        "stock per SKU and warehouse. `inventory-center <command> --help` for each command.",
+    )
+    parser.add_argument(
+        "command",
+        choices=COMMANDS,
+        metavar="command",
+        help="; ".join(f"{name}: {text}" for name, (_, text) in COMMANDS.items()),
+    )
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     run, _ = COMMANDS[args.command]

@@ -17,14 +17,27 @@ from schemas.outputs import DeadLetter
 KEY_LIMIT = 1024  # a dead letter's own Kafka key
 
 
-def dead_letter_of(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-                   error_type: str, error: str, failed_at: datetime, excerpt_bytes: int) -> DeadLetter:
+def dead_letter_of(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    error_type: str,
+    error: str,
+    failed_at: datetime,
+    excerpt_bytes: int,
+) -> DeadLetter:
     truncated = (key is not None and len(key) > excerpt_bytes) or (value is not None and len(value) > excerpt_bytes)
     return DeadLetter.model_construct(
-        source_topic=topic, source_partition=partition, source_offset=offset,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
         key=None if key is None else key[:excerpt_bytes],
         payload=None if value is None else value[:excerpt_bytes],
-        error_type=error_type, error=error[:4096], failed_at=failed_at,
+        error_type=error_type,
+        error=error[:4096],
+        failed_at=failed_at,
         payload_size=0 if value is None else len(value),
         payload_sha256=None if value is None else hashlib.sha256(value).hexdigest(),
         truncated=truncated,

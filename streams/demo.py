@@ -54,8 +54,13 @@ def start_reader(settings: Settings) -> str:
         print(f"a read process already serves {url}", flush=True)
         return url
     log = (settings.local_dir / "reader.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "streams.reader"], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=REPO_ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.reader"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+        start_new_session=True,
+    )
     _reader_pidfile().write_text(str(proc.pid))
     print(f"read process starting (pid {proc.pid}, log {settings.local_dir / 'reader.log'})", flush=True)
     return url
@@ -103,11 +108,16 @@ def run() -> int:
     snapshot = wait_until_settled(url, skus, orders)
     print_inventory(snapshot)
     same = wait_until_read_process_agrees(reader_url, snapshot["inventory"])
-    print(f"\nread process at {reader_url}: {'answers the same' if same else 'did NOT catch up in 30 s'}"
-          f" (python -m streams.reader: stock queries apart from the worker)", flush=True)
-    print(f"\ndone in {time.monotonic() - started:.1f}s. The worker and the read process keep running: try "
-          f"{url}/inventory/SKU001  {url}/orders/{orders[0]}  {url}/metrics  {reader_url}/inventory/SKU001",
-          flush=True)
+    print(
+        f"\nread process at {reader_url}: {'answers the same' if same else 'did NOT catch up in 30 s'}"
+        f" (python -m streams.reader: stock queries apart from the worker)",
+        flush=True,
+    )
+    print(
+        f"\ndone in {time.monotonic() - started:.1f}s. The worker and the read process keep running: try "
+        f"{url}/inventory/SKU001  {url}/orders/{orders[0]}  {url}/metrics  {reader_url}/inventory/SKU001",
+        flush=True,
+    )
     print("stop everything with: make stop", flush=True)
     return 0
 
@@ -151,11 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m streams.demo",
         description="The main job on the embedded default: local Kafka, topics, a worker and a read process left "
-                    "running, a sample day, the inventory. `stop` stops the demos' processes, services and the local "
-                    "broker; `reset` forgets both demos' topics and state.")
+        "running, a sample day, the inventory. `stop` stops the demos' processes, services and the local "
+        "broker; `reset` forgets both demos' topics and state.",
+    )
     parser.add_argument("command", nargs="?", choices=("run", "stop", "reset"), default="run")
-    parser.add_argument("--connectors", action="store_true",
-                        help="run: play the day through the webhooks, Debezium and the JDBC sinks instead")
+    parser.add_argument(
+        "--connectors",
+        action="store_true",
+        help="run: play the day through the webhooks, Debezium and the JDBC sinks instead",
+    )
     args = parser.parse_args(argv)
     if args.command == "stop":
         return stop()

@@ -105,15 +105,17 @@ class DemoPaths:
 def deployment(base: Settings, registry_url: str | None = None, token: SecretStr | None = None) -> Settings:
     """The connectors demo's settings: the base ones with its own topics, app, port and state."""
     prefix = f"{base.topic_prefix}{PREFIX}"
-    return base.model_copy(update={
-        "topic_prefix": prefix,
-        "app_id": f"{base.app_id}-connectors-demo",
-        "web_port": base.web_port + 1,
-        "data_dir": DemoPaths.of(base).data,
-        "outbox_topics": (f"{prefix}oms.outbox.{OUTBOX_AGGREGATE}",),
-        "schema_registry_url": registry_url,
-        "webhook_token": token,
-    })
+    return base.model_copy(
+        update={
+            "topic_prefix": prefix,
+            "app_id": f"{base.app_id}-connectors-demo",
+            "web_port": base.web_port + 1,
+            "data_dir": DemoPaths.of(base).data,
+            "outbox_topics": (f"{prefix}oms.outbox.{OUTBOX_AGGREGATE}",),
+            "schema_registry_url": registry_url,
+            "webhook_token": token,
+        }
+    )
 
 
 def webhook_token(paths: DemoPaths) -> SecretStr:
@@ -163,20 +165,38 @@ def _at(hour: int, minute: int) -> str:
 
 
 RECEIPTS = [  # WMS: the morning's receipts in two warehouses
-    {"eventType": "GoodsReceived", "eventId": "cx-wms-rc-0001", "occurredAt": _at(8, 0), "receiptNo": "RC1001",
-     "warehouseCode": "WH001", "lines": [{"sku": "SKU101", "sellableQty": 60}, {"sku": "SKU102", "sellableQty": 20}]},
-    {"eventType": "GoodsReceived", "eventId": "cx-wms-rc-0002", "occurredAt": _at(8, 10), "receiptNo": "RC1002",
-     "warehouseCode": "WH002", "lines": [{"sku": "SKU101", "sellableQty": 15}, {"sku": "SKU103", "sellableQty": 12}]},
+    {
+        "eventType": "GoodsReceived",
+        "eventId": "cx-wms-rc-0001",
+        "occurredAt": _at(8, 0),
+        "receiptNo": "RC1001",
+        "warehouseCode": "WH001",
+        "lines": [{"sku": "SKU101", "sellableQty": 60}, {"sku": "SKU102", "sellableQty": 20}],
+    },
+    {
+        "eventType": "GoodsReceived",
+        "eventId": "cx-wms-rc-0002",
+        "occurredAt": _at(8, 10),
+        "receiptNo": "RC1002",
+        "warehouseCode": "WH002",
+        "lines": [{"sku": "SKU101", "sellableQty": 15}, {"sku": "SKU103", "sellableQty": 12}],
+    },
 ]
 
 
 def _order(n: int, minute: int, who: str, lines: dict[str, tuple[int, float]], speed: str) -> dict[str, Any]:
     """An outbox row's payload as the OMS writes it (the row's ``type`` says OrderCreated)."""
     phone, address = CONSIGNEES[who]
-    return {"eventId": f"cx-oms-{n:04d}", "occurredAt": _at(9, minute), "orderNo": f"OMS2025112300{n:02d}",
-            "orderType": "NORMAL", "consignee": {"name": who, "phone": phone, "address": address},
-            "items": [{"sku": sku, "quantity": q, "price": price} for sku, (q, price) in lines.items()],
-            "totalAmount": round(sum(q * price for q, price in lines.values()), 2), "timeRequirement": speed}
+    return {
+        "eventId": f"cx-oms-{n:04d}",
+        "occurredAt": _at(9, minute),
+        "orderNo": f"OMS2025112300{n:02d}",
+        "orderType": "NORMAL",
+        "consignee": {"name": who, "phone": phone, "address": address},
+        "items": [{"sku": sku, "quantity": q, "price": price} for sku, (q, price) in lines.items()],
+        "totalAmount": round(sum(q * price for q, price in lines.values()), 2),
+        "timeRequirement": speed,
+    }
 
 
 ORDERS = [  # OMS
@@ -191,8 +211,15 @@ SKUS = sorted({line["sku"] for r in RECEIPTS for line in r["lines"]})
 ORDER_NOS = [o["orderNo"] for o in ORDERS]
 
 OPEN = {"PENDING", "RESERVED"}  # still being decided
-SHIPPED_OR_LATER = {"PARTIALLY_SHIPPED", "SHIPPED", "DELIVERED", "DELIVERY_FAILED", "RETURN_REQUESTED",
-                    "PARTIALLY_RETURNED", "RETURNED"}
+SHIPPED_OR_LATER = {
+    "PARTIALLY_SHIPPED",
+    "SHIPPED",
+    "DELIVERED",
+    "DELIVERY_FAILED",
+    "RETURN_REQUESTED",
+    "PARTIALLY_RETURNED",
+    "RETURNED",
+}
 DELIVERED_OR_LATER = {"DELIVERED", "RETURN_REQUESTED", "PARTIALLY_RETURNED", "RETURNED"}
 
 
@@ -202,14 +229,28 @@ def shipment_of(order: dict[str, Any]) -> dict[str, Any]:
     warehouses = {line["warehouseCode"] for line in lines}
     if len(warehouses) != 1:
         raise DemoError(f"{order['orderNo']} is not reserved in one warehouse: {order['lines']}")
-    return {"eventType": "OrderShipped", "eventId": "cx-wms-ship-0001", "occurredAt": _at(11, 0),
-            "shipmentNo": "SH1001", "orderNo": order["orderNo"], "warehouseCode": warehouses.pop(),
-            "lines": [{"sku": line["sku"], "quantity": line["quantity"]} for line in lines],
-            "waybillNo": "SF3000001", "carrier": "SF"}
+    return {
+        "eventType": "OrderShipped",
+        "eventId": "cx-wms-ship-0001",
+        "occurredAt": _at(11, 0),
+        "shipmentNo": "SH1001",
+        "orderNo": order["orderNo"],
+        "warehouseCode": warehouses.pop(),
+        "lines": [{"sku": line["sku"], "quantity": line["quantity"]} for line in lines],
+        "waybillNo": "SF3000001",
+        "carrier": "SF",
+    }
 
 
-DELIVERY = {"eventType": "Delivered", "eventId": "cx-tms-0001", "occurredAt": _at(16, 30), "orderNo": DELIVERED,
-            "shipmentNo": "SH1001", "waybillNo": "SF3000001", "signedBy": "张三"}
+DELIVERY = {
+    "eventType": "Delivered",
+    "eventId": "cx-tms-0001",
+    "occurredAt": _at(16, 30),
+    "orderNo": DELIVERED,
+    "shipmentNo": "SH1001",
+    "waybillNo": "SF3000001",
+    "signedBy": "张三",
+}
 
 
 # --- the stack ------------------------------------------------------------------------------
@@ -226,19 +267,24 @@ class Stack:
     def post(self, source: str, events: list[dict[str, Any]]) -> None:
         """One webhook request, as the WMS or TMS sends it; 202 means written."""
         request = urllib.request.Request(
-            f"{self.url}/webhooks/{source}", data=json.dumps(events, ensure_ascii=False).encode(), method="POST",
-            headers={"Content-Type": "application/json",
-                     "Authorization": f"Bearer {self.token.get_secret_value()}"})
+            f"{self.url}/webhooks/{source}",
+            data=json.dumps(events, ensure_ascii=False).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token.get_secret_value()}"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
                 body = json.loads(answer.read())
         except urllib.error.HTTPError as exc:
-            hint = (f" (the worker on {self.url} was started with another token: make stop, then run again)"
-                    if exc.code == 401 else "")
-            raise DemoError(f"POST /webhooks/{source}: HTTP {exc.code} "
-                            f"{exc.read()[:300].decode(errors='replace')}{hint}") from None
-        written = ", ".join(f"{e['eventId']} -> {e['topic']}[{e['partition']}]@{e['offset']}"
-                            for e in body["events"])
+            hint = (
+                f" (the worker on {self.url} was started with another token: make stop, then run again)"
+                if exc.code == 401
+                else ""
+            )
+            raise DemoError(
+                f"POST /webhooks/{source}: HTTP {exc.code} {exc.read()[:300].decode(errors='replace')}{hint}"
+            ) from None
+        written = ", ".join(f"{e['eventId']} -> {e['topic']}[{e['partition']}]@{e['offset']}" for e in body["events"])
         print(f"  POST /webhooks/{source}: 202, {body['accepted']} accepted ({written})", flush=True)
 
     def insert_outbox(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
@@ -250,7 +296,8 @@ class Stack:
             statements.append(
                 "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES "
                 f"({_text(str(uuid.uuid4()))}, {_text(OUTBOX_AGGREGATE)}, {_text(payload['orderNo'])}, "
-                f"{_text(event_type)}, {_text(json.dumps(payload, ensure_ascii=False))}::jsonb);")
+                f"{_text(event_type)}, {_text(json.dumps(payload, ensure_ascii=False))}::jsonb);"
+            )
             shown.append(f"{event_type} {payload['orderNo']}")
         local_postgres.psql(self.settings, OMS_DB, "\n".join(statements))
         print(f"  INSERT INTO {OMS_DB}.outbox: {', '.join(shown)}", flush=True)
@@ -303,16 +350,21 @@ def play(stack: Stack) -> None:
 
 # --- the ERP side ---------------------------------------------------------------------------
 
-LEDGER_BUCKETS = {"ON_HAND": "on_hand_qty", "IN_TRANSIT": "in_transit_qty", "OUTBOUND": "outbound_qty",
-                  "DAMAGED": "damaged_qty"}
+LEDGER_BUCKETS = {
+    "ON_HAND": "on_hand_qty",
+    "IN_TRANSIT": "in_transit_qty",
+    "OUTBOUND": "outbound_qty",
+    "DAMAGED": "damaged_qty",
+}
 
 
 def erp_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
     from connectors import local_postgres
 
     # Timestamps in the source systems' zone (the seed's events are +08:00).
-    out = local_postgres.psql(settings, ERP_DB, f"SET TIME ZONE {_text(ERP_TIME_ZONE)};\n"
-                                                f"SELECT row_to_json(t) FROM ({sql}) t")
+    out = local_postgres.psql(
+        settings, ERP_DB, f"SET TIME ZONE {_text(ERP_TIME_ZONE)};\nSELECT row_to_json(t) FROM ({sql}) t"
+    )
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
@@ -328,8 +380,11 @@ def erp_in_step(settings: Settings, positions: dict[tuple[str, str], dict[str, A
     erp = {(r["sku"], r["warehouse_code"]): r for r in rows}
     if erp.keys() != positions.keys() or any(erp[k]["version"] != p["version"] for k, p in positions.items()):
         return None
-    sums = erp_rows(settings, f"SELECT sku, warehouse_code, bucket, sum(quantity) AS qty FROM inventory_ledger "
-                              f"WHERE sku IN ({_skus_sql()}) GROUP BY 1, 2, 3")
+    sums = erp_rows(
+        settings,
+        f"SELECT sku, warehouse_code, bucket, sum(quantity) AS qty FROM inventory_ledger "
+        f"WHERE sku IN ({_skus_sql()}) GROUP BY 1, 2, 3",
+    )
     total = {(s["sku"], s["warehouse_code"], s["bucket"]): s["qty"] for s in sums}
     for (sku, wh), row in erp.items():
         for bucket, column in LEDGER_BUCKETS.items():
@@ -347,25 +402,33 @@ def _sink_failures(settings: Settings) -> list[str]:
 
 def print_erp(settings: Settings, caught_up: dict[str, Any], latest: int = 10) -> None:
     print(f"\nERP tables ({ERP_DB} database, written by {' and '.join(SINKS)})")
-    header = (f"{'sku':8} {'warehouse':9} {'available':>9} {'reserved':>8} {'inTransit':>9} {'onHand':>6} "
-              f"{'outbound':>8} {'damaged':>7} {'version':>7}  cause")
+    header = (
+        f"{'sku':8} {'warehouse':9} {'available':>9} {'reserved':>8} {'inTransit':>9} {'onHand':>6} "
+        f"{'outbound':>8} {'damaged':>7} {'version':>7}  cause"
+    )
     print("inventory_positions")
     print(header)
     print("-" * len(header))
     for p in caught_up["positions"]:
-        print(f"{p['sku']:8} {p['warehouse_code']:9} {p['available_qty']:>9} {p['reserved_qty']:>8} "
-              f"{p['in_transit_qty']:>9} {p['on_hand_qty']:>6} {p['outbound_qty']:>8} {p['damaged_qty']:>7} "
-              f"{p['version']:>7}  {p['cause_event_type']}")
+        print(
+            f"{p['sku']:8} {p['warehouse_code']:9} {p['available_qty']:>9} {p['reserved_qty']:>8} "
+            f"{p['in_transit_qty']:>9} {p['on_hand_qty']:>6} {p['outbound_qty']:>8} {p['damaged_qty']:>7} "
+            f"{p['version']:>7}  {p['cause_event_type']}"
+        )
     count = erp_rows(settings, f"SELECT count(*) AS n FROM inventory_ledger WHERE sku IN ({_skus_sql()})")[0]["n"]
-    entries = erp_rows(settings, f"SELECT occurred_at, sku, warehouse_code, bucket, movement_type, quantity, "
-                                 f"document_type, document_no FROM inventory_ledger WHERE sku IN ({_skus_sql()}) "
-                                 f"ORDER BY occurred_at DESC, entry_id DESC LIMIT {latest}")
+    entries = erp_rows(
+        settings,
+        f"SELECT occurred_at, sku, warehouse_code, bucket, movement_type, quantity, "
+        f"document_type, document_no FROM inventory_ledger WHERE sku IN ({_skus_sql()}) "
+        f"ORDER BY occurred_at DESC, entry_id DESC LIMIT {latest}",
+    )
     which = "all of them" if len(entries) == count else f"the latest {len(entries)}"
-    print(f"\ninventory_ledger: {count} entries, summing per (sku, warehouse, bucket) to the positions above; "
-          f"{which}:")
+    print(f"\ninventory_ledger: {count} entries, summing per (sku, warehouse, bucket) to the positions above; {which}:")
     for e in entries:
-        print(f"{e['occurred_at'].replace('T', ' '):25} {e['sku']:8} {e['warehouse_code']:6} "
-              f"{e['bucket']:9} {e['movement_type']:9} {e['quantity']:>+5}  {e['document_type']} {e['document_no']}")
+        print(
+            f"{e['occurred_at'].replace('T', ' '):25} {e['sku']:8} {e['warehouse_code']:6} "
+            f"{e['bucket']:9} {e['movement_type']:9} {e['quantity']:>+5}  {e['document_type']} {e['document_no']}"
+        )
     sys.stdout.flush()
 
 
@@ -375,8 +438,7 @@ def print_erp(settings: Settings, caught_up: dict[str, Any], latest: int = 10) -
 def _slot_exists(settings: Settings, slot: str) -> bool:
     from connectors import local_postgres
 
-    found = local_postgres.psql(settings, OMS_DB, "SELECT 1 FROM pg_replication_slots "
-                                                  f"WHERE slot_name = {_text(slot)}")
+    found = local_postgres.psql(settings, OMS_DB, f"SELECT 1 FROM pg_replication_slots WHERE slot_name = {_text(slot)}")
     return bool(found.strip())
 
 
@@ -406,20 +468,29 @@ def forget_stale_source_offsets(settings: Settings, connect_url: str, doc: dict[
     if _rest("GET", base)[0] == 200:
         code, answer = _rest("PUT", f"{base}/stop")
     else:  # create it stopped (KIP-980) so that it never starts from the stale position
-        code, answer = _rest("POST", f"{connect_url}/connectors",
-                             {"name": doc["name"], "config": doc["config"], "initial_state": "STOPPED"})
+        code, answer = _rest(
+            "POST",
+            f"{connect_url}/connectors",
+            {"name": doc["name"], "config": doc["config"], "initial_state": "STOPPED"},
+        )
     if code not in (200, 201, 202, 204):
         raise DemoError(f"{doc['name']}: could not stop it to reset its offsets (HTTP {code}): {answer}")
-    _until(f"{doc['name']} STOPPED", lambda: (s := _rest("GET", f"{base}/status")[1]) and isinstance(s, dict)
-           and s.get("connector", {}).get("state") == "STOPPED", timeout_s=30)
+    _until(
+        f"{doc['name']} STOPPED",
+        lambda: (
+            (s := _rest("GET", f"{base}/status")[1])
+            and isinstance(s, dict)
+            and s.get("connector", {}).get("state") == "STOPPED"
+        ),
+        timeout_s=30,
+    )
     code, stored = _rest("GET", f"{base}/offsets")
     if code == 200 and isinstance(stored, dict) and stored.get("offsets"):
         code, answer = _rest("DELETE", f"{base}/offsets")
         if code != 200:
             raise DemoError(f"{doc['name']}: could not delete its offsets (HTTP {code}): {answer}")
         lsn = stored["offsets"][0].get("offset", {}).get("lsn")
-        print(f"{doc['name']}: replication slot {slot} is gone; forgot the stored position (lsn {lsn})",
-              flush=True)
+        print(f"{doc['name']}: replication slot {slot} is gone; forgot the stored position (lsn {lsn})", flush=True)
     code, answer = _rest("PUT", f"{base}/resume")
     if code not in (200, 202, 204):
         raise DemoError(f"{doc['name']}: could not resume it (HTTP {code}): {answer}")
@@ -447,8 +518,9 @@ def start_worker(settings: Settings, paths: DemoPaths) -> str:
     return url
 
 
-def apply_connectors(base: Settings, settings: Settings, postgres: Future[bool],
-                     registry_tried: threading.Event) -> str:
+def apply_connectors(
+    base: Settings, settings: Settings, postgres: Future[bool], registry_tried: threading.Event
+) -> str:
     """Start Connect, apply connectors/*.json for this deployment, wait until each runs and the
     source's replication slot is active (Debezium relays what is written after that). Returns
     Connect's URL."""
@@ -472,13 +544,20 @@ def apply_connectors(base: Settings, settings: Settings, postgres: Future[bool],
             _rest("POST", f"{connect_url}/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
             states[i] = apply.wait_for(connect_url, state.name, timeout_s=90)
             print(f"restarted {state.name}:", *states[i].lines(), sep="\n", file=out)
-    print(f"connectors ({', '.join(_shown(p) for p in files)}) on {connect_url}:\n{out.getvalue()}",
-          end="", flush=True)
+    print(f"connectors ({', '.join(_shown(p) for p in files)}) on {connect_url}:\n{out.getvalue()}", end="", flush=True)
     if not all(s.running for s in states):
-        raise DemoError("a connector is not RUNNING (above); Connect's log: "
-                        f"{_shown(local_connect.ConnectPaths.of(base).log)}")
-    _until(f"active replication slot {slot}", lambda: local_postgres.psql(
-        base, OMS_DB, f"SELECT active FROM pg_replication_slots WHERE slot_name = {_text(slot)}").strip() == "t")
+        raise DemoError(
+            f"a connector is not RUNNING (above); Connect's log: {_shown(local_connect.ConnectPaths.of(base).log)}"
+        )
+    _until(
+        f"active replication slot {slot}",
+        lambda: (
+            local_postgres.psql(
+                base, OMS_DB, f"SELECT active FROM pg_replication_slots WHERE slot_name = {_text(slot)}"
+            ).strip()
+            == "t"
+        ),
+    )
     return connect_url
 
 
@@ -517,8 +596,11 @@ def _main() -> int:
         finally:
             registry_tried.set()
         url = start_worker(settings, paths)
-        print(f"worker ready at {url}: registry {registry_url}, outbox topic {settings.outbox_topics[0]}, "
-              f"webhook token in {_shown(paths.token)} (mode 0600)", flush=True)
+        print(
+            f"worker ready at {url}: registry {registry_url}, outbox topic {settings.outbox_topics[0]}, "
+            f"webhook token in {_shown(paths.token)} (mode 0600)",
+            flush=True,
+        )
         connect_url = connectors.result()
 
     stack = Stack(settings, url, settings.webhook_token or SecretStr(""))
@@ -535,16 +617,19 @@ def _main() -> int:
     print_erp(base, _until("ERP tables in step with the worker", caught_up))
 
     token = _shown(paths.token)
-    print(f"\ndone in {time.monotonic() - began:.1f}s. Left running: the worker {url} (log {_shown(paths.log)}), "
-          f"the schema registry, PostgreSQL and Kafka Connect {connect_url}. Try:")
+    print(
+        f"\ndone in {time.monotonic() - began:.1f}s. Left running: the worker {url} (log {_shown(paths.log)}), "
+        f"the schema registry, PostgreSQL and Kafka Connect {connect_url}. Try:"
+    )
     print(f"  curl {url}/orders/{ORDER_NOS[1]}")
-    print(f"  curl -H \"Authorization: Bearer $(cat {token})\" -H 'Content-Type: application/json' "
-          f"{url}/webhooks/wms -d '{{\"eventType\": \"GoodsReceived\", \"eventId\": \"my-rc-1\", "
-          f"\"occurredAt\": \"{_at(18, 0)}\", \"receiptNo\": \"RC1999\", \"warehouseCode\": \"WH001\", "
-          f"\"lines\": [{{\"sku\": \"SKU103\", \"sellableQty\": 5}}]}}'")
+    print(
+        f"  curl -H \"Authorization: Bearer $(cat {token})\" -H 'Content-Type: application/json' "
+        f'{url}/webhooks/wms -d \'{{"eventType": "GoodsReceived", "eventId": "my-rc-1", '
+        f'"occurredAt": "{_at(18, 0)}", "receiptNo": "RC1999", "warehouseCode": "WH001", '
+        f'"lines": [{{"sku": "SKU103", "sellableQty": 5}}]}}\''
+    )
     socket = local_postgres.PostgresPaths.of(base).socket_dir
-    print(f"  psql -h {socket} -p {local_postgres.port_of(base)} -U postgres {ERP_DB} "
-          "-c 'TABLE inventory_positions'")
+    print(f"  psql -h {socket} -p {local_postgres.port_of(base)} -U postgres {ERP_DB} -c 'TABLE inventory_positions'")
     print("stop everything with: make stop", flush=True)
     return 0
 

@@ -52,15 +52,19 @@ def wait_until_read_process_agrees(url: str, inventory: dict, timeout_s: float =
 
 def print_inventory(snapshot: dict) -> None:  # type: ignore[type-arg]
     print("\nInventory (per SKU and warehouse)")
-    header = f"{'sku':8} {'warehouse':9} {'available':>9} {'reserved':>8} {'inTransit':>9} {'total':>6} " \
-             f"{'onHand':>6} {'presold':>7} {'outbound':>8} {'damaged':>7} {'version':>7}"
+    header = (
+        f"{'sku':8} {'warehouse':9} {'available':>9} {'reserved':>8} {'inTransit':>9} {'total':>6} "
+        f"{'onHand':>6} {'presold':>7} {'outbound':>8} {'damaged':>7} {'version':>7}"
+    )
     print(header)
     print("-" * len(header))
     for sku, body in snapshot.get("inventory", {}).items():
         for p in (body or {}).get("warehouses", []):
-            print(f"{sku:8} {p['warehouseCode']:9} {p['availableQty']:>9} {p['reservedQty']:>8} "
-                  f"{p['inTransitQty']:>9} {p['totalQty']:>6} {p['onHandQty']:>6} {p['presoldQty']:>7} "
-                  f"{p['outboundQty']:>8} {p['damagedQty']:>7} {p['version']:>7}")
+            print(
+                f"{sku:8} {p['warehouseCode']:9} {p['availableQty']:>9} {p['reservedQty']:>8} "
+                f"{p['inTransitQty']:>9} {p['totalQty']:>6} {p['onHandQty']:>6} {p['presoldQty']:>7} "
+                f"{p['outboundQty']:>8} {p['damagedQty']:>7} {p['version']:>7}"
+            )
     print("\nOrders")
     for no, body in snapshot.get("orders", {}).items():
         timeline = " -> ".join(entry["what"] for entry in (body or {}).get("timeline", []))

@@ -29,6 +29,7 @@ from schemas.codec import encode
 from schemas.internal import Envelope
 from tables.state import OutRecord
 
+
 @lru_cache(maxsize=65_536)
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2) gives ``key``."""

@@ -77,8 +77,7 @@ def committed(table: str, records: Sequence[Any], sink: Any, applied_envelope: b
     if applied_envelope:
         _applied.add(table)
     if any(r.partition >= 0 for r in records):
-        unsent = " ".join(f"{r.topic}[{r.partition}]={hashlib.sha256(r.value).hexdigest()[:16]}"
-                          for r in records)
+        unsent = " ".join(f"{r.topic}[{r.partition}]={hashlib.sha256(r.value).hexdigest()[:16]}" for r in records)
         reach(f"commit:{table}", unsent, settle=lambda: sink.flush_blocking(30.0))
 
 

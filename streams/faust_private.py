@@ -52,15 +52,30 @@ PRIVATE_CODE: tuple[tuple[str, str | None, str, tuple[str, ...]], ...] = (
     ("faust.stores.rocksdb", "Store", "_db_for_partition", ("self", "partition")),
     ("faust.stores.rocksdb", "Store", "set_persisted_offset", ("self", "tp", "offset")),
     ("faust.stores.rocksdb", "Store", "partition_path", ("self", "partition")),
-    ("faust.tables.base", "Collection", "send_changelog",
-     ("self", "partition", "key", "value", "key_serializer", "value_serializer")),
+    (
+        "faust.tables.base",
+        "Collection",
+        "send_changelog",
+        ("self", "partition", "key", "value", "key_serializer", "value_serializer"),
+    ),
     ("faust.assignor.partition_assignor", "PartitionAssignor", "assigned_actives", ("self",)),
 )
 # Private attributes read here, by class annotation (module, class, names).
 PRIVATE_ATTRIBUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("faust.transport.consumer", "Consumer",
-     ("_gap", "_acked", "_acked_index", "_committed_offset", "_commit_fut",
-      "_active_partitions", "_paused_partitions", "_buffered_partitions")),
+    (
+        "faust.transport.consumer",
+        "Consumer",
+        (
+            "_gap",
+            "_acked",
+            "_acked_index",
+            "_committed_offset",
+            "_commit_fut",
+            "_active_partitions",
+            "_paused_partitions",
+            "_buffered_partitions",
+        ),
+    ),
     ("faust.stores.rocksdb", "Store", ("_dbs",)),
     ("faust.types.app", "AppT", ("consumer_generation_id",)),
 )
@@ -70,13 +85,35 @@ PARTITION_DB_GLOB = "v*/tables/*-*.db"  # datadir/v<app version>/tables/<table>-
 # What tests/unit/test_faust_private.py refuses outside this module: attribute names (also as
 # getattr strings) and module paths. ``self.<name>`` is not counted: our own classes may have
 # a ``_thread`` or an ``_acked`` of their own.
-PRIVATE_NAMES = frozenset({
-    "_db_for_partition", "_dbs", "set_persisted_offset", "send_changelog",
-    "consumer_generation_id", "generation_id", "assigned_actives", "recovery",
-    "_gap", "_acked", "_acked_index", "_committed_offset", "_commit_fut", "_active_partitions",
-    "_paused_partitions", "_buffered_partitions", "_add_gap", "_new_offset", "_send_pending",
-    "_wait_next_records", "_to_message", "_thread", "_ensure_consumer", "_subscription", "_position",
-})
+PRIVATE_NAMES = frozenset(
+    {
+        "_db_for_partition",
+        "_dbs",
+        "set_persisted_offset",
+        "send_changelog",
+        "consumer_generation_id",
+        "generation_id",
+        "assigned_actives",
+        "recovery",
+        "_gap",
+        "_acked",
+        "_acked_index",
+        "_committed_offset",
+        "_commit_fut",
+        "_active_partitions",
+        "_paused_partitions",
+        "_buffered_partitions",
+        "_add_gap",
+        "_new_offset",
+        "_send_pending",
+        "_wait_next_records",
+        "_to_message",
+        "_thread",
+        "_ensure_consumer",
+        "_subscription",
+        "_position",
+    }
+)
 PRIVATE_MODULES = ("faust.transport", "faust.tables", "faust.stores", "faust.assignor", "faust.utils", "mode")
 
 
@@ -334,8 +371,13 @@ def reread_stalled_partitions(
             holed = bool(acked) and min(acked) > committed
             waited = now - seen[1]
             if (holed and waited >= stall_s) or (not acked and waited >= idle_stall_s):
-                log.warning("partition %s: commit held at %s of %s (%s): reading again from there",
-                            tp, committed, highwater, "a lost record" if holed else "nothing acknowledged")
+                log.warning(
+                    "partition %s: commit held at %s of %s (%s): reading again from there",
+                    tp,
+                    committed,
+                    highwater,
+                    "a lost record" if holed else "nothing acknowledged",
+                )
                 await consumer.seek(tp, committed)
                 last_seen.pop(tp, None)
 

@@ -43,8 +43,10 @@ class BrokerWatch:
     tick: Callable[[], object] | None = None
 
     def status(self) -> dict[str, Any]:
-        state = {"broker": "reachable" if self.reachable else "unreachable",
-                 "forSeconds": round(time.monotonic() - self.since, 1)}
+        state = {
+            "broker": "reachable" if self.reachable else "unreachable",
+            "forSeconds": round(time.monotonic() - self.since, 1),
+        }
         if not self.reachable:
             state["reason"] = self.reason
         return state
@@ -53,12 +55,16 @@ class BrokerWatch:
         """Record one probe's result; log a line only when the state changes."""
         now = time.monotonic()
         if error is None and not self.reachable:
-            log.warning("broker reachable again after %.0fs (%d client errors held back)",
-                        now - self.since, self.held_back)
+            log.warning(
+                "broker reachable again after %.0fs (%d client errors held back)", now - self.since, self.held_back
+            )
             self.reachable, self.since, self.reason, self.held_back = True, now, "", 0
         elif error is not None and self.reachable:
-            log.warning("broker unreachable: %s; waiting for it (retrying every %.0fs, "
-                        "not ready until it answers)", error, self.interval_s)
+            log.warning(
+                "broker unreachable: %s; waiting for it (retrying every %.0fs, not ready until it answers)",
+                error,
+                self.interval_s,
+            )
             self.reachable, self.since, self.reason = False, now, error
 
     async def run(self) -> None:
@@ -78,10 +84,22 @@ class BrokerWatch:
 
 # Messages the Kafka clients repeat for every connection attempt while a broker is away.
 _CONNECTION_NOISE = (
-    "Unable connect to node", "Unable to update metadata", "Failed fetch messages",
-    "Group Coordinator Request failed", "Connect to ipv4", "Connection refused", "NodeNotReadyError",
-    "Connection to node", "Failed to connect", "all brokers down", "Disconnected", "Coordinator dead",
-    "Marking the coordinator dead", "Unable to request metadata", "Failed to send", "Connection reset",
+    "Unable connect to node",
+    "Unable to update metadata",
+    "Failed fetch messages",
+    "Group Coordinator Request failed",
+    "Connect to ipv4",
+    "Connection refused",
+    "NodeNotReadyError",
+    "Connection to node",
+    "Failed to connect",
+    "all brokers down",
+    "Disconnected",
+    "Coordinator dead",
+    "Marking the coordinator dead",
+    "Unable to request metadata",
+    "Failed to send",
+    "Connection reset",
 )
 
 

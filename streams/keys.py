@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tables.retention import RECEIPT as RECEIPT_REF, IndexEntry, Ref
+from tables.retention import RECEIPT as RECEIPT_REF
+from tables.retention import IndexEntry, Ref
 
 SEP = "|"
 STOCK = b"s|"

@@ -16,9 +16,9 @@ from typing import Any
 
 from config.settings import Settings
 from schemas.codec import CodecError
-from streams.wire import RegistryUnavailable, Wire
 from streams.kafka_config import consumer_config
 from streams.topics import Topics
+from streams.wire import RegistryUnavailable, Wire
 
 EVENT_NAMES = {"InventoryChanged": "inventory", "InventoryAlert": "alert", "OrderStatusChanged": "order"}
 QUEUE_LIMIT = 1000  # a slow browser loses the oldest events, never stalls the feed
@@ -67,11 +67,14 @@ class LiveFeed:
         consumer = Consumer(consumer_config(self.settings, group_id=f"{self.settings.app_id}-live"))
         names = [self.topics.inventory_changes, self.topics.inventory_alerts, self.topics.order_status]
         metadata = consumer.list_topics(timeout=10)
-        consumer.assign([
-            TopicPartition(name, p, OFFSET_END)
-            for name in names if name in metadata.topics
-            for p in metadata.topics[name].partitions
-        ])
+        consumer.assign(
+            [
+                TopicPartition(name, p, OFFSET_END)
+                for name in names
+                if name in metadata.topics
+                for p in metadata.topics[name].partitions
+            ]
+        )
         wire = Wire(self.settings)
         try:
             while not self._stop.is_set():

@@ -69,23 +69,30 @@ def ensure_jars(settings: Settings) -> Path:
     wanted = {"kafka_version": version, "pom_sha256": hashlib.sha256(POM.read_bytes()).hexdigest()}
     found, main_jar = read_json(marker), f"kafka_2.13-{version}.jar"
     jars = found.get("jars") or []
-    if all(found.get(k) == v for k, v in wanted.items()) and main_jar in jars and all(
-            (libs / jar).is_file() for jar in jars):
+    if (
+        all(found.get(k) == v for k, v in wanted.items())
+        and main_jar in jars
+        and all((libs / jar).is_file() for jar in jars)
+    ):
         return libs
     shutil.rmtree(libs, ignore_errors=True)  # another version or a half-finished run
     libs.mkdir(parents=True)
     KAFKA.say(f"resolving Kafka {version} jars from Maven Central into {libs}")
     began = time.monotonic()
-    downloads = KAFKA.maven(settings, ["-f", str(POM), "dependency:copy-dependencies",
-                                       f"-Dkafka.version={version}", f"-DoutputDirectory={libs}"],
-                            POM.parent, f"Kafka {version}")
+    downloads = KAFKA.maven(
+        settings,
+        ["-f", str(POM), "dependency:copy-dependencies", f"-Dkafka.version={version}", f"-DoutputDirectory={libs}"],
+        POM.parent,
+        f"Kafka {version}",
+    )
     jars = sorted(p.name for p in libs.glob("*.jar"))
     if main_jar not in jars:
         raise LocalKafkaError(f"Maven finished but kafka_2.13 is missing from {libs}")
     marker.write_text(json.dumps({**wanted, "jars": jars}, indent=1))
     size_mb = sum((libs / j).stat().st_size for j in jars) / 1e6
-    KAFKA.say(f"{len(jars)} jars ({size_mb:.0f} MB) ready in {time.monotonic() - began:.1f}s "
-              f"({downloads} files downloaded)")
+    KAFKA.say(
+        f"{len(jars)} jars ({size_mb:.0f} MB) ready in {time.monotonic() - began:.1f}s ({downloads} files downloaded)"
+    )
     return libs
 
 
@@ -161,9 +168,17 @@ def log4j2_config(settings: Settings) -> str:
 def _java(settings: Settings, main_class: str, *args: str, heap: str) -> list[str]:
     """A java command line (why these JVM options: docs/decisions.md, "the local stack")."""
     paths = KafkaPaths.of(settings)
-    return [settings.java_bin, *shlex.split(heap), *shlex.split(settings.kafka_jvm_opts),
-            f"-Dlog4j2.configurationFile={paths.log4j}", f"-Dkafka.logs.dir={paths.log.parent}",
-            "-cp", f"{paths.libs}/*", main_class, *args]  # the * is java's, not a shell's
+    return [
+        settings.java_bin,
+        *shlex.split(heap),
+        *shlex.split(settings.kafka_jvm_opts),
+        f"-Dlog4j2.configurationFile={paths.log4j}",
+        f"-Dkafka.logs.dir={paths.log.parent}",
+        "-cp",
+        f"{paths.libs}/*",
+        main_class,
+        *args,
+    ]  # the * is java's, not a shell's
 
 
 def format_storage(settings: Settings) -> bool:
@@ -171,15 +186,19 @@ def format_storage(settings: Settings) -> bool:
     paths = KafkaPaths.of(settings)
     if (paths.data / "meta.properties").is_file():
         return False
-    uuid = subprocess.run(_java(settings, STORAGE_TOOL, "random-uuid", heap="-Xmx128m"),
-                          capture_output=True, text=True, check=False)
+    uuid = subprocess.run(
+        _java(settings, STORAGE_TOOL, "random-uuid", heap="-Xmx128m"), capture_output=True, text=True, check=False
+    )
     cluster_id = uuid.stdout.strip().splitlines()[-1] if uuid.stdout.strip() else ""
     if uuid.returncode != 0 or not cluster_id:
         raise LocalKafkaError(f"StorageTool random-uuid failed:\n{uuid.stdout}{uuid.stderr}")
     # Static controller.quorum.voters: no --standalone (the tool rejects it with voters).
-    fmt = subprocess.run(_java(settings, STORAGE_TOOL, "format", "-t", cluster_id, "-c",
-                               str(paths.properties), heap="-Xmx128m"),
-                         capture_output=True, text=True, check=False)
+    fmt = subprocess.run(
+        _java(settings, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(paths.properties), heap="-Xmx128m"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if fmt.returncode != 0:
         raise LocalKafkaError(f"StorageTool format failed:\n{fmt.stdout}{fmt.stderr}")
     KAFKA.say(f"formatted {paths.data} (cluster id {cluster_id})")
@@ -212,9 +231,13 @@ class LocalKafka(LocalService):
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": bootstrap_address(settings),
-                             "socket.connection.setup.timeout.ms": int(timeout * 1000),
-                             "logger": _RDKAFKA_LOG})  # type: ignore[dict-item]
+        admin = AdminClient(
+            {
+                "bootstrap.servers": bootstrap_address(settings),
+                "socket.connection.setup.timeout.ms": int(timeout * 1000),
+                "logger": _RDKAFKA_LOG,
+            }
+        )  # type: ignore[dict-item]
         try:
             return len(admin.list_topics(timeout=timeout).brokers) > 0
         except KafkaException:
@@ -235,8 +258,7 @@ class LocalKafka(LocalService):
 
 
 KAFKA = LocalKafka()
-start, stop, status, is_running, main = (KAFKA.start, KAFKA.stop, KAFKA.status, KAFKA.is_running,
-                                         KAFKA.main)
+start, stop, status, is_running, main = (KAFKA.start, KAFKA.stop, KAFKA.status, KAFKA.is_running, KAFKA.main)
 
 if __name__ == "__main__":
     sys.exit(main())

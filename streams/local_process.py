@@ -85,8 +85,11 @@ def cmdline(pid: int) -> list[str] | None:
         return None
     except OSError:
         pass
-    out = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)],  # no /proc (macOS)
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["ps", "-o", "stat=,command=", "-p", str(pid)],  # no /proc (macOS)
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0 or not out.stdout.strip():
         return None
     state, _, command = out.stdout.strip().partition(" ")
@@ -240,9 +243,16 @@ class LocalService(ABC):
         paths = self.Paths.of(settings)
         paths.out.parent.mkdir(parents=True, exist_ok=True)
         with open(paths.out, "ab") as out:
-            proc = subprocess.Popen(argv, cwd=paths.root, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    close_fds=True, env=env)  # close_fds: not the lock's fd
+            proc = subprocess.Popen(
+                argv,
+                cwd=paths.root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env=env,
+            )  # close_fds: not the lock's fd
         self.children[proc.pid] = proc
         paths.pid_file.write_text(f"{proc.pid}\n")
         return proc.pid
@@ -282,8 +292,9 @@ class LocalService(ABC):
         """``what``, then the tails of the server's output and of its log."""
         paths = self.Paths.of(settings)
         shown = [(paths.out, 20)] if paths.out != paths.log else []
-        return self.error("\n".join([what, *(f"--- {path} ---\n{tail(path, lines)}"
-                                             for path, lines in [*shown, (paths.log, 40)])]))
+        return self.error(
+            "\n".join([what, *(f"--- {path} ---\n{tail(path, lines)}" for path, lines in [*shown, (paths.log, 40)])])
+        )
 
     def wait_ready(self, settings: Settings, pid: int) -> None:
         timeout = float(getattr(settings, self.timeout_setting))
@@ -294,8 +305,9 @@ class LocalService(ABC):
             if self.ready(settings, timeout=2.0):
                 return
             time.sleep(self.poll_s)
-        raise self.failure(settings, f"the {self.noun} (pid {pid}) did not answer on "
-                                     f"{self.address(settings)} within {timeout:.0f}s")
+        raise self.failure(
+            settings, f"the {self.noun} (pid {pid}) did not answer on {self.address(settings)} within {timeout:.0f}s"
+        )
 
     def _halt(self, settings: Settings, pid: int) -> None:
         self.halt(settings, pid)
@@ -323,16 +335,17 @@ class LocalService(ABC):
                 self._halt(settings, managed)
                 managed, restarted = None, True
             if managed is not None:
-                self.say(f"{self.noun} pid {managed} is alive but not answering yet; "
-                         "waiting for it")
+                self.say(f"{self.noun} pid {managed} is alive but not answering yet; waiting for it")
                 self.wait_ready(settings, managed)
                 self.after_ready(settings)
                 return False
             paths.pid_file.unlink(missing_ok=True)  # stale
             port = int(getattr(settings, self.port_setting))
             if port_open("127.0.0.1", port):
-                raise self.error(f"port {port} is taken by something that is not a {self.noun}; "
-                                 f"set INVENTORY_{self.port_setting.upper()}")
+                raise self.error(
+                    f"port {port} is taken by something that is not a {self.noun}; "
+                    f"set INVENTORY_{self.port_setting.upper()}"
+                )
             began = time.monotonic()
             pid = self.launch(settings, *self.prepare(settings))
             self.say(f"started {self.label(settings)} (pid {pid}); waiting for it")
@@ -342,8 +355,10 @@ class LocalService(ABC):
             except BaseException:
                 self._halt(settings, pid)
                 raise
-        self.say(f"{self.label(settings)} ready on {address} (pid {pid}, "
-                 f"{time.monotonic() - began:.1f}s{extra}; log {paths.log})")
+        self.say(
+            f"{self.label(settings)} ready on {address} (pid {pid}, "
+            f"{time.monotonic() - began:.1f}s{extra}; log {paths.log})"
+        )
         return not restarted
 
     def stop(self, settings: Settings | None = None) -> bool:
@@ -376,11 +391,15 @@ class LocalService(ABC):
             self.say(f"{other}; the local one is unused")
             return False
         running, pid = self.ready(settings), self.managed_pid(settings)
-        state = ("running" if running else "not running" if pid is None
-                 else "starting (process alive, not answering yet)")
+        state = (
+            "running" if running else "not running" if pid is None else "starting (process alive, not answering yet)"
+        )
         unmanaged = "-" + ("  (not started by this tool)" if running else "")
-        rows = [("pid", unmanaged if pid is None else f"{pid} (RSS {rss(pid)})"),
-                *self.details(settings, running, pid), ("log", str(self.Paths.of(settings).log))]
+        rows = [
+            ("pid", unmanaged if pid is None else f"{pid} (RSS {rss(pid)})"),
+            *self.details(settings, running, pid),
+            ("log", str(self.Paths.of(settings).log)),
+        ]
         width = max(len(name) for name, _ in rows) + 2
         print(f"local {self.title}: {state}")
         for name, value in rows:
@@ -388,8 +407,7 @@ class LocalService(ABC):
         return running
 
     def main(self, argv: list[str] | None = None) -> int:
-        parser = argparse.ArgumentParser(prog=f"python -m {self.module}",
-                                         description=self.description)
+        parser = argparse.ArgumentParser(prog=f"python -m {self.module}", description=self.description)
         parser.add_argument("command", choices=["start", "stop", "status", *self.commands])
         args = parser.parse_args(argv)
         settings = get_settings()
@@ -410,9 +428,14 @@ class LocalService(ABC):
             raise self.error(f"Maven ({settings.maven_bin!r}) is not on PATH")
         last: list[str] = []
         downloads = 0
-        with subprocess.Popen([settings.maven_bin, "-B", *args], cwd=cwd, text=True,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT) as proc:
+        with subprocess.Popen(
+            [settings.maven_bin, "-B", *args],
+            cwd=cwd,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        ) as proc:
             assert proc.stdout is not None
             # "[INFO] Downloaded from central: https://.../x-1.0.jar (12 kB at 3.4 MB/s)"
             for line in proc.stdout:
@@ -424,6 +447,5 @@ class LocalService(ABC):
                         size = " ".join(words[2:4]).lstrip("(")
                         self.say(f"  [{downloads:3d} files] {words[1].rsplit('/', 1)[-1]} ({size})")
         if proc.returncode != 0:
-            raise self.error(f"Maven failed (exit {proc.returncode}) resolving {what}:\n"
-                             + "\n".join(last))
+            raise self.error(f"Maven failed (exit {proc.returncode}) resolving {what}:\n" + "\n".join(last))
         return downloads

@@ -137,8 +137,11 @@ def judge(local: LocalPartition, low: int, high: int, read: ReadRange, chunk: in
     missing_from = next((o for o, k, _ in read(found + 1, high) if k == HEAD), None)
     where = "the changelog's last" if missing_from is None else f"behind later ones from offset {missing_from}"
     return Verdict(
-        True, f"its last transaction is in the changelog at offset {found}, {where}; the restore reads offsets "
-        f"{restore_after + 1}..{high - 1}", restore_after, missing_from,
+        True,
+        f"its last transaction is in the changelog at offset {found}, {where}; the restore reads offsets "
+        f"{restore_after + 1}..{high - 1}",
+        restore_after,
+        missing_from,
     )
 
 
@@ -151,12 +154,15 @@ class ChangelogReader:
 
         from streams.kafka_config import consumer_config
 
-        self._consumer = Consumer(consumer_config(
-            settings, group_id=f"{settings.app_id}-state-check",
-            # Only records already written are read: a fetch left waiting at the end of a
-            # partition for new ones (500 ms by default) would delay every next request.
-            **{"enable.partition.eof": True, "fetch.wait.max.ms": 10},
-        ))
+        self._consumer = Consumer(
+            consumer_config(
+                settings,
+                group_id=f"{settings.app_id}-state-check",
+                # Only records already written are read: a fetch left waiting at the end of a
+                # partition for new ones (500 ms by default) would delay every next request.
+                **{"enable.partition.eof": True, "fetch.wait.max.ms": 10},
+            )
+        )
         self._settings = settings
         self._retention: dict[str, int] = {}
         self.timeout_s = timeout_s
@@ -168,7 +174,9 @@ class ChangelogReader:
         low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
         return int(low), int(high)
 
-    def read(self, topic: str, partition: int, start: int, end: int) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    def read(
+        self, topic: str, partition: int, start: int, end: int
+    ) -> Iterator[tuple[int, bytes | None, bytes | None]]:
         """Records with ``start <= offset < end`` (a compacted topic has holes)."""
         for msg in self._messages(topic, partition, start, end):
             yield msg.offset(), msg.key(), msg.value()
@@ -234,7 +242,10 @@ class ChangelogReader:
 
 
 def reconcile_after_crash(
-    settings: Settings, say: Callable[[str], None] = print, reader: Any = None, now_ms: int | None = None,
+    settings: Settings,
+    say: Callable[[str], None] = print,
+    reader: Any = None,
+    now_ms: int | None = None,
 ) -> list[tuple[LocalPartition, Verdict]]:
     """Keep or delete every local table partition after an unclean shutdown (see above).
 
@@ -256,7 +267,10 @@ def reconcile_after_crash(
             try:
                 local = read_local(table, partition, path)
             except Exception as exc:  # noqa: BLE001 - unreadable: nothing can be proven of it
-                local, verdict = LocalPartition(table, partition, path, None, None), Verdict(False, f"unreadable: {exc}")
+                local, verdict = (
+                    LocalPartition(table, partition, path, None, None),
+                    Verdict(False, f"unreadable: {exc}"),
+                )
             else:
                 topic = topics.changelog(table)
                 try:
@@ -266,9 +280,12 @@ def reconcile_after_crash(
                         written = reader.timestamp_ms(topic, partition, verdict.missing_from)
                         retention = reader.delete_retention_ms(topic)
                         if written is not None and now_ms - written > retention:
-                            verdict = Verdict(False, f"it is behind transactions from {(now_ms - written) / 3.6e6:.1f} h "
-                                              f"ago, more than the changelog's delete.retention.ms ({retention} ms): "
-                                              "deletes it missed may have been compacted away")
+                            verdict = Verdict(
+                                False,
+                                f"it is behind transactions from {(now_ms - written) / 3.6e6:.1f} h "
+                                f"ago, more than the changelog's delete.retention.ms ({retention} ms): "
+                                "deletes it missed may have been compacted away",
+                            )
                 except Exception as exc:  # noqa: BLE001 - an unreadable changelog proves nothing
                     verdict = Verdict(False, f"its changelog could not be read: {type(exc).__name__}: {exc}")
             if verdict.keep:

@@ -57,8 +57,17 @@ BATCH = {
 }
 ORDER = {
     "type": "object",
-    "required": ["orderNo", "status", "orderType", "known", "paid", "version", "reservationExpiresAt", "lines",
-                 "timeline"],
+    "required": [
+        "orderNo",
+        "status",
+        "orderType",
+        "known",
+        "paid",
+        "version",
+        "reservationExpiresAt",
+        "lines",
+        "timeline",
+    ],
     "properties": {
         "orderNo": {"type": "string"},
         "status": {"type": "string"},
@@ -67,17 +76,44 @@ ORDER = {
         "paid": {"type": "boolean"},
         "version": _INT,
         "reservationExpiresAt": {"type": ["string", "null"], "format": "date-time"},
-        "lines": {"type": "array", "items": {"type": "object", "properties": {
-            "sku": {"type": "string"}, "quantity": _INT, "warehouseCode": {"type": ["string", "null"]},
-            "reservationState": {"type": "string"}, "reservedQty": _INT, "presoldQty": _INT, "shortQty": _INT,
-            "shippedQty": _INT, "deliveredQty": _INT, "returnedQty": _INT,
-            "splits": {"type": "array", "description": "A line split across warehouses: its parts at warehouses "
-                       "other than warehouseCode (reservedQty is the line's total).",
-                       "items": {"type": "object", "properties": {
-                           "warehouseCode": {"type": "string"}, "reservedQty": _INT}}}}}},
-        "timeline": {"type": "array", "items": {"type": "object", "properties": {
-            "at": {"type": "string", "format": "date-time"}, "what": {"type": "string"},
-            "causeEventId": {"type": "string"}}}},
+        "lines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "sku": {"type": "string"},
+                    "quantity": _INT,
+                    "warehouseCode": {"type": ["string", "null"]},
+                    "reservationState": {"type": "string"},
+                    "reservedQty": _INT,
+                    "presoldQty": _INT,
+                    "shortQty": _INT,
+                    "shippedQty": _INT,
+                    "deliveredQty": _INT,
+                    "returnedQty": _INT,
+                    "splits": {
+                        "type": "array",
+                        "description": "A line split across warehouses: its parts at warehouses "
+                        "other than warehouseCode (reservedQty is the line's total).",
+                        "items": {
+                            "type": "object",
+                            "properties": {"warehouseCode": {"type": "string"}, "reservedQty": _INT},
+                        },
+                    },
+                },
+            },
+        },
+        "timeline": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "at": {"type": "string", "format": "date-time"},
+                    "what": {"type": "string"},
+                    "causeEventId": {"type": "string"},
+                },
+            },
+        },
     },
 }
 ERROR = {
@@ -92,92 +128,198 @@ def _json(ref: str, description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    words = {400: "Malformed path or query", 404: "Unknown", 502: "The owning worker failed",
-             503: "Partitions are being assigned"}
+    words = {
+        400: "Malformed path or query",
+        404: "Unknown",
+        502: "The owning worker failed",
+        503: "Partitions are being assigned",
+    }
     words.update(_WEBHOOK_ERRORS)
     return {str(c): _json("#/components/schemas/Error", words[c]) for c in codes}
 
 
-_WEBHOOK_ERRORS = {401: "Missing or wrong bearer token", 408: "Body not received in time",
-                   413: "Body larger than the limit", 415: "Not application/json",
-                   422: "Not a valid event (each invalid item with its index and field errors)"}
+_WEBHOOK_ERRORS = {
+    401: "Missing or wrong bearer token",
+    408: "Body not received in time",
+    413: "Body larger than the limit",
+    415: "Not application/json",
+    422: "Not a valid event (each invalid item with its index and field errors)",
+}
 
-_EVENT_BODY = {"type": "object", "required": ["eventType", "eventId", "occurredAt"],
-               "description": "An input event in the contract's JSON (camelCase), as connectors.produce reads"}
+_EVENT_BODY = {
+    "type": "object",
+    "required": ["eventType", "eventId", "occurredAt"],
+    "description": "An input event in the contract's JSON (camelCase), as connectors.produce reads",
+}
 
 
 def _webhook(source: str, events: str) -> dict[str, Any]:
-    responses = {"202": {"description": "Accepted: every record acknowledged by the broker", "content": {
-        "application/json": {"schema": {"type": "object", "required": ["accepted", "events"], "properties": {
-            "accepted": {"type": "integer"},
-            "events": {"type": "array", "items": {"type": "object", "properties": {
-                "eventId": {"type": "string"}, "topic": {"type": "string"},
-                "partition": {"type": "integer"}, "offset": {"type": "integer"}}}}}}}}}}
-    for code, words in {400: "Not JSON", **_WEBHOOK_ERRORS,
-                        503: "Webhook off (no token set), or the broker/registry did not acknowledge"}.items():
+    responses = {
+        "202": {
+            "description": "Accepted: every record acknowledged by the broker",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["accepted", "events"],
+                        "properties": {
+                            "accepted": {"type": "integer"},
+                            "events": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "eventId": {"type": "string"},
+                                        "topic": {"type": "string"},
+                                        "partition": {"type": "integer"},
+                                        "offset": {"type": "integer"},
+                                    },
+                                },
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    }
+    for code, words in {
+        400: "Not JSON",
+        **_WEBHOOK_ERRORS,
+        503: "Webhook off (no token set), or the broker/registry did not acknowledge",
+    }.items():
         responses[str(code)] = _json("#/components/schemas/Error", words)
-    return {"post": {
-        "summary": f"{source} events ({events}) into the pipeline, durably",
-        "security": [{"bearer": []}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
-            _EVENT_BODY, {"type": "array", "minItems": 1, "items": _EVENT_BODY}]}}}},
-        "responses": responses,
-    }}
+    return {
+        "post": {
+            "summary": f"{source} events ({events}) into the pipeline, durably",
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"oneOf": [_EVENT_BODY, {"type": "array", "minItems": 1, "items": _EVENT_BODY}]}
+                    }
+                },
+            },
+            "responses": responses,
+        }
+    }
 
 
 def openapi_document(server_url: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Inventory center views", "version": "1.0.0",
-                 "description": "Views of the inventory center's tables, and the TMS/WMS webhooks."},
+        "info": {
+            "title": "Inventory center views",
+            "version": "1.0.0",
+            "description": "Views of the inventory center's tables, and the TMS/WMS webhooks.",
+        },
         "servers": [{"url": server_url}],
         "paths": {
-            "/inventory/{sku}/{warehouseCode}": {"get": {
-                "summary": "One position",
-                "parameters": [
-                    {"name": "sku", "in": "path", "required": True, "schema": _CODE, "example": "SKU001"},
-                    {"name": "warehouseCode", "in": "path", "required": True, "schema": {**_CODE, "maxLength": 32},
-                     "example": "WH001"},
-                ],
-                "responses": {"200": _json("#/components/schemas/Position", "The position"), **_errors(400, 404)},
-            }},
-            "/inventory/{sku}": {"get": {
-                "summary": "Every warehouse of a SKU and the network totals",
-                "parameters": [{"name": "sku", "in": "path", "required": True, "schema": _CODE, "example": "SKU001"}],
-                "responses": {"200": _json("#/components/schemas/SkuInventory", "The SKU"), **_errors(400, 404)},
-            }},
-            "/inventory": {"get": {
-                "summary": "Availability of many SKUs at once (a cart)",
-                "parameters": [{"name": "skus", "in": "query", "required": True,
-                                "description": "1 to 200 comma-separated SKU codes",
-                                "schema": {"type": "string", "pattern": _CODE_LIST},
-                                "example": "SKU001,SKU002"}],
-                "responses": {"200": _json("#/components/schemas/Batch", "Found SKUs and the missing ones"),
-                              **_errors(400, 502, 503)},
-            }},
-            "/orders/{orderNo}": {"get": {
-                "summary": "An order: status, timeline and per-line allocation",
-                "parameters": [{"name": "orderNo", "in": "path", "required": True, "schema": _CODE,
-                                "example": "OMS202511220001"}],
-                "responses": {"200": _json("#/components/schemas/Order", "The order"), **_errors(400, 404)},
-            }},
-            "/health": {"get": {"summary": "Liveness: 200 while the process serves; says why it is not ready "
-                                           "(notReadyBecause) and whether the broker answers", "responses": {"200": {
-                "description": "Alive", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
-            "/ready": {"get": {"summary": "Readiness: the broker answers, partitions are assigned, no rebalance, "
-                                          "tables recovered", "responses": {
-                "200": {"description": "Ready", "content": {"application/json": {"schema": {"type": "object"}}}},
-                "503": {"description": "Not ready; notReadyBecause lists why",
-                        "content": {"application/json": {"schema": {"type": "object"}}}},
-            }}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
-                "description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-            "/webhooks/tms": _webhook("TMS (carrier)", "PickedUp, InTransit, OutForDelivery, Delivered, "
-                                                       "DeliveryFailed, ReturnPickedUp"),
+            "/inventory/{sku}/{warehouseCode}": {
+                "get": {
+                    "summary": "One position",
+                    "parameters": [
+                        {"name": "sku", "in": "path", "required": True, "schema": _CODE, "example": "SKU001"},
+                        {
+                            "name": "warehouseCode",
+                            "in": "path",
+                            "required": True,
+                            "schema": {**_CODE, "maxLength": 32},
+                            "example": "WH001",
+                        },
+                    ],
+                    "responses": {"200": _json("#/components/schemas/Position", "The position"), **_errors(400, 404)},
+                }
+            },
+            "/inventory/{sku}": {
+                "get": {
+                    "summary": "Every warehouse of a SKU and the network totals",
+                    "parameters": [
+                        {"name": "sku", "in": "path", "required": True, "schema": _CODE, "example": "SKU001"}
+                    ],
+                    "responses": {"200": _json("#/components/schemas/SkuInventory", "The SKU"), **_errors(400, 404)},
+                }
+            },
+            "/inventory": {
+                "get": {
+                    "summary": "Availability of many SKUs at once (a cart)",
+                    "parameters": [
+                        {
+                            "name": "skus",
+                            "in": "query",
+                            "required": True,
+                            "description": "1 to 200 comma-separated SKU codes",
+                            "schema": {"type": "string", "pattern": _CODE_LIST},
+                            "example": "SKU001,SKU002",
+                        }
+                    ],
+                    "responses": {
+                        "200": _json("#/components/schemas/Batch", "Found SKUs and the missing ones"),
+                        **_errors(400, 502, 503),
+                    },
+                }
+            },
+            "/orders/{orderNo}": {
+                "get": {
+                    "summary": "An order: status, timeline and per-line allocation",
+                    "parameters": [
+                        {
+                            "name": "orderNo",
+                            "in": "path",
+                            "required": True,
+                            "schema": _CODE,
+                            "example": "OMS202511220001",
+                        }
+                    ],
+                    "responses": {"200": _json("#/components/schemas/Order", "The order"), **_errors(400, 404)},
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness: 200 while the process serves; says why it is not ready "
+                    "(notReadyBecause) and whether the broker answers",
+                    "responses": {
+                        "200": {"description": "Alive", "content": {"application/json": {"schema": {"type": "object"}}}}
+                    },
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "Readiness: the broker answers, partitions are assigned, no rebalance, tables recovered",
+                    "responses": {
+                        "200": {
+                            "description": "Ready",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "503": {
+                            "description": "Not ready; notReadyBecause lists why",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                    },
+                }
+            },
+            "/webhooks/tms": _webhook(
+                "TMS (carrier)", "PickedUp, InTransit, OutForDelivery, Delivered, DeliveryFailed, ReturnPickedUp"
+            ),
             "/webhooks/wms": _webhook("WMS (warehouse)", "OrderShipped and the stock movements"),
             "/webhooks/erp": _webhook("ERP (inventory planner)", "ReorderPointSet"),
         },
-        "components": {"schemas": {"Position": POSITION, "SkuInventory": SKU_INVENTORY, "Batch": BATCH,
-                                   "Order": ORDER, "Error": ERROR},
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": {
+                "Position": POSITION,
+                "SkuInventory": SKU_INVENTORY,
+                "Batch": BATCH,
+                "Order": ORDER,
+                "Error": ERROR,
+            },
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }

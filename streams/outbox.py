@@ -79,9 +79,7 @@ def _header_text(headers: Headers, name: str) -> str | None:
 
 
 def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<event>'}: {err['msg']}" for err in exc.errors()
-    )
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<event>'}: {err['msg']}" for err in exc.errors())
 
 
 def event_from_outbox(value: bytes | None, headers: Headers = None) -> Event | Refused:
@@ -110,8 +108,7 @@ def event_from_outbox(value: bytes | None, headers: Headers = None) -> Event | R
     if row_type is not None:
         named = body.setdefault("eventType", row_type)
         if named != row_type:
-            return Refused("VALIDATION", f"payload eventType {named!r} differs from the outbox "
-                                         f"row's type {row_type!r}")
+            return Refused("VALIDATION", f"payload eventType {named!r} differs from the outbox row's type {row_type!r}")
     row_id = _header_text(headers, EVENT_ID_HEADER)
     if row_id is not None:
         body.setdefault("eventId", row_id)
@@ -123,8 +120,9 @@ def event_from_outbox(value: bytes | None, headers: Headers = None) -> Event | R
     except ValueError as exc:
         return Refused("VALIDATION", str(exc))
     if not isinstance(event, ORDER_EVENTS):
-        return Refused("VALIDATION", f"{event.event_type} is not an OMS event; the OMS outbox "
-                                     "carries order events only")
+        return Refused(
+            "VALIDATION", f"{event.event_type} is not an OMS event; the OMS outbox carries order events only"
+        )
     return event
 
 
@@ -133,8 +131,7 @@ def register_outbox_agent(pipeline: Pipeline, dead_letter: DeadLetterFn) -> faus
     app, topics, metrics = pipeline.app, pipeline.topics, pipeline.metrics
 
     def raw(*names: str) -> faust.TopicT:
-        return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw",
-                         value_serializer="raw")
+        return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     source = raw(*pipeline.settings.outbox_topics)
 

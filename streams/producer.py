@@ -17,9 +17,15 @@ from typing import Any
 POLL_S = 0.01  # longest wait for a delivery report while the queue is full (poll returns on one)
 
 
-def produce(producer: Any, topic: str, value: bytes | None, key: bytes | None = None,
-            partition: int | None = None, on_delivery: Callable[[Any, Any], None] | None = None,
-            wait_s: float | None = None) -> None:
+def produce(
+    producer: Any,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None = None,
+    partition: int | None = None,
+    on_delivery: Callable[[Any, Any], None] | None = None,
+    wait_s: float | None = None,
+) -> None:
     """Queue one record (``partition`` None: the producer's partitioner chooses)."""
     deadline = None if wait_s is None else time.monotonic() + wait_s
     while True:

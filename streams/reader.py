@@ -176,8 +176,7 @@ class ChangeFeed(threading.Thread):
     """Reads every partition of ``inventory-changes`` from the beginning, decodes in this
     thread and hands each batch of changes to ``deliver`` (called on the event loop)."""
 
-    def __init__(self, settings: Any, loop: asyncio.AbstractEventLoop, replica: Replica,
-                 freshness: Freshness) -> None:
+    def __init__(self, settings: Any, loop: asyncio.AbstractEventLoop, replica: Replica, freshness: Freshness) -> None:
         super().__init__(name="inventory-changes-feed", daemon=True)
         self.settings, self.loop, self.replica, self.freshness = settings, loop, replica, freshness
         self._stopping = threading.Event()
@@ -194,9 +193,13 @@ class ChangeFeed(threading.Thread):
 
         topic = Topics(self.settings).inventory_changes
         wire = Wire(self.settings)
-        consumer = Consumer(consumer_config(
-            self.settings, group_id=f"{self.settings.app_id}-reader-{os.getpid()}",  # never joins, never commits
-            **{"enable.partition.eof": True, "fetch.wait.max.ms": 50}))
+        consumer = Consumer(
+            consumer_config(
+                self.settings,
+                group_id=f"{self.settings.app_id}-reader-{os.getpid()}",  # never joins, never commits
+                **{"enable.partition.eof": True, "fetch.wait.max.ms": 50},
+            )
+        )
         try:
             while not self._stopping.is_set():
                 metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -266,8 +269,15 @@ class ChangeFeed(threading.Thread):
 
 # --- the HTTP server ------------------------------------------------------------------------------
 
-REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed",
-           431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
+REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
 
 
 def _code(value: str) -> bool:
@@ -350,17 +360,26 @@ class Server:
             return 200, self.replica.skus(skus), JSON
         if "positions" in params:
             keys = list(dict.fromkeys(k for k in params["positions"].split(",") if k))
-            if not keys or len(keys) > MAX_BATCH or not all(
-                    "|" in k and all(_code(x) for x in k.split("|", 1)) for k in keys):
+            if (
+                not keys
+                or len(keys) > MAX_BATCH
+                or not all("|" in k and all(_code(x) for x in k.split("|", 1)) for k in keys)
+            ):
                 return 400, error(400, f"positions: 1 to {MAX_BATCH} comma-separated sku|warehouseCode"), JSON
             return 200, self.replica.positions(keys), JSON
         return 400, error(400, "give skus=A,B or positions=A|WH1,B|WH2"), JSON
 
     def health(self) -> dict[str, Any]:
         f = self.freshness
-        return {"status": "ok", "ready": f.ready, "positions": len(self.replica), "behind": f.behind,
-                "caughtUpMsAgo": f.caught_up_ms(), "unreadable": f.unreadable,
-                "partitions": {str(p): {"next": n, "highWatermark": h} for p, (n, h) in sorted(f.partitions.items())}}
+        return {
+            "status": "ok",
+            "ready": f.ready,
+            "positions": len(self.replica),
+            "behind": f.behind,
+            "caughtUpMsAgo": f.caught_up_ms(),
+            "unreadable": f.unreadable,
+            "partitions": {str(p): {"next": n, "highWatermark": h} for p, (n, h) in sorted(f.partitions.items())},
+        }
 
     def metrics(self) -> str:
         f, r = self.freshness, self.replica
@@ -411,7 +430,7 @@ class HttpProtocol(asyncio.Protocol):
                     close = True
                     buffer = b""
                 break
-            head, buffer = buffer[:end], buffer[end + 4:]
+            head, buffer = buffer[:end], buffer[end + 4 :]
             line, _, headers = head.partition(b"\r\n")
             request = line.split(b" ")
             lower = headers.lower()
@@ -438,9 +457,16 @@ class HttpProtocol(asyncio.Protocol):
     def response(self, status: int, body: bytes, kind: bytes, version: bytes, close: bool) -> bytes:
         extra = b"WWW-Authenticate: Bearer\r\n" if status == 401 else b""
         return b"%s %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s%s\r\n%s" % (
-            b"HTTP/1.1", status, REASONS.get(status, b""), kind, len(body), self.server.freshness_headers(), extra,
+            b"HTTP/1.1",
+            status,
+            REASONS.get(status, b""),
+            kind,
+            len(body),
+            self.server.freshness_headers(),
+            extra,
             b"Connection: close\r\n" if close else (b"Connection: keep-alive\r\n" if version != b"HTTP/1.1" else b""),
-            body)
+            body,
+        )
 
 
 def _has_body(lower: bytes) -> bool:
@@ -458,8 +484,8 @@ def _header(headers: bytes, lower: bytes, name: bytes) -> bytes | None:
         at = lower.find(name + b":", at + 1)
         if at < 0:
             return None
-        if at == 0 or lower[at - 1:at] == b"\n":
-            return headers[at + len(name) + 1:].split(b"\r\n", 1)[0].strip()
+        if at == 0 or lower[at - 1 : at] == b"\n":
+            return headers[at + len(name) + 1 :].split(b"\r\n", 1)[0].strip()
 
 
 # --- processes ---------------------------------------------------------------------------------------
@@ -489,8 +515,13 @@ async def serve(settings: Any, host: str, port: int, share: bool = False) -> Non
     feed = ChangeFeed(settings, loop, replica, freshness)
     feed.start()
     listener = await loop.create_server(lambda: HttpProtocol(server), sock=listening_socket(host, port, share))
-    log.info("reader %d: serving http://%s:%d (inventory-changes of prefix %r)", os.getpid(), host, port,
-             settings.topic_prefix)
+    log.info(
+        "reader %d: serving http://%s:%d (inventory-changes of prefix %r)",
+        os.getpid(),
+        host,
+        port,
+        settings.topic_prefix,
+    )
     stopped = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopped.set)
@@ -504,10 +535,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m streams.reader",
         description="Read processes: answer stock queries from the compacted inventory-changes topic, apart from "
-                    "the workers (same JSON as the worker's /inventory views). Settings come from the environment "
-                    "(INVENTORY_*), as for the worker.")
-    parser.add_argument("--processes", type=int, default=None,
-                        help="read processes sharing the port (default: settings reader_processes)")
+        "the workers (same JSON as the worker's /inventory views). Settings come from the environment "
+        "(INVENTORY_*), as for the worker.",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="read processes sharing the port (default: settings reader_processes)",
+    )
     parser.add_argument("--port", type=int, default=None, help="port (default: settings reader_port)")
     parser.add_argument("--bind", default=None, help="interface (default: settings web_bind, 127.0.0.1)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child of --processes
@@ -535,8 +571,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"reader: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
-    children = [subprocess.Popen([sys.executable, "-m", "streams.reader", "--one", "--bind", host,
-                                  "--port", str(port)]) for _ in range(processes)]
+    children = [
+        subprocess.Popen([sys.executable, "-m", "streams.reader", "--one", "--bind", host, "--port", str(port)])
+        for _ in range(processes)
+    ]
     stopping = threading.Event()
 
     def stop(signum: int, frame: Any) -> None:

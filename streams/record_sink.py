@@ -48,15 +48,22 @@ class RecordSink:
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         from confluent_kafka import Producer
 
-        self._start(Producer(producer_config(settings, **{
-            "linger.ms": 5,
-            "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 500_000,
-            "message.max.bytes": settings.record_max_bytes,
-            "message.timeout.ms": 0,  # wait out any outage; only a permanent error fails a record
-            "logger": logging.getLogger("librdkafka.sink"),
-            **overrides,
-        })))
+        self._start(
+            Producer(
+                producer_config(
+                    settings,
+                    **{
+                        "linger.ms": 5,
+                        "batch.num.messages": 10_000,
+                        "queue.buffering.max.messages": 500_000,
+                        "message.max.bytes": settings.record_max_bytes,
+                        "message.timeout.ms": 0,  # wait out any outage; only a permanent error fails a record
+                        "logger": logging.getLogger("librdkafka.sink"),
+                        **overrides,
+                    },
+                )
+            )
+        )
 
     @classmethod
     def over(cls, producer: Any) -> RecordSink:

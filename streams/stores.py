@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -58,8 +58,8 @@ from tables.retention import UNCHANGED, IndexEntry, Retention
 from tables.state import (
     InboundExpectation,
     Order,
-    OutRecord,
     Outbox,
+    OutRecord,
     PartitionClock,
     Receipt,
     Reservation,
@@ -112,8 +112,14 @@ def scan_prefix(table: Any, partition: int, prefix: bytes) -> Iterator[tuple[byt
 class FamilyStore:
     """One partition family's table: reads for the core, staged transactional writes."""
 
-    def __init__(self, table: Any, send_changelog: SendChangelog, decode_output: Callable[..., Any] = decode,
-                 message_budget: int | None = None, name: str = "") -> None:
+    def __init__(
+        self,
+        table: Any,
+        send_changelog: SendChangelog,
+        decode_output: Callable[..., Any] = decode,
+        message_budget: int | None = None,
+        name: str = "",
+    ) -> None:
         self.table = table
         self.name = name  # the table's name: envelopes name their source <name>|<partition>
         self._logs: dict[int, _PartitionLog] = {}
@@ -261,12 +267,17 @@ class FamilyStore:
             stored = StoredReceipt(message_id, outputs, fingerprint, event_id)
             writes = [*writes, Write(receipt_key(message_id), encode(stored))]
         sized = [(k, obj, self._size_of(k, obj)) for k, obj in objects]
-        size = internal_bytes + sum(map(len, outputs)) + sum(
-            WRITE_OVERHEAD + len(w.key) + (len(w.value) if w.value is not None else 0) for w in writes
-        ) + sum(WRITE_OVERHEAD + len(k) + (len(raw) if isinstance(raw, bytes) else raw) for k, _, raw in sized)
+        size = (
+            internal_bytes
+            + sum(map(len, outputs))
+            + sum(WRITE_OVERHEAD + len(w.key) + (len(w.value) if w.value is not None else 0) for w in writes)
+            + sum(WRITE_OVERHEAD + len(k) + (len(raw) if isinstance(raw, bytes) else raw) for k, _, raw in sized)
+        )
         if self.message_budget is not None and size > self.message_budget:
-            raise TooLarge(f"{message_id or 'a message'}: its writes and outputs take {size} bytes, more than "
-                           f"the {self.message_budget} one message may stage (record_max_bytes)")
+            raise TooLarge(
+                f"{message_id or 'a message'}: its writes and outputs take {size} bytes, more than "
+                f"the {self.message_budget} one message may stage (record_max_bytes)"
+            )
         if not writes and not sized:
             return  # nothing to redo: its outputs are sent, and a replay sends them again
         staged, staged_objects = self._staged, self._objects
@@ -338,8 +349,11 @@ class FamilyStore:
             if w.key in objects:
                 self._remember(w.key, objects[w.key], len(w.value))  # type: ignore[arg-type]
             elif kind(w.key) in CACHED:
-                self._remember(w.key, None if w.value is None else decode(w.value, validate=False),
-                               0 if w.value is None else len(w.value))
+                self._remember(
+                    w.key,
+                    None if w.value is None else decode(w.value, validate=False),
+                    0 if w.value is None else len(w.value),
+                )
         items: list[tuple[bytes, bytes | None]] = []
         if records:
             items.append((outbox_key(seq), encode(Outbox(seq, tuple(records)))))
@@ -458,8 +472,16 @@ class StockStore(FamilyStore):
         if receipt is None:
             self.stage("", writes, outputs, False, internal_bytes=internal_bytes, objects=objects)
         else:
-            self.stage(receipt.message_id, writes, outputs, True, receipt.fingerprint, receipt.event_id,
-                       internal_bytes, objects)
+            self.stage(
+                receipt.message_id,
+                writes,
+                outputs,
+                True,
+                receipt.fingerprint,
+                receipt.event_id,
+                internal_bytes,
+                objects,
+            )
 
 
 class OrderStore(FamilyStore):
@@ -482,5 +504,13 @@ class OrderStore(FamilyStore):
         if receipt is None:
             self.stage("", writes, outputs, False, internal_bytes=internal_bytes, objects=objects)
         else:
-            self.stage(receipt.message_id, writes, outputs, True, receipt.fingerprint, receipt.event_id,
-                       internal_bytes, objects)
+            self.stage(
+                receipt.message_id,
+                writes,
+                outputs,
+                True,
+                receipt.fingerprint,
+                receipt.event_id,
+                internal_bytes,
+                objects,
+            )

@@ -147,7 +147,8 @@ def align_topic_configs(
     altered = admin.incremental_alter_configs(
         [
             ConfigResource(
-                ConfigResource.Type.TOPIC, name,
+                ConfigResource.Type.TOPIC,
+                name,
                 incremental_configs=[
                     ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in diff.items()
                 ],

@@ -14,8 +14,8 @@ import json
 import re
 import time
 from pathlib import Path
-from urllib.parse import quote
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from faust.web import Request, Response, View, Web
 
@@ -41,8 +41,14 @@ def _error(web: Web, status: int, message: str) -> Response:
 
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-STATIC_TYPES = {".html": "text/html", ".js": "application/javascript", ".css": "text/css",
-                ".svg": "image/svg+xml", ".png": "image/png", ".json": "application/json"}
+STATIC_TYPES = {
+    ".html": "text/html",
+    ".js": "application/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".json": "application/json",
+}
 
 
 def stock_json(stock: SkuStock) -> dict[str, Any]:
@@ -56,8 +62,9 @@ def register_views(pipeline: Pipeline) -> None:
         install_read_guard(app.web.web_app, settings.read_token)
     _install_json_errors(app)
     # A worker asking another for its part of a batch reads on the caller's behalf.
-    peer_headers = ({"Authorization": f"Bearer {settings.read_token.get_secret_value()}"}
-                    if settings.read_token is not None else {})
+    peer_headers = (
+        {"Authorization": f"Bearer {settings.read_token.get_secret_value()}"} if settings.read_token is not None else {}
+    )
     meter = ThroughputMeter()
     stock_table_name = tables.stock.name
 
@@ -138,9 +145,7 @@ def register_views(pipeline: Pipeline) -> None:
         async def get(self, request: Request) -> Any:
             from aiohttp import web as aioweb
 
-            response = aioweb.StreamResponse(
-                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-            )
+            response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
             await response.prepare(request)  # type: ignore[arg-type]
             queue = live.subscribe()
             try:
@@ -153,9 +158,11 @@ def register_views(pipeline: Pipeline) -> None:
                         await response.write(f"event: {event}\ndata: {payload}\n\n".encode())
                     except TimeoutError:
                         total = sum(metrics.events_in.values())
-                        stats = {"eventsPerSecond": round(meter.sample(total), 1),
-                                 "eventsIn": dict(metrics.events_in),
-                                 "deadLetters": sum(metrics.dead_letters.values())}
+                        stats = {
+                            "eventsPerSecond": round(meter.sample(total), 1),
+                            "eventsIn": dict(metrics.events_in),
+                            "deadLetters": sum(metrics.dead_letters.values()),
+                        }
                         await response.write(f"event: stats\ndata: {json.dumps(stats)}\n\n".encode())
                         next_tick = time.monotonic() + 1.0
             except (ConnectionResetError, asyncio.CancelledError):
@@ -211,14 +218,16 @@ def register_views(pipeline: Pipeline) -> None:
             except Exception as exc:  # noqa: BLE001 - diagnostics only
                 client = {"error": repr(exc)}
             partitions = faust_private.consumer_partitions(app)
-            return self.json({
-                "client": client,
-                "active": tps(partitions["active"]),
-                "paused": tps(partitions["paused"]),
-                "buffered": tps(partitions["buffered"]),
-                "flowControlSuspended": not app.flow_control.is_active(),
-                "positions": positions,
-            })
+            return self.json(
+                {
+                    "client": client,
+                    "active": tps(partitions["active"]),
+                    "paused": tps(partitions["paused"]),
+                    "buffered": tps(partitions["buffered"]),
+                    "flowControlSuspended": not app.flow_control.is_active(),
+                    "positions": positions,
+                }
+            )
 
     if settings.debug_views:
         app.page("/debug/consumer")(ConsumerState)
@@ -229,8 +238,9 @@ def register_views(pipeline: Pipeline) -> None:
 
         async def get(self, request: Request) -> Response:
             reasons = readiness(app, pipeline.broker_watch)
-            return self.json({"status": "ok", "ready": not reasons, "notReadyBecause": reasons,
-                              **pipeline.broker_watch.status()})
+            return self.json(
+                {"status": "ok", "ready": not reasons, "notReadyBecause": reasons, **pipeline.broker_watch.status()}
+            )
 
     @app.page("/ready")
     class Ready(View):
@@ -265,8 +275,11 @@ def _install_json_errors(app: Any) -> None:
             return aioweb.json_response({"error": exc.reason, "status": exc.status}, status=exc.status)
         except aiohttp.ClientError as exc:  # the key's owner did not answer (partitions moving, a worker gone)
             logging.getLogger(__name__).warning("view %s: the owner of the key did not answer: %r", request.path, exc)
-            return aioweb.json_response(error_json(503, "the worker owning this key did not answer; retry shortly"),
-                                        status=503, headers={"Retry-After": "1"})
+            return aioweb.json_response(
+                error_json(503, "the worker owning this key did not answer; retry shortly"),
+                status=503,
+                headers={"Retry-After": "1"},
+            )
         except Exception:
             logging.getLogger(__name__).exception("view failed: %s", request.path)
             return aioweb.json_response({"error": "internal error", "status": 500}, status=500)

@@ -54,8 +54,9 @@ def authorized(header: str | None, token: SecretStr) -> bool:
 
 def _same(given: str, token: SecretStr) -> bool:
     # Bytes, so that any input (non-ASCII, lone surrogates) compares instead of raising.
-    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
-                               token.get_secret_value().encode("utf-8", "surrogatepass"))
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), token.get_secret_value().encode("utf-8", "surrogatepass")
+    )
 
 
 def _session_mac(token: SecretStr, expires: int) -> str:
@@ -109,8 +110,12 @@ input,button{{font:inherit;padding:.4rem;margin:.3rem 0}}input{{width:100%;box-s
 
 def login_page(message: str = "", status: int = 401) -> web.Response:
     body = _LOGIN_PAGE.format(message=html.escape(message), action=SESSION_PATH)
-    return web.Response(text=body, status=status, content_type="text/html",
-                        headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"})
+    return web.Response(
+        text=body,
+        status=status,
+        content_type="text/html",
+        headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"},
+    )
 
 
 def denied(path: str) -> web.Response:
@@ -118,8 +123,9 @@ def denied(path: str) -> web.Response:
     views' JSON error shape for everything else."""
     if path == DASHBOARD_PATH:
         return login_page()
-    return web.json_response({"error": "missing or wrong bearer token", "status": 401}, status=401,
-                             headers={"WWW-Authenticate": "Bearer"})
+    return web.json_response(
+        {"error": "missing or wrong bearer token", "status": 401}, status=401, headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 async def _form_token(request: web.Request) -> str | None:
@@ -136,8 +142,7 @@ async def _form_token(request: web.Request) -> str | None:
     return values[0] if values else None
 
 
-def install_read_guard(web_app: web.Application, token: SecretStr,
-                       clock: Callable[[], float] = time.time) -> None:
+def install_read_guard(web_app: web.Application, token: SecretStr, clock: Callable[[], float] = time.time) -> None:
     """Put the guard in front of every route of ``web_app`` (outermost middleware: call it
     before adding others) and add POST /session, the dashboard's login."""
 
@@ -145,8 +150,9 @@ def install_read_guard(web_app: web.Application, token: SecretStr,
     async def read_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else None
-        if is_open(route) or may_read(request.headers.get("Authorization"), request.cookies.get(COOKIE),
-                                      token, clock()):
+        if is_open(route) or may_read(
+            request.headers.get("Authorization"), request.cookies.get(COOKIE), token, clock()
+        ):
             return await handler(request)
         return denied(request.path)
 
@@ -158,8 +164,14 @@ def install_read_guard(web_app: web.Application, token: SecretStr,
         if not ok:
             return login_page("令牌不对 · Wrong token.")
         response = web.Response(status=303, headers={"Location": DASHBOARD_PATH, "Cache-Control": "no-store"})
-        response.set_cookie(COOKIE, session_cookie(token, clock()), path="/", httponly=True,
-                            samesite="Strict", secure=request.secure or None)
+        response.set_cookie(
+            COOKIE,
+            session_cookie(token, clock()),
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure or None,
+        )
         return response
 
     web_app.middlewares.insert(0, read_guard)

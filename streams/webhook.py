@@ -89,8 +89,7 @@ log = logging.getLogger(__name__)
 SOURCES: dict[str, SourceSystem] = {"tms": SourceSystem.TMS, "wms": SourceSystem.WMS, "erp": SourceSystem.ERP}
 EVENTS_BY_SOURCE: dict[SourceSystem, tuple[str, ...]] = {
     system: tuple(
-        cls.__name__ for cls in SHIPMENT_EVENTS + MOVEMENT_EVENTS
-        if cls.model_fields["source"].default == system
+        cls.__name__ for cls in SHIPMENT_EVENTS + MOVEMENT_EVENTS if cls.model_fields["source"].default == system
     )
     for system in SOURCES.values()
 }
@@ -175,8 +174,7 @@ def parse_body(raw: bytes, system: SourceSystem) -> list[Event] | Rejection:
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
-        return Rejection(400, f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                         reason="not_json")
+        return Rejection(400, f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", reason="not_json")
     except ValueError as exc:  # e.g. an integer beyond Python's 4300-digit limit
         return Rejection(400, f"body is not JSON we read: {exc}", reason="not_json")
     except RecursionError:
@@ -186,8 +184,7 @@ def parse_body(raw: bytes, system: SourceSystem) -> list[Event] | Rejection:
     elif isinstance(body, list):
         items = body
     else:
-        return Rejection(422, f"expected an event object or an array of them, got {_json_type(body)}",
-                         reason="invalid")
+        return Rejection(422, f"expected an event object or an array of them, got {_json_type(body)}", reason="invalid")
     if not items:
         return Rejection(422, "the array holds no events", reason="invalid")
     events: list[Event] = []
@@ -196,13 +193,15 @@ def parse_body(raw: bytes, system: SourceSystem) -> list[Event] | Rejection:
         parsed = _parse_item(item, system)
         if isinstance(parsed, list):
             event_type = item.get("eventType") if isinstance(item, dict) else None
-            invalid.append({"index": index, "eventType": event_type if isinstance(event_type, str) else None,
-                            "errors": parsed})
+            invalid.append(
+                {"index": index, "eventType": event_type if isinstance(event_type, str) else None, "errors": parsed}
+            )
         else:
             events.append(parsed)
     if invalid:
-        what = ("the event is invalid" if isinstance(body, dict)
-                else f"{len(invalid)} of {len(items)} events are invalid")
+        what = (
+            "the event is invalid" if isinstance(body, dict) else f"{len(invalid)} of {len(items)} events are invalid"
+        )
         return Rejection(422, f"{what}; nothing was published", tuple(invalid), reason="invalid")
     return events
 
@@ -281,8 +280,9 @@ class AckedProducer:
             self._fatal = None
             self._stopping = threading.Event()
             producer = Producer({**self._config, "error_cb": self._on_error})
-            self._thread = threading.Thread(target=self._poll, args=(producer, self._stopping),
-                                            name="webhook-producer", daemon=True)
+            self._thread = threading.Thread(
+                target=self._poll, args=(producer, self._stopping), name="webhook-producer", daemon=True
+            )
             self._producer = producer
             self._thread.start()
             return producer
@@ -303,7 +303,8 @@ class AckedProducer:
 
             def delivered(err: Any, msg: Any, future: asyncio.Future[Delivery] = future) -> None:
                 outcome: Delivery | NotDurable = (
-                    NotDurable(f"{msg.topic()}: {err}") if err is not None
+                    NotDurable(f"{msg.topic()}: {err}")
+                    if err is not None
                     else Delivery(msg.topic(), msg.partition(), msg.offset())
                 )
                 try:
@@ -406,16 +407,23 @@ class Webhook:
 
         system = SOURCES[source]
         if self.token is None:
-            return self._refuse(source, Rejection(
-                503, "the webhook is off: no webhook token is configured (INVENTORY_WEBHOOK_TOKEN)",
-                reason="disabled"))
+            return self._refuse(
+                source,
+                Rejection(
+                    503,
+                    "the webhook is off: no webhook token is configured (INVENTORY_WEBHOOK_TOKEN)",
+                    reason="disabled",
+                ),
+            )
         if not authorized(request.headers.get("Authorization"), self.token):
             return self._refuse(source, Rejection(401, "missing or wrong bearer token", reason="unauthorized"))
         charset = (request.charset or "utf-8").lower()
         if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
             given = _shortened(repr(request.headers.get("Content-Type")))
-            return self._refuse(source, Rejection(
-                415, f"Content-Type must be application/json (UTF-8), not {given}", reason="media_type"))
+            return self._refuse(
+                source,
+                Rejection(415, f"Content-Type must be application/json (UTF-8), not {given}", reason="media_type"),
+            )
         raw = await self._read(request)
         if isinstance(raw, Rejection):
             return self._refuse(source, raw)
@@ -425,25 +433,35 @@ class Webhook:
         try:
             records = [self.record(event) for event in events]
         except RegistryUnavailable as exc:  # anything else the codec raises is a 500, logged
-            return self._refuse(source, Rejection(
-                503, f"nothing was published, retry the request: {exc}", reason="registry_unavailable"))
+            return self._refuse(
+                source,
+                Rejection(503, f"nothing was published, retry the request: {exc}", reason="registry_unavailable"),
+            )
         try:
             deliveries = await self.publisher.send(records)
         except NotDurable as exc:
-            return self._refuse(source, Rejection(
-                503, f"not durably written, retry the request (events are deduplicated by eventId): {exc}",
-                reason="not_written"))
+            return self._refuse(
+                source,
+                Rejection(
+                    503,
+                    f"not durably written, retry the request (events are deduplicated by eventId): {exc}",
+                    reason="not_written",
+                ),
+            )
         self.accepted[source] += len(events)
         if self.metrics is not None:
             for record in records:
                 self.metrics.sent(record.topic)
-        return web.json_response({
-            "accepted": len(events),
-            "events": [
-                {"eventId": event.event_id, "topic": d.topic, "partition": d.partition, "offset": d.offset}
-                for event, d in zip(events, deliveries, strict=True)
-            ],
-        }, status=202)
+        return web.json_response(
+            {
+                "accepted": len(events),
+                "events": [
+                    {"eventId": event.event_id, "topic": d.topic, "partition": d.partition, "offset": d.offset}
+                    for event, d in zip(events, deliveries, strict=True)
+                ],
+            },
+            status=202,
+        )
 
 
 def webhook_producer_config(settings: Settings) -> dict[str, Any]:

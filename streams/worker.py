@@ -40,8 +40,9 @@ def keep_or_discard_after_crash(settings: Settings) -> bool:
     marker = data_dir / CLEAN_MARKER
     crashed = data_dir.exists() and any(data_dir.iterdir()) and not marker.exists()
     if crashed:
-        print(f"{data_dir}: no clean shutdown recorded; checking each table partition against its changelog",
-              flush=True)
+        print(
+            f"{data_dir}: no clean shutdown recorded; checking each table partition against its changelog", flush=True
+        )
         began = time.monotonic()
         reconcile_after_crash(settings, say=lambda line: print(line, flush=True))
         print(f"{data_dir}: local state checked in {time.monotonic() - began:.2f}s", flush=True)
@@ -56,8 +57,9 @@ def local_offsets(data_dir: Path) -> dict[tuple[str, int], int]:
     found: dict[tuple[str, int], int] = {}
     for table, partition, path in local_partition_db_paths(data_dir):
         try:
-            db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True),
-                                 access_type=rocksdict.AccessType.read_only())
+            db = rocksdict.Rdict(
+                str(path), options=rocksdict.Options(raw_mode=True), access_type=rocksdict.AccessType.read_only()
+            )
         except Exception:  # noqa: BLE001 - unreadable: treated as no record
             continue
         try:
@@ -95,9 +97,11 @@ def discard_state_ahead_of_changelogs(settings: Settings) -> bool:
             except Exception:  # noqa: BLE001 - the topic is gone: the state is orphaned too
                 high = -1
             if offset >= high:
-                print(f"{settings.data_dir}: local {table}[{partition}] is at changelog offset {offset}, "
-                      f"Kafka's ends at {high}: the changelog was recreated; recovering from it alone",
-                      flush=True)
+                print(
+                    f"{settings.data_dir}: local {table}[{partition}] is at changelog offset {offset}, "
+                    f"Kafka's ends at {high}: the changelog was recreated; recovering from it alone",
+                    flush=True,
+                )
                 shutil.rmtree(settings.data_dir)
                 return True
     finally:
@@ -140,14 +144,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m streams.worker",
         description="One pipeline worker: creates the topics, recovers its tables, runs the agents and serves the "
-                    "views on INVENTORY_WEB_PORT. Settings come from INVENTORY_* variables (config/settings.py); "
-                    "other options go to Faust's worker (e.g. --loglevel debug).")
+        "views on INVENTORY_WEB_PORT. Settings come from INVENTORY_* variables (config/settings.py); "
+        "other options go to Faust's worker (e.g. --loglevel debug).",
+    )
     _, faust_options = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     settings = get_settings()
     if not broker_answers(settings):
-        hint = ("start the local one: `inventory-center local kafka start` (or `make kafka-start`)"
-                if settings.uses_local_broker
-                else "check INVENTORY_BOOTSTRAP_SERVERS and the client credentials")
+        hint = (
+            "start the local one: `inventory-center local kafka start` (or `make kafka-start`)"
+            if settings.uses_local_broker
+            else "check INVENTORY_BOOTSTRAP_SERVERS and the client credentials"
+        )
         print(f"no broker answers at {settings.bootstrap_servers}: {hint}", file=sys.stderr, flush=True)
         sys.exit(EXIT_NO_BROKER)
     created = create_topics(settings)
@@ -165,8 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         # crash that kills the process skips this. Records still unacknowledged make it a
         # crash too: the next start recovers from the changelogs.
         if not pipeline.sink.flush_blocking(30.0):
-            print("records left unacknowledged at shutdown: the next start recovers from the changelogs",
-                  flush=True)
+            print("records left unacknowledged at shutdown: the next start recovers from the changelogs", flush=True)
             return
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         (settings.data_dir / CLEAN_MARKER).touch()

@@ -117,8 +117,17 @@ class ReaderProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.reader", "--processes", str(self.processes), "--port", str(self.port),
-             "--bind", "127.0.0.1"],
+            [
+                sys.executable,
+                "-m",
+                "streams.reader",
+                "--processes",
+                str(self.processes),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+            ],
             cwd=REPO_ROOT,
             env=self.env,
             stdout=log,

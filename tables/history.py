@@ -55,7 +55,7 @@ def add(data: bytes, at: datetime, qty: int, limit: int) -> tuple[bytes, datetim
     if excess <= 0:
         return data, None
     forgotten = _ENTRY.unpack_from(data, (excess - 1) * size)[0]
-    return data[excess * size:], at_micros(forgotten)
+    return data[excess * size :], at_micros(forgotten)
 
 
 def after(data: bytes, at: datetime) -> tuple[bytes, int]:

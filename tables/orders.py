@@ -21,6 +21,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from schemas.inputs import (
+    Consignee,
     Delivered,
     DeliveryFailed,
     InTransit,
@@ -33,6 +34,7 @@ from schemas.inputs import (
     ReturnInspected,
     ReturnPickedUp,
     ReturnRequested,
+    StockLine,
 )
 from schemas.internal import (
     DeliverStock,
@@ -55,7 +57,6 @@ from schemas.outputs import (
     OutboundInstruction,
     WarehouseAllocation,
 )
-from schemas.inputs import Consignee, StockLine
 from tables.alerts import inventory_alert
 from tables.construct import construct, evolve, fingerprint
 from tables.policy import CorePolicy
@@ -89,8 +90,15 @@ from tables.state import (
 S = OrderStatus
 OPEN = frozenset({S.PENDING, S.RESERVED, S.OUTBOUND_REQUESTED})
 SHIPPED_OR_LATER = frozenset(
-    {S.PARTIALLY_SHIPPED, S.SHIPPED, S.DELIVERED, S.DELIVERY_FAILED, S.RETURN_REQUESTED,
-     S.PARTIALLY_RETURNED, S.RETURNED}
+    {
+        S.PARTIALLY_SHIPPED,
+        S.SHIPPED,
+        S.DELIVERED,
+        S.DELIVERY_FAILED,
+        S.RETURN_REQUESTED,
+        S.PARTIALLY_RETURNED,
+        S.RETURNED,
+    }
 )
 ENDED_UNSHIPPED = frozenset({S.REJECTED, S.EXPIRED, S.CANCELLED})
 
@@ -233,9 +241,18 @@ class _Tx:
         order_no: str = self.message.order_no  # type: ignore[attr-defined]
         self.events.append(
             inventory_alert(
-                AlertType.ANOMALY, self.message_id, len(self.events), sku=sku, warehouse_code=None,
-                order_no=order_no, quantity=quantity, message=message, cause_event_type=self.cause_event_type,
-                cause_event_id=self.cause_event_id, occurred_at=self.occurred_at, alert_id=alert_id,
+                AlertType.ANOMALY,
+                self.message_id,
+                len(self.events),
+                sku=sku,
+                warehouse_code=None,
+                order_no=order_no,
+                quantity=quantity,
+                message=message,
+                cause_event_type=self.cause_event_type,
+                cause_event_id=self.cause_event_id,
+                occurred_at=self.occurred_at,
+                alert_id=alert_id,
             )
         )
 
@@ -243,7 +260,10 @@ class _Tx:
         """Send the line's ReleaseStock, naming the reservation it ends (read before that
         ReserveStock - after a crash - it keeps the reservation from being made)."""
         self.command(
-            ReleaseStock, line.sku, "release", order_no=self.o.order_no,
+            ReleaseStock,
+            line.sku,
+            "release",
+            order_no=self.o.order_no,
             reserve_command_id=line.reserve_command_id or None,
         )
 
@@ -260,13 +280,9 @@ class _Tx:
         o = self.o
         if o.status != S.RESERVED or not o.paid or o.outbound_issued:
             return
-        if any(
-            line.state != LineState.RESERVED or line.reserved_qty < line.quantity for line in o.lines
-        ):
+        if any(line.state != LineState.RESERVED or line.reserved_qty < line.quantity for line in o.lines):
             return
-        consignee = construct(
-            Consignee, name=o.consignee_name, phone=o.consignee_phone, address=o.consignee_address
-        )
+        consignee = construct(Consignee, name=o.consignee_name, phone=o.consignee_phone, address=o.consignee_address)
         for warehouse_code, lines in _instruction_lines(o).items():
             self.events.append(
                 construct(
@@ -356,9 +372,7 @@ def _instruction_lines(o: Order) -> dict[str, list[StockLine]]:
     return {warehouse_code: by_warehouse[warehouse_code] for warehouse_code in sorted(by_warehouse)}
 
 
-def _status_changed(
-    order: Order, previous: OrderStatus | None, tx: _Tx, reason: str
-) -> OrderStatusChanged:
+def _status_changed(order: Order, previous: OrderStatus | None, tx: _Tx, reason: str) -> OrderStatusChanged:
     return construct(
         OrderStatusChanged,
         event_id=f"{order.order_no}|v{order.version}",
@@ -435,8 +449,12 @@ def _reserve_line(tx: _Tx, line: OrderLine, step: str, quantity: int) -> None:
     it ends, so that a release read first (after a crash) cancels it before it is made."""
     command_id = f"{tx.message_id}|{line.sku}|{step}"
     tx.command(
-        ReserveStock, line.sku, step,
-        order_no=tx.o.order_no, order_type=tx.o.order_type, quantity=quantity,
+        ReserveStock,
+        line.sku,
+        step,
+        order_no=tx.o.order_no,
+        order_type=tx.o.order_type,
+        quantity=quantity,
         warehouse_code=line.requested_warehouse,
     )
     current = tx.o.line(line.sku) or line
@@ -460,9 +478,14 @@ def _created_after_shipment(tx: _Tx, e: OrderCreated) -> None:
     ordered = {item.sku for item in e.items}
     lines.extend(line for line in tx.o.lines if line.sku not in ordered)  # shipped, never ordered
     tx.update(
-        known=True, order_type=e.order_type, lines=tuple(lines), consignee_name=e.consignee.name,
-        consignee_phone=e.consignee.phone, consignee_address=e.consignee.address,
-        time_requirement=e.time_requirement, created_at=e.occurred_at,
+        known=True,
+        order_type=e.order_type,
+        lines=tuple(lines),
+        consignee_name=e.consignee.name,
+        consignee_phone=e.consignee.phone,
+        consignee_address=e.consignee.address,
+        time_requirement=e.time_requirement,
+        created_at=e.occurred_at,
     )
     tx.note("OrderCreated")
     if rest:
@@ -480,7 +503,9 @@ def _reserve_rest(tx: _Tx, rest: list[OrderLine]) -> None:
             units = line.quantity - line.shipped_qty
             tx.anomaly(
                 f"order created after shipment of {line.shipped_qty} of {line.quantity} units of {line.sku}: "
-                "the rest is not reserved", line.sku, units,
+                "the rest is not reserved",
+                line.sku,
+                units,
             )
         return
     for line in rest:
@@ -503,8 +528,12 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
     }[r.status]
     tx.set_line(
         replace(
-            line, state=state, warehouse_code=r.warehouse_code or line.warehouse_code,
-            reserved_qty=r.reserved_qty, presold_qty=r.presold_qty, short_qty=r.short_qty,
+            line,
+            state=state,
+            warehouse_code=r.warehouse_code or line.warehouse_code,
+            reserved_qty=r.reserved_qty,
+            presold_qty=r.presold_qty,
+            short_qty=r.short_qty,
             best_available_qty=r.best_available_qty,
             splits=tuple(Allocation(part.warehouse_code, part.reserved_qty) for part in r.splits),
             answer_seq=max(line.answer_seq, r.seq),
@@ -520,7 +549,8 @@ def _reservation_updated(tx: _Tx, r: ReservationUpdated) -> None:
     if state == LineState.REJECTED and tx.o.status in SHIPPED_OR_LATER and unshipped > 0:
         tx.anomaly(
             f"the {unshipped} units of {r.sku} still to ship could not be reserved (best {r.best_available_qty})",
-            r.sku, unshipped,
+            r.sku,
+            unshipped,
         )
     if tx.o.status == S.EXPIRED and tx.o.paid:
         _reopen_once_released(tx)  # paid in time, read after the expiry
@@ -644,14 +674,21 @@ def _shipped(tx: _Tx, e: OrderShipped) -> None:
             sku=shipped.sku, quantity=0, state=LineState.UNRESERVED, warehouse_code=e.warehouse_code
         )
         tx.command(
-            ShipStock, shipped.sku, "ship",
-            order_no=e.order_no, shipment_no=e.shipment_no, warehouse_code=e.warehouse_code,
-            quantity=shipped.quantity, order_known=tx.o.known,
+            ShipStock,
+            shipped.sku,
+            "ship",
+            order_no=e.order_no,
+            shipment_no=e.shipment_no,
+            warehouse_code=e.warehouse_code,
+            quantity=shipped.quantity,
+            order_known=tx.o.known,
         )
         consumed = min(shipped.quantity, line.held_at(e.warehouse_code))
         tx.set_line(replace(line.taken_at(e.warehouse_code, consumed), shipped_qty=line.shipped_qty + shipped.quantity))
     shipment = Shipment(
-        shipment_no=e.shipment_no, warehouse_code=e.warehouse_code, waybill_no=e.waybill_no,
+        shipment_no=e.shipment_no,
+        warehouse_code=e.warehouse_code,
+        waybill_no=e.waybill_no,
         lines=tuple(ShipmentLine(sku=x.sku, quantity=x.quantity) for x in e.lines),
     )
     tx.update(shipments=(*tx.o.shipments, shipment))
@@ -692,17 +729,19 @@ def _shipment_for(tx: _Tx, shipment_no: str) -> Shipment | None:
 
 
 def _replace_shipment(tx: _Tx, shipment: Shipment) -> None:
-    tx.update(
-        shipments=tuple(shipment if s.shipment_no == shipment.shipment_no else s for s in tx.o.shipments)
-    )
+    tx.update(shipments=tuple(shipment if s.shipment_no == shipment.shipment_no else s for s in tx.o.shipments))
 
 
 def _command_per_line(tx: _Tx, shipment: Shipment, cls: type[BaseModel], step: str, order_no: str) -> None:
     """One stock command per line of a shipment, at the warehouse that shipped it."""
     for shipped in shipment.lines:
         tx.command(
-            cls, shipped.sku, step,
-            order_no=order_no, shipment_no=shipment.shipment_no, warehouse_code=shipment.warehouse_code,
+            cls,
+            shipped.sku,
+            step,
+            order_no=order_no,
+            shipment_no=shipment.shipment_no,
+            warehouse_code=shipment.warehouse_code,
             quantity=shipped.quantity,
         )
 
@@ -747,9 +786,13 @@ def _expect_return(tx: _Tx, customer_return: CustomerReturn, order_no: str) -> N
     assert customer_return.warehouse_code is not None
     for line in customer_return.lines:
         tx.command(
-            ExpectReturn, line.sku, "expect-return",
-            order_no=order_no, return_no=customer_return.return_no,
-            warehouse_code=customer_return.warehouse_code, quantity=line.quantity,
+            ExpectReturn,
+            line.sku,
+            "expect-return",
+            order_no=order_no,
+            return_no=customer_return.return_no,
+            warehouse_code=customer_return.warehouse_code,
+            quantity=line.quantity,
         )
 
 
@@ -772,8 +815,11 @@ def _return_picked_up(tx: _Tx, e: ReturnPickedUp) -> None:
     seen = tx.o.customer_return(e.return_no)
     if seen is not None and seen.picked_up:
         return
-    customer_return = replace(seen, picked_up=True, warehouse_code=seen.warehouse_code or e.warehouse_code) if seen \
+    customer_return = (
+        replace(seen, picked_up=True, warehouse_code=seen.warehouse_code or e.warehouse_code)
+        if seen
         else CustomerReturn(return_no=e.return_no, lines=(), picked_up=True, warehouse_code=e.warehouse_code)
+    )
     _replace_return(tx, customer_return)
     if customer_return.lines and not customer_return.inspected:
         _expect_return(tx, customer_return, e.order_no)
@@ -795,9 +841,15 @@ def _return_inspected(tx: _Tx, e: ReturnInspected) -> None:
     announced = seen.warehouse_code if seen is not None and seen.picked_up and seen.lines else None
     for sku, (sellable, damaged) in totals.items():
         tx.command(
-            InspectReturn, sku, "inspect-return",
-            order_no=e.order_no, return_no=e.return_no, warehouse_code=e.warehouse_code,
-            sellable_qty=sellable, damaged_qty=damaged, announced_warehouse_code=announced,
+            InspectReturn,
+            sku,
+            "inspect-return",
+            order_no=e.order_no,
+            return_no=e.return_no,
+            warehouse_code=e.warehouse_code,
+            sellable_qty=sellable,
+            damaged_qty=damaged,
+            announced_warehouse_code=announced,
         )
         line = tx.o.line(sku)
         if line is not None:
@@ -863,9 +915,7 @@ def _returned_above_delivered(o: Order | None) -> dict[str, tuple[int, int]]:
         return {}
     delivered = {line.sku: line.delivered_qty for line in o.lines}
     return {
-        sku: (units, delivered.get(sku, 0))
-        for sku, units in _returning(o).items()
-        if units > delivered.get(sku, 0)
+        sku: (units, delivered.get(sku, 0)) for sku, units in _returning(o).items() if units > delivered.get(sku, 0)
     }
 
 
@@ -876,8 +926,9 @@ def _flag_returns_above_delivered(tx: _Tx) -> None:
     for sku, (units, delivered) in _returned_above_delivered(tx.order).items():
         if sku not in before or before[sku][0] - before[sku][1] < units - delivered:
             tx.anomaly(
-                f"order {tx.o.order_no}: {units} units of {sku} returned or requested back, "
-                f"{delivered} delivered", sku, units - delivered,
+                f"order {tx.o.order_no}: {units} units of {sku} returned or requested back, {delivered} delivered",
+                sku,
+                units - delivered,
             )
 
 
@@ -925,8 +976,10 @@ def apply_order(
     if seen is not None:
         if seen.fingerprint and content and seen.fingerprint != content:
             # Its own alert id: the first message's alerts already use <id>|ANOMALY|<n>.
-            tx.anomaly(f"event id {tx.message_id} reused for another {tx.message_type}: ignored",
-                       alert_id=f"{tx.message_id}|reused|{content}")
+            tx.anomaly(
+                f"event id {tx.message_id} reused for another {tx.message_type}: ignored",
+                alert_id=f"{tx.message_id}|reused|{content}",
+            )
             return OrderOutcome(order_no, None, None, tuple(tx.events), duplicate=True)
         return OrderOutcome(order_no, None, None, seen.events, duplicate=True)
     clock, hour = None, None
@@ -935,8 +988,10 @@ def apply_order(
     limit = horizon(clock, policy)
     if limit is not None and hour is not None and hour < limit:
         if type(message) is not ReservationExpiryDue:
-            tx.anomaly(beyond(f"{tx.message_type} {tx.message_id}", tx.occurred_at, limit, policy),
-                       alert_id=f"{tx.message_id}|beyond-retention")
+            tx.anomaly(
+                beyond(f"{tx.message_type} {tx.message_id}", tx.occurred_at, limit, policy),
+                alert_id=f"{tx.message_id}|beyond-retention",
+            )
             return OrderOutcome(order_no, None, None, tuple(tx.events), duplicate=True)
         tx.late = True
     tx.view, tx.policy, tx.clock, tx.hour = view, policy, clock, hour

@@ -15,8 +15,8 @@ from schemas.base import Event
 from schemas.inputs import (
     DamagedDisposed,
     GoodsReceived,
-    ReorderPointSet,
     InboundAnnounced,
+    ReorderPointSet,
     StockAdjusted,
     StockSnapshot,
     TransferDispatched,
@@ -52,7 +52,9 @@ def _base(event: Event, sku: str, step: str) -> dict[str, object]:
 def _announced(e: InboundAnnounced) -> list[StockCommand]:
     return [
         AnnounceInbound.model_construct(
-            **_base(e, line.sku, "announce"), document_no=e.asn_no, warehouse_code=e.warehouse_code,
+            **_base(e, line.sku, "announce"),
+            document_no=e.asn_no,
+            warehouse_code=e.warehouse_code,
             quantity=line.quantity,
         )
         for line in e.lines
@@ -62,9 +64,14 @@ def _announced(e: InboundAnnounced) -> list[StockCommand]:
 def _received(e: GoodsReceived) -> list[StockCommand]:
     return [
         ReceiveStock.model_construct(
-            **_base(e, line.sku, "receive"), receipt_no=e.receipt_no, document_no=e.asn_no,
-            warehouse_code=e.warehouse_code, sellable_qty=line.sellable_qty, damaged_qty=line.damaged_qty,
-            closes_document=e.closes_asn, is_transfer=False,
+            **_base(e, line.sku, "receive"),
+            receipt_no=e.receipt_no,
+            document_no=e.asn_no,
+            warehouse_code=e.warehouse_code,
+            sellable_qty=line.sellable_qty,
+            damaged_qty=line.damaged_qty,
+            closes_document=e.closes_asn,
+            is_transfer=False,
         )
         for line in e.lines
     ]
@@ -73,9 +80,14 @@ def _received(e: GoodsReceived) -> list[StockCommand]:
 def _transfer_received(e: TransferReceived) -> list[StockCommand]:
     return [
         ReceiveStock.model_construct(
-            **_base(e, line.sku, "receive"), receipt_no=e.transfer_no, document_no=e.transfer_no,
-            warehouse_code=e.to_warehouse_code, sellable_qty=line.sellable_qty,
-            damaged_qty=line.damaged_qty, closes_document=True, is_transfer=True,
+            **_base(e, line.sku, "receive"),
+            receipt_no=e.transfer_no,
+            document_no=e.transfer_no,
+            warehouse_code=e.to_warehouse_code,
+            sellable_qty=line.sellable_qty,
+            damaged_qty=line.damaged_qty,
+            closes_document=True,
+            is_transfer=True,
         )
         for line in e.lines
     ]
@@ -84,8 +96,11 @@ def _transfer_received(e: TransferReceived) -> list[StockCommand]:
 def _adjusted(e: StockAdjusted) -> list[StockCommand]:
     return [
         AdjustStock.model_construct(
-            **_base(e, e.sku, "adjust"), adjustment_no=e.adjustment_no, warehouse_code=e.warehouse_code,
-            delta=e.delta, reason=e.reason,
+            **_base(e, e.sku, "adjust"),
+            adjustment_no=e.adjustment_no,
+            warehouse_code=e.warehouse_code,
+            delta=e.delta,
+            reason=e.reason,
         )
     ]
 
@@ -93,8 +108,10 @@ def _adjusted(e: StockAdjusted) -> list[StockCommand]:
 def _dispatched(e: TransferDispatched) -> list[StockCommand]:
     return [
         DispatchTransfer.model_construct(
-            **_base(e, line.sku, "dispatch"), transfer_no=e.transfer_no,
-            from_warehouse_code=e.from_warehouse_code, to_warehouse_code=e.to_warehouse_code,
+            **_base(e, line.sku, "dispatch"),
+            transfer_no=e.transfer_no,
+            from_warehouse_code=e.from_warehouse_code,
+            to_warehouse_code=e.to_warehouse_code,
             quantity=line.quantity,
         )
         for line in e.lines
@@ -104,8 +121,11 @@ def _dispatched(e: TransferDispatched) -> list[StockCommand]:
 def _snapshot(e: StockSnapshot) -> list[StockCommand]:
     return [
         ReconcileStock.model_construct(
-            **_base(e, line.sku, "reconcile"), snapshot_id=e.snapshot_id, warehouse_code=e.warehouse_code,
-            counted_qty=line.counted_qty, counted_at=e.counted_at,
+            **_base(e, line.sku, "reconcile"),
+            snapshot_id=e.snapshot_id,
+            warehouse_code=e.warehouse_code,
+            counted_qty=line.counted_qty,
+            counted_at=e.counted_at,
         )
         for line in e.lines
     ]
@@ -114,7 +134,9 @@ def _snapshot(e: StockSnapshot) -> list[StockCommand]:
 def _disposed(e: DamagedDisposed) -> list[StockCommand]:
     return [
         DisposeDamaged.model_construct(
-            **_base(e, e.sku, "dispose"), disposal_no=e.disposal_no, warehouse_code=e.warehouse_code,
+            **_base(e, e.sku, "dispose"),
+            disposal_no=e.disposal_no,
+            warehouse_code=e.warehouse_code,
             quantity=e.quantity,
         )
     ]

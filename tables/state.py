@@ -106,9 +106,7 @@ class Allocation:
     reserved_qty: int
 
 
-def _held_at(
-    warehouse_code: str, primary_code: str | None, primary_qty: int, splits: tuple[Allocation, ...]
-) -> int:
+def _held_at(warehouse_code: str, primary_code: str | None, primary_qty: int, splits: tuple[Allocation, ...]) -> int:
     """Units a line holds on hand at ``warehouse_code``: its split part there, else its
     primary part if that is the primary warehouse, else 0 (the one rule behind
     ``Reservation.held_at`` and ``OrderLine.held_at``)."""
@@ -118,9 +116,7 @@ def _held_at(
     return primary_qty if warehouse_code == primary_code else 0
 
 
-def _taken_at(
-    warehouse_code: str, units: int, splits: tuple[Allocation, ...]
-) -> tuple[Allocation, ...] | None:
+def _taken_at(warehouse_code: str, units: int, splits: tuple[Allocation, ...]) -> tuple[Allocation, ...] | None:
     """``splits`` with ``units`` fewer at ``warehouse_code`` (a part left empty is dropped),
     or None when no split part is there (the units are the primary's)."""
     if all(part.warehouse_code != warehouse_code for part in splits):

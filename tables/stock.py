@@ -27,11 +27,11 @@ from schemas.internal import (
     ReceiveStock,
     ReconcileStock,
     ReleaseStock,
-    SetReorderPoint,
     ReservationStatus,
     ReservationUpdated,
     ReserveStock,
     ReturnUndelivered,
+    SetReorderPoint,
     ShipStock,
     StockCommand,
 )
@@ -63,9 +63,9 @@ from tables.retention import (
     keep,
 )
 from tables.state import (
+    Allocation,
     ExpectationKind,
     InboundExpectation,
-    Allocation,
     PartitionClock,
     Position,
     Receipt,
@@ -83,9 +83,7 @@ class StockView(RetentionView, Protocol):
     def stock(self, sku: str) -> SkuStock | None: ...
     def reservation(self, sku: str, order_no: str) -> Reservation | None: ...
     def reservations_of(self, sku: str) -> Iterable[Reservation]: ...
-    def expectation(
-        self, sku: str, warehouse_code: str, document_no: str
-    ) -> InboundExpectation | None: ...
+    def expectation(self, sku: str, warehouse_code: str, document_no: str) -> InboundExpectation | None: ...
     def receipt(self, message_id: str) -> Receipt | None: ...
 
 
@@ -229,9 +227,18 @@ class _Tx:
         cmd = self.command
         self.alerts.append(
             inventory_alert(
-                alert_type, cmd.command_id, len(self.alerts), sku=self.sku, warehouse_code=warehouse_code,
-                order_no=order_no, quantity=quantity, message=message, cause_event_type=cmd.cause_event_type,
-                cause_event_id=cmd.cause_event_id, occurred_at=cmd.occurred_at, orders_at_risk=orders_at_risk,
+                alert_type,
+                cmd.command_id,
+                len(self.alerts),
+                sku=self.sku,
+                warehouse_code=warehouse_code,
+                order_no=order_no,
+                quantity=quantity,
+                message=message,
+                cause_event_type=cmd.cause_event_type,
+                cause_event_id=cmd.cause_event_id,
+                occurred_at=cmd.occurred_at,
+                orders_at_risk=orders_at_risk,
                 alert_id=alert_id,
             )
         )
@@ -299,7 +306,9 @@ class _Tx:
                 warehouse_code, StockBucket.ON_HAND, MovementType.RECONCILED, -delta, document_type, document_no
             )
             self.alert(
-                AlertType.RECONCILIATION_DRIFT, warehouse_code, -delta,
+                AlertType.RECONCILIATION_DRIFT,
+                warehouse_code,
+                -delta,
                 f"{document_no} was read after a count that included it: drift {-delta:+d} taken back",
             )
         else:
@@ -349,8 +358,11 @@ class _Tx:
         if document_no is not None:
             if expectation is None:
                 expectation = InboundExpectation(
-                    sku=self.sku, warehouse_code=warehouse_code, document_no=document_no,
-                    kind=kind, outstanding_qty=0,
+                    sku=self.sku,
+                    warehouse_code=warehouse_code,
+                    document_no=document_no,
+                    kind=kind,
+                    outstanding_qty=0,
                 )
             if closes and remaining > 0:
                 self.cancel_in_transit(warehouse_code, remaining, document_type, reference)
@@ -499,8 +511,12 @@ class _Tx:
         bookkeeping = (self.reservation_seq, point_at, self.answer_seq)
         if changed or bookkeeping != (self.base.reservation_seq, self.base.reorder_point_at, self.base.answer_seq):
             stock = SkuStock(
-                sku=self.sku, positions=tuple(positions), reservation_seq=self.reservation_seq,
-                reorder_point=point, reorder_point_at=point_at, answer_seq=self.answer_seq,
+                sku=self.sku,
+                positions=tuple(positions),
+                reservation_seq=self.reservation_seq,
+                reorder_point=point,
+                reorder_point_at=point_at,
+                answer_seq=self.answer_seq,
             )
         events = (*changed_events, *self.ledger_entries, *self.alerts, *self.results)
         return StockOutcome(
@@ -617,9 +633,7 @@ def _reserve(tx: _Tx, cmd: ReserveStock) -> None:
         tx.result(cmd.order_no, ReservationStatus.RESERVED)
         return
     presale = cmd.order_type == OrderType.PRESALE
-    candidates = (
-        [cmd.warehouse_code] if cmd.warehouse_code is not None else [p for p in sorted(tx.positions)]
-    )
+    candidates = [cmd.warehouse_code] if cmd.warehouse_code is not None else [p for p in sorted(tx.positions)]
     best: tuple[int, int, str] | None = None
     best_available = 0
     for warehouse_code in candidates:
@@ -738,13 +752,19 @@ def _ship(tx: _Tx, cmd: ShipStock) -> None:
     tx.ledger(wh, StockBucket.OUTBOUND, MovementType.SHIPPED, cmd.quantity, "SHIPMENT", cmd.shipment_no)
     if not cmd.order_known:
         tx.alert(
-            AlertType.ANOMALY, wh, cmd.quantity,
-            f"shipment {cmd.shipment_no} for unknown order {cmd.order_no}", order_no=cmd.order_no,
+            AlertType.ANOMALY,
+            wh,
+            cmd.quantity,
+            f"shipment {cmd.shipment_no} for unknown order {cmd.order_no}",
+            order_no=cmd.order_no,
         )
     elif excess > 0:
         tx.alert(
-            AlertType.ANOMALY, wh, excess,
-            f"shipment {cmd.shipment_no} shipped {excess} more than reserved", order_no=cmd.order_no,
+            AlertType.ANOMALY,
+            wh,
+            excess,
+            f"shipment {cmd.shipment_no} shipped {excess} more than reserved",
+            order_no=cmd.order_no,
         )
 
 
@@ -756,7 +776,9 @@ def _take_outbound(tx: _Tx, wh: str, quantity: int, order_no: str, what: str) ->
     p = tx.position(wh)
     if quantity > p.outbound_qty:
         tx.alert(
-            AlertType.ANOMALY, wh, quantity - p.outbound_qty,
+            AlertType.ANOMALY,
+            wh,
+            quantity - p.outbound_qty,
             f"{what} of {quantity} exceeds outboundQty {p.outbound_qty}: applied (its shipment may be read later)",
             order_no=order_no,
         )
@@ -773,8 +795,13 @@ def _deliver(tx: _Tx, cmd: DeliverStock) -> None:
 
 
 def _expect(
-    tx: _Tx, wh: str, document_no: str, kind: ExpectationKind, quantity: int,
-    movement: MovementType, document_type: str,
+    tx: _Tx,
+    wh: str,
+    document_no: str,
+    kind: ExpectationKind,
+    quantity: int,
+    movement: MovementType,
+    document_type: str,
 ) -> None:
     """Announce units under a document and book them in transit: fewer when some already
     arrived before the announcement (a credit). Under a document already closed (its closing
@@ -793,7 +820,12 @@ def _expect(
         after = 0
     tx.put_expectation(
         InboundExpectation(
-            sku=tx.sku, warehouse_code=wh, document_no=document_no, kind=kind, outstanding_qty=after, closed=closed,
+            sku=tx.sku,
+            warehouse_code=wh,
+            document_no=document_no,
+            kind=kind,
+            outstanding_qty=after,
+            closed=closed,
             updated_at=existing.updated_at if existing else None,
         )
     )
@@ -810,7 +842,13 @@ def _return_undelivered(tx: _Tx, cmd: ReturnUndelivered) -> None:
 
 def _expect_return(tx: _Tx, cmd: ExpectReturn) -> None:
     _expect(
-        tx, cmd.warehouse_code, cmd.return_no, ExpectationKind.RETURN, cmd.quantity, MovementType.RETURN_EXPECTED, "RETURN"
+        tx,
+        cmd.warehouse_code,
+        cmd.return_no,
+        ExpectationKind.RETURN,
+        cmd.quantity,
+        MovementType.RETURN_EXPECTED,
+        "RETURN",
     )
 
 
@@ -821,8 +859,15 @@ def _inspect_return(tx: _Tx, cmd: InspectReturn) -> None:
         # The pickup announced the parcel to another warehouse: nothing more comes there.
         _close_document(tx, announced, cmd.return_no, ExpectationKind.RETURN, "RETURN")
     tx.receive_into(
-        wh, cmd.return_no, cmd.sellable_qty, cmd.damaged_qty, True,
-        MovementType.RETURN_INSPECTED, "RETURN", cmd.return_no, ExpectationKind.RETURN,
+        wh,
+        cmd.return_no,
+        cmd.sellable_qty,
+        cmd.damaged_qty,
+        True,
+        MovementType.RETURN_INSPECTED,
+        "RETURN",
+        cmd.return_no,
+        ExpectationKind.RETURN,
     )
 
 
@@ -840,8 +885,13 @@ def _close_document(tx: _Tx, wh: str, document_no: str, kind: ExpectationKind, d
 
 def _announce(tx: _Tx, cmd: AnnounceInbound) -> None:
     _expect(
-        tx, cmd.warehouse_code, cmd.document_no, ExpectationKind.PURCHASE, cmd.quantity,
-        MovementType.INBOUND_ANNOUNCED, "ASN",
+        tx,
+        cmd.warehouse_code,
+        cmd.document_no,
+        ExpectationKind.PURCHASE,
+        cmd.quantity,
+        MovementType.INBOUND_ANNOUNCED,
+        "ASN",
     )
 
 
@@ -849,8 +899,14 @@ def _receive(tx: _Tx, cmd: ReceiveStock) -> None:
     movement = MovementType.TRANSFER_IN if cmd.is_transfer else MovementType.RECEIVED
     document_type = "TRANSFER" if cmd.is_transfer else "RECEIPT"
     tx.receive_into(
-        cmd.warehouse_code, cmd.document_no, cmd.sellable_qty, cmd.damaged_qty, cmd.closes_document,
-        movement, document_type, cmd.document_no or cmd.receipt_no,
+        cmd.warehouse_code,
+        cmd.document_no,
+        cmd.sellable_qty,
+        cmd.damaged_qty,
+        cmd.closes_document,
+        movement,
+        document_type,
+        cmd.document_no or cmd.receipt_no,
         ExpectationKind.TRANSFER if cmd.is_transfer else ExpectationKind.PURCHASE,
     )
 
@@ -888,7 +944,9 @@ def _reconcile(tx: _Tx, cmd: ReconcileStock) -> None:
     why_not = _why_a_count_cannot_land(p, at)
     if why_not:
         tx.alert(
-            AlertType.ANOMALY, wh, cmd.counted_qty,
+            AlertType.ANOMALY,
+            wh,
+            cmd.counted_qty,
             f"count {cmd.snapshot_id} of {cmd.counted_qty} at {at.isoformat()} not applied: {why_not}",
         )
         return
@@ -897,7 +955,9 @@ def _reconcile(tx: _Tx, cmd: ReconcileStock) -> None:
     tx.set(wh, counted_at=at, movement_log=later)
     if books < 0:
         tx.alert(
-            AlertType.ANOMALY, wh, -books,
+            AlertType.ANOMALY,
+            wh,
+            -books,
             f"{-books} units had left {wh} before any receipt of them was read; count {cmd.snapshot_id} settles them",
         )
     drift = cmd.counted_qty - books
@@ -906,7 +966,9 @@ def _reconcile(tx: _Tx, cmd: ReconcileStock) -> None:
     tx.set(wh, on_hand_qty=p.on_hand_qty + drift)
     tx.ledger(wh, StockBucket.ON_HAND, MovementType.RECONCILED, drift, "SNAPSHOT", cmd.snapshot_id)
     tx.alert(
-        AlertType.RECONCILIATION_DRIFT, wh, drift,
+        AlertType.RECONCILIATION_DRIFT,
+        wh,
+        drift,
         f"WMS counted {cmd.counted_qty} at {at.isoformat()}, books said {books}: drift {drift:+d}",
     )
 
@@ -931,7 +993,9 @@ def _dispose(tx: _Tx, cmd: DisposeDamaged) -> None:
     if taken < cmd.quantity:
         later = f", {ahead} written off when returned damaged units arrive" if ahead else ""
         tx.alert(
-            AlertType.ANOMALY, wh, cmd.quantity - taken,
+            AlertType.ANOMALY,
+            wh,
+            cmd.quantity - taken,
             f"disposal of {cmd.quantity} exceeds damagedQty {p.damaged_qty}: {taken} applied{later}",
         )
     tx.set(wh, damaged_qty=p.damaged_qty - taken, disposed_ahead_qty=p.disposed_ahead_qty + ahead)
@@ -957,7 +1021,9 @@ def _set_reorder_point(tx: _Tx, cmd: SetReorderPoint) -> None:
         p = tx.position(wh)
         new, available = tx.reorder_point(p), p.available_qty
         if wh in tx.before and available >= old and new > available > 0:
-            tx.alert(AlertType.LOW_STOCK, wh, available, f"availableQty {available} is below the new reorder point {new}")
+            tx.alert(
+                AlertType.LOW_STOCK, wh, available, f"availableQty {available} is below the new reorder point {new}"
+            )
 
 
 _TRANSITIONS: dict[type[StockCommand], Callable[[_Tx, StockCommand], None]] = {
@@ -1026,7 +1092,9 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy, *, b
         if seen.fingerprint and seen.fingerprint != content:
             tx = _Tx(view, command, policy)
             tx.alert(
-                AlertType.ANOMALY, _warehouse_of(command), 0,
+                AlertType.ANOMALY,
+                _warehouse_of(command),
+                0,
                 f"event {command.cause_event_id} reused for other content ({command.cause_event_type}): ignored",
                 # Its own alert id: the first message's alerts already use <command id>|ANOMALY|0.
                 alert_id=f"{command.command_id}|reused|{content}",
@@ -1040,9 +1108,15 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy, *, b
     tx = _Tx(view, command, policy)
     if limit is not None and hour is not None and hour < limit:
         tx.alert(
-            AlertType.ANOMALY, _warehouse_of(command), 0,
-            beyond(f"{type(command).__name__} of {command.cause_event_type} {command.cause_event_id}",
-                   command.occurred_at, limit, policy),
+            AlertType.ANOMALY,
+            _warehouse_of(command),
+            0,
+            beyond(
+                f"{type(command).__name__} of {command.cause_event_type} {command.cause_event_id}",
+                command.occurred_at,
+                limit,
+                policy,
+            ),
             alert_id=f"{command.command_id}|beyond-retention",
         )
         return _changes_nothing(command, tuple(tx.alerts))
@@ -1051,7 +1125,9 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy, *, b
     if first is not None:
         same = first.fingerprint == content
         tx.alert(
-            AlertType.DUPLICATE_DOCUMENT if same else AlertType.ANOMALY, _warehouse_of(command), 0,
+            AlertType.DUPLICATE_DOCUMENT if same else AlertType.ANOMALY,
+            _warehouse_of(command),
+            0,
             f"{command.cause_event_type} {doc_key.split('|')[2]} re-sent as event {command.cause_event_id} "  # type: ignore[union-attr]
             f"(first applied as event {first.event_id}): "
             + ("same content, applied once" if same else "different content, ignored: the first stands"),

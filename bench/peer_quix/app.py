@@ -95,8 +95,10 @@ class WireRecord(Deserializer):
 def destinations(names: TopicNames) -> Callable[[object], tuple[str, str]]:
     """Which topic an emitted event goes to, and its key: our routing table (schemas/topics.py
     ``ROUTES``), as our worker routes; stock commands go to the group_by (``COMMANDS``)."""
-    topics = {name: COMMANDS if name == "stock-commands" else names.topic(name)
-              for name in {route.spec.name for route in ROUTES.values()}}
+    topics = {
+        name: COMMANDS if name == "stock-commands" else names.topic(name)
+        for name in {route.spec.name for route in ROUTES.values()}
+    }
 
     def destination(event: object) -> tuple[str, str]:
         route = ROUTES.get(type(event).__name__)
@@ -199,7 +201,10 @@ def build(args: argparse.Namespace, stats: RunStats) -> tuple[Application, IdleW
 
     def own_topic(name: str, deserializer: Any = "bytes") -> Any:
         return app.topic(
-            name, key_serializer="bytes", value_serializer=write, key_deserializer="bytes",
+            name,
+            key_serializer="bytes",
+            value_serializer=write,
+            key_deserializer="bytes",
             value_deserializer=deserializer,
             config=TopicConfig(num_partitions=partitions, replication_factor=settings.replication_factor),
         )
@@ -277,8 +282,12 @@ def build(args: argparse.Namespace, stats: RunStats) -> tuple[Application, IdleW
     movement_commands = routed.filter(is_command)
 
     commands = order_commands.concat(movement_commands).group_by(
-        command_key, name="sku",
-        key_serializer="bytes", value_serializer=write, key_deserializer="bytes", value_deserializer=read_internal,
+        command_key,
+        name="sku",
+        key_serializer="bytes",
+        value_serializer=write,
+        key_deserializer="bytes",
+        value_deserializer=read_internal,
     )
     commands.apply(stock_step, stateful=True, expand=True).to_topic(topic_of, key=lambda v: v[1])
     return app, watchdog
@@ -329,8 +338,11 @@ def summary(stats: RunStats, started_cpu_s: float) -> dict[str, Any]:
         "cpu_s_processing": cpu - stats.first_input_cpu_s if stats.first_input_cpu_s is not None else None,
         "cpu_s_before_run": started_cpu_s,  # imports, schema registry, topic checks
         "seconds_to_stopped": (stats.stopped_ts - first) if first is not None and stats.stopped_ts else None,
-        **{k: v for k, v in asdict(stats).items() if k not in ("consumed", "produced", "first_input_ts",
-                                                               "last_output_ts")},
+        **{
+            k: v
+            for k, v in asdict(stats).items()
+            if k not in ("consumed", "produced", "first_input_ts", "last_output_ts")
+        },
     }
 
 
@@ -338,16 +350,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--topic-prefix", default="", help="prefix of our input topics (INVENTORY_TOPIC_PREFIX)")
-    parser.add_argument("--output-prefix", default=None,
-                        help="prefix of the peer's own topics (order-inbox and outputs); default TOPIC_PREFIX + 'quix.'")
-    parser.add_argument("--group", required=True, help="consumer group; also names Quix's changelog and repartition topics")
+    parser.add_argument(
+        "--output-prefix",
+        default=None,
+        help="prefix of the peer's own topics (order-inbox and outputs); default TOPIC_PREFIX + 'quix.'",
+    )
+    parser.add_argument(
+        "--group", required=True, help="consumer group; also names Quix's changelog and repartition topics"
+    )
     parser.add_argument("--state-dir", required=True, help="Quix's RocksDB state folder")
-    parser.add_argument("--expect", type=int, required=True, help="stop after this many input messages (and their effects)")
+    parser.add_argument(
+        "--expect", type=int, required=True, help="stop after this many input messages (and their effects)"
+    )
     parser.add_argument("--stats-out", type=Path, required=True)
     parser.add_argument("--idle-exit-s", type=float, default=60.0, help="stop after this long without a message")
-    parser.add_argument("--commit-interval", type=float, default=5.0, help="Quix checkpoint interval (its default: 5 s)")
-    parser.add_argument("--consumer-poll-timeout", type=float, default=1.0,
-                        help="how long one consumer poll may block (Quix's default: 1 s)")
+    parser.add_argument(
+        "--commit-interval", type=float, default=5.0, help="Quix checkpoint interval (its default: 5 s)"
+    )
+    parser.add_argument(
+        "--consumer-poll-timeout",
+        type=float,
+        default=1.0,
+        help="how long one consumer poll may block (Quix's default: 1 s)",
+    )
     parser.add_argument("--processing-guarantee", choices=("at-least-once", "exactly-once"), default="at-least-once")
     parser.add_argument("--loglevel", default="WARNING")
     return parser.parse_args(argv)
@@ -368,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         result = summary(stats, started_cpu_s)
         args.stats_out.parent.mkdir(parents=True, exist_ok=True)
         args.stats_out.write_text(json.dumps(result, indent=2) + "\n")
-    brief = {k: result[k] for k in ("consumed", "produced", "seconds", "events_per_s", "cpu_s", "peak_rss_mb",
-                                    "stop_reason")}
+    brief = {
+        k: result[k] for k in ("consumed", "produced", "seconds", "events_per_s", "cpu_s", "peak_rss_mb", "stop_reason")
+    }
     print(f"peer_quix: {json.dumps(brief)}", file=sys.stderr)
     return 0
 

@@ -47,17 +47,31 @@ def workload(seed: int, events: int, skus: int, warehouses: int) -> list[Event]:
     weights = [1 / (rank + 1) for rank in range(skus)]
     at = datetime(2025, 11, 22, 8, 0, tzinfo=UTC)
     out: list[Event] = [
-        GoodsReceived(event_id=f"rc-{wh}-{sku}", occurred_at=at, receipt_no=f"RC-{wh}-{sku}", warehouse_code=wh,
-                      lines=[ReceivedLine(sku=sku, sellable_qty=1_000_000)])
-        for wh in whs for sku in codes
+        GoodsReceived(
+            event_id=f"rc-{wh}-{sku}",
+            occurred_at=at,
+            receipt_no=f"RC-{wh}-{sku}",
+            warehouse_code=wh,
+            lines=[ReceivedLine(sku=sku, sellable_qty=1_000_000)],
+        )
+        for wh in whs
+        for sku in codes
     ]
     consignee = Consignee(name="张三", phone="13800138000", address="北京市朝阳区XX街道XX号")
     for n in range(events - len(out)):
         lines = sorted(set(rng.choices(codes, weights, k=rng.randint(1, 3))))
-        out.append(OrderCreated(
-            event_id=f"oc-{n}", occurred_at=at + timedelta(milliseconds=n), order_no=f"BO{n:08d}",
-            order_type="NORMAL", consignee=consignee, time_requirement="STANDARD",
-            items=[OrderItem(sku=s, quantity=rng.randint(1, 3), price=10) for s in lines], total_amount=10))
+        out.append(
+            OrderCreated(
+                event_id=f"oc-{n}",
+                occurred_at=at + timedelta(milliseconds=n),
+                order_no=f"BO{n:08d}",
+                order_type="NORMAL",
+                consignee=consignee,
+                time_requirement="STANDARD",
+                items=[OrderItem(sku=s, quantity=rng.randint(1, 3), price=10) for s in lines],
+                total_amount=10,
+            )
+        )
     return out
 
 
@@ -99,9 +113,24 @@ def measure(args: argparse.Namespace, peer_args: list[str]) -> dict[str, Any]:
         print(f"preloaded {len(events):,} events in {preload_s:.1f} s", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="peer-quix-") as tmp:
             stats_out = Path(tmp) / "stats.json"
-            cmd = [str(PEER_PYTHON), "-m", "bench.peer_quix.app", "--bootstrap", settings.bootstrap_servers,
-                   "--topic-prefix", settings.topic_prefix, "--group", group, "--state-dir", str(Path(tmp) / "state"),
-                   "--expect", str(len(events)), "--stats-out", str(stats_out), *peer_args]
+            cmd = [
+                str(PEER_PYTHON),
+                "-m",
+                "bench.peer_quix.app",
+                "--bootstrap",
+                settings.bootstrap_servers,
+                "--topic-prefix",
+                settings.topic_prefix,
+                "--group",
+                group,
+                "--state-dir",
+                str(Path(tmp) / "state"),
+                "--expect",
+                str(len(events)),
+                "--stats-out",
+                str(stats_out),
+                *peer_args,
+            ]
             started = time.monotonic()
             subprocess.run(cmd, cwd=ROOT, check=True, timeout=args.timeout)
             wall = time.monotonic() - started
@@ -110,15 +139,26 @@ def measure(args: argparse.Namespace, peer_args: list[str]) -> dict[str, Any]:
         delete_topics(settings, group)
     seconds = stats["seconds"]
     return {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"), "label": args.label, "peer_args": peer_args,
-        "input_events": len(events), "skus": args.skus, "warehouses": args.warehouses,
-        "partitions": args.partitions, "preload_s": round(preload_s, 2),
-        "consumed": stats["consumed"], "produced": stats["produced"], "seconds": round(seconds, 2),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "label": args.label,
+        "peer_args": peer_args,
+        "input_events": len(events),
+        "skus": args.skus,
+        "warehouses": args.warehouses,
+        "partitions": args.partitions,
+        "preload_s": round(preload_s, 2),
+        "consumed": stats["consumed"],
+        "produced": stats["produced"],
+        "seconds": round(seconds, 2),
         "events_per_s": round(stats["events_per_s"], 1),
-        "cpu_s": round(stats["cpu_s"], 2), "cpu_s_processing": round(stats["cpu_s_processing"], 2),
+        "cpu_s": round(stats["cpu_s"], 2),
+        "cpu_s_processing": round(stats["cpu_s_processing"], 2),
         "cpu_s_per_1000_events": round(1000 * stats["cpu_s_processing"] / stats["consumed"], 3),
-        "peak_rss_mb": round(stats["peak_rss_mb"], 1), "process_wall_s": round(wall, 1),
-        "orders_rejected": stats["orders_rejected"], "stop_reason": stats["stop_reason"], "errors": stats["errors"],
+        "peak_rss_mb": round(stats["peak_rss_mb"], 1),
+        "process_wall_s": round(wall, 1),
+        "orders_rejected": stats["orders_rejected"],
+        "stop_reason": stats["stop_reason"],
+        "errors": stats["errors"],
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 

@@ -54,5 +54,11 @@ class TopicNames:
 
     @property
     def own(self) -> tuple[str, ...]:
-        return (self.order_inbox, self.inventory_changes, self.order_status, self.outbound_instructions,
-                self.inventory_ledger, self.inventory_alerts)
+        return (
+            self.order_inbox,
+            self.inventory_changes,
+            self.order_status,
+            self.outbound_instructions,
+            self.inventory_ledger,
+            self.inventory_alerts,
+        )

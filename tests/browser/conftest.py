@@ -25,9 +25,17 @@ CHROMIUM = Path(os.environ.get("CHROMIUM_BIN") or shutil.which("chromium") or "/
 CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER_BIN") or shutil.which("chromedriver") or "/usr/bin/chromedriver")
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1440,1000", "--lang=zh-CN",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1440,1000",
+    "--lang=zh-CN",
 )
 
 
@@ -93,11 +101,16 @@ def screenshot(browser: Any) -> Any:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
         width, height = browser.execute_script(
-            "const e = document.documentElement; return [e.scrollWidth, e.scrollHeight];")
-        shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
-        })
+            "const e = document.documentElement; return [e.scrollWidth, e.scrollHeight];"
+        )
+        shot = browser.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            },
+        )
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 

@@ -28,21 +28,38 @@ def _id(prefix: str) -> str:
 
 
 def receipt(wh: str, sku: str, qty: int) -> dict[str, Any]:
-    return {"eventType": "GoodsReceived", "eventId": _id("rc"), "occurredAt": "2025-11-22T08:00:00+08:00",
-            "receiptNo": _id("RC"), "warehouseCode": wh, "lines": [{"sku": sku, "sellableQty": qty}]}
+    return {
+        "eventType": "GoodsReceived",
+        "eventId": _id("rc"),
+        "occurredAt": "2025-11-22T08:00:00+08:00",
+        "receiptNo": _id("RC"),
+        "warehouseCode": wh,
+        "lines": [{"sku": sku, "sellableQty": qty}],
+    }
 
 
 def order(order_no: str, sku: str, qty: int) -> dict[str, Any]:
-    return {"eventType": "OrderCreated", "eventId": _id("oc"), "occurredAt": "2025-11-22T09:00:00+08:00",
-            "orderNo": order_no, "orderType": "NORMAL",
-            "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区XX街道XX号"},
-            "items": [{"sku": sku, "quantity": qty, "price": 99.0}], "totalAmount": round(99.0 * qty, 2),
-            "timeRequirement": "STANDARD"}
+    return {
+        "eventType": "OrderCreated",
+        "eventId": _id("oc"),
+        "occurredAt": "2025-11-22T09:00:00+08:00",
+        "orderNo": order_no,
+        "orderType": "NORMAL",
+        "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区XX街道XX号"},
+        "items": [{"sku": sku, "quantity": qty, "price": 99.0}],
+        "totalAmount": round(99.0 * qty, 2),
+        "timeRequirement": "STANDARD",
+    }
 
 
 def cancelled(order_no: str) -> dict[str, Any]:
-    return {"eventType": "OrderCancelled", "eventId": _id("cx"), "occurredAt": "2025-11-22T09:30:00+08:00",
-            "orderNo": order_no, "reason": "顾客取消"}
+    return {
+        "eventType": "OrderCancelled",
+        "eventId": _id("cx"),
+        "occurredAt": "2025-11-22T09:30:00+08:00",
+        "orderNo": order_no,
+        "reason": "顾客取消",
+    }
 
 
 class Page:
@@ -102,7 +119,8 @@ class Page:
     def js_errors(self) -> list[str]:
         """Console errors other than failed requests (a 404 for an unknown SKU is expected)."""
         return [
-            entry["message"] for entry in self.d.get_log("browser")
+            entry["message"]
+            for entry in self.d.get_log("browser")
             if entry["level"] == "SEVERE" and "Failed to load resource" not in entry["message"]
         ]
 
@@ -125,8 +143,10 @@ def test_dashboard_follows_the_pipeline_live(browser: Any, screenshot: Any, depl
     # An unknown SKU says so.
     missing = _id("NOSUCH")
     page.search("sku-input", "sku-search", missing)
-    page.wait("'not found' for an unknown SKU",
-              lambda: "not found" in page.text("#sku-message") and missing in page.text("#sku-message"))
+    page.wait(
+        "'not found' for an unknown SKU",
+        lambda: "not found" in page.text("#sku-message") and missing in page.text("#sku-message"),
+    )
     assert not page.find("#sku-table").is_displayed()
 
     # The SKU: its warehouses, their quantities and the network totals.
@@ -163,9 +183,13 @@ def test_dashboard_follows_the_pipeline_live(browser: Any, screenshot: Any, depl
         api = deployment.position(worker, sku, w)
         assert api is not None and page.cell(sku, w, "availableQty") == api["availableQty"]
     expected_after = {"WH001": 97, "WH002": 17}[wh]
-    page.wait("the change in the feed", lambda: any(
-        item.find_element(page.By.CSS_SELECTOR, '[data-field="availableQty"]').text == str(expected_after)
-        for item in page.feed_items("inventory", "sku", sku)))
+    page.wait(
+        "the change in the feed",
+        lambda: any(
+            item.find_element(page.By.CSS_SELECTOR, '[data-field="availableQty"]').text == str(expected_after)
+            for item in page.feed_items("inventory", "sku", sku)
+        ),
+    )
     page.wait("the order's status in the feed", lambda: page.feed_items("order", "order", order_no))
     newest = page.finds("#feed li")[0]
     assert newest.get_attribute("data-kind") in {"inventory", "order", "alert"}
@@ -177,8 +201,10 @@ def test_dashboard_follows_the_pipeline_live(browser: Any, screenshot: Any, depl
     page.wait("the order's status", lambda: page.find("#order-status").get_attribute("data-status"))
     api_status, api_order = http_json(f"{worker.url}/orders/{order_no}")
     assert api_status == 200
-    page.wait(f"status {api_order['status']}",
-              lambda: page.find("#order-status").get_attribute("data-status") == api_order["status"])
+    page.wait(
+        f"status {api_order['status']}",
+        lambda: page.find("#order-status").get_attribute("data-status") == api_order["status"],
+    )
     assert api_order["status"] in {"RESERVED", "OUTBOUND_REQUESTED"}
     assert api_order["status"] in page.text("#order-status")
     lines = page.finds("#order-line-rows tr")
@@ -194,8 +220,10 @@ def test_dashboard_follows_the_pipeline_live(browser: Any, screenshot: Any, depl
 
     # Several SKUs at once (the batch view): a group of rows per SKU, the unknown one named.
     page.search("sku-input", "sku-search", f"{sku}, {probe_sku}, {missing}")
-    page.wait("two SKUs found and one missing",
-              lambda: page.network(probe_sku, "availableQty") == 5 and missing in page.text("#sku-message"))
+    page.wait(
+        "two SKUs found and one missing",
+        lambda: page.network(probe_sku, "availableQty") == 5 and missing in page.text("#sku-message"),
+    )
     assert page.network(sku, "availableQty") == 117
     assert "not found" in page.text("#sku-message")
     assert len(page.finds("#sku-chart path[data-series]")) == 3
@@ -203,28 +231,35 @@ def test_dashboard_follows_the_pipeline_live(browser: Any, screenshot: Any, depl
 
     # The worker dies: the page raises its banner.
     worker.kill()
-    page.wait("the server-down banner",
-              lambda: page.find("#banner").is_displayed() and "unreachable" in page.text("#banner"))
+    page.wait(
+        "the server-down banner", lambda: page.find("#banner").is_displayed() and "unreachable" in page.text("#banner")
+    )
     screenshot("dashboard-4-server-down")
 
     # It comes back on the same address: the banner goes, the stream reconnects by itself and
     # the page follows the next change (the order is cancelled: its 3 units come back).
     page.search("sku-input", "sku-search", sku)  # fails while the server is down: still "unreachable"
-    revived = WorkerProcess({**deployment.env, "INVENTORY_DATA_DIR": str(deployment.root / "browser")},
-                            deployment.root / "browser-revived.log", worker.web_port).start()
+    revived = WorkerProcess(
+        {**deployment.env, "INVENTORY_DATA_DIR": str(deployment.root / "browser")},
+        deployment.root / "browser-revived.log",
+        worker.web_port,
+    ).start()
     deployment.workers.append(revived)
     revived.wait_ready(timeout_s=120)
     page.wait("the banner gone", lambda: not page.find("#banner").is_displayed(), timeout_s=30)
-    page.wait("the stream back", lambda: page.find("#conn-status").get_attribute("data-state") == "open",
-              timeout_s=30)
+    page.wait("the stream back", lambda: page.find("#conn-status").get_attribute("data-state") == "open", timeout_s=30)
     page.search("sku-input", "sku-search", sku)
     page.wait("the SKU again", lambda: page.network(sku, "availableQty") == 117)
     wait_until(probe_seen, timeout_s=LIVE_TIMEOUT_S * 2, interval_s=0)
     deployment.publish([cancelled(order_no)])
     page.wait("the cancellation on the page", lambda: page.network(sku, "availableQty") == 120)
-    page.wait("CANCELLED in the feed", lambda: any(
-        "CANCELLED" in item.text for item in page.feed_items("order", "order", order_no)))
+    page.wait(
+        "CANCELLED in the feed",
+        lambda: any("CANCELLED" in item.text for item in page.feed_items("order", "order", order_no)),
+    )
 
     elapsed = time.monotonic() - started
-    print(f"\ndashboard test: {elapsed:.1f}s in all; a published order reached the page in {live_latency_s:.2f}s; "
-          f"screenshot {shot}")
+    print(
+        f"\ndashboard test: {elapsed:.1f}s in all; a published order reached the page in {live_latency_s:.2f}s; "
+        f"screenshot {shot}"
+    )

@@ -157,8 +157,9 @@ class PrivateBroker:
         if not libs.exists():
             libs.symlink_to(local_kafka.KafkaPaths.of(shared).libs.resolve())
         port, cport = free_port(), free_port()
-        self.settings = Settings(local_dir=root, local_kafka_port=port, local_controller_port=cport,
-                                 bootstrap_servers=f"127.0.0.1:{port}")
+        self.settings = Settings(
+            local_dir=root, local_kafka_port=port, local_controller_port=cport, bootstrap_servers=f"127.0.0.1:{port}"
+        )
         self.bootstrap = self.settings.bootstrap_servers
 
     def start(self) -> None:

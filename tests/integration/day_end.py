@@ -45,8 +45,12 @@ from tests.integration.conftest import Deployment, wait_until
 
 DAY = {"orders": 300, "skus": 40, "warehouses": 3}
 QUANTITIES = {
-    "onHandQty": "on_hand_qty", "reservedQty": "reserved_qty", "availableQty": "available_qty",
-    "inTransitQty": "in_transit_qty", "presoldQty": "presold_qty", "outboundQty": "outbound_qty",
+    "onHandQty": "on_hand_qty",
+    "reservedQty": "reserved_qty",
+    "availableQty": "available_qty",
+    "inTransitQty": "in_transit_qty",
+    "presoldQty": "presold_qty",
+    "outboundQty": "outbound_qty",
     "damagedQty": "damaged_qty",
 }
 OPEN_STATUSES = {s.value for s in OPEN}
@@ -56,8 +60,16 @@ def day(seed: int, **size: int) -> tuple[list[Event], InventoryCenter, list[str]
     simulation = DaySimulation(DayParams(seed=seed, mix=BACKLOG, **{**DAY, **size}))  # type: ignore[arg-type]
     events = list(simulation.events())
     kinds = {type(e).__name__ for e in events}
-    assert {"GoodsReceived", "TransferDispatched", "TransferReceived", "DeliveryFailed", "ReturnInspected",
-            "StockSnapshot", "StockAdjusted", "DamagedDisposed"} <= kinds, kinds
+    assert {
+        "GoodsReceived",
+        "TransferDispatched",
+        "TransferReceived",
+        "DeliveryFailed",
+        "ReturnInspected",
+        "StockSnapshot",
+        "StockAdjusted",
+        "DamagedDisposed",
+    } <= kinds, kinds
     assert any(n.endswith(" re-sent") for n in simulation.counts), simulation.counts
     return events, replay(events), simulation.skus
 
@@ -125,8 +137,9 @@ def consumed(worker: WorkerProcess) -> float:
         text = urllib.request.urlopen(f"{worker.url}/metrics", timeout=2).read().decode()  # noqa: S310
     except OSError:
         return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("inventory_events_in_total"))
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("inventory_events_in_total")
+    )
 
 
 # --- the views ------------------------------------------------------------------------------
@@ -135,7 +148,7 @@ def consumed(worker: WorkerProcess) -> float:
 def positions_of(d: Deployment, worker: WorkerProcess, skus: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for start in range(0, len(skus), 100):
-        batch = skus[start:start + 100]
+        batch = skus[start : start + 100]
         status, body = http_json(f"{worker.url}/inventory?skus={','.join(batch)}", timeout_s=10)
         assert status == 200, (status, body)
         for sku, item in body["items"].items():
@@ -165,8 +178,11 @@ def holding(d: Deployment, worker: WorkerProcess, order_nos: list[str]) -> list[
 
 def differences(d: Deployment, worker: WorkerProcess, model: InventoryCenter, skus: list[str]) -> list[str]:
     got = positions_of(d, worker, skus)
-    want = {(sku, p.warehouse_code): {name: getattr(p, attr) for name, attr in QUANTITIES.items()}
-            for sku, stock in model.tables.stock_by_sku.items() for p in stock.positions}
+    want = {
+        (sku, p.warehouse_code): {name: getattr(p, attr) for name, attr in QUANTITIES.items()}
+        for sku, stock in model.tables.stock_by_sku.items()
+        for p in stock.positions
+    }
     zero = dict.fromkeys(QUANTITIES, 0)
     diffs = []
     for key in sorted(want.keys() | got.keys()):
@@ -181,8 +197,13 @@ def differences(d: Deployment, worker: WorkerProcess, model: InventoryCenter, sk
 
 
 def end_the_day_and_compare(
-    d: Deployment, worker: WorkerProcess, events: list[Event], model: InventoryCenter, skus: list[str],
-    poison: dict[bytes, bytes] | None = None, outputs: bool = False,
+    d: Deployment,
+    worker: WorkerProcess,
+    events: list[Event],
+    model: InventoryCenter,
+    skus: list[str],
+    poison: dict[bytes, bytes] | None = None,
+    outputs: bool = False,
 ) -> None:
     """End the day on both sides and assert the pipeline's positions equal the model's.
 
@@ -198,8 +219,10 @@ def end_the_day_and_compare(
     d.publish(list(closing))
     wait_idle(d, worker)
     order_nos = sorted(model.tables.orders_by_no)
-    cancels = sorted(set(n for n, o in model.tables.orders_by_no.items() if o.status in OPEN)
-                     | open_in_pipeline(d, worker, order_nos))
+    cancels = sorted(
+        set(n for n, o in model.tables.orders_by_no.items() if o.status in OPEN)
+        | open_in_pipeline(d, worker, order_nos)
+    )
     model.submit_all(cancel_at_day_end(no) for no in cancels)  # finished in the model: no stock moves
     assert not model.tables.reservations_by_key
     d.publish([cancel_at_day_end(no) for no in cancels])
@@ -263,13 +286,18 @@ def dead_letter_problems(dead: list[dict[str, Any]], poison: dict[bytes, bytes])
             problems.append(f"poison {k!r}: payload excerpt of {len(payload)} bytes")
     others = [letter for letters in by_key.values() for letter in letters]
     if others:
-        problems.append(f"{len(others)} unexpected dead letters, e.g. "
-                        f"{[(x['errorType'], x['error'][:200]) for x in others[:3]]}")
+        problems.append(
+            f"{len(others)} unexpected dead letters, e.g. {[(x['errorType'], x['error'][:200]) for x in others[:3]]}"
+        )
     return problems
 
 
-LEDGER_BUCKETS = {"ON_HAND": "onHandQty", "IN_TRANSIT": "inTransitQty", "OUTBOUND": "outboundQty",
-                  "DAMAGED": "damagedQty"}
+LEDGER_BUCKETS = {
+    "ON_HAND": "onHandQty",
+    "IN_TRANSIT": "inTransitQty",
+    "OUTBOUND": "outboundQty",
+    "DAMAGED": "damagedQty",
+}
 
 
 def output_problems(d: Deployment, worker: WorkerProcess, skus: list[str]) -> list[str]:
@@ -282,7 +310,8 @@ def output_problems(d: Deployment, worker: WorkerProcess, skus: list[str]) -> li
     for change in d.read(d.topics.inventory_changes, timeout_s=30):
         body = {k: v for k, v in change.items() if k not in ("_coordinates", "eventId", "occurredAt")}
         versions.setdefault((change["sku"], change["warehouseCode"], change["version"]), set()).add(
-            json.dumps(body, sort_keys=True))
+            json.dumps(body, sort_keys=True)
+        )
     conflicting = [k for k, payloads in versions.items() if len(payloads) > 1]
     if conflicting:
         problems.append(f"{len(conflicting)} (sku, warehouse, version) with two payloads, e.g. {conflicting[:3]}")
@@ -295,8 +324,11 @@ def output_problems(d: Deployment, worker: WorkerProcess, skus: list[str]) -> li
             at[bucket] += e["quantity"]
     positions = positions_of(d, worker, skus)
     for at in sorted(positions.keys() | sums.keys()):
-        want = {b: positions[at][b] for b in LEDGER_BUCKETS.values()} if at in positions else dict.fromkeys(
-            LEDGER_BUCKETS.values(), 0)
+        want = (
+            {b: positions[at][b] for b in LEDGER_BUCKETS.values()}
+            if at in positions
+            else dict.fromkeys(LEDGER_BUCKETS.values(), 0)
+        )
         got = sums.get(at, dict.fromkeys(LEDGER_BUCKETS.values(), 0))
         if want != got:
             problems.append(f"ledger of {at} sums to {got}, the position holds {want}")
@@ -320,9 +352,14 @@ def exact_workload(seed: int, skus: int = 12, orders: int = 600) -> tuple[list[d
     tag = uuid.uuid4().hex[:6]
     sku_codes = [f"R{tag}-{i:03d}" for i in range(skus)]
     receipts = [
-        {"eventType": "GoodsReceived", "eventId": f"rc-{tag}-{wh}", "occurredAt": "2025-11-22T08:00:00+08:00",
-         "receiptNo": f"RC-{tag}-{wh}", "warehouseCode": wh,
-         "lines": [{"sku": s, "sellableQty": 100_000} for s in sku_codes]}
+        {
+            "eventType": "GoodsReceived",
+            "eventId": f"rc-{tag}-{wh}",
+            "occurredAt": "2025-11-22T08:00:00+08:00",
+            "receiptNo": f"RC-{tag}-{wh}",
+            "warehouseCode": wh,
+            "lines": [{"sku": s, "sellableQty": 100_000} for s in sku_codes],
+        }
         for wh in WAREHOUSES
     ]
     flow: list[dict[str, Any]] = []
@@ -330,20 +367,40 @@ def exact_workload(seed: int, skus: int = 12, orders: int = 600) -> tuple[list[d
         no = f"O{tag}-{n:05d}"
         lines = rng.sample(sku_codes, rng.randint(1, 3))
         unpaid = n % 5 == 0
-        flow.append({
-            "eventType": "OrderCreated", "eventId": f"oc-{no}", "occurredAt": "2025-11-22T09:00:00+08:00",
-            "orderNo": no, "orderType": "NORMAL", "warehouseCode": WAREHOUSES[n % 2],
-            "consignee": {"name": "王五", "phone": "13700137000", "address": "广州市"},
-            "items": [{"sku": s, "quantity": rng.randint(1, 5), "price": 1} for s in lines],
-            "totalAmount": 10, "timeRequirement": "STANDARD",
-            **({"reservationExpiresAt": "2099-01-01T00:00:00+00:00"} if unpaid else {}),
-        })
+        flow.append(
+            {
+                "eventType": "OrderCreated",
+                "eventId": f"oc-{no}",
+                "occurredAt": "2025-11-22T09:00:00+08:00",
+                "orderNo": no,
+                "orderType": "NORMAL",
+                "warehouseCode": WAREHOUSES[n % 2],
+                "consignee": {"name": "王五", "phone": "13700137000", "address": "广州市"},
+                "items": [{"sku": s, "quantity": rng.randint(1, 5), "price": 1} for s in lines],
+                "totalAmount": 10,
+                "timeRequirement": "STANDARD",
+                **({"reservationExpiresAt": "2099-01-01T00:00:00+00:00"} if unpaid else {}),
+            }
+        )
         if n % 7 == 3:
-            flow.append({"eventType": "OrderCancelled", "eventId": f"cx-{no}", "occurredAt": "2025-11-22T09:30:00+08:00",
-                         "orderNo": no, "reason": "customer"})
+            flow.append(
+                {
+                    "eventType": "OrderCancelled",
+                    "eventId": f"cx-{no}",
+                    "occurredAt": "2025-11-22T09:30:00+08:00",
+                    "orderNo": no,
+                    "reason": "customer",
+                }
+            )
         elif unpaid and n % 2 == 0:
-            flow.append({"eventType": "OrderPaid", "eventId": f"pd-{no}", "occurredAt": "2025-11-22T09:40:00+08:00",
-                         "orderNo": no})
+            flow.append(
+                {
+                    "eventType": "OrderPaid",
+                    "eventId": f"pd-{no}",
+                    "occurredAt": "2025-11-22T09:40:00+08:00",
+                    "orderNo": no,
+                }
+            )
     return receipts, flow
 
 
@@ -359,8 +416,13 @@ def exact_differences(d: Deployment, w: WorkerProcess, center: InventoryCenter) 
     for sku, stock in sorted(center.tables.stock_by_sku.items()):
         for p in stock.positions:
             got = d.position(w, sku, p.warehouse_code)
-            want = {"onHandQty": p.on_hand_qty, "reservedQty": p.reserved_qty, "availableQty": p.available_qty,
-                    "inTransitQty": p.in_transit_qty, "version": p.version}
+            want = {
+                "onHandQty": p.on_hand_qty,
+                "reservedQty": p.reserved_qty,
+                "availableQty": p.available_qty,
+                "inTransitQty": p.in_transit_qty,
+                "version": p.version,
+            }
             if not got or any(got[k] != v for k, v in want.items()):
                 diffs.append(f"{sku}@{p.warehouse_code}: want {want}, got {got and {k: got[k] for k in want}}")
     # Order versions count record changes, which depend on how the three input topics
@@ -415,5 +477,13 @@ def owned(w: WorkerProcess, changelog: str) -> list[int]:
     status, body = http_json(f"{w.url}/router/")
     if status != 200 or not isinstance(body, dict):
         return []
-    return sorted(next((tables.get(changelog, []) for host, tables in body.items()
-                        if host.rstrip("/").endswith(w.url.split("//", 1)[1])), []))
+    return sorted(
+        next(
+            (
+                tables.get(changelog, [])
+                for host, tables in body.items()
+                if host.rstrip("/").endswith(w.url.split("//", 1)[1])
+            ),
+            [],
+        )
+    )

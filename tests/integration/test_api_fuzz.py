@@ -14,14 +14,25 @@ from tests.integration.conftest import Deployment, wait_until
 pytestmark = pytest.mark.kafka
 
 SEED_DAY = [
-    {"eventType": "GoodsReceived", "eventId": "fuzz-rc-1", "occurredAt": "2025-11-22T08:00:00+08:00",
-     "receiptNo": "RC1", "warehouseCode": "WH001", "lines": [{"sku": "SKU001", "sellableQty": 100},
-                                                             {"sku": "SKU002", "sellableQty": 5}]},
-    {"eventType": "OrderCreated", "eventId": "fuzz-oc-1", "occurredAt": "2025-11-22T09:00:00+08:00",
-     "orderNo": "OMS202511220001", "orderType": "NORMAL",
-     "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区XX街道XX号"},
-     "items": [{"sku": "SKU001", "quantity": 2, "price": 99.0}], "totalAmount": 198.0,
-     "timeRequirement": "STANDARD"},
+    {
+        "eventType": "GoodsReceived",
+        "eventId": "fuzz-rc-1",
+        "occurredAt": "2025-11-22T08:00:00+08:00",
+        "receiptNo": "RC1",
+        "warehouseCode": "WH001",
+        "lines": [{"sku": "SKU001", "sellableQty": 100}, {"sku": "SKU002", "sellableQty": 5}],
+    },
+    {
+        "eventType": "OrderCreated",
+        "eventId": "fuzz-oc-1",
+        "occurredAt": "2025-11-22T09:00:00+08:00",
+        "orderNo": "OMS202511220001",
+        "orderType": "NORMAL",
+        "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区XX街道XX号"},
+        "items": [{"sku": "SKU001", "quantity": 2, "price": 99.0}],
+        "totalAmount": 198.0,
+        "timeRequirement": "STANDARD",
+    },
 ]
 
 
@@ -55,6 +66,7 @@ def test_views_never_fail_and_match_the_document(api: schemathesis.schemas.BaseS
     views = [op for op in operations if op.method.upper() == "GET"]  # type: ignore[attr-defined]
     assert (len(operations), len(views)) == (10, 7)
     for operation in views:
+
         @given(case=operation.as_strategy())  # type: ignore[attr-defined]
         @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
         def fuzz(case: schemathesis.Case) -> None:

@@ -42,14 +42,24 @@ def test_the_benchmark_runs_from_a_stopped_broker(tmp_path: Path) -> None:
     published = _digests(list(report.PUBLISHED.values()))
     s = broker.settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_")}
-    env.update({"INVENTORY_LOCAL_DIR": str(s.local_dir), "INVENTORY_LOCAL_KAFKA_PORT": str(s.local_kafka_port),
-                "INVENTORY_LOCAL_CONTROLLER_PORT": str(s.local_controller_port),
-                "INVENTORY_BOOTSTRAP_SERVERS": s.bootstrap_servers})
+    env.update(
+        {
+            "INVENTORY_LOCAL_DIR": str(s.local_dir),
+            "INVENTORY_LOCAL_KAFKA_PORT": str(s.local_kafka_port),
+            "INVENTORY_LOCAL_CONTROLLER_PORT": str(s.local_controller_port),
+            "INVENTORY_BOOTSTRAP_SERVERS": s.bootstrap_servers,
+        }
+    )
     run_dir: Path | None = None
     try:
-        done = subprocess.run([sys.executable, "-m", "bench.benchmark", "--quick", "--orders", "300",
-                               "--stages", "peer"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                              timeout=900)
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.benchmark", "--quick", "--orders", "300", "--stages", "peer"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         found = re.search(r"results go to (\S+)", done.stdout)
         run_dir = Path(found.group(1)) if found else None
         output = (done.stdout + done.stderr)[-4000:]

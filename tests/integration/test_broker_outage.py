@@ -28,16 +28,23 @@ def unpaid_order(expires_in_s: float) -> dict[str, object]:
     """An order whose reservation comes due while the broker is away: its expiry tick is a
     record the worker must write during the outage."""
     now = datetime.now(UTC)
-    return {"eventType": "OrderCreated", "eventId": "outage-unpaid", "occurredAt": now.isoformat(),
-            "orderNo": "OUTAGE-UNPAID", "orderType": "NORMAL",
-            "consignee": {"name": "Wang", "phone": "13800138000", "address": "Beijing"},
-            "items": [{"sku": "SKU001", "quantity": 1, "price": 1.0}], "totalAmount": 1.0,
-            "timeRequirement": "STANDARD",
-            "reservationExpiresAt": (now + timedelta(seconds=expires_in_s)).isoformat()}
+    return {
+        "eventType": "OrderCreated",
+        "eventId": "outage-unpaid",
+        "occurredAt": now.isoformat(),
+        "orderNo": "OUTAGE-UNPAID",
+        "orderType": "NORMAL",
+        "consignee": {"name": "Wang", "phone": "13800138000", "address": "Beijing"},
+        "items": [{"sku": "SKU001", "quantity": 1, "price": 1.0}],
+        "totalAmount": 1.0,
+        "timeRequirement": "STANDARD",
+        "reservationExpiresAt": (now + timedelta(seconds=expires_in_s)).isoformat(),
+    }
 
 
-def test_a_long_broker_outage_is_waited_out(private_broker: PrivateBroker,
-                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_long_broker_outage_is_waited_out(
+    private_broker: PrivateBroker, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     events = [json.loads(line) for line in SEED_DAY.read_text().splitlines() if line.strip()]
     first, rest = events[:10], events[10:]
     for deployment in private_broker.deployment(tmp_path_factory):
@@ -47,8 +54,11 @@ def test_a_long_broker_outage_is_waited_out(private_broker: PrivateBroker,
         wait_until(lambda: (deployment.order(worker, "OUTAGE-UNPAID") or {}).get("status") == "RESERVED")
         private_broker.stop()
         began = time.monotonic()
-        not_ready = wait_until(lambda: (lambda s, b: (s, b) if s == 503 else None)(*http_json(f"{worker.url}/ready")),
-                               timeout_s=60, interval_s=1.0)
+        not_ready = wait_until(
+            lambda: (lambda s, b: (s, b) if s == 503 else None)(*http_json(f"{worker.url}/ready")),
+            timeout_s=60,
+            interval_s=1.0,
+        )
         assert "broker" in json.dumps(not_ready[1]).lower(), not_ready
         status, health = http_json(f"{worker.url}/health")
         assert "broker" in json.dumps(health).lower(), (status, health)
@@ -65,5 +75,5 @@ def test_a_long_broker_outage_is_waited_out(private_broker: PrivateBroker,
         log = worker.log_path.read_text(errors="replace")
         # One line per state change, not one per retry (the clients retry every few ms).
         assert log.count("broker unreachable") == 1 and log.count("broker reachable again") == 1
-        outage = log[log.index("broker unreachable"):log.index("broker reachable again")]
+        outage = log[log.index("broker unreachable") : log.index("broker reachable again")]
         assert outage.count("\n") < 100, outage[-3000:]

@@ -111,22 +111,25 @@ class OutboxDeployment:
     connect_url: str
     oms_db: str = OMS_DB
 
-    def insert_outbox(self, event_type: str, order_no: str, payload: str | None,
-                      aggregate_type: str = "order") -> str:
+    def insert_outbox(self, event_type: str, order_no: str, payload: str | None, aggregate_type: str = "order") -> str:
         """One OMS transaction's outbox row; returns its id. ``payload`` is JSON text."""
         row_id = str(uuid.uuid4())
         value = "NULL" if payload is None else "'" + payload.replace("'", "''") + "'::jsonb"
-        local_postgres.psql(get_settings(), self.oms_db,
-                            f"INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
-                            f"VALUES ('{row_id}', '{aggregate_type}', '{order_no}', '{event_type}', {value})")
+        local_postgres.psql(
+            get_settings(),
+            self.oms_db,
+            f"INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
+            f"VALUES ('{row_id}', '{aggregate_type}', '{order_no}', '{event_type}', {value})",
+        )
         return row_id
 
     def order(self, order_no: str) -> dict[str, Any] | None:
         return self.deployment.order(self.worker, order_no)
 
 
-def connector_docs(settings: Settings, topic_prefix: str, suffix: str,
-                   oms_db: str = OMS_DB) -> dict[str, dict[str, Any]]:
+def connector_docs(
+    settings: Settings, topic_prefix: str, suffix: str, oms_db: str = OMS_DB
+) -> dict[str, dict[str, Any]]:
     """The files in connectors/ for one deployment of this module, which shares the local
     worker with others (a demo, the other tests): as ``connectors.apply`` sends them, with these
     overrides only - the worker resolves the rest (credentials, database host and port, the
@@ -138,8 +141,12 @@ def connector_docs(settings: Settings, topic_prefix: str, suffix: str,
     * literal values for what must not be shared on one worker and database server: the
       connector names (``-<suffix>``), the source's replication slot and Debezium topic prefix.
     """
-    variables = {**local_connect.variables_for(settings), "PIPELINE_TOPIC_PREFIX": topic_prefix,
-                 "OMS_DB_NAME": oms_db, "ERP_DB_NAME": ERP_DB}
+    variables = {
+        **local_connect.variables_for(settings),
+        "PIPELINE_TOPIC_PREFIX": topic_prefix,
+        "OMS_DB_NAME": oms_db,
+        "ERP_DB_NAME": ERP_DB,
+    }
     docs = {}
     for path in sorted(apply.CONNECTORS_DIR.glob("*.json")):
         doc = apply.render(apply.load(path), variables)
@@ -151,8 +158,9 @@ def connector_docs(settings: Settings, topic_prefix: str, suffix: str,
 
 
 @pytest.fixture(scope="module")
-def outbox(kafka_bootstrap: str, connect: str, postgres: Settings,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutboxDeployment]:
+def outbox(
+    kafka_bootstrap: str, connect: str, postgres: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OutboxDeployment]:
     root: Path = tmp_path_factory.mktemp(f"connectors-{TAG}")
     prefix = f"t{TAG}."
     outbox_topic = f"{prefix}oms.outbox.order"
@@ -163,8 +171,13 @@ def outbox(kafka_bootstrap: str, connect: str, postgres: Settings,
         "INVENTORY_PARTITIONS": "4",
         "INVENTORY_OUTBOX_TOPICS": json.dumps([outbox_topic]),
     }
-    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, app_id=env["INVENTORY_APP_ID"],
-                        partitions=4, outbox_topics=(outbox_topic,))
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=prefix,
+        app_id=env["INVENTORY_APP_ID"],
+        partitions=4,
+        outbox_topics=(outbox_topic,),
+    )
     create_topics(settings)
     deployment = Deployment(settings=settings, env=env, root=root)
     source = connector_docs(postgres, prefix, f"t{TAG}")["oms-outbox-source"]
@@ -197,16 +210,28 @@ def _delete_topics(settings: Settings, names: list[str]) -> None:
 
 
 def receipt(wh: str, **skus: int) -> dict[str, Any]:
-    return {"eventType": "GoodsReceived", "eventId": _id("rc"), "occurredAt": _at(), "receiptNo": _id("RC"),
-            "warehouseCode": wh, "lines": [{"sku": s, "sellableQty": q} for s, q in skus.items()]}
+    return {
+        "eventType": "GoodsReceived",
+        "eventId": _id("rc"),
+        "occurredAt": _at(),
+        "receiptNo": _id("RC"),
+        "warehouseCode": wh,
+        "lines": [{"sku": s, "sellableQty": q} for s, q in skus.items()],
+    }
 
 
 def order_payload(order_no: str, lines: dict[str, int], **overrides: Any) -> dict[str, Any]:
     """What the OMS writes into the outbox's payload column (eventType comes from the row)."""
-    body = {"eventId": _id("oc"), "occurredAt": _at(), "orderNo": order_no, "orderType": "NORMAL",
-            "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区"},
-            "items": [{"sku": s, "quantity": q, "price": 19.90} for s, q in lines.items()],
-            "totalAmount": round(19.90 * sum(lines.values()), 2), "timeRequirement": "STANDARD"}
+    body = {
+        "eventId": _id("oc"),
+        "occurredAt": _at(),
+        "orderNo": order_no,
+        "orderType": "NORMAL",
+        "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区"},
+        "items": [{"sku": s, "quantity": q, "price": 19.90} for s, q in lines.items()],
+        "totalAmount": round(19.90 * sum(lines.values()), 2),
+        "timeRequirement": "STANDARD",
+    }
     body.update(overrides)
     return body
 
@@ -234,8 +259,9 @@ def test_an_outbox_row_becomes_a_reserved_order_and_an_outbound_instruction(outb
     assert placed["lines"][0]["reservedQty"] == 3
     position = o.deployment.position(o.worker, sku, "WH001")
     assert position and (position["availableQty"], position["reservedQty"]) == (7, 3)
-    instructions = wait_until(lambda: [r for r in o.deployment.read(o.deployment.topics.outbound_instructions)
-                                       if r["orderNo"] == no])
+    instructions = wait_until(
+        lambda: [r for r in o.deployment.read(o.deployment.topics.outbound_instructions) if r["orderNo"] == no]
+    )
     assert [(i["warehouseCode"], i["lines"]) for i in instructions] == [("WH001", [{"sku": sku, "quantity": 3}])]
     # The order entered through the same input topic and key as a JSON line would have.
     created = [r for r in o.deployment.read(o.deployment.topics.orders) if r.get("orderNo") == no]
@@ -252,8 +278,11 @@ def test_the_row_type_and_id_stand_in_for_what_the_payload_leaves_out(outbox: Ou
     row_id = o.insert_outbox("OrderCancelled", no, json.dumps(body))
     cancelled = _status(o, no, "CANCELLED")
     assert cancelled["timeline"][-1]["what"] == "CANCELLED"
-    cancels = [r for r in o.deployment.read(o.deployment.topics.orders)
-               if r.get("orderNo") == no and r["eventType"] == "OrderCancelled"]
+    cancels = [
+        r
+        for r in o.deployment.read(o.deployment.topics.orders)
+        if r.get("orderNo") == no and r["eventType"] == "OrderCancelled"
+    ]
     assert [r["eventId"] for r in cancels] == [row_id]
     wait_until(lambda: (p := o.deployment.position(o.worker, sku, "WH001")) and p["reservedQty"] == 0)
 
@@ -270,9 +299,20 @@ def test_malformed_outbox_rows_go_to_dead_letters_and_the_next_row_still_flows(o
 
     _status(o, good, "OUTBOUND_REQUESTED")
     wanted = {_b64(bad_qty): "bad_qty", _b64(bad_type): "bad_type", _b64(no_payload): "no_payload"}
-    letters = wait_until(lambda: (ls := [r for r in o.deployment.read(o.deployment.topics.dead_letters)
-                                         if r["sourceTopic"] == o.outbox_topic and r["key"] in wanted])
-                         and len(ls) == 3 and ls, timeout_s=30)
+    letters = wait_until(
+        lambda: (
+            (
+                ls := [
+                    r
+                    for r in o.deployment.read(o.deployment.topics.dead_letters)
+                    if r["sourceTopic"] == o.outbox_topic and r["key"] in wanted
+                ]
+            )
+            and len(ls) == 3
+            and ls
+        ),
+        timeout_s=30,
+    )
     by_row = {wanted[r["key"]]: r for r in letters}
     assert by_row["bad_qty"]["errorType"] == "VALIDATION" and "items.0.quantity" in by_row["bad_qty"]["error"]
     assert by_row["bad_type"]["errorType"] == "VALIDATION" and "OrderTeleported" in by_row["bad_type"]["error"]
@@ -280,8 +320,9 @@ def test_malformed_outbox_rows_go_to_dead_letters_and_the_next_row_still_flows(o
     for letter in letters:
         assert 0 <= letter["sourcePartition"] < 4 and letter["sourceOffset"] >= 0
     # Nothing of the refused rows reached the orders topic.
-    assert not [r for r in o.deployment.read(o.deployment.topics.orders) if r.get("orderNo") in
-                {bad_qty, bad_type, no_payload}]
+    assert not [
+        r for r in o.deployment.read(o.deployment.topics.orders) if r.get("orderNo") in {bad_qty, bad_type, no_payload}
+    ]
 
 
 # --- pipeline -> ERP ------------------------------------------------------------------------
@@ -294,7 +335,8 @@ def test_malformed_outbox_rows_go_to_dead_letters_and_the_next_row_still_flows(o
 @pytest.fixture(scope="module")
 def registry(local_stack: Settings) -> Iterator[str]:
     local_registry = pytest.importorskip(
-        "connectors.local_registry", reason="the ERP sinks need the local schema registry module")
+        "connectors.local_registry", reason="the ERP sinks need the local schema registry module"
+    )
     started = local_registry.start(local_stack)
     try:
         yield local_registry.registry_url(local_stack)
@@ -304,8 +346,9 @@ def registry(local_stack: Settings) -> Iterator[str]:
 
 
 def erp_rows(table: str, where: str) -> list[dict[str, Any]]:
-    out = local_postgres.psql(get_settings(), ERP_DB,
-                              f"SELECT row_to_json(t) FROM (SELECT * FROM {table} WHERE {where}) t")
+    out = local_postgres.psql(
+        get_settings(), ERP_DB, f"SELECT row_to_json(t) FROM (SELECT * FROM {table} WHERE {where}) t"
+    )
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
@@ -332,6 +375,7 @@ def _sink_failures(connect_url: str, names: list[str]) -> list[str]:
 
 def _until_in_erp(probe: Any, connect_url: str, sinks: list[str], timeout_s: float = 60) -> Any:
     """Wait for rows in the ERP tables; fail at once, with the cause, if a sink failed."""
+
     def check() -> Any:
         found = probe()
         if not found and (failures := _sink_failures(connect_url, sinks)):
@@ -363,34 +407,67 @@ def test_registry_framed_ledger_entries_and_positions_land_in_the_erp_tables(
     try:
         codec = Codec(ConfluentFraming(SchemaRegistryClient({"url": registry})))
         sku, at = _id("SKU"), datetime(2025, 11, 22, 2, 0, 0, 123456, tzinfo=UTC)
-        entries = [InventoryLedgerEntry(
-            entry_id=f"rc-1|{sku}|{i}|WH001|ON_HAND", sku=sku, warehouse_code="WH001", bucket=StockBucket.ON_HAND,
-            movement_type=MovementType.RECEIVED, quantity=q, document_type="RECEIPT", document_no="RC1",
-            cause_event_id="rc-1", occurred_at=at) for i, q in enumerate((10, 5))]
-        changes = [InventoryChanged(
-            sku=sku, warehouse_code="WH001", available_qty=avail, reserved_qty=0, in_transit_qty=0,
-            total_qty=avail, event_id=f"{sku}|WH001|v{v}", on_hand_qty=avail, presold_qty=0, outbound_qty=0,
-            damaged_qty=0, version=v, cause_event_type="GoodsReceived", cause_event_id="rc-1", occurred_at=at)
-            for v, avail in ((1, 10), (2, 15))]
+        entries = [
+            InventoryLedgerEntry(
+                entry_id=f"rc-1|{sku}|{i}|WH001|ON_HAND",
+                sku=sku,
+                warehouse_code="WH001",
+                bucket=StockBucket.ON_HAND,
+                movement_type=MovementType.RECEIVED,
+                quantity=q,
+                document_type="RECEIPT",
+                document_no="RC1",
+                cause_event_id="rc-1",
+                occurred_at=at,
+            )
+            for i, q in enumerate((10, 5))
+        ]
+        changes = [
+            InventoryChanged(
+                sku=sku,
+                warehouse_code="WH001",
+                available_qty=avail,
+                reserved_qty=0,
+                in_transit_qty=0,
+                total_qty=avail,
+                event_id=f"{sku}|WH001|v{v}",
+                on_hand_qty=avail,
+                presold_qty=0,
+                outbound_qty=0,
+                damaged_qty=0,
+                version=v,
+                cause_event_type="GoodsReceived",
+                cause_event_id="rc-1",
+                occurred_at=at,
+            )
+            for v, avail in ((1, 10), (2, 15))
+        ]
         producer = Producer(producer_config(settings))
         key = f"{sku}|WH001".encode()
         for entry in [*entries, entries[0]]:  # the first one redelivered
             producer.produce(topics.inventory_ledger, key=key, value=codec.encode(entry, topic=topics.inventory_ledger))
         for change in [*changes, changes[0], changes[1]]:  # a replayed suffix, in order
-            producer.produce(topics.inventory_changes, key=key, value=codec.encode(change, topic=topics.inventory_changes))
+            producer.produce(
+                topics.inventory_changes, key=key, value=codec.encode(change, topic=topics.inventory_changes)
+            )
         assert producer.flush(30) == 0
 
         where = f"sku = '{sku}'"
-        ledger = _until_in_erp(lambda: (r := erp_rows("inventory_ledger", where)) and len(r) == 2 and r,
-                               connect, names)
+        ledger = _until_in_erp(lambda: (r := erp_rows("inventory_ledger", where)) and len(r) == 2 and r, connect, names)
         assert sorted((r["quantity"], r["bucket"], r["movement_type"]) for r in ledger) == [
-            (5, "ON_HAND", "RECEIVED"), (10, "ON_HAND", "RECEIVED")]
+            (5, "ON_HAND", "RECEIVED"),
+            (10, "ON_HAND", "RECEIVED"),
+        ]
         assert {r["occurred_at"] for r in ledger} == {"2025-11-22T02:00:00.123+00:00"}  # to the millisecond
-        position = _until_in_erp(lambda: (r := erp_rows("inventory_positions", where)) and r[0]["version"] == 2
-                                 and r, connect, names)
+        position = _until_in_erp(
+            lambda: (r := erp_rows("inventory_positions", where)) and r[0]["version"] == 2 and r, connect, names
+        )
         assert len(position) == 1
         assert (position[0]["available_qty"], position[0]["on_hand_qty"], position[0]["warehouse_code"]) == (
-            15, 15, "WH001")
+            15,
+            15,
+            "WH001",
+        )
         assert not _sink_failures(connect, names)
     finally:
         for name in names:
@@ -400,7 +477,10 @@ def test_registry_framed_ledger_entries_and_positions_land_in_the_erp_tables(
 
 
 def test_an_inventory_change_of_the_pipeline_lands_in_the_erp_tables(
-    kafka_bootstrap: str, connect: str, postgres: Settings, registry: str,
+    kafka_bootstrap: str,
+    connect: str,
+    postgres: Settings,
+    registry: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """End to end: an outbox row reserves stock; the worker's ledger entry and position reach
@@ -412,11 +492,22 @@ def test_an_inventory_change_of_the_pipeline_lands_in_the_erp_tables(
 
     prefix = f"r{TAG}."
     outbox_topic = f"{prefix}oms.outbox.order"
-    env = {"INVENTORY_BOOTSTRAP_SERVERS": kafka_bootstrap, "INVENTORY_TOPIC_PREFIX": prefix,
-           "INVENTORY_APP_ID": f"inventory-erp-{TAG}", "INVENTORY_PARTITIONS": "4",
-           "INVENTORY_OUTBOX_TOPICS": json.dumps([outbox_topic]), "INVENTORY_SCHEMA_REGISTRY_URL": registry}
-    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, app_id=env["INVENTORY_APP_ID"],
-                        partitions=4, outbox_topics=(outbox_topic,), schema_registry_url=registry)
+    env = {
+        "INVENTORY_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "INVENTORY_TOPIC_PREFIX": prefix,
+        "INVENTORY_APP_ID": f"inventory-erp-{TAG}",
+        "INVENTORY_PARTITIONS": "4",
+        "INVENTORY_OUTBOX_TOPICS": json.dumps([outbox_topic]),
+        "INVENTORY_SCHEMA_REGISTRY_URL": registry,
+    }
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=prefix,
+        app_id=env["INVENTORY_APP_ID"],
+        partitions=4,
+        outbox_topics=(outbox_topic,),
+        schema_registry_url=registry,
+    )
     create_topics(settings)
     deployment = Deployment(settings=settings, env=env, root=tmp_path_factory.mktemp(f"erp-{TAG}"))
     oms_db = f"oms_r{TAG}"  # its own outbox: the module's source connector does not see these rows
@@ -449,8 +540,9 @@ def test_an_inventory_change_of_the_pipeline_lands_in_the_erp_tables(
         _status(o, no, "OUTBOUND_REQUESTED")
         where = f"sku = '{sku}' AND warehouse_code = 'WH001'"
         sinks = names[1:]
-        position = _until_in_erp(lambda: (r := erp_rows("inventory_positions", where)) and r[0]["reserved_qty"] == 3
-                                 and r, connect, sinks)
+        position = _until_in_erp(
+            lambda: (r := erp_rows("inventory_positions", where)) and r[0]["reserved_qty"] == 3 and r, connect, sinks
+        )
         assert (position[0]["available_qty"], position[0]["on_hand_qty"]) == (7, 10)
         ledger = _until_in_erp(lambda: erp_rows("inventory_ledger", where), connect, sinks)
         assert sum(r["quantity"] for r in ledger if r["bucket"] == "ON_HAND") == 10

@@ -10,8 +10,8 @@ changes applied: equal versions mean no reservation applied twice) and order sta
   acknowledged) whose envelopes and outputs were never sent: after the restart they must be on
   their topics, sent by the outbox; ``flushed`` (a flush after both tables applied envelopes)
   leaves every record acknowledged and no input offset committed: the restarted worker reads
-  it all again and must skip the envelopes it applied (its duplicate-envelope counters). On every internal topic, one envelope number
-  never carries two contents.
+  it all again and must skip the envelopes it applied (its duplicate-envelope counters). On
+  every internal topic, one envelope number never carries two contents.
 * An OrderCreated published again after the day settled and an hour of later traffic: nothing
   moves, and what it sends again is what it sent, versions included.
 * Two workers: partitions move to a second worker and back; the first must not answer from
@@ -65,8 +65,10 @@ def raw_records(d: Deployment, topic: str) -> list[Raw]:
     """Every record of ``topic`` up to its end, per partition in offset order."""
     consumer = Consumer(consumer_config(d.settings, group_id=f"check-{uuid.uuid4().hex[:8]}"))
     try:
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(d.settings.partitions)}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(d.settings.partitions)
+        }
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         read = {p: 0 for p in ends}
         found: list[Raw] = []
@@ -132,7 +134,7 @@ def metric(worker: WorkerProcess, name: str) -> dict[str, float]:
 def publish_in_bursts(d: Deployment, events: list[dict[str, Any]]) -> None:
     size = -(-len(events) // BURSTS)
     for start in range(0, len(events), size):
-        d.publish(events[start:start + size])
+        d.publish(events[start : start + size])
         time.sleep(PAUSE_S)
 
 
@@ -213,9 +215,11 @@ def test_a_kill_after_the_orders_commit_before_its_envelopes_are_sent(fresh_depl
     sent = assert_sent_by_the_outbox(d, crash)
     envelopes = assert_one_content_per_envelope_number(d)
     assert any(t == d.topics.stock_commands for t, _, _ in crash.unsent)
-    print(f"\ncommit:orders: killed at {crash.killed_at} with {len(crash.unsent)} records unsent; found after the "
-          f"restart {dict(sent)}; envelopes re-sent {[e.resent for e in envelopes.values()]}; duplicates skipped "
-          f"{metric(crash.restarted, 'inventory_duplicates_total')}; {crash.took_s:.1f}s")
+    print(
+        f"\ncommit:orders: killed at {crash.killed_at} with {len(crash.unsent)} records unsent; found after the "
+        f"restart {dict(sent)}; envelopes re-sent {[e.resent for e in envelopes.values()]}; duplicates skipped "
+        f"{metric(crash.restarted, 'inventory_duplicates_total')}; {crash.took_s:.1f}s"
+    )
     crash.restarted.stop()
 
 
@@ -229,9 +233,11 @@ def test_a_kill_after_the_stock_commit_before_its_answers_are_sent(fresh_deploym
     # the commands the killed transaction applied are read again (their offsets were never
     # committed) and skipped by their envelope numbers
     assert duplicates.get("stock-agent-envelope", 0) > 0, duplicates
-    print(f"\ncommit:stock: killed at {crash.killed_at} with {len(crash.unsent)} records unsent; found after the "
-          f"restart {dict(sent)}; envelopes re-sent {[e.resent for e in envelopes.values()]}; duplicates skipped "
-          f"{duplicates}; {crash.took_s:.1f}s")
+    print(
+        f"\ncommit:stock: killed at {crash.killed_at} with {len(crash.unsent)} records unsent; found after the "
+        f"restart {dict(sent)}; envelopes re-sent {[e.resent for e in envelopes.values()]}; duplicates skipped "
+        f"{duplicates}; {crash.took_s:.1f}s"
+    )
     crash.restarted.stop()
 
 
@@ -242,8 +248,10 @@ def test_a_kill_after_the_flush_before_the_offsets_are_committed(fresh_deploymen
     duplicates = metric(crash.restarted, "inventory_duplicates_total")
     # everything since the last commit is read again: envelopes on both sides are skipped
     assert duplicates.get("stock-agent-envelope", 0) > 0 and duplicates.get("order-agent-envelope", 0) > 0, duplicates
-    print(f"\nflushed: killed at {crash.killed_at}; envelopes re-sent {[e.resent for e in envelopes.values()]}; "
-          f"duplicates skipped {duplicates}; {crash.took_s:.1f}s")
+    print(
+        f"\nflushed: killed at {crash.killed_at}; envelopes re-sent {[e.resent for e in envelopes.values()]}; "
+        f"duplicates skipped {duplicates}; {crash.took_s:.1f}s"
+    )
     crash.restarted.stop()
 
 
@@ -285,16 +293,21 @@ def test_an_order_created_again_an_hour_later_does_not_reserve_twice(fresh_deplo
 
     cancelled = {e["orderNo"] for e in flow if e["eventType"] == "OrderCancelled"}
     created = {e["orderNo"]: e for e in flow if e["eventType"] == "OrderCreated"}
-    reserved = next(no for no in created if no not in cancelled
-                    and any(line.reserved_qty for line in model.tables.orders_by_no[no].lines))
+    reserved = next(
+        no
+        for no in created
+        if no not in cancelled and any(line.reserved_qty for line in model.tables.orders_by_no[no].lines)
+    )
     again = [created[reserved], created[min(cancelled)]]  # the same records: same eventId, same content
     orders_before = {e["orderNo"]: d.order(worker, e["orderNo"]) for e in again}
     status_before = order_status_records(d, set(orders_before))
     duplicates_before = metric(worker, "inventory_duplicates_total").get("order-agent", 0)
 
     d.publish(again)
-    wait_until(lambda: metric(worker, "inventory_duplicates_total").get("order-agent", 0)
-               >= duplicates_before + len(again), timeout_s=30)
+    wait_until(
+        lambda: metric(worker, "inventory_duplicates_total").get("order-agent", 0) >= duplicates_before + len(again),
+        timeout_s=30,
+    )
     wait_idle(d, worker)
     assert exact_differences(d, worker, model) == []  # every position (with its version) and order unchanged
     for no, before in orders_before.items():
@@ -302,13 +315,15 @@ def test_an_order_created_again_an_hour_later_does_not_reserve_twice(fresh_deplo
     resent = {}
     for no, values in order_status_records(d, set(orders_before)).items():
         old = status_before[no]
-        assert values[:len(old)] == old
-        new = values[len(old):]
+        assert values[: len(old)] == old
+        new = values[len(old) :]
         assert set(new) <= set(old), f"{no}: sent again, but not as first sent"
         versions = sorted(decode(v, validate=False).version for v in new)
         resent[no] = versions
-    print(f"\nre-sent an hour later: {len(again)} OrderCreated recognised as duplicates; order-status records "
-          f"sent again (versions) {resent}; {time.monotonic() - began:.1f}s")
+    print(
+        f"\nre-sent an hour later: {len(again)} OrderCreated recognised as duplicates; order-status records "
+        f"sent again (versions) {resent}; {time.monotonic() - began:.1f}s"
+    )
     worker.stop()
 
 
@@ -331,14 +346,18 @@ def test_partitions_that_move_away_and_back_are_not_served_from_stale_state(fres
     second = d.start_worker("second")
     wait_until(lambda: assignments_split(first, second), timeout_s=90)
     moved = {"stock": owned(second, stock_changelog), "orders": owned(second, order_changelog)}
-    d.publish(flow[third:2 * third])  # the second worker changes the keys of the partitions it took
-    settle_exactly(d, first, exact_model(receipts, flow[:2 * third]))
+    d.publish(flow[third : 2 * third])  # the second worker changes the keys of the partitions it took
+    settle_exactly(d, first, exact_model(receipts, flow[: 2 * third]))
 
     second.stop()  # its partitions come back to the first worker
-    wait_until(lambda: owned(first, stock_changelog) == list(range(4))
-               and owned(first, order_changelog) == list(range(4)), timeout_s=90)
-    d.publish(flow[2 * third:])  # applied on what the second worker left, not on what first cached
+    wait_until(
+        lambda: owned(first, stock_changelog) == list(range(4)) and owned(first, order_changelog) == list(range(4)),
+        timeout_s=90,
+    )
+    d.publish(flow[2 * third :])  # applied on what the second worker left, not on what first cached
     settle_exactly(d, first, exact_model(receipts, flow))
-    print(f"\nrebalance: partitions moved to the second worker and back {moved}; every position and order "
-          f"exact after the last third; {time.monotonic() - began:.1f}s")
+    print(
+        f"\nrebalance: partitions moved to the second worker and back {moved}; every position and order "
+        f"exact after the last third; {time.monotonic() - began:.1f}s"
+    )
     first.stop()

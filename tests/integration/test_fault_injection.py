@@ -51,9 +51,22 @@ def poison(d: Deployment, sample: OrderCreated) -> list[tuple[str, bytes, bytes]
     t = d.topics
     invalid = OrderCreated.model_construct(**{**sample.__dict__, "order_no": "POISON-invalid", "items": []})
     wrong_type = InventoryChanged.model_construct(
-        event_id="POISON|wrong|v1", sku="POISON", warehouse_code="WH001", version=1, on_hand_qty=0, presold_qty=0,
-        outbound_qty=0, reserved_qty=0, available_qty=0, in_transit_qty=0, damaged_qty=0, total_qty=0,
-        cause_event_type="GoodsReceived", cause_event_id="POISON", occurred_at=sample.occurred_at)
+        event_id="POISON|wrong|v1",
+        sku="POISON",
+        warehouse_code="WH001",
+        version=1,
+        on_hand_qty=0,
+        presold_qty=0,
+        outbound_qty=0,
+        reserved_qty=0,
+        available_qty=0,
+        in_transit_qty=0,
+        damaged_qty=0,
+        total_qty=0,
+        cause_event_type="GoodsReceived",
+        cause_event_id="POISON",
+        occurred_at=sample.occurred_at,
+    )
     rng = random.Random(7)
     return [
         (t.orders, b"POISON-big-order", rng.randbytes(BIG)),
@@ -95,8 +108,9 @@ def test_poison_records_cost_no_neighbour(fresh_deployment: Deployment) -> None:
     worker.stop()
 
 
-def test_kills_and_a_broker_restart_cost_nothing(private_broker: PrivateBroker,
-                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_kills_and_a_broker_restart_cost_nothing(
+    private_broker: PrivateBroker, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     for d in private_broker.deployment(tmp_path_factory):
         d.env["INVENTORY_COUNT_HISTORY"] = COUNT_HISTORY
         events, model, skus = day(seed=32, **SIZE)

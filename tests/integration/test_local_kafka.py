@@ -33,16 +33,12 @@ def test_produce_and_consume_one_message(kafka_bootstrap: str) -> None:
     conf = _client_config(kafka_bootstrap)
     topic = f"{get_settings().topic_prefix}it-local-kafka-{uuid.uuid4().hex[:12]}"
     admin = AdminClient(conf)
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[
-        topic
-    ].result(timeout=30)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(timeout=30)
     try:
         key, value = b"sku-1", f"hello {uuid.uuid4()}".encode()
         delivered: list[Any] = []
         producer = Producer({**conf, "acks": "all", "enable.idempotence": True})
-        producer.produce(
-            topic, key=key, value=value, on_delivery=lambda err, msg: delivered.append(err or msg)
-        )
+        producer.produce(topic, key=key, value=value, on_delivery=lambda err, msg: delivered.append(err or msg))
         assert producer.flush(30) == 0, "message still queued after 30 s"
         assert len(delivered) == 1
         assert not isinstance(delivered[0], KafkaError), delivered[0]

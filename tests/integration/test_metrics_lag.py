@@ -29,8 +29,11 @@ def test_the_lag_gauge_reaches_zero_when_the_worker_is_idle(deployment: Deployme
     try:
         deployment.publish([json.loads(line) for line in SEED_DAY.read_text().splitlines() if line.strip()])
         wait_until(lambda: deployment.order(worker, "OMS202511220003"))
-        idle = wait_until(lambda: (lambda gauge: gauge if gauge and not any(gauge.values()) else None)(lags(worker.url)),
-                          timeout_s=60, interval_s=1.0)
+        idle = wait_until(
+            lambda: (lambda gauge: gauge if gauge and not any(gauge.values()) else None)(lags(worker.url)),
+            timeout_s=60,
+            interval_s=1.0,
+        )
         assert not any("changelog" in topic for topic, _ in idle), sorted(idle)
     finally:
         worker.stop()

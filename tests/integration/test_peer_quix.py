@@ -49,8 +49,17 @@ PEER_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
 SETUP = ROOT / "bench" / "peer_quix" / "setup_venv.sh"
 SEED_DAY = ROOT / "connectors" / "samples" / "seed-day.jsonl"
 
-QUANTITIES = ("available_qty", "reserved_qty", "in_transit_qty", "total_qty", "on_hand_qty", "presold_qty",
-              "outbound_qty", "damaged_qty", "version")
+QUANTITIES = (
+    "available_qty",
+    "reserved_qty",
+    "in_transit_qty",
+    "total_qty",
+    "on_hand_qty",
+    "presold_qty",
+    "outbound_qty",
+    "damaged_qty",
+    "version",
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +67,10 @@ def peer_python() -> Path:
     if os.environ.get("CI") == "true":
         subprocess.run([str(SETUP)], check=True, timeout=1200)
     elif not PEER_PYTHON.exists():
-        pytest.skip(f"{PEER_PYTHON.parent.parent.name} is missing: run {SETUP.relative_to(ROOT)} "
-                    "(with CI=true this test makes it)")
+        pytest.skip(
+            f"{PEER_PYTHON.parent.parent.name} is missing: run {SETUP.relative_to(ROOT)} "
+            "(with CI=true this test makes it)"
+        )
     return PEER_PYTHON
 
 
@@ -83,10 +94,27 @@ def start_peer(peer_python: Path, fresh_deployment: Deployment, tmp_path: Path) 
 
     def start(expect: int) -> Peer:
         stats_out, log = tmp_path / "stats.json", tmp_path / "peer.log"
-        cmd = [str(peer_python), "-m", "bench.peer_quix.app", "--bootstrap", settings.bootstrap_servers,
-               "--topic-prefix", settings.topic_prefix, "--group", group, "--state-dir", str(tmp_path / "state"),
-               "--expect", str(expect), "--stats-out", str(stats_out), "--idle-exit-s", "120",
-               "--loglevel", "INFO"]
+        cmd = [
+            str(peer_python),
+            "-m",
+            "bench.peer_quix.app",
+            "--bootstrap",
+            settings.bootstrap_servers,
+            "--topic-prefix",
+            settings.topic_prefix,
+            "--group",
+            group,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--expect",
+            str(expect),
+            "--stats-out",
+            str(stats_out),
+            "--idle-exit-s",
+            "120",
+            "--loglevel",
+            "INFO",
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_")}
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -145,7 +173,9 @@ class PeerOutputs:
         self.consumer.close()
 
 
-def take(event: object, positions: dict[tuple[str, str], tuple[int, ...]], statuses: dict[str, tuple[int, str]]) -> None:
+def take(
+    event: object, positions: dict[tuple[str, str], tuple[int, ...]], statuses: dict[str, tuple[int, str]]
+) -> None:
     """Keep the latest (highest version) of each position and order status."""
     if isinstance(event, InventoryChanged):
         key = (event.sku, event.warehouse_code)
@@ -168,11 +198,17 @@ def reference_state(center: InventoryCenter) -> tuple[dict[tuple[str, str], tupl
 def differences(outputs: PeerOutputs, center: InventoryCenter) -> list[str]:
     positions, statuses = reference_state(center)
     peer_statuses = {k: v for k, (_, v) in outputs.statuses.items()}
-    diffs = [f"{key}: peer {outputs.positions.get(key)} reference {want}"
-             for key, want in sorted(positions.items()) if outputs.positions.get(key) != want]
+    diffs = [
+        f"{key}: peer {outputs.positions.get(key)} reference {want}"
+        for key, want in sorted(positions.items())
+        if outputs.positions.get(key) != want
+    ]
     diffs += [f"{key}: peer has it, reference not" for key in sorted(set(outputs.positions) - set(positions))]
-    diffs += [f"order {no}: peer {peer_statuses.get(no)} reference {want}"
-              for no, want in sorted(statuses.items()) if peer_statuses.get(no) != want]
+    diffs += [
+        f"order {no}: peer {peer_statuses.get(no)} reference {want}"
+        for no, want in sorted(statuses.items())
+        if peer_statuses.get(no) != want
+    ]
     return diffs
 
 
@@ -188,8 +224,10 @@ def await_same(outputs: PeerOutputs, center: InventoryCenter, peer: Peer, what: 
             break
         time.sleep(0.1)
     listed = "\n  ".join(diffs[:20])
-    raise AssertionError(f"after {what}, the peer differs from InventoryCenter ({len(diffs)}):\n  {listed}\n"
-                         f"peer exit code {peer.proc.poll()}; its log ends:\n{peer.log_tail()}")
+    raise AssertionError(
+        f"after {what}, the peer differs from InventoryCenter ({len(diffs)}):\n  {listed}\n"
+        f"peer exit code {peer.proc.poll()}; its log ends:\n{peer.log_tail()}"
+    )
 
 
 def seed_day() -> list[Event]:
@@ -209,31 +247,55 @@ def bulk(seed: int = 7) -> tuple[list[Event], list[Event]]:
 
     def event(kind: str, **fields: Any) -> Event:
         i = next(n)
-        return parse_event({"eventType": kind, "eventId": f"bk-{tag}-{i}",
-                            "occurredAt": (at + timedelta(seconds=i)).isoformat(), **fields})
+        return parse_event(
+            {
+                "eventType": kind,
+                "eventId": f"bk-{tag}-{i}",
+                "occurredAt": (at + timedelta(seconds=i)).isoformat(),
+                **fields,
+            }
+        )
 
     receipts = [
-        event("GoodsReceived", receiptNo=f"RC{tag}-1", warehouseCode="WH001",
-              lines=[{"sku": s, "sellableQty": 500} for s in both + single]
-              + [{"sku": s, "sellableQty": 2} for s in rare]),
-        event("GoodsReceived", receiptNo=f"RC{tag}-2", warehouseCode="WH002",
-              lines=[{"sku": s, "sellableQty": 400} for s in both]),
+        event(
+            "GoodsReceived",
+            receiptNo=f"RC{tag}-1",
+            warehouseCode="WH001",
+            lines=[{"sku": s, "sellableQty": 500} for s in both + single]
+            + [{"sku": s, "sellableQty": 2} for s in rare],
+        ),
+        event(
+            "GoodsReceived",
+            receiptNo=f"RC{tag}-2",
+            warehouseCode="WH002",
+            lines=[{"sku": s, "sellableQty": 400} for s in both],
+        ),
     ]
     consignee = {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区XX街道XX号"}
     orders: list[Event] = []
     for i in range(240):
         order_no = f"BO{tag}{i:04d}"
-        items = [{"sku": s, "quantity": rng.randint(1, 3), "price": 10, "warehouseCode": rng.choice(["WH001", "WH002"])}
-                 for s in rng.sample(both, rng.randint(1, 3))]
+        items = [
+            {"sku": s, "quantity": rng.randint(1, 3), "price": 10, "warehouseCode": rng.choice(["WH001", "WH002"])}
+            for s in rng.sample(both, rng.randint(1, 3))
+        ]
         if i % 5 == 0:
             items.append({"sku": rng.choice(single), "quantity": rng.randint(1, 3), "price": 10})
         if i < len(rare):
             items.append({"sku": rare[i], "quantity": 5, "price": 10})  # short: all-or-nothing release
         unpaid = 200 <= i < 230
-        orders.append(event(
-            "OrderCreated", orderNo=order_no, orderType="NORMAL", consignee=consignee, items=items,
-            totalAmount=10 * sum(x["quantity"] for x in items), timeRequirement="STANDARD",
-            **({"reservationExpiresAt": (at + timedelta(days=1)).isoformat()} if unpaid else {})))
+        orders.append(
+            event(
+                "OrderCreated",
+                orderNo=order_no,
+                orderType="NORMAL",
+                consignee=consignee,
+                items=items,
+                totalAmount=10 * sum(x["quantity"] for x in items),
+                timeRequirement="STANDARD",
+                **({"reservationExpiresAt": (at + timedelta(days=1)).isoformat()} if unpaid else {}),
+            )
+        )
         if 200 <= i < 215:
             orders.append(event("OrderPaid", orderNo=order_no))
         if 230 <= i < 240 or 215 <= i < 220:
@@ -258,8 +320,9 @@ def test_peer_matches_the_reference_core(start_peer: Any, fresh_deployment: Depl
         for i, event in enumerate(day, 1):
             d.publish([event])
             center.submit(event)
-            await_same(outputs, center, peer, f"seed event {i} ({type(event).__name__})",
-                       timeout_s=120 if i == 1 else 60)
+            await_same(
+                outputs, center, peer, f"seed event {i} ({type(event).__name__})", timeout_s=120 if i == 1 else 60
+            )
         assert any(status == "PARTIALLY_RETURNED" for _, status in outputs.statuses.values())
 
         for phase in (receipts, orders):

@@ -34,26 +34,54 @@ def _id(prefix: str) -> str:
 
 
 def receipt(wh: str, **skus: int) -> dict[str, Any]:
-    return {"eventType": "GoodsReceived", "eventId": _id("rc"), "occurredAt": _at(), "receiptNo": _id("RC"),
-            "warehouseCode": wh, "lines": [{"sku": s, "sellableQty": q} for s, q in skus.items()]}
+    return {
+        "eventType": "GoodsReceived",
+        "eventId": _id("rc"),
+        "occurredAt": _at(),
+        "receiptNo": _id("RC"),
+        "warehouseCode": wh,
+        "lines": [{"sku": s, "sellableQty": q} for s, q in skus.items()],
+    }
 
 
 def order(order_no: str, lines: dict[str, int], **extra: Any) -> dict[str, Any]:
-    return {"eventType": "OrderCreated", "eventId": _id("oc"), "occurredAt": _at(), "orderNo": order_no,
-            "orderType": "NORMAL", "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区"},
-            "items": [{"sku": s, "quantity": q, "price": 9.9} for s, q in lines.items()],
-            "totalAmount": round(9.9 * sum(lines.values()), 2), "timeRequirement": "STANDARD", **extra}
+    return {
+        "eventType": "OrderCreated",
+        "eventId": _id("oc"),
+        "occurredAt": _at(),
+        "orderNo": order_no,
+        "orderType": "NORMAL",
+        "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区"},
+        "items": [{"sku": s, "quantity": q, "price": 9.9} for s, q in lines.items()],
+        "totalAmount": round(9.9 * sum(lines.values()), 2),
+        "timeRequirement": "STANDARD",
+        **extra,
+    }
 
 
 def shipped(order_no: str, shipment_no: str, wh: str, lines: dict[str, int]) -> dict[str, Any]:
-    return {"eventType": "OrderShipped", "eventId": _id("sh"), "occurredAt": _at(), "shipmentNo": shipment_no,
-            "orderNo": order_no, "warehouseCode": wh, "lines": [{"sku": s, "quantity": q} for s, q in lines.items()],
-            "waybillNo": _id("WB"), "carrier": "SF"}
+    return {
+        "eventType": "OrderShipped",
+        "eventId": _id("sh"),
+        "occurredAt": _at(),
+        "shipmentNo": shipment_no,
+        "orderNo": order_no,
+        "warehouseCode": wh,
+        "lines": [{"sku": s, "quantity": q} for s, q in lines.items()],
+        "waybillNo": _id("WB"),
+        "carrier": "SF",
+    }
 
 
 def tracking(kind: str, order_no: str, shipment_no: str) -> dict[str, Any]:
-    return {"eventType": kind, "eventId": _id("tms"), "occurredAt": _at(), "orderNo": order_no,
-            "shipmentNo": shipment_no, "waybillNo": "WB1"}
+    return {
+        "eventType": kind,
+        "eventId": _id("tms"),
+        "occurredAt": _at(),
+        "orderNo": order_no,
+        "shipmentNo": shipment_no,
+        "waybillNo": "WB1",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +99,7 @@ def _qty(d: Deployment, w: WorkerProcess, sku: str, wh: str) -> dict[str, Any]:
 
 def _position_is(d: Deployment, w: WorkerProcess, sku: str, wh: str, **expected: int) -> dict[str, Any]:
     """Wait until the position shows these quantities (stock commands trail order status)."""
+
     def probe() -> dict[str, Any] | None:
         p = d.position(w, sku, wh)
         return p if p and all(p[k] == v for k, v in expected.items()) else None
@@ -85,7 +114,9 @@ def _status(d: Deployment, w: WorkerProcess, order_no: str, status: str) -> dict
     return wait_until(lambda: (o := d.order(w, order_no)) and o["status"] == status and o, timeout_s=30)
 
 
-def test_forward_flow_order_reserved_outbound_shipped_delivered_deducted(deployment: Deployment, worker: WorkerProcess) -> None:
+def test_forward_flow_order_reserved_outbound_shipped_delivered_deducted(
+    deployment: Deployment, worker: WorkerProcess
+) -> None:
     d, sku, no = deployment, _sku(), _id("OMS")
     d.publish([receipt("WH001", **{sku: 100})])
     wait_until(lambda: (p := d.position(worker, sku, "WH001")) and p["onHandQty"] == 100)
@@ -122,22 +153,57 @@ def test_reverse_flow_return_inspected_back_on_hand_and_damaged(deployment: Depl
     _status(d, worker, no, "DELIVERED")
 
     rt = _id("RT")
-    d.publish([{"eventType": "ReturnRequested", "eventId": _id("rr"), "occurredAt": _at(), "orderNo": no,
-                "returnNo": rt, "items": [{"sku": sku, "quantity": 2}]}])
+    d.publish(
+        [
+            {
+                "eventType": "ReturnRequested",
+                "eventId": _id("rr"),
+                "occurredAt": _at(),
+                "orderNo": no,
+                "returnNo": rt,
+                "items": [{"sku": sku, "quantity": 2}],
+            }
+        ]
+    )
     _status(d, worker, no, "RETURN_REQUESTED")
-    d.publish([{"eventType": "ReturnPickedUp", "eventId": _id("rp"), "occurredAt": _at(), "orderNo": no,
-                "returnNo": rt, "waybillNo": "WBR1", "warehouseCode": "WH001"}])
+    d.publish(
+        [
+            {
+                "eventType": "ReturnPickedUp",
+                "eventId": _id("rp"),
+                "occurredAt": _at(),
+                "orderNo": no,
+                "returnNo": rt,
+                "waybillNo": "WBR1",
+                "warehouseCode": "WH001",
+            }
+        ]
+    )
     wait_until(lambda: (p := d.position(worker, sku, "WH001")) and p["inTransitQty"] == 2)
-    d.publish([{"eventType": "ReturnInspected", "eventId": _id("ri"), "occurredAt": _at(), "returnNo": rt,
-                "orderNo": no, "warehouseCode": "WH001",
-                "lines": [{"sku": sku, "quantity": 1, "disposition": "SELLABLE"},
-                          {"sku": sku, "quantity": 1, "disposition": "DAMAGED"}]}])
+    d.publish(
+        [
+            {
+                "eventType": "ReturnInspected",
+                "eventId": _id("ri"),
+                "occurredAt": _at(),
+                "returnNo": rt,
+                "orderNo": no,
+                "warehouseCode": "WH001",
+                "lines": [
+                    {"sku": sku, "quantity": 1, "disposition": "SELLABLE"},
+                    {"sku": sku, "quantity": 1, "disposition": "DAMAGED"},
+                ],
+            }
+        ]
+    )
     final = _status(d, worker, no, "PARTIALLY_RETURNED")
     assert final["lines"][0]["returnedQty"] == 2
     _position_is(d, worker, sku, "WH001", onHandQty=7 + 1, damagedQty=1, inTransitQty=0)
 
 
-def test_multi_line_order_rejected_and_its_reserved_lines_released(deployment: Deployment, worker: WorkerProcess) -> None:
+def test_multi_line_order_rejected_and_its_reserved_lines_released(
+    deployment: Deployment, worker: WorkerProcess
+) -> None:
     d, plenty, scarce, no = deployment, _sku(), _sku(), _id("OMS")
     d.publish([receipt("WH001", **{plenty: 50, scarce: 1})])
     wait_until(lambda: d.position(worker, scarce, "WH001"))
@@ -154,12 +220,33 @@ def test_transfer_between_warehouses(deployment: Deployment, worker: WorkerProce
     d, sku, trf = deployment, _sku(), _id("TRF")
     d.publish([receipt("WH001", **{sku: 20})])
     _qty(d, worker, sku, "WH001")
-    d.publish([{"eventType": "TransferDispatched", "eventId": _id("td"), "occurredAt": _at(), "transferNo": trf,
-                "fromWarehouseCode": "WH001", "toWarehouseCode": "WH002", "lines": [{"sku": sku, "quantity": 8}]}])
+    d.publish(
+        [
+            {
+                "eventType": "TransferDispatched",
+                "eventId": _id("td"),
+                "occurredAt": _at(),
+                "transferNo": trf,
+                "fromWarehouseCode": "WH001",
+                "toWarehouseCode": "WH002",
+                "lines": [{"sku": sku, "quantity": 8}],
+            }
+        ]
+    )
     _position_is(d, worker, sku, "WH002", inTransitQty=8, onHandQty=0)
     _position_is(d, worker, sku, "WH001", onHandQty=12)
-    d.publish([{"eventType": "TransferReceived", "eventId": _id("tr"), "occurredAt": _at(), "transferNo": trf,
-                "toWarehouseCode": "WH002", "lines": [{"sku": sku, "sellableQty": 8}]}])
+    d.publish(
+        [
+            {
+                "eventType": "TransferReceived",
+                "eventId": _id("tr"),
+                "occurredAt": _at(),
+                "transferNo": trf,
+                "toWarehouseCode": "WH002",
+                "lines": [{"sku": sku, "sellableQty": 8}],
+            }
+        ]
+    )
     _position_is(d, worker, sku, "WH002", onHandQty=8, inTransitQty=0, totalQty=8)
 
 
@@ -169,16 +256,26 @@ def test_malformed_records_go_to_dead_letters_and_the_next_event_is_applied(
     d, sku = deployment, _sku()
     no_garbage, no_invalid = _id("BAD"), _id("BAD")
     d.produce_raw(d.topics.orders, no_garbage.encode(), b"\x00\x01garbage that is not avro")
-    invalid = OrderCreated.model_construct(**{
-        **OrderCreated.model_validate({k: v for k, v in order(no_invalid, {sku: 1}).items() if k != "eventType"}).__dict__,
-        "items": [],  # breaks the contract (min 1 line) but encodes as valid Avro
-    })
+    invalid = OrderCreated.model_construct(
+        **{
+            **OrderCreated.model_validate(
+                {k: v for k, v in order(no_invalid, {sku: 1}).items() if k != "eventType"}
+            ).__dict__,
+            "items": [],  # breaks the contract (min 1 line) but encodes as valid Avro
+        }
+    )
     d.produce_raw(d.topics.orders, no_invalid.encode(), encode(invalid))
     d.publish([receipt("WH001", **{sku: 4})])
     wait_until(lambda: (p := d.position(worker, sku, "WH001")) and p["onHandQty"] == 4)
 
-    letters = wait_until(lambda: [r for r in d.read(d.topics.dead_letters) if r["sourceTopic"] == d.topics.orders
-                                  and r["key"] and r["key"] in {_b64(no_garbage), _b64(no_invalid)}], timeout_s=30)
+    letters = wait_until(
+        lambda: [
+            r
+            for r in d.read(d.topics.dead_letters)
+            if r["sourceTopic"] == d.topics.orders and r["key"] and r["key"] in {_b64(no_garbage), _b64(no_invalid)}
+        ],
+        timeout_s=30,
+    )
     by_type = {r["errorType"]: r for r in letters}
     assert set(by_type) == {"DECODE", "VALIDATION"}
     assert "items" in by_type["VALIDATION"]["error"]

@@ -37,7 +37,8 @@ def _processed_some_not_all(d: Deployment, w: WorkerProcess, flow: list[dict[str
     except OSError:
         return False
     consumed = sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
         if line.startswith("inventory_events_in_total") and f'topic="{d.topics.orders}"' in line
     )
     return 0 < consumed < len(flow)

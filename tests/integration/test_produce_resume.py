@@ -23,21 +23,44 @@ pytestmark = pytest.mark.kafka
 
 
 def events(tag: str) -> list[dict[str, Any]]:
-    receipts = [{"eventType": "GoodsReceived", "eventId": f"rc-{tag}-{i}", "occurredAt": "2025-11-22T08:00:00+08:00",
-                 "receiptNo": f"RC-{tag}-{i}", "warehouseCode": f"WH00{i % 3 + 1}",
-                 "lines": [{"sku": f"SKU-{tag}-{i}", "sellableQty": 10}]} for i in range(6)]
-    orders = [{"eventType": "OrderCreated", "eventId": f"oc-{tag}-{i}", "occurredAt": "2025-11-22T09:00:00+08:00",
-               "orderNo": f"OMS-{tag}-{i}", "orderType": "NORMAL",
-               "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区"},
-               "items": [{"sku": f"SKU-{tag}-{i}", "quantity": 1, "price": 9.0}], "totalAmount": 9.0,
-               "timeRequirement": "STANDARD"} for i in range(4)]
+    receipts = [
+        {
+            "eventType": "GoodsReceived",
+            "eventId": f"rc-{tag}-{i}",
+            "occurredAt": "2025-11-22T08:00:00+08:00",
+            "receiptNo": f"RC-{tag}-{i}",
+            "warehouseCode": f"WH00{i % 3 + 1}",
+            "lines": [{"sku": f"SKU-{tag}-{i}", "sellableQty": 10}],
+        }
+        for i in range(6)
+    ]
+    orders = [
+        {
+            "eventType": "OrderCreated",
+            "eventId": f"oc-{tag}-{i}",
+            "occurredAt": "2025-11-22T09:00:00+08:00",
+            "orderNo": f"OMS-{tag}-{i}",
+            "orderType": "NORMAL",
+            "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区"},
+            "items": [{"sku": f"SKU-{tag}-{i}", "quantity": 1, "price": 9.0}],
+            "totalAmount": 9.0,
+            "timeRequirement": "STANDARD",
+        }
+        for i in range(4)
+    ]
     return receipts + orders
 
 
 def run_cli(deployment: Deployment, bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **deployment.env, "INVENTORY_BOOTSTRAP_SERVERS": bootstrap}
-    return subprocess.run([sys.executable, "-m", "connectors.produce", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "connectors.produce", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_lines_not_sent_during_an_outage_are_resumed_once(deployment: Deployment, tmp_path: Path) -> None:
@@ -57,6 +80,5 @@ def test_lines_not_sent_during_an_outage_are_resumed_once(deployment: Deployment
     assert not unsent.exists()
 
     topics = deployment.topics
-    written = Counter(r["eventId"] for topic in (topics.orders, topics.stock_movements)
-                      for r in deployment.read(topic))
+    written = Counter(r["eventId"] for topic in (topics.orders, topics.stock_movements) for r in deployment.read(topic))
     assert written == Counter(e["eventId"] for e in day)  # every line, once

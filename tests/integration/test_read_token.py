@@ -37,8 +37,14 @@ def get(url: str, headers: dict[str, str] | None = None, first_bytes: int | None
 
 
 def receipt(sku: str, qty: int) -> dict[str, Any]:
-    return {"eventType": "GoodsReceived", "eventId": f"rc-{sku}", "occurredAt": "2025-11-22T08:00:00+08:00",
-            "receiptNo": f"RC-{sku}", "warehouseCode": "WH001", "lines": [{"sku": sku, "sellableQty": qty}]}
+    return {
+        "eventType": "GoodsReceived",
+        "eventId": f"rc-{sku}",
+        "occurredAt": "2025-11-22T08:00:00+08:00",
+        "receiptNo": f"RC-{sku}",
+        "warehouseCode": "WH001",
+        "lines": [{"sku": sku, "sellableQty": qty}],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +71,16 @@ def _check_one_worker(guarded: Deployment, worker: WorkerProcess) -> None:
     guarded.publish([receipt(sku, 7)])
     wait_until(lambda: _position(worker, sku), timeout_s=60)
 
-    for path in (f"/inventory/{sku}/WH001", f"/inventory/{sku}", f"/inventory?skus={sku}", "/metrics",
-                 "/openapi.json", "/dashboard", "/static/app.js", "/no/such/view"):
+    for path in (
+        f"/inventory/{sku}/WH001",
+        f"/inventory/{sku}",
+        f"/inventory?skus={sku}",
+        "/metrics",
+        "/openapi.json",
+        "/dashboard",
+        "/static/app.js",
+        "/no/such/view",
+    ):
         status, body = get(worker.url + path)
         assert status == 401, (path, status)
         assert TOKEN.encode() not in body

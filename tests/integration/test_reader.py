@@ -43,7 +43,7 @@ from urllib.parse import quote
 import pytest
 
 from config.settings import REPO_ROOT
-from streams.worker_process import ReaderProcess, WorkerProcess, http_json
+from streams.worker_process import ReaderProcess, WorkerProcess
 from tables.center import InventoryCenter
 from tests.integration.conftest import Deployment, free_port, wait_until
 from tests.integration.day_end import (
@@ -132,17 +132,23 @@ class Day:
         return [(s, wh) for s in self.skus for wh in WAREHOUSES]
 
     def model(self) -> InventoryCenter:
-        return exact_model(self.receipts + self.extra, self.flow[:self.published])
+        return exact_model(self.receipts + self.extra, self.flow[: self.published])
 
     def publish_flow(self, until: int) -> None:
-        self.d.publish(self.flow[self.published:until])
+        self.d.publish(self.flow[self.published : until])
         self.published = until
 
     def receive(self, sku: str, warehouse: str, qty: int) -> None:
         """One more GoodsReceived: the position's version moves by one."""
         no = f"RC-more-{uuid.uuid4().hex[:8]}"
-        event = {"eventType": "GoodsReceived", "eventId": f"rc-{no}", "occurredAt": "2025-11-22T10:00:00+08:00",
-                 "receiptNo": no, "warehouseCode": warehouse, "lines": [{"sku": sku, "sellableQty": qty}]}
+        event = {
+            "eventType": "GoodsReceived",
+            "eventId": f"rc-{no}",
+            "occurredAt": "2025-11-22T10:00:00+08:00",
+            "receiptNo": no,
+            "warehouseCode": warehouse,
+            "lines": [{"sku": sku, "sellableQty": qty}],
+        }
         self.d.publish([event])
         self.extra.append(event)
 
@@ -154,8 +160,10 @@ class Day:
         except AssertionError:
             got, want = versions(self.reader, self.positions), versions_of_worker(self)
             differ = {p: (got.get(p), want.get(p)) for p in set(got) | set(want) if got.get(p) != want.get(p)}
-            raise AssertionError(f"read process (version, worker version) where they differ: {differ}; "
-                                 f"its health: {ok(self.reader.url + '/health')}") from None
+            raise AssertionError(
+                f"read process (version, worker version) where they differ: {differ}; "
+                f"its health: {ok(self.reader.url + '/health')}"
+            ) from None
 
 
 def versions(reader: ReaderProcess, positions: list[Position]) -> dict[Position, int]:
@@ -174,9 +182,17 @@ def day(deployment: Deployment) -> Iterator[Day]:
     receipts, flow = exact_workload(seed=14, skus=SKUS, orders=ORDERS)
     tag = uuid.uuid4().hex[:4]
     odd = f"R/{tag}:1#a.b"  # the characters a code may hold beyond letters, digits and '-'
-    odd_receipts = [{"eventType": "GoodsReceived", "eventId": f"rc-odd-{wh}-{tag}", "receiptNo": f"RC-odd-{wh}-{tag}",
-                     "occurredAt": "2025-11-22T08:00:00+08:00", "warehouseCode": wh,
-                     "lines": [{"sku": odd, "sellableQty": 5}]} for wh in WAREHOUSES]
+    odd_receipts = [
+        {
+            "eventType": "GoodsReceived",
+            "eventId": f"rc-odd-{wh}-{tag}",
+            "receiptNo": f"RC-odd-{wh}-{tag}",
+            "occurredAt": "2025-11-22T08:00:00+08:00",
+            "warehouseCode": wh,
+            "lines": [{"sku": odd, "sellableQty": 5}],
+        }
+        for wh in WAREHOUSES
+    ]
     data_dir = deployment.root / "w1-state"
     worker = deployment.start_worker("w1", data_dir=data_dir)
     reader = ReaderProcess(deployment.env, deployment.root / "reader.log", free_port()).start()
@@ -218,8 +234,12 @@ class Poller(threading.Thread):
                 if response.status != 200:
                     self.failures.append(f"{response.status}: {body}")
                 else:
-                    self.seen.append({tuple(k.split("|", 1)): v["version"]  # type: ignore[misc]
-                                      for k, v in body["items"].items()})
+                    self.seen.append(
+                        {
+                            tuple(k.split("|", 1)): v["version"]  # type: ignore[misc]
+                            for k, v in body["items"].items()
+                        }
+                    )
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 self.failures.append(repr(exc))
                 connection.close()
@@ -308,8 +328,10 @@ def test_a_change_reaches_the_read_process_within_seconds(day: Day) -> None:
 
     headers = wait_until(caught_up, timeout_s=FRESH_S, interval_s=0.05)
     assert 0 <= int(headers["X-Inventory-Caught-Up-Ms"]) < FRESH_S * 1000
-    print(f"\nfresh: v{before} -> v{got['version']} answered by the read process {took * 1000:.0f} ms after "
-          f"the publish; X-Inventory-Behind 0, caught up {headers['X-Inventory-Caught-Up-Ms']} ms ago")
+    print(
+        f"\nfresh: v{before} -> v{got['version']} answered by the read process {took * 1000:.0f} ms after "
+        f"the publish; X-Inventory-Behind 0, caught up {headers['X-Inventory-Caught-Up-Ms']} ms ago"
+    )
 
 
 def test_the_read_process_rides_through_worker_restarts(day: Day) -> None:
@@ -339,8 +361,10 @@ def test_the_read_process_rides_through_worker_restarts(day: Day) -> None:
     assert not poller.failures, poller.failures[:5]
     assert len(poller.seen) > 20 and not poller.regressions(), poller.regressions()[:5]
     stale = metrics(day.reader.url)["inventory_reader_changes_stale_total"] - stale_before
-    print(f"\nrestarts: {len(poller.seen)} answers polled through a SIGTERM and a SIGKILL restart, versions "
-          f"never lower; changes sent again after the SIGKILL and skipped by the reader: {stale:.0f}")
+    print(
+        f"\nrestarts: {len(poller.seen)} answers polled through a SIGTERM and a SIGKILL restart, versions "
+        f"never lower; changes sent again after the SIGKILL and skipped by the reader: {stale:.0f}"
+    )
 
 
 def test_a_rebalance_changes_nothing_the_read_process_answers(day: Day) -> None:
@@ -357,12 +381,15 @@ def test_a_rebalance_changes_nothing_the_read_process_answers(day: Day) -> None:
         poller.finish()
     assert not poller.failures, poller.failures[:5]
     assert len(poller.seen) > 20 and not poller.regressions(), poller.regressions()[:5]
-    print(f"\nrebalance: {len(poller.seen)} answers polled while a second worker took partitions; the whole day "
-          f"answered as the workers answer it")
+    print(
+        f"\nrebalance: {len(poller.seen)} answers polled while a second worker took partitions; the whole day "
+        f"answered as the workers answer it"
+    )
     second.stop()
     changelog = day.d.topics.changelog("stock-state")
-    wait_until(lambda: len(owned(day.worker, changelog)) == day.d.settings.partitions,
-               timeout_s=90)  # every partition back on the first worker before the next test asks it
+    wait_until(
+        lambda: len(owned(day.worker, changelog)) == day.d.settings.partitions, timeout_s=90
+    )  # every partition back on the first worker before the next test asks it
 
 
 def test_a_read_process_started_after_the_day_answers_the_same(day: Day) -> None:
@@ -408,7 +435,7 @@ def sockets_of(pid: int) -> set[str]:
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
+            inodes.add(target[len("socket:[") : -1])
     return inodes
 
 
@@ -418,8 +445,14 @@ def test_two_processes_share_the_port_and_stop_together(day: Day) -> None:
     try:
         pair.wait_ready()
         assert pair.proc is not None
-        children = wait_until(lambda: [p for p in pair.session() if p != pair.proc.pid]  # type: ignore[union-attr]
-                              if len(pair.session()) == 3 else None, timeout_s=10)
+        children = wait_until(
+            lambda: (
+                [p for p in pair.session() if p != pair.proc.pid]  # type: ignore[union-attr]
+                if len(pair.session()) == 3
+                else None
+            ),
+            timeout_s=10,
+        )
         sku, wh = day.skus[2], WAREHOUSES[0]
         want = ok(day.worker.url + at(sku, wh))
         for _ in range(24):  # the kernel spreads connections over both listening sockets
@@ -463,8 +496,14 @@ def test_a_dying_child_stops_the_others_and_the_parent_exits_1(day: Day) -> None
     pair = ReaderProcess(day.d.env, day.d.root / "pair-dies.log", free_port(), processes=2).start()
     try:
         assert pair.proc is not None
-        children = wait_until(lambda: [p for p in pair.session() if p != pair.proc.pid]  # type: ignore[union-attr]
-                              if len(pair.session()) == 3 else None, timeout_s=20)
+        children = wait_until(
+            lambda: (
+                [p for p in pair.session() if p != pair.proc.pid]  # type: ignore[union-attr]
+                if len(pair.session()) == 3
+                else None
+            ),
+            timeout_s=20,
+        )
         os.kill(children[0], signal.SIGKILL)
         assert pair.proc.wait(timeout=15) == 1
         assert pair.session() == [], "the other read process outlived its parent"
@@ -475,8 +514,14 @@ def test_a_dying_child_stops_the_others_and_the_parent_exits_1(day: Day) -> None
 def test_help_prints_the_options_and_starts_nothing(day: Day) -> None:
     port = free_port()
     began = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "streams.reader", "--port", str(port), "--help"], cwd=REPO_ROOT,
-                          env={**os.environ, **day.d.env}, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.reader", "--port", str(port), "--help"],
+        cwd=REPO_ROOT,
+        env={**os.environ, **day.d.env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: python -m streams.reader") and "--processes" in done.stdout
     assert "serving" not in done.stdout + done.stderr and time.monotonic() - began < 10
@@ -490,8 +535,9 @@ def test_help_prints_the_options_and_starts_nothing(day: Day) -> None:
 def test_with_a_read_token_only_the_probes_answer_without_it(day: Day) -> None:
     token = f"read-{uuid.uuid4().hex}"
     bearer = {"Authorization": f"Bearer {token}"}
-    guarded = ReaderProcess({**day.d.env, "INVENTORY_READ_TOKEN": token}, day.d.root / "guarded.log",
-                            free_port()).start()
+    guarded = ReaderProcess(
+        {**day.d.env, "INVENTORY_READ_TOKEN": token}, day.d.root / "guarded.log", free_port()
+    ).start()
     try:
         guarded.wait_ready()  # /ready is open
         sku, wh = day.skus[3], WAREHOUSES[1]

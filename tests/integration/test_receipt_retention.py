@@ -21,8 +21,14 @@ pytestmark = pytest.mark.kafka
 
 def receipt(sku: str, qty: int, at: str) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:10]
-    return {"eventType": "GoodsReceived", "eventId": f"rc-{tag}", "occurredAt": at, "receiptNo": f"RC-{tag}",
-            "warehouseCode": "WH1", "lines": [{"sku": sku, "sellableQty": qty}]}
+    return {
+        "eventType": "GoodsReceived",
+        "eventId": f"rc-{tag}",
+        "occurredAt": at,
+        "receiptNo": f"RC-{tag}",
+        "warehouseCode": "WH1",
+        "lines": [{"sku": sku, "sellableQty": qty}],
+    }
 
 
 def changelog_keys(d: Deployment, topic: str) -> dict[bytes, bytes | None]:
@@ -53,8 +59,9 @@ def test_a_receipt_past_the_horizon_is_pruned_and_its_resend_refused(fresh_deplo
         sku = f"SKU-{uuid.uuid4().hex[:8]}"
 
         def on_hand_is(qty: int) -> dict[str, Any]:
-            return wait_until(lambda: (p := d.position(worker, sku, "WH1")) and p["onHandQty"] == qty and p,
-                              timeout_s=30)
+            return wait_until(
+                lambda: (p := d.position(worker, sku, "WH1")) and p["onHandQty"] == qty and p, timeout_s=30
+            )
 
         day0 = receipt(sku, 10, "2025-11-01T08:00:00+08:00")
         d.publish([day0])
@@ -65,8 +72,9 @@ def test_a_receipt_past_the_horizon_is_pruned_and_its_resend_refused(fresh_deplo
 
         d.publish([day0, day8])  # day 0 again: refused; day 8 again: a duplicate
         refused = f"{day0['eventId']}|{sku}|receive|beyond-retention"
-        alerts = wait_until(lambda: [a for a in d.read(d.topics.inventory_alerts) if a.get("alertId") == refused],
-                            timeout_s=30)
+        alerts = wait_until(
+            lambda: [a for a in d.read(d.topics.inventory_alerts) if a.get("alertId") == refused], timeout_s=30
+        )
         assert alerts[0]["alertType"] == "ANOMALY"
         time.sleep(2)  # the duplicate, read after the refusal on the same partition, changes nothing either
         position = on_hand_is(15)
@@ -74,8 +82,10 @@ def test_a_receipt_past_the_horizon_is_pruned_and_its_resend_refused(fresh_deplo
         assert not [a for a in d.read(d.topics.inventory_alerts) if day8["eventId"] in a.get("alertId", "")]
 
         keys = changelog_keys(d, d.topics.changelog("stock-state"))
-        pruned = [receipt_key(f"{day0['eventId']}|{sku}|receive"),
-                  receipt_key(f"doc|GoodsReceived|{day0['receiptNo']}|{sku}")]
+        pruned = [
+            receipt_key(f"{day0['eventId']}|{sku}|receive"),
+            receipt_key(f"doc|GoodsReceived|{day0['receiptNo']}|{sku}"),
+        ]
         for k in pruned:
             assert k in keys and keys[k] is None, k  # written, then a tombstone
         assert keys[receipt_key(f"{day8['eventId']}|{sku}|receive")] is not None

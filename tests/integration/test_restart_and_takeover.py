@@ -14,8 +14,8 @@ import time
 import pytest
 
 from schemas.codec import encode
-from streams.local_state import partition_paths
 from streams.keys import HEAD, STOCK, stock_key
+from streams.local_state import partition_paths
 from streams.worker_process import WorkerProcess, http_json
 from tables.state import Transaction, Write
 from tests.integration.conftest import Deployment, wait_until
@@ -111,15 +111,27 @@ def test_a_standby_takes_over_a_killed_workers_partitions_within_the_bound(fresh
     settle_exactly(d, old, center)
     survivor = d.start_worker("survivor")  # standby_replicas defaults to 1
     changelog = d.topics.changelog("stock-state")
-    wait_until(lambda: owned(old, changelog) and owned(survivor, changelog)
-               and len(owned(old, changelog) + owned(survivor, changelog)) == 4, timeout_s=120)
+    wait_until(
+        lambda: (
+            owned(old, changelog)
+            and owned(survivor, changelog)
+            and len(owned(old, changelog) + owned(survivor, changelog)) == 4
+        ),
+        timeout_s=120,
+    )
     wait_until(lambda: "Starting standby partitions" in survivor.log_tail(400), timeout_s=60)
     killed_partitions = owned(old, changelog)
     time.sleep(3.0)  # the standbys read to the end of these small changelogs
 
     skus = sorted(center.tables.stock_by_sku)
-    probe = {"eventType": "GoodsReceived", "eventId": "probe-takeover", "occurredAt": "2025-11-22T10:00:00+08:00",
-             "receiptNo": "RC-PROBE", "warehouseCode": "WH001", "lines": [{"sku": s, "sellableQty": 1} for s in skus]}
+    probe = {
+        "eventType": "GoodsReceived",
+        "eventId": "probe-takeover",
+        "occurredAt": "2025-11-22T10:00:00+08:00",
+        "receiptNo": "RC-PROBE",
+        "warehouseCode": "WH001",
+        "lines": [{"sku": s, "sellableQty": 1} for s in skus],
+    }
     center.submit_all([_parse(probe)])
     old.kill()
     killed = time.monotonic()
@@ -129,10 +141,14 @@ def test_a_standby_takes_over_a_killed_workers_partitions_within_the_bound(fresh
         status, body = http_json(f"{survivor.url}/inventory?skus={','.join(skus)}")
         if status != 200 or body["missing"]:
             return False
-        want = {s: next(p.on_hand_qty for p in center.tables.stock_by_sku[s].positions if p.warehouse_code == "WH001")
-                for s in skus}
-        got = {s: next((p["onHandQty"] for p in body["items"][s]["warehouses"] if p["warehouseCode"] == "WH001"), None)
-               for s in skus}
+        want = {
+            s: next(p.on_hand_qty for p in center.tables.stock_by_sku[s].positions if p.warehouse_code == "WH001")
+            for s in skus
+        }
+        got = {
+            s: next((p["onHandQty"] for p in body["items"][s]["warehouses"] if p["warehouseCode"] == "WH001"), None)
+            for s in skus
+        }
         return got == want
 
     wait_until(served, timeout_s=120, interval_s=0.1)

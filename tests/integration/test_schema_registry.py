@@ -119,8 +119,16 @@ def outputs() -> list[Any]:
     center = InventoryCenter()
     center.submit_all(parse_event(json.loads(line)) for line in SEED_DAY.read_text().splitlines())
     # The seed day ends with OMS202511220003 sent to the warehouse: cancelled, it is recalled.
-    center.submit(parse_event({"eventType": "OrderCancelled", "eventId": "oms-cancel-0003",
-                               "occurredAt": "2025-11-26T09:00:00+08:00", "orderNo": "OMS202511220003"}))
+    center.submit(
+        parse_event(
+            {
+                "eventType": "OrderCancelled",
+                "eventId": "oms-cancel-0003",
+                "occurredAt": "2025-11-26T09:00:00+08:00",
+                "orderNo": "OMS202511220003",
+            }
+        )
+    )
     by_type: dict[str, Any] = {}
     for event in center.outputs:
         by_type.setdefault(type(event).__name__, event)
@@ -160,8 +168,9 @@ def output_topic(prefix: str, record_name: str) -> str:
 def output_subject(prefix: str, record_name: str) -> str:
     """``<topic>-value``, or ``<topic>-<fullname>`` on a topic of several records (the WMS's)."""
     record = default_registry().record_type(OUTPUT_EVENTS[record_name])
-    return str(subject_strategy(topics(prefix))(SimpleNamespace(topic=output_topic(prefix, record_name)),
-                                                 record.fullname))
+    return str(
+        subject_strategy(topics(prefix))(SimpleNamespace(topic=output_topic(prefix, record_name)), record.fullname)
+    )
 
 
 def get_json(url: str) -> Any:
@@ -176,8 +185,9 @@ def write_with(schema: dict[str, Any], schema_id: int, record: dict[str, Any]) -
     return b"\x00" + schema_id.to_bytes(4, "big") + body.getvalue()
 
 
-def with_fields(schema: dict[str, Any], *, drop: str = "", add: dict[str, Any] | None = None,
-                retype: tuple[str, Any] | None = None) -> dict[str, Any]:
+def with_fields(
+    schema: dict[str, Any], *, drop: str = "", add: dict[str, Any] | None = None, retype: tuple[str, Any] | None = None
+) -> dict[str, Any]:
     """A copy of a record schema with one field dropped, added or given another type."""
     changed = json.loads(json.dumps(schema))
     changed["fields"] = [f for f in changed["fields"] if f["name"] != drop]
@@ -219,9 +229,7 @@ def test_every_output_event_round_trips_through_the_registry(
         # A producer that may not register finds the same id by lookup.
         assert looker.encode(event, topic=topic) == wire
         # Registering again (a new client, no cache) is the same id and no new version.
-        assert new_client(registry_url).register_schema(
-            subject, avro(record.schema)
-        ) == schema_id
+        assert new_client(registry_url).register_schema(subject, avro(record.schema)) == schema_id
         assert inspector.get_versions(subject) == [1]
 
     expected = {output_subject(prefix, name) for name in OUTPUT_EVENTS}
@@ -237,9 +245,7 @@ def test_output_events_cross_a_real_kafka_topic_and_decode_by_id(
     from streams.kafka_config import admin_config, consumer_config, producer_config
 
     settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"{prefix}kafka.")
-    names = {
-        type(e).__name__: output_topic(settings.topic_prefix, type(e).__name__) for e in outputs
-    }
+    names = {type(e).__name__: output_topic(settings.topic_prefix, type(e).__name__) for e in outputs}
     admin = AdminClient(admin_config(settings))
     for future in admin.create_topics(
         [NewTopic(name, num_partitions=1, replication_factor=1) for name in sorted(set(names.values()))]
@@ -324,12 +330,21 @@ def test_an_accepted_evolution_is_read_by_our_codec(registry_url: str, prefix: s
     assert len({older_id, current_id, newer_id}) == 3
     assert client.get_versions(subject) == [1, 2, 3]
 
-    alert = InventoryAlert.model_validate({
-        "alertId": "ev-1|LOW_STOCK|0", "alertType": "LOW_STOCK", "sku": "SKU001",
-        "warehouseCode": "WH001", "orderNo": "OMS202511220001", "quantity": 3,
-        "ordersAtRisk": [], "message": "低库存", "causeEventType": "OrderCreated",
-        "causeEventId": "ev-1", "occurredAt": "2025-11-22T10:00:00+08:00",
-    })
+    alert = InventoryAlert.model_validate(
+        {
+            "alertId": "ev-1|LOW_STOCK|0",
+            "alertType": "LOW_STOCK",
+            "sku": "SKU001",
+            "warehouseCode": "WH001",
+            "orderNo": "OMS202511220001",
+            "quantity": 3,
+            "ordersAtRisk": [],
+            "message": "低库存",
+            "causeEventType": "OrderCreated",
+            "causeEventId": "ev-1",
+            "occurredAt": "2025-11-22T10:00:00+08:00",
+        }
+    )
     wire_dict = record.to_wire(alert)
     older_dict = {k: v for k, v in wire_dict.items() if k != "orderNo"}
     from_older = write_with(older, older_id, older_dict)
@@ -348,16 +363,17 @@ def test_an_accepted_evolution_is_read_by_our_codec(registry_url: str, prefix: s
 @pytest.mark.parametrize(
     "change",
     [
-        pytest.param({"add": {"name": "priority", "type": "int", "doc": "No default."}},
-                     id="new-field-without-default"),
+        pytest.param(
+            {"add": {"name": "priority", "type": "int", "doc": "No default."}}, id="new-field-without-default"
+        ),
         pytest.param({"retype": ("quantity", "string")}, id="long-becomes-string"),
-        pytest.param({"retype": ("alertType", {"type": "enum", "name": "AlertType", "symbols":
-                      ["LOW_STOCK"]})}, id="enum-loses-symbols"),
+        pytest.param(
+            {"retype": ("alertType", {"type": "enum", "name": "AlertType", "symbols": ["LOW_STOCK"]})},
+            id="enum-loses-symbols",
+        ),
     ],
 )
-def test_an_incompatible_evolution_is_rejected_with_409(
-    registry_url: str, prefix: str, change: dict[str, Any]
-) -> None:
+def test_an_incompatible_evolution_is_rejected_with_409(registry_url: str, prefix: str, change: dict[str, Any]) -> None:
     client = new_client(registry_url)
     subject = f"{prefix}rejected-{uuid.uuid4().hex[:6]}-value"
     current = default_registry().record_type(InventoryAlert).schema
@@ -412,9 +428,7 @@ def test_the_deployment_wire_registers_every_topic_and_round_trips_a_day(registr
         assert_identical(event, wire.decode(encode(event)))
 
 
-def test_every_input_event_type_round_trips_with_topic_record_subjects(
-    registry_url: str, prefix: str
-) -> None:
+def test_every_input_event_type_round_trips_with_topic_record_subjects(registry_url: str, prefix: str) -> None:
     from confluent_kafka.schema_registry import topic_record_subject_name_strategy
 
     producer = Codec(ConfluentFraming(new_client(registry_url), topic_record_subject_name_strategy))
@@ -439,8 +453,14 @@ def test_a_registry_rejection_on_encode_is_a_codec_error(registry_url: str, pref
     other["name"] = "SomethingElse"
     new_client(registry_url).register_schema(f"{topic}-value", avro(other))
     event = DeadLetter(
-        source_topic="x", source_partition=0, source_offset=0, key=None, payload=None,
-        error_type="DECODE", error="-", failed_at=datetime(2025, 1, 1, tzinfo=UTC),
+        source_topic="x",
+        source_partition=0,
+        source_offset=0,
+        key=None,
+        payload=None,
+        error_type="DECODE",
+        error="-",
+        failed_at=datetime(2025, 1, 1, tzinfo=UTC),
     )
     with pytest.raises(CodecError):
         Codec(ConfluentFraming(new_client(registry_url))).encode(event, topic=topic)
@@ -449,9 +469,7 @@ def test_a_registry_rejection_on_encode_is_a_codec_error(registry_url: str, pref
 # --- unknown ids --------------------------------------------------------------------------------
 
 
-def test_an_unknown_schema_id_is_an_unknown_schema_error(
-    registry_url: str, prefix: str, outputs: list[Any]
-) -> None:
+def test_an_unknown_schema_id_is_an_unknown_schema_error(registry_url: str, prefix: str, outputs: list[Any]) -> None:
     codec = Codec(ConfluentFraming(new_client(registry_url)))
     event = outputs[0]
     wire = codec.encode(event, topic=output_topic(prefix, type(event).__name__))
@@ -459,8 +477,12 @@ def test_an_unknown_schema_id_is_an_unknown_schema_error(
     with pytest.raises(UnknownSchemaError, match="40403|not found|No content"):
         reader.decode(b"\x00" + (2**31 - 1).to_bytes(4, "big") + wire[5:])
     # An id the registry knows, for a record this reader does not.
-    foreign = {"type": "record", "name": "Foreign", "namespace": "elsewhere.v1",
-               "fields": [{"name": "a", "type": "string"}]}
+    foreign = {
+        "type": "record",
+        "name": "Foreign",
+        "namespace": "elsewhere.v1",
+        "fields": [{"name": "a", "type": "string"}],
+    }
     foreign_id = new_client(registry_url).register_schema(f"{prefix}foreign-value", avro(foreign))
     with pytest.raises(UnknownSchemaError, match="names no registered record"):
         reader.decode(write_with(foreign, foreign_id, {"a": "x"}))
@@ -491,13 +513,10 @@ def _snapshot(url: str, prefix: str) -> dict[str, list[tuple[int, int, str]]]:
     }
 
 
-def test_schemas_ids_and_levels_survive_a_restart(
-    registry_url: str, prefix: str, outputs: list[Any]
-) -> None:
+def test_schemas_ids_and_levels_survive_a_restart(registry_url: str, prefix: str, outputs: list[Any]) -> None:
     settings = _restartable(registry_url)
     codec = Codec(ConfluentFraming(new_client(registry_url), subject_strategy(topics(prefix))))
-    wires = {type(e).__name__: codec.encode(e, topic=output_topic(prefix, type(e).__name__))
-             for e in outputs}
+    wires = {type(e).__name__: codec.encode(e, topic=output_topic(prefix, type(e).__name__)) for e in outputs}
     level_subject = f"{prefix}level-value"
     client = new_client(registry_url)
     alert_schema = default_registry().record_type(InventoryAlert).schema

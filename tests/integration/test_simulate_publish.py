@@ -38,15 +38,19 @@ from tests.integration.conftest import Deployment, wait_until
 pytestmark = pytest.mark.kafka
 
 QUANTITIES = {
-    "onHandQty": "on_hand_qty", "reservedQty": "reserved_qty", "inTransitQty": "in_transit_qty",
-    "presoldQty": "presold_qty", "outboundQty": "outbound_qty", "damagedQty": "damaged_qty",
+    "onHandQty": "on_hand_qty",
+    "reservedQty": "reserved_qty",
+    "inTransitQty": "in_transit_qty",
+    "presoldQty": "presold_qty",
+    "outboundQty": "outbound_qty",
+    "damagedQty": "damaged_qty",
 }
 
 
 def _sample(simulation: DaySimulation, size: int = 20) -> list[str]:
     """The most popular SKUs (the contended ones) and a seeded draw from the rest."""
     ranked = simulation.by_popularity
-    rest = random.Random(7).sample(ranked[size // 2:], min(size // 2, len(ranked) - size // 2))
+    rest = random.Random(7).sample(ranked[size // 2 :], min(size // 2, len(ranked) - size // 2))
     return sorted(ranked[: size // 2] + rest)
 
 
@@ -54,7 +58,7 @@ def _positions(worker: WorkerProcess, skus: list[str]) -> dict[str, dict[str, di
     """sku -> warehouseCode -> the worker's position, in batches the view accepts; or why not."""
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for start in range(0, len(skus), 100):
-        batch = skus[start:start + 100]
+        batch = skus[start : start + 100]
         status, body = http_json(f"{worker.url}/inventory?skus={','.join(batch)}", timeout_s=5)
         if status != 200:
             return f"HTTP {status}: {body}"
@@ -93,8 +97,17 @@ def test_a_simulated_day_through_a_worker_ends_where_the_model_ends(deployment: 
     simulation = DaySimulation(DayParams(seed=3, orders=200, skus=40, warehouses=2, mix=CALM))
     events = list(simulation.events())
     kinds = {type(e).__name__ for e in events}
-    assert {"OrderShipped", "Delivered", "DeliveryFailed", "OrderPaid", "OrderCancelled",
-            "InboundAnnounced", "TransferReceived", "StockAdjusted", "DamagedDisposed"} <= kinds
+    assert {
+        "OrderShipped",
+        "Delivered",
+        "DeliveryFailed",
+        "OrderPaid",
+        "OrderCancelled",
+        "InboundAnnounced",
+        "TransferReceived",
+        "StockAdjusted",
+        "DamagedDisposed",
+    } <= kinds
     model = simulation.shadow
     model.expire_due(datetime.now(UTC))
     skus = _sample(simulation)
@@ -105,7 +118,7 @@ def test_a_simulated_day_through_a_worker_ends_where_the_model_ends(deployment: 
     deployment.publish(opening)  # type: ignore[arg-type]
     shelved = {(line.sku, e.warehouse_code): line.sellable_qty for e in opening for line in e.lines}
     wait_until(lambda: _shelved(worker, shelved), timeout_s=60)
-    deployment.publish(events[len(opening):])  # type: ignore[arg-type]
+    deployment.publish(events[len(opening) :])  # type: ignore[arg-type]
 
     last: list[str] = []
 

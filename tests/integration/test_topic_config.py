@@ -16,8 +16,12 @@ from tests.integration.conftest import Deployment, wait_until
 pytestmark = pytest.mark.kafka
 
 # What a changelog created before issue 12 had beyond COMPACTED: the broker's defaults.
-OLD = {"segment.ms": "604800000", "segment.bytes": "1073741824", "min.cleanable.dirty.ratio": "0.5",
-       "delete.retention.ms": "86400000"}
+OLD = {
+    "segment.ms": "604800000",
+    "segment.bytes": "1073741824",
+    "min.cleanable.dirty.ratio": "0.5",
+    "delete.retention.ms": "86400000",
+}
 
 
 def topic_config(admin: Any, name: str) -> dict[str, str]:
@@ -31,8 +35,13 @@ def test_an_existing_changelog_gets_the_declared_segment_and_cleaner_settings(fr
     admin = AdminClient(admin_config(settings))
     changelogs = [fresh_deployment.topics.changelog(table) for table in TABLES]
     resources = [
-        ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[
-            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in OLD.items()])
+        ConfigResource(
+            ConfigResource.Type.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in OLD.items()
+            ],
+        )
         for name in changelogs
     ]
     for future in admin.incremental_alter_configs(resources, request_timeout=30).values():
@@ -43,8 +52,9 @@ def test_an_existing_changelog_gets_the_declared_segment_and_cleaner_settings(fr
     assert create_topics(settings) == []  # nothing to create: every topic exists
 
     for name in changelogs:
-        wait_until(lambda: {k: topic_config(admin, name)[k] for k in CHANGELOG} == CHANGELOG,
-                   timeout_s=10, interval_s=0.1)
+        wait_until(
+            lambda: {k: topic_config(admin, name)[k] for k in CHANGELOG} == CHANGELOG, timeout_s=10, interval_s=0.1
+        )
     orders = fresh_deployment.topics.orders
     assert topic_config(admin, orders)["retention.ms"] == "604800000"  # the others as declared, untouched
 

@@ -28,8 +28,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 @pytest.fixture(scope="module")
 def worker(deployment: Deployment) -> WorkerProcess:
-    deployment.env = {**deployment.env, "INVENTORY_WEBHOOK_TOKEN": TOKEN,
-                      "INVENTORY_WEBHOOK_MAX_BYTES": str(MAX_BYTES)}
+    deployment.env = {**deployment.env, "INVENTORY_WEBHOOK_TOKEN": TOKEN, "INVENTORY_WEBHOOK_MAX_BYTES": str(MAX_BYTES)}
     return deployment.start_worker("webhook")
 
 
@@ -38,18 +37,23 @@ def _id(prefix: str) -> str:
 
 
 def receipt(sku: str, qty: int, wh: str = "WH001", event_id: str | None = None) -> dict[str, Any]:
-    return {"eventType": "GoodsReceived", "eventId": event_id or _id("wms-rc"),
-            "occurredAt": "2025-11-22T08:00:00+08:00", "receiptNo": _id("RC"), "warehouseCode": wh,
-            "lines": [{"sku": sku, "sellableQty": qty}]}
+    return {
+        "eventType": "GoodsReceived",
+        "eventId": event_id or _id("wms-rc"),
+        "occurredAt": "2025-11-22T08:00:00+08:00",
+        "receiptNo": _id("RC"),
+        "warehouseCode": wh,
+        "lines": [{"sku": sku, "sellableQty": qty}],
+    }
 
 
-def post(worker: WorkerProcess, path: str, body: bytes | Iterable[bytes],
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+def post(
+    worker: WorkerProcess, path: str, body: bytes | Iterable[bytes], headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     conn = http.client.HTTPConnection("127.0.0.1", worker.web_port, timeout=30)
     try:
         chunked = not isinstance(body, bytes)
-        conn.request("POST", path, body=body, headers=AUTH if headers is None else headers,
-                     encode_chunked=chunked)
+        conn.request("POST", path, body=body, headers=AUTH if headers is None else headers, encode_chunked=chunked)
         response = conn.getresponse()
         return response.status, json.loads(response.read()), dict(response.getheaders())
     finally:
@@ -82,7 +86,8 @@ def record_at(d: Deployment, topic: str, partition: int, offset: int) -> Any:
 
 
 def test_an_accepted_receipt_is_on_its_topic_at_the_202s_offset_and_changes_the_position(
-        deployment: Deployment, worker: WorkerProcess) -> None:
+    deployment: Deployment, worker: WorkerProcess
+) -> None:
     d, sku = deployment, _id("SKU")
     first = receipt(sku, 7)
     status, body, _ = post(worker, "/webhooks/wms", json.dumps(first).encode())
@@ -107,8 +112,15 @@ def test_an_accepted_tracking_event_goes_to_the_shipments_topic(deployment: Depl
     d = deployment
     before = end_offsets(d)
     order_no = _id("OMS")
-    event = {"eventType": "PickedUp", "eventId": _id("tms"), "occurredAt": "2025-11-22T12:00:00+08:00",
-             "orderNo": order_no, "shipmentNo": _id("SH"), "waybillNo": "SF1", "location": "北京分拨中心"}
+    event = {
+        "eventType": "PickedUp",
+        "eventId": _id("tms"),
+        "occurredAt": "2025-11-22T12:00:00+08:00",
+        "orderNo": order_no,
+        "shipmentNo": _id("SH"),
+        "waybillNo": "SF1",
+        "location": "北京分拨中心",
+    }
     status, body, _ = post(worker, "/webhooks/tms", json.dumps(event, ensure_ascii=False).encode())
     assert status == 202, body
     [ack] = body["events"]
@@ -125,7 +137,7 @@ def _oversized() -> bytes:
 
 def _streamed_oversized() -> Iterable[bytes]:
     body = _oversized()
-    return [body[i:i + 1000] for i in range(0, len(body), 1000)]
+    return [body[i : i + 1000] for i in range(0, len(body), 1000)]
 
 
 def _invalid() -> bytes:
@@ -136,17 +148,34 @@ def _invalid() -> bytes:
 
 REFUSALS = {
     "no token": (lambda: json.dumps(receipt("SKU-X", 1)).encode(), {"Content-Type": "application/json"}, 401),
-    "bad token": (lambda: json.dumps(receipt("SKU-X", 1)).encode(),
-                  {**AUTH, "Authorization": "Bearer not-the-token"}, 401),
+    "bad token": (
+        lambda: json.dumps(receipt("SKU-X", 1)).encode(),
+        {**AUTH, "Authorization": "Bearer not-the-token"},
+        401,
+    ),
     "oversized": (_oversized, AUTH, 413),
     "oversized, streamed without a length": (_streamed_oversized, AUTH, 413),
     "malformed JSON": (lambda: b'{"eventType": "GoodsReceived", ', AUTH, 400),
     "invalid event (all or nothing)": (_invalid, AUTH, 422),
-    "event of the other system": (lambda: json.dumps({
-        "eventType": "Delivered", "eventId": "tms-x", "occurredAt": "2025-11-22T12:00:00+08:00",
-        "orderNo": "OMS1", "shipmentNo": "SH1", "waybillNo": "SF1"}).encode(), AUTH, 422),
-    "not JSON media type": (lambda: json.dumps(receipt("SKU-X", 1)).encode(),
-                            {**AUTH, "Content-Type": "text/plain"}, 415),
+    "event of the other system": (
+        lambda: json.dumps(
+            {
+                "eventType": "Delivered",
+                "eventId": "tms-x",
+                "occurredAt": "2025-11-22T12:00:00+08:00",
+                "orderNo": "OMS1",
+                "shipmentNo": "SH1",
+                "waybillNo": "SF1",
+            }
+        ).encode(),
+        AUTH,
+        422,
+    ),
+    "not JSON media type": (
+        lambda: json.dumps(receipt("SKU-X", 1)).encode(),
+        {**AUTH, "Content-Type": "text/plain"},
+        415,
+    ),
 }
 
 

@@ -76,29 +76,34 @@ class EventFactory:
 
     def return_requested(self, order_no: str, return_no: str, items: Iterable[Line]) -> Event:
         return self.event(
-            "ReturnRequested", orderNo=order_no, returnNo=return_no,
+            "ReturnRequested",
+            orderNo=order_no,
+            returnNo=return_no,
             items=[{"sku": s, "quantity": q} for s, q in items],
         )
 
     # --- shipments (WMS, TMS) -------------------------------------------------------------
 
-    def order_shipped(
-        self, order_no: str, shipment_no: str, warehouse_code: str, lines: Iterable[Line]
-    ) -> Event:
+    def order_shipped(self, order_no: str, shipment_no: str, warehouse_code: str, lines: Iterable[Line]) -> Event:
         return self.event(
-            "OrderShipped", orderNo=order_no, shipmentNo=shipment_no, warehouseCode=warehouse_code,
-            lines=[{"sku": s, "quantity": q} for s, q in lines], waybillNo=f"WB-{shipment_no}",
+            "OrderShipped",
+            orderNo=order_no,
+            shipmentNo=shipment_no,
+            warehouseCode=warehouse_code,
+            lines=[{"sku": s, "quantity": q} for s, q in lines],
+            waybillNo=f"WB-{shipment_no}",
             carrier="SF",
         )
 
     def tracking(self, event_type: str, order_no: str, shipment_no: str) -> Event:
-        return self.event(
-            event_type, orderNo=order_no, shipmentNo=shipment_no, waybillNo=f"WB-{shipment_no}"
-        )
+        return self.event(event_type, orderNo=order_no, shipmentNo=shipment_no, waybillNo=f"WB-{shipment_no}")
 
     def return_picked_up(self, order_no: str, return_no: str, warehouse_code: str) -> Event:
         return self.event(
-            "ReturnPickedUp", orderNo=order_no, returnNo=return_no, waybillNo=f"WB-{return_no}",
+            "ReturnPickedUp",
+            orderNo=order_no,
+            returnNo=return_no,
+            waybillNo=f"WB-{return_no}",
             warehouseCode=warehouse_code,
         )
 
@@ -108,7 +113,10 @@ class EventFactory:
         self, asn_no: str, warehouse_code: str, lines: Iterable[Line], inbound_type: str = "PURCHASE"
     ) -> Event:
         return self.event(
-            "InboundAnnounced", asnNo=asn_no, warehouseCode=warehouse_code, inboundType=inbound_type,
+            "InboundAnnounced",
+            asnNo=asn_no,
+            warehouseCode=warehouse_code,
+            inboundType=inbound_type,
             lines=[{"sku": s, "quantity": q} for s, q in lines],
         )
 
@@ -122,7 +130,10 @@ class EventFactory:
     ) -> Event:
         """``lines``: (sku, sellableQty, damagedQty)."""
         return self.event(
-            "GoodsReceived", receiptNo=receipt_no, asnNo=asn_no, warehouseCode=warehouse_code,
+            "GoodsReceived",
+            receiptNo=receipt_no,
+            asnNo=asn_no,
+            warehouseCode=warehouse_code,
             lines=[{"sku": s, "sellableQty": ok, "damagedQty": bad} for s, ok, bad in lines],
             closesAsn=closes_asn,
         )
@@ -132,31 +143,39 @@ class EventFactory:
     ) -> Event:
         """``lines``: (sku, quantity, disposition)."""
         return self.event(
-            "ReturnInspected", orderNo=order_no, returnNo=return_no, warehouseCode=warehouse_code,
+            "ReturnInspected",
+            orderNo=order_no,
+            returnNo=return_no,
+            warehouseCode=warehouse_code,
             lines=[{"sku": s, "quantity": q, "disposition": d} for s, q, d in lines],
         )
 
-    def stock_adjusted(
-        self, adjustment_no: str, warehouse_code: str, sku: str, delta: int, reason: str
-    ) -> Event:
+    def stock_adjusted(self, adjustment_no: str, warehouse_code: str, sku: str, delta: int, reason: str) -> Event:
         return self.event(
-            "StockAdjusted", adjustmentNo=adjustment_no, warehouseCode=warehouse_code, sku=sku,
-            delta=delta, reason=reason,
+            "StockAdjusted",
+            adjustmentNo=adjustment_no,
+            warehouseCode=warehouse_code,
+            sku=sku,
+            delta=delta,
+            reason=reason,
         )
 
     def transfer_dispatched(
         self, transfer_no: str, from_warehouse: str, to_warehouse: str, lines: Iterable[Line]
     ) -> Event:
         return self.event(
-            "TransferDispatched", transferNo=transfer_no, fromWarehouseCode=from_warehouse,
-            toWarehouseCode=to_warehouse, lines=[{"sku": s, "quantity": q} for s, q in lines],
+            "TransferDispatched",
+            transferNo=transfer_no,
+            fromWarehouseCode=from_warehouse,
+            toWarehouseCode=to_warehouse,
+            lines=[{"sku": s, "quantity": q} for s, q in lines],
         )
 
-    def transfer_received(
-        self, transfer_no: str, to_warehouse: str, lines: Iterable[tuple[str, int, int]]
-    ) -> Event:
+    def transfer_received(self, transfer_no: str, to_warehouse: str, lines: Iterable[tuple[str, int, int]]) -> Event:
         return self.event(
-            "TransferReceived", transferNo=transfer_no, toWarehouseCode=to_warehouse,
+            "TransferReceived",
+            transferNo=transfer_no,
+            toWarehouseCode=to_warehouse,
             lines=[{"sku": s, "sellableQty": ok, "damagedQty": bad} for s, ok, bad in lines],
         )
 
@@ -164,13 +183,18 @@ class EventFactory:
         self, snapshot_id: str, warehouse_code: str, lines: Iterable[Line], counted_at: datetime
     ) -> Event:
         return self.event(
-            "StockSnapshot", snapshotId=snapshot_id, warehouseCode=warehouse_code,
+            "StockSnapshot",
+            snapshotId=snapshot_id,
+            warehouseCode=warehouse_code,
             countedAt=counted_at.isoformat(),
             lines=[{"sku": s, "countedQty": q} for s, q in lines],
         )
 
     def damaged_disposed(self, disposal_no: str, warehouse_code: str, sku: str, quantity: int) -> Event:
         return self.event(
-            "DamagedDisposed", disposalNo=disposal_no, warehouseCode=warehouse_code, sku=sku,
+            "DamagedDisposed",
+            disposalNo=disposal_no,
+            warehouseCode=warehouse_code,
+            sku=sku,
             quantity=quantity,
         )

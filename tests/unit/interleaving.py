@@ -23,7 +23,6 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -111,9 +110,7 @@ class InterleavingCenter:
         while self.pending():
             self.step()
 
-    def run(
-        self, events: Iterable[BaseModel], publish_chance: float = 0.3, ship_on_instruction: bool = False
-    ) -> None:
+    def run(self, events: Iterable[BaseModel], publish_chance: float = 0.3, ship_on_instruction: bool = False) -> None:
         """Publish ``events`` in order while delivering: each turn either publishes the
         next event (with ``publish_chance``, or when nothing is queued) or delivers one
         queued message. Then drain.

@@ -12,8 +12,16 @@ AT = datetime(2025, 11, 22, 8, tzinfo=UTC)
 
 
 def _alert(**overrides: object) -> InventoryAlert:
-    fields: dict[str, object] = dict(sku="SKU1", warehouse_code="WH1", order_no=None, quantity=3, message="low",
-                                     cause_event_type="OrderCreated", cause_event_id="ev-1", occurred_at=AT)
+    fields: dict[str, object] = dict(
+        sku="SKU1",
+        warehouse_code="WH1",
+        order_no=None,
+        quantity=3,
+        message="low",
+        cause_event_type="OrderCreated",
+        cause_event_id="ev-1",
+        occurred_at=AT,
+    )
     return inventory_alert(AlertType.LOW_STOCK, "ev-1|SKU1|reserve", 2, **{**fields, **overrides})  # type: ignore[arg-type]
 
 

@@ -94,9 +94,7 @@ def _logical_type_changes(
                 )
         return found
     if reader.get("type") == "array" and writer.get("type") == "array":
-        return _logical_type_changes(
-            reader["items"], writer["items"], f"{path}[]", (rnames, wnames)
-        )
+        return _logical_type_changes(reader["items"], writer["items"], f"{path}[]", (rnames, wnames))
     keys = ("logicalType", "precision", "scale")
     shape_r = tuple(reader.get(k) for k in keys)
     shape_w = tuple(writer.get(k) for k in keys)
@@ -220,9 +218,7 @@ def test_checker_rejects_a_new_required_field() -> None:
 
 def test_checker_accepts_a_new_optional_field_with_default() -> None:
     old = _base()
-    new = _with_field(
-        old, {"name": "channel", "type": ["null", "string"], "default": None, "doc": "Channel."}
-    )
+    new = _with_field(old, {"name": "channel", "type": ["null", "string"], "default": None, "doc": "Channel."})
     assert compatibility_problems(new, json.dumps(old)) == []
     new = _with_field(old, {"name": "priority", "type": "long", "default": 0, "doc": "P."})
     assert compatibility_problems(new, json.dumps(old)) == []
@@ -251,9 +247,7 @@ def test_checker_rejects_a_changed_decimal_scale_and_timestamp_unit() -> None:
     new = json.loads(json.dumps(old))
     next(f for f in new["fields"] if f["name"] == "totalAmount")["type"]["scale"] = 3
     problems = compatibility_problems(json.dumps(new), json.dumps(old))
-    assert problems == [
-        "/totalAmount: (logicalType, precision, scale) ('decimal', 14, 2) -> ('decimal', 14, 3)"
-    ]
+    assert problems == ["/totalAmount: (logicalType, precision, scale) ('decimal', 14, 2) -> ('decimal', 14, 3)"]
 
     new = json.loads(json.dumps(old))
     items = next(f for f in new["fields"] if f["name"] == "items")

@@ -64,8 +64,9 @@ def open_orders(tables: MemoryTables) -> set[str]:
 
 @cache
 def simulated_day(seed: int, orders: int = 30, skus: int = 8, warehouses: int = 3) -> Day:
-    return day_of(list(DaySimulation(DayParams(seed=seed, orders=orders, skus=skus, warehouses=warehouses,
-                                               mix=DAY_MIX)).events()))
+    return day_of(
+        list(DaySimulation(DayParams(seed=seed, orders=orders, skus=skus, warehouses=warehouses, mix=DAY_MIX)).events())
+    )
 
 
 def day_of(events: list[Event]) -> Day:
@@ -97,9 +98,13 @@ def deliver(day: Day, seed: int, publish_chance: float) -> InterleavingCenter:
 
 def differences(model: InventoryCenter, center: InterleavingCenter) -> dict[tuple[str, str], tuple[Position, Position]]:
     """Every position, of either side, whose quantities differ (a missing one is all 0)."""
+
     def positions(tables: object) -> dict[tuple[str, str], Position]:
-        return {(sku, p.warehouse_code): p for sku, stock in tables.stock_by_sku.items()  # type: ignore[attr-defined]
-                for p in stock.positions}
+        return {
+            (sku, p.warehouse_code): p
+            for sku, stock in tables.stock_by_sku.items()  # type: ignore[attr-defined]
+            for p in stock.positions
+        }
 
     want, got = positions(model.tables), positions(center.tables)
     differ = {}
@@ -128,9 +133,11 @@ def check(day: Day, seed: int, publish_chance: float) -> str | None:
 
 
 def _q(p: Position) -> str:
-    return (f"(onHand {p.on_hand_qty}, reserved {p.reserved_qty}, inTransit {p.in_transit_qty}, "
-            f"presold {p.presold_qty}, outbound {p.outbound_qty}, damaged {p.damaged_qty}, "
-            f"delivered {p.delivered_qty}, disposedAhead {p.disposed_ahead_qty})")
+    return (
+        f"(onHand {p.on_hand_qty}, reserved {p.reserved_qty}, inTransit {p.in_transit_qty}, "
+        f"presold {p.presold_qty}, outbound {p.outbound_qty}, damaged {p.damaged_qty}, "
+        f"delivered {p.delivered_qty}, disposedAhead {p.disposed_ahead_qty})"
+    )
 
 
 def assert_converges(day_seed: int, publish_chance: float) -> None:
@@ -142,8 +149,10 @@ def assert_converges(day_seed: int, publish_chance: float) -> None:
             failures[seed] = problem
     if failures:
         first, problem = next(iter(failures.items()))
-        pytest.fail(f"day {day_seed}: {len(failures)}/{INTERLEAVINGS} interleavings end off the model; "
-                    f"e.g. delivery seed {1000 * day_seed + first}: {problem}")
+        pytest.fail(
+            f"day {day_seed}: {len(failures)}/{INTERLEAVINGS} interleavings end off the model; "
+            f"e.g. delivery seed {1000 * day_seed + first}: {problem}"
+        )
 
 
 # --- the day is what the tests below need --------------------------------------------------
@@ -156,8 +165,16 @@ def test_the_days_have_every_flow_the_convergence_is_about() -> None:
         kinds |= {type(e).__name__ for e in day.events}
         ids = [e.event_id for e in day.events]
         assert len(ids) > len(set(ids)), "no event redelivered under its eventId"
-    assert {"TransferDispatched", "TransferReceived", "DeliveryFailed", "ReturnInspected", "StockSnapshot",
-            "DamagedDisposed", "StockAdjusted", "InboundAnnounced"} <= kinds
+    assert {
+        "TransferDispatched",
+        "TransferReceived",
+        "DeliveryFailed",
+        "ReturnInspected",
+        "StockSnapshot",
+        "DamagedDisposed",
+        "StockAdjusted",
+        "InboundAnnounced",
+    } <= kinds
 
 
 # --- every position as the model's ---------------------------------------------------------
@@ -172,7 +189,6 @@ def test_a_day_interleaved_with_its_delivery_ends_as_the_model(day_seed: int) ->
 def test_a_whole_day_in_one_go_ends_as_the_model(day_seed: int) -> None:
     """The day published before anything is read: a backlog drained after a restart."""
     assert_converges(day_seed, publish_chance=1.0)
-
 
 
 @pytest.mark.parametrize("day_seed", DAY_SEEDS)
@@ -204,8 +220,10 @@ def test_a_count_read_after_more_later_shipments_than_the_history_keeps_is_repor
     count = f.stock_snapshot("CNT-1", "WH1", [("SKU1", 101)], counted_at=f.now)  # one unit found
     orders = []
     for n in range(shipments):
-        orders += [f.order_created(f"O{n}", [("SKU1", 1, "WH1")]),
-                   f.order_shipped(f"O{n}", f"SHP-{n}", "WH1", [("SKU1", 1)])]
+        orders += [
+            f.order_created(f"O{n}", [("SKU1", 1, "WH1")]),
+            f.order_shipped(f"O{n}", f"SHP-{n}", "WH1", [("SKU1", 1)]),
+        ]
     model = InventoryCenter()
     model.submit_all([stock, count, *orders])
     center = InterleavingCenter(0)
@@ -257,6 +275,15 @@ def test_a_disposal_read_before_the_inspection_that_first_brought_the_sku_to_its
     center.deliver_next("stock-movements")  # the inspection, routed to its order
     center.deliver_next("stock-movements")  # the disposal, straight to the SKU: first at WH2
     center.drain()
-    assert quantities(center, "WH2") == quantities(model, "WH2") == {
-        "on_hand": 0, "reserved": 0, "in_transit": 0, "outbound": 0, "damaged": 0, "delivered": 0,
-    }
+    assert (
+        quantities(center, "WH2")
+        == quantities(model, "WH2")
+        == {
+            "on_hand": 0,
+            "reserved": 0,
+            "in_transit": 0,
+            "outbound": 0,
+            "damaged": 0,
+            "delivered": 0,
+        }
+    )

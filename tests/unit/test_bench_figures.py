@@ -62,13 +62,25 @@ def test_peer_topics_are_classified_by_its_own_names() -> None:
     assert roles.role("changelog__g2--peer1.orders--default") == "other"
     assert roles.role("peer1.order-inbox") == "other"  # the pipeline's, which the peer does not use
     assert roles.by_role({"peer1.orders": 5, "changelog__g1--x": 7, "peer1.quix.order-status": 2, "zzz": 1}) == {
-        "input": 5, "internal": 0, "output": 2, "changelog": 7, "other": 1}
+        "input": 5,
+        "internal": 0,
+        "output": 2,
+        "changelog": 7,
+        "other": 1,
+    }
 
 
 def test_per_order_and_cpu_figures() -> None:
-    stage = Stage("pipeline_1w", "p", {"input": 1_030, "internal": 6_000, "output": 8_000, "changelog": 13_000,
-                                       "other": 0}, seconds=10.0, worker_cpu_s=2.0, broker_cpu_s=0.5,
-                  orders=1_000, order_lines=2_600)
+    stage = Stage(
+        "pipeline_1w",
+        "p",
+        {"input": 1_030, "internal": 6_000, "output": 8_000, "changelog": 13_000, "other": 0},
+        seconds=10.0,
+        worker_cpu_s=2.0,
+        broker_cpu_s=0.5,
+        orders=1_000,
+        order_lines=2_600,
+    )
     f = derive(stage)
     assert f["consumed"] == 7_030  # input + internal, each read once
     assert f["produced"] == 27_000  # internal + output + changelog
@@ -88,8 +100,17 @@ def test_per_order_and_cpu_figures() -> None:
 
 
 def test_the_limit_counts_what_it_read_and_has_no_per_order_figures() -> None:
-    limit = derive(Stage("limit", "limit", {"input": 1_030, "output": 100_000}, seconds=10.0, worker_cpu_s=1.0,
-                         consumed=100_000, input_events=100_000))
+    limit = derive(
+        Stage(
+            "limit",
+            "limit",
+            {"input": 1_030, "output": 100_000},
+            seconds=10.0,
+            worker_cpu_s=1.0,
+            consumed=100_000,
+            input_events=100_000,
+        )
+    )
     assert limit["consumed"] == 100_000 and limit["produced"] == 100_000
     assert limit["record_ops_per_s"] == 20_000.0
     assert limit["worker_cpu_us_per_order"] is None and limit["consumed_per_order"] is None
@@ -97,14 +118,41 @@ def test_the_limit_counts_what_it_read_and_has_no_per_order_figures() -> None:
 
 
 def test_pipeline_over_limit_is_a_ratio_of_record_operations() -> None:
-    pipeline = derive(Stage("pipeline_1w", "p", {"input": 1_000, "internal": 6_000, "output": 8_000,
-                                                 "changelog": 13_000}, seconds=10.0, worker_cpu_s=2.0, orders=1_000))
-    limit = derive(Stage("limit", "limit", {"input": 1_000, "output": 200_000}, seconds=10.0, worker_cpu_s=1.0,
-                         consumed=200_000, input_events=200_000))
-    peer = derive(Stage("peer", "peer", {"input": 1_000, "internal": 6_000, "output": 8_000, "changelog": 5_000},
-                        seconds=5.0, worker_cpu_s=2.0, orders=1_000))
-    results: dict[str, Any] = {"stages": {"pipeline_1w": pipeline, "limit": limit, "peer": peer,
-                                          "peer_eos": {"error": "skipped (--stages)"}}, "latency": {}}
+    pipeline = derive(
+        Stage(
+            "pipeline_1w",
+            "p",
+            {"input": 1_000, "internal": 6_000, "output": 8_000, "changelog": 13_000},
+            seconds=10.0,
+            worker_cpu_s=2.0,
+            orders=1_000,
+        )
+    )
+    limit = derive(
+        Stage(
+            "limit",
+            "limit",
+            {"input": 1_000, "output": 200_000},
+            seconds=10.0,
+            worker_cpu_s=1.0,
+            consumed=200_000,
+            input_events=200_000,
+        )
+    )
+    peer = derive(
+        Stage(
+            "peer",
+            "peer",
+            {"input": 1_000, "internal": 6_000, "output": 8_000, "changelog": 5_000},
+            seconds=5.0,
+            worker_cpu_s=2.0,
+            orders=1_000,
+        )
+    )
+    results: dict[str, Any] = {
+        "stages": {"pipeline_1w": pipeline, "limit": limit, "peer": peer, "peer_eos": {"error": "skipped (--stages)"}},
+        "latency": {},
+    }
     summarise(results)
     ratios = results["ratios"]
     # (7,000 + 27,000) / 10 s against (200,000 + 200,000) / 10 s - not 100 events/s against 20,000/s
@@ -150,12 +198,24 @@ def test_latency_search_stops_within_its_steps_and_when_nothing_passes() -> None
 
 
 def _results(extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    stage = derive(Stage("pipeline_1w", "p", {"input": 10, "internal": 6, "output": 8, "changelog": 13},
-                         seconds=1.0, worker_cpu_s=0.01, orders=1))
-    results = {"at": "2026-01-01T00:00:00+00:00", "machine": "test", "run_dir": "x",
-               "workload": {"orders": 1, "order_lines": 3, "receipts": 1, "positions": 3, "input_events": 2,
-                            "partitions": 1},
-               "stages": {"pipeline_1w": stage}, "latency": {}}
+    stage = derive(
+        Stage(
+            "pipeline_1w",
+            "p",
+            {"input": 10, "internal": 6, "output": 8, "changelog": 13},
+            seconds=1.0,
+            worker_cpu_s=0.01,
+            orders=1,
+        )
+    )
+    results = {
+        "at": "2026-01-01T00:00:00+00:00",
+        "machine": "test",
+        "run_dir": "x",
+        "workload": {"orders": 1, "order_lines": 3, "receipts": 1, "positions": 3, "input_events": 2, "partitions": 1},
+        "stages": {"pipeline_1w": stage},
+        "latency": {},
+    }
     results.update(extra or {})
     if "targets" not in results:
         summarise(results)
@@ -202,8 +262,14 @@ def test_the_default_run_folder_is_ignored_by_git() -> None:
 
 def test_help_prints_and_starts_nothing() -> None:
     before = sorted(report.RUNS.iterdir()) if report.RUNS.exists() else []
-    done = subprocess.run([sys.executable, "-m", "bench.benchmark", "--help"], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "INVENTORY_LOCAL_KAFKA_PORT": "1"})
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.benchmark", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "INVENTORY_LOCAL_KAFKA_PORT": "1"},
+    )
     assert done.returncode == 0, done.stderr
     assert "usage: python -m bench.benchmark" in done.stdout and "--publish" in done.stdout
     assert "local-kafka" not in done.stdout + done.stderr

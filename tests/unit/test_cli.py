@@ -29,8 +29,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", GUARD, *argv], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", GUARD, *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_top_level_help_lists_every_command() -> None:
@@ -39,8 +40,12 @@ def test_the_top_level_help_lists_every_command() -> None:
     assert "usage: inventory-center" in done.stdout and all(name in done.stdout for name in COMMANDS)
 
 
-@pytest.mark.parametrize("argv", [[name, "--help"] for name in COMMANDS if name != "local"]
-                         + [["local", "--help"]] + [["local", service, "start", "--help"] for service in LOCAL])
+@pytest.mark.parametrize(
+    "argv",
+    [[name, "--help"] for name in COMMANDS if name != "local"]
+    + [["local", "--help"]]
+    + [["local", service, "start", "--help"] for service in LOCAL],
+)
 def test_a_command_help_starts_nothing(argv: list[str]) -> None:
     done = run(*argv)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
@@ -48,9 +53,17 @@ def test_a_command_help_starts_nothing(argv: list[str]) -> None:
 
 
 def test_the_guard_itself_refuses_a_start() -> None:
-    done = subprocess.run([sys.executable, "-c", GUARD.replace("sys.exit(main(sys.argv[1:]))",
-                                                                "import socket; socket.socket().bind(('127.0.0.1', 0))")],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            GUARD.replace("sys.exit(main(sys.argv[1:]))", "import socket; socket.socket().bind(('127.0.0.1', 0))"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0 and "--help started something: socket.bind" in done.stderr
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import operator
 import string
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -105,9 +106,7 @@ def _text(lo: int, hi: int | None, pattern: str | None) -> st.SearchStrategy[str
     if pattern == CODE_PATTERN:
         return _codes(lo, hi or 64)
     if pattern is not None:
-        return st.from_regex(pattern, fullmatch=True).filter(
-            lambda s: lo <= len(s) <= (hi or len(s))
-        )
+        return st.from_regex(pattern, fullmatch=True).filter(lambda s: lo <= len(s) <= (hi or len(s)))
     typical = st.text(
         alphabet=st.characters(codec="utf-8") | st.sampled_from(CHINESE),
         min_size=lo,
@@ -157,9 +156,9 @@ def strategy_for(annotation: Any, metadata: tuple[Any, ...] = ()) -> st.SearchSt
         if is_record_class(item_bare) and any(f.attr == "sku" for f in record_fields(item_bare)):
             # the contracts allow one line per SKU in a document
             if issubclass(item_bare, BaseModel):
-                unique_by = lambda line: line["sku"]
+                unique_by = operator.itemgetter("sku")
             else:
-                unique_by = lambda line: line.sku
+                unique_by = operator.attrgetter("sku")
         lo = bounds.get("min_length", 0)
         hi = min(bounds.get("max_length", LIST_CAP), max(lo, LIST_CAP))
         lists = st.lists(strategy_for(item_type), min_size=lo, max_size=hi, unique_by=unique_by)
@@ -170,16 +169,8 @@ def strategy_for(annotation: Any, metadata: tuple[Any, ...] = ()) -> st.SearchSt
 def records(cls: type) -> st.SearchStrategy[Any]:
     specs = record_fields(cls)
     if issubclass(cls, BaseModel):
-        required = {
-            s.wire_name: strategy_for(s.annotation, s.metadata)
-            for s in specs
-            if s.default is REQUIRED
-        }
-        optional = {
-            s.wire_name: strategy_for(s.annotation, s.metadata)
-            for s in specs
-            if s.default is not REQUIRED
-        }
+        required = {s.wire_name: strategy_for(s.annotation, s.metadata) for s in specs if s.default is REQUIRED}
+        optional = {s.wire_name: strategy_for(s.annotation, s.metadata) for s in specs if s.default is not REQUIRED}
         return st.fixed_dictionaries(required, optional=optional)
     return st.builds(cls, **{s.attr: strategy_for(s.annotation, s.metadata) for s in specs})
 
@@ -207,9 +198,7 @@ def assert_identical(original: Any, decoded: Any, path: str = "$") -> None:
             assert_identical(getattr(original, name), getattr(decoded, name), f"{path}.{name}")
     elif dataclasses.is_dataclass(original):
         for f in dataclasses.fields(original):
-            assert_identical(
-                getattr(original, f.name), getattr(decoded, f.name), f"{path}.{f.name}"
-            )
+            assert_identical(getattr(original, f.name), getattr(decoded, f.name), f"{path}.{f.name}")
     elif isinstance(original, list | tuple):
         assert len(decoded) == len(original), path
         for i, (a, b) in enumerate(zip(original, decoded, strict=True)):
@@ -237,9 +226,7 @@ def test_every_record_class_round_trips_without_loss(cls: type, data: st.DataObj
         assert_identical(obj, decoded)
 
 
-@pytest.mark.parametrize(
-    "cls", [c for c in ALL_CLASSES if issubclass(c, BaseModel)], ids=lambda c: c.__name__
-)
+@pytest.mark.parametrize("cls", [c for c in ALL_CLASSES if issubclass(c, BaseModel)], ids=lambda c: c.__name__)
 @settings(max_examples=10, deadline=None)
 @given(data=st.data())
 def test_trusted_decode_builds_what_model_construct_builds(cls: type, data: st.DataObject) -> None:
@@ -255,9 +242,7 @@ def test_trusted_decode_builds_what_model_construct_builds(cls: type, data: st.D
 def order(**overrides: Any) -> OrderCreated:
     fields: dict[str, Any] = {
         "event_id": "OMS-evt-0001",
-        "occurred_at": datetime(
-            2025, 11, 22, 10, 30, 0, 123456, tzinfo=timezone(timedelta(hours=8))
-        ),
+        "occurred_at": datetime(2025, 11, 22, 10, 30, 0, 123456, tzinfo=timezone(timedelta(hours=8))),
         "order_no": "OMS202511220001",
         "order_type": OrderType.NORMAL,
         "consignee": Consignee(name="张三", phone="13800138000", address="北京市朝阳区XX街道XX号"),
@@ -276,9 +261,7 @@ def order(**overrides: Any) -> OrderCreated:
         order(
             consignee=Consignee(name="长" * 128, phone="+86 (10) 1234-5678", address="址" * 512),
             warehouse_code="WH-BJ-01",
-            reservation_expires_at=datetime(
-                2025, 11, 22, 11, 0, tzinfo=timezone(timedelta(hours=-3, minutes=-30))
-            ),
+            reservation_expires_at=datetime(2025, 11, 22, 11, 0, tzinfo=timezone(timedelta(hours=-3, minutes=-30))),
         ),
         order(
             items=[
@@ -291,14 +274,8 @@ def order(**overrides: Any) -> OrderCreated:
             ],
             total_amount=Decimal("0.01"),
         ),
-        order(
-            items=[
-                OrderItem(sku=f"SKU{i:04}", quantity=1, price=Decimal("0.10")) for i in range(200)
-            ]
-        ),
-        order(
-            occurred_at=datetime(2025, 3, 30, 1, 59, 59, 999999, tzinfo=ZoneInfo("Asia/Shanghai"))
-        ),
+        order(items=[OrderItem(sku=f"SKU{i:04}", quantity=1, price=Decimal("0.10")) for i in range(200)]),
+        order(occurred_at=datetime(2025, 3, 30, 1, 59, 59, 999999, tzinfo=ZoneInfo("Asia/Shanghai"))),
     ],
     ids=["seed-like", "max-lengths-optionals-set", "max-money", "200-lines", "zoneinfo"],
 )
@@ -513,9 +490,7 @@ def test_bytes_that_are_avro_but_break_the_contract_are_a_validation_error() -> 
 
 
 def test_encode_errors_are_typed() -> None:
-    too_big = InventoryChanged.model_construct(
-        **{**_inventory_changed().__dict__, "version": 2**63}
-    )
+    too_big = InventoryChanged.model_construct(**{**_inventory_changed().__dict__, "version": 2**63})
     with pytest.raises(WireEncodeError):
         encode(too_big)  # Avro long is 64-bit; Python int is not
     lone_surrogate = OrderCreated.model_construct(**{**order().__dict__, "order_no": "\ud800"})

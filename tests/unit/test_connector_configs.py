@@ -29,8 +29,7 @@ from streams.topics import Topics
 
 FILES = sorted(apply.CONNECTORS_DIR.glob("*.json"))
 SECRET_KEY = re.compile(r"(password|secret|credential|token|jaas|user(name)?$)", re.IGNORECASE)
-SECRET_REFERENCE = re.compile(
-    rf"^\$\{{file:{re.escape(local_connect.SECRETS_REFERENCE_PATH)}:[a-z][a-z0-9_.-]*\}}$")
+SECRET_REFERENCE = re.compile(rf"^\$\{{file:{re.escape(local_connect.SECRETS_REFERENCE_PATH)}:[a-z][a-z0-9_.-]*\}}$")
 # ${...} that belong to a connector, not to Connect (no provider: Connect leaves them alone),
 # and the only keys they may appear in.
 CONNECTOR_PLACEHOLDERS = {"routedByValue": {"transforms.outbox.route.topic.replacement"}}
@@ -49,13 +48,13 @@ def provided(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
     environment it starts the worker with."""
     path = local_connect.write_secrets(settings)
     assert path.stat().st_mode & 0o777 == 0o600
-    secrets = dict(line.split("=", 1) for line in path.read_text().splitlines()
-                   if line and not line.startswith("#"))
+    secrets = dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
     return secrets, local_connect.worker_env(settings)
 
 
 def resolve(config: dict[str, str], secrets: dict[str, str], env: dict[str, str]) -> dict[str, str]:
     """The config as the worker's ConfigTransformer resolves it (an unknown key: left as is)."""
+
     def value(m: re.Match[str]) -> str:
         provider, path, key = m.group(1), m.group(2) or "", m.group(3)
         if provider == "file" and path == local_connect.SECRETS_REFERENCE_PATH:
@@ -103,17 +102,16 @@ def test_no_literal_secrets_only_file_provider_references(path: Path) -> None:
     sensitive = {k: v for k, v in config.items() if SECRET_KEY.search(k)}
     assert sensitive, "a database connector has credentials"
     for key, value in sensitive.items():
-        assert SECRET_REFERENCE.match(value), \
+        assert SECRET_REFERENCE.match(value), (
             f"{key} must be ${{file:{local_connect.SECRETS_REFERENCE_PATH}:<key>}}, is {value!r}"
+        )
     for key, value in config.items():  # and the secrets file is for secrets only
         if not SECRET_KEY.search(key):
             assert "${file:" not in value, key
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-def test_only_provider_references_remain_and_the_local_stack_provides_each(
-    path: Path, local_stack: Settings
-) -> None:
+def test_only_provider_references_remain_and_the_local_stack_provides_each(path: Path, local_stack: Settings) -> None:
     """What Connect would not resolve reaches the connector literally: every ``${...}`` is a
     ``${file:...}`` or ``${env:...}`` reference to a key the local worker has, or a
     placeholder of the connector itself where that connector reads it."""
@@ -130,8 +128,9 @@ def test_only_provider_references_remain_and_the_local_stack_provides_each(
                 assert name in env, f"{key}: local_connect does not set {name}"
         rest = apply.PROVIDER_REFERENCE.sub("", value)
         for other in re.findall(r"\$\{([^}]*)\}", rest):
-            assert key in CONNECTOR_PLACEHOLDERS.get(other, set()), \
+            assert key in CONNECTOR_PLACEHOLDERS.get(other, set()), (
                 f"{key}: ${{{other}}} would reach the connector unresolved"
+            )
         assert "${" not in re.sub(r"\$\{[^}]*\}", "", rest), f"{key}: unbalanced ${{ in {value!r}"
     resolved = resolve(apply.load(path)["config"], secrets, env)
     for key, value in resolved.items():
@@ -139,13 +138,14 @@ def test_only_provider_references_remain_and_the_local_stack_provides_each(
 
 
 def test_the_local_worker_enables_both_providers_on_what_the_files_read(local_stack: Settings) -> None:
-    props = dict(line.split("=", 1) for line in local_connect.worker_properties(local_stack).splitlines()
-                 if line and not line.startswith("#"))
+    props = dict(
+        line.split("=", 1)
+        for line in local_connect.worker_properties(local_stack).splitlines()
+        if line and not line.startswith("#")
+    )
     assert props["config.providers"] == "file,env"
-    assert props["config.providers.file.class"] == \
-        "org.apache.kafka.common.config.provider.FileConfigProvider"
-    assert props["config.providers.env.class"] == \
-        "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
+    assert props["config.providers.file.class"] == "org.apache.kafka.common.config.provider.FileConfigProvider"
+    assert props["config.providers.env.class"] == "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
     # allowed.paths: absolute entries; the secrets file is under the first, the working directory.
     allowed = props["config.providers.file.param.allowed.paths"].split(",")
     assert allowed == ["/proc/self/cwd", str(local_connect.ConnectPaths.of(local_stack).root)]
@@ -163,7 +163,10 @@ def test_the_local_stack_resolves_the_files_to_its_databases_topics_and_registry
     port = local_stack.postgres_port
     source = resolve(docs()["oms-outbox-source"]["config"], secrets, env)
     assert (source["database.hostname"], source["database.port"], source["database.dbname"]) == (
-        "127.0.0.1", str(port), "oms")
+        "127.0.0.1",
+        str(port),
+        "oms",
+    )
     assert (source["database.user"], source["database.password"]) == (secrets["oms.user"], secrets["oms.password"])
     for name in ("erp-ledger-sink", "erp-positions-sink"):
         sink = resolve(docs()[name]["config"], secrets, env)
@@ -173,13 +176,22 @@ def test_the_local_stack_resolves_the_files_to_its_databases_topics_and_registry
 
 
 def test_render_overrides_only_the_env_references_it_is_given() -> None:
-    doc = {"name": "x", "config": {"connector.class": "C",
-                                   "p": "${file:/proc/self/cwd/secrets.properties:oms.password}",
-                                   "t": "${env:PIPELINE_TOPIC_PREFIX}oms.outbox.${routedByValue}",
-                                   "u": "jdbc:postgresql://${env:ERP_DB_HOST}:${env:ERP_DB_PORT}/${env:ERP_DB_NAME}"}}
+    doc = {
+        "name": "x",
+        "config": {
+            "connector.class": "C",
+            "p": "${file:/proc/self/cwd/secrets.properties:oms.password}",
+            "t": "${env:PIPELINE_TOPIC_PREFIX}oms.outbox.${routedByValue}",
+            "u": "jdbc:postgresql://${env:ERP_DB_HOST}:${env:ERP_DB_PORT}/${env:ERP_DB_NAME}",
+        },
+    }
     out = apply.render(doc, {"PIPELINE_TOPIC_PREFIX": "t1.", "ERP_DB_NAME": "erp_t1"})
-    assert out["config"] == {"connector.class": "C", "p": doc["config"]["p"], "t": "t1.oms.outbox.${routedByValue}",
-                             "u": "jdbc:postgresql://${env:ERP_DB_HOST}:${env:ERP_DB_PORT}/erp_t1"}
+    assert out["config"] == {
+        "connector.class": "C",
+        "p": doc["config"]["p"],
+        "t": "t1.oms.outbox.${routedByValue}",
+        "u": "jdbc:postgresql://${env:ERP_DB_HOST}:${env:ERP_DB_PORT}/erp_t1",
+    }
     assert doc["config"]["t"] == "${env:PIPELINE_TOPIC_PREFIX}oms.outbox.${routedByValue}"  # input untouched
     assert apply.render(doc, {}) == doc  # no overrides: the file as it is
 
@@ -190,14 +202,17 @@ def test_variables_for_is_what_a_deployment_changes_on_the_local_worker(local_st
     assert local_connect.variables_for(other, worker=local_stack) == {"PIPELINE_TOPIC_PREFIX": "connectors-demo."}
 
 
-@pytest.mark.parametrize("bad", [
-    {"name": "x"},
-    {"name": "x", "config": {"connector.class": "C"}, "extra": 1},
-    {"name": "x", "config": {"connector.class": "C", "tasks.max": 1}},
-    {"name": "x", "config": {"tasks.max": "1"}},
-    {"name": "x y", "config": {"connector.class": "C"}},
-    {"name": "x", "config": {"connector.class": "C", "name": "y"}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": "x"},
+        {"name": "x", "config": {"connector.class": "C"}, "extra": 1},
+        {"name": "x", "config": {"connector.class": "C", "tasks.max": 1}},
+        {"name": "x", "config": {"tasks.max": "1"}},
+        {"name": "x y", "config": {"connector.class": "C"}},
+        {"name": "x", "config": {"connector.class": "C", "name": "y"}},
+    ],
+)
 def test_shapes_connect_would_not_take_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(apply.ApplyError):
         apply.check_shape(bad)
@@ -224,18 +239,20 @@ def test_the_outbox_topic_is_the_one_the_pipeline_is_told_to_read(local_stack: S
     assert routed == "t9.oms.outbox.order"
 
 
-@pytest.mark.parametrize(("name", "record", "table", "key"), [
-    ("erp-ledger-sink", InventoryLedgerEntry, "inventory_ledger", ["entry_id"]),
-    ("erp-positions-sink", InventoryChanged, "inventory_positions", ["sku", "warehouse_code"]),
-])
+@pytest.mark.parametrize(
+    ("name", "record", "table", "key"),
+    [
+        ("erp-ledger-sink", InventoryLedgerEntry, "inventory_ledger", ["entry_id"]),
+        ("erp-positions-sink", InventoryChanged, "inventory_positions", ["sku", "warehouse_code"]),
+    ],
+)
 def test_each_sink_writes_every_field_of_its_record_into_a_column_of_its_table(
     name: str, record: type, table: str, key: list[str], local_stack: Settings
 ) -> None:
     secrets, env = provided(local_stack)
     config = resolve(docs()[name]["config"], secrets, {**env, "PIPELINE_TOPIC_PREFIX": "p."})
     topics = Topics(Settings(topic_prefix="p."))
-    assert config["topics"] == (topics.inventory_ledger if record is InventoryLedgerEntry
-                                else topics.inventory_changes)
+    assert config["topics"] == (topics.inventory_ledger if record is InventoryLedgerEntry else topics.inventory_changes)
     assert config["collection.name.format"] == table
     fields = {snake(info.alias or n) for n, info in record.model_fields.items()}
     assert fields == table_columns(ERP_SCHEMA, table)
@@ -286,8 +303,7 @@ class FakeConnect(BaseHTTPRequestHandler):
         task = {"id": 0, "state": state, "worker_id": "w:8083"}
         if state == "FAILED":
             task["trace"] = "org.apache.kafka.connect.errors.ConnectException: boom\n\tat x.y(Z.java:1)"
-        self._send(200, {"name": name, "connector": {"state": "RUNNING", "worker_id": "w:8083"},
-                         "tasks": [task]})
+        self._send(200, {"name": name, "connector": {"state": "RUNNING", "worker_id": "w:8083"}, "tasks": [task]})
 
 
 @pytest.fixture
@@ -334,5 +350,4 @@ def test_the_command_exits_non_zero_when_one_failed(connect_url: str, tmp_path: 
         (tmp_path / f"{name}.json").write_text(json.dumps(_doc(name)))
     FakeConnect.states["ko"] = "FAILED"
     assert apply.main(["--connect-url", connect_url, str(tmp_path / "ok.json")]) == 0
-    assert apply.main(["--connect-url", connect_url, str(tmp_path / "ok.json"),
-                       str(tmp_path / "ko.json")]) == 1
+    assert apply.main(["--connect-url", connect_url, str(tmp_path / "ok.json"), str(tmp_path / "ko.json")]) == 1

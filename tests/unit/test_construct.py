@@ -4,7 +4,7 @@ dataclasses.replace make (tables/construct.py)."""
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -24,35 +24,129 @@ from schemas.outputs import (
 from tables.construct import construct, evolve
 from tables.state import InboundExpectation, Order, OrderLine, Position, Reservation, SkuStock
 
-NOW = datetime(2025, 11, 22, 10, 0, tzinfo=timezone.utc)
-LINE = {"sku": "S", "quantity": 2, "warehouse_code": "WH1", "reserved_qty": 2, "presold_qty": 0,
-        "shipped_qty": 0, "delivered_qty": 0, "returned_qty": 0, "short_qty": 0, "splits": []}
+NOW = datetime(2025, 11, 22, 10, 0, tzinfo=UTC)
+LINE = {
+    "sku": "S",
+    "quantity": 2,
+    "warehouse_code": "WH1",
+    "reserved_qty": 2,
+    "presold_qty": 0,
+    "shipped_qty": 0,
+    "delivered_qty": 0,
+    "returned_qty": 0,
+    "short_qty": 0,
+    "splits": [],
+}
 CAUSE = {"cause_event_type": "OrderCreated", "cause_event_id": "e1", "occurred_at": NOW}
 SAMPLES: list[tuple[type[BaseModel], dict[str, Any]]] = [
-    (InventoryChanged, {"sku": "S", "warehouse_code": "WH1", "available_qty": 1, "reserved_qty": 2,
-                        "in_transit_qty": 3, "total_qty": 6, "event_id": "S|WH1|v1", "on_hand_qty": 3,
-                        "presold_qty": 0, "outbound_qty": 0, "damaged_qty": 0, "version": 1, **CAUSE, "updated_at": NOW}),
-    (InventoryLedgerEntry, {"entry_id": "x", "sku": "S", "warehouse_code": "WH1", "bucket": "ON_HAND",
-                            "movement_type": "SHIPPED", "quantity": -1, "document_type": "SHIPMENT",
-                            "document_no": "SHP1", "cause_event_id": "e1", "occurred_at": NOW}),
-    (InventoryAlert, {"alert_id": "a", "alert_type": "SHORTAGE", "sku": "S", "warehouse_code": "WH1",
-                      "order_no": None, "quantity": 2, "orders_at_risk": ["O1"], "message": "m", **CAUSE}),
-    (ReservationUpdated, {"result_id": "r", "order_no": "O1", "sku": "S", "status": "RESERVED",
-                          "warehouse_code": "WH1", "reserved_qty": 2, "presold_qty": 0, "short_qty": 0,
-                          "best_available_qty": 0, **CAUSE,
-                          "splits": [WarehouseAllocation.model_construct(warehouse_code="WH2", reserved_qty=1)], "seq": 3}),
-    (ReserveStock, {"command_id": "c", "sku": "S", "order_no": "O1", "order_type": "NORMAL", "quantity": 2,
-                    "warehouse_code": None, **CAUSE}),
+    (
+        InventoryChanged,
+        {
+            "sku": "S",
+            "warehouse_code": "WH1",
+            "available_qty": 1,
+            "reserved_qty": 2,
+            "in_transit_qty": 3,
+            "total_qty": 6,
+            "event_id": "S|WH1|v1",
+            "on_hand_qty": 3,
+            "presold_qty": 0,
+            "outbound_qty": 0,
+            "damaged_qty": 0,
+            "version": 1,
+            **CAUSE,
+            "updated_at": NOW,
+        },
+    ),
+    (
+        InventoryLedgerEntry,
+        {
+            "entry_id": "x",
+            "sku": "S",
+            "warehouse_code": "WH1",
+            "bucket": "ON_HAND",
+            "movement_type": "SHIPPED",
+            "quantity": -1,
+            "document_type": "SHIPMENT",
+            "document_no": "SHP1",
+            "cause_event_id": "e1",
+            "occurred_at": NOW,
+        },
+    ),
+    (
+        InventoryAlert,
+        {
+            "alert_id": "a",
+            "alert_type": "SHORTAGE",
+            "sku": "S",
+            "warehouse_code": "WH1",
+            "order_no": None,
+            "quantity": 2,
+            "orders_at_risk": ["O1"],
+            "message": "m",
+            **CAUSE,
+        },
+    ),
+    (
+        ReservationUpdated,
+        {
+            "result_id": "r",
+            "order_no": "O1",
+            "sku": "S",
+            "status": "RESERVED",
+            "warehouse_code": "WH1",
+            "reserved_qty": 2,
+            "presold_qty": 0,
+            "short_qty": 0,
+            "best_available_qty": 0,
+            **CAUSE,
+            "splits": [WarehouseAllocation.model_construct(warehouse_code="WH2", reserved_qty=1)],
+            "seq": 3,
+        },
+    ),
+    (
+        ReserveStock,
+        {
+            "command_id": "c",
+            "sku": "S",
+            "order_no": "O1",
+            "order_type": "NORMAL",
+            "quantity": 2,
+            "warehouse_code": None,
+            **CAUSE,
+        },
+    ),
     (ReleaseStock, {"command_id": "c", "sku": "S", "order_no": "O1", "reserve_command_id": None, **CAUSE}),
     (StockLine, {"sku": "S", "quantity": 2}),
     (Consignee, {"name": "n", "phone": "123", "address": "a"}),
     (OrderLineAllocation, LINE),
-    (OrderStatusChanged, {"event_id": "O1|v1", "order_no": "O1", "status": "PENDING", "previous_status": None,
-                          "reason": "", "lines": [OrderLineAllocation.model_construct(**LINE)], "version": 1,
-                          **CAUSE}),
-    (OutboundInstruction, {"event_id": "e", "instruction_no": "O1-WH1", "order_no": "O1", "warehouse_code": "WH1",
-                           "order_type": "NORMAL", "consignee": Consignee.model_construct(name="n", phone="1", address="a"),
-                           "time_requirement": "STANDARD", "lines": [], "occurred_at": NOW}),
+    (
+        OrderStatusChanged,
+        {
+            "event_id": "O1|v1",
+            "order_no": "O1",
+            "status": "PENDING",
+            "previous_status": None,
+            "reason": "",
+            "lines": [OrderLineAllocation.model_construct(**LINE)],
+            "version": 1,
+            **CAUSE,
+        },
+    ),
+    (
+        OutboundInstruction,
+        {
+            "event_id": "e",
+            "instruction_no": "O1-WH1",
+            "order_no": "O1",
+            "warehouse_code": "WH1",
+            "order_type": "NORMAL",
+            "consignee": Consignee.model_construct(name="n", phone="1", address="a"),
+            "time_requirement": "STANDARD",
+            "lines": [],
+            "occurred_at": NOW,
+        },
+    ),
 ]
 
 

@@ -142,9 +142,7 @@ def test_the_valid_payloads_are_valid(model: type[BaseModel]) -> None:
     model.model_validate(VALID[model])
 
 
-@pytest.mark.parametrize(
-    ("model", "change", "loc", "kind"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
+@pytest.mark.parametrize(("model", "change", "loc", "kind"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_names_the_field(
     model: type[BaseModel],
     change: Callable[[dict[str, Any]], None],
@@ -181,6 +179,8 @@ CROSS_FIELD = [
         "toWarehouseCode must differ from fromWarehouseCode",
     ),
 ]
+
+
 @pytest.mark.parametrize(
     ("model", "change", "loc", "message"),
     [c[1:] for c in CROSS_FIELD],

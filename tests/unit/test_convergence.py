@@ -29,8 +29,12 @@ M = MovementType
 def quantities(p: Position | None) -> dict[str, int]:
     assert p is not None
     return {
-        "on_hand": p.on_hand_qty, "reserved": p.reserved_qty, "in_transit": p.in_transit_qty,
-        "outbound": p.outbound_qty, "damaged": p.damaged_qty, "delivered": p.delivered_qty,
+        "on_hand": p.on_hand_qty,
+        "reserved": p.reserved_qty,
+        "in_transit": p.in_transit_qty,
+        "outbound": p.outbound_qty,
+        "damaged": p.damaged_qty,
+        "delivered": p.delivered_qty,
     }
 
 
@@ -92,7 +96,8 @@ def test_a_negative_adjustment_read_before_the_receipt_commutes_with_it() -> Non
     ends = both_orders(
         [f.goods_received("RCV-1", "WH1", [("SKU1", 4, 0)])],
         [f.stock_adjusted("ADJ-1", "WH1", "SKU1", -6, "DAMAGE")],
-        "SKU1", "WH1",
+        "SKU1",
+        "WH1",
     )
     assert (ends["WH1"]["on_hand"], ends["WH1"]["damaged"]) == (-2, 6)
 
@@ -117,7 +122,12 @@ def test_a_failed_parcel_received_back_short_before_the_failure_is_read_leaves_n
     center.deliver_next("stock-movements")  # the parcel is received back first
     center.drain()
     assert quantities(center.position("SKU1", "WH1")) == {
-        "on_hand": 9, "reserved": 0, "in_transit": 0, "outbound": 0, "damaged": 0, "delivered": 0,
+        "on_hand": 9,
+        "reserved": 0,
+        "in_transit": 0,
+        "outbound": 0,
+        "damaged": 0,
+        "delivered": 0,
     }
 
 
@@ -155,8 +165,10 @@ def test_physical_movements_end_at_the_same_positions_in_any_order(seed: int, mo
     permutation of the same events ends at the same positions."""
     rng = random.Random(seed)
     f = EventFactory()
-    events: list[Event] = [f.goods_received("OPEN-1", "WH1", [("SKU1", 20, 0)]),
-                           f.goods_received("OPEN-2", "WH2", [("SKU1", 20, 0)])]
+    events: list[Event] = [
+        f.goods_received("OPEN-1", "WH1", [("SKU1", 20, 0)]),
+        f.goods_received("OPEN-2", "WH2", [("SKU1", 20, 0)]),
+    ]
     opening = len(events)
     for n in range(moves):
         wh, other = rng.sample(["WH1", "WH2"], 2)
@@ -164,8 +176,15 @@ def test_physical_movements_end_at_the_same_positions_in_any_order(seed: int, mo
         qty = rng.randint(1, 8)
         if kind == "asn":
             events.append(f.inbound_announced(f"ASN-{n}", wh, [("SKU1", qty)]))
-            events.append(f.goods_received(f"RCV-{n}", wh, [("SKU1", max(1, qty - rng.randint(0, 2)), rng.randint(0, 1))],
-                                           asn_no=f"ASN-{n}", closes_asn=rng.random() < 0.7))
+            events.append(
+                f.goods_received(
+                    f"RCV-{n}",
+                    wh,
+                    [("SKU1", max(1, qty - rng.randint(0, 2)), rng.randint(0, 1))],
+                    asn_no=f"ASN-{n}",
+                    closes_asn=rng.random() < 0.7,
+                )
+            )
         elif kind == "receipt":
             events.append(f.goods_received(f"RCV-{n}", wh, [("SKU1", qty, rng.randint(0, 2))]))
         elif kind == "adjust":
@@ -184,8 +203,19 @@ def test_physical_movements_end_at_the_same_positions_in_any_order(seed: int, mo
     for order in (rest, shuffled):
         center = InventoryCenter()
         center.submit_all(events[:opening] + order)
-        ends.append({wh: replace(center.position("SKU1", wh), version=0, updated_at=None, movement_log=b"",
-                                 history_since=None, counted_at=None) for wh in ("WH1", "WH2")})
+        ends.append(
+            {
+                wh: replace(
+                    center.position("SKU1", wh),
+                    version=0,
+                    updated_at=None,
+                    movement_log=b"",
+                    history_since=None,
+                    counted_at=None,
+                )
+                for wh in ("WH1", "WH2")
+            }
+        )
     assert {wh: quantities(p) for wh, p in ends[0].items()} == {wh: quantities(p) for wh, p in ends[1].items()}
     assert ends[0] == ends[1]
 
@@ -357,8 +387,11 @@ def short_presale_orders() -> tuple[InventoryCenter, EventFactory]:
 def notices(center: InventoryCenter, order_no: str) -> list[str]:
     from schemas.outputs import OrderStatusChanged
 
-    return [e.reason for e in center.outputs
-            if isinstance(e, OrderStatusChanged) and e.order_no == order_no and e.status == e.previous_status]
+    return [
+        e.reason
+        for e in center.outputs
+        if isinstance(e, OrderStatusChanged) and e.order_no == order_no and e.status == e.previous_status
+    ]
 
 
 def test_orders_left_short_are_served_first_ordered_first_served_from_the_next_units() -> None:

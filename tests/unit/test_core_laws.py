@@ -205,12 +205,10 @@ class CoreLaws(RuleBasedStateMachine):
             return
         for key, now in self.availability().items():
             was = before.get(key, 0)
-            assert not (now < 0 and now < was), (
-                f"{event.event_type} lowered availableQty of {key} from {was} to {now}"
-            )
+            assert not (now < 0 and now < was), f"{event.event_type} lowered availableQty of {key} from {was} to {now}"
 
     def fold_outputs(self) -> None:
-        for out in self.center.outputs[self.outputs_seen:]:
+        for out in self.center.outputs[self.outputs_seen :]:
             # Shown by --hypothesis-show-statistics: evidence that the runs reach deep states.
             if isinstance(out, InventoryAlert):
                 note_event(f"alert {out.alert_type}")
@@ -295,7 +293,9 @@ class CoreLaws(RuleBasedStateMachine):
             self.announce_inbound(wh, [(s, q)], "PURCHASE")
 
     order_items = st.lists(
-        st.tuples(sku, st.integers(1, 6), st.none() | st.none() | warehouse), min_size=1, max_size=3,
+        st.tuples(sku, st.integers(1, 6), st.none() | st.none() | warehouse),
+        min_size=1,
+        max_size=3,
         unique_by=lambda item: item[0],
     )
 
@@ -334,8 +334,11 @@ class CoreLaws(RuleBasedStateMachine):
         self.place_order(order_type, items, None, expires_in)
 
     def place_order(
-        self, order_type: str, items: list[tuple[str, int, str | None]],
-        order_warehouse: str | None, expires_in: timedelta | None,
+        self,
+        order_type: str,
+        items: list[tuple[str, int, str | None]],
+        order_warehouse: str | None,
+        expires_in: timedelta | None,
     ) -> None:
         order_no = self.next_no("O")
         event = self.f.order_created(order_no, items, order_type, order_warehouse, expires_in)
@@ -384,8 +387,11 @@ class CoreLaws(RuleBasedStateMachine):
         assert isinstance(event, OrderCreated)
         self.created[order_no] = event
         self.submit(event)
-        held = {k[0]: r.total_reserved_qty + r.presold_qty
-                for k, r in self.center.tables.reservations_by_key.items() if k[1] == order_no}
+        held = {
+            k[0]: r.total_reserved_qty + r.presold_qty
+            for k, r in self.center.tables.reservations_by_key.items()
+            if k[1] == order_no
+        }
         assert all(sku not in shipped for sku in held), held
         assert held in ({}, {extra[0]: extra[1]} if extra is not None else {}), (held, extra)
 
@@ -522,20 +528,21 @@ class CoreLaws(RuleBasedStateMachine):
         wh=warehouse,
         lines=st.lists(
             st.tuples(sku, st.integers(0, 10), st.integers(0, 3)).filter(lambda x: x[1] + x[2] > 0),
-            min_size=1, max_size=3, unique_by=lambda x: x[0],
+            min_size=1,
+            max_size=3,
+            unique_by=lambda x: x[0],
         ),
         closes=st.booleans(),
     )
-    def receive_goods(
-        self, data: st.DataObject, wh: str, lines: list[tuple[str, int, int]], closes: bool
-    ) -> None:
+    def receive_goods(self, data: st.DataObject, wh: str, lines: list[tuple[str, int, int]], closes: bool) -> None:
         """Against an ASN, a transfer, a failed shipment, or blind; short, over or damaged."""
         documents = [None, *self.asns, *(t[0] for t in self.transfers)]
         document = data.draw(st.sampled_from(documents))
         self.submit(self.f.goods_received(self.next_no("RCV"), wh, lines, document, closes))
 
     @rule(
-        wh=warehouse, s=sku,
+        wh=warehouse,
+        s=sku,
         delta=st.integers(-10, 10).filter(bool),
         reason=st.sampled_from(["CYCLE_COUNT", "DAMAGE", "LOSS", "FOUND"]),
     )
@@ -580,7 +587,9 @@ class CoreLaws(RuleBasedStateMachine):
 
     received_lines = st.lists(
         st.tuples(sku, st.integers(0, 6), st.integers(0, 2)).filter(lambda x: x[1] + x[2] > 0),
-        min_size=1, max_size=2, unique_by=lambda x: x[0],
+        min_size=1,
+        max_size=2,
+        unique_by=lambda x: x[0],
     )
     announced_lines = st.lists(st.tuples(sku, qty), min_size=1, max_size=2, unique_by=lambda x: x[0])
 
@@ -680,13 +689,21 @@ class CoreLaws(RuleBasedStateMachine):
             for p in stock.positions:
                 key = (s, p.warehouse_code)
                 # onHandQty may be negative: units that left before their receipt was read.
-                for name in ("reserved_qty", "in_transit_qty", "presold_qty",
-                             "outbound_qty", "damaged_qty", "delivered_qty"):
+                for name in (
+                    "reserved_qty",
+                    "in_transit_qty",
+                    "presold_qty",
+                    "outbound_qty",
+                    "damaged_qty",
+                    "delivered_qty",
+                ):
                     assert getattr(p, name) >= 0, f"{key} {name} = {getattr(p, name)}: {p}"
                 assert p.total_qty == p.available_qty + p.reserved_qty + p.in_transit_qty
                 assert p.total_qty == p.on_hand_qty + p.in_transit_qty
                 assert p.presold_qty <= p.in_transit_qty, f"{key} presold > inTransit: {p}"
-                assert p.reserved_qty == reserved[key], f"{key} reservedQty {p.reserved_qty} != open lines {reserved[key]}"
+                assert p.reserved_qty == reserved[key], (
+                    f"{key} reservedQty {p.reserved_qty} != open lines {reserved[key]}"
+                )
                 assert p.presold_qty == presold[key], f"{key} presoldQty {p.presold_qty} != open lines {presold[key]}"
                 assert p.short_qty == short[key], f"{key} short {p.short_qty} != open lines {short[key]}"
                 # Units a short line waits for are never left available.
@@ -705,10 +722,25 @@ class CoreLaws(RuleBasedStateMachine):
             for p in stock.positions:
                 last = self.last_changed.get((s, p.warehouse_code))
                 assert last is not None and last.version == p.version, (s, p, last)
-                assert (last.on_hand_qty, last.reserved_qty, last.available_qty, last.in_transit_qty,
-                        last.presold_qty, last.outbound_qty, last.damaged_qty, last.total_qty) == (
-                    p.on_hand_qty, p.reserved_qty, p.available_qty, p.in_transit_qty,
-                    p.presold_qty, p.outbound_qty, p.damaged_qty, p.total_qty), (last, p)
+                assert (
+                    last.on_hand_qty,
+                    last.reserved_qty,
+                    last.available_qty,
+                    last.in_transit_qty,
+                    last.presold_qty,
+                    last.outbound_qty,
+                    last.damaged_qty,
+                    last.total_qty,
+                ) == (
+                    p.on_hand_qty,
+                    p.reserved_qty,
+                    p.available_qty,
+                    p.in_transit_qty,
+                    p.presold_qty,
+                    p.outbound_qty,
+                    p.damaged_qty,
+                    p.total_qty,
+                ), (last, p)
 
     @invariant()
     def ledger_is_complete(self) -> None:
@@ -783,7 +815,11 @@ class CoreLaws(RuleBasedStateMachine):
                     assert (line.reserved_qty, line.presold_qty) == (0, 0), (order.order_no, line)
                 else:
                     assert (r.warehouse_code, r.total_reserved_qty, r.presold_qty, r.short_qty, r.splits) == (
-                        line.warehouse_code, line.reserved_qty, line.presold_qty, line.short_qty, line.splits
+                        line.warehouse_code,
+                        line.reserved_qty,
+                        line.presold_qty,
+                        line.short_qty,
+                        line.splits,
                     ), f"order {order.order_no} line {line} disagrees with reservation {r}"
         orphans = [k for k in t.reservations_by_key if k not in holders]
         assert not orphans, f"reservations no order line holds: {orphans}"

@@ -17,10 +17,14 @@ from streams.dead_letters import KEY_LIMIT, dead_letter_key, dead_letter_of
 AT = datetime(2026, 12, 7, tzinfo=UTC)
 
 
-@given(key=st.one_of(st.none(), st.binary(max_size=3000)), value=st.one_of(st.none(), st.binary(max_size=5000)),
-       excerpt=st.integers(0, 2048))
-def test_a_dead_letter_is_bounded_and_points_at_its_record(key: bytes | None, value: bytes | None,
-                                                          excerpt: int) -> None:
+@given(
+    key=st.one_of(st.none(), st.binary(max_size=3000)),
+    value=st.one_of(st.none(), st.binary(max_size=5000)),
+    excerpt=st.integers(0, 2048),
+)
+def test_a_dead_letter_is_bounded_and_points_at_its_record(
+    key: bytes | None, value: bytes | None, excerpt: int
+) -> None:
     letter = dead_letter_of("orders", 3, 42, key, value, "DECODE", "e" * 10_000, AT, excerpt)
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("orders", 3, 42)
     assert len(letter.error) <= 4096
@@ -30,7 +34,9 @@ def test_a_dead_letter_is_bounded_and_points_at_its_record(key: bytes | None, va
         assert letter.payload == value[:excerpt] and letter.payload_size == len(value)
         assert letter.payload_sha256 == hashlib.sha256(value).hexdigest()
     assert letter.key == (None if key is None else key[:excerpt])
-    assert letter.truncated == ((key is not None and len(key) > excerpt) or (value is not None and len(value) > excerpt))
+    assert letter.truncated == (
+        (key is not None and len(key) > excerpt) or (value is not None and len(value) > excerpt)
+    )
     assert decode(encode(letter)) == letter  # it encodes under its contract
     k = dead_letter_key(key)
     assert k is None or len(k) <= KEY_LIMIT

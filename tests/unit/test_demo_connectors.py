@@ -24,8 +24,10 @@ from tables.center import InventoryCenter
 
 def _outbox(event_type: str, payload: dict[str, object]) -> object:
     """What the bridge makes of the row the demo inserts (Debezium's value and headers)."""
-    return event_from_outbox(json.dumps(payload, ensure_ascii=False).encode(),
-                             [("eventType", event_type.encode()), ("id", b"5f0c6f4e-8a47-4a3c-9d1e-2b7c1e0a9f11")])
+    return event_from_outbox(
+        json.dumps(payload, ensure_ascii=False).encode(),
+        [("eventType", event_type.encode()), ("id", b"5f0c6f4e-8a47-4a3c-9d1e-2b7c1e0a9f11")],
+    )
 
 
 def test_the_webhook_bodies_are_accepted_by_their_routes() -> None:
@@ -47,8 +49,12 @@ def test_the_day_ends_as_the_demo_tells_it() -> None:
     center.submit_all(_outbox("OrderCreated", payload) for payload in demo.ORDERS)  # type: ignore[misc]
     shipped = center.order(demo.SHIPPED)
     assert shipped is not None
-    view = {"orderNo": shipped.order_no, "lines": [
-        {"sku": line.sku, "quantity": line.quantity, "warehouseCode": line.warehouse_code} for line in shipped.lines]}
+    view = {
+        "orderNo": shipped.order_no,
+        "lines": [
+            {"sku": line.sku, "quantity": line.quantity, "warehouseCode": line.warehouse_code} for line in shipped.lines
+        ],
+    }
     parcel = demo.shipment_of(view)
     assert len(parse_body(json.dumps([parcel]).encode(), SourceSystem.WMS)) == 1  # type: ignore[arg-type]
     center.submit(parse_event(parcel))
@@ -56,8 +62,12 @@ def test_the_day_ends_as_the_demo_tells_it() -> None:
     center.submit(_outbox("OrderCancelled", demo.CANCELLATION))  # type: ignore[arg-type]
 
     statuses = {no: center.order(no).status for no in demo.ORDER_NOS}  # type: ignore[union-attr]
-    assert list(statuses.values()) == [OrderStatus.DELIVERED, OrderStatus.OUTBOUND_REQUESTED,
-                                       OrderStatus.CANCELLED, OrderStatus.REJECTED]
+    assert list(statuses.values()) == [
+        OrderStatus.DELIVERED,
+        OrderStatus.OUTBOUND_REQUESTED,
+        OrderStatus.CANCELLED,
+        OrderStatus.REJECTED,
+    ]
 
 
 def test_its_deployment_is_apart_from_the_plain_demo_and_matches_the_outbox_route(tmp_path: Path) -> None:
@@ -65,11 +75,15 @@ def test_its_deployment_is_apart_from_the_plain_demo_and_matches_the_outbox_rout
     settings = demo.deployment(base, "http://127.0.0.1:8081/apis/ccompat/v7", SecretStr("t"))
     assert settings.topic_prefix != base.topic_prefix and settings.app_id != base.app_id
     assert settings.web_port != base.web_port and settings.data_dir != base.data_dir
-    source = apply.render(apply.load(apply.CONNECTORS_DIR / f"{demo.SOURCE}.json"), local_connect.variables_for(settings))
+    source = apply.render(
+        apply.load(apply.CONNECTORS_DIR / f"{demo.SOURCE}.json"), local_connect.variables_for(settings)
+    )
     route = source["config"]["transforms.outbox.route.topic.replacement"]
     assert route.replace("${routedByValue}", demo.OUTBOX_AGGREGATE) == settings.outbox_topics[0]
-    sinks = [apply.render(apply.load(apply.CONNECTORS_DIR / f"{name}.json"), local_connect.variables_for(settings))
-             for name in demo.SINKS]
+    sinks = [
+        apply.render(apply.load(apply.CONNECTORS_DIR / f"{name}.json"), local_connect.variables_for(settings))
+        for name in demo.SINKS
+    ]
     assert all(s["config"]["topics"].startswith(settings.topic_prefix) for s in sinks)
 
 

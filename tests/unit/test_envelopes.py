@@ -57,7 +57,7 @@ def test_internal_messages_go_in_one_envelope_per_destination_partition_in_order
 
     envelopes = [r for r in records if r.topic == "stock-commands"]
     assert len(envelopes) == len({partition_for(k, 4) for k in keys})
-    assert [r.topic for r in records[len(envelopes):]] == ["order-status"]  # outputs: one record each
+    assert [r.topic for r in records[len(envelopes) :]] == ["order-status"]  # outputs: one record each
     for r in envelopes:
         envelope: Envelope = decode(r.value, validate=True)
         assert (envelope.source, envelope.seq, r.key) == ("orders|3", 17, b"orders|3")

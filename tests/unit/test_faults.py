@@ -104,11 +104,19 @@ def test_unset_nothing_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_armed_process_dies_by_sigkill_with_one_line() -> None:
-    script = ("from streams import faults\nfor n in range(5):\n    print(n, flush=True)\n"
-              "    for table in faults.TABLES:\n        faults.committed(table, [], None, applied_envelope=True)\n"
-              "    faults.flushed()\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
-                          env={**os.environ, "INVENTORY_KILL_AT": "flushed@3"}, timeout=60)
+    script = (
+        "from streams import faults\nfor n in range(5):\n    print(n, flush=True)\n"
+        "    for table in faults.TABLES:\n        faults.committed(table, [], None, applied_envelope=True)\n"
+        "    faults.flushed()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "INVENTORY_KILL_AT": "flushed@3"},
+        timeout=60,
+    )
     assert done.returncode == -signal.SIGKILL
     assert done.stdout.split() == ["0", "1", "2"]
     assert "INVENTORY_KILL_AT: killed at flushed #3" in done.stderr

@@ -63,41 +63,50 @@ def _scanned_files() -> list[Path]:
 def test_no_module_but_faust_private_touches_faust_internals() -> None:
     files = _scanned_files()
     assert len(files) > 40  # the scan sees the code base
-    uses = [f"{p.relative_to(ROOT)}:{line}: {what}"
-            for p in files for line, what in private_uses(p.read_text(encoding="utf-8"))]
+    uses = [
+        f"{p.relative_to(ROOT)}:{line}: {what}"
+        for p in files
+        for line, what in private_uses(p.read_text(encoding="utf-8"))
+    ]
     assert not uses, "use streams/faust_private.py (add an accessor there):\n" + "\n".join(uses)
 
 
-@pytest.mark.parametrize("snippet", [
-    "table.data._db_for_partition(0)",
-    "app.consumer._committed_offset.get(tp)",
-    "getattr(consumer, '_buffered_partitions', ())",
-    "app.consumer_generation_id",
-    "event.message.generation_id",
-    "app.assignor.assigned_actives()",
-    "table.data.set_persisted_offset(tp, 1)",
-    "table.send_changelog = send",
-    "app.tables.recovery.completed.is_set()",
-    "db.get(b'__faust\\x00offset__')",
-    "data_dir.glob('v*/tables/*-*.db')",
-    "from faust.transport.consumer import Consumer",
-    "import faust.stores.rocksdb",
-    "from mode.utils.locks import Event",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "table.data._db_for_partition(0)",
+        "app.consumer._committed_offset.get(tp)",
+        "getattr(consumer, '_buffered_partitions', ())",
+        "app.consumer_generation_id",
+        "event.message.generation_id",
+        "app.assignor.assigned_actives()",
+        "table.data.set_persisted_offset(tp, 1)",
+        "table.send_changelog = send",
+        "app.tables.recovery.completed.is_set()",
+        "db.get(b'__faust\\x00offset__')",
+        "data_dir.glob('v*/tables/*-*.db')",
+        "from faust.transport.consumer import Consumer",
+        "import faust.stores.rocksdb",
+        "from mode.utils.locks import Event",
+    ],
+)
 def test_the_scan_finds_each_kind_of_private_use(snippet: str) -> None:
     assert private_uses(snippet)
 
 
-@pytest.mark.parametrize("snippet", [
-    "self._thread = None",  # our own classes' attributes
-    "self._acked[tp] = 1",
-    "from faust.types import TP",
-    "from faust.web import View",
-    "import faust",
-    "app.consumer.highwater(tp)",
-    "'recovery took %s'",
-    "faust_private.assigned_actives(app)",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "self._thread = None",  # our own classes' attributes
+        "self._acked[tp] = 1",
+        "from faust.types import TP",
+        "from faust.web import View",
+        "import faust",
+        "app.consumer.highwater(tp)",
+        "'recovery took %s'",
+        "faust_private.assigned_actives(app)",
+    ],
+)
 def test_the_scan_lets_public_names_and_our_own_attributes_pass(snippet: str) -> None:
     assert private_uses(snippet) == []
 
@@ -116,8 +125,11 @@ def _pins() -> set[str]:
     lock = (ROOT / "requirements.lock").read_text(encoding="utf-8")
     locked = re.findall(r"^faust-streaming==(\S+)$", lock, flags=re.M)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    pinned = [re.sub(r"^faust-streaming(\[[^]]*\])?==", "", d) for d in project["dependencies"]
-              if d.startswith("faust-streaming")]
+    pinned = [
+        re.sub(r"^faust-streaming(\[[^]]*\])?==", "", d)
+        for d in project["dependencies"]
+        if d.startswith("faust-streaming")
+    ]
     return {*locked, *pinned}
 
 
@@ -160,7 +172,8 @@ def test_a_changed_or_missing_private_function_is_refused(monkeypatch: pytest.Mo
     missing = ("faust.transport.consumer", "Consumer", "_gone", ("self",))
     gone_module = ("faust.transport.gone", None, "f", ())
     problems = faust_private.private_code_problems(
-        code=[changed, missing, gone_module], attributes=[("faust.transport.consumer", "Consumer", ("_gone_too",))])
+        code=[changed, missing, gone_module], attributes=[("faust.transport.consumer", "Consumer", ("_gone_too",))]
+    )
     assert problems == [
         "faust.transport.consumer.Consumer._new_offset takes (self, tp), not (self, tp, extra)",
         "faust.transport.consumer.Consumer._gone is missing (AttributeError)",

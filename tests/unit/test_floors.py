@@ -26,23 +26,67 @@ FLOORS: dict[int, tuple[str, ...]] = {
     0: ("config",),
     1: ("schemas",),
     2: ("tables",),
-    3: ("streams", "streams.kafka_config", "streams.topics", "streams.wire", "streams.envelopes",
-        "streams.record_sink", "streams.answers", "streams.metrics", "streams.dead_letters", "streams.faults",
-        "streams.expiry_clock", "streams.keys", "streams.producer"),
-    4: ("streams.faust_private", "streams.tables", "streams.stores", "streams.checkpoint", "streams.agents",
-        "streams.health", "streams.app", "streams.local_state"),
-    5: ("streams.views", "streams.webhook", "streams.outbox", "streams.live", "streams.openapi",
-        "streams.web_access", "streams.reader"),
+    3: (
+        "streams",
+        "streams.kafka_config",
+        "streams.topics",
+        "streams.wire",
+        "streams.envelopes",
+        "streams.record_sink",
+        "streams.answers",
+        "streams.metrics",
+        "streams.dead_letters",
+        "streams.faults",
+        "streams.expiry_clock",
+        "streams.keys",
+        "streams.producer",
+    ),
+    4: (
+        "streams.faust_private",
+        "streams.tables",
+        "streams.stores",
+        "streams.checkpoint",
+        "streams.agents",
+        "streams.health",
+        "streams.app",
+        "streams.local_state",
+    ),
+    5: (
+        "streams.views",
+        "streams.webhook",
+        "streams.outbox",
+        "streams.live",
+        "streams.openapi",
+        "streams.web_access",
+        "streams.reader",
+    ),
     6: ("streams.worker", "connectors", "schemas.avro_gen"),
-    7: ("streams.local_process", "streams.local_kafka", "streams.worker_process", "streams.demo",
-        "streams.demo_support", "streams.demo_connectors", "connectors.local_postgres",
-        "connectors.local_registry", "connectors.local_connect"),
+    7: (
+        "streams.local_process",
+        "streams.local_kafka",
+        "streams.worker_process",
+        "streams.demo",
+        "streams.demo_support",
+        "streams.demo_connectors",
+        "connectors.local_postgres",
+        "connectors.local_registry",
+        "connectors.local_connect",
+    ),
     8: ("bench",),
     9: ("streams.cli",),
 }
-NAMES = {0: "settings", 1: "contracts", 2: "pure core", 3: "Kafka plumbing", 4: "worker", 5: "edges",
-         6: "tools and entry points", 7: "local stack and demos", 8: "benchmarks",
-         9: "the command line"}
+NAMES = {
+    0: "settings",
+    1: "contracts",
+    2: "pure core",
+    3: "Kafka plumbing",
+    4: "worker",
+    5: "edges",
+    6: "tools and entry points",
+    7: "local stack and demos",
+    8: "benchmarks",
+    9: "the command line",
+}
 # Third-party packages the contracts and the core must never import. The contracts' codec may
 # take a schema registry client (confluent_kafka.schema_registry, passed in) for the Confluent
 # wire format; the core takes nothing with I/O.
@@ -101,8 +145,12 @@ def floor_of(module: str) -> int:
 
 
 def upward(edges: Mapping[str, Iterable[str]]) -> list[str]:
-    return sorted(f"{a} ({NAMES[floor_of(a)]}) -> {b} ({NAMES[floor_of(b)]})"
-                  for a, targets in edges.items() for b in targets if floor_of(b) > floor_of(a))
+    return sorted(
+        f"{a} ({NAMES[floor_of(a)]}) -> {b} ({NAMES[floor_of(b)]})"
+        for a, targets in edges.items()
+        for b in targets
+        if floor_of(b) > floor_of(a)
+    )
 
 
 def cycles(edges: Mapping[str, Iterable[str]]) -> list[list[str]]:
@@ -174,8 +222,10 @@ def test_the_contracts_and_the_core_import_no_engine_client_or_store() -> None:
 
 
 def test_the_command_line_tools_do_not_load_the_stream_engine() -> None:
-    code = ("import sys, connectors.produce, connectors.tail, connectors.simulate, streams.reader; "
-            "assert 'faust' not in sys.modules, sorted(m for m in sys.modules if m.startswith('faust'))")
+    code = (
+        "import sys, connectors.produce, connectors.tail, connectors.simulate, streams.reader; "
+        "assert 'faust' not in sys.modules, sorted(m for m in sys.modules if m.startswith('faust'))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
@@ -184,12 +234,20 @@ def test_the_command_line_tools_do_not_load_the_stream_engine() -> None:
 
 
 def test_a_cycle_is_found_however_long() -> None:
-    sources = {"streams.a": "import streams.b", "streams.b": "from streams.c import x",
-               "streams.c": "if TYPE_CHECKING:\n    from streams.a import A\n", "streams.d": "import streams.a"}
+    sources = {
+        "streams.a": "import streams.b",
+        "streams.b": "from streams.c import x",
+        "streams.c": "if TYPE_CHECKING:\n    from streams.a import A\n",
+        "streams.d": "import streams.a",
+    }
     assert cycles(graph(sources)) == [["streams.a", "streams.b", "streams.c"]]
 
 
 def test_an_upward_arrow_is_named() -> None:
-    sources = {"tables.core": "def f():\n    from streams.app import create_app\n", "streams.app": "import tables.core",
-               "schemas.x": "from config.settings import Settings", "config.settings": ""}
+    sources = {
+        "tables.core": "def f():\n    from streams.app import create_app\n",
+        "streams.app": "import tables.core",
+        "schemas.x": "from config.settings import Settings",
+        "config.settings": "",
+    }
     assert upward(graph(sources)) == ["tables.core (pure core) -> streams.app (worker)"]

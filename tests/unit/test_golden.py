@@ -82,9 +82,7 @@ def actual_outcome(center: InventoryCenter) -> dict[str, Any]:
             ledger[f"{e.sku}|{e.warehouse_code}"][str(e.bucket)][str(e.movement_type)] += e.quantity
     return {
         "positions": [
-            position_view(sku, p)
-            for sku in sorted(tables.stock_by_sku)
-            for p in tables.stock_by_sku[sku].positions
+            position_view(sku, p) for sku in sorted(tables.stock_by_sku) for p in tables.stock_by_sku[sku].positions
         ],
         "orders": {no: str(o.status) for no, o in sorted(tables.orders_by_no.items())},
         "statusChanges": dict(status_changes),

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from connectors.traffic import CALM, DayParams, DaySimulation, Mix, is_opening_stock, replay
 from schemas.base import Event
-from schemas.inputs import OrderCancelled, ReturnInspected, ReturnRequested, TransferDispatched
+from schemas.inputs import ReturnInspected, ReturnRequested, TransferDispatched
 from schemas.outputs import InventoryLedgerEntry, MovementType, OrderStatus, StockBucket
 from tables.center import InventoryCenter, MemoryTables
 from tables.state import LineState
@@ -47,8 +47,12 @@ def quantities(center: InterleavingCenter | InventoryCenter, wh: str, sku: str =
     p = center.position(sku, wh)
     assert p is not None
     return {
-        "on_hand": p.on_hand_qty, "reserved": p.reserved_qty, "in_transit": p.in_transit_qty,
-        "outbound": p.outbound_qty, "damaged": p.damaged_qty, "delivered": p.delivered_qty,
+        "on_hand": p.on_hand_qty,
+        "reserved": p.reserved_qty,
+        "in_transit": p.in_transit_qty,
+        "outbound": p.outbound_qty,
+        "damaged": p.damaged_qty,
+        "delivered": p.delivered_qty,
     }
 
 
@@ -99,7 +103,12 @@ def test_a_return_inspected_before_its_shipment_is_read_ends_returned() -> None:
     order = center.order("O1")
     assert order is not None and order.status == S.RETURNED
     assert quantities(center, "WH1") == {
-        "on_hand": 10, "reserved": 0, "in_transit": 0, "outbound": 0, "damaged": 0, "delivered": 2,
+        "on_hand": 10,
+        "reserved": 0,
+        "in_transit": 0,
+        "outbound": 0,
+        "damaged": 0,
+        "delivered": 2,
     }
 
 
@@ -116,7 +125,12 @@ def test_a_reservation_answer_after_a_shipment_from_another_warehouse_leaks_noth
     center.drain()
     assert quantities(center, "WH1")["reserved"] == 0
     assert quantities(center, "WH2") == {
-        "on_hand": 3, "reserved": 0, "in_transit": 0, "outbound": 2, "damaged": 0, "delivered": 0,
+        "on_hand": 3,
+        "reserved": 0,
+        "in_transit": 0,
+        "outbound": 2,
+        "damaged": 0,
+        "delivered": 0,
     }
     order = center.order("O1")
     assert order is not None and order.status == S.SHIPPED
@@ -155,7 +169,12 @@ def test_a_count_that_overtakes_a_shipment_it_counted_does_not_subtract_it_twice
     center.deliver_next("stock-movements")  # ReconcileStock queued ahead of the ShipStock
     center.drain()
     assert quantities(center, "WH1") == {
-        "on_hand": 7, "reserved": 0, "in_transit": 0, "outbound": 3, "damaged": 0, "delivered": 0,
+        "on_hand": 7,
+        "reserved": 0,
+        "in_transit": 0,
+        "outbound": 3,
+        "damaged": 0,
+        "delivered": 0,
     }
 
 
@@ -172,7 +191,12 @@ def test_a_count_that_overtakes_a_return_inspection_it_counted_does_not_add_it_t
     center.deliver_next("stock-movements")  # ...the count straight to the SKU: it arrives first
     center.drain()
     assert quantities(center, "WH1") == {
-        "on_hand": 10, "reserved": 0, "in_transit": 0, "outbound": 0, "damaged": 0, "delivered": 2,
+        "on_hand": 10,
+        "reserved": 0,
+        "in_transit": 0,
+        "outbound": 0,
+        "damaged": 0,
+        "delivered": 2,
     }
 
 
@@ -192,10 +216,16 @@ def test_a_disposal_that_overtakes_the_inspection_of_its_damaged_units_still_dis
     center.deliver_next("stock-movements")  # DisposeDamaged reaches the SKU before InspectReturn
     center.drain()
     assert quantities(center, "WH1") == {
-        "on_hand": 8, "reserved": 0, "in_transit": 0, "outbound": 0, "damaged": 0, "delivered": 2,
+        "on_hand": 8,
+        "reserved": 0,
+        "in_transit": 0,
+        "outbound": 0,
+        "damaged": 0,
+        "delivered": 2,
     }
-    disposed = sum(e.quantity for e in center.outputs
-                   if isinstance(e, InventoryLedgerEntry) and e.movement_type == M.DISPOSED)
+    disposed = sum(
+        e.quantity for e in center.outputs if isinstance(e, InventoryLedgerEntry) and e.movement_type == M.DISPOSED
+    )
     assert disposed == -2
 
 
@@ -204,8 +234,15 @@ def test_a_disposal_that_overtakes_the_inspection_of_its_damaged_units_still_dis
 NO_EXPIRY = Mix(pay_later=0.0)  # event-time expiry is another matter: no unpaid orders here
 # Every order names its warehouse, stock is ample and counts match the books, so that no
 # outcome depends on which message came first; with returns, counts and disposals enabled.
-INDEPENDENT = replace(CALM, pay_later=0.0, snapshots_per_warehouse=3, snapshot_drift=0.0, returned=0.4,
-                      damaged_unit=0.4, disposals_per_warehouse=3)
+INDEPENDENT = replace(
+    CALM,
+    pay_later=0.0,
+    snapshots_per_warehouse=3,
+    snapshot_drift=0.0,
+    returned=0.4,
+    damaged_unit=0.4,
+    disposals_per_warehouse=3,
+)
 
 
 def simulated_day(seed: int, mix: Mix, orders: int = 60) -> tuple[list[Event], InventoryCenter]:
@@ -215,7 +252,10 @@ def simulated_day(seed: int, mix: Mix, orders: int = 60) -> tuple[list[Event], I
 
 
 def interleaved(
-    events: list[Event], seed: int, publish_chance: float, ship_on_instruction: bool = False,
+    events: list[Event],
+    seed: int,
+    publish_chance: float,
+    ship_on_instruction: bool = False,
     envelopes: bool = False,
 ) -> InterleavingCenter:
     """The day through the pipeline's topics: opening stock first (a pipeline must have it
@@ -235,7 +275,9 @@ def cancel_what_is_open(center: InterleavingCenter, model: InventoryCenter, f: E
     cancelled (after its shipment a cancel is refused and changes nothing)."""
     still_open = UNFINISHED - {S.PARTIALLY_SHIPPED}
     open_orders = sorted(
-        o.order_no for tables in (model.tables, center.tables) for o in tables.orders_by_no.values()
+        o.order_no
+        for tables in (model.tables, center.tables)
+        for o in tables.orders_by_no.values()
         if o.status in still_open
     )
     cancels: list[Event] = [
@@ -267,19 +309,31 @@ def assert_laws(tables: MemoryTables, outputs: list[object], submitted: list[Eve
             for name in BUCKET_OF_POSITION.values():
                 # onHandQty may be negative: units that left before their receipt was read.
                 assert name == "on_hand_qty" or getattr(p, name) >= 0, (key, p)
-                assert ledger.totals[(sku, p.warehouse_code, next(
-                    b for b, n in BUCKET_OF_POSITION.items() if n == name))] == getattr(p, name), (key, name, p)
+                assert ledger.totals[
+                    (sku, p.warehouse_code, next(b for b, n in BUCKET_OF_POSITION.items() if n == name))
+                ] == getattr(p, name), (key, name, p)
             assert p.presold_qty <= p.in_transit_qty, (key, p)
             assert (p.reserved_qty, p.presold_qty, p.in_transit_qty) == (
-                reserved[key], presold[key], in_transit[key]), (key, p)
+                reserved[key],
+                presold[key],
+                in_transit[key],
+            ), (key, p)
     for movement in (M.SHIPPED, M.DELIVERED):
         assert ledger.by_movement[movement] == 0, movement
-    ours = {(line.sku, e.to_warehouse_code, e.transfer_no)
-            for e in submitted if isinstance(e, TransferDispatched) for line in e.lines}
-    ours |= {(e.sku, e.warehouse_code, e.document_no) for e in ledger.entries.values()
-             if e.movement_type == M.DELIVERY_FAILED and e.bucket == B.OUTBOUND}
-    inside = sum(getattr(p, BUCKET_OF_POSITION[b]) for s in tables.stock_by_sku.values()
-                 for p in s.positions for b in INSIDE)
+    ours = {
+        (line.sku, e.to_warehouse_code, e.transfer_no)
+        for e in submitted
+        if isinstance(e, TransferDispatched)
+        for line in e.lines
+    }
+    ours |= {
+        (e.sku, e.warehouse_code, e.document_no)
+        for e in ledger.entries.values()
+        if e.movement_type == M.DELIVERY_FAILED and e.bucket == B.OUTBOUND
+    }
+    inside = sum(
+        getattr(p, BUCKET_OF_POSITION[b]) for s in tables.stock_by_sku.values() for p in s.positions for b in INSIDE
+    )
     travelling = sum(e.outstanding_qty for k, e in tables.expectations_by_key.items() if k in ours)
     flows = ledger.flows(ours)
     assert inside + travelling == sum(flows.values()), (inside, travelling, dict(flows))
@@ -293,7 +347,11 @@ def assert_no_leaked_reservation(tables: MemoryTables) -> None:
         line = order.line(sku)
         assert line is not None and line.state == LineState.RESERVED, (r, line)
         assert (line.warehouse_code, line.reserved_qty, line.presold_qty, line.splits) == (
-            r.warehouse_code, r.total_reserved_qty, r.presold_qty, r.splits), (r, line)
+            r.warehouse_code,
+            r.total_reserved_qty,
+            r.presold_qty,
+            r.splits,
+        ), (r, line)
     for order in tables.orders_by_no.values():
         for line in order.lines:
             if tables.reservation(line.sku, order.order_no) is None:
@@ -332,7 +390,8 @@ def test_a_day_that_cannot_depend_on_delivery_order_ends_as_the_model(
     submitted = list(events) + cancel_what_is_open(center, model, EventFactory())
     differ = {
         (sku, p.warehouse_code): (p, center.position(sku, p.warehouse_code))
-        for sku, stock in model.tables.stock_by_sku.items() for p in stock.positions
+        for sku, stock in model.tables.stock_by_sku.items()
+        for p in stock.positions
         if not p.same_quantities(center.position(sku, p.warehouse_code) or replace(p, on_hand_qty=-1))
     }
     assert not differ, f"{len(differ)} positions differ from the model: {list(differ.items())[:3]}"

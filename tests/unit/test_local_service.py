@@ -64,14 +64,12 @@ def service(settings: Settings) -> Iterator[FakeService]:
         proc.wait()
 
 
-def test_start_status_stop(service: FakeService, settings: Settings,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_start_status_stop(service: FakeService, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert service.start(settings)
     pid = service.managed_pid(settings)
     assert pid is not None and service.is_running(settings)
     assert not service.start(settings)
-    assert f"a fake server already answers on 127.0.0.1:{settings.registry_port} (pid {pid})" in \
-        capsys.readouterr().out
+    assert f"a fake server already answers on 127.0.0.1:{settings.registry_port} (pid {pid})" in capsys.readouterr().out
     assert service.status(settings)
     assert capsys.readouterr().out.startswith("local fake: running\n  pid:")
     assert service.stop(settings)
@@ -81,7 +79,8 @@ def test_start_status_stop(service: FakeService, settings: Settings,
 
 
 def test_status_exits_3_when_not_running_and_help_starts_nothing(
-        service: FakeService, monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    service: FakeService, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
     monkeypatch.setattr("streams.local_process.get_settings", lambda: settings)
     assert service.main(["status"]) == 3
     with pytest.raises(SystemExit) as exited:
@@ -90,7 +89,8 @@ def test_status_exits_3_when_not_running_and_help_starts_nothing(
 
 
 def test_a_server_that_dies_during_startup_is_reported_with_its_output(
-        service: FakeService, settings: Settings) -> None:
+    service: FakeService, settings: Settings
+) -> None:
     service.command = ["-c", "import sys; print('no such option', sys.argv[1:]); sys.exit(2)"]
     with pytest.raises(LocalServiceError, match="exited during startup") as failed:
         service.start(settings)
@@ -98,12 +98,17 @@ def test_a_server_that_dies_during_startup_is_reported_with_its_output(
     assert not FakePaths.of(settings).pid_file.exists()
 
 
-def test_a_server_that_ignores_sigterm_is_killed(service: FakeService, settings: Settings,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    service.command = ["-c", "import signal, runpy, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                             "sys.argv = ['http.server', *sys.argv[1:]]; "
-                             "runpy.run_module('http.server', run_name='__main__')", "--bind",
-                       "127.0.0.1"]
+def test_a_server_that_ignores_sigterm_is_killed(
+    service: FakeService, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service.command = [
+        "-c",
+        "import signal, runpy, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "sys.argv = ['http.server', *sys.argv[1:]]; "
+        "runpy.run_module('http.server', run_name='__main__')",
+        "--bind",
+        "127.0.0.1",
+    ]
     assert service.start(settings)
     assert service.stop(settings)
     assert "ignored SIGTERM for 1s; sending SIGKILL" in capsys.readouterr().out
@@ -111,12 +116,15 @@ def test_a_server_that_ignores_sigterm_is_killed(service: FakeService, settings:
 
 
 def test_a_port_held_by_something_else_names_the_setting(
-        service: FakeService, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    service: FakeService, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(service, "ready", lambda settings, timeout=3.0: False)  # not a fake server
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", settings.registry_port))
         holder.listen()
-        with pytest.raises(LocalServiceError, match="port .* is taken by something that is not a "
-                                                    "fake server; set INVENTORY_REGISTRY_PORT"):
+        with pytest.raises(
+            LocalServiceError,
+            match="port .* is taken by something that is not a fake server; set INVENTORY_REGISTRY_PORT",
+        ):
             service.start(settings)
     assert not service.children

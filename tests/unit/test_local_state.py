@@ -21,8 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.faust_private import PERSISTED_OFFSET_KEY
-from streams.local_state import LocalPartition, Verdict, judge, read_local, set_local_offset
 from streams.keys import HEAD
+from streams.local_state import LocalPartition, Verdict, judge, read_local, set_local_offset
 
 Record = tuple[bytes, bytes | None]
 KEYS = [f"k{i}".encode() for i in range(5)]
@@ -112,8 +112,10 @@ class Worker:
 
     def transaction(self) -> list[Record]:
         self.serial[0] += 1
-        writes = [(k, None if self.rng.random() < 0.2 else f"v{self.serial[0]}".encode())
-                  for k in self.rng.sample(KEYS, self.rng.randint(1, 3))]
+        writes = [
+            (k, None if self.rng.random() < 0.2 else f"v{self.serial[0]}".encode())
+            for k in self.rng.sample(KEYS, self.rng.randint(1, 3))
+        ]
         return [(HEAD, pickle.dumps((self.serial[0], writes))), *writes]
 
     def crash(self) -> None:
@@ -253,14 +255,18 @@ def test_the_search_back_stops_at_the_second_head_before_the_offset() -> None:
     assert log.reads < 3 * 49 + 10  # back to two heads, then forward to the end
 
 
-@pytest.mark.parametrize(("head_of", "offset", "high", "low", "why"), [
-    (None, 5, 9, 0, "no transaction"),
-    (2, None, 9, 0, "no changelog offset"),
-    (2, 9, 9, 0, "past the changelog's end"),
-    (2, 2, 9, 5, "precedes the log start"),
-])
-def test_what_cannot_be_proven_is_deleted(head_of: int | None, offset: int | None, high: int, low: int,
-                                          why: str) -> None:
+@pytest.mark.parametrize(
+    ("head_of", "offset", "high", "low", "why"),
+    [
+        (None, 5, 9, 0, "no transaction"),
+        (2, None, 9, 0, "no changelog offset"),
+        (2, 9, 9, 0, "past the changelog's end"),
+        (2, 2, 9, 5, "precedes the log start"),
+    ],
+)
+def test_what_cannot_be_proven_is_deleted(
+    head_of: int | None, offset: int | None, high: int, low: int, why: str
+) -> None:
     log = _log(TX[1], TX[2], TX[3])
     verdict = judge(_local(head_of, offset, TX), low, high, log.read)
     assert not verdict.keep and why in verdict.reason
@@ -298,7 +304,9 @@ class FakeReader:
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         return 0, self.logs[(topic, partition)].high
 
-    def read(self, topic: str, partition: int, start: int, end: int) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    def read(
+        self, topic: str, partition: int, start: int, end: int
+    ) -> Iterator[tuple[int, bytes | None, bytes | None]]:
         return self.logs[(topic, partition)].read(start, end)
 
     def timestamp_ms(self, topic: str, partition: int, offset: int) -> int:
@@ -331,9 +339,11 @@ def test_reconcile_keeps_lowers_and_deletes(tmp_path: Path, written_ago_ms: int,
 
     settings = Settings(data_dir=tmp_path, app_id="t")
     topic = Topics(settings).changelog("stock-state")
-    logs = {(topic, 0): _log(TX[1], TX[2]),  # same last transaction: kept as it is
-            (topic, 1): _log(TX[1], TX[2], TX[3]),  # behind transaction 3, its offset already past it
-            (topic, 2): _log(TX[1], TX[2])}  # ahead: transaction 3 never reached Kafka
+    logs = {
+        (topic, 0): _log(TX[1], TX[2]),  # same last transaction: kept as it is
+        (topic, 1): _log(TX[1], TX[2], TX[3]),  # behind transaction 3, its offset already past it
+        (topic, 2): _log(TX[1], TX[2]),
+    }  # ahead: transaction 3 never reached Kafka
     same, behind, ahead = _database(tmp_path, 0, 2, 5), _database(tmp_path, 1, 2, 7), _database(tmp_path, 2, 3, 5)
     now = 100_000_000_000
     said: list[str] = []

@@ -86,9 +86,16 @@ def _reserved(core: Core) -> None:
         (lambda core: None, lambda f: f.order_paid("NOPE")),  # no such order
         (lambda core: None, lambda f: f.order_cancelled("NOPE")),
     ],
-    ids=["created-twice", "paid-after-cancel", "cancel-after-ship", "paid-after-ship",
-         "picked-up-before-ship", "return-pickup-before-ship",
-         "paid-unknown", "cancel-unknown"],
+    ids=[
+        "created-twice",
+        "paid-after-cancel",
+        "cancel-after-ship",
+        "paid-after-ship",
+        "picked-up-before-ship",
+        "return-pickup-before-ship",
+        "paid-unknown",
+        "cancel-unknown",
+    ],
 )
 def test_a_message_the_lifecycle_does_not_allow_is_an_anomaly_and_changes_nothing(core: Core, setup, refused) -> None:  # type: ignore[no-untyped-def]
     setup(core)
@@ -137,7 +144,9 @@ def test_expiry_is_a_no_op_for_a_paid_order(core: Core) -> None:
     order = core.center.order("O1")
     assert order is not None and order.reservation_expires_at is not None
     tick = ReservationExpiryDue(
-        event_id="O1|expiry|late", order_no="O1", due_at=order.reservation_expires_at,
+        event_id="O1|expiry|late",
+        order_no="O1",
+        due_at=order.reservation_expires_at,
         occurred_at=order.reservation_expires_at + timedelta(minutes=1),
     )
     outcome = apply_order(core.center.tables, tick)  # a tick that was already in flight
@@ -150,7 +159,9 @@ def test_a_multi_warehouse_order_gets_one_instruction_per_warehouse() -> None:
     core.stock("WH2", A=5)
     core.stock("WH1", B=5)
     outputs = core.submit(core.f.order_created("O1", [("A", 2), ("B", 1)]))
-    instructions = [(i.warehouse_code, [(x.sku, x.quantity) for x in i.lines]) for i in of_type(outputs, OutboundInstruction)]
+    instructions = [
+        (i.warehouse_code, [(x.sku, x.quantity) for x in i.lines]) for i in of_type(outputs, OutboundInstruction)
+    ]
     assert instructions == [("WH1", [("B", 1)]), ("WH2", [("A", 2)])]
 
 
@@ -221,7 +232,9 @@ def test_a_cancel_releases_every_part_of_a_split_line_and_recalls_each_instructi
     core = _split_stock()
     core.submit(core.f.order_created("O1", [("A", 10)]))
     outputs = core.submit(core.f.order_cancelled("O1"))
-    recalls = [(r.warehouse_code, [(x.sku, x.quantity) for x in r.lines]) for r in of_type(outputs, OutboundCancellation)]
+    recalls = [
+        (r.warehouse_code, [(x.sku, x.quantity) for x in r.lines]) for r in of_type(outputs, OutboundCancellation)
+    ]
     assert recalls == [("WH1", [("A", 5)]), ("WH2", [("A", 4)]), ("WH3", [("A", 1)])]
     assert core.status("O1") == S.CANCELLED
     assert [core.reserved("A", wh) for wh in ("WH1", "WH2", "WH3")] == [0, 0, 0]
@@ -248,8 +261,12 @@ def test_status_changes_form_a_chain_with_growing_versions(core: Core) -> None:
     core.submit(core.f.tracking("Delivered", "O1", "SHP-2"))
     changes = of_type(core.center.outputs, OrderStatusChanged)
     assert [(c.previous_status, c.status) for c in changes] == [
-        (None, S.PENDING), (S.PENDING, S.RESERVED), (S.RESERVED, S.OUTBOUND_REQUESTED),
-        (S.OUTBOUND_REQUESTED, S.PARTIALLY_SHIPPED), (S.PARTIALLY_SHIPPED, S.SHIPPED), (S.SHIPPED, S.DELIVERED),
+        (None, S.PENDING),
+        (S.PENDING, S.RESERVED),
+        (S.RESERVED, S.OUTBOUND_REQUESTED),
+        (S.OUTBOUND_REQUESTED, S.PARTIALLY_SHIPPED),
+        (S.PARTIALLY_SHIPPED, S.SHIPPED),
+        (S.SHIPPED, S.DELIVERED),
     ]
     assert [c.version for c in changes] == sorted({c.version for c in changes})
 
@@ -492,7 +509,9 @@ def _delivered(core: Core, order_no: str, qty: int) -> None:
 
 
 def _above_delivered(outputs: list[object]) -> list[InventoryAlert]:
-    return [a for a in of_type(outputs, InventoryAlert) if a.alert_type == AlertType.ANOMALY and "delivered" in a.message]
+    return [
+        a for a in of_type(outputs, InventoryAlert) if a.alert_type == AlertType.ANOMALY and "delivered" in a.message
+    ]
 
 
 def test_a_return_requested_above_what_was_delivered_is_an_anomaly(core: Core) -> None:

@@ -24,11 +24,15 @@ ROW_ID = "5f0c6f4e-8a47-4a3c-9d1e-2b7c1e0a9f11"
 
 def order_created(**overrides: Any) -> dict[str, Any]:
     body = {
-        "eventType": "OrderCreated", "eventId": "oc-1", "occurredAt": "2025-11-22T10:00:00+08:00",
-        "orderNo": "OMS202511220001", "orderType": "NORMAL",
+        "eventType": "OrderCreated",
+        "eventId": "oc-1",
+        "occurredAt": "2025-11-22T10:00:00+08:00",
+        "orderNo": "OMS202511220001",
+        "orderType": "NORMAL",
         "consignee": {"name": "张三", "phone": "13800138000", "address": "北京市朝阳区"},
         "items": [{"sku": "SKU001", "quantity": 2, "price": "19.90"}],
-        "totalAmount": "39.80", "timeRequirement": "STANDARD",
+        "totalAmount": "39.80",
+        "timeRequirement": "STANDARD",
     }
     body.update(overrides)
     return {k: v for k, v in body.items() if v is not None}
@@ -84,8 +88,12 @@ def test_the_payloads_own_event_id_wins_over_the_rows_id() -> None:
 
 def test_headers_as_pairs_are_read_like_a_mapping() -> None:
     pairs = [("id", ROW_ID.encode()), ("eventType", b"OrderCancelled")]
-    body = {"eventId": "cx-1", "occurredAt": "2025-11-22T11:00:00+08:00", "orderNo": "OMS1",
-            "reason": "customer changed mind"}
+    body = {
+        "eventId": "cx-1",
+        "occurredAt": "2025-11-22T11:00:00+08:00",
+        "orderNo": "OMS1",
+        "reason": "customer changed mind",
+    }
     event = event_from_outbox(record(body), pairs)
     assert isinstance(event, OrderCancelled) and event.reason == "customer changed mind"
 
@@ -140,8 +148,14 @@ def test_no_event_type_anywhere_is_refused() -> None:
 
 
 def test_another_systems_event_is_refused_on_the_oms_outbox() -> None:
-    receipt = {"eventType": "GoodsReceived", "eventId": "rc-1", "occurredAt": "2025-11-22T10:00:00+08:00",
-               "receiptNo": "RC1", "warehouseCode": "WH001", "lines": [{"sku": "SKU001", "sellableQty": 5}]}
+    receipt = {
+        "eventType": "GoodsReceived",
+        "eventId": "rc-1",
+        "occurredAt": "2025-11-22T10:00:00+08:00",
+        "receiptNo": "RC1",
+        "warehouseCode": "WH001",
+        "lines": [{"sku": "SKU001", "sellableQty": 5}],
+    }
     assert not isinstance(parse_event(receipt), OrderCreated)  # a valid event, elsewhere
     refused = event_from_outbox(record(receipt), headers("GoodsReceived"))
     assert isinstance(refused, Refused) and refused.error_type == "VALIDATION"

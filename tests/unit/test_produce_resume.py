@@ -46,8 +46,12 @@ def unreachable_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_help_prints_and_exits_without_starting_anything() -> None:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "connectors.produce", "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
-        env={**os.environ, "INVENTORY_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, timeout=60,
+        [sys.executable, "-m", "connectors.produce", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "INVENTORY_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     for option in ("--retry-for", "--from-line", "--unsent", "--dry-run", "Exit status"):
@@ -57,7 +61,8 @@ def test_help_prints_and_exits_without_starting_anything() -> None:
 
 
 def test_an_unreachable_broker_costs_the_retry_time_and_every_valid_line_is_written_to_resume(
-        tmp_path: Path, unreachable_broker: None, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, unreachable_broker: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = [SEED_LINES[0], SEED_LINES[1], "\n", INVALID, SEED_LINES[2], SEED_LINES[3]]
     source = write_input(tmp_path / "day.jsonl", lines)
     started = time.monotonic()
@@ -77,7 +82,8 @@ def test_an_unreachable_broker_costs_the_retry_time_and_every_valid_line_is_writ
 
 
 def test_resuming_an_unsent_file_that_fails_again_rewrites_it_in_place(
-        tmp_path: Path, unreachable_broker: None, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, unreachable_broker: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     unsent = write_input(tmp_path / "day.jsonl.unsent", SEED_LINES[:3])
     assert main([str(unsent), "--retry-for", "1"]) == 75
     assert unsent.read_text(encoding="utf-8") == "".join(SEED_LINES[:3])
@@ -130,7 +136,7 @@ class ScriptedProducer:
         return self._serve(self.queue[:-1])
 
     def _serve(self, served: list[tuple[int, bytes, Any]]) -> int:
-        self.queue = self.queue[len(served):]
+        self.queue = self.queue[len(served) :]
         for n, value, report in served:
             if type(self).fails(n):
                 report(Refused("Local: Message timed out"), Msg(value))
@@ -184,7 +190,8 @@ def ids_of(lines: list[str]) -> list[str]:
 
 
 def test_an_outage_mid_file_then_a_resume_sends_every_line_exactly_once(
-        tmp_path: Path, scripted: type[ScriptedProducer]) -> None:
+    tmp_path: Path, scripted: type[ScriptedProducer]
+) -> None:
     lines = [*SEED_LINES[:4], INVALID, "\n", *SEED_LINES[4:]]
     source = write_input(tmp_path / "day.jsonl", lines)
     unsent = default_unsent_path(str(source), None)  # type: ignore[arg-type]
@@ -206,8 +213,9 @@ def test_an_outage_mid_file_then_a_resume_sends_every_line_exactly_once(
     assert event_ids(scripted.written) == ids_of(SEED_LINES)  # each line once, in input order
 
 
-def test_a_resumed_file_that_is_all_sent_is_removed(tmp_path: Path, scripted: type[ScriptedProducer],
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_resumed_file_that_is_all_sent_is_removed(
+    tmp_path: Path, scripted: type[ScriptedProducer], capsys: pytest.CaptureFixture[str]
+) -> None:
     unsent = write_input(tmp_path / "day.jsonl.unsent", SEED_LINES[:3])
     assert main([str(unsent)]) == 0
     assert not unsent.exists()
@@ -222,7 +230,8 @@ def test_a_fully_sent_file_writes_no_unsent_file(tmp_path: Path, scripted: type[
 
 
 def test_from_line_skips_the_lines_before_it_and_keeps_the_file_s_numbering(
-        tmp_path: Path, scripted: type[ScriptedProducer]) -> None:
+    tmp_path: Path, scripted: type[ScriptedProducer]
+) -> None:
     source = write_input(tmp_path / "day.jsonl", [*SEED_LINES[:5], INVALID])
     scripted.fails = staticmethod(lambda n: n == 2)  # the second record sent (line 4) fails, alone
     with source.open(encoding="utf-8") as stream:
@@ -256,7 +265,8 @@ class InterruptedAt:
 
 
 def test_ctrl_c_writes_the_lines_in_flight_and_the_rest_to_resume(
-        tmp_path: Path, scripted: type[ScriptedProducer], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, scripted: type[ScriptedProducer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import confluent_kafka
 
     monkeypatch.setattr(confluent_kafka, "Producer", HeldProducer)

@@ -27,21 +27,47 @@ from streams.metrics import Metrics
 
 
 def _client(rps: float = 20_000.0, p99: float = 5.0, **extra: Any) -> dict[str, Any]:
-    return {"event": "result", "connections": 32, "responses": int(rps * 6), "non2xx": 0, "errors": 0,
-            "timeouts": 0, "seconds": 6.0, "requestsPerS": rps, "p50": 1.0, "p90": 2.0, "p99": p99,
-            "p999": p99 * 2, "max": p99 * 3, "mean": 1.2, **extra}
+    return {
+        "event": "result",
+        "connections": 32,
+        "responses": int(rps * 6),
+        "non2xx": 0,
+        "errors": 0,
+        "timeouts": 0,
+        "seconds": 6.0,
+        "requestsPerS": rps,
+        "p50": 1.0,
+        "p90": 2.0,
+        "p99": p99,
+        "p999": p99 * 2,
+        "max": p99 * 3,
+        "mean": 1.2,
+        **extra,
+    }
 
 
-def _run(phase: str = "idle", target: str = "position", processes: int | None = 2, clients: int = 32,
-         rate: float | None = None, client: dict[str, Any] | None = None,
-         worker: dict[str, Any] | None = None) -> dict[str, Any]:
+def _run(
+    phase: str = "idle",
+    target: str = "position",
+    processes: int | None = 2,
+    clients: int = 32,
+    rate: float | None = None,
+    client: dict[str, Any] | None = None,
+    worker: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     spec = {"phase": phase, "target": target, "processes": processes, "clients": clients, "rate": rate}
     return read_report.row(spec, client or _client(), worker)
 
 
 def _drain(orders: int = 4000, seconds: float = 8.0, complete: bool = True) -> dict[str, Any]:
-    return {"orders": orders, "seconds": seconds, "complete": complete, "ingest_per_s": orders / seconds,
-            "applied_per_s": 3000.0, "cpu_percent": {"worker": 90, "readers": 40, "client": 50}}
+    return {
+        "orders": orders,
+        "seconds": seconds,
+        "complete": complete,
+        "ingest_per_s": orders / seconds,
+        "applied_per_s": 3000.0,
+        "cpu_percent": {"worker": 90, "readers": 40, "client": 50},
+    }
 
 
 def test_the_client_result_is_read_from_its_json_lines() -> None:
@@ -67,13 +93,18 @@ def test_the_worker_metrics_are_parsed_as_the_worker_writes_them() -> None:
     m.processed("stock-agent", 0.002, False)
     m.processed("stock-agent", 0.002, True)
     parsed = read_report.parse_metrics(m.prometheus({"inventory_consumer_lag": {'topic="p.orders"': 5}}))
-    assert parsed == {"in": {"p.orders": 3.0, "p.stock-commands": 1.0}, "out": {"p.stock-commands": 2.0},
-                      "applied": {"order-agent": 1.0, "stock-agent": 2.0}}
+    assert parsed == {
+        "in": {"p.orders": 3.0, "p.stock-commands": 1.0},
+        "out": {"p.stock-commands": 2.0},
+        "applied": {"order-agent": 1.0, "stock-agent": 2.0},
+    }
 
 
 def test_a_drain_is_over_when_every_input_and_internal_record_is_consumed() -> None:
-    counters = {"in": {"orders": 100.0, "moves": 30.0, "commands": 50.0, "inbox": 9.0},
-                "out": {"commands": 50.0, "inbox": 10.0}}
+    counters = {
+        "in": {"orders": 100.0, "moves": 30.0, "commands": 50.0, "inbox": 9.0},
+        "out": {"commands": 50.0, "inbox": 10.0},
+    }
     inputs, internal = ["orders", "moves"], ["commands", "inbox"]
     assert not read_report.drained(counters, 130, inputs, internal)  # one inbox record still to read
     counters["in"]["inbox"] = 10.0
@@ -82,8 +113,9 @@ def test_a_drain_is_over_when_every_input_and_internal_record_is_consumed() -> N
 
 
 def test_cpu_percent_is_per_group_over_the_window() -> None:
-    assert read_report.cpu_percent({"worker": 10.0, "client": 1.0, "at": 100.0},
-                                   {"worker": 11.5, "client": 1.5, "at": 102.0}) == {"worker": 75, "client": 25}
+    assert read_report.cpu_percent(
+        {"worker": 10.0, "client": 1.0, "at": 100.0}, {"worker": 11.5, "client": 1.5, "at": 102.0}
+    ) == {"worker": 75, "client": 25}
 
 
 def test_a_drain_run_is_compared_with_the_mean_of_the_baselines_around_its_group() -> None:
@@ -126,15 +158,37 @@ def test_targets_missed_say_so() -> None:
 
 
 def _results(run_dir: Path) -> dict[str, Any]:
-    runs = [_run(), _run(target="ping", processes=1, clients=8), _run(target="worker", processes=None),
-            _run("drain", worker=_drain()), _run("drain", rate=5000.0, client=_client(5000), worker=_drain(8000))]
+    runs = [
+        _run(),
+        _run(target="ping", processes=1, clients=8),
+        _run(target="worker", processes=None),
+        _run("drain", worker=_drain()),
+        _run("drain", rate=5000.0, client=_client(5000), worker=_drain(8000)),
+    ]
     before, after = {"group": "before", **_drain()}, {"group": "after", **_drain(seconds=9.0)}
     read_report.attach_baseline(runs[3:], before, after)
-    return {"at": "2026-12-07T00:00:00+00:00", "machine": "x86_64, 2 cores", "command": "python -m bench.read_bench",
-            "run_dir": str(run_dir), "seconds": 400.0,
-            "config": {"skus": 2000, "warehouses": 3, "positions": 6000, "partitions": 4, "autocannon": "7.15.0",
-                       "node": "v20", "random_keys": True, "seconds": 6.0, "warmup_seconds": 1.0},
-            "drain_note": "drains.", "runs": runs, "baselines": [before, after], "targets": read_report.judge(runs)}
+    return {
+        "at": "2026-12-07T00:00:00+00:00",
+        "machine": "x86_64, 2 cores",
+        "command": "python -m bench.read_bench",
+        "run_dir": str(run_dir),
+        "seconds": 400.0,
+        "config": {
+            "skus": 2000,
+            "warehouses": 3,
+            "positions": 6000,
+            "partitions": 4,
+            "autocannon": "7.15.0",
+            "node": "v20",
+            "random_keys": True,
+            "seconds": 6.0,
+            "warmup_seconds": 1.0,
+        },
+        "drain_note": "drains.",
+        "runs": runs,
+        "baselines": [before, after],
+        "targets": read_report.judge(runs),
+    }
 
 
 def test_a_run_writes_into_its_own_folder_and_publishes_only_where_told(tmp_path: Path) -> None:
@@ -181,8 +235,14 @@ def test_help_prints_and_starts_nothing() -> None:
     before = sorted(runs.iterdir()) if runs.exists() else []
     node = REPO_ROOT / "bench" / ".node"
     had_node = node.exists()
-    done = subprocess.run([sys.executable, "-m", "bench.read_bench", "--help"], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "INVENTORY_LOCAL_KAFKA_PORT": "1"})
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.read_bench", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "INVENTORY_LOCAL_KAFKA_PORT": "1"},
+    )
     assert done.returncode == 0, done.stderr
     assert "usage: python -m bench.read_bench" in done.stdout and "--publish" in done.stdout
     assert (sorted(runs.iterdir()) if runs.exists() else []) == before
@@ -191,6 +251,8 @@ def test_help_prints_and_starts_nothing() -> None:
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_the_client_folder_and_the_runs_are_ignored_by_git() -> None:
-    for probe in (REPO_ROOT / "bench" / ".node" / "node_modules" / "autocannon" / "package.json",
-                  REPO_ROOT / "bench" / "results" / "runs" / "20260101T000000Z-read" / "read-benchmark.json"):
+    for probe in (
+        REPO_ROOT / "bench" / ".node" / "node_modules" / "autocannon" / "package.json",
+        REPO_ROOT / "bench" / "results" / "runs" / "20260101T000000Z-read" / "read-benchmark.json",
+    ):
         assert subprocess.run(["git", "check-ignore", "-q", str(probe)], cwd=REPO_ROOT).returncode == 0, probe

@@ -20,10 +20,22 @@ T0 = datetime(2025, 11, 22, 8, 0, tzinfo=UTC)
 
 def changed(sku: str, wh: str, version: int, available: int = 10) -> InventoryChanged:
     return InventoryChanged.model_construct(
-        sku=sku, warehouse_code=wh, available_qty=available, reserved_qty=version, in_transit_qty=1,
-        total_qty=available + version + 1, event_id=f"{sku}|{wh}|v{version}", on_hand_qty=available + version,
-        presold_qty=0, outbound_qty=0, damaged_qty=0, version=version, cause_event_type="OrderCreated",
-        cause_event_id=f"e{version}", occurred_at=T0 + timedelta(minutes=version))
+        sku=sku,
+        warehouse_code=wh,
+        available_qty=available,
+        reserved_qty=version,
+        in_transit_qty=1,
+        total_qty=available + version + 1,
+        event_id=f"{sku}|{wh}|v{version}",
+        on_hand_qty=available + version,
+        presold_qty=0,
+        outbound_qty=0,
+        damaged_qty=0,
+        version=version,
+        cause_event_type="OrderCreated",
+        cause_event_id=f"e{version}",
+        occurred_at=T0 + timedelta(minutes=version),
+    )
 
 
 def body(encoded: bytes | None) -> Any:
@@ -33,7 +45,9 @@ def body(encoded: bytes | None) -> Any:
 
 def test_a_change_answers_as_the_worker_writes_a_position() -> None:
     c = change_of(changed("SKU1", "WH1", 3))
-    assert json.loads(c.encoded) == c.body == position_json("SKU1", changed("SKU1", "WH1", 3), T0 + timedelta(minutes=3))
+    assert (
+        json.loads(c.encoded) == c.body == position_json("SKU1", changed("SKU1", "WH1", 3), T0 + timedelta(minutes=3))
+    )
     assert c.body["updatedAt"] == "2025-11-22T08:03:00+00:00" and c.body["reservedQty"] == 3
 
 
@@ -69,11 +83,18 @@ def test_batches_answer_items_and_missing() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), st.sampled_from(["WH1", "WH2"]),
-                          st.integers(1, 6)), min_size=1, max_size=40),
-       st.randoms(use_true_random=False), st.integers(1, 5))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["A", "B", "C"]), st.sampled_from(["WH1", "WH2"]), st.integers(1, 6)),
+        min_size=1,
+        max_size=40,
+    ),
+    st.randoms(use_true_random=False),
+    st.integers(1, 5),
+)
 def test_any_arrival_order_with_duplicates_ends_at_the_newest_versions(
-        changes: list[tuple[str, str, int]], rng: Any, batches: int) -> None:
+    changes: list[tuple[str, str, int]], rng: Any, batches: int
+) -> None:
     """Partitions read in any interleaving, records read again after a restart: same answers."""
     made = [change_of(changed(s, w, v)) for s, w, v in changes]
     in_order = Replica()
@@ -83,7 +104,7 @@ def test_any_arrival_order_with_duplicates_ends_at_the_newest_versions(
     other = Replica()
     size = -(-len(shuffled) // batches)
     for start in range(0, len(shuffled), size):
-        other.apply(shuffled[start:start + size])
+        other.apply(shuffled[start : start + size])
     newest = {(s, w): max(v for s2, w2, v in changes if (s2, w2) == (s, w)) for s, w, _ in changes}
     for (s, w), v in newest.items():
         assert in_order.position(s, w) == other.position(s, w) and body(other.position(s, w))["version"] == v
@@ -136,8 +157,9 @@ def get(path: str, *headers: str, version: str = "HTTP/1.1") -> bytes:
 
 
 def test_keep_alive_and_pipelined_requests_are_answered_in_order() -> None:
-    (a, b, c), closed = exchange(server(), get("/inventory/SKU1/WH1") + get("/ping")[:10], get("/ping")[10:],
-                                 get("/inventory/SKU1"))
+    (a, b, c), closed = exchange(
+        server(), get("/inventory/SKU1/WH1") + get("/ping")[:10], get("/ping")[10:], get("/inventory/SKU1")
+    )
     assert not closed
     assert a[0] == 200 and json.loads(a[2])["version"] == 7 and a[1]["Content-Type"] == "application/json"
     assert a[1]["X-Inventory-Behind"] == "0" and "X-Inventory-Caught-Up-Ms" in a[1]
@@ -146,8 +168,14 @@ def test_keep_alive_and_pipelined_requests_are_answered_in_order() -> None:
 
 
 def test_not_found_bad_codes_and_percent_encoded_codes() -> None:
-    (a, b, c, d, e), _ = exchange(server(), get("/inventory/SKU1/WH9") + get("/inventory/SKU1/W%20H")
-                                  + get("/inventory/SKU%2F2") + get("/inventoryX?skus=SKU1") + get("/inventory?skus=SKU1,SKU%2F2"))
+    (a, b, c, d, e), _ = exchange(
+        server(),
+        get("/inventory/SKU1/WH9")
+        + get("/inventory/SKU1/W%20H")
+        + get("/inventory/SKU%2F2")
+        + get("/inventoryX?skus=SKU1")
+        + get("/inventory?skus=SKU1,SKU%2F2"),
+    )
     assert a[0] == 404 and json.loads(a[2]) == {"error": "no position for sku SKU1 in warehouse WH9", "status": 404}
     assert b[0] == 400 and c[0] == 200 and json.loads(c[2])["sku"] == "SKU/2"
     assert d[0] == 404 and e[0] == 200 and set(json.loads(e[2])["items"]) == {"SKU1", "SKU/2"}
@@ -155,8 +183,13 @@ def test_not_found_bad_codes_and_percent_encoded_codes() -> None:
 
 def test_batches_refuse_too_many_or_malformed_keys() -> None:
     many = ",".join(f"S{i}" for i in range(201))
-    (a, b, c, d), _ = exchange(server(), get(f"/inventory?skus={many}") + get("/inventory?positions=SKU1")
-                               + get("/inventory") + get("/inventory?positions=SKU1%7CWH1"))
+    (a, b, c, d), _ = exchange(
+        server(),
+        get(f"/inventory?skus={many}")
+        + get("/inventory?positions=SKU1")
+        + get("/inventory")
+        + get("/inventory?positions=SKU1%7CWH1"),
+    )
     assert [a[0], b[0], c[0], d[0]] == [400, 400, 400, 200]
     assert json.loads(d[2])["items"]["SKU1|WH1"]["version"] == 7
 
@@ -181,8 +214,14 @@ def test_a_head_that_never_ends_is_refused() -> None:
 
 def test_with_a_token_every_path_but_the_probes_needs_it() -> None:
     s = server(token="s3cret")
-    responses, _ = exchange(s, get("/inventory/SKU1/WH1") + get("/ping", "authorization: Bearer wrong")
-                            + get("/health") + get("/ready") + get("/inventory/SKU1/WH1", "Authorization: Bearer s3cret"))
+    responses, _ = exchange(
+        s,
+        get("/inventory/SKU1/WH1")
+        + get("/ping", "authorization: Bearer wrong")
+        + get("/health")
+        + get("/ready")
+        + get("/inventory/SKU1/WH1", "Authorization: Bearer s3cret"),
+    )
     assert [r[0] for r in responses] == [401, 401, 200, 200, 200]
     assert responses[0][1]["WWW-Authenticate"] == "Bearer" and b"s3cret" not in b"".join(r[2] for r in responses)
 

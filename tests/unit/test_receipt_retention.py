@@ -21,7 +21,6 @@ from schemas.internal import ReleaseStock
 from schemas.outputs import AlertType, InventoryAlert, InventoryChanged
 from streams.keys import CLOCK, EXPECTATION, HEAD, INDEX, index_entry, index_key, parts, receipt_key
 from streams.keys import RECEIPT as RECEIPT_KEY
-from streams.stores import StockStore
 from tables.center import InventoryCenter, MemoryTables
 from tables.policy import CorePolicy
 from tables.retention import DOCUMENT, ORDERS, RECEIPT, STOCK, horizon, hour_of
@@ -55,8 +54,12 @@ def indexed_receipts(tables: MemoryTables) -> set[str]:
 
 def snapshot(center: InventoryCenter) -> tuple[object, ...]:
     t = center.tables
-    return (dict(t.stock_by_sku), dict(t.reservations_by_key), dict(t.orders_by_no),
-            {k: e for k, e in t.expectations_by_key.items() if e.outstanding_qty > 0})
+    return (
+        dict(t.stock_by_sku),
+        dict(t.reservations_by_key),
+        dict(t.orders_by_no),
+        {k: e for k, e in t.expectations_by_key.items() if e.outstanding_qty > 0},
+    )
 
 
 @pytest.fixture
@@ -211,8 +214,13 @@ def test_a_release_receipt_is_pruned_like_any_receipt() -> None:
     the horizon passes it like any other (the reservation it blocks occurred before it)."""
     tables, f = MemoryTables(), EventFactory()
     release = ReleaseStock.model_construct(
-        command_id="ev-9|A|release", sku="A", occurred_at=f.now, cause_event_type="OrderCancelled",
-        cause_event_id="ev-9", order_no="O9", reserve_command_id="ev-1|A|reserve",
+        command_id="ev-9|A|release",
+        sku="A",
+        occurred_at=f.now,
+        cause_event_type="OrderCancelled",
+        cause_event_id="ev-9",
+        order_no="O9",
+        reserve_command_id="ev-1|A|reserve",
     )
     tables.store_stock(apply_stock(tables, release, POLICY))
     assert {"ev-9|A|release", "ev-1|A|reserve"} <= indexed_receipts(tables)
@@ -357,7 +365,8 @@ def test_the_store_prunes_what_the_memory_tables_prune(store: Any) -> None:
     assert {parts(k)[0] for k in rows if k.startswith(RECEIPT_KEY)} == set(memory.receipts_by_id)
     assert {parts(k) for k in rows if k.startswith(EXPECTATION)} == set(memory.expectations_by_key)
     assert [index_entry(k) for k in sorted(rows) if k.startswith(INDEX)] == memory.aged(
-        STOCK, None, hour_of(commands[-1].occurred_at) + DAY, 10**6)
+        STOCK, None, hour_of(commands[-1].occurred_at) + DAY, 10**6
+    )
     assert decode(rows[CLOCK], validate=False) == memory.clocks[STOCK]
     assert len(memory.receipts_by_id) < len(commands)  # pruned
 
@@ -370,16 +379,30 @@ def test_aged_merges_staged_index_writes_in_key_order(store: Any) -> None:
     store.dbs[0][index_key(h2, (RECEIPT, "z"))] = b"1"
     from tables.state import Write
 
-    store.stage("m", [Write(index_key(h0, (RECEIPT, "a")), b"1"), Write(index_key(h0, (DOCUMENT, "S", "W", "D")), b"1"),
-                      Write(index_key(h1, (RECEIPT, "d")), None), Write(index_key(h1, (RECEIPT, "e")), b"1")],
-                (), receipt=False)
+    store.stage(
+        "m",
+        [
+            Write(index_key(h0, (RECEIPT, "a")), b"1"),
+            Write(index_key(h0, (DOCUMENT, "S", "W", "D")), b"1"),
+            Write(index_key(h1, (RECEIPT, "d")), None),
+            Write(index_key(h1, (RECEIPT, "e")), b"1"),
+        ],
+        (),
+        receipt=False,
+    )
     assert store.aged(STOCK, None, h2, 100) == [
-        (h0, (DOCUMENT, "S", "W", "D")), (h0, (RECEIPT, "a")), (h0, (RECEIPT, "b|x")), (h1, (RECEIPT, "e"))]
+        (h0, (DOCUMENT, "S", "W", "D")),
+        (h0, (RECEIPT, "a")),
+        (h0, (RECEIPT, "b|x")),
+        (h1, (RECEIPT, "e")),
+    ]
     assert store.aged(STOCK, h1, h2, 100) == [(h1, (RECEIPT, "e"))]
     assert store.aged(STOCK, None, h2, 2) == [(h0, (DOCUMENT, "S", "W", "D")), (h0, (RECEIPT, "a"))]
 
 
-def test_a_pruning_transaction_cut_short_is_completed_by_redo_and_redo_is_idempotent(store: Any, tmp_path: Path) -> None:
+def test_a_pruning_transaction_cut_short_is_completed_by_redo_and_redo_is_idempotent(
+    store: Any, tmp_path: Path
+) -> None:
     policy = CorePolicy(reorder_point=0, receipt_retention_days=1, prune_batch=1000)
     commands = stock_day(days=3, per_day=6)
     cut = len(commands) - 1

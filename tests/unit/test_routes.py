@@ -76,8 +76,10 @@ def _legacy_destination(t: Any, event: object) -> tuple[str, str]:
     if isinstance(event, (ReservationUpdated, ReturnInspected, ReservationExpiryDue)):
         return t.order_inbox, event.order_no
     if isinstance(event, (InventoryChanged, InventoryLedgerEntry)):
-        return (t.inventory_changes if isinstance(event, InventoryChanged) else t.inventory_ledger,
-                f"{event.sku}|{event.warehouse_code}")
+        return (
+            t.inventory_changes if isinstance(event, InventoryChanged) else t.inventory_ledger,
+            f"{event.sku}|{event.warehouse_code}",
+        )
     if isinstance(event, InventoryAlert):
         return t.inventory_alerts, event.sku or event.order_no or ""
     if isinstance(event, OrderStatusChanged):
@@ -100,6 +102,7 @@ def test_the_worker_routes_a_day_as_the_isinstance_chain_did(monkeypatch: pytest
             outcome = apply(*args, **kwargs)
             emitted.extend(outcome.events)
             return outcome
+
         return applied
 
     monkeypatch.setattr(center, "apply_stock", recording(center.apply_stock))
@@ -109,14 +112,24 @@ def test_the_worker_routes_a_day_as_the_isinstance_chain_did(monkeypatch: pytest
     core.submit_all(events)
     core.expire_due(datetime(2030, 1, 1, tzinfo=UTC))
     emitted.extend(e for e in events if isinstance(e, ReturnInspected))
-    assert {type(e).__name__ for e in emitted} >= {"ReserveStock", "ReservationUpdated", "InventoryChanged",
-                                                   "InventoryLedgerEntry", "OrderStatusChanged",
-                                                   "OutboundInstruction", "ReturnInspected"}
+    assert {type(e).__name__ for e in emitted} >= {
+        "ReserveStock",
+        "ReservationUpdated",
+        "InventoryChanged",
+        "InventoryLedgerEntry",
+        "OrderStatusChanged",
+        "OutboundInstruction",
+        "ReturnInspected",
+    }
     settings = Settings(topic_prefix="p.")
     topics = Topics(settings)
     outputs = Outputs(topics, Wire(settings), Metrics())
     routed = outputs.route_all(emitted)
     for event, r in zip(emitted, routed, strict=True):
         topic, key = _legacy_destination(topics, event)
-        assert (r.topic, r.key, r.internal) == (topic, key.encode(), topic in (topics.order_inbox, topics.stock_commands))
+        assert (r.topic, r.key, r.internal) == (
+            topic,
+            key.encode(),
+            topic in (topics.order_inbox, topics.stock_commands),
+        )
         assert outputs.destination(event) == (topic, key)

@@ -72,8 +72,11 @@ def test_the_inventory_is_deterministic_and_in_bounds() -> None:
     first, again = list(inventory.on_hand()), list(inventory.on_hand())
     assert first == again
     assert inventory.positions == 150
-    assert all(wh == f"WH00{i + 1}" and MIN_ON_HAND <= q <= MAX_ON_HAND
-               for _, on_hand in first for i, (wh, q) in enumerate(on_hand))
+    assert all(
+        wh == f"WH00{i + 1}" and MIN_ON_HAND <= q <= MAX_ON_HAND
+        for _, on_hand in first
+        for i, (wh, q) in enumerate(on_hand)
+    )
 
 
 def test_orders_are_zipf_popular_and_reproducible() -> None:

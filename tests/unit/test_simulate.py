@@ -78,9 +78,18 @@ def replayed(events: list[Event]) -> InventoryCenter:
 
 def _quantities(center: InventoryCenter) -> dict[tuple[str, str], tuple[int, ...]]:
     return {
-        (sku, p.warehouse_code): (p.on_hand_qty, p.reserved_qty, p.in_transit_qty, p.presold_qty,
-                                  p.outbound_qty, p.damaged_qty, p.delivered_qty, p.version)
-        for sku, stock in center.tables.stock_by_sku.items() for p in stock.positions
+        (sku, p.warehouse_code): (
+            p.on_hand_qty,
+            p.reserved_qty,
+            p.in_transit_qty,
+            p.presold_qty,
+            p.outbound_qty,
+            p.damaged_qty,
+            p.delivered_qty,
+            p.version,
+        )
+        for sku, stock in center.tables.stock_by_sku.items()
+        for p in stock.positions
     }
 
 
@@ -101,11 +110,18 @@ def test_the_lines_do_not_depend_on_the_process_hash_seed(tmp_path: Path) -> Non
     for hash_seed in ("1", "2"):
         out = tmp_path / f"day-{hash_seed}.jsonl"
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        runs.append((out, subprocess.Popen(
-            [sys.executable, "-m", "connectors.simulate", *args, "--out", str(out)],
-            cwd=REPO, env=env, stderr=subprocess.PIPE,
-        )))
-    for out, process in runs:
+        runs.append(
+            (
+                out,
+                subprocess.Popen(
+                    [sys.executable, "-m", "connectors.simulate", *args, "--out", str(out)],
+                    cwd=REPO,
+                    env=env,
+                    stderr=subprocess.PIPE,
+                ),
+            )
+        )
+    for _out, process in runs:
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr.decode()
     first, second = (out.read_bytes() for out, _ in runs)
@@ -114,8 +130,9 @@ def test_the_lines_do_not_depend_on_the_process_hash_seed(tmp_path: Path) -> Non
 
 def test_the_cli_writes_the_lines_generate_day_yields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "day.jsonl"
-    code = simulate_main(["--seed", "2", "--orders", "40", "--skus", "15", "--warehouses", "2",
-                          "--dry-run", "--out", str(out)])
+    code = simulate_main(
+        ["--seed", "2", "--orders", "40", "--skus", "15", "--warehouses", "2", "--dry-run", "--out", str(out)]
+    )
     assert code == 0
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines == list(iter_json_lines(generate_day(seed=2, orders=40, skus=15, warehouses=2)))
@@ -183,7 +200,8 @@ def test_every_flow_keeps_its_causal_order(events: list[Event]) -> None:
                     held = order.line(line.sku)
                     # A line split across warehouses ships each part from its own warehouse.
                     assert held is not None and held.held_at(e.warehouse_code) >= line.quantity, (
-                        f"shipped more than reserved there: {e}")
+                        f"shipped more than reserved there: {e}"
+                    )
             case PickedUp() | InTransit() | OutForDelivery() | Delivered() | DeliveryFailed():
                 order = center.order(e.order_no)
                 shipment = order.shipment(e.shipment_no) if order else None
@@ -284,7 +302,9 @@ def test_the_inventory_laws_hold_after_the_day(replayed: InventoryCenter, events
                 assert ledger.totals[(sku, p.warehouse_code, bucket)] == getattr(p, name), (sku, p, bucket)
     ours = {
         (line.sku, e.to_warehouse_code, e.transfer_no)
-        for e in events if isinstance(e, TransferDispatched) for line in e.lines
+        for e in events
+        if isinstance(e, TransferDispatched)
+        for line in e.lines
     } | {
         (e.sku, e.warehouse_code, e.document_no)
         for e in ledger.entries.values()
@@ -292,7 +312,9 @@ def test_the_inventory_laws_hold_after_the_day(replayed: InventoryCenter, events
     }
     inside = sum(
         getattr(p, BUCKET_OF_POSITION[bucket])
-        for stock in t.stock_by_sku.values() for p in stock.positions for bucket in INSIDE
+        for stock in t.stock_by_sku.values()
+        for p in stock.positions
+        for bucket in INSIDE
     )
     travelling = sum(e.outstanding_qty for key, e in t.expectations_by_key.items() if key in ours)
     assert inside + travelling == sum(ledger.flows(ours).values())
@@ -331,8 +353,13 @@ def backlog_day() -> tuple[list[Event], DaySimulation]:
 
 def test_the_retry_knobs_are_off_by_default() -> None:
     mix = DayParams().mix
-    assert (mix.resent_document, mix.redelivered, mix.return_elsewhere, mix.transfer_short,
-            mix.parcel_back_short) == (0, 0, 0, 0, 0)
+    assert (mix.resent_document, mix.redelivered, mix.return_elsewhere, mix.transfer_short, mix.parcel_back_short) == (
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
 
 
 def test_a_backlog_day_is_reproducible(backlog_day: tuple[list[Event], DaySimulation]) -> None:
@@ -349,12 +376,14 @@ def test_a_backlog_day_resends_documents_and_redelivers_events(
     by_content: dict[str, list[Event]] = {}
     for e in events:
         by_content.setdefault(json.dumps(e.model_dump(mode="json", exclude={"event_id"}), sort_keys=True), []).append(e)
-    resent = Counter(type(same[0]).__name__ for same in by_content.values()
-                     if len({e.event_id for e in same}) > 1)
+    resent = Counter(type(same[0]).__name__ for same in by_content.values() if len({e.event_id for e in same}) > 1)
     assert {"GoodsReceived", "StockAdjusted", "TransferDispatched", "InboundAnnounced"} <= set(resent), resent
     redelivered = Counter(e.event_id for e in events)
-    assert sum(n - 1 for n in redelivered.values()) == sum(
-        n for kind, n in simulation.counts.items() if kind.endswith(" redelivered")) > 0
+    assert (
+        sum(n - 1 for n in redelivered.values())
+        == sum(n for kind, n in simulation.counts.items() if kind.endswith(" redelivered"))
+        > 0
+    )
     assert sum(resent.values()) == sum(n for kind, n in simulation.counts.items() if kind.endswith(" re-sent"))
 
 
@@ -366,16 +395,20 @@ def test_a_backlog_day_has_returns_elsewhere_and_short_closing_receipts(
     inspected = [e for e in events if isinstance(e, ReturnInspected)]
     assert any(picked_up[e.return_no] != e.warehouse_code for e in inspected)
     assert any(picked_up[e.return_no] == e.warehouse_code for e in inspected)
-    dispatched = {(e.transfer_no, line.sku): line.quantity for e in events if isinstance(e, TransferDispatched)
-                  for line in e.lines}
+    dispatched = {
+        (e.transfer_no, line.sku): line.quantity
+        for e in events
+        if isinstance(e, TransferDispatched)
+        for line in e.lines
+    }
     received = [(e.transfer_no, line) for e in events if isinstance(e, TransferReceived) for line in e.lines]
     assert any(line.sellable_qty + line.damaged_qty < dispatched[(no, line.sku)] for no, line in received)
     assert all(0 < line.sellable_qty + line.damaged_qty <= dispatched[(no, line.sku)] for no, line in received)
-    shipped = {(e.shipment_no, line.sku): line.quantity for e in events if isinstance(e, OrderShipped)
-               for line in e.lines}
+    shipped = {
+        (e.shipment_no, line.sku): line.quantity for e in events if isinstance(e, OrderShipped) for line in e.lines
+    }
     failed = {e.shipment_no for e in events if isinstance(e, DeliveryFailed)}
-    back = [(e.asn_no, line) for e in events if isinstance(e, GoodsReceived) and e.asn_no in failed
-            for line in e.lines]
+    back = [(e.asn_no, line) for e in events if isinstance(e, GoodsReceived) and e.asn_no in failed for line in e.lines]
     assert back and any(line.sellable_qty < shipped[(no, line.sku)] for no, line in back)
 
 

@@ -86,8 +86,12 @@ def test_the_cache_is_bounded_per_partition(store: Any, monkeypatch: Any) -> Non
     monkeypatch.setattr(stores, "CACHE_ENTRIES", 10)
     store.open(0)
     for n in range(30):
-        store.stage_outcome(StockOutcome(sku=f"S{n}", stock=SkuStock(f"S{n}"), reservations={}, expectations={},
-                                         receipt=None, events=()), ())
+        store.stage_outcome(
+            StockOutcome(
+                sku=f"S{n}", stock=SkuStock(f"S{n}"), reservations={}, expectations={}, receipt=None, events=()
+            ),
+            (),
+        )
     store.commit()
     assert len(store._cache) == 10
     assert all(store.stock(f"S{n}") == SkuStock(f"S{n}") for n in range(30))
@@ -100,7 +104,8 @@ def test_a_message_over_its_budget_is_still_refused_with_objects(store: Any) -> 
     store.open(0)
     big = SkuStock("B", tuple(Position(f"WH{n:03d}", on_hand_qty=n) for n in range(40)))
     with pytest.raises(TooLarge):
-        store.stage_outcome(StockOutcome(sku="B", stock=big, reservations={}, expectations={}, receipt=None,
-                                         events=()), ())
+        store.stage_outcome(
+            StockOutcome(sku="B", stock=big, reservations={}, expectations={}, receipt=None, events=()), ()
+        )
     assert store.stock("B") is None and store.staged_bytes == 0
     assert CorePolicy  # the policy module stays importable beside the store (no cycle)

@@ -50,26 +50,32 @@ class Partition:
         self.now += timedelta(minutes=1)
         fields.setdefault("command_id", f"cmd-{n}|{SKU}|{cls.__name__}")
         fields.setdefault("occurred_at", self.now)
-        command = cls.model_validate(
-            {"sku": SKU, "cause_event_type": "Test", "cause_event_id": f"cmd-{n}", **fields}
-        )
+        command = cls.model_validate({"sku": SKU, "cause_event_type": "Test", "cause_event_id": f"cmd-{n}", **fields})
         self.last_command = command
         outcome = apply_stock(self.tables, command, self.policy)
         self.tables.store_stock(outcome)
         return outcome
 
-    def receive(self, warehouse: str, sellable: int, damaged: int = 0, document: str | None = None,
-                closes: bool = True) -> StockOutcome:
+    def receive(
+        self, warehouse: str, sellable: int, damaged: int = 0, document: str | None = None, closes: bool = True
+    ) -> StockOutcome:
         return self.apply(
-            ReceiveStock, receipt_no=f"RCV-{next(self.ids)}", document_no=document, warehouse_code=warehouse,
-            sellable_qty=sellable, damaged_qty=damaged, closes_document=closes, is_transfer=False,
+            ReceiveStock,
+            receipt_no=f"RCV-{next(self.ids)}",
+            document_no=document,
+            warehouse_code=warehouse,
+            sellable_qty=sellable,
+            damaged_qty=damaged,
+            closes_document=closes,
+            is_transfer=False,
         )
 
     def announce(self, warehouse: str, quantity: int, document: str) -> StockOutcome:
         return self.apply(AnnounceInbound, document_no=document, warehouse_code=warehouse, quantity=quantity)
 
-    def reserve(self, order_no: str, quantity: int, warehouse: str | None = None,
-                order_type: str = "NORMAL") -> StockOutcome:
+    def reserve(
+        self, order_no: str, quantity: int, warehouse: str | None = None, order_type: str = "NORMAL"
+    ) -> StockOutcome:
         return self.apply(
             ReserveStock, order_no=order_no, order_type=order_type, quantity=quantity, warehouse_code=warehouse
         )
@@ -96,7 +102,8 @@ def answer(outcome: StockOutcome) -> ReservationUpdated:
 
 def alerts(outcome: StockOutcome, alert_type: AlertType | None = None) -> list[InventoryAlert]:
     return [
-        e for e in outcome.events
+        e
+        for e in outcome.events
         if isinstance(e, InventoryAlert) and (alert_type is None or e.alert_type == alert_type)
     ]
 
@@ -340,8 +347,11 @@ def test_a_shipment_moves_reserved_units_to_outbound_with_two_ledger_entries() -
     )
     p = part.position("WH1")
     assert (p.on_hand_qty, p.reserved_qty, p.outbound_qty, p.available_qty) == (7, 1, 3, 6)
-    entries = [(e.bucket, e.movement_type, e.quantity, e.document_no) for e in outcome.events
-               if isinstance(e, InventoryLedgerEntry)]
+    entries = [
+        (e.bucket, e.movement_type, e.quantity, e.document_no)
+        for e in outcome.events
+        if isinstance(e, InventoryLedgerEntry)
+    ]
     assert entries == [
         (StockBucket.ON_HAND, MovementType.SHIPPED, -3, "SHP-1"),
         (StockBucket.OUTBOUND, MovementType.SHIPPED, 3, "SHP-1"),
@@ -374,7 +384,9 @@ def test_a_receipt_before_its_announcement_leaves_a_credit() -> None:
     assert (p.on_hand_qty, p.in_transit_qty) == (4, 6)
 
 
-@pytest.mark.parametrize(("age", "on_hand"), [(timedelta(0), 8), (timedelta(seconds=-1), 8), (timedelta(seconds=1), 18)])
+@pytest.mark.parametrize(
+    ("age", "on_hand"), [(timedelta(0), 8), (timedelta(seconds=-1), 8), (timedelta(seconds=1), 18)]
+)
 def test_a_snapshot_is_the_truth_as_of_its_count(age: timedelta, on_hand: int) -> None:
     part = stocked({"WH1": 10})
     last_change: datetime = part.position("WH1").updated_at  # type: ignore[assignment]
@@ -423,10 +435,22 @@ def test_a_change_carries_the_positions_updated_at_when_an_earlier_event_is_appl
 
     part = Partition()
     part.receive("WH1", 10)  # at T0 + a minute
-    later = part.apply(AdjustStock, adjustment_no="ADJ-1", warehouse_code="WH1", delta=5, reason="FOUND",
-                       occurred_at=T0 + timedelta(hours=3))
-    earlier = part.apply(AdjustStock, adjustment_no="ADJ-2", warehouse_code="WH1", delta=-1, reason="LOSS",
-                         occurred_at=T0 + timedelta(hours=1))
+    later = part.apply(
+        AdjustStock,
+        adjustment_no="ADJ-1",
+        warehouse_code="WH1",
+        delta=5,
+        reason="FOUND",
+        occurred_at=T0 + timedelta(hours=3),
+    )
+    earlier = part.apply(
+        AdjustStock,
+        adjustment_no="ADJ-2",
+        warehouse_code="WH1",
+        delta=-1,
+        reason="LOSS",
+        occurred_at=T0 + timedelta(hours=1),
+    )
     (first,) = [e for e in later.events if isinstance(e, InventoryChanged)]
     (second,) = [e for e in earlier.events if isinstance(e, InventoryChanged)]
     position = part.tables.stock_by_sku[SKU].position("WH1")

@@ -28,8 +28,16 @@ OUT = encode(SkuStock("OUTPUT"))  # any record stands in for an emitted event
 
 
 def reservation(order_no: str, qty: int, seq: int) -> Reservation:
-    return Reservation(sku="A", order_no=order_no, warehouse_code="WH1", order_type="NORMAL",
-                       reserved_qty=qty, presold_qty=0, short_qty=0, seq=seq)
+    return Reservation(
+        sku="A",
+        order_no=order_no,
+        warehouse_code="WH1",
+        order_type="NORMAL",
+        reserved_qty=qty,
+        presold_qty=0,
+        short_qty=0,
+        seq=seq,
+    )
 
 
 def test_staged_writes_are_read_before_commit_and_reach_rocksdb_at_commit(store: Any) -> None:
@@ -63,14 +71,28 @@ def test_a_key_written_by_several_messages_is_committed_once_with_its_last_value
 
 def test_scans_merge_staged_inserts_updates_and_deletes_in_key_order(store: Any) -> None:
     store.open(0)
-    store.stage("m1", [Write(reservation_key("A", "O2"), encode(reservation("O2", 2, 2))),
-                       Write(reservation_key("A", "O4"), encode(reservation("O4", 4, 4)))], (), receipt=False)
+    store.stage(
+        "m1",
+        [
+            Write(reservation_key("A", "O2"), encode(reservation("O2", 2, 2))),
+            Write(reservation_key("A", "O4"), encode(reservation("O4", 4, 4))),
+        ],
+        (),
+        receipt=False,
+    )
     store.commit()
 
-    store.stage("m2", [Write(reservation_key("A", "O3"), encode(reservation("O3", 3, 3))),  # insert between
-                       Write(reservation_key("A", "O2"), None),  # delete a committed one
-                       Write(reservation_key("A", "O4"), encode(reservation("O4", 40, 4))),  # update
-                       Write(reservation_key("B", "O9"), encode(reservation("O9", 9, 9)))], (), receipt=False)
+    store.stage(
+        "m2",
+        [
+            Write(reservation_key("A", "O3"), encode(reservation("O3", 3, 3))),  # insert between
+            Write(reservation_key("A", "O2"), None),  # delete a committed one
+            Write(reservation_key("A", "O4"), encode(reservation("O4", 40, 4))),  # update
+            Write(reservation_key("B", "O9"), encode(reservation("O9", 9, 9))),
+        ],
+        (),
+        receipt=False,
+    )
 
     assert [(r.order_no, r.reserved_qty) for r in store.reservations_of("A")] == [("O3", 3), ("O4", 40)]
     store.commit()
@@ -80,8 +102,10 @@ def test_scans_merge_staged_inserts_updates_and_deletes_in_key_order(store: Any)
 
 def test_redo_completes_a_transaction_cut_after_its_redo_record(store: Any) -> None:
     store.open(2)
-    writes = (Write(stock_key("A"), encode(SkuStock("A", reservation_seq=7))),
-              Write(receipt_key("m7"), encode(StoredReceipt("m7", (OUT,)))))
+    writes = (
+        Write(stock_key("A"), encode(SkuStock("A", reservation_seq=7))),
+        Write(receipt_key("m7"), encode(StoredReceipt("m7", (OUT,)))),
+    )
     store.dbs[2][HEAD] = encode(Transaction(message_id="m7", writes=writes, outputs=(OUT,)))  # cut here
 
     assert store.recover() == ((OUT,), [])  # a head written before outboxes: its outputs, to send again
@@ -127,8 +151,9 @@ class _HeldProducer:
         self.produced: list[str] = []  # topics, in the order records were handed over
         self.reachable: set[str] = set()
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, partition: int | None = None,
-                on_delivery: Any = None) -> None:
+    def produce(
+        self, topic: str, value: bytes | None, key: bytes | None, partition: int | None = None, on_delivery: Any = None
+    ) -> None:
         self.in_flight.append((topic, partition, on_delivery))
         self.produced.append(topic)
 

@@ -32,8 +32,12 @@ def test_only_the_pipelines_own_topics_are_aligned() -> None:
 
 
 def test_config_changes_names_the_declared_keys_that_differ() -> None:
-    current = {"cleanup.policy": "compact", "segment.ms": "604800000", "min.compaction.lag.ms": "60000",
-               "max.message.bytes": "1048588"}
+    current = {
+        "cleanup.policy": "compact",
+        "segment.ms": "604800000",
+        "min.compaction.lag.ms": "60000",
+        "max.message.bytes": "1048588",
+    }
     assert config_changes(current, CHANGELOG) == {
         k: v for k, v in CHANGELOG.items() if k not in ("cleanup.policy", "min.compaction.lag.ms")
     }

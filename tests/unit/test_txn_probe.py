@@ -18,15 +18,20 @@ from bench.txn_probe import (
 )
 
 
-@pytest.mark.parametrize(("group", "generation", "member", "instance"), [
-    ("inventory-center", 7, "faust-0.15.3-3f0c1e2a-9b1d-4c55-8f1e-0d2b5a6c7e8f", None),
-    ("g", -1, "", None),  # group-id-only metadata
-    ("inventory-center", 2**31 - 1, "m", "worker-1"),  # a static member
-])
-def test_group_metadata_is_what_the_bundled_librdkafka_writes(group: str, generation: int, member: str,
-                                                              instance: str | None) -> None:
+@pytest.mark.parametrize(
+    ("group", "generation", "member", "instance"),
+    [
+        ("inventory-center", 7, "faust-0.15.3-3f0c1e2a-9b1d-4c55-8f1e-0d2b5a6c7e8f", None),
+        ("g", -1, "", None),  # group-id-only metadata
+        ("inventory-center", 2**31 - 1, "m", "worker-1"),  # a static member
+    ],
+)
+def test_group_metadata_is_what_the_bundled_librdkafka_writes(
+    group: str, generation: int, member: str, instance: str | None
+) -> None:
     assert group_metadata(group, generation, member, instance) == librdkafka_group_metadata(
-        group, generation, member, instance)
+        group, generation, member, instance
+    )
 
 
 def test_group_metadata_layout() -> None:
@@ -59,11 +64,25 @@ def test_weighted_percentile() -> None:
     assert weighted_percentile([(2.0, 0)], 50) != weighted_percentile([(2.0, 0)], 50)  # nan: nothing counted
 
 
-def _case(mode: str, every_ms: float, offered: float | None, commits_per_s: float,
-          visible: tuple[float, float], broker: float = 0.2, client: float = 0.1) -> dict[str, object]:
-    return {"mode": mode, "commit_every_ms": every_ms, "offered_per_s": offered, "commits_per_s": commits_per_s,
-            "visible_ms": {"p50": visible[0], "p99": visible[1]}, "broker_cpu_share": broker,
-            "client_cpu_share": client, "retry_backoff_ms": 100}
+def _case(
+    mode: str,
+    every_ms: float,
+    offered: float | None,
+    commits_per_s: float,
+    visible: tuple[float, float],
+    broker: float = 0.2,
+    client: float = 0.1,
+) -> dict[str, object]:
+    return {
+        "mode": mode,
+        "commit_every_ms": every_ms,
+        "offered_per_s": offered,
+        "commits_per_s": commits_per_s,
+        "visible_ms": {"p50": visible[0], "p99": visible[1]},
+        "broker_cpu_share": broker,
+        "client_cpu_share": client,
+        "retry_backoff_ms": 100,
+    }
 
 
 def test_relate_to_worker() -> None:
@@ -75,8 +94,16 @@ def test_relate_to_worker() -> None:
         _case("transactional", 0, 10_000, 101.0, (7.0, 12.0), broker=0.75, client=0.22),
         _case("transactional", 10, None, 80.0, (9.0, 20.0)),  # unpaced: no latency figure
     ]
-    out = relate_to_worker(cases, batch_window_ms=10, stateful_agents=2, partitions=4, hops=3,
-                           records_per_order=27, redo_per_order=(0.5, 7.0), internal_receipts_per_order=6)
+    out = relate_to_worker(
+        cases,
+        batch_window_ms=10,
+        stateful_agents=2,
+        partitions=4,
+        hops=3,
+        records_per_order=27,
+        redo_per_order=(0.5, 7.0),
+        internal_receipts_per_order=6,
+    )
     assert out["most_transactions_per_s_one_producer"] == 101.0
     assert out["partition_transactions_per_s_when_batches_fill"] == 800.0
     assert out["one_kafka_transaction_per_redo_record_fits"] is False
@@ -84,6 +111,9 @@ def test_relate_to_worker() -> None:
     assert out["cadences"][2]["over_3_hops_ms"] == {"p50": 180.0, "p99_bound": 330.0}
     # from 1 to 101 commits/s (back to back) the broker went from 0.25 to 0.75 of a core
     assert out["cpu_per_commit_estimate"]["transactional"] == {
-        "broker_cpu_ms": 5.0, "client_cpu_ms": 1.0, "from_cases_ms": [1000, 0]}
+        "broker_cpu_ms": 5.0,
+        "client_cpu_ms": 1.0,
+        "from_cases_ms": [1000, 0],
+    }
     assert "idempotent" not in out["cpu_per_commit_estimate"]  # one case: no estimate
     assert out["saved_per_order"]["total"] == [6.5, 13.0]

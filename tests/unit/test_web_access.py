@@ -28,9 +28,20 @@ BEARER = {"Authorization": "Bearer read-s3cret-token"}
 NOW = 1_800_000_000.0
 
 # The worker's routes (streams/views.py, streams/webhook.py, Faust's own), as templates.
-READ_ROUTES = ["/inventory", "/inventory/SKU1", "/inventory/SKU1/WH1", "/orders/OMS1", "/metrics",
-               "/events/stream", "/dashboard", "/static/app.js", "/openapi.json", "/debug/consumer",
-               "/router/", "/"]
+READ_ROUTES = [
+    "/inventory",
+    "/inventory/SKU1",
+    "/inventory/SKU1/WH1",
+    "/orders/OMS1",
+    "/metrics",
+    "/events/stream",
+    "/dashboard",
+    "/static/app.js",
+    "/openapi.json",
+    "/debug/consumer",
+    "/router/",
+    "/",
+]
 PROBES = ["/health", "/ready"]
 
 
@@ -43,16 +54,29 @@ def worker_like_app(clock: Callable[[], float] = lambda: NOW) -> web.Application
 
     app = web.Application()
     install_read_guard(app, TOKEN, clock=clock)
-    for path in ("/inventory", "/inventory/{sku}", "/inventory/{sku}/{warehouse_code}", "/orders/{order_no}",
-                 "/metrics", "/events/stream", "/dashboard", "/static/{name}", "/openapi.json",
-                 "/debug/consumer", "/router/", "/", *PROBES):
+    for path in (
+        "/inventory",
+        "/inventory/{sku}",
+        "/inventory/{sku}/{warehouse_code}",
+        "/orders/{order_no}",
+        "/metrics",
+        "/events/stream",
+        "/dashboard",
+        "/static/{name}",
+        "/openapi.json",
+        "/debug/consumer",
+        "/router/",
+        "/",
+        *PROBES,
+    ):
         app.router.add_get(path, ok)
     app.router.add_post("/webhooks/{source}", webhook)
     return app
 
 
-def exchange(scenario: Callable[[TestClient[Any, Any]], Awaitable[Any]],
-             clock: Callable[[], float] = lambda: NOW) -> Any:
+def exchange(
+    scenario: Callable[[TestClient[Any, Any]], Awaitable[Any]], clock: Callable[[], float] = lambda: NOW
+) -> Any:
     async def main() -> Any:
         async with TestClient(TestServer(worker_like_app(clock))) as client:
             return await scenario(client)
@@ -60,8 +84,9 @@ def exchange(scenario: Callable[[TestClient[Any, Any]], Awaitable[Any]],
     return asyncio.run(main())
 
 
-def statuses(paths: list[str], headers: dict[str, str] | None = None,
-             cookies: dict[str, str] | None = None) -> dict[str, int]:
+def statuses(
+    paths: list[str], headers: dict[str, str] | None = None, cookies: dict[str, str] | None = None
+) -> dict[str, int]:
     async def scenario(client: TestClient[Any, Any]) -> dict[str, int]:
         if cookies:
             client.session.cookie_jar.update_cookies(cookies)
@@ -83,8 +108,16 @@ def test_with_the_bearer_token_every_read_route_answers() -> None:
     assert set(statuses(READ_ROUTES, headers=BEARER).values()) == {200}
 
 
-@pytest.mark.parametrize("header", ["Bearer wrong", "Basic cmVhZC1zM2NyZXQtdG9rZW4=", "read-s3cret-token",
-                                    "Bearer read-s3cret-token2", "Bearer READ-S3CRET-TOKEN"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer wrong",
+        "Basic cmVhZC1zM2NyZXQtdG9rZW4=",
+        "read-s3cret-token",
+        "Bearer read-s3cret-token2",
+        "Bearer READ-S3CRET-TOKEN",
+    ],
+)
 def test_a_wrong_or_malformed_authorization_is_401(header: str) -> None:
     assert set(statuses(["/inventory/SKU1", "/events/stream"], headers={"Authorization": header}).values()) == {401}
 
@@ -187,8 +220,19 @@ def test_an_expired_cookie_is_401_again() -> None:
 
 def test_the_open_routes_are_the_probes_the_login_and_the_webhooks_only() -> None:
     assert all(is_open(r) for r in ("/health", "/ready", "/session", "/webhooks/tms", "/webhooks/{source}"))
-    assert not any(is_open(r) for r in (None, "/", "/healthz", "/inventory/{sku}", "/dashboard",
-                                        "/static/{name}", "/metrics", "/events/stream"))
+    assert not any(
+        is_open(r)
+        for r in (
+            None,
+            "/",
+            "/healthz",
+            "/inventory/{sku}",
+            "/dashboard",
+            "/static/{name}",
+            "/metrics",
+            "/events/stream",
+        )
+    )
 
 
 def test_the_token_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:

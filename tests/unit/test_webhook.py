@@ -39,14 +39,27 @@ SEED_DAY = Path(__file__).resolve().parents[2] / "connectors" / "samples" / "see
 
 
 def receipt(event_id: str = "wms-rc-1", **extra: Any) -> dict[str, Any]:
-    return {"eventType": "GoodsReceived", "eventId": event_id, "occurredAt": "2025-11-22T08:00:00+08:00",
-            "receiptNo": "RC1", "warehouseCode": "WH001", "lines": [{"sku": "SKU001", "sellableQty": 10}],
-            **extra}
+    return {
+        "eventType": "GoodsReceived",
+        "eventId": event_id,
+        "occurredAt": "2025-11-22T08:00:00+08:00",
+        "receiptNo": "RC1",
+        "warehouseCode": "WH001",
+        "lines": [{"sku": "SKU001", "sellableQty": 10}],
+        **extra,
+    }
 
 
 def picked_up(event_id: str = "tms-1") -> dict[str, Any]:
-    return {"eventType": "PickedUp", "eventId": event_id, "occurredAt": "2025-11-22T12:00:00+08:00",
-            "orderNo": "OMS1", "shipmentNo": "SH1", "waybillNo": "SF1", "location": "北京分拨中心"}
+    return {
+        "eventType": "PickedUp",
+        "eventId": event_id,
+        "occurredAt": "2025-11-22T12:00:00+08:00",
+        "orderNo": "OMS1",
+        "shipmentNo": "SH1",
+        "waybillNo": "SF1",
+        "location": "北京分拨中心",
+    }
 
 
 def dumps(body: Any) -> bytes:
@@ -61,10 +74,22 @@ def test_the_configured_token_passes(header: str) -> None:
     assert authorized(header, TOKEN)
 
 
-@pytest.mark.parametrize("header", [
-    None, "", "Bearer", "Bearer ", "s3cret-token", "Basic s3cret-token", "Bearer s3cret-token2",
-    "Bearer s3cret-toke", "Bearer S3CRET-TOKEN", "Bearer s3cret-tökén", "Bearer \udcff",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "s3cret-token",
+        "Basic s3cret-token",
+        "Bearer s3cret-token2",
+        "Bearer s3cret-toke",
+        "Bearer S3CRET-TOKEN",
+        "Bearer s3cret-tökén",
+        "Bearer \udcff",
+    ],
+)
 def test_anything_else_fails_without_raising(header: str | None) -> None:
     assert not authorized(header, TOKEN)
 
@@ -85,8 +110,11 @@ def test_each_tms_and_wms_line_of_the_seed_day_is_accepted_by_its_own_route_only
     lines = [json.loads(line) for line in SEED_DAY.read_text(encoding="utf-8").splitlines() if line.strip()]
     posted = 0
     for line in lines:
-        if line["eventType"].startswith("Order") and line["eventType"] != "OrderShipped" \
-                or line["eventType"] == "ReturnRequested":
+        if (
+            line["eventType"].startswith("Order")
+            and line["eventType"] != "OrderShipped"
+            or line["eventType"] == "ReturnRequested"
+        ):
             for system in (TMS, WMS):
                 assert isinstance(parse_body(dumps(line), system), Rejection)
             continue
@@ -125,29 +153,50 @@ def test_one_invalid_item_refuses_the_whole_array_listing_each_bad_item() -> Non
     assert "3 of 5 events are invalid" in refused.error and "nothing was published" in refused.error
     assert [item["index"] for item in refused.invalid] == [1, 3, 4]
     assert refused.invalid[0]["eventType"] == "GoodsReceived"
-    assert refused.invalid[0]["errors"] == [{"field": "lines.0",
-                                             "message": "Value error, sellableQty + damagedQty must be > 0"}]
+    assert refused.invalid[0]["errors"] == [
+        {"field": "lines.0", "message": "Value error, sellableQty + damagedQty must be > 0"}
+    ]
     assert refused.invalid[1]["errors"] == [{"field": "receiptNo", "message": "Field required"}]
-    assert refused.invalid[2] == {"index": 4, "eventType": None,
-                                  "errors": [{"field": "<event>", "message": "expected a JSON object, got number"}]}
+    assert refused.invalid[2] == {
+        "index": 4,
+        "eventType": None,
+        "errors": [{"field": "<event>", "message": "expected a JSON object, got number"}],
+    }
     body = refused.body()
     assert body["status"] == 422 and body["error"] == refused.error and len(body["invalid"]) == 3
 
 
-@pytest.mark.parametrize(("item", "system", "field", "words"), [
-    (picked_up(), WMS, "eventType", "PickedUp is a TMS event: POST it to /webhooks/tms"),
-    (receipt(), TMS, "eventType", "GoodsReceived is a WMS event: POST it to /webhooks/wms"),
-    ({"eventType": "OrderPaid", "eventId": "x", "occurredAt": "2025-11-22T08:00:00Z", "orderNo": "O1"}, TMS,
-     "eventType", "OrderPaid is not a TMS event (the OMS publishes it)"),
-    ({**picked_up(), "eventType": "Teleported"}, TMS, "eventType", "eventType 'Teleported' is not one of: PickedUp"),
-    ({k: v for k, v in picked_up().items() if k != "eventType"}, TMS, "eventType", "eventType None is not one of"),
-    ({**picked_up(), "source": "WMS"}, TMS, "source", "WMS events are not accepted from the TMS webhook"),
-    ({**picked_up(), "secret": 1}, TMS, "secret", "Extra inputs are not permitted"),
-    ({**receipt(), "lines": [{"sku": "SKU001", "sellableQty": 2.0}]}, WMS, "lines.0.sellableQty",
-     "Input should be a valid integer"),
-])
-def test_a_wrong_event_is_422_naming_the_field(item: dict[str, Any], system: SourceSystem, field: str,
-                                               words: str) -> None:
+@pytest.mark.parametrize(
+    ("item", "system", "field", "words"),
+    [
+        (picked_up(), WMS, "eventType", "PickedUp is a TMS event: POST it to /webhooks/tms"),
+        (receipt(), TMS, "eventType", "GoodsReceived is a WMS event: POST it to /webhooks/wms"),
+        (
+            {"eventType": "OrderPaid", "eventId": "x", "occurredAt": "2025-11-22T08:00:00Z", "orderNo": "O1"},
+            TMS,
+            "eventType",
+            "OrderPaid is not a TMS event (the OMS publishes it)",
+        ),
+        (
+            {**picked_up(), "eventType": "Teleported"},
+            TMS,
+            "eventType",
+            "eventType 'Teleported' is not one of: PickedUp",
+        ),
+        ({k: v for k, v in picked_up().items() if k != "eventType"}, TMS, "eventType", "eventType None is not one of"),
+        ({**picked_up(), "source": "WMS"}, TMS, "source", "WMS events are not accepted from the TMS webhook"),
+        ({**picked_up(), "secret": 1}, TMS, "secret", "Extra inputs are not permitted"),
+        (
+            {**receipt(), "lines": [{"sku": "SKU001", "sellableQty": 2.0}]},
+            WMS,
+            "lines.0.sellableQty",
+            "Input should be a valid integer",
+        ),
+    ],
+)
+def test_a_wrong_event_is_422_naming_the_field(
+    item: dict[str, Any], system: SourceSystem, field: str, words: str
+) -> None:
     refused = parse_body(dumps(item), system)
     assert isinstance(refused, Rejection) and refused.status == 422, refused
     assert refused.invalid[0]["index"] == 0
@@ -159,16 +208,19 @@ def test_a_source_matching_the_route_is_fine() -> None:
     assert isinstance(parse_body(dumps({**picked_up(), "source": "TMS"}), TMS), list)
 
 
-@pytest.mark.parametrize(("raw", "status", "words"), [
-    (b"", 400, "body is not JSON"),
-    (b"{\"eventType\": ", 400, "body is not JSON"),
-    (b"\xff\xfe{}", 400, "body is not UTF-8"),
-    (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
-    (b"[" + b"9" * 5000 + b"]", 400, "Exceeds the limit"),
-    (b"[]", 422, "the array holds no events"),
-    (b"\"GoodsReceived\"", 422, "expected an event object or an array of them, got string"),
-    (b"null", 422, "got null"),
-])
+@pytest.mark.parametrize(
+    ("raw", "status", "words"),
+    [
+        (b"", 400, "body is not JSON"),
+        (b'{"eventType": ', 400, "body is not JSON"),
+        (b"\xff\xfe{}", 400, "body is not UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        (b"[" + b"9" * 5000 + b"]", 400, "Exceeds the limit"),
+        (b"[]", 422, "the array holds no events"),
+        (b'"GoodsReceived"', 422, "expected an event object or an array of them, got string"),
+        (b"null", 422, "got null"),
+    ],
+)
 def test_a_body_that_is_not_events_is_refused(raw: bytes, status: int, words: str) -> None:
     refused = parse_body(raw, WMS)
     assert isinstance(refused, Rejection) and refused.status == status and words in refused.error, refused
@@ -208,15 +260,24 @@ def serve(webhook: Webhook, exchange: Callable[[TestClient[Any, Any]], Awaitable
 
 def hook(token: SecretStr | None = TOKEN, max_bytes: int = 4096, fail: str | None = None) -> Webhook:
     settings = Settings(topic_prefix="t.")
-    return Webhook(token=token, max_bytes=max_bytes, topics=Topics(settings), publisher=RecordingPublisher(fail),
-                   encode=Wire(settings).encode)
+    return Webhook(
+        token=token,
+        max_bytes=max_bytes,
+        topics=Topics(settings),
+        publisher=RecordingPublisher(fail),
+        encode=Wire(settings).encode,
+    )
 
 
 AUTH = {"Authorization": "Bearer s3cret-token", "Content-Type": "application/json"}
 
 
-def post(webhook: Webhook, path: str, data: bytes | Any, headers: dict[str, str] | None = None,
-         ) -> tuple[int, dict[str, Any], dict[str, str]]:
+def post(
+    webhook: Webhook,
+    path: str,
+    data: bytes | Any,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     async def exchange(client: TestClient[Any, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         async with client.post(path, data=data, headers=AUTH if headers is None else headers) as response:
             return response.status, await response.json(), dict(response.headers)
@@ -231,15 +292,24 @@ def sent(webhook: Webhook) -> list[Record]:
 
 def test_accepted_events_are_published_keyed_and_encoded_and_answered_202_with_offsets() -> None:
     webhook = hook()
-    transfer = {"eventType": "TransferDispatched", "eventId": "trf-1", "occurredAt": "2025-11-23T09:00:00+08:00",
-                "transferNo": "TRF1", "fromWarehouseCode": "WH002", "toWarehouseCode": "WH001",
-                "lines": [{"sku": "SKU003", "quantity": 5}]}
+    transfer = {
+        "eventType": "TransferDispatched",
+        "eventId": "trf-1",
+        "occurredAt": "2025-11-23T09:00:00+08:00",
+        "transferNo": "TRF1",
+        "fromWarehouseCode": "WH002",
+        "toWarehouseCode": "WH001",
+        "lines": [{"sku": "SKU003", "quantity": 5}],
+    }
     status, body, _ = post(webhook, "/webhooks/wms", dumps([receipt(), transfer]))
     assert status == 202, body
-    assert body == {"accepted": 2, "events": [
-        {"eventId": "wms-rc-1", "topic": "t.stock-movements", "partition": 0, "offset": 0},
-        {"eventId": "trf-1", "topic": "t.stock-movements", "partition": 0, "offset": 1},
-    ]}
+    assert body == {
+        "accepted": 2,
+        "events": [
+            {"eventId": "wms-rc-1", "topic": "t.stock-movements", "partition": 0, "offset": 0},
+            {"eventId": "trf-1", "topic": "t.stock-movements", "partition": 0, "offset": 1},
+        ],
+    }
     records = sent(webhook)
     assert [r.key for r in records] == [b"WH001", b"WH002"]  # by warehouse; a transfer by its sender
     assert decode(records[0].value).event_id == "wms-rc-1"
@@ -250,15 +320,19 @@ def test_accepted_events_are_published_keyed_and_encoded_and_answered_202_with_o
     assert sent(webhook)[-1].key == b"OMS1"
 
 
-@pytest.mark.parametrize(("headers", "status", "reason"), [
-    ({"Content-Type": "application/json"}, 401, "unauthorized"),
-    ({**AUTH, "Authorization": "Bearer nope"}, 401, "unauthorized"),
-    ({**AUTH, "Authorization": "Basic czNjcmV0LXRva2Vu"}, 401, "unauthorized"),
-    ({**AUTH, "Content-Type": "text/plain"}, 415, "media_type"),
-    ({**AUTH, "Content-Type": "application/json; charset=latin-1"}, 415, "media_type"),
-])
+@pytest.mark.parametrize(
+    ("headers", "status", "reason"),
+    [
+        ({"Content-Type": "application/json"}, 401, "unauthorized"),
+        ({**AUTH, "Authorization": "Bearer nope"}, 401, "unauthorized"),
+        ({**AUTH, "Authorization": "Basic czNjcmV0LXRva2Vu"}, 401, "unauthorized"),
+        ({**AUTH, "Content-Type": "text/plain"}, 415, "media_type"),
+        ({**AUTH, "Content-Type": "application/json; charset=latin-1"}, 415, "media_type"),
+    ],
+)
 def test_unauthenticated_or_mistyped_requests_are_refused_and_publish_nothing(
-        headers: dict[str, str], status: int, reason: str) -> None:
+    headers: dict[str, str], status: int, reason: str
+) -> None:
     webhook = hook()
     got, body, response_headers = post(webhook, "/webhooks/wms", dumps(receipt()), headers)
     assert (got, body["status"]) == (status, status) and body["error"]
@@ -268,8 +342,9 @@ def test_unauthenticated_or_mistyped_requests_are_refused_and_publish_nothing(
 
 
 def test_charset_utf8_is_fine() -> None:
-    status, _, _ = post(hook(), "/webhooks/wms", dumps(receipt()),
-                        {**AUTH, "Content-Type": "application/json; charset=UTF-8"})
+    status, _, _ = post(
+        hook(), "/webhooks/wms", dumps(receipt()), {**AUTH, "Content-Type": "application/json; charset=UTF-8"}
+    )
     assert status == 202
 
 
@@ -350,9 +425,17 @@ def test_a_schema_registry_that_does_not_answer_is_503_and_nothing_is_sent() -> 
 
 
 def test_a_record_librdkafka_cannot_deliver_is_not_durable() -> None:
-    producer = AckedProducer({"bootstrap.servers": "127.0.0.1:1", "delivery.timeout.ms": 300,
-                              "enable.idempotence": True, "acks": "all", "linger.ms": 0,
-                              "reconnect.backoff.max.ms": 100, "log_level": 0})
+    producer = AckedProducer(
+        {
+            "bootstrap.servers": "127.0.0.1:1",
+            "delivery.timeout.ms": 300,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 0,
+            "reconnect.backoff.max.ms": 100,
+            "log_level": 0,
+        }
+    )
 
     async def main() -> None:
         with pytest.raises(NotDurable, match="1 of 1 records not written"):
