@@ -1,44 +1,13 @@
 """Read processes: stock queries answered from the compacted ``inventory-changes`` topic, apart
-from the workers (``python -m streams.reader``; ``--help`` lists the options).
+from the workers (``python -m streams.reader``, ``inventory-center reader``).
 
-Contract:
-
-* **What it holds.** Each read process reads every partition of ``inventory-changes`` from
-  the beginning (the topic is compacted: the newest record per ``sku|warehouseCode`` is kept)
-  and keeps, per position, the change with the highest ``version``: a change re-sent after a
-  worker's crash or read again carries a version already held and is skipped, so the order in
-  which partitions are read changes nothing. It needs nothing but the broker: run as many as
-  the query load needs, on any machine that reaches Kafka; workers never talk to it.
-* **What it answers**, in the same JSON as the worker's views (``streams/views.py``):
-  ``GET /inventory/{sku}/{warehouseCode}``, ``GET /inventory/{sku}`` (every warehouse and the
-  network totals; warehouses in code order), ``GET /inventory?skus=A,B`` (up to
-  ``MAX_BATCH``: ``{"items": {sku: ...}, "missing": [...]}``) and, for carts that name
-  their warehouses, ``GET /inventory?positions=A|WH1,B|WH2`` (``items`` keyed ``sku|wh``).
-  ``/ready`` is 503 until every partition has been read to its end once; ``/health``,
-  ``/metrics``; ``/ping`` answers ``pong`` (what the server costs with no work at all).
-* **How fresh.** An answer is exact for the ``version`` it carries: the position after that
-  many changes, as the worker computed it. Every answer says how far behind the worker the
-  process may be: ``X-Inventory-Behind`` (records of ``inventory-changes`` published and not
-  yet applied, as of its last fetch) and ``X-Inventory-Caught-Up-Ms`` (milliseconds since it
-  last had nothing left to read). A worker sends a change once its transaction is durable,
-  so a read process trails the worker by that delivery plus its own fetch. Read-your-writes
-  is the worker's: its own views read its tables.
-* **Cheap answers.** A position's body is encoded once per version, when its change is read;
-  a SKU's once per change of any of its positions, on the first read after it. The HTTP/1.1
-  server is a plain asyncio protocol (keep-alive, pipelining) that looks the path up in a
-  dict; the Kafka consumer runs in its own thread (librdkafka fetches off the GIL) and
-  decodes there, and the event loop only swaps the decoded entries in.
-* **Several processes, one port.** ``--processes N`` starts N processes that each hold the
-  whole topic and bind the same port with ``SO_REUSEPORT`` (the kernel spreads connections);
-  a port something already serves is refused (exit 1), so two groups never share one.
-  The parent stops them all on SIGTERM/SIGINT, and exits 1 if one of them dies.
-* **Safe by default.** It listens on ``web_bind`` (127.0.0.1 unless configured); with
-  ``read_token`` set, every path but ``/health`` and ``/ready`` needs
-  ``Authorization: Bearer <token>`` (constant-time compare; 401 otherwise); never logged.
-* **A record it cannot read** (not an ``InventoryChanged``, or undecodable) is skipped with
-  an ERROR line naming its partition and offset and counted in ``/metrics``: a read process
-  holds no state of its own to protect and must not stop answering for one record; the
-  worker that wrote it has already been judged by its own dead-letter rules.
+Each process reads every partition from the beginning and keeps the highest ``version`` per
+position (a change read twice or late is skipped: any read order ends the same), and answers
+in the worker's JSON (``streams/answers.py``): positions, SKUs, batches. Every answer states
+its freshness (``X-Inventory-Behind``, ``X-Inventory-Caught-Up-Ms``); ``/ready`` is 503 until
+the topic was read to its end. Bodies are encoded once per version; the HTTP/1.1 server is a
+plain asyncio protocol; the Kafka consumer runs in its own thread. The routes, headers,
+processes and refusals: docs/http.md; why this design: docs/decisions.md.
 """
 
 from __future__ import annotations

@@ -1,57 +1,12 @@
-"""The TMS/WMS webhook: carrier and warehouse events over HTTP, onto their input topics.
+"""The TMS/WMS webhooks: carrier and warehouse events over HTTP, onto their input topics.
 
-    POST /webhooks/tms    PickedUp, InTransit, OutForDelivery, Delivered, DeliveryFailed,
-                          ReturnPickedUp
-    POST /webhooks/wms    OrderShipped, InboundAnnounced, GoodsReceived, ReturnInspected,
-                          StockAdjusted, TransferDispatched, TransferReceived, StockSnapshot,
-                          DamagedDisposed
-
-Which system may post which event is read from the contracts (``schemas/inputs.py``): each
-event's ``source`` defaults to the system that publishes it. OrderShipped is the WMS's (the
-parcel left the warehouse; seed step 6, "WMS推送发货信息"), although it travels on the
-shipments topic with the carrier's tracking. An event that names another ``source`` than the
-route it was posted to is refused.
-
-The body is our contract's JSON, the same as a line of ``connectors.produce``: one object
-``{"eventType": ..., "eventId": ..., "occurredAt": ..., ...camelCase fields}`` or a JSON array
-of them. The seed (``supply-chain-integration.md``) gives JSON standards for orders and
-inventory only; it has no TMS tracking or WMS receipt document to map, so the webhook speaks
-our contract and nothing else.
-
-Answers, in the order they are checked (the JSON error shape of the other views,
-``{"error": ..., "status": ...}``):
-
-    503  no ``webhook_token`` configured: the webhook is off
-    401  no or wrong ``Authorization: Bearer <token>`` (``WWW-Authenticate: Bearer``)
-    415  Content-Type is not application/json (UTF-8)
-    413  Content-Length, or the bytes actually streamed, above ``webhook_max_bytes``: the
-         body is never read whole
-    408  the body did not arrive within BODY_READ_TIMEOUT_S
-    400  the body is not UTF-8 JSON
-    422  not an event or an array of events, or any event invalid: nothing is published, and
-         ``invalid`` lists each bad item's index and field errors (all or nothing)
-    503  the schema registry (when configured) did not answer: nothing is published, retry
-    503  the broker did not acknowledge every record in time: retry (below)
-    202  every record acknowledged by the broker (acks=all): ``{"accepted": n, "events":
-         [{"eventId", "topic", "partition", "offset"}, ...]}``
-
-Records are keyed (``streams.topics.input_key``) and framed (``pipeline.wire``: single-object
-Avro, or Confluent framing with a schema registry) like every other producer's of the input
-topics; :meth:`Webhook.record` is the one place an event becomes a record.
-
-Durability: 202 means written. The webhook owns a confluent-kafka producer (idempotent,
-acks=all, partitioned like the others: ``streams.kafka_config``); each record's
-delivery report resolves a future on the event loop, from a thread that polls the producer,
-so the loop never blocks. A batch is not a transaction: on a 503 some of its records may be
-written. The caller retries the whole request; the pipeline's receipts make the events already
-applied (same eventId) no-ops.
-
-Accepted events count in ``/metrics`` as ``inventory_events_out_total`` of their topic;
-refusals are logged and counted by (source, reason) in ``Webhook.rejected``.
-
-The pure parts (:func:`parse_body`, and the bearer check :func:`authorized`, shared with the
-read views' guard in ``streams/web_access.py``) know nothing of HTTP servers or Kafka;
-:class:`Webhook` is the HTTP shell, :class:`AckedProducer` the Kafka one.
+``POST /webhooks/tms`` and ``POST /webhooks/wms`` take our contract's JSON (one event or an
+array, as a line of ``connectors.produce``), bearer-authenticated (``webhook_token``). Which
+system may post which event comes from the contracts (an event's ``source``). All or nothing:
+any invalid event refuses the request (422); 202 means every record is acknowledged by the
+broker (acks=all), 503 means retry (the receipts make a re-sent event a no-op). The answers,
+in the order they are checked, and the durability argument: docs/http.md. :func:`parse_body`
+is the pure part; :class:`Webhook` the HTTP shell, :class:`AckedProducer` the Kafka one.
 """
 
 from __future__ import annotations
