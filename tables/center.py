@@ -147,9 +147,9 @@ class InventoryCenter:
         if is_order_scoped(event):
             queue.append(event)
         else:
-            queue.extend(stock_commands_for(event))  # type: ignore[arg-type]
+            queue.extend(stock_commands_for(event))  # type: ignore[arg-type]  # not order-scoped: a stock Event
         self._drain(queue)
-        self._advance_watermark(event.occurred_at)  # type: ignore[attr-defined]
+        self._advance_watermark(event.occurred_at)  # type: ignore[attr-defined]  # every input event has one
 
     def submit_all(self, events: Iterable[BaseModel]) -> None:
         for event in events:

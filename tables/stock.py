@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, Unpack
 
 from schemas.inputs import AdjustmentReason, OrderType
 from schemas.internal import (
@@ -68,6 +68,7 @@ from tables.state import (
     InboundExpectation,
     PartitionClock,
     Position,
+    PositionChanges,
     Receipt,
     Reservation,
     SkuStock,
@@ -160,8 +161,8 @@ class _Tx:
 
     # --- writes -------------------------------------------------------------------------
 
-    def set(self, warehouse_code: str, **quantities: int) -> Position:
-        position = evolve(self.position(warehouse_code), **quantities)
+    def set(self, warehouse_code: str, **changes: Unpack[PositionChanges]) -> Position:
+        position = evolve(self.position(warehouse_code), **changes)
         self.positions[warehouse_code] = position
         return position
 
