@@ -8,25 +8,28 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from config.settings import Settings
 from streams.worker_process import http_json
 
 
-def _read(url: str, skus: list[str], orders: list[str]) -> dict[str, object]:
+def _read(url: str, skus: list[str], orders: list[str]) -> dict[str, dict[str, Any]]:
     return {
         "inventory": {sku: http_json(f"{url}/inventory/{sku}")[1] for sku in skus},
         "orders": {no: http_json(f"{url}/orders/{no}")[1] for no in orders},
     }
 
 
-def wait_until_settled(url: str, skus: list[str], orders: list[str], timeout_s: float = 60.0) -> dict:  # type: ignore[type-arg]
+def wait_until_settled(
+    url: str, skus: list[str], orders: list[str], timeout_s: float = 60.0
+) -> dict[str, dict[str, Any]]:
     """Poll the views until two reads a second apart agree (the pipeline is quiet)."""
     deadline = time.monotonic() + timeout_s
     previous = None
     while time.monotonic() < deadline:
         current = _read(url, skus, orders)
-        complete = all(isinstance(v, dict) and "error" not in v for v in current["orders"].values())  # type: ignore[union-attr]
+        complete = all(isinstance(v, dict) and "error" not in v for v in current["orders"].values())
         if complete and current == previous:
             return current
         previous = current

@@ -29,7 +29,6 @@ from schemas.codec import encode
 from schemas.internal import Envelope
 from tables.state import OutRecord
 
-
 _murmur2: Callable[[bytes], int] = _untyped_murmur2  # aiokafka is untyped
 
 
