@@ -876,7 +876,7 @@ def generate_day(
         orders=orders,
         skus=skus,
         warehouses=warehouses,
-        **options,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]  # DayParams checks the names
     )
     return DaySimulation(params).events()
 
@@ -967,4 +967,4 @@ def iter_json_lines(events: Iterable[Event]) -> Iterator[str]:
 
 def with_mix(params: DayParams, **changes: object) -> DayParams:
     """``params`` with some knobs of its mix changed."""
-    return replace(params, mix=replace(params.mix, **changes))  # type: ignore[arg-type]
+    return replace(params, mix=replace(params.mix, **changes))  # type: ignore[arg-type]  # replace checks the names

@@ -37,7 +37,7 @@ def wait_until_settled(
     return previous or {}
 
 
-def wait_until_read_process_agrees(url: str, inventory: dict, timeout_s: float = 30.0) -> bool:  # type: ignore[type-arg]
+def wait_until_read_process_agrees(url: str, inventory: dict[str, Any], timeout_s: float = 30.0) -> bool:
     """Poll the read process until its SKU answers equal the worker's (warehouses by code)."""
 
     def by_code(body: object) -> object:
@@ -53,7 +53,7 @@ def wait_until_read_process_agrees(url: str, inventory: dict, timeout_s: float =
     return False
 
 
-def print_inventory(snapshot: dict) -> None:  # type: ignore[type-arg]
+def print_inventory(snapshot: dict[str, Any]) -> None:
     print("\nInventory (per SKU and warehouse)")
     header = (
         f"{'sku':8} {'warehouse':9} {'available':>9} {'reserved':>8} {'inTransit':>9} {'total':>6} "

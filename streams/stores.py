@@ -254,7 +254,7 @@ class FamilyStore:
         fingerprint: str = "",
         event_id: str = "",
         internal_bytes: int = 0,
-        objects: list[tuple[bytes, Any]] = (),  # type: ignore[assignment]
+        objects: list[tuple[bytes, Any]] = (),  # type: ignore[assignment]  # read only: () is the empty default
     ) -> None:
         """Add one message's writes (and its receipt) to the open transaction, or raise
         ``TooLarge`` (staging nothing) when they exceed ``message_budget``. ``outputs``: what
@@ -347,7 +347,7 @@ class FamilyStore:
         self.applies_envelope = False
         for w in writes:
             if w.key in objects:
-                self._remember(w.key, objects[w.key], len(w.value))  # type: ignore[arg-type]
+                self._remember(w.key, objects[w.key], len(w.value))  # type: ignore[arg-type]  # staged bytes here, not ENCODE
             elif kind(w.key) in CACHED:
                 self._remember(
                     w.key,

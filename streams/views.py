@@ -146,7 +146,7 @@ def register_views(pipeline: Pipeline) -> None:
             from aiohttp import web as aioweb
 
             response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-            await response.prepare(request)  # type: ignore[arg-type]
+            await response.prepare(request)  # type: ignore[arg-type]  # Faust's Request is aiohttp's
             queue = live.subscribe()
             try:
                 await response.write(b": connected\n\n")

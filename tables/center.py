@@ -22,7 +22,7 @@ from tables.orders import OrderOutcome, apply_order
 from tables.policy import CorePolicy
 from tables.retention import ORDERS, STOCK, UNCHANGED, IndexEntry, Ref, Retention
 from tables.routing import is_order_scoped, stock_commands_for
-from tables.state import InboundExpectation, Order, PartitionClock, Receipt, Reservation, SkuStock
+from tables.state import InboundExpectation, Order, PartitionClock, Position, Receipt, Reservation, SkuStock
 from tables.stock import StockOutcome, apply_stock
 
 
@@ -188,12 +188,12 @@ class InventoryCenter:
                 emitted = order_outcome.events
             for event in emitted:
                 if ROUTES[type(event).__name__].internal:  # as the worker routes it (schemas/topics.py)
-                    queue.append(event)  # type: ignore[arg-type]
+                    queue.append(event)  # type: ignore[arg-type]  # an internal route: a command
                 else:
                     self.outputs.append(event)
 
     # reads
-    def position(self, sku: str, warehouse_code: str):  # type: ignore[no-untyped-def]
+    def position(self, sku: str, warehouse_code: str) -> Position | None:
         stock = self.tables.stock(sku)
         return stock.position(warehouse_code) if stock else None
 

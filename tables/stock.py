@@ -1027,6 +1027,8 @@ def _set_reorder_point(tx: _Tx, cmd: SetReorderPoint) -> None:
             )
 
 
+# Each transition takes the one command class it is keyed by, which a dict's value type
+# cannot say: hence one dict-item ignore per entry (looked up by exact type).
 _TRANSITIONS: dict[type[StockCommand], Callable[[_Tx, StockCommand], None]] = {
     ReserveStock: _reserve,  # type: ignore[dict-item]
     ReleaseStock: _release,  # type: ignore[dict-item]
@@ -1129,7 +1131,7 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy, *, b
             AlertType.DUPLICATE_DOCUMENT if same else AlertType.ANOMALY,
             _warehouse_of(command),
             0,
-            f"{command.cause_event_type} {doc_key.split('|')[2]} re-sent as event {command.cause_event_id} "  # type: ignore[union-attr]
+            f"{command.cause_event_type} {doc_key.split('|')[2]} re-sent as event {command.cause_event_id} "  # type: ignore[union-attr]  # a document's command
             f"(first applied as event {first.event_id}): "
             + ("same content, applied once" if same else "different content, ignored: the first stands"),
         )
