@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .DEFAULT_GOAL := help
 
 .PHONY: bench bench-scale simulate run-connectors soak
-.PHONY: help install run test test-unit test-integration test-browser browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec bench-query clean registry-start registry-stop registry-status connectors-start connectors-apply connectors-stop connectors-status test-connectors
+.PHONY: help install lint run test test-unit test-integration test-browser browser-deps stop reset kafka-start kafka-stop kafka-status bench-core bench-codec bench-query clean registry-start registry-stop registry-status connectors-start connectors-apply connectors-stop connectors-status test-connectors
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,7 +27,10 @@ run: $(STAMP) ## the main job: local Kafka, topics, a worker (left running), a s
 run-connectors: $(STAMP) ## the demo through the connectors: WMS/TMS webhooks, OMS outbox via Debezium, ERP tables via JDBC sinks
 	$(PY) -m streams.demo --connectors
 
-test: $(STAMP) browser-deps ## the whole test suite: unit, property, golden, and integration on a real local Kafka
+lint: $(STAMP) ## ruff (lint and format check) and mypy (strict; pyproject.toml says what it checks)
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy
+
+test: $(STAMP) browser-deps lint ## lint, then the whole test suite: unit, property, golden, and integration on a real local Kafka
 	$(PY) -m pytest
 
 test-unit: $(STAMP) ## the fast tests of the pure core and the contracts (no Kafka)

@@ -127,10 +127,10 @@ def _run(
     cmd: list[str], *, as_owner: bool = False, input: str | None = None, check: bool = True, timeout: float = 120.0
 ) -> subprocess.CompletedProcess[str]:
     owner = {"user": SUPERUSER, "group": SUPERUSER} if as_owner and os.geteuid() == 0 else {}
-    done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, cwd="/", **owner)  # type: ignore[call-overload]
+    done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, cwd="/", **owner)  # type: ignore[call-overload]  # user/group: str
     if check and done.returncode != 0:
         raise LocalPostgresError(f"{' '.join(cmd[:2])} failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
-    return done  # type: ignore[no-any-return]
+    return done  # type: ignore[no-any-return]  # text=True: str output
 
 
 def credentials(settings: Settings) -> dict[str, str]:

@@ -68,7 +68,10 @@ def tail(
             last = time.monotonic()
             coordinates = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
             try:
-                record = as_json(wire.decode(msg.value(), validate=False))
+                value = msg.value()
+                if value is None:
+                    raise CodecError("no value (a tombstone)")
+                record = as_json(wire.decode(value, validate=False))
             except (CodecError, RegistryUnavailable) as exc:
                 record = {"eventType": None, "undecodable": str(exc)}
             yield {**record, "_coordinates": coordinates}

@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from functools import partial
 from typing import TypeGuard
 
 from schemas.base import Event
@@ -318,7 +319,7 @@ class DaySimulation:
         ranked = list(self.skus)
         rng.shuffle(ranked)
         self.by_popularity = ranked
-        weights = [1.0 / (rank**self.mix.zipf_exponent) for rank in range(1, len(ranked) + 1)]
+        weights: list[float] = [1.0 / (rank**self.mix.zipf_exponent) for rank in range(1, len(ranked) + 1)]
         total = sum(weights)
         self.popularity = {sku: w / total for sku, w in zip(ranked, weights, strict=True)}
         self._cumulative = list(itertools.accumulate(w / total for w in weights))
@@ -384,7 +385,7 @@ class DaySimulation:
         for output in outputs[self._outputs_read :]:
             if isinstance(output, OutboundInstruction):
                 low, high = PICK_MINUTES[output.time_requirement]
-                self.later(low, high, lambda o=output: self.pick_and_ship(o))
+                self.later(low, high, partial(self.pick_and_ship, output))
         if self.keep_outputs:
             self._outputs_read = len(outputs)
         else:
@@ -423,22 +424,22 @@ class DaySimulation:
     def _plan(self) -> None:
         p, mix, rng = self.params, self.mix, self.rng
         for n, warehouse_code in enumerate(self.warehouses):
-            self._agenda.at(60 + n * 60, lambda wh=warehouse_code: self.opening_stock(wh))
+            self._agenda.at(60 + n * 60, partial(self.opening_stock, warehouse_code))
             first = HOUR + n * 20 * MINUTE
             for second in range(first, DAY_S - 3 * HOUR, mix.replenish_every_s):
-                self._agenda.at(second, lambda wh=warehouse_code: self.replenish(wh))
+                self._agenda.at(second, partial(self.replenish, warehouse_code))
             for k in range(mix.snapshots_per_warehouse):
                 second = 2 * HOUR + n * 10 * MINUTE + k * (20 * HOUR // max(1, mix.snapshots_per_warehouse))
-                self._agenda.at(second, lambda wh=warehouse_code, z=k: self.count_zone(wh, z))
+                self._agenda.at(second, partial(self.count_zone, warehouse_code, k))
             for k in range(mix.disposals_per_warehouse):
                 second = 12 * HOUR + n * 15 * MINUTE + k * (10 * HOUR // max(1, mix.disposals_per_warehouse))
-                self._agenda.at(second, lambda wh=warehouse_code: self.dispose(wh))
+                self._agenda.at(second, partial(self.dispose, warehouse_code))
         arrivals = sorted(
             max(15 * MINUTE, rng.choices(range(24), weights=HOURLY_ORDERS)[0] * HOUR + rng.randrange(HOUR))
             for _ in range(p.orders)
         )
         for n, second in enumerate(arrivals, start=1):
-            self._agenda.at(second, lambda n=n: self.create_order(n))
+            self._agenda.at(second, partial(self.create_order, n))
         for action, share in ((self.adjust, mix.adjustments), (self.transfer, mix.transfers)):
             for _ in range(round(p.orders * share)):
                 self._agenda.at(rng.randrange(6 * HOUR, 23 * HOUR), action)
@@ -589,7 +590,8 @@ class DaySimulation:
         if not self._on_its_way(parcel):
             return
         _, city = CITIES[parcel.city]
-        location = {PickedUp: f"{parcel.warehouse_code}仓", InTransit: f"{city}分拨中心"}.get(step, f"{city}")
+        locations: dict[type[Event], str] = {PickedUp: f"{parcel.warehouse_code}仓", InTransit: f"{city}分拨中心"}
+        location = locations.get(step, f"{city}")
         self.emit(
             step,
             order_no=parcel.order_no,
@@ -726,7 +728,7 @@ class DaySimulation:
                 lines=[StockLine(sku=sku, quantity=qty) for sku, qty in lines],
             )
             self._open_asns[asn_no] = (warehouse_code, lines)
-            self.later(60, 180, lambda asn_no=asn_no: self.receive_asn(asn_no))
+            self.later(60, 180, partial(self.receive_asn, asn_no))
 
     def receive_asn(self, asn_no: str) -> None:
         rng, mix = self.rng, self.mix
@@ -874,7 +876,7 @@ def generate_day(
         orders=orders,
         skus=skus,
         warehouses=warehouses,
-        **options,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]  # DayParams checks the names
     )
     return DaySimulation(params).events()
 
@@ -965,4 +967,4 @@ def iter_json_lines(events: Iterable[Event]) -> Iterator[str]:
 
 def with_mix(params: DayParams, **changes: object) -> DayParams:
     """``params`` with some knobs of its mix changed."""
-    return replace(params, mix=replace(params.mix, **changes))  # type: ignore[arg-type]
+    return replace(params, mix=replace(params.mix, **changes))  # type: ignore[arg-type]  # replace checks the names

@@ -81,7 +81,7 @@ def record_fields(cls: type) -> tuple[FieldSpec, ...]:
         specs = []
         for name, info in cls.model_fields.items():
             if info.default_factory is not None:
-                default = info.default_factory()  # type: ignore[call-arg]
+                default = info.default_factory()  # type: ignore[call-arg]  # ours take no argument (pydantic's may take the data)
             elif info.default is PydanticUndefined:
                 default = REQUIRED
             else:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import cache, lru_cache
 from io import BytesIO
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fastavro_fingerprint
@@ -123,18 +123,18 @@ def _encoder(annotation: Any) -> Converter | None:
     bare, _ = unwrap(annotation)
     inner = optional_inner(bare)
     if inner is not None:
-        convert = _encoder(inner)
-        if convert is None:
+        convert_inner = _encoder(inner)
+        if convert_inner is None:
             return None
-        return lambda value: None if value is None else convert(value)
+        return lambda value: None if value is None else convert_inner(value)
     if is_record_class(bare):
         return _record_encoder(bare)
     seq = sequence_item(bare)
     if seq is not None:
-        convert = _encoder(seq[0])
-        if convert is None:
+        convert_item = _encoder(seq[0])
+        if convert_item is None:
             return None  # fastavro writes lists and tuples alike
-        return lambda values: [convert(value) for value in values]
+        return lambda values: [convert_item(value) for value in values]
     return None
 
 
@@ -143,24 +143,24 @@ def _decoder(annotation: Any) -> Converter | None:
     bare, _ = unwrap(annotation)
     inner = optional_inner(bare)
     if inner is not None:
-        convert = _decoder(inner)
-        if convert is None:
+        convert_inner = _decoder(inner)
+        if convert_inner is None:
             return None
-        return lambda value: None if value is None else convert(value)
+        return lambda value: None if value is None else convert_inner(value)
     if isinstance(bare, type) and issubclass(bare, Enum):
         return {str(member.value): member for member in bare}.__getitem__
     if is_record_class(bare):
         return _record_decoder(bare)
     seq = sequence_item(bare)
     if seq is not None:
-        convert = _decoder(seq[0])
+        convert_item = _decoder(seq[0])
         if seq[1] is tuple:
-            if convert is None:
+            if convert_item is None:
                 return tuple
-            return lambda values: tuple([convert(value) for value in values])
-        if convert is None:
+            return lambda values: tuple([convert_item(value) for value in values])
+        if convert_item is None:
             return None
-        return lambda values: [convert(value) for value in values]
+        return lambda values: [convert_item(value) for value in values]
     return None  # datetimes come back aware (UTC), decimals as Decimal
 
 
@@ -240,7 +240,9 @@ class RecordType:
         if issubclass(record_class, BaseModel):
             validated: Converter = record_class.model_validate
         else:
-            validated = _record_decoder(record_class)  # a dataclass has no validation to run
+            # a dataclass has no validation to run. (The cast: mypy narrows this branch to
+            # type[object], which it then finds not Hashable for the cache.)
+            validated = _record_decoder(cast(type, record_class))
         return cls(
             cls=record_class,
             schema=schema,
@@ -441,7 +443,10 @@ class ConfluentFraming:
                 if self._auto_register:
                     schema_id = self._client.register_schema(subject, schema)
                 else:
-                    schema_id = self._client.lookup_schema(subject, schema).schema_id
+                    looked_up = self._client.lookup_schema(subject, schema).schema_id
+                    if looked_up is None:  # typed optional by the client; a lookup that succeeded has one
+                        raise WireEncodeError(f"{record.fullname} under subject {subject!r}: the registry gave no id")
+                    schema_id = looked_up
             except SchemaRegistryError as exc:  # e.g. 409: incompatible with the subject
                 raise WireEncodeError(f"{record.fullname} under subject {subject!r}: {exc}") from exc
             header = CONFLUENT_MAGIC + int(schema_id).to_bytes(4, "big")
@@ -470,6 +475,8 @@ class ConfluentFraming:
             raise UnknownSchemaError(f"schema id {schema_id}: {exc}") from exc
         if (schema.schema_type or "AVRO") != "AVRO":
             raise UnknownSchemaError(f"schema id {schema_id} is {schema.schema_type}, not AVRO")
+        if schema.schema_str is None:  # typed optional by the client; without the text nothing can be read
+            raise UnknownSchemaError(f"schema id {schema_id}: the registry returned no schema text")
         writer = registry.add_writer_schema(schema.schema_str)
         self._writers[schema_id] = writer
         return writer

@@ -202,6 +202,5 @@ STOCK_COMMANDS: tuple[type[StockCommand], ...] = (
     DisposeDamaged,
     SetReorderPoint,
 )
-INTERNAL_MESSAGES: dict[str, type[Contract]] = {
-    cls.__name__: cls for cls in (*STOCK_COMMANDS, ReservationUpdated, ReservationExpiryDue, Envelope)
-}
+_INTERNAL_CLASSES: tuple[type[Contract], ...] = (*STOCK_COMMANDS, ReservationUpdated, ReservationExpiryDue, Envelope)
+INTERNAL_MESSAGES: dict[str, type[Contract]] = {cls.__name__: cls for cls in _INTERNAL_CLASSES}

@@ -18,8 +18,9 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
+from faust.streams import Stream
 from faust.types import EventT, StreamT
 from pydantic import BaseModel, ValidationError
 
@@ -36,7 +37,7 @@ from streams.expiry_clock import ExpiryClock
 from streams.keys import EXPIRY, expiry_bound, expiry_entry
 from streams.metrics import Metrics
 from streams.record_sink import RecordSink
-from streams.stores import FamilyStore, OrderStore, StockStore, TooLarge, scan_prefix
+from streams.stores import OrderStore, StockStore, TooLarge, scan_prefix
 from streams.topics import Topics
 from streams.wire import RegistryUnavailable, Wire, wait_for_registry
 from tables.orders import ORDER_MESSAGES, apply_order
@@ -185,7 +186,7 @@ class Family:
     """One table's agent: its store, and how one of its messages is applied."""
 
     name: str  # the agent's name, in metrics
-    store: FamilyStore
+    store: StockStore | OrderStore
     policy: CorePolicy
     outputs: Outputs
     dead_letters: DeadLetters
@@ -277,7 +278,7 @@ class OrderFamily(Family):
         return type(message) in ORDER_MESSAGES
 
     def apply_core(self, message: Any, by_receipt: bool) -> Any:
-        return apply_order(self.store, message, self.policy, by_receipt=by_receipt)  # type: ignore[arg-type]
+        return apply_order(self.store, message, self.policy, by_receipt=by_receipt)
 
 
 class StockFamily(Family):
@@ -287,13 +288,14 @@ class StockFamily(Family):
         return isinstance(message, StockCommand)
 
     def apply_core(self, message: Any, by_receipt: bool) -> Any:
-        return apply_stock(self.store, message, self.policy, by_receipt=by_receipt)  # type: ignore[arg-type]
+        return apply_stock(self.store, message, self.policy, by_receipt=by_receipt)
 
 
 async def stateful_agent(stream: StreamT, family: Family, settings: Settings) -> None:
     """The order agent (orders, shipments, the order inbox) and the stock agent (stock
     commands): batches of messages, each partition's run one transaction."""
-    async for batch in stream.take_events(settings.batch_max_events, settings.batch_within_s):
+    # An agent's stream is a faust Stream; take_events is on the class, not on StreamT.
+    async for batch in cast(Stream, stream).take_events(settings.batch_max_events, settings.batch_within_s):
         await family.run(batch)
 
 

@@ -184,7 +184,7 @@ def create_app(settings: Settings) -> Pipeline:
     stock = StockFamily("stock-agent", stock_store, policy, outputs, dead_letters, metrics, checkpoint, app, settings)
     router = Router(outputs, dead_letters, sink, metrics, settings.record_max_bytes)
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust types receivers as (sender, *args)
     async def _assigned(sender: object, assigned: object, **kwargs: object) -> None:
         checkpoint.assigned()  # every partition recovers again; the stores' caches are dropped
         expiry_clock.forget()  # and what was read of a partition is unknown here

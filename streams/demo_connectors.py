@@ -53,6 +53,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -164,7 +165,7 @@ def _at(hour: int, minute: int) -> str:
     return f"{DAY}T{hour:02d}:{minute:02d}:00+08:00"
 
 
-RECEIPTS = [  # WMS: the morning's receipts in two warehouses
+RECEIPTS: list[dict[str, Any]] = [  # WMS: the morning's receipts in two warehouses
     {
         "eventType": "GoodsReceived",
         "eventId": "cx-wms-rc-0001",
@@ -323,6 +324,14 @@ def _text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _decided(stack: Stack, order_no: str) -> bool:
+    """The order is seen and no longer open."""
+    order = stack.order(order_no)
+    if not order:
+        return False
+    return order["status"] not in OPEN
+
+
 def play(stack: Stack) -> None:
     """The day, step by step; each step waits until the worker shows it (at once on a rerun)."""
     print("\n1. WMS: goods received in WH001 and WH002 (webhook)", flush=True)
@@ -333,7 +342,7 @@ def play(stack: Stack) -> None:
     print("2. OMS: four orders (outbox rows -> Debezium -> outbox bridge)", flush=True)
     stack.insert_outbox(("OrderCreated", order) for order in ORDERS)
     for no in ORDER_NOS:
-        _until(f"decision on {no}", lambda no=no: (o := stack.order(no)) and o["status"] not in OPEN)
+        _until(f"decision on {no}", partial(_decided, stack, no))
 
     print(f"3. WMS: {SHIPPED} leaves the warehouse (webhook)", flush=True)
     stack.post("wms", [shipment_of(_until(f"order {SHIPPED}", lambda: stack.order(SHIPPED)))])
@@ -394,9 +403,9 @@ def erp_in_step(settings: Settings, positions: dict[tuple[str, str], dict[str, A
 
 
 def _sink_failures(settings: Settings) -> list[str]:
-    from connectors import apply, local_connect
+    from connectors import apply
 
-    states = [apply.wait_for(local_connect.rest_url(settings), name, timeout_s=0) for name in (SOURCE, *SINKS)]
+    states = [apply.wait_for(apply.rest_url(settings), name, timeout_s=0) for name in (SOURCE, *SINKS)]
     return [line for state in states if state.failed for line in state.lines()]
 
 
@@ -529,7 +538,7 @@ def apply_connectors(
     local_connect.start(base)
     postgres.result()
     registry_tried.wait(timeout=300)
-    connect_url = local_connect.rest_url(base)
+    connect_url = apply.rest_url(base)
     files = sorted(apply.CONNECTORS_DIR.glob("*.json"))
     docs = [apply.render(apply.load(path), local_connect.variables_for(settings)) for path in files]
     source = next(d for d in docs if d["name"] == SOURCE)
@@ -669,7 +678,7 @@ def reset(base: Settings) -> int:
     kill_worker(paths.pidfile)
     done = []
     if local_connect.is_running(base):
-        url = local_connect.rest_url(base)
+        url = apply.rest_url(base)
         deleted = [name for name in (SOURCE, *SINKS) if apply.delete_connector(url, name)]
         done.append(f"{len(deleted)} connectors")
     from streams.topics import Topics

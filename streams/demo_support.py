@@ -8,25 +8,28 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from config.settings import Settings
 from streams.worker_process import http_json
 
 
-def _read(url: str, skus: list[str], orders: list[str]) -> dict[str, object]:
+def _read(url: str, skus: list[str], orders: list[str]) -> dict[str, dict[str, Any]]:
     return {
         "inventory": {sku: http_json(f"{url}/inventory/{sku}")[1] for sku in skus},
         "orders": {no: http_json(f"{url}/orders/{no}")[1] for no in orders},
     }
 
 
-def wait_until_settled(url: str, skus: list[str], orders: list[str], timeout_s: float = 60.0) -> dict:  # type: ignore[type-arg]
+def wait_until_settled(
+    url: str, skus: list[str], orders: list[str], timeout_s: float = 60.0
+) -> dict[str, dict[str, Any]]:
     """Poll the views until two reads a second apart agree (the pipeline is quiet)."""
     deadline = time.monotonic() + timeout_s
     previous = None
     while time.monotonic() < deadline:
         current = _read(url, skus, orders)
-        complete = all(isinstance(v, dict) and "error" not in v for v in current["orders"].values())  # type: ignore[union-attr]
+        complete = all(isinstance(v, dict) and "error" not in v for v in current["orders"].values())
         if complete and current == previous:
             return current
         previous = current
@@ -34,7 +37,7 @@ def wait_until_settled(url: str, skus: list[str], orders: list[str], timeout_s: 
     return previous or {}
 
 
-def wait_until_read_process_agrees(url: str, inventory: dict, timeout_s: float = 30.0) -> bool:  # type: ignore[type-arg]
+def wait_until_read_process_agrees(url: str, inventory: dict[str, Any], timeout_s: float = 30.0) -> bool:
     """Poll the read process until its SKU answers equal the worker's (warehouses by code)."""
 
     def by_code(body: object) -> object:
@@ -50,7 +53,7 @@ def wait_until_read_process_agrees(url: str, inventory: dict, timeout_s: float =
     return False
 
 
-def print_inventory(snapshot: dict) -> None:  # type: ignore[type-arg]
+def print_inventory(snapshot: dict[str, Any]) -> None:
     print("\nInventory (per SKU and warehouse)")
     header = (
         f"{'sku':8} {'warehouse':9} {'available':>9} {'reserved':>8} {'inTransit':>9} {'total':>6} "

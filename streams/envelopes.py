@@ -23,17 +23,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from aiokafka.partitioner import murmur2
+from aiokafka.partitioner import murmur2 as _untyped_murmur2
 
 from schemas.codec import encode
 from schemas.internal import Envelope
 from tables.state import OutRecord
 
+_murmur2: Callable[[bytes], int] = _untyped_murmur2  # aiokafka is untyped
+
 
 @lru_cache(maxsize=65_536)
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2) gives ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return (_murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass

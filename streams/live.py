@@ -81,8 +81,11 @@ class LiveFeed:
                 msg = consumer.poll(0.25)
                 if msg is None or msg.error():
                     continue
+                value = msg.value()
+                if value is None:
+                    continue  # a tombstone: nothing to show
                 try:
-                    record = wire.decode(msg.value(), validate=False)
+                    record = wire.decode(value, validate=False)
                 except (CodecError, RegistryUnavailable):
                     continue
                 name = EVENT_NAMES.get(type(record).__name__)

@@ -235,9 +235,9 @@ class LocalKafka(LocalService):
             {
                 "bootstrap.servers": bootstrap_address(settings),
                 "socket.connection.setup.timeout.ms": int(timeout * 1000),
-                "logger": _RDKAFKA_LOG,
+                "logger": _RDKAFKA_LOG,  # type: ignore[dict-item]  # librdkafka's config takes a Logger too
             }
-        )  # type: ignore[dict-item]
+        )
         try:
             return len(admin.list_topics(timeout=timeout).brokers) > 0
         except KafkaException:

@@ -33,12 +33,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
 from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
-from streams.stores import HEAD
+from streams.keys import HEAD
 from streams.topics import TABLES, Topics
 
 CHUNK = 2_000  # records read per step back from the local offset
@@ -224,6 +225,8 @@ class ChangelogReader:
                         return
                     raise KafkaException(error)
                 offset = msg.offset()
+                if offset is None:  # typed optional by the client; a fetched record has one
+                    continue
                 if offset < start:
                     continue  # fetched for an earlier assignment
                 if offset >= end:
@@ -275,7 +278,7 @@ def reconcile_after_crash(
                 topic = topics.changelog(table)
                 try:
                     low, high = reader.watermarks(topic, partition)
-                    verdict = judge(local, low, high, lambda s, e, t=topic, p=partition: reader.read(t, p, s, e))
+                    verdict = judge(local, low, high, partial(reader.read, topic, partition))
                     if verdict.keep and verdict.missing_from is not None:
                         written = reader.timestamp_ms(topic, partition, verdict.missing_from)
                         retention = reader.delete_retention_ms(topic)

@@ -16,7 +16,7 @@ class Metrics:
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
     latency_buckets: dict[str, list[int]] = field(default_factory=dict)
-    latency_sum: Counter[str] = field(default_factory=Counter)
+    latency_sum: dict[str, float] = field(default_factory=dict)  # seconds: a Counter counts ints
 
     def received(self, topic: str) -> None:
         self.events_in[topic] += 1
@@ -35,7 +35,7 @@ class Metrics:
             if seconds <= bound:
                 buckets[i] += 1
                 break
-        self.latency_sum[agent] += seconds
+        self.latency_sum[agent] = self.latency_sum.get(agent, 0.0) + seconds
 
     def prometheus(self, gauges: dict[str, dict[str, float]] | None = None) -> str:
         lines = ["# TYPE inventory_events_in_total counter"]

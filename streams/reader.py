@@ -189,12 +189,16 @@ class ChangeFeed(threading.Thread):
                 for m in messages:
                     error = m.error()
                     if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            ended.add(m.partition())
+                        eof_partition = m.partition()
+                        if error.code() == KafkaError._PARTITION_EOF and eof_partition is not None:
+                            ended.add(eof_partition)
                         else:
                             log.warning("reader: %s", error)
                         continue
-                    nexts[m.partition()] = m.offset() + 1
+                    partition, offset = m.partition(), m.offset()
+                    if partition is None or offset is None:  # typed optional by the client; a record has both
+                        continue
+                    nexts[partition] = offset + 1
                     value = m.value()
                     if value is None:
                         continue  # a tombstone: the workers never delete a position

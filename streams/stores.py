@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 from rocksdict import WriteBatch
 
@@ -158,7 +158,7 @@ class FamilyStore:
         if k in staged:
             value = staged[k]
             return encode(self._objects[k]) if value is ENCODE else value
-        return self._db.get(k)
+        return cast("bytes | None", self._db.get(k))  # rocksdict is untyped: values are what we put
 
     def _get(self, k: bytes) -> Any:
         """The record under ``k``: staged in this transaction, else committed (decoded once and
@@ -254,7 +254,7 @@ class FamilyStore:
         fingerprint: str = "",
         event_id: str = "",
         internal_bytes: int = 0,
-        objects: list[tuple[bytes, Any]] = (),  # type: ignore[assignment]
+        objects: list[tuple[bytes, Any]] = (),  # type: ignore[assignment]  # read only: () is the empty default
     ) -> None:
         """Add one message's writes (and its receipt) to the open transaction, or raise
         ``TooLarge`` (staging nothing) when they exceed ``message_budget``. ``outputs``: what
@@ -347,7 +347,7 @@ class FamilyStore:
         self.applies_envelope = False
         for w in writes:
             if w.key in objects:
-                self._remember(w.key, objects[w.key], len(w.value))  # type: ignore[arg-type]
+                self._remember(w.key, objects[w.key], len(w.value))  # type: ignore[arg-type]  # staged bytes here, not ENCODE
             elif kind(w.key) in CACHED:
                 self._remember(
                     w.key,
@@ -437,16 +437,16 @@ class StockStore(FamilyStore):
     """The SKU partition's records; implements tables.stock.StockView."""
 
     def stock(self, sku: str) -> SkuStock | None:
-        return self._get(stock_key(sku))
+        return cast("SkuStock | None", self._get(stock_key(sku)))  # the key says the kind
 
     def reservation(self, sku: str, order_no: str) -> Reservation | None:
-        return self._get(reservation_key(sku, order_no))
+        return cast("Reservation | None", self._get(reservation_key(sku, order_no)))
 
     def reservations_of(self, sku: str) -> Iterator[Reservation]:
         return self._scan(reservations_prefix(sku))
 
     def expectation(self, sku: str, warehouse_code: str, document_no: str) -> InboundExpectation | None:
-        return self._get(expectation_key(sku, warehouse_code, document_no))
+        return cast("InboundExpectation | None", self._get(expectation_key(sku, warehouse_code, document_no)))
 
     def stage_outcome(self, outcome: StockOutcome, outputs: tuple[bytes, ...], internal_bytes: int = 0) -> None:
         writes: list[Write] = []
@@ -488,7 +488,7 @@ class OrderStore(FamilyStore):
     """The order partition's records; implements tables.orders.OrderView."""
 
     def order(self, order_no: str) -> Order | None:
-        return self._get(order_key(order_no))
+        return cast("Order | None", self._get(order_key(order_no)))
 
     def stage_outcome(self, outcome: OrderOutcome, outputs: tuple[bytes, ...], internal_bytes: int = 0) -> None:
         writes: list[Write] = []

@@ -10,7 +10,7 @@ topic. RocksDB memory is set deliberately: Faust's defaults are a 2 GiB block ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -37,14 +37,17 @@ class InventoryTables:
 
 def declare_tables(app: faust.App, settings: Settings) -> InventoryTables:
     def table(name: str) -> faust.Table:
-        return app.Table(
-            name,
-            default=None,
-            partitions=settings.partitions,
-            key_type=bytes,  # bytes -> Faust's "raw" serializer: the codec does the encoding
-            value_type=bytes,
-            options=rocksdb_options(settings),
-            help=f"{name} (source topic: {TABLES[name]})",
+        return cast(  # app.Table is typed as returning TableT; it makes a faust.Table
+            faust.Table,
+            app.Table(
+                name,
+                default=None,
+                partitions=settings.partitions,
+                key_type=bytes,  # bytes -> Faust's "raw" serializer: the codec does the encoding
+                value_type=bytes,
+                options=rocksdb_options(settings),
+                help=f"{name} (source topic: {TABLES[name]})",
+            ),
         )
 
     return InventoryTables(orders=table("order-state"), stock=table("stock-state"))

@@ -59,7 +59,7 @@ def register_views(pipeline: Pipeline) -> None:
     app, tables, metrics, settings = pipeline.app, pipeline.tables, pipeline.metrics, pipeline.settings
     live = LiveFeed(settings)
     if settings.read_token is not None:
-        install_read_guard(app.web.web_app, settings.read_token)
+        install_read_guard(app.web.web_app, settings.read_token)  # type: ignore[attr-defined]  # aiohttp's Web has it
     _install_json_errors(app)
     # A worker asking another for its part of a batch reads on the caller's behalf.
     peer_headers = (
@@ -73,7 +73,7 @@ def register_views(pipeline: Pipeline) -> None:
         return None if raw is None else decode(raw, validate=False)
 
     @app.page("/inventory/{sku}/{warehouse_code}")
-    @app.table_route(table=tables.stock, match_info="sku")
+    @app.table_route(table=tables.stock, match_info="sku")  # type: ignore[arg-type]  # Faust types it for View methods; app.page takes functions too
     async def inventory_position(web: Web, request: Request, sku: str, warehouse_code: str) -> Response:
         if not _CODE.match(sku) or not _CODE.match(warehouse_code):
             return _error(web, 400, "sku and warehouseCode must be codes")
@@ -84,7 +84,7 @@ def register_views(pipeline: Pipeline) -> None:
         return web.json(position_json(sku, position, position.updated_at))
 
     @app.page("/inventory/{sku}")
-    @app.table_route(table=tables.stock, match_info="sku")
+    @app.table_route(table=tables.stock, match_info="sku")  # type: ignore[arg-type]  # Faust types it for View methods; app.page takes functions too
     async def inventory_sku(web: Web, request: Request, sku: str) -> Response:
         if not _CODE.match(sku):
             return _error(web, 400, "sku must be a code")
@@ -128,7 +128,7 @@ def register_views(pipeline: Pipeline) -> None:
             return self.json({"items": items, "missing": [s for s in skus if s not in items]})
 
     @app.page("/orders/{order_no}")
-    @app.table_route(table=tables.orders, match_info="order_no")
+    @app.table_route(table=tables.orders, match_info="order_no")  # type: ignore[arg-type]  # Faust types it for View methods; app.page takes functions too
     async def order_view(web: Web, request: Request, order_no: str) -> Response:
         if not _CODE.match(order_no):
             return _error(web, 400, "orderNo must be a code")
@@ -146,7 +146,7 @@ def register_views(pipeline: Pipeline) -> None:
             from aiohttp import web as aioweb
 
             response = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-            await response.prepare(request)  # type: ignore[arg-type]
+            await response.prepare(request)  # type: ignore[arg-type]  # Faust's Request is aiohttp's
             queue = live.subscribe()
             try:
                 await response.write(b": connected\n\n")
@@ -202,7 +202,7 @@ def register_views(pipeline: Pipeline) -> None:
             def tps(items: Any) -> list[str]:
                 return sorted(f"{tp.topic}[{tp.partition}]" for tp in (items or ()))
 
-            positions = {}
+            positions: dict[str, dict[str, Any]] = {}
             for tp in sorted(consumer.assignment()):
                 try:
                     positions[f"{tp.topic}[{tp.partition}]"] = {

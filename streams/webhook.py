@@ -446,10 +446,10 @@ def register_webhook(pipeline: Pipeline) -> None:
             source_name = source
 
             async def post(self, request: Request, **_: Any) -> Response:
-                return await webhook.handle(request, self.source_name)  # type: ignore[arg-type]
+                return await webhook.handle(request, self.source_name)  # type: ignore[arg-type, return-value]  # Faust's Request/Response are aiohttp's
 
         app.page(f"/webhooks/{source}", name=f"webhook-{source}")(WebhookView)
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types receivers as (sender, *args)
     async def _close_webhook_producer(sender: object, **kwargs: object) -> None:
         await asyncio.get_running_loop().run_in_executor(None, webhook.publisher.close, 5.0)

@@ -117,4 +117,4 @@ def _is_unreachable(exc: BaseException) -> bool:
 
 def wait_for_registry(attempt: int) -> float:
     """Back-off before the next try when the registry is unavailable (seconds), capped."""
-    return min(30.0, 0.5 * 2 ** min(attempt, 6))
+    return min(30.0, 0.5 * 2.0 ** min(attempt, 6))

@@ -22,7 +22,7 @@ from tables.orders import OrderOutcome, apply_order
 from tables.policy import CorePolicy
 from tables.retention import ORDERS, STOCK, UNCHANGED, IndexEntry, Ref, Retention
 from tables.routing import is_order_scoped, stock_commands_for
-from tables.state import InboundExpectation, Order, PartitionClock, Receipt, Reservation, SkuStock
+from tables.state import InboundExpectation, Order, PartitionClock, Position, Receipt, Reservation, SkuStock
 from tables.stock import StockOutcome, apply_stock
 
 
@@ -147,9 +147,9 @@ class InventoryCenter:
         if is_order_scoped(event):
             queue.append(event)
         else:
-            queue.extend(stock_commands_for(event))  # type: ignore[arg-type]
+            queue.extend(stock_commands_for(event))  # type: ignore[arg-type]  # not order-scoped: a stock Event
         self._drain(queue)
-        self._advance_watermark(event.occurred_at)  # type: ignore[attr-defined]
+        self._advance_watermark(event.occurred_at)  # type: ignore[attr-defined]  # every input event has one
 
     def submit_all(self, events: Iterable[BaseModel]) -> None:
         for event in events:
@@ -188,12 +188,12 @@ class InventoryCenter:
                 emitted = order_outcome.events
             for event in emitted:
                 if ROUTES[type(event).__name__].internal:  # as the worker routes it (schemas/topics.py)
-                    queue.append(event)  # type: ignore[arg-type]
+                    queue.append(event)  # type: ignore[arg-type]  # an internal route: a command
                 else:
                     self.outputs.append(event)
 
     # reads
-    def position(self, sku: str, warehouse_code: str):  # type: ignore[no-untyped-def]
+    def position(self, sku: str, warehouse_code: str) -> Position | None:
         stock = self.tables.stock(sku)
         return stock.position(warehouse_code) if stock else None
 

@@ -12,12 +12,19 @@ always passes. ``evolve`` is the same idea for the frozen state records.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+
+class _Slotted(Protocol):
+    """A record with slots: ``@dataclass(frozen=True, slots=True)`` (tables/state.py)."""
+
+    __slots__: ClassVar[tuple[str, ...]]
+
+
 M = TypeVar("M", bound=BaseModel)
-R = TypeVar("R")
+R = TypeVar("R", bound=_Slotted)
 _set = object.__setattr__
 _new = object.__new__
 

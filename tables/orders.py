@@ -172,7 +172,7 @@ class _Tx:
         self.message_type = type(message).__name__
         self.cause_event_id: str = fields.get("cause_event_id", self.message_id)
         self.cause_event_type: str = fields.get("cause_event_type", self.message_type)
-        self.occurred_at: datetime = message.occurred_at  # type: ignore[attr-defined]
+        self.occurred_at: datetime = message.occurred_at  # type: ignore[attr-defined]  # every order message has one
         self.events: list[object] = []
         self.expiry_set: datetime | None = None
         self.expiry_cleared: datetime | None = None
@@ -238,7 +238,7 @@ class _Tx:
         )
 
     def anomaly(self, message: str, sku: str | None = None, quantity: int = 0, alert_id: str | None = None) -> None:
-        order_no: str = self.message.order_no  # type: ignore[attr-defined]
+        order_no: str = self.message.order_no  # type: ignore[attr-defined]  # every order message has one
         self.events.append(
             inventory_alert(
                 AlertType.ANOMALY,
@@ -324,7 +324,7 @@ class _Tx:
     def finish(self, content: str = "", keep_receipt: bool = True) -> OrderOutcome:
         """The message's outcome; ``content``: its fingerprint, kept on its receipt (none
         when ``keep_receipt`` is false, or for an expiry tick older than the horizon)."""
-        order_no: str = self.message.order_no  # type: ignore[attr-defined]
+        order_no: str = self.message.order_no  # type: ignore[attr-defined]  # every order message has one
         order = self.order
         if order is not None and order != self.before:
             if not self.moved:
@@ -408,7 +408,7 @@ def _status_changed(order: Order, previous: OrderStatus | None, tx: _Tx, reason:
 
 def _placeholder(tx: _Tx, status: OrderStatus) -> None:
     """A physical event for an order never created: keep what we learn, say so."""
-    order_no: str = tx.message.order_no  # type: ignore[attr-defined]
+    order_no: str = tx.message.order_no  # type: ignore[attr-defined]  # every order message has one
     tx.order = Order(order_no=order_no, status=status, known=False, created_at=tx.occurred_at)
     tx.move_to(status)
     tx.anomaly(f"{tx.message_type} for unknown order {order_no}")
@@ -932,6 +932,8 @@ def _flag_returns_above_delivered(tx: _Tx) -> None:
             )
 
 
+# Each handler takes the one message class it is keyed by, which a dict's value type cannot
+# say: hence one dict-item ignore per entry (apply_order looks them up by exact type).
 _HANDLERS: dict[type[BaseModel], Callable[[_Tx, BaseModel], None]] = {
     OrderCreated: _created,  # type: ignore[dict-item]
     ReservationUpdated: _reservation_updated,  # type: ignore[dict-item]
@@ -965,7 +967,7 @@ def apply_order(
     receipt; one applied prunes what the horizon passed (tables/retention.py).
     ``by_receipt=False``: the caller applies the message once by other means (an envelope's
     sequence number: streams/envelopes.py); no receipt is read or kept, nothing is pruned."""
-    order_no: str = message.order_no  # type: ignore[attr-defined]
+    order_no: str = message.order_no  # type: ignore[attr-defined]  # every order message has one
     tx = _Tx(view.order(order_no), message)
     if not by_receipt:
         return _apply_once(tx, view, message)
@@ -1001,7 +1003,7 @@ def apply_order(
     if status is None and status not in LIFECYCLE[tx.message_type]:
         # A message that overtook its order (topics interleave; a replay can reorder them):
         # alert, but keep no receipt, so that once the order exists its redelivery is applied.
-        tx.anomaly(f"{tx.message_type} rejected: no such order {message.order_no} yet (applied if redelivered)")
+        tx.anomaly(f"{tx.message_type} rejected: no such order {order_no} yet (applied if redelivered)")
         return tx.finish(keep_receipt=False)
     if status not in LIFECYCLE[tx.message_type]:
         what = "no such order" if status is None else f"order is {status}"

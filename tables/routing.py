@@ -10,6 +10,8 @@ once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from typing import TypedDict
 
 from schemas.base import Event
 from schemas.inputs import (
@@ -39,7 +41,17 @@ def is_order_scoped(event: object) -> bool:
     return type(event) in ORDER_MESSAGES
 
 
-def _base(event: Event, sku: str, step: str) -> dict[str, object]:
+class _CommandBase(TypedDict):
+    """The fields every stock command takes from its cause (schemas.internal.StockCommand)."""
+
+    command_id: str
+    sku: str
+    occurred_at: datetime
+    cause_event_type: str
+    cause_event_id: str
+
+
+def _base(event: Event, sku: str, step: str) -> _CommandBase:
     return {
         "command_id": f"{event.event_id}|{sku}|{step}",
         "sku": sku,
@@ -150,6 +162,8 @@ def _reorder_point(e: ReorderPointSet) -> list[StockCommand]:
     ]
 
 
+# Each splitter takes the one event class it is keyed by, which a dict's value type cannot
+# say: hence one dict-item ignore per entry (stock_commands_for looks them up by exact type).
 _SPLITTERS: dict[type[Event], Callable[[Event], list[StockCommand]]] = {
     InboundAnnounced: _announced,  # type: ignore[dict-item]
     GoodsReceived: _received,  # type: ignore[dict-item]

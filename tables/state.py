@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import TypedDict
 
 from schemas.codec import register_records
 from schemas.inputs import OrderType, TimeRequirement
@@ -77,6 +78,28 @@ class Position:
             and self.delivered_qty == other.delivered_qty
             and self.disposed_ahead_qty == other.disposed_ahead_qty
         )
+
+
+class PositionChanges(TypedDict, total=False):
+    """The fields of a ``Position`` that a transition may change (keyword arguments of
+    ``evolve``), typed: every field but ``warehouse_code``, each optional."""
+
+    on_hand_qty: int
+    reserved_qty: int
+    in_transit_qty: int
+    presold_qty: int
+    outbound_qty: int
+    damaged_qty: int
+    delivered_qty: int
+    version: int
+    updated_at: datetime | None
+    counted_at: datetime | None
+    movement_log: bytes
+    history_since: datetime | None
+    disposed_ahead_qty: int
+    short_qty: int
+    reorder_point: int | None
+    reorder_point_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, Unpack
 
 from schemas.inputs import AdjustmentReason, OrderType
 from schemas.internal import (
@@ -68,6 +68,7 @@ from tables.state import (
     InboundExpectation,
     PartitionClock,
     Position,
+    PositionChanges,
     Receipt,
     Reservation,
     SkuStock,
@@ -160,8 +161,8 @@ class _Tx:
 
     # --- writes -------------------------------------------------------------------------
 
-    def set(self, warehouse_code: str, **quantities: int) -> Position:
-        position = evolve(self.position(warehouse_code), **quantities)
+    def set(self, warehouse_code: str, **changes: Unpack[PositionChanges]) -> Position:
+        position = evolve(self.position(warehouse_code), **changes)
         self.positions[warehouse_code] = position
         return position
 
@@ -1026,6 +1027,8 @@ def _set_reorder_point(tx: _Tx, cmd: SetReorderPoint) -> None:
             )
 
 
+# Each transition takes the one command class it is keyed by, which a dict's value type
+# cannot say: hence one dict-item ignore per entry (looked up by exact type).
 _TRANSITIONS: dict[type[StockCommand], Callable[[_Tx, StockCommand], None]] = {
     ReserveStock: _reserve,  # type: ignore[dict-item]
     ReleaseStock: _release,  # type: ignore[dict-item]
@@ -1128,7 +1131,7 @@ def apply_stock(view: StockView, command: StockCommand, policy: CorePolicy, *, b
             AlertType.DUPLICATE_DOCUMENT if same else AlertType.ANOMALY,
             _warehouse_of(command),
             0,
-            f"{command.cause_event_type} {doc_key.split('|')[2]} re-sent as event {command.cause_event_id} "  # type: ignore[union-attr]
+            f"{command.cause_event_type} {doc_key.split('|')[2]} re-sent as event {command.cause_event_id} "  # type: ignore[union-attr]  # a document's command
             f"(first applied as event {first.event_id}): "
             + ("same content, applied once" if same else "different content, ignored: the first stands"),
         )

@@ -187,3 +187,12 @@ def test_evolve_makes_what_dataclasses_replace_makes(record: Any, changes: dict[
 def test_evolve_refuses_an_unknown_field() -> None:
     with pytest.raises(TypeError, match="no field"):
         evolve(Position("WH1"), on_hand=1)
+
+
+def test_position_changes_names_every_position_field_but_its_key():
+    """tables.state.PositionChanges types the fields a transition may change (_Tx.set): it
+    must follow Position, or a new field could not be set through it."""
+    from tables.state import Position, PositionChanges
+
+    names = [f.name for f in fields(Position) if f.name != "warehouse_code"]
+    assert list(PositionChanges.__annotations__) == names
