@@ -304,7 +304,10 @@ async def _getmany_without_loss(self: Any, timeout: float) -> Any:
     if records is None or self.should_stop:
         return
     if not self.flow_active:
-        await self.perform_seek()
+        try:  # as upstream: a rebalance may have taken a partition the seek names
+            await self.perform_seek()
+        except Exception as exc:  # noqa: BLE001 - aiokafka's IllegalStateError; the new assignment seeks anew
+            log.warning("seek to the committed offsets while flow is stopped failed: %r", exc)
         return
     undelivered: dict[Any, int] = {}  # tp -> offset of its first record not delivered
     to_message = self._to_message

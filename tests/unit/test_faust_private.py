@@ -193,3 +193,30 @@ def test_patched_functions_are_judged_by_the_upstream_original() -> None:
     assert Consumer._new_offset is faust_private._new_offset_stopping_at_holes
     assert faust_private.upstream(Consumer, "_new_offset") is not Consumer._new_offset
     assert faust_private.private_code_problems() == []
+
+
+def test_a_failed_seek_while_flow_is_stopped_does_not_crash_the_fetcher() -> None:
+    """A rebalance can take a partition between Faust's view and aiokafka's: the seek raises
+    IllegalStateError. Upstream logs it; the patched getmany must too (a CI run saw the
+    Fetcher crash on it and the worker stop consuming)."""
+    import asyncio
+
+    from aiokafka.errors import IllegalStateError
+
+    from streams.faust_private import _getmany_without_loss
+
+    class Consumer:
+        flow_active = False
+        should_stop = False
+        app = type("App", (), {"consumer_generation_id": 1})()
+
+        async def _wait_next_records(self, timeout: float) -> tuple[dict[object, list[object]], set[object]]:
+            return {}, set()
+
+        async def perform_seek(self) -> None:
+            raise IllegalStateError("No current assignment for partition TopicPartition(topic='x', partition=0)")
+
+    async def drain() -> list[object]:
+        return [item async for item in _getmany_without_loss(Consumer(), 0.1)]
+
+    assert asyncio.run(drain()) == []
