@@ -31,7 +31,7 @@ from streams.demo_support import (
     wait_until_settled,
 )
 from streams.topics import create_topics
-from streams.worker_process import WorkerProcess, http_json
+from streams.worker_process import WorkerProcess, http_json, spawn
 
 SAMPLE = REPO_ROOT / "connectors" / "samples" / "seed-day.jsonl"
 PACING_S = 0.3
@@ -47,20 +47,13 @@ def _reader_pidfile() -> Path:
 
 def start_reader(settings: Settings) -> str:
     """A read process (streams/reader.py) left running beside the worker; its URL."""
-    import subprocess
+    import os
 
     url = f"http://{settings.web_host}:{settings.reader_port}"
     if http_json(f"{url}/health")[0] == 200:
         print(f"a read process already serves {url}", flush=True)
         return url
-    log = (settings.local_dir / "reader.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.reader"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO_ROOT,
-        start_new_session=True,
-    )
+    proc = spawn(["-m", "streams.reader"], dict(os.environ), settings.local_dir / "reader.log")
     _reader_pidfile().write_text(str(proc.pid))
     print(f"read process starting (pid {proc.pid}, log {settings.local_dir / 'reader.log'})", flush=True)
     return url

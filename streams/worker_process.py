@@ -37,6 +37,20 @@ def http_json(url: str, timeout_s: float = 2.0) -> tuple[int, Any]:
         return 0, None
 
 
+def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``python <argv>`` from the repository, in a session of its own, output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 class WorkerProcess:
     """One ``python -m streams.worker`` child with its own settings overrides."""
 
@@ -48,17 +62,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.worker"],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        self.proc = spawn(["-m", "streams.worker"], self.env, self.log_path)
         return self
 
     def alive(self) -> bool:
@@ -114,27 +118,8 @@ class ReaderProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ReaderProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams.reader",
-                "--processes",
-                str(self.processes),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-            ],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        argv = ["-m", "streams.reader", "--processes", str(self.processes), "--port", str(self.port)]
+        self.proc = spawn([*argv, "--bind", "127.0.0.1"], self.env, self.log_path)
         return self
 
     def alive(self) -> bool:
