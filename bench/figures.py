@@ -1,7 +1,7 @@
 """The benchmark's arithmetic: which role a topic plays, and the figures a stage yields.
 
 Pure: no Kafka, no clock, no files, so that it is tested as plain functions
-(tests/unit/test_bench_figures.py). The I/O that feeds it is in bench/broker.py.
+(tests/unit/tools/test_bench_figures.py). The I/O that feeds it is in bench/broker.py.
 
 Contract:
 

@@ -1,7 +1,7 @@
 """The read benchmark's arithmetic, table, chart and publication (bench/read_bench.py runs it).
 
 Pure but for ``plot``, ``write_run`` and ``publish`` (files), so that it is tested as plain
-functions (tests/unit/test_read_bench.py).
+functions (tests/unit/tools/test_read_bench.py).
 
 Contract:
 

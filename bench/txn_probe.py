@@ -8,7 +8,7 @@ Run: ``python bench/txn_probe.py [--rate 10000] [--seconds 6] [--commit-ms 10,10
    the group metadata built from the aiokafka membership (group id, generation, member id):
    confluent-kafka only hands out its own consumers' metadata, so the bytes are built here
    (``group_metadata``: librdkafka's serialisation, pinned to the bundled library's own writer
-   by tests/unit/test_txn_probe.py). Checked on the broker: the commit lands; what a stale
+   by tests/unit/tools/test_txn_probe.py). Checked on the broker: the commit lands; what a stale
    generation (a real rebalance), an unknown member and group-id-only metadata get; what
    aiokafka reads of offsets a pending transaction holds; what read_committed makes of offsets.
 2. Cost. Records of ~300 B over 8 partitions at ``--rate`` records/s (0: as fast as it goes),
@@ -59,7 +59,7 @@ KEY_BYTES = 16
 SINK = {"linger.ms": 5, "batch.num.messages": 10_000, "queue.buffering.max.messages": 500_000}
 
 # ---------------------------------------------------------------------------------------------
-# Pure helpers (tests/unit/test_txn_probe.py)
+# Pure helpers (tests/unit/tools/test_txn_probe.py)
 
 CGMD_MAGIC = b"CGMDv2:"  # librdkafka's rd_kafka_consumer_group_metadata_write, format v2
 

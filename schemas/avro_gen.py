@@ -4,7 +4,7 @@ A tool above the core (it reads the contracts and the core's state records, ``ta
 the derivation itself is ``schemas/avro_model.py``. The ``.avsc`` files are the published
 contract, one top-level record per file; ``--check`` fails (exit 1) when a committed file
 differs from what the models say, so a model change cannot ship without its schema
-(``tests/unit/test_avro_schemas.py`` runs the same comparison and the compatibility check
+(``tests/unit/core/test_avro_schemas.py`` runs the same comparison and the compatibility check
 against the previous committed version).
 """
 

@@ -191,7 +191,7 @@ def _record_decoder(cls: type) -> Converter:
     if issubclass(cls, BaseModel):
         # What BaseModel.model_construct does, minus its per-field default/alias search
         # (every field is present here): ~1.5 us instead of ~6 us for InventoryChanged.
-        # tests/unit/test_codec.py checks the result matches model_construct's.
+        # tests/unit/core/test_codec.py checks the result matches model_construct's.
         field_names = frozenset(cls.model_fields)
         new = object.__new__
         setattr_ = object.__setattr__

@@ -2,7 +2,7 @@
 
 Each subcommand hands the rest of the line to the module that owns it (its ``main(argv)``),
 so ``inventory-center <command> --help`` prints that module's help and exits before anything
-starts or touches the network (tests/unit/test_cli.py checks it with an audit hook). The
+starts or touches the network (tests/unit/tools/test_cli.py checks it with an audit hook). The
 ``python -m <module>`` forms keep working.
 """
 

@@ -12,7 +12,7 @@ Contract.
 * Accessors: the only way the rest of the code reads or writes Faust internals (the changelog
   hook and offsets, generations, assignment, RocksDB handles, consumer diagnostics).
 * No module outside this one names a private Faust attribute or module:
-  tests/unit/test_faust_private.py scans for ``PRIVATE_NAMES`` and ``PRIVATE_MODULES``.
+  tests/unit/worker/test_faust_private.py scans for ``PRIVATE_NAMES`` and ``PRIVATE_MODULES``.
 
 Why each patch exists and how it was found: docs/decisions.md ("One module owns Faust's
 internals" and the entries it points to).
@@ -82,7 +82,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 PERSISTED_OFFSET_KEY = b"__faust\0offset__"  # faust/stores/rocksdb.py Store.offset_key
 PARTITION_DB_GLOB = "v*/tables/*-*.db"  # datadir/v<app version>/tables/<table>-<partition>.db
 
-# What tests/unit/test_faust_private.py refuses outside this module: attribute names (also as
+# What tests/unit/worker/test_faust_private.py refuses outside this module: attribute names (also as
 # getattr strings) and module paths. ``self.<name>`` is not counted: our own classes may have
 # a ``_thread`` or an ``_acked`` of their own.
 PRIVATE_NAMES = frozenset(

@@ -75,7 +75,7 @@ from schemas.outputs import OUTPUT_EVENTS, DeadLetter, InventoryAlert
 from streams.topics import Topics
 from streams.wire import subject_strategy
 from tables.center import InventoryCenter
-from tests.unit.test_codec import ALL_CLASSES, assert_identical
+from tests.unit.core.test_codec import ALL_CLASSES, assert_identical
 
 pytestmark = pytest.mark.kafka
 

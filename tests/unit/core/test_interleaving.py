@@ -24,9 +24,9 @@ from schemas.inputs import ReturnInspected, ReturnRequested, TransferDispatched
 from schemas.outputs import InventoryLedgerEntry, MovementType, OrderStatus, StockBucket
 from tables.center import InventoryCenter, MemoryTables
 from tables.state import LineState
+from tests.unit.core.test_core_laws import BUCKET_OF_POSITION, INSIDE, Ledger, held_by_reservations
 from tests.unit.event_factory import EventFactory
 from tests.unit.interleaving import InterleavingCenter
-from tests.unit.test_core_laws import BUCKET_OF_POSITION, INSIDE, Ledger, held_by_reservations
 
 S = OrderStatus
 B = StockBucket

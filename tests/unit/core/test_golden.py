@@ -28,7 +28,7 @@ from tables.center import InventoryCenter
 from tables.policy import CorePolicy
 from tables.state import Position
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[2] / "golden"
 SCENARIOS = sorted(GOLDEN.glob("*.json"))
 SECTIONS = ("positions", "orders", "statusChanges", "outboundInstructions", "alerts", "ledger")
 

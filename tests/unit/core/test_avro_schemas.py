@@ -17,7 +17,7 @@ from fastavro import parse_schema
 
 from schemas.avro_gen import AVRO_DIR, NAMESPACE, differences, expected_files, main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 AVSC_FILES = sorted(AVRO_DIR.glob("*.avsc"))
 
 

@@ -28,10 +28,10 @@ from schemas.outputs import (
     OutboundInstruction,
 )
 from tables.center import InventoryCenter
+from tests.unit.core.test_interleaving import assert_no_leaked_reservation
+from tests.unit.core.test_order_core import Core, of_type
 from tests.unit.event_factory import EventFactory
 from tests.unit.interleaving import InterleavingCenter
-from tests.unit.test_interleaving import assert_no_leaked_reservation
-from tests.unit.test_order_core import Core, of_type
 
 S = OrderStatus
 WINDOW = timedelta(minutes=30)

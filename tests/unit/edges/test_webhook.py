@@ -35,7 +35,7 @@ from streams.wire import RegistryUnavailable, Wire
 
 TOKEN = SecretStr("s3cret-token")
 TMS, WMS = SourceSystem.TMS, SourceSystem.WMS
-SEED_DAY = Path(__file__).resolve().parents[2] / "connectors" / "samples" / "seed-day.jsonl"
+SEED_DAY = Path(__file__).resolve().parents[3] / "connectors" / "samples" / "seed-day.jsonl"
 
 
 def receipt(event_id: str = "wms-rc-1", **extra: Any) -> dict[str, Any]:

@@ -557,8 +557,8 @@ def test_a_return_read_before_its_delivery_is_judged_once_the_delivery_is_read(c
 def test_a_late_order_leaks_no_reservation_in_any_delivery_order() -> None:
     """Part shipped, the order read, the rest shipped (maybe from another warehouse), in
     every interleaving the topics allow: nothing stays held, the order is SHIPPED."""
+    from tests.unit.core.test_interleaving import assert_no_leaked_reservation
     from tests.unit.interleaving import InterleavingCenter
-    from tests.unit.test_interleaving import assert_no_leaked_reservation
 
     for seed in range(60):
         f = EventFactory()

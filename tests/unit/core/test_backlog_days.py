@@ -39,9 +39,9 @@ from schemas.outputs import AlertType, InventoryAlert
 from tables.center import InventoryCenter, MemoryTables
 from tables.policy import CorePolicy
 from tables.state import Position
+from tests.unit.core.test_interleaving import assert_laws, assert_no_leaked_reservation, quantities
 from tests.unit.event_factory import EventFactory
 from tests.unit.interleaving import InterleavingCenter
-from tests.unit.test_interleaving import assert_laws, assert_no_leaked_reservation, quantities
 
 INTERLEAVINGS = 200
 # Small days, so that hundreds of interleavings of each run in seconds; more returns than

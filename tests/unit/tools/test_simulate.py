@@ -53,9 +53,9 @@ from schemas.inputs import (
 from schemas.outputs import AlertType, InventoryAlert, InventoryLedgerEntry, MovementType, StockBucket
 from tables.center import InventoryCenter
 from tables.state import ShipmentState
-from tests.unit.test_core_laws import BUCKET_OF_POSITION, INSIDE, Ledger, held_by_reservations
+from tests.unit.core.test_core_laws import BUCKET_OF_POSITION, INSIDE, Ledger, held_by_reservations
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DAY = {"seed": 5, "orders": 300, "skus": 60, "warehouses": 3}
 
 
@@ -280,7 +280,7 @@ def test_the_stream_alone_rebuilds_the_generators_shadow(
 
 def test_the_inventory_laws_hold_after_the_day(replayed: InventoryCenter, events: list[Event]) -> None:
     """Quantities consistent with the reservations, the ledger complete, units conserved
-    over the network (docs/inventory-model.md, as tests/unit/test_core_laws.py states them),
+    over the network (docs/inventory-model.md, as tests/unit/core/test_core_laws.py states them),
     and nothing the core had to book as an anomaly or a shortage."""
     center = replayed
     t = center.tables

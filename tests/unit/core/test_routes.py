@@ -29,7 +29,7 @@ from schemas.outputs import (
 from schemas.topics import ROUTES, SPECS, key_reader
 from tables import center
 
-SEED_DAY = Path(__file__).resolve().parents[2] / "connectors" / "samples" / "seed-day.jsonl"
+SEED_DAY = Path(__file__).resolve().parents[3] / "connectors" / "samples" / "seed-day.jsonl"
 
 SENT_BY_THE_CORE = {*OUTPUT_EVENTS, *(c.__name__ for c in STOCK_COMMANDS), "ReservationUpdated"}
 SENT_BY_THE_SHELL = {"ReturnInspected", "ReservationExpiryDue"}  # the router's forward, the timer's tick

@@ -20,7 +20,7 @@ from streams.faust_private import (
     UnsupportedFaust,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OWNER = ROOT / "streams" / "faust_private.py"
 SCANNED = ("streams", "connectors", "bench")
 NOT_SCANNED = (
