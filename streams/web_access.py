@@ -5,7 +5,7 @@
 request carries ``Authorization: Bearer <read_token>`` or a valid session cookie; exempt are
 :data:`OPEN_ROUTES` (/health, /ready, POST /session) and the routes under ``/webhooks/`` (their
 own ``webhook_token``), decided on the matched route, so an unknown path is a 401. GET /dashboard
-without credentials answers a login form; POST /session with the token sets an HttpOnly,
+without credentials: 401 with a login form; POST /session with the token sets an HttpOnly,
 SameSite=Strict cookie holding an expiry and its HMAC keyed by the token (never the token), good
 on any worker with that token for :data:`SESSION_TTL_S`. Comparisons are constant time; the token
 is never logged or echoed. Why: docs/decisions.md ("Nothing answers the network unless asked").
