@@ -130,8 +130,9 @@ class Settings(BaseSettings):
     replication_factor: int | None = Field(
         None,
         ge=1,
-        description="Replicas of every topic the pipeline creates, the tables' changelogs included. Unset: 1 on the "
-        "local broker, 3 otherwise (with min_insync_replicas 2, writes go on through the loss of one broker).",
+        description="Replicas of every topic the pipeline creates, the tables' changelogs included. Unset: 1 when "
+        "every bootstrap server is on loopback (the local broker, a test's own), 3 otherwise (with "
+        "min_insync_replicas 2, writes go on through the loss of one broker).",
     )
 
     # --- Worker -----------------------------------------------------------------------
@@ -253,8 +254,8 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="min.insync.replicas of every topic the pipeline creates (the producers write with acks=all, "
-        "so a write needs this many replicas). At most replication_factor. Unset: 1 on the local broker, "
-        "otherwise 2 (1 when the replication factor is below 3).",
+        "so a write needs this many replicas). At most replication_factor. Unset: 1 when every bootstrap server "
+        "is on loopback, otherwise 2 (1 when the replication factor is below 3).",
     )
     align_topic_configs: bool = Field(
         True,
@@ -312,18 +313,26 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def bootstrap_on_loopback(self) -> bool:
+        """Every bootstrap server is on this machine's loopback: a single local broker (the local
+        stack's, or a test's private one on other ports, or a secured one), never a cluster that
+        survives a broker loss."""
+        hosts = [server.strip().rsplit(":", 1)[0].strip("[]") for server in self.bootstrap_servers.split(",")]
+        return all(host == "localhost" or _is_loopback(host) for host in hosts)
+
+    @property
     def topic_replication_factor(self) -> int:
-        """``replication_factor``, or its default: 1 on the local broker, 3 otherwise."""
+        """``replication_factor``, or its default: 1 on a loopback broker, 3 otherwise."""
         if self.replication_factor is not None:
             return self.replication_factor
-        return 1 if self.uses_local_broker else 3
+        return 1 if self.bootstrap_on_loopback else 3
 
     @property
     def topic_min_insync_replicas(self) -> int:
-        """``min_insync_replicas``, or its default: 1 on the local broker, otherwise 2 (1 below 3 replicas)."""
+        """``min_insync_replicas``, or its default: 1 on a loopback broker, otherwise 2 (1 below 3 replicas)."""
         if self.min_insync_replicas is not None:
             return self.min_insync_replicas
-        return 1 if self.uses_local_broker or self.topic_replication_factor < 3 else 2
+        return 1 if self.bootstrap_on_loopback or self.topic_replication_factor < 3 else 2
 
     @property
     def worker_url(self) -> str:
@@ -352,6 +361,13 @@ class Settings(BaseSettings):
     def uses_local_broker(self) -> bool:
         """True when the settings point at the embedded local broker, not a real cluster."""
         return self.bootstrap_servers == f"127.0.0.1:{self.local_kafka_port}" and self.security_protocol == "PLAINTEXT"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_every_interface(host: str) -> bool:

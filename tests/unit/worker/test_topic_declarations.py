@@ -35,9 +35,10 @@ def test_only_the_pipelines_own_topics_are_aligned() -> None:
     assert set(topics.owned()) == set(topics.all()) - {"oms.outbox"}
 
 
-def test_replication_defaults_are_local_one_and_otherwise_survive_a_broker_loss() -> None:
-    local = Settings()
-    assert (local.topic_replication_factor, local.topic_min_insync_replicas) == (1, 1)
+def test_replication_defaults_are_one_on_loopback_and_otherwise_survive_a_broker_loss() -> None:
+    for bootstrap in ("127.0.0.1:9092", "127.0.0.1:40123", "localhost:9092,[::1]:9093"):  # a private broker too
+        local = Settings(bootstrap_servers=bootstrap)
+        assert (local.topic_replication_factor, local.topic_min_insync_replicas) == (1, 1), bootstrap
     cluster = Settings(bootstrap_servers="kafka-1.internal:9092")
     assert (cluster.topic_replication_factor, cluster.topic_min_insync_replicas) == (3, 2)
     assert Settings(bootstrap_servers="kafka-1.internal:9092", replication_factor=2).topic_min_insync_replicas == 1
