@@ -302,15 +302,36 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
         ],
         operation_timeout=timeout_s,
     )
-    created = []
+    created: list[str] = []
+    failed: list[tuple[str, Exception]] = []
     for name, future in futures.items():
         try:
             future.result()
             created.append(name)
         except Exception as exc:  # an existing topic is fine: another process won the race
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+                failed.append((name, exc))
+    if failed:
+        first, error = failed[0]
+        hint = (
+            ": set INVENTORY_REPLICATION_FACTOR to at most the cluster's brokers"
+            if "INVALID_REPLICATION_FACTOR" in str(error)
+            else ""
+        )
+        raise TopicsNotCreated(
+            f"{len(failed)} topics could not be created (replication factor {settings.topic_replication_factor}), "
+            f"e.g. {first}: {_reason(error).rstrip('.')}{hint}"
+        )
     return created
+
+
+def _reason(exc: Exception) -> str:
+    error = exc.args[0] if exc.args else None  # a KafkaException carries a KafkaError
+    return str(error.str()) if error is not None and hasattr(error, "str") else str(exc)
+
+
+class TopicsNotCreated(RuntimeError):
+    """Topics the pipeline needs could not be created (one line saying why)."""
 
 
 EXIT_DRIFT = 1  # `check` found a topic that differs from its declaration
@@ -337,7 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     if args.command == "create":
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-        created = create_topics(settings)
+        try:
+            created = create_topics(settings)
+        except TopicsNotCreated as exc:
+            print(exc, file=sys.stderr)
+            return 1
         print(f"{len(created)} topics created{': ' if created else ''}{', '.join(sorted(created))}")
         return 0
     drifts = topic_drift(settings)

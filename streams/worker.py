@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import logging
 import shutil
 import sys
 import time
@@ -30,7 +31,7 @@ from pydantic import ValidationError
 from config.settings import Settings, get_settings, settings_errors
 from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
 from streams.local_state import reconcile_after_crash
-from streams.topics import TABLES, Topics, create_topics
+from streams.topics import TABLES, Topics, TopicsNotCreated, create_topics
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -193,7 +194,13 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"no broker answers at {settings.bootstrap_servers}: {hint}", file=sys.stderr, flush=True)
         sys.exit(EXIT_NO_BROKER)
-    created = create_topics(settings)
+    if not logging.root.handlers:  # until Faust's worker sets logging up: the topic report's lines with their level
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        created = create_topics(settings)
+    except TopicsNotCreated as exc:
+        print(exc, file=sys.stderr, flush=True)
+        sys.exit(EXIT_CONFIG)
     if created:
         print(f"created {len(created)} topics", flush=True)
     discard_state_ahead_of_changelogs(settings)

@@ -19,8 +19,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from config.settings import REPO_ROOT, Settings
 from streams.kafka_config import admin_config
-from streams.topics import TopicDrift, Topics, create_topics, topic_drift
-from tests.integration.conftest import wait_until
+from streams.topics import TopicDrift, Topics, TopicsNotCreated, create_topics, topic_drift
+from streams.worker_process import WorkerProcess
+from tests.integration.conftest import free_port, wait_until
 from tests.integration.test_topic_config import topic_config
 
 pytestmark = pytest.mark.kafka
@@ -101,14 +102,34 @@ def test_with_alignment_off_every_difference_is_only_reported(settings: Settings
     assert {k: topic_config(admin, Topics(settings).orders)[k] for k in OTHER} == OTHER
 
 
-def test_the_command_line_check_prints_one_warning_line_per_difference(settings: Settings) -> None:
+def _env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_")}
-    env |= {
+    return env | {
         "INVENTORY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "INVENTORY_TOPIC_PREFIX": settings.topic_prefix,
         "INVENTORY_APP_ID": settings.app_id,
         "INVENTORY_PARTITIONS": "4",
     }
+
+
+def test_a_worker_start_logs_one_line_per_difference(settings: Settings, tmp_path: Any) -> None:
+    env = {**_env(settings), "INVENTORY_DATA_DIR": str(tmp_path / "worker")}
+    worker = WorkerProcess(env, tmp_path / "worker.log", free_port()).start()
+    try:
+        worker.wait_ready(timeout_s=120)
+    finally:
+        worker.stop()
+    lines = [line for line in worker.log_tail(2000).splitlines() if "differs from its declaration" in line]
+    assert len(lines) == 3 and all(line.startswith("WARNING streams.topics: topic ") for line in lines), lines
+    assert [line.split(": ")[2].split(" is ")[0] for line in lines] == [
+        "partitions",
+        "min.insync.replicas",
+        "retention.ms",
+    ]
+
+
+def test_the_command_line_check_prints_one_warning_line_per_difference(settings: Settings) -> None:
+    env = _env(settings)
     done = subprocess.run(
         [sys.executable, "-m", "streams.topics", "check"],
         cwd=REPO_ROOT,
@@ -120,3 +141,13 @@ def test_the_command_line_check_prints_one_warning_line_per_difference(settings:
     assert done.returncode == 1, done.stderr
     warnings = [line for line in done.stdout.splitlines() if line.startswith("WARNING topic ")]
     assert len(warnings) == 3 and all("differs from its declaration" in line for line in warnings), done.stdout
+
+
+def test_more_replicas_than_brokers_is_one_line_naming_the_setting(kafka_bootstrap: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap, topic_prefix=f"rf{tag}.", app_id=f"inventory-rf-{tag}", replication_factor=3
+    )
+    with pytest.raises(TopicsNotCreated) as refused:
+        create_topics(settings)  # the single local broker: nothing is created
+    assert "INVENTORY_REPLICATION_FACTOR" in str(refused.value) and "\n" not in str(refused.value)
