@@ -7,11 +7,13 @@ Secrets are ``SecretStr`` and never logged.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +127,13 @@ class Settings(BaseSettings):
     # --- Topics -----------------------------------------------------------------------
     topic_prefix: str = Field("", description="Prefix for every topic name (multi-tenant).")
     partitions: int = Field(4, ge=1, description="Partitions of input and internal topics.")
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int | None = Field(
+        None,
+        ge=1,
+        description="Replicas of every topic the pipeline creates, the tables' changelogs included. Unset: 1 when "
+        "every bootstrap server is on loopback (the local broker, a test's own), 3 otherwise (with "
+        "min_insync_replicas 2, writes go on through the loss of one broker).",
+    )
 
     # --- Worker -----------------------------------------------------------------------
     app_id: str = "inventory-center"
@@ -235,6 +243,28 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Advertised URL and production topic settings (issue 16) -----------------------
+    advertised_url: str | None = Field(
+        None,
+        description="The URL other workers reach this worker at (e.g. http://worker-3.internal:6066): table "
+        "routing forwards a request for a key this worker owns to it. Set it whenever web_bind is every interface "
+        "(0.0.0.0 or ::): such a worker refuses to start without it. Unset: http://<web_host>:<web_port>.",
+    )
+    min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of every topic the pipeline creates (the producers write with acks=all, "
+        "so a write needs this many replicas). At most replication_factor. Unset: 1 when every bootstrap server "
+        "is on loopback, otherwise 2 (1 when the replication factor is below 3).",
+    )
+    align_topic_configs: bool = Field(
+        True,
+        description="At start, set the declared config keys (cleanup, retention, segments, min.insync.replicas) on "
+        "existing topics the pipeline owns whose value differs, each change logged at WARNING; min.insync.replicas "
+        "is never raised above a topic's replica count. Partitions and replication factor are only reported. "
+        "false: every difference is only reported (topics managed elsewhere, e.g. by an operator or Terraform).",
+    )
+
     # --- Core policy ------------------------------------------------------------------
     warehouse_priority: tuple[str, ...] = Field(
         (), description="Tie-break order for source selection; unlisted warehouses come last."
@@ -263,10 +293,133 @@ class Settings(BaseSettings):
             raise ValueError("expiry_wall_clock_fallback_s must be at least expiry_grace_s")
         return self
 
+    @field_validator("advertised_url")
+    @classmethod
+    def _advertised_url_is_reachable(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        problem = url_problem(url)
+        if problem:
+            raise ValueError(problem)
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _min_insync_within_replication(self) -> Self:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.topic_min_insync_replicas}) must be at most replication_factor "
+                f"({self.topic_replication_factor}): no write could ever be acknowledged"
+            )
+        return self
+
+    @property
+    def bootstrap_on_loopback(self) -> bool:
+        """Every bootstrap server is on this machine's loopback: a single local broker (the local
+        stack's, or a test's private one on other ports, or a secured one), never a cluster that
+        survives a broker loss."""
+        hosts = [server.strip().rsplit(":", 1)[0].strip("[]") for server in self.bootstrap_servers.split(",")]
+        return all(host == "localhost" or _is_loopback(host) for host in hosts)
+
+    @property
+    def topic_replication_factor(self) -> int:
+        """``replication_factor``, or its default: 1 on a loopback broker, 3 otherwise."""
+        if self.replication_factor is not None:
+            return self.replication_factor
+        return 1 if self.bootstrap_on_loopback else 3
+
+    @property
+    def topic_min_insync_replicas(self) -> int:
+        """``min_insync_replicas``, or its default: 1 on a loopback broker, otherwise 2 (1 below 3 replicas)."""
+        if self.min_insync_replicas is not None:
+            return self.min_insync_replicas
+        return 1 if self.bootstrap_on_loopback or self.topic_replication_factor < 3 else 2
+
+    @property
+    def worker_url(self) -> str:
+        """The URL other workers reach this one at (Faust's canonical_url): ``advertised_url``, or
+        ``http://<web_host>:<web_port>``."""
+        if self.advertised_url is not None:
+            return self.advertised_url
+        host = f"[{self.web_host}]" if ":" in self.web_host else self.web_host
+        return f"http://{host}:{self.web_port}"
+
+    def worker_url_problem(self) -> str | None:
+        """Why a worker with these settings must not start (one line naming the setting), or None:
+        it listens on every interface and advertises nothing, or its derived URL has no reachable host."""
+        if self.advertised_url is None and is_every_interface(self.web_bind):
+            return (
+                f"INVENTORY_ADVERTISED_URL is unset while INVENTORY_WEB_BIND={self.web_bind or '(empty)'} listens on "
+                "every interface: set it to the URL other workers reach this one at "
+                f"(e.g. http://worker-3.internal:{self.web_port})"
+            )
+        problem = url_problem(self.worker_url)
+        if problem:
+            return f"INVENTORY_ADVERTISED_URL is unset and the URL derived from INVENTORY_WEB_HOST {problem}"
+        return None
+
     @property
     def uses_local_broker(self) -> bool:
         """True when the settings point at the embedded local broker, not a real cluster."""
         return self.bootstrap_servers == f"127.0.0.1:{self.local_kafka_port}" and self.security_protocol == "PLAINTEXT"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_every_interface(host: str) -> bool:
+    """True for a bind address meaning every interface: empty, ``0.0.0.0``, ``::``."""
+    if not host.strip("[]"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def url_problem(url: str) -> str | None:
+    """What keeps ``url`` from being a worker's advertised URL (another worker calls it), or None.
+
+    ``http://`` with a host that is not an every-interface address, an optional port, no path,
+    query or fragment. Not https: the worker serves plain HTTP, and Faust's table routing forwards
+    a request with the scheme it arrived with (faust/app/router.py ``_route_req``), so an https
+    URL would not be called as written."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError as exc:
+        return f"{url!r} is not a URL ({exc})"
+    if parts.scheme != "http":
+        why = " (the worker serves plain HTTP; Faust's router forwards in the scheme a request came in)"
+        return f"{url!r} must start with http://{why if parts.scheme == 'https' else ''}"
+    if not parts.hostname:
+        return f"{url!r} names no host"
+    if is_every_interface(parts.hostname):
+        return f"{url!r} names every interface ({parts.hostname}), which no other worker can call"
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        return f"{url!r} must be scheme, host and port only (Faust's router keeps no path)"
+    return None
+
+
+def url_with_port(url: str, port: int) -> str:
+    """``url`` (scheme and host only) with another port: a process beside the worker, on its host."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def settings_errors(exc: ValidationError) -> list[str]:
+    """One line per invalid setting, named as its environment variable (for an entry point that
+    refuses to start)."""
+    lines = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        field = "_".join(str(part) for part in error["loc"][:1]).upper()
+        lines.append(f"INVENTORY_{field}: {message}" if field else message)
+    return lines
 
 
 @lru_cache(maxsize=1)

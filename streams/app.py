@@ -112,13 +112,14 @@ def create_app(settings: Settings) -> Pipeline:
         datadir=str(settings.data_dir),
         processing_guarantee="at_least_once",
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        topic_replication_factor=settings.topic_replication_factor,
         topic_disable_leader=True,
         web_host=settings.web_host,
         web_bind=settings.web_bind,  # Faust binds every interface unless told
         web_port=settings.web_port,
         web_tables_enabled=settings.debug_views,  # Faust's /table/...: raw table data, off unless asked
-        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        # What the other workers call (table routing, batch fan-out): the advertised URL, not the bind address.
+        canonical_url=settings.worker_url,
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
         producer_acks=-1,

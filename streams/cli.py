@@ -40,6 +40,12 @@ def _worker(argv: list[str]) -> int | None:
     return 0
 
 
+def _topics(argv: list[str]) -> int | None:
+    from streams import topics
+
+    return topics.main(argv)
+
+
 def _reader(argv: list[str]) -> int | None:
     from streams import reader
 
@@ -129,6 +135,7 @@ COMMANDS: dict[str, tuple[Main, str]] = {
     "stop": (_stop, "stop the demos' workers, read process, services and the local broker"),
     "reset": (_reset, "forget both demos' topics and worker state"),
     "worker": (_worker, "one pipeline worker (settings from INVENTORY_*)"),
+    "topics": (_topics, "check the pipeline's topics against their declaration, or create them"),
     "reader": (_reader, "read processes answering stock queries from inventory-changes"),
     "produce": (_produce, "publish source events given as JSON lines"),
     "tail": (_tail, "print any topic as JSON lines"),

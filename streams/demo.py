@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from config.settings import REPO_ROOT, Settings, get_settings
+from config.settings import REPO_ROOT, Settings, get_settings, url_with_port
 from connectors.produce import EventPublisher
 from schemas.events import InvalidLine, parse_lines
 from streams import demo_connectors, local_kafka
@@ -49,7 +49,7 @@ def start_reader(settings: Settings) -> str:
     """A read process (streams/reader.py) left running beside the worker; its URL."""
     import os
 
-    url = f"http://{settings.web_host}:{settings.reader_port}"
+    url = url_with_port(settings.worker_url, settings.reader_port)  # it routes nothing: no URL of its own
     if http_json(f"{url}/health")[0] == 200:
         print(f"a read process already serves {url}", flush=True)
         return url
@@ -67,7 +67,7 @@ def run() -> int:
     created = create_topics(settings)
     print(f"topics ready ({len(created)} created)", flush=True)
 
-    url = f"http://{settings.web_host}:{settings.web_port}"
+    url = settings.worker_url
     if http_json(f"{url}/health")[0] == 200:
         print(f"a worker already serves {url}", flush=True)
     else:

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
-from config.settings import REPO_ROOT, Settings, get_settings
+from config.settings import REPO_ROOT, Settings, get_settings, url_with_port
 from streams.demo_support import delete_topics, kill_worker, print_inventory, stop_worker, wait_until_settled
 from streams.worker_process import WorkerProcess, http_json
 
@@ -85,6 +85,7 @@ def deployment(base: Settings, registry_url: str | None = None, token: SecretStr
             "topic_prefix": prefix,
             "app_id": f"{base.app_id}-connectors-demo",
             "web_port": base.web_port + 1,
+            "advertised_url": base.advertised_url and url_with_port(base.advertised_url, base.web_port + 1),
             "data_dir": DemoPaths.of(base).data,
             "outbox_topics": (f"{prefix}oms.outbox.{OUTBOX_AGGREGATE}",),
             "schema_registry_url": registry_url,
@@ -480,7 +481,7 @@ def forget_stale_source_offsets(settings: Settings, connect_url: str, doc: dict[
 
 
 def start_worker(settings: Settings, paths: DemoPaths) -> str:
-    url = f"http://{settings.web_host}:{settings.web_port}"
+    url = settings.worker_url
     if http_json(f"{url}/health")[0] == 200:
         print(f"a worker already serves {url}", flush=True)
         return url
@@ -492,6 +493,7 @@ def start_worker(settings: Settings, paths: DemoPaths) -> str:
         "INVENTORY_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "INVENTORY_OUTBOX_TOPICS": json.dumps(list(settings.outbox_topics)),
         "INVENTORY_WEBHOOK_TOKEN": settings.webhook_token.get_secret_value(),
+        **({"INVENTORY_ADVERTISED_URL": settings.advertised_url} if settings.advertised_url else {}),
     }
     worker = WorkerProcess(env, paths.log, settings.web_port).start()
     assert worker.proc is not None

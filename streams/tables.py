@@ -15,7 +15,7 @@ from typing import Any, cast
 import faust
 
 from config.settings import Settings
-from streams.topics import TABLES
+from streams.topics import TABLES, Topics
 
 
 def rocksdb_options(settings: Settings) -> dict[str, Any]:
@@ -36,6 +36,8 @@ class InventoryTables:
 
 
 def declare_tables(app: faust.App, settings: Settings) -> InventoryTables:
+    changelog_config = Topics(settings).changelog_config()  # Faust declares the changelogs too
+
     def table(name: str) -> faust.Table:
         return cast(  # app.Table is typed as returning TableT; it makes a faust.Table
             faust.Table,
@@ -46,6 +48,7 @@ def declare_tables(app: faust.App, settings: Settings) -> InventoryTables:
                 key_type=bytes,  # bytes -> Faust's "raw" serializer: the codec does the encoding
                 value_type=bytes,
                 options=rocksdb_options(settings),
+                extra_topic_configs=changelog_config,
                 help=f"{name} (source topic: {TABLES[name]})",
             ),
         )

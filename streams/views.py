@@ -1,8 +1,8 @@
 """Read-only web views served by the worker, straight from the tables.
 
 With several workers, ``table_route`` proxies a request for a key owned by another worker
-to that worker's canonical URL (forwarding the request's headers), so any worker answers for
-every key. With ``read_token`` set, every view but the probes (/health, /ready) and the
+to that worker's canonical URL, its ``advertised_url`` (forwarding the request's headers), so
+any worker answers for every key. With ``read_token`` set, every view but the probes (/health, /ready) and the
 webhooks needs it (``streams/web_access.py``); a worker asking another for part of a batch
 sends the token itself. ``/debug/consumer`` exists only with ``debug_views``.
 """

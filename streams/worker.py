@@ -2,7 +2,11 @@
 
 Creates the topics from their one declaration, then hands over to Faust's worker (recovery,
 agents, timer, web views). It starts no broker: with none answering it exits 69 with one line
-naming the fix (``make kafka-start``, or ``INVENTORY_BOOTSTRAP_SERVERS``).
+naming the fix (``make kafka-start``, or ``INVENTORY_BOOTSTRAP_SERVERS``). With an invalid
+setting, or listening on every interface with no ``INVENTORY_ADVERTISED_URL`` (the URL other
+workers call for the keys it owns), it exits 78 with one line per problem, naming the setting.
+Every way an existing topic differs from its declaration is logged, one WARNING line each
+(streams/topics.py).
 
 A worker that was not shut down cleanly (SIGKILL, OOM, power loss) keeps each table
 partition's local RocksDB that provably is not ahead of its changelog and deletes the others
@@ -15,16 +19,19 @@ from __future__ import annotations
 
 import atexit
 import gc
+import logging
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from config.settings import Settings, get_settings
+from pydantic import ValidationError
+
+from config.settings import Settings, get_settings, settings_errors
 from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
 from streams.local_state import reconcile_after_crash
-from streams.topics import TABLES, Topics, create_topics
+from streams.topics import TABLES, Topics, TopicsNotCreated, create_topics
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -122,6 +129,32 @@ def attach_edges(pipeline: Pipeline) -> None:
 
 
 EXIT_NO_BROKER = 69  # EX_UNAVAILABLE
+EXIT_CONFIG = 78  # EX_CONFIG: a setting keeps the worker from running as configured
+# Faust's own worker options that would rebuild canonical_url from web_host/web_port behind the
+# advertised URL's back (faust/cli/worker.py): here they are settings.
+FAUST_WEB_OPTIONS = {
+    "--web-host": "INVENTORY_ADVERTISED_URL",
+    "--web-port": "INVENTORY_WEB_PORT",
+    "-p": "INVENTORY_WEB_PORT",
+    "--web-bind": "INVENTORY_WEB_BIND",
+    "-b": "INVENTORY_WEB_BIND",
+}
+
+
+def load_settings() -> Settings:
+    """The settings, or exit 78 with one line per invalid one and per reason this worker must
+    not start (it would advertise a URL the other workers cannot call)."""
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for line in settings_errors(exc):
+            print(line, file=sys.stderr, flush=True)
+        sys.exit(EXIT_CONFIG)
+    problem = settings.worker_url_problem()
+    if problem:
+        print(problem, file=sys.stderr, flush=True)
+        sys.exit(EXIT_CONFIG)
+    return settings
 
 
 def broker_answers(settings: Settings, timeout_s: float = 15.0) -> bool:
@@ -148,7 +181,11 @@ def main(argv: list[str] | None = None) -> None:
         "other options go to Faust's worker (e.g. --loglevel debug).",
     )
     _, faust_options = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    settings = get_settings()
+    for option in faust_options:
+        name = option.split("=", 1)[0] if option.startswith("--") else option[:2]
+        if name in FAUST_WEB_OPTIONS:
+            parser.error(f"{name} is a setting here: {FAUST_WEB_OPTIONS[name]}")
+    settings = load_settings()
     if not broker_answers(settings):
         hint = (
             "start the local one: `inventory-center local kafka start` (or `make kafka-start`)"
@@ -157,7 +194,13 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"no broker answers at {settings.bootstrap_servers}: {hint}", file=sys.stderr, flush=True)
         sys.exit(EXIT_NO_BROKER)
-    created = create_topics(settings)
+    if not logging.root.handlers:  # until Faust's worker sets logging up: the topic report's lines with their level
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        created = create_topics(settings)
+    except TopicsNotCreated as exc:
+        print(exc, file=sys.stderr, flush=True)
+        sys.exit(EXIT_CONFIG)
     if created:
         print(f"created {len(created)} topics", flush=True)
     discard_state_ahead_of_changelogs(settings)

@@ -194,7 +194,7 @@ def build(args: argparse.Namespace, stats: RunStats) -> tuple[Application, IdleW
             value_serializer=write,
             key_deserializer="bytes",
             value_deserializer=deserializer,
-            config=TopicConfig(num_partitions=partitions, replication_factor=settings.replication_factor),
+            config=TopicConfig(num_partitions=partitions, replication_factor=settings.topic_replication_factor),
         )
 
     inbox_t = own_topic(names.order_inbox, read_internal)

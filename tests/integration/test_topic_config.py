@@ -4,9 +4,11 @@ gets the declared segment and cleaner settings when the worker's topic step runs
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from streams.kafka_config import admin_config
@@ -25,9 +27,19 @@ OLD = {
 
 
 def topic_config(admin: Any, name: str) -> dict[str, str]:
+    """A topic's effective config. A topic created a moment ago may be unknown to the broker that
+    answers describe requests for a little while (its metadata lags the controller's): waited for."""
     resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-    entries = admin.describe_configs([resource], request_timeout=30)[resource].result()
-    return {k: e.value for k, e in entries.items()}
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            entries = admin.describe_configs([resource], request_timeout=30)[resource].result()
+        except KafkaException as exc:
+            if "UNKNOWN_TOPIC_OR_PART" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+            continue
+        return {k: e.value for k, e in entries.items()}
 
 
 def test_an_existing_changelog_gets_the_declared_segment_and_cleaner_settings(fresh_deployment: Deployment) -> None:

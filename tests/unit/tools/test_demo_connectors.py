@@ -75,6 +75,9 @@ def test_its_deployment_is_apart_from_the_plain_demo_and_matches_the_outbox_rout
     settings = demo.deployment(base, "http://127.0.0.1:8081/apis/ccompat/v7", SecretStr("t"))
     assert settings.topic_prefix != base.topic_prefix and settings.app_id != base.app_id
     assert settings.web_port != base.web_port and settings.data_dir != base.data_dir
+    assert settings.worker_url == f"http://127.0.0.1:{settings.web_port}"
+    advertised = demo.deployment(base.model_copy(update={"advertised_url": "http://w3.internal:6066"}))
+    assert advertised.worker_url == f"http://w3.internal:{advertised.web_port}"  # where its worker listens
     source = apply.render(
         apply.load(apply.CONNECTORS_DIR / f"{demo.SOURCE}.json"), local_connect.variables_for(settings)
     )
