@@ -1,10 +1,11 @@
-"""/metrics of a real worker (its webhook included) and of a read process, read with Prometheus'
-own parsers (``prometheus_client.parser``, and ``.openmetrics.parser`` when asked for OpenMetrics): every family has HELP and a type, counters end in
-``_total`` and timings in ``_seconds``; the lag gauge has a series per assigned topic partition
-and reaches 0 on an idle worker (the tables' changelogs, never committed by the group, are left
-out, so a lag alert can clear); a poison record on an input topic is counted as a dead letter
-with its topic and reason and listed by GET /dead-letters/latest; the webhook's answers are
-counted by status; the offset commits are timed."""
+"""/metrics of a real worker (its webhook included) and of a read process, read with
+Prometheus' own parsers (``prometheus_client.parser``; ``.openmetrics.parser`` when asked for
+OpenMetrics): every family has HELP and a type, counters end in ``_total`` and timings in
+``_seconds``; the lag gauge has a series per assigned topic partition and reaches 0 on an idle
+worker (the tables' changelogs, never committed by the group, are left out, so a lag alert can
+clear); a poison record on an input topic is counted as a dead letter with its topic and
+reason and listed by GET /dead-letters/latest; the webhook's answers are counted by status;
+the offset commits are timed."""
 
 from __future__ import annotations
 
