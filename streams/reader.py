@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
 from streams.answers import MAX_BATCH, error_json, position_json, sku_json
 from streams.metrics import render
 
@@ -274,8 +277,6 @@ class Server:
     registry (:class:`ReaderCollector`); ``answered`` counts every response by status."""
 
     def __init__(self, replica: Replica, freshness: Freshness, token: str | None) -> None:
-        from prometheus_client import CollectorRegistry
-
         self.replica, self.freshness = replica, freshness
         self._bearer = None if token is None else f"Bearer {token}".encode()
         self.answered: dict[int, int] = {}  # status -> responses sent (the protocol counts them)
@@ -372,12 +373,10 @@ class ReaderCollector:
     def __init__(self, server: Server) -> None:
         self.server = server
 
-    def describe(self) -> list[Any]:
+    def describe(self) -> list[Metric]:
         return []
 
-    def collect(self) -> list[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
+    def collect(self) -> list[Metric]:
         f, r = self.server.freshness, self.server.replica
         requests = CounterMetricFamily(
             "inventory_reader_requests_total", "HTTP responses sent by this process, by status.", labels=["status"]
