@@ -1,33 +1,14 @@
 """The benchmark: the pipeline beside the limit and a peer, like with like, in one run.
 
-Run: ``make bench`` (``python -m bench.benchmark``; ``--quick`` for a run of a few minutes,
-``--help`` for the knobs). It works from a stopped broker: when the settings point at the
-local broker and none answers, it starts one for the whole run and stops it at the end
-(only the one it started). Each run writes into a new folder, bench/results/runs/<UTC
-stamp>/ (ignored by git): benchmark.json, benchmark.md (the tables), benchmark.png, the
-py-spy profile and the peer's logs. The committed summary (docs/benchmark.md and .png,
-bench/results/benchmark.json, the tracked profile) changes only with ``--publish`` (this
-run) or ``--publish-from RUN_DIR`` (an earlier one).
-
-Stages, each in a fresh deployment (its own topics, app id, state) on the same broker, all
-on the reservation workload (receipts stocking every position, then orders of 1-5 lines
-over Zipf-popular SKUs) preloaded before anything consumes it:
-
-1. *limit* - a plain confluent-kafka consume -> produce loop in its own process, re-reading
-   the input until at least ``--limit-seconds`` (10 s) have passed (bench/limit.py);
-2. *pipeline* - 1 and 2 workers drain it (bench/pipeline_bench.py); *profile* - a second
-   one-worker drain under py-spy (the measured drains run without it);
-3. *peer* - the same core on Quix Streams (bench/peer_quix/), at-least-once (its default)
-   and exactly-once;
-4. *day* - one worker drains a simulated day (connectors/traffic.py), every flow;
-5. *latency* - one worker: OrderCreated -> OrderStatusChanged at 80% of the one-worker
-   drain rate, then a search for the highest offered rate whose p99 stays under 100 ms,
-   then p50/p99 at 50% and 80% of that rate (bench/latency.py).
-
-Every stage is measured the same way (bench/broker.py, bench/figures.py): records counted
-on the broker afterwards, by topic role (input, internal, output, changelog); messages
-consumed = input + internal records; CPU of the processing processes and of the broker's
-java process over the stage's window. Development figures on a shared machine say so.
+Run: ``make bench`` (``python -m bench.benchmark``; ``--quick`` for a few minutes, ``--help`` for
+the knobs). Starts the local broker if none answers, and stops only that one. Stages, each in a
+fresh deployment on the same preloaded reservation workload: *limit* (bench/limit.py),
+*pipeline* with 1 and 2 workers (bench/pipeline_bench.py) and a *profile* drain under py-spy,
+*peer* (bench/peer_quix/, at-least-once and exactly-once), *day* (a simulated day), *latency*
+(bench/latency.py). All are measured alike (bench/broker.py, bench/figures.py). Each run writes
+bench/results/runs/<UTC stamp>/; the committed summary (docs/benchmark.md and .png,
+bench/results/benchmark.json, the profile) changes only with ``--publish`` or ``--publish-from``.
+The method in full: docs/performance.md ("How make bench measures"); why: docs/decisions.md.
 """
 
 from __future__ import annotations

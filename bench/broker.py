@@ -1,24 +1,15 @@
 """What the benchmark reads from the broker and from /proc: records per topic, and CPU time.
 
-Contract:
-
-* ``count_records(settings, topics)`` -> topic -> records, read from the beginning with
-  ``isolation.level=read_committed`` up to each partition's end, after the stage (never
-  during the timed window). Reading, not end offsets alone: a transactional producer (Quix's
-  exactly-once, or ours if the sink becomes transactional) leaves one commit marker per
-  partition per transaction, which takes an offset but is no record. ``offset_spans`` gives
-  the end-minus-start offsets beside it; the difference is markers (and aborted records).
-  Compaction cannot make the count short: it never touches a partition's active segment,
-  and every topic here is fresh and far below a segment's roll size and age.
-* ``deployment_topics(settings, *markers)`` -> the broker's topics whose name starts with or
-  contains one of the markers (a deployment's prefix, app id, Quix group).
-* ``broker_pid(settings)`` -> the pid of the local broker's java process (``kafka.Kafka``
-  running this local_dir's server.properties), or None (a remote cluster: its CPU is not
-  measured).
-* ``CpuSampler`` samples the CPU seconds (user + system, all threads) of watched pids every
-  ``interval`` s from a daemon thread; ``between(pid, t0, t1)`` interpolates the CPU spent
-  in a wall-clock window (``time.time()``), so that a window known only afterwards (the
-  peer's first input and last output, from its stats) is measured like the others.
+* ``count_records(settings, topics)``: topic -> records, read after the stage from the beginning
+  to each partition's end with ``read_committed`` (a transactional producer's commit markers take
+  offsets but are no records; ``offset_spans`` gives the offset spans beside). Compaction cannot
+  make it short: every topic is fresh and far below a segment's roll size and age.
+* ``deployment_topics(settings, *markers)``: the broker's topics whose name starts with or
+  contains a marker (a deployment's prefix, app id, Quix group).
+* ``broker_pid(settings)``: the local broker's java pid for this local_dir, or None (remote).
+* ``CpuSampler``: CPU seconds (user + system, all threads) of watched pids every ``interval`` s
+  from a daemon thread; ``between(pid, t0, t1)`` interpolates a wall-clock window known only
+  afterwards (the peer's, from its stats). Why: docs/decisions.md ("like with like").
 """
 
 from __future__ import annotations

@@ -1,22 +1,13 @@
 """Micro-benchmark of the pure core: commands per second on one core, no I/O.
 
 Run: ``python bench/core_bench.py`` (``make bench-core``); ``--profile`` adds the cProfile
-hotspots of the mixed stream. It prints and writes ``bench/results/core_bench.json``; it
-does not assert - timings belong to the machine. The target is >= 100,000 commands/s.
-
-Two paths, each measured with Python's cyclic garbage collector as it runs by default and
-with it off (as ``timeit`` does): the tables of a long run hold many objects, and the
-collector's full passes over them cost as much as the core itself.
-
-- **mixed stream**: a realistic day built up front - receipts for ~1000 SKUs x 3
-  warehouses, orders of 1-3 lines, shipments as instructed, deliveries, replenishment -
-  submitted event by event to ``InventoryCenter.submit``. Each internal message (an
-  order-scoped event, a per-SKU stock command, a reservation answer) counts as one command.
-- **raw ReserveStock**: ``apply_stock(view, ReserveStock)`` plus the table write, the
-  hottest single transition, on pre-built commands.
-
-The stream is built by a planning run of the core (untimed), so that shipments follow the
-allocations the core really makes; the timed run replays the same events on a fresh core.
+hotspots of the mixed stream. It prints and writes ``bench/results/core_bench.json`` and asserts
+nothing. Target: >= 100,000 commands/s. Two paths, each with Python's cyclic garbage collector on
+(the default; a long run's tables hold many objects and its full passes cost as much as the core)
+and off (as ``timeit`` does): a *mixed stream*, a realistic day (~1000 SKUs x 3 warehouses)
+submitted event by event to ``InventoryCenter.submit``, each internal message counted as one
+command, its shipments following the allocations an untimed planning run made; and *raw
+ReserveStock*, ``apply_stock(view, ReserveStock)`` plus the table write on pre-built commands.
 """
 
 from __future__ import annotations

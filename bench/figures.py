@@ -1,24 +1,14 @@
-"""The benchmark's arithmetic: which role a topic plays, and the figures a stage yields.
+"""The benchmark's arithmetic: which role a topic plays, and the figures a stage yields. Pure (no
+Kafka, clock or files), tested as plain functions; the I/O that feeds it is bench/broker.py.
 
-Pure: no Kafka, no clock, no files, so that it is tested as plain functions
-(tests/unit/tools/test_bench_figures.py). The I/O that feeds it is in bench/broker.py.
-
-Contract:
-
-* ``TopicRoles.role(name)`` -> ``input`` | ``internal`` | ``output`` | ``changelog`` |
-  ``other``: declared names first, then prefix/suffix patterns, else ``other`` (a topic the
-  deployment owns but no role names, e.g. one Faust or Quix makes for itself).
-* ``Stage`` holds what was measured: records per role counted on the broker, messages
-  consumed, a time window, CPU seconds of the processing processes and of the broker.
-  Records *produced* are those of the internal, output, changelog and other topics;
-  messages *consumed* are the input and internal records (all of them are read once a run
-  is drained), except for the limit, which re-reads its input and says how much it read.
-* ``derive(stage)`` gives the rates, the per-order figures and CPU in µs; ``None`` wherever
-  a denominator is missing or zero (the limit has no orders).
-* ``record_ops_per_s`` = (consumed + produced) / seconds: the unit the pipeline/limit ratio is
-  computed in, since one input event makes many records in the pipeline and one in the limit.
-* ``verdict(value, goal, higher_is_better)`` says whether a target is met and, if not, by
-  how much.
+* ``TopicRoles.role(name)``: ``input`` | ``internal`` | ``output`` | ``changelog`` | ``other``
+  (declared names first, then prefix/suffix patterns, else ``other``).
+* ``Stage``: records per role counted on the broker, messages consumed, a window, CPU seconds of
+  the processing processes and of the broker. *Produced* = internal + output + changelog + other
+  records; *consumed* = input + internal records, except for the limit, which says what it read.
+* ``derive(stage)``: rates, per-order figures, CPU in µs; ``None`` for a missing or zero
+  denominator. ``record_ops_per_s`` = (consumed + produced) / seconds, the unit of the
+  pipeline/limit ratio. ``verdict(value, goal, higher_is_better)``: met, or missed by how much.
 """
 
 from __future__ import annotations

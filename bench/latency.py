@@ -1,18 +1,14 @@
 """End-to-end latency at a fixed input rate: OrderCreated produced -> its OrderStatusChanged,
 and the search for the highest rate whose p99 stays under a limit.
 
-``measure``: a child process publishes orders at ``rate`` per second (through the pipeline's
-own producer path); the parent reads the orders topic and the order-status topic and pairs,
-by orderNo, the input record's timestamp (set by the producing client) with the first status
-record's timestamp (set by the worker's producer). Both clocks are this machine's. This is the
-seed's "order push" path: order agent -> stock agent -> order agent. A step stops early once
-more than 1% of its planned orders are late (answered after ``limit_ms`` or still waiting
-longer than that): its p99 can then only be over the limit. Either way the step waits until
-its orders are answered (at most ``settle_s``), so the next step starts without a backlog.
-
-``search``: pure bracketing over a ``measure_at(rate)`` callable: up by ``up`` while a step
-passes, down by ``down`` while it fails, then geometric bisection until the bracket is within
-``precision`` or the steps run out. Returns the highest passing rate measured (None if none).
+``measure``: a child process publishes orders at ``rate``/s (the pipeline's own producer path);
+the parent pairs, by orderNo, each input record's timestamp (producing client) with its first
+status record's (worker's producer), both this machine's clock: the order -> stock -> order
+path. A step stops early once more than 1% of its planned orders are late (its p99 can then only
+be over ``limit_ms``), and waits for its orders (at most ``settle_s``) so the next starts with no
+backlog. ``search``: pure bracketing over ``measure_at(rate)``: up by ``up`` while steps pass,
+down by ``down`` while they fail, then geometric bisection to within ``precision`` or until the
+steps run out; returns the highest passing rate measured, or None.
 """
 
 from __future__ import annotations

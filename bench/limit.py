@@ -1,15 +1,11 @@
 """The limit: a plain confluent-kafka consume -> produce loop, no processing.
 
-Over the same preloaded input topics (the same records, so the same message sizes) it
-reads every record and writes its bytes to an output topic, committing as it goes: the most
-this machine's Kafka path carries for one Python process. It runs in a fresh process of its
-own (its CPU and memory are its own, not the benchmark's) and for at least ``min_seconds``.
-So that it streams that long, ``amplify`` first copies the preloaded records (raw bytes, same
-partition) until the input holds at least ``min_records``; a partition read to its end before
-the time is up is read again from its start (a seek costs a fetch round trip, so the copies
-keep those rare).
-
-Returns, besides the figures, the wall-clock window (``t0``/``t1``, ``time.time()``) so that
+Over the same preloaded input topics it reads every record and writes its bytes to an output
+topic, committing as it goes: the most this machine's Kafka path carries for one Python process.
+It runs in a process of its own for at least ``min_seconds``; ``amplify`` first copies the
+preloaded records (raw bytes, same partition) up to ``min_records``, and a partition read to its
+end early is read again from its start (the copies keep those seeks, a fetch round trip each,
+rare). Returns the figures and the wall-clock window (``t0``/``t1``, ``time.time()``), so that
 the broker's CPU is measured over the same window.
 """
 

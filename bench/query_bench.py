@@ -1,28 +1,13 @@
 """Query latency of the worker's HTTP views while it ingests a steady stream of events.
 
-Run: ``python bench/query_bench.py`` (``make bench-query``); ``--help`` lists the knobs. A
-benchmark, not a test: it prints and saves figures, it asserts nothing (timings belong to the
-machine). The target is p99 < 10 ms for single lookups at 1,000 events/s.
-
-1. Starts the local broker when the settings point at it and none runs (and stops it at the
-   end only if it started it), then an isolated deployment - its own topic prefix, Faust app
-   id and state folder, as the integration tests do - and one worker.
-2. Preloads stock: ~2,000 SKUs x 3 warehouses (GoodsReceived of 200 lines each), and waits
-   until every SKU answers through the batch view.
-3. Starts a producer in its own process (so that its work does not share the client's GIL)
-   that publishes input events at a fixed rate (default 1,000/s): orders of one line
-   reserving 1-3 units (45%), cancellations of earlier orders releasing them (40%), receipts
-   of a few units (15%).
-4. From one client with a keep-alive connection (``http.client``), sequentially: for
-   ``--duration`` seconds GET /inventory/{sku}/{warehouseCode} of random positions, then for
-   as long GET /inventory?skus=... of 50 random SKUs. Each phase starts with an unrecorded
-   warm-up. Latency is request sent -> whole body read (JSON decoding excluded).
-5. Prints p50/p95/p99/max in ms with the achieved ingest rate beside them - published by the
-   producer (acknowledged by the broker) and consumed by the worker (its input counters) - and
-   the worker's consumer lag at the end of the phase; saves bench/results/query_bench.json and
-   a latency histogram and CDF, bench/results/query_bench.png.
-6. Cleans up: stops the producer, kills the worker, deletes the deployment's topics, its
-   consumer group and its state folder.
+Run: ``python bench/query_bench.py`` (``--help`` lists the knobs). A benchmark, not a test: it
+prints and saves figures, asserts nothing. Target: p99 < 10 ms for single lookups at 1,000
+events/s. In an isolated deployment with one worker (the local broker started if none answers,
+stopped only then) it preloads ~2,000 SKUs x 3 warehouses, has a producer process publish orders,
+cancellations and receipts at a fixed rate, and from one keep-alive client times GET
+/inventory/{sku}/{warehouseCode} of random positions, then GET /inventory?skus=... of 50 SKUs
+(request sent -> body read; warm-up unrecorded). Prints p50/p95/p99/max beside the achieved
+ingest and lag; saves bench/results/query_bench.json and .png. Cleans up all it started.
 """
 
 from __future__ import annotations

@@ -2,36 +2,14 @@
 (streams/reader.py), idle and while the worker drains, beside the worker's ingest rate.
 
 Run: ``make bench-query`` (``python -m bench.read_bench``; ``--quick`` for about 2 minutes,
-``--help`` for the knobs; it starts nothing then). A benchmark, not a test: it prints, saves
-and judges figures against the targets, and asserts nothing.
-
-1. Works from a stopped broker: when the settings point at the local broker and none answers
-   it starts one, and stops it at the end (only the one it started). Builds an isolated
-   deployment (own topic prefix, app id and state folder; bench/harness.py), starts one
-   worker and preloads ``--skus`` x 3 warehouses of stock, waits until the worker holds every
-   position.
-2. Load client: autocannon (``AUTOCANNON``, pinned), installed with npm into bench/.node/ (git
-   ignores it) on first use, driven by bench/read_load.js: keep-alive connections, no
-   pipelining, one random position of the preloaded set per request, a warm-up before each
-   recorded run.
-3. *Idle* (nothing published): with 1 and then 2 read processes (``python -m streams.reader
-   --processes N``, started and waited for until /ready and every process holds every
-   position), ``/ping`` (what the server answers with no work) and single positions at each
-   ``--clients`` count; then the worker's own view at 32 clients.
-4. *Drain*: each drain run is one drain of ``--drain-orders`` orders (1-5 lines over
-   Zipf-popular SKUs, as make bench's workload), published when the run's recorded window
-   opens, the worker consuming at its own full rate; the load runs until the worker has
-   processed every one of them through every stage (its ``inventory_events_in/out_total``
-   counters: all input consumed, every internal record sent also consumed) and stops then.
-   The worker's ingest is those orders over that time. Before and after each group of runs the
-   same drain runs with no query load (the baseline); a run is compared with the mean of its
-   group's two. Groups: 2 read processes (/ping, positions, and one run rate-limited at
-   ``--limited-rate`` requests/s over a drain twice as long), then 1 read process.
-5. Prints the table and the targets' verdicts; writes read-benchmark.json/.md/.png into a new
-   folder bench/results/runs/<UTC stamp>-read/ (git ignores it); ``--publish`` also copies the
-   .md and .png over docs/read-benchmark.* (``--publish-from RUN_DIR``: an earlier run's).
-6. Cleans up everything it started: load client, read processes, worker, the deployment's
-   topics, consumer group and state folder, and the broker if it started it.
+``--help`` for the knobs, starting nothing). A benchmark, not a test: it prints, saves and judges
+figures against the targets, and asserts nothing. It starts the local broker if none answers
+(and stops only that one), an isolated deployment with one worker and ``--skus`` x 3 preloaded
+positions, then autocannon (bench/read_load.js, installed into bench/.node/) against 1 and 2
+read processes: *idle* runs, then *drain* runs, each one drain of ``--drain-orders`` orders
+compared with the same drain without load (the baseline). Writes bench/results/runs/<stamp>-read/;
+``--publish`` copies the .md and .png over docs/read-benchmark.*. Cleans up all it started.
+The method: docs/read-benchmark.md; why: docs/decisions.md ("measures ingest by drains").
 """
 
 from __future__ import annotations

@@ -1,26 +1,15 @@
 """The read benchmark's arithmetic, table, chart and publication (bench/read_bench.py runs it).
+Pure but for ``plot``, ``write_run`` and ``publish`` (files), so it is tested as plain functions.
 
-Pure but for ``plot``, ``write_run`` and ``publish`` (files), so that it is tested as plain
-functions (tests/unit/tools/test_read_bench.py).
-
-Contract:
-
-* ``client_result(lines)`` -> the load client's result (bench/read_load.js prints JSON lines);
-  raises ``LoadClientError`` with the client's own message when it reports an error or prints
-  no result.
-* ``parse_metrics(text)``: a worker's /metrics as ``in``/``out`` records by topic
-  (``inventory_events_in_total``/``_out_total``) and ``applied`` messages by agent.
-  ``drained(counters, published, inputs, internal)``: every published input consumed and
-  every internal record sent consumed again (nothing of a drain left in the pipeline).
-* ``row(spec, client, worker)`` -> one table row: the run (phase, target, read processes,
-  clients, offered rate), its requests/s and latency percentiles in ms, errors, and for a drain
-  run the worker's drain (orders, seconds, orders/s, finished or not), CPU by process group.
-  ``attach_baseline(rows, before, after)`` sets each run's baseline (the mean of the baseline
-  drains around its group) and its ratio to it.
-* ``judge(runs)`` -> the issue-14 targets, each with its value and verdict; never asserted.
-* ``markdown(results)`` -> the run's table; ``write_run`` writes read-benchmark.json/.md/.png
-  into the run's folder only; ``publish(run_dir, targets)`` copies the .md and .png over
-  docs/read-benchmark.* (only on purpose: ``--publish``/``--publish-from``).
+* ``client_result(lines)``: the load client's JSON result, or ``LoadClientError`` with its message.
+* ``parse_metrics(text)``: a worker's /metrics as ``in``/``out`` records by topic and ``applied``
+  messages by agent; ``drained(...)``: every published input and every internal record consumed.
+* ``row(spec, client, worker)``: one table row (the run, requests/s, latency percentiles in ms,
+  errors, a drain run's orders/s and CPU by process group); ``attach_baseline(rows, before,
+  after)`` sets each run's baseline (the mean of its group's two) and its ratio to it.
+* ``judge(runs)``: the issue-14 targets, value and verdict; never asserted. ``markdown(results)``:
+  the table. ``write_run`` writes into the run's folder only; ``publish(run_dir, targets)`` copies
+  the .md and .png over docs/read-benchmark.*, only on ``--publish``/``--publish-from``.
 """
 
 from __future__ import annotations

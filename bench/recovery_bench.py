@@ -1,30 +1,14 @@
 """Restart-to-ready after SIGKILL as history grows on the same positions, and a standby takeover.
 
 Run: ``python bench/recovery_bench.py [--days 1,7,30] [--orders 200] [--repeats 3]``
-(``--help`` for the rest; it starts nothing). A measurement, not a test: it asserts only
-that a restarted worker answers with the positions it had before the kill.
-
-1. History. In a fresh isolated deployment (own topics, consumer group, changelogs), one
-   worker reads simulated days one after the other (``connectors/simulate.py``, fixed seed,
-   the SAME SKUs and warehouses every day, each day under its own id tag and date), each
-   drained before the next is published.
-2. Restarts. After the days given by ``--days``, with the worker idle, it is killed with
-   SIGKILL and restarted on the same folder, ``--repeats`` times each way: with the local
-   RocksDB kept (the worker proves each partition against its changelog) and with the folder
-   deleted (a restore from the changelogs alone, what every unclean restart did before).
-   The clock runs from the process start to the moment /ready says so; then every position
-   must read as before the kill. Then ``--load-repeats`` times the next day is published and
-   the worker killed in the middle of reading it: partitions whose last transaction had not
-   reached Kafka are deleted (restored in full), the others kept.
-3. Takeover. Two workers share the partitions (the day-30 state): the one that held
-   everything, and a fresh one. The old one is killed with SIGKILL and a receipt for every
-   SKU is published at once; the clock runs from the kill to the moment the survivor (a)
-   answers /inventory for every SKU and (b) shows every SKU's receipt applied, i.e. it
-   processes the killed worker's partitions again. With ``standby_replicas`` 1 (the
-   survivor followed them as standbys) and 0 (it restores them from the changelogs).
-
-Results: bench/results/issue12/recovery.json (every trial and the medians), a table on
-stdout, and bench/results/issue12/recovery.png when matplotlib is installed.
+(``--help`` for the rest; it starts nothing). A measurement, not a test: it asserts only that a
+restarted worker answers with the positions it had before the kill. In a fresh deployment one
+worker reads simulated days on the same positions. After each of ``--days``: SIGKILL while idle
+and restart, with the local RocksDB kept and with it deleted (``--repeats`` each), then killed
+in the middle of the next day (``--load-repeats``); the clock runs to /ready, then every
+position must read as before. Takeover: of two workers the loaded one is killed and a receipt per
+SKU published; the clock runs until the survivor serves and applies them all, with
+``standby_replicas`` 1 and 0. Results: bench/results/issue12/ (JSON, PNG); docs/recovery.md.
 """
 
 from __future__ import annotations

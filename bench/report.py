@@ -1,16 +1,13 @@
 """Where a benchmark run's results go, and how they read: a new folder per run, the markdown
 table, the chart, and the deliberate publication of one run as the committed summary.
 
-Contract:
-
-* ``new_run_dir(base)`` creates ``base/<UTC stamp>[-label]/`` and never returns a folder
-  that existed before (a suffix is added when two runs start in the same second). The
-  default base, ``bench/results/runs/``, is ignored by git.
-* ``write_run(results, run_dir)`` writes ``benchmark.json``, ``benchmark.md`` and
-  ``benchmark.png`` into ``run_dir`` and nowhere else (the profile is already there).
-* ``publish(run_dir, targets)`` copies a run's files over the committed summary
-  (``PUBLISHED``: docs/benchmark.md, docs/benchmark.png, bench/results/benchmark.json, the
-  tracked profile) - only when asked (``--publish`` / ``--publish-from``).
+* ``new_run_dir(base)`` creates ``base/<UTC stamp>[-label]/``, never a folder that existed
+  before (a suffix when two runs start in the same second); the default base,
+  ``bench/results/runs/``, is ignored by git.
+* ``write_run(results, run_dir)`` writes benchmark.json, .md and .png into ``run_dir`` only.
+* ``publish(run_dir, targets)`` copies a run's files over the committed summary (``PUBLISHED``:
+  docs/benchmark.md and .png, bench/results/benchmark.json, the tracked profile), only when
+  asked (``--publish`` / ``--publish-from``).
 """
 
 from __future__ import annotations

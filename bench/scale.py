@@ -1,36 +1,14 @@
 """A scale curve: state-recovery time and throughput as the number of positions grows.
 
-Run: ``python -m bench.scale [--positions 10000 100000 1000000] [--orders 5000]``.
-A benchmark, not a test: the one thing it checks is that sampled positions hold what was
-loaded, which guards against timing a worker with an empty table.
-
-For each size P (positions = SKUs x warehouses), in a fresh isolated deployment:
-
-1. Bulk-load the stock table the way a restore would: one ``SkuStock`` record per SKU (every
-   warehouse with an on-hand quantity, version 1), written straight into the table's
-   changelog topic under ``s|<sku>``, in the partition that the stock-commands topic gives
-   the key ``<sku>`` (murmur2, as Kafka's Java client, aiokafka and our ``murmur2_random``
-   producers partition). Then the input topics are preloaded with N orders (1-5 lines over
-   Zipf-popular SKUs), before any worker runs, so the producer does not compete with it for
-   the two cores (as in bench/pipeline_bench.py).
-2. Recovery: one worker is started; the clock runs from the process start to the moment its
-   /ready view says the tables are recovered and the partitions assigned.
-3. Throughput: the worker then drains the preloaded orders; the clock runs from the first
-   input event counted in its /metrics to the moment everything is processed (internal
-   topics included). Then its peak RSS, the size of its RocksDB folder, and a sample of
-   positions read back through GET /inventory/{sku}/{warehouse} (on-hand as loaded: orders
-   only reserve).
-
-Before the curve, a small deployment checks the partition function for real: the web view
-finds a key in whichever partition's RocksDB holds it, so reading back proves nothing about
-placement. A GoodsReceived for SKUs of every partition does: the stock agent reads the SKU
-record from the database of the command's partition only, so the received units land on top
-of the bulk-loaded quantity (version 2) only if the record was loaded into that partition.
-
-Each size is measured ``--repeat`` times (3 by default, the sizes interleaved) and summarised
-by the median of every figure: the machine this was written on is shared, and one run can
-land in a busy spell. Results: a table of the medians on stdout, bench/results/scale.json
-(medians, ranges and every trial), docs/scale.png.
+Run: ``python -m bench.scale [--positions 10000 100000 1000000] [--orders 5000]``. A benchmark,
+not a test: the one thing it checks is that sampled positions hold what was loaded (a worker
+with an empty table is not timed). Per size, in a fresh deployment: the stock table is
+bulk-loaded into its changelog (one ``SkuStock`` per SKU, in the partition murmur2 gives the SKU),
+orders are preloaded, one worker starts; *recovery* is process start -> /ready, *throughput* the
+drain of the orders; then peak RSS, RocksDB size and a read-back sample. A small deployment
+checks the placement first (a GoodsReceived per partition must land on the loaded record). Each
+size runs ``--repeat`` times, interleaved, summarised by medians: bench/results/scale.json,
+docs/scale.png, a table on stdout. The method and figures: docs/scale.md.
 """
 
 from __future__ import annotations

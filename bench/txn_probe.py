@@ -1,27 +1,15 @@
 """Would a transactional record sink pay? A probe on the real broker (issue 13, item 3).
 
 Run: ``python bench/txn_probe.py [--rate 10000] [--seconds 6] [--commit-ms 10,100,1000]``
-(``--help`` for the rest; ``--help`` starts nothing). A measurement, not a test.
-
-1. Feasibility. An aiokafka consumer (Faust's client) joins a consumer group; a confluent-kafka
-   transactional producer then commits offsets for that group with ``send_offsets_to_transaction``,
-   the group metadata built from the aiokafka membership (group id, generation, member id):
-   confluent-kafka only hands out its own consumers' metadata, so the bytes are built here
-   (``group_metadata``: librdkafka's serialisation, pinned to the bundled library's own writer
-   by tests/unit/tools/test_txn_probe.py). Checked on the broker: the commit lands; what a stale
-   generation (a real rebalance), an unknown member and group-id-only metadata get; what
-   aiokafka reads of offsets a pending transaction holds; what read_committed makes of offsets.
-2. Cost. Records of ~300 B over 8 partitions at ``--rate`` records/s (0: as fast as it goes),
-   a transactional producer committing every T ms (``send_offsets_to_transaction`` then
-   ``commit_transaction``) against the idempotent producer flushing at the same cadence and
-   committing the same offsets through aiokafka (what Faust does). Per case: records/s, client
-   CPU (this process, librdkafka threads included) and broker CPU (/proc of the broker's java
-   process) per record, the commit's latency, and when a record becomes visible.
-
-Results: bench/results/issue13/txn_probe.json (or ``--out``) and a table on stdout. Topics
-(prefix ``txnprobe<tag>.``) are deleted at the end; the broker is started if none answers and
-never stopped. On a shared machine others' load moves every figure: each case also reports the
-broker's CPU rate while idle just before it, and the load average.
+(``--help`` for the rest; it starts nothing). A measurement, not a test. *Feasibility*: an
+aiokafka consumer (Faust's client) joins a group, and a confluent-kafka transactional producer
+commits that group's offsets with group metadata built from the aiokafka membership
+(``group_metadata``: librdkafka's serialisation, pinned by tests/unit/tools/test_txn_probe.py);
+what stale, unknown and group-id-only metadata get. *Cost*: transactional commits every T ms
+against the idempotent producer's flush + aiokafka commit: records/s, client and broker CPU per
+record, commit latency, visibility. Results: bench/results/issue13/txn_probe.json (or ``--out``)
+and a table; its topics are deleted; a broker is started if none answers, never stopped.
+Figures and the decision: docs/decisions.md ("Kafka transactions in the record sink: not now").
 """
 
 from __future__ import annotations

@@ -1,20 +1,14 @@
 """Apply connector configurations to a Kafka Connect cluster and report their state.
 
-    python -m connectors.apply [--connect-url URL] [--timeout S] [FILE.json ...]
+    python -m connectors.apply [--connect-url URL] [--timeout S] [--var NAME=VALUE] [FILE.json ...]
     python -m connectors.apply --delete NAME ...
 
-Each file is ``{"name": ..., "config": {...}}``, the shape Connect's REST API accepts as is
-(``connectors/*.json`` when no file is given). ``PUT /connectors/<name>/config`` creates or
-updates the connector (so applying twice changes nothing); then the command waits until the
-connector and all its tasks are RUNNING, or one of them FAILED, and prints each state (with
-the first lines of the trace of a failure). Exit status: 0 when every connector runs, 1 when
-one FAILED, did not reach RUNNING in time, or was refused (invalid config).
-
-The files are sent as they are: what differs between deployments (database hosts and
-credentials, the topic prefix, the registry) is resolved by the Connect worker with Kafka's
-config providers (``${file:...}``, ``${env:...}``); ``--var NAME=VALUE`` overrides an
-``${env:...}`` reference for a deployment sharing a worker. Why, and the choices in each file:
-docs/connectors.md.
+Each file (``connectors/*.json`` by default) is ``{"name", "config"}``, sent as it is with
+``PUT /connectors/<name>/config`` (applying twice changes nothing); then it waits until the
+connector and its tasks are RUNNING or one FAILED, and prints each state (a failure with the
+first lines of its trace). Exit 0 when every connector runs; 1 when one FAILED, did not run in
+time, or was refused. Deployment values are ``${file:...}``/``${env:...}`` references resolved by
+the Connect worker; ``--var`` overrides an ``${env:...}`` one. Why and the choices: docs/connectors.md.
 """
 
 from __future__ import annotations

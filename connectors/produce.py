@@ -1,19 +1,13 @@
 """Publish source events given as JSON lines: ``python -m connectors.produce FILE|-``.
 
-One event per line: ``{"eventType": "OrderCreated", "eventId": ..., "occurredAt": ...,
-...the event's fields in camelCase}``. Each line is validated against its contract and
-encoded as Avro; a line that does not validate is reported with its line number and not
-sent, and the others still are. This is how a source system or an operator feeds the
-pipeline; the simulator and the demo use the same path (:class:`EventPublisher`).
-
-Delivery: each record is retried (librdkafka, idempotent, acks=all) for ``--retry-for``
-seconds (setting ``produce_retry_for_s``). Once a record has failed, no further line is
-sent; the lines not acknowledged (failed, unanswered, or not tried) are named by their line
-numbers and written, in input order, to an "unsent" file that is itself a valid input:
-producing it resumes where this run stopped. A record that timed out may still have been
-written, so a resume can send a line twice; events carry their ``eventId`` and the pipeline
-applies each eventId once. Exit status: 0 all sent; 1 some lines invalid (every valid one
-sent); 75 (EX_TEMPFAIL) some valid lines not sent - resume with the unsent file.
+One event per line (``{"eventType": ..., "eventId": ..., "occurredAt": ..., ...camelCase}``),
+validated against its contract and Avro-encoded; an invalid line is reported with its line
+number and not sent, the others still are. Source systems, the simulator and the demo all use
+this path (:class:`EventPublisher`). Each record is retried for ``--retry-for`` seconds
+(``produce_retry_for_s``); after the first failure no further line is sent, and the lines not
+acknowledged go, in input order, to an "unsent" file that resumes the run (a line may then be
+sent twice: the pipeline applies each eventId once). Exit status: 0 all sent; 1 some lines
+invalid (every valid one sent); 75 (EX_TEMPFAIL) valid lines not sent: resume with the file.
 """
 
 from __future__ import annotations

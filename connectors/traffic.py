@@ -1,36 +1,15 @@
 """A reproducible day of source-system traffic: what the OMS, WMS and TMS would publish.
 
-``generate_day(seed, orders, skus, warehouses)`` yields validated input events in the order
-the source systems publish them, ``occurredAt`` advancing through one simulated day:
-
-- OMS: orders of 1-5 lines over a long-tailed (Zipf-like) SKU popularity, some naming their
-  warehouse, some PRESALE (against inbound supply) and GIFT; pay-later orders with a payment
-  window, most paid in time, the rest left to expire; cancellations; return requests.
-- WMS: opening stock, replenishment (ASN, then the receipt, sometimes short or damaged),
-  shipments of what the inventory center instructed, adjustments, transfers between
-  warehouses, cycle counts (snapshots), disposal of damaged units, failed parcels received
-  back, return inspections.
-- TMS: pickup, hub scans, out for delivery, delivered or failed; return pickups.
-- Retries and odd routes, off by default (``BACKLOG`` turns them on): stock documents re-sent
-  under a new eventId (same content, ``occurredAt`` included), events published twice under
-  the same eventId, returns inspected at another warehouse than the pickup named, transfers
-  and refused parcels received short by a receipt that closes them.
-
-The simulated systems cannot see the pipeline, so causality comes from a shadow: every
-event is fed to ``tables.center.InventoryCenter`` as it is generated, and the systems act
-only on what the shadow shows. The WMS ships what an ``OutboundInstruction`` asked for and
-the shadow still holds; the TMS tracks only what shipped; customers return only what was
-delivered; transfers and negative adjustments only take available units. So the day has
-few anomalies, and its rejections are the out-of-stock a real day has.
-
-Pure: no clock, no I/O, one seeded random stream and no iteration over hashed sets, so the
-same arguments give the same events, byte for byte, in any process.
-
-The shadow's expiry timer runs on the simulated clock. A pipeline's timer runs on event
-time too (the partition's watermark, with a wall-clock fallback only for a quiet partition),
-and a payment that happened in time is honoured whenever it is read, so a day replayed at
-full speed ends with the statuses the shadow gives it (docs/inventory-model.md, "Pay,
-expire, outbound").
+``generate_day(seed, orders, skus, warehouses)`` yields validated input events in publishing
+order, ``occurredAt`` advancing through one simulated day: OMS orders (1-5 lines, Zipf-like SKU
+popularity, presale, gift, pay-later ones paid or left to expire), cancellations and returns;
+WMS opening stock, ASNs and receipts, shipments of what was instructed, adjustments, transfers,
+counts, disposals, refused parcels and return inspections; TMS tracking and return pickups.
+``BACKLOG`` adds retries and odd routes (re-sent documents, duplicate eventIds, returns inspected
+elsewhere, short closing receipts). Causal: every event is fed to a shadow
+``tables.center.InventoryCenter`` and the systems act only on what it shows (why:
+docs/decisions.md, "The simulator's shadow"). Pure: no clock, no I/O, one seeded random stream,
+no iteration over hashed sets, so the same arguments give the same events, byte for byte.
 """
 
 from __future__ import annotations

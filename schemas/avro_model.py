@@ -1,24 +1,15 @@
 """The Avro wire contract derived from the models: ``avro_schema(cls)`` for a pydantic contract
 or a frozen dataclass record, and the record classes the codec knows.
 
-Type vocabulary (anything else is a ``TypeError`` naming the field, not a silent guess):
-
-=============================== ===========================================================
-Python                          Avro
-=============================== ===========================================================
-``str`` / ``bytes`` / ``bool``  ``string`` / ``bytes`` / ``boolean``
-``int``                         ``long`` (same varint on the wire; no 2^31 trap)
-``datetime``, ``AwareDatetime`` ``{"type": "long", "logicalType": "timestamp-micros"}``
-``Decimal``                     ``bytes`` + ``decimal``; precision/scale from the field's
-                                ``max_digits``/``decimal_places``, else 14/2 (money)
-``StrEnum``                     named ``enum`` (symbols are the values)
-pydantic model / dataclass      named ``record``
-``list[X]``, ``tuple[X, ...]``  ``array``
-``X | None``                    ``["null", X]`` with default ``null``
-=============================== ===========================================================
-
-Every named type lives in :data:`NAMESPACE`, is defined once per schema (at its first use)
-and referenced by full name afterwards, as the Avro spec requires.
+Types (anything else is a ``TypeError`` naming the field, never a silent guess): ``str`` /
+``bytes`` / ``bool`` -> ``string`` / ``bytes`` / ``boolean``; ``int`` -> ``long`` (the same
+varint, no 2^31 trap); ``datetime``, ``AwareDatetime`` -> ``long`` + ``timestamp-micros``;
+``Decimal`` -> ``bytes`` + ``decimal``, precision/scale from the field's ``max_digits`` /
+``decimal_places``, else 14/2 (money); ``StrEnum`` -> named ``enum`` (symbols are the values);
+pydantic model / dataclass -> named ``record``; ``list[X]``, ``tuple[X, ...]`` -> ``array``;
+``X | None`` -> ``["null", X]`` with default ``null``. Every named type lives in
+:data:`NAMESPACE`, is defined once per schema (at its first use) and referenced by full name
+afterwards, as the Avro spec requires.
 """
 
 from __future__ import annotations

@@ -1,27 +1,15 @@
 """The wire codec: contract objects <-> Avro binary, framed so a reader finds the writer schema.
 
-Two framings, chosen per :class:`Codec`:
-
-* :class:`SingleObjectFraming` (default) - the Avro spec's single-object encoding:
-  ``C3 01`` + the writer schema's 8-byte little-endian CRC-64-AVRO fingerprint of its
-  Parsing Canonical Form + the Avro binary body. Self-contained: no registry service.
-* :class:`ConfluentFraming` - Confluent Schema Registry wire format: ``00`` + 4-byte
-  big-endian schema id + body; the writer schema is registered under ``<topic>-value``
-  (or whatever subject name strategy is given) and looked up by id, both cached.
-
-Decoding validates into the pydantic model by default (``validate=True``): data from outside
-is not trusted. ``validate=False`` builds the same objects without validation, for hops
-between our own partitions whose producer already validated. Either way nested records are
-model instances and enums are enum members, so ``decode(encode(x)) == x``.
-
-This is on the per-event hot path, so the per-class work (schema parse, fingerprint, field
-accessors and converters) is done once, when the class is registered.
-
-Errors: :class:`WireDecodeError` when the bytes are not a record we can read (bad magic,
-truncated, garbage, trailing bytes), with :class:`UnknownSchemaError` (a subclass) when the
-framing names a writer schema we do not know; pydantic's ``ValidationError`` when the bytes
-are a well-formed record that breaks the contract (``validate=True``); :class:`WireEncodeError`
-when an object cannot be written with its schema.
+Framings, per :class:`Codec`: :class:`SingleObjectFraming` (default; the Avro spec's single-object
+encoding: ``C3 01`` + the writer schema's 8-byte little-endian CRC-64-AVRO fingerprint of its
+Parsing Canonical Form + the body; no registry) and :class:`ConfluentFraming` (Confluent's wire
+format: ``00`` + 4-byte big-endian schema id + body; registered under ``<topic>-value`` or the
+subject strategy given, looked up by id, both cached). Decoding validates into the pydantic model
+unless ``validate=False`` (hops between our own partitions); either way ``decode(encode(x)) == x``.
+Per-class work is done once, at registration: this is the per-event hot path. Errors:
+:class:`WireDecodeError` (bad magic, truncated, garbage, trailing bytes), its subclass
+:class:`UnknownSchemaError` (writer schema unknown); pydantic's ``ValidationError`` (well-formed
+but breaking the contract); :class:`WireEncodeError` (an object its schema cannot write).
 """
 
 from __future__ import annotations

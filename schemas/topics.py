@@ -1,17 +1,7 @@
-"""Every topic of the pipeline, declared once: name, key, records carried, role, config.
+"""Every topic of the pipeline, declared once: name, key, records carried, role, config. Read top
+to bottom, the declarations are the data flow (pictured in README.md, "Data flow").
 
-Read top to bottom this is the data flow:
-
-    orders ─────────┐ (key orderNo)
-    shipments ──────┼──► order agent ──► order-status, outbound-instructions, inventory-alerts
-    order-inbox ────┘        │  ▲
-                             ▼  │ ReservationUpdated (key orderNo)
-    stock-movements ──► router ──► stock-commands (key sku) ──► stock agent
-      (key warehouse)    │ ReturnInspected ──► order-inbox      │
-                                                                ▼
-                          inventory-changes (compacted), inventory-ledger, inventory-alerts
-
-``ROUTES`` is the routing table derived from it: a record the pipeline sends (internal or
+``ROUTES`` is the routing table derived from them: a record the pipeline sends (internal or
 output) -> its one topic and how its key is read (``sku|warehouseCode``: fields joined;
 ``sku or orderNo``: the first set). The worker, the in-memory center (tables/center.py) and
 the Quix peer route by it. Topic names get the deployment's prefix in streams/topics.py.

@@ -1,25 +1,15 @@
 """The durability order, in one place. A worker's writes become durable in these steps:
 
-1. **Stage.** A batch's messages of one partition are applied to the core one after the
-   other; their writes are staged in the partition's store (streams/stores.py).
-2. **Commit.** The transaction is numbered; its outbox entry (every record it sends), its
-   redo record and its writes go to the partition's changelog through the record sink, then
-   into RocksDB in one write batch (``FamilyStore.commit``).
-3. **Send.** Its records (envelopes, outputs) are handed to the sink, which holds them until
-   the broker has acknowledged those changelog records: no output outlives the state that
-   decided it (``Checkpoint.commit``).
-4. **Flush.** Before Faust commits input offsets, the sink is flushed: every record handed to
-   it, held ones included, is acknowledged (``Checkpoint.flush``, Faust's flush hook).
-5. **Release.** The outbox entries of the transactions that flush covered are deleted with a
-   later transaction's writes; the changelog offsets acknowledged are recorded for Faust.
-6. **Commit offsets.** Faust commits the input offsets (streams/faust_private.py keeps a
-   commit from passing a record not yet processed).
-7. **Recover.** After any assignment, the first batch of a partition applies its last
-   transaction again (a crash may have cut it) and sends every outbox entry still kept, in
-   order, before anything new (``Checkpoint.recover_once``).
+1. **Stage**: a partition's messages are applied in turn, their writes staged in its store.
+2. **Commit**: numbered; outbox entry, redo record, writes -> changelog (the sink) -> RocksDB.
+3. **Send**: its envelopes and outputs go to the sink, held until that changelog is acknowledged.
+4. **Flush**: before Faust commits input offsets, every record handed to the sink is acknowledged.
+5. **Release**: the outbox entries a flush covered go with a later transaction's writes; the
+   acknowledged changelog offsets are recorded for Faust.
+6. **Commit offsets**: Faust commits input offsets (streams/faust_private.py: never past a hole).
+7. **Recover**: after an assignment, redo the last transaction, re-send kept outbox entries first.
 
-A crash between any two steps leaves a state some run without a crash also reaches: see
-docs/decisions.md ("Envelopes and the outbox") and tests/integration/test_envelope_faults.py.
+A crash between two steps leaves a state a run without a crash also reaches (docs/decisions.md).
 """
 
 from __future__ import annotations

@@ -1,39 +1,13 @@
 """The demo through the real source and sink paths: ``python -m streams.demo --connectors``.
 
-``make run`` publishes its day straight onto the input topics. This one lets the source systems
-speak the way they do in production, and shows what the ERP receives::
-
-    WMS ── POST /webhooks/wms (GoodsReceived, OrderShipped) ────────────────┐
-    TMS ── POST /webhooks/tms (Delivered) ──────────────────────────────────┤
-    OMS ── INSERT INTO oms.outbox ──► Debezium ──► outbox bridge (agent) ───┴──► the pipeline
-    ERP tables (erp.inventory_ledger, erp.inventory_positions) ◄── JDBC sinks ◄── ledger, changes
-
-Each only when it does not run yet: the local broker, the schema registry (Apicurio),
-PostgreSQL (the OMS and ERP databases) and Kafka Connect; the registry, PostgreSQL and Connect
-start side by side. Then the topics; a worker, left running, in registry mode with the OMS
-outbox topic and a webhook token (generated once into ``.local/connectors-demo/webhook.token``,
-mode 0600, never printed); ``connectors/*.json`` applied through ``connectors.apply``; a small
-day: receipts in two warehouses, four orders (one short of stock), a shipment and its delivery,
-a cancellation. It waits for each step on the worker's views, then until the ERP tables hold
-every position at the worker's version and the ledger sums to them, and prints the inventory,
-the orders and the ERP rows. Running it again sends the same events (same eventIds): nothing
-changes.
-
-A deployment of its own next to the plain demo's: topics prefixed ``connectors-demo.``, app id
-``<app_id>-connectors-demo``, its worker on ``web_port + 1`` (6067), its state, pid file, log
-and token under ``.local/connectors-demo/``. Not the plain demo's worker and topics, because
-the ERP sinks read registry-framed Avro only (``connectors/apply.py``) while ``make run``
-writes single-object Avro: sinks reading those topics from the start would fail on their first
-record. Apart, both demos work in any order and ``make run`` is exactly what it was.
-
-``make stop`` (``stop``) also stops this worker, Connect, PostgreSQL and the registry, each
-only if it runs. ``make reset`` (``reset``) forgets this demo's data as it forgets the plain
-demo's, and leaves the services as they are (running or not): it deletes the demo's
-connectors (when Connect runs; else they resume on the new topics), its topics, its worker
-state and the sinks' consumer offsets, and empties the OMS outbox and the ERP tables
-(PostgreSQL is started for that moment if it is initialised but stopped). Kept: the registry's
-schemas (the same contracts get the same ids again), the token, Connect's and Debezium's own
-bookkeeping (the source resumes from its replication slot).
+Starts what does not run yet (broker, schema registry, PostgreSQL, Kafka Connect), creates the
+topics, starts a worker (left running) in registry mode with the OMS outbox topic and a webhook
+token, applies ``connectors/*.json``, plays a small day through the webhooks and the OMS outbox,
+waits until the ERP tables hold every position at the worker's version and the ledger sums to
+them, and prints the inventory, the orders and the ERP rows. Running it again changes nothing
+(same eventIds). Its own deployment beside the plain demo's (topics ``connectors-demo.``, worker
+on ``web_port + 1``, files under ``.local/connectors-demo/``); ``stop`` and ``reset`` also cover
+it. The picture, what ``reset`` keeps, and why apart: docs/connectors.md ("The connectors demo").
 """
 
 from __future__ import annotations

@@ -1,20 +1,14 @@
 """Envelopes: a transaction's internal messages, one record per destination partition.
 
-Contract:
-
-* A transaction of partition ``p`` of a table (``source`` = ``<table>|<p>``) gets the next
-  number of that partition's sequence (kept in its head record, streams/stores.py). Every
-  internal message it sends (stock commands, reservation answers) goes into one ``Envelope``
-  per destination partition, numbered with that sequence; its outputs for the outside world
-  stay one record each.
-* The receiver applies an envelope once: it keeps, in its own state and in the same
-  transaction, the highest sequence number it applied from each source (streams/keys.py), and
-  skips an envelope at or below it. This needs the envelopes of one source to reach a
-  partition in sequence, with none missing: one idempotent producer per source partition
-  sends them in order, and after a crash or a rebalance the new owner sends every envelope
-  not yet acknowledged again, in order, before anything new (the outbox: ``Outbox``).
-* The destination partition is the one Kafka's partitioner (murmur2, as the record sink and
-  Faust use) gives the message's key, so an envelope lands where its messages would have.
+A transaction of partition ``p`` of a table (``source`` = ``<table>|<p>``) takes the next number
+of that partition's sequence (kept in its head record, streams/stores.py); the internal messages
+it sends (stock commands, reservation answers) go into one ``Envelope`` per destination
+partition (murmur2 of each message's key, where it would have landed alone), numbered with it;
+outputs for the outside world stay one record each. A receiver applies an envelope once: it keeps
+the highest number applied per source (``w|``, in the same transaction) and skips any at or below
+it. That needs each source's envelopes in order with none missing: one idempotent producer, and
+after a crash or rebalance the new owner re-sends every unacknowledged one, in order, before
+anything new (the outbox, ``Outbox``). Why: docs/decisions.md ("Envelopes and an outbox").
 """
 
 from __future__ import annotations

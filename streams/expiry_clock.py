@@ -1,16 +1,13 @@
 """When the worker's expiry timer may tick an order: event time first, the wall clock as a
 fallback for a quiet partition. No Faust here, so that the rule is tested on its own.
 
-Each order-agent partition keeps an event-time **watermark**: the latest ``occurredAt`` of
-an input event (OMS, WMS, TMS) its agent read, in memory. An order due at ``dueAt`` is ticked
-once the watermark reaches ``dueAt + grace`` (``Settings.expiry_grace_s``: how late an
-event, a payment above all, may be read after a later event of another topic of the same
-partition). Fallback: once the wall clock reaches ``dueAt + fallback``
-(``Settings.expiry_wall_clock_fallback_s``) *and* the watermark has not moved for
-``fallback`` of wall time, so a quiet partition still expires its orders while a backlog or a
-replay read faster than real time (its watermark moves, far behind the wall clock) expires
-nothing early. After a restart or a rebalance the watermark is unknown and the idle time
-counts from then: conservative. The tick itself carries the due time (streams/app.py).
+Each order-agent partition keeps in memory a watermark: the latest ``occurredAt`` of an input
+event its agent read. An order due at ``dueAt`` is ticked once the watermark reaches ``dueAt +
+expiry_grace_s``, or once the wall clock reaches ``dueAt + expiry_wall_clock_fallback_s`` *and*
+the watermark has not moved for that long: a quiet partition still expires its orders, a backlog
+read faster than real time expires nothing early. After a restart or a rebalance the watermark
+is unknown and the idle time counts from then. The tick carries the due time (streams/app.py).
+Why: docs/inventory-model.md ("Pay, expire, outbound").
 """
 
 from __future__ import annotations

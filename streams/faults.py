@@ -1,26 +1,13 @@
 """Deliberate crashes, for tests only: ``INVENTORY_KILL_AT=<point>@<n>`` SIGKILLs this process
-the n-th time it reaches ``<point>`` (each point counted apart); unset, a point costs one test.
-
-Points (streams/checkpoint.py calls them):
-
-* ``commit:orders``, ``commit:stock``: a transaction of that table that sends an envelope is
-  committed (outbox entry, head and writes in the store and handed to the sink) and none of its
-  records (envelopes, outputs) is handed to the sink yet. Before the kill the sink is flushed,
-  so the transaction's changelog records are acknowledged by the broker: the crash leaves a
-  committed transaction whose envelopes were never sent, which only the outbox can send.
-* ``flushed``: Faust's commit has flushed the sink (every record acknowledged) and has not
-  committed the input offsets it covers: everything since the last commit is read again.
-  Counted only for a flush after which, since the previous flush, both tables committed a
-  transaction that applied an envelope: so the restarted worker is sure to read envelopes it
-  applied again on both internal topics, however the day's batches fell (a count of all
-  flushes could land before the first envelope on a slow machine).
-
-Several points may be armed at once, comma-separated (``commit:stock@3,flushed@9``). The
-kill prints one line (``INVENTORY_KILL_AT: killed at <point> #<n>: ...``) to stderr first.
-
-Read once at import, straight from the environment rather than from ``config.settings``: a
-test-only switch that must cost nothing where it is unset, and that no deployment configures.
-Imports nothing of Faust.
+the n-th time it reaches ``<point>`` (each counted apart; several comma-separated, e.g.
+``commit:stock@3,flushed@9``); unset, a point costs one test. streams/checkpoint.py calls them:
+``commit:orders``/``commit:stock`` after a transaction of that table that sends an envelope is
+committed, before any of its records is handed to the sink (the sink is flushed first, so the
+crash leaves envelopes only the outbox can send); ``flushed`` after Faust's flush and before it
+commits the offsets, counted only when both tables applied an envelope since the previous flush.
+The kill prints one line (``INVENTORY_KILL_AT: killed at <point> #<n>: ...``) to stderr first.
+Read once at import, straight from the environment: a test-only switch no deployment sets.
+Imports nothing of Faust. Why: docs/decisions.md ("Crash points ...", "The flush crash point").
 """
 
 from __future__ import annotations

@@ -1,21 +1,13 @@
 """Every use of faust-streaming's private internals, for the one version this was written for.
 
-Contract.
-
-* ``install()``: call once, before creating the ``faust.App`` (streams/app.py ``create_app``).
-  It refuses, with ``UnsupportedFaust`` (installed and supported versions, what to do), a
-  faust-streaming that is not in ``SUPPORTED_VERSIONS``, or one whose private functions and
-  attributes used here are missing or take other parameters (``PRIVATE_CODE``). Then it
-  installs the four class-level patches below (idempotent).
-* ``flush_also``, ``resume_buffered_partitions``, ``reread_stalled_partitions``: the parts of
-  the fixes that need the worker's sink or its app.
-* Accessors: the only way the rest of the code reads or writes Faust internals (the changelog
-  hook and offsets, generations, assignment, RocksDB handles, consumer diagnostics).
-* No module outside this one names a private Faust attribute or module:
-  tests/unit/worker/test_faust_private.py scans for ``PRIVATE_NAMES`` and ``PRIVATE_MODULES``.
-
-Why each patch exists and how it was found: docs/decisions.md ("One module owns Faust's
-internals" and the entries it points to).
+``install()``: call once, before creating the ``faust.App``. It refuses (``UnsupportedFaust``:
+the installed and supported versions, what to do) a faust-streaming not in
+``SUPPORTED_VERSIONS``, or one whose private functions and attributes used here are missing or
+take other parameters (``PRIVATE_CODE``); then installs the class-level patches (idempotent).
+``flush_also``, ``resume_buffered_partitions``, ``reread_stalled_partitions``: the parts of the
+fixes that need the worker's sink or app. The accessors here are the only way the rest of the
+code touches Faust internals (tests/unit/worker/test_faust_private.py scans for
+``PRIVATE_NAMES`` and ``PRIVATE_MODULES``). Why each patch: docs/decisions.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,13 @@
 """Is the worker able to do its job right now, and if not, why: the broker watch and the
 readiness answer of ``/ready`` and ``/health``.
 
-The broker watch asks a broker for metadata every ``interval_s`` (through the record sink's
-producer, off the event loop) and keeps one state: reachable or unreachable since when, and
-why. It logs one line per change of state, never one per retry; while the broker is away
-the Kafka clients' own connection errors (aiokafka's and librdkafka's, one every few
-milliseconds) are held back by ``QuietWhileDown`` and counted instead.
-
-Readiness (``/ready`` 200, else 503 with the reasons): the broker answers, this worker is a
-member of the group with partitions assigned, no rebalance is in progress and the tables
-have recovered. ``/health`` is liveness: 200 while the process serves, with the same reasons,
-so that a supervisor waits out an outage instead of restarting a worker that cannot help it.
+The broker watch asks for metadata every ``interval_s`` (through the record sink's producer,
+off the event loop) and keeps one state (reachable or not, since when, why), logging one line
+per change, never per retry; while the broker is away ``QuietWhileDown`` holds back and counts
+the Kafka clients' own connection errors. ``/ready``: 200 once the broker answers, partitions
+are assigned, no rebalance runs and the tables have recovered, else 503 with the reasons.
+``/health`` (liveness): 200 while the process serves, with the same reasons, so that a
+supervisor waits out an outage instead of restarting a worker that cannot help it.
 """
 
 from __future__ import annotations

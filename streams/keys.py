@@ -1,9 +1,7 @@
 """The state stores' keys: what each prefix holds; every key is encoded and parsed here.
-
-A partition family keeps all its records in one table (streams/topics.py ``TABLES``), told
-apart by a two-byte prefix (stock-state: s v e; order-state: o x; both: r c h q w t); parts
-are joined with ``|``. Codes never contain ``|`` (``CODE_PATTERN``); a message id or a source
-may, so it comes last, whole. Times are UTC, so that key order is time order.
+One table per family (streams/topics.py ``TABLES``; stock-state: s v e, order-state: o x, both:
+r c h q w t), a two-byte prefix, parts joined with ``|``. Codes never contain ``|``
+(``CODE_PATTERN``); a message id or a source may, so it comes last, whole. Times are UTC.
 
     s|<sku>                    SkuStock             r|<message id>      StoredReceipt
     v|<sku>|<orderNo>          Reservation          x|<due>|<orderNo>   b"1": the expiry index

@@ -1,31 +1,14 @@
 """After an unclean shutdown: keep each table partition's local RocksDB that provably is not
 ahead of its changelog, delete the others.
 
-Contract. ``reconcile_after_crash(settings)`` runs before Faust opens the stores. For every
-local partition database of a declared table it either keeps it, lowering Faust's recorded
-changelog offset where needed so that the restore re-reads everything the local copy may
-lack, or deletes it (Faust then restores that partition from the changelog alone). It logs
-one line per partition with the decision and its reason. A kept partition, once Faust has
-restored it and the agent has redone its last transaction (streams/app.py ``redo_once``),
-holds exactly the state a restore from the changelog alone would give.
-
-The proof (docs/decisions.md, "Restart bounded by state"). A transaction hands its records
-(its redo record ``h|`` first, then its writes) to one idempotent producer that keeps their
-order per partition, and only then writes them, ``h|`` included, in one local write batch;
-the local store changes otherwise only by records read from the changelog. So the local
-store holds its transactions whole, and Kafka holds a gapless prefix of the records sent:
-
-* local ``h|`` found among the changelog's heads: every transaction the local store holds is
-  in Kafka, at or before that head; restoring from that head on (or from earlier) brings in
-  what the local copy lacks, and the redo completes the last transaction Kafka holds;
-* local ``h|`` not found: the local store holds a transaction whose head never reached
-  Kafka (it is ahead), and no restore can take writes back: delete it.
-
-Where to look: the local head, if Kafka has it, is at or after the second-to-last head at or
-before the offset Faust recorded locally (that offset is the last record the store read from
-the changelog or saw acknowledged; at most one transaction, the one a crash cut, was sent and
-not written). So the search reads back from that offset to two heads, then forward to the
-end: the catch-up Faust reads anyway, not the history.
+``reconcile_after_crash(settings)`` runs before Faust opens the stores. For every local
+partition database of a declared table it either keeps it, lowering Faust's recorded changelog
+offset where needed so that the restore re-reads all the local copy may lack, or deletes it
+(Faust restores it from the changelog alone), and logs one line with the decision and reason.
+Kept iff the local redo record ``h|`` is among the changelog's heads, searched from the second
+head at or before the recorded offset to the end. A kept partition, once restored and redone
+(streams/app.py ``redo_once``), holds exactly what a restore from the changelog alone gives.
+The proof and what it assumes: docs/decisions.md ("Restart bounded by state").
 """
 
 from __future__ import annotations

@@ -1,28 +1,13 @@
 """The OMS outbox bridge: records relayed by Debezium's outbox event router -> input events.
 
-The OMS writes each order change and an ``outbox`` row in one transaction; Debezium's
-PostgreSQL connector with the outbox event router (``connectors/oms-outbox-source.json``)
-relays each inserted row as one Kafka record:
-
-    key      aggregateid (the orderNo)
-    value    the ``payload`` column: the event as JSON, exactly as the OMS wrote it
-             ({"eventType": ..., "eventId": ..., "occurredAt": ..., ...camelCase fields})
-    headers  ``id`` (the outbox row's uuid) and ``eventType`` (its ``type`` column)
-
-This agent turns each record into our input event through ``connectors.produce.parse_event``,
-the validation every other input goes through, and sends it, Avro-encoded, to its input topic
-keyed like every other producer's (``streams.topics.input_key``). The row's ``type`` supplies
-``eventType`` and its ``id`` the ``eventId`` when the payload leaves them out (a payload that
-names another type than its row is refused). The outbox speaks for the OMS only: an event of
-another system is refused. Anything unreadable or invalid goes to the dead-letter topic with
-the outbox record's coordinates, and the agent carries on.
-
-Delivery: at least once, stateless. A redelivered outbox record becomes the same event with
-the same eventId, which the order agent's receipts turn into a no-op.
-
-The pure part, bytes + headers -> event or the reason it is refused, is
-:func:`event_from_outbox`; the agent around it is :func:`register_outbox_agent`, called by
-``streams.app.create_app`` when ``Settings.outbox_topics`` is set.
+A record (key: the orderNo; value: the ``payload`` column, the event as JSON; headers ``id``
+and ``eventType``) becomes our input event through the same validation as every other input
+(``schemas.events.parse_event``) and is sent, Avro-encoded, to its input topic under the usual
+input key. The row's ``type`` and ``id`` supply ``eventType`` and ``eventId`` when the payload
+leaves them out; a payload naming another type than its row, or an event of a system other than
+the OMS, is refused. Anything unreadable or invalid is dead-lettered and the agent carries on.
+At least once and stateless: a redelivery is the same eventId, which the receipts drop. Pure
+part: :func:`event_from_outbox`; the agent: :func:`register_outbox_agent`. See docs/connectors.md.
 """
 
 from __future__ import annotations

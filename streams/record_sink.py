@@ -1,28 +1,14 @@
-"""Where the worker's records go: one librdkafka producer for outputs and table changelogs.
+"""Where the worker's records go: one librdkafka producer for outputs and table changelogs
+(instead of Faust's aiokafka path: docs/performance.md, "Steps on the hot path").
 
-Faust sends through aiokafka, one Python-level request per message behind its own buffer; a
-drain profile showed that path (Topic.publish_message, the producer buffer, aiokafka's
-accumulator and sender, socket writes) taking about a third of a worker's time while the core
-took 5%. The sink hands the same records to confluent-kafka (librdkafka, in C): one call per
-record, batching and retries off the event loop's thread.
-
-Guarantees kept:
-
-* Order. Everything a message writes (its table changelog records, then its outputs) goes
-  through this one idempotent producer, so per partition the records land in the order sent.
-  Across partitions there is no order (librdkafka sends each partition's records on their
-  own): outputs sent ``after_acknowledged`` a changelog partition are held until the broker
-  has acknowledged every record queued to it before them, then released in the order sent.
-* Commit after durability. Faust flushes its producer before it commits input offsets;
-  ``streams.faust_private.flush_also`` makes that flush wait for the sink too, and a record the
-  broker refused fails the flush (``ProducerSendError``), so the commit never passes it.
-* Keys land where Faust would put them: the producer partitions with ``murmur2_random``,
-  the Java and aiokafka partitioner (streams/kafka_config.py).
-* Nothing skipped. Records wait for the broker however long it is away
-  (``message.timeout.ms=0``: librdkafka retries without end, in order); a record that can never
-  be written (too large for the broker, topic gone, not authorised) is *fatal*: from then on
-  every flush raises, so no input offset is committed past it again, and ``on_fatal`` is told
-  once (the worker stops loudly on it: streams/app.py). A failure is never cleared.
+Guarantees. *Order*: one idempotent producer, so records land per partition in the order sent;
+outputs sent ``after_acknowledged`` a changelog partition are held until the broker has
+acknowledged every record queued to it before them, then released in order. *Commit after
+durability*: ``streams.faust_private.flush_also`` makes Faust's pre-commit flush wait for the
+sink, and a record the broker refused fails it (``ProducerSendError``). *Placement*: keys are
+partitioned with ``murmur2_random``, as Java and aiokafka do. *Nothing skipped*: records wait
+out any outage (``message.timeout.ms=0``); one that can never be written is fatal: every later
+flush raises and ``on_fatal`` is told once (the worker stops on it). A failure is never cleared.
 """
 
 from __future__ import annotations

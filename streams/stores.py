@@ -1,19 +1,14 @@
 """The tables' partitions as the core's read protocols, with transactional writes.
 
-Contract. A store reads and writes one partition's RocksDB database at a time (``open``),
-under the keys of streams/keys.py. A transaction is a run of messages of that partition:
-each message's writes are *staged* (the next message reads them: staged values win over
-RocksDB, scans merge them in key order; records staged as objects are read back without
-decoding and encoded once, at commit); ``commit`` numbers it, writes its outbox entry (what
-it sends), its redo record (its writes and number) and its writes, each once with its last
-value, to the changelog through the record sink and then in one local write batch. After an
-assignment ``recover`` applies the head again (a crash may have cut it: every write is
-idempotent) and returns the outbox entries still kept, to send again in order. Receipts make
-external inputs idempotent; envelopes are applied once by their source's number
-(streams/envelopes.py). Receipt retention (tables/retention.py) lives in the same
-transactions. Committed records of the kinds read again stay decoded in a bounded
-per-partition cache, dropped on every assignment. The order of the steps around a commit is
-streams/checkpoint.py's; the why is in docs/decisions.md.
+A store reads and writes one partition's RocksDB database at a time (``open``), under the keys
+of streams/keys.py. A transaction is a run of that partition's messages: each one's writes are
+staged (the next message reads them: staged values win over RocksDB, scans merge them in key
+order); ``commit`` numbers it and writes its outbox entry, its redo record and its writes (each
+once, last value) to the changelog through the record sink, then in one local write batch. After
+an assignment ``recover`` applies the head again (every write is idempotent) and returns the
+outbox entries still kept, to send again in order. Committed records read again stay decoded in
+a bounded per-partition cache, dropped on every assignment. The order of the steps around a
+commit: streams/checkpoint.py; why: docs/decisions.md ("Envelopes and an outbox").
 """
 
 from __future__ import annotations

@@ -1,21 +1,14 @@
 """Who may read: the optional bearer token in front of the worker's web server.
 
-Contract, with ``read_token`` set (unset: nothing here is installed, every view is open; the
-local default, behind ``web_bind=127.0.0.1``):
-
-* Deny by default. Every request answers 401 (``WWW-Authenticate: Bearer``) unless it
-  carries ``Authorization: Bearer <read_token>`` or a valid dashboard session cookie, except
-  the routes in :data:`OPEN_ROUTES` (the probes /health and /ready, and POST /session) and
-  the registered routes under ``/webhooks/`` (they check their own ``webhook_token``). The
-  exemption is decided on the route that matched, not on the raw path, so a view added later
-  is covered without being listed, and an unknown path is a 401, not a 404.
-* The browser cannot set headers on ``EventSource``: GET /dashboard without credentials
-  answers 401 with a login form; POST /session with the token (form field ``token`` or the
-  header) sets an HttpOnly, SameSite=Strict cookie and redirects to the dashboard. The cookie
-  holds an expiry and an HMAC of it keyed by the token, never the token: every worker with
-  the same token accepts it until it expires (:data:`SESSION_TTL_S`) or the token changes.
-* Comparisons are constant time (``hmac.compare_digest``); the token is never logged or
-  echoed, and the cookie does not reveal it.
+``read_token`` unset: nothing is installed, every view is open (the local default, behind
+``web_bind=127.0.0.1``). Set: deny by default, 401 (``WWW-Authenticate: Bearer``) unless the
+request carries ``Authorization: Bearer <read_token>`` or a valid session cookie; exempt are
+:data:`OPEN_ROUTES` (/health, /ready, POST /session) and the routes under ``/webhooks/`` (their
+own ``webhook_token``), decided on the matched route, so an unknown path is a 401. GET /dashboard
+without credentials: 401 with a login form; POST /session with the token sets an HttpOnly,
+SameSite=Strict cookie holding an expiry and its HMAC keyed by the token (never the token), good
+on any worker with that token for :data:`SESSION_TTL_S`. Comparisons are constant time; the token
+is never logged or echoed. Why: docs/decisions.md ("Nothing answers the network unless asked").
 """
 
 from __future__ import annotations

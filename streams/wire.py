@@ -1,22 +1,13 @@
 """How this deployment frames Avro on its topics: decided once, from the settings.
 
-* No schema registry configured: the Avro specification's single-object encoding
-  (``C3 01`` + the writer schema's 64-bit fingerprint), which names the exact writer schema
-  so that any Avro consumer holding our .avsc files can decode it.
-* ``schema_registry_url`` set: Confluent's wire format (``00`` + 4-byte schema id) on every
-  topic the pipeline produces to and reads from - inputs, internal topics, outputs, dead
-  letters - with schemas registered on first use. Subjects: ``<topic>-value`` for a topic
-  carrying one record type (most outputs, the dead letters); ``<topic>-<record fullname>``
-  (Confluent's TopicRecordNameStrategy) for the topics that carry several (the inputs, the
-  stock commands, the order inbox, the WMS's outbound instructions and their recalls;
-  ``subject_strategy``): a registry holding one schema per subject under
-  BACKWARD compatibility refuses a second record type on ``<topic>-value``
-  (tests/integration/test_schema_registry.py shows the 409).
-
-Reading accepts both framings whatever the settings say (the first byte tells them apart), so
-records written before a registry was configured still decode. Table values (RocksDB and
-their changelogs) stay in single-object encoding: they are the workers' private state, read
-only by the workers, and each still names its exact writer schema.
+No schema registry: the Avro single-object encoding (``C3 01`` + the writer schema's 64-bit
+fingerprint), which any Avro consumer holding our .avsc files can decode. ``schema_registry_url``
+set: Confluent's wire format (``00`` + 4-byte schema id) on every topic the pipeline produces to
+or reads (inputs, internal, outputs, dead letters), schemas registered on first use; subjects
+``<topic>-value`` for a topic of one record type, ``<topic>-<record fullname>`` for one carrying
+several (``subject_strategy``; a BACKWARD registry refuses a second type under one subject:
+README, "Connecting a source system"). Reading accepts both framings whatever the settings (the
+first byte tells them apart). Table values stay single-object: the workers' private state.
 """
 
 from __future__ import annotations

@@ -1,24 +1,15 @@
-"""Receipt retention on event time: what a partition remembers of the messages it applied,
-and for how long.
+"""Receipt retention on event time: what a partition remembers of the messages it applied, and for
+how long. Receipts (per message id, stock document, and release read before its reservation)
+and settled inbound documents (closed, or a credit) are indexed under the UTC hour of their
+event time and pruned once the partition's horizon has passed that hour.
 
-Some records are kept only to recognise a message seen before: a receipt per message id, per
-stock document and per release read before its reservation, and a settled inbound document
-(closed, or a credit: outstanding <= 0). Kept for ever they grow with history, so each is
-indexed under the UTC hour of its event time and pruned once its partition's horizon has
-passed that hour:
-
-- the clock (``PartitionClock``, one record per partition): the hour of the newest
-  ``occurredAt`` among the messages the partition kept a receipt of - expiry ticks excluded,
-  their time is a due time a timer chose to look at. Event time only: no wall clock here;
-- the horizon: that hour less ``CorePolicy.receipt_retention_days``, an hour boundary;
-- a message with no receipt that occurred before the horizon is refused (ANOMALY, changes
-  nothing): its receipt may have been pruned, so applying it could apply it twice. Expiry
-  ticks are the exception: judged on their order (a tick for an order no longer due changes
-  nothing), one older than the horizon is applied and keeps no receipt;
-- each message applied prunes at most ``CorePolicy.prune_batch`` entries of hours before the
-  horizon, with their records, in its own outcome: in the same transaction as its writes
-  (a crash's redo deletes them again). A pruned record occurred before the horizon, which
-  never moves back: whatever it would have recognised is refused from then on.
+- Clock (``PartitionClock``, one per partition): the hour of the newest ``occurredAt`` it kept a
+  receipt of, expiry ticks excluded; no wall clock. Horizon: that hour less
+  ``CorePolicy.receipt_retention_days``; it never moves back.
+- A message with no receipt that occurred before the horizon is refused (ANOMALY, no change): it
+  may have been applied already. An expiry tick that old is applied (judged on its order), no receipt.
+- Each message applied prunes at most ``CorePolicy.prune_batch`` entries, in its own outcome
+  (same transaction, redone after a crash). Why: docs/decisions.md ("Receipts kept by event time").
 """
 
 from __future__ import annotations

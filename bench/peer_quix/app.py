@@ -1,27 +1,15 @@
 """The benchmark peer: our stock-reservation core as a Quix Streams application.
 
-    .venv-quix/bin/python -m bench.peer_quix.app --bootstrap 127.0.0.1:9092 \\
+    .venv-quix/bin/python -m bench.peer_quix.app --bootstrap 127.0.0.1:9092 \
         --topic-prefix PREFIX --group GROUP --state-dir DIR --expect N --stats-out FILE.json
 
-It reads the input topics our pipeline reads (``PREFIX`` + orders, shipments,
-stock-movements), decodes our Avro single-object encoding with our codec, applies our pure
-core (``tables.orders.apply_order``, ``tables.routing.stock_commands_for``,
-``tables.stock.apply_stock``) against Quix's RocksDB-backed ``State``, and writes what the
-core emits, in our encoding, to its own output topics (``PREFIX`` + ``quix.`` +
-inventory-changes, order-status, ...; see ``--output-prefix``). The topology is ours:
-
-    orders ──────┐
-    shipments ───┼─ concat ─► order step [State, key orderNo] ─► order-status, outbound-instructions,
-    order-inbox ─┘                 │ stock commands                 inventory-alerts
-         ▲                         ▼
-         │   stock-movements ─► router ─► concat ─► group_by(sku) ─► stock step [State, key sku]
-         │                        │ ReturnInspected                 ─► inventory-changes,
-         └────────────────────────┴──────────── ReservationUpdated ◄──   inventory-ledger, alerts
-
-``group_by`` is Quix's repartition topic and plays our ``stock-commands`` topic. It stops
-once it has consumed ``--expect`` input messages and everything they set in motion has
-gone round (the internal topics are drained), or after ``--idle-exit-s`` without a message,
-and writes its statistics as JSON. README.md says what it does not do compared with ours.
+It reads our input topics (``PREFIX`` + orders, shipments, stock-movements) in our Avro encoding,
+applies our pure core (``apply_order``, ``stock_commands_for``, ``apply_stock``) against Quix's
+RocksDB ``State`` in the same topology as ours (``group_by(sku)``, Quix's repartition topic, plays
+stock-commands), and writes what the core emits, in our encoding, to ``PREFIX`` + ``quix.`` +
+our output names (``--output-prefix``). It stops once ``--expect`` inputs and all they set in
+motion are consumed, or after ``--idle-exit-s`` without a message, and writes its statistics as
+JSON. The topology pictured, and what it leaves out: bench/peer_quix/README.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,15 @@
 """Our core's read protocols (``StockView``, ``OrderView``) over a Quix Streams ``State``.
 
-Quix scopes a ``State`` to the current message key: every key below is stored under the
-message key (the SKU in the stock step, the orderNo in the order step) plus ``|``. Records
-are the same Avro single-object bytes our Faust tables hold (``get_bytes``/``set_bytes``, so
-Quix's JSON value serializer never runs), under the same kinds of key:
+Quix scopes a ``State`` to the current message key, so every key below is stored under the
+message key plus ``|``. Records are the same Avro single-object bytes our Faust tables hold
+(``get_bytes``/``set_bytes``: Quix's JSON serializer never runs), under the same kinds of key:
 
     stock step (message key sku):     s -> SkuStock, v|orderNo -> Reservation,
                                       e|warehouse|document -> InboundExpectation,
                                       r|commandId -> StoredReceipt
     order step (message key orderNo): o -> Order, r|messageId -> StoredReceipt
 
-What Quix needs no counterpart for: our redo record (``h|``). Quix buffers a checkpoint's
-writes and produces them to the changelog when the checkpoint commits, before the input
-offsets, so state and offsets move together; a crash replays the inputs after the last
-checkpoint against the state of that checkpoint. The receipts stay: the core uses them to
-drop a message it already applied (the same event sent twice), as ours does.
+No redo record ``h|``: Quix commits state and offsets together (why: bench/peer_quix/README.md).
 """
 
 from __future__ import annotations
