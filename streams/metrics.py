@@ -1,18 +1,13 @@
 """The worker's metrics, with ``prometheus_client``: every family the worker exports is declared here.
 
-Contract:
-- Each :class:`Metrics` owns its ``CollectorRegistry`` (never the process-wide default one), so
-  several apps or tests in one process never collide and a scrape shows one worker's families.
-- Names follow Prometheus' conventions: counters end in ``_total``, a unit ends the name of
-  anything measured (``_seconds``), every family has a HELP line. docs/metrics.md lists them.
-- Values read when scraped (consumer lag per partition, table key estimates) come from the
-  callables given to :meth:`Metrics.read_on_scrape`, called once per scrape; a callable that
-  raises leaves its family empty for that scrape, never the page.
-- :meth:`Metrics.render` negotiates the format with the scraper's ``Accept`` header
-  (``prometheus_client.exposition.choose_encoder``): Prometheus text, or OpenMetrics when asked.
-- The per-record methods (:meth:`received`, :meth:`sent`, :meth:`processed`) keep each label's
-  child, so the hot path pays no label lookup.
-No Faust, no Kafka: the worker and its edges call in; importable anywhere.
+- Each :class:`Metrics` owns its ``CollectorRegistry`` (never the process-wide one): several
+  apps or tests in one process never collide. Every family has HELP; counters end in
+  ``_total``, timings in ``_seconds`` (the list: docs/metrics.md).
+- Values read when scraped (consumer lag per partition, table keys) come from the callables
+  given to :meth:`Metrics.read_on_scrape`; one that raises empties its family, not the page.
+- :meth:`Metrics.render` negotiates the format with the scraper's ``Accept`` header.
+- The per-record methods keep each label's child: no label lookup on the hot path.
+No Faust, no Kafka: the worker and its edges call in.
 """
 
 from __future__ import annotations
