@@ -265,6 +265,15 @@ class Settings(BaseSettings):
         "false: every difference is only reported (topics managed elsewhere, e.g. by an operator or Terraform).",
     )
 
+    # --- Metrics and dashboard --------------------------------------------------------
+    dead_letters_shown: int = Field(
+        50,
+        ge=0,
+        le=1000,
+        description="Dead letters each worker keeps in memory, newest first, for the dashboard and "
+        "GET /dead-letters/latest (those it wrote since it started; the dead-letter topic keeps them all).",
+    )
+
     # --- Core policy ------------------------------------------------------------------
     warehouse_priority: tuple[str, ...] = Field(
         (), description="Tie-break order for source selection; unlisted warehouses come last."

@@ -31,7 +31,7 @@ from schemas.internal import Envelope, ReservationExpiryDue, StockCommand
 from schemas.topics import ROUTES
 from streams import faust_private
 from streams.checkpoint import Checkpoint, by_partition
-from streams.dead_letters import dead_letter_key, dead_letter_of
+from streams.dead_letters import LatestDeadLetters, dead_letter_key, dead_letter_of
 from streams.envelopes import Outgoing
 from streams.expiry_clock import ExpiryClock
 from streams.keys import EXPIRY, expiry_bound, expiry_entry
@@ -123,6 +123,7 @@ class DeadLetters:
     def __init__(self, settings: Settings, topics: Topics, wire: Wire, sink: RecordSink, metrics: Metrics) -> None:
         self.excerpt_bytes = settings.dead_letter_excerpt_bytes
         self.topic, self.wire, self.sink, self.metrics = topics.dead_letters, wire, sink, metrics
+        self.latest = LatestDeadLetters(settings.dead_letters_shown)  # for the dashboard
 
     async def __call__(self, event: EventT, error_type: str, error: str, item: Item | None = None) -> None:
         msg = event.message
@@ -144,6 +145,7 @@ class DeadLetters:
         self.sink.send(self.topic, dead_letter_key(raw_key), self.wire.encode(letter, self.topic))
         self.metrics.sent(self.topic)
         self.metrics.dead_letter(msg.topic, error_type)
+        self.latest.add(letter)
         log.warning(
             "dead letter %s[%s]@%s: %s: %s",
             msg.topic,

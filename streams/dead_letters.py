@@ -5,12 +5,16 @@ A dead letter must always be writable, whatever the record it stands for: it car
 the record's topic, partition and offset, so that an operator can find the original (it is
 still in its topic until retention) without the dead letter ever reaching the broker's record
 limit. Its Kafka key is the original key when that is short, else the key's SHA-256.
+
+:class:`LatestDeadLetters` keeps the newest few a worker wrote, for its dashboard.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from datetime import datetime
+from typing import Any
 
 from schemas.outputs import DeadLetter
 
@@ -49,3 +53,39 @@ def dead_letter_key(key: bytes | None) -> bytes | None:
     if key is None or len(key) <= KEY_LIMIT:
         return key
     return hashlib.sha256(key).hexdigest().encode()
+
+
+ERROR_SHOWN = 1000  # characters of a dead letter's error shown on the dashboard
+
+
+def dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
+    """What the dashboard shows of a dead letter: where the record was, why it failed, and how
+    to find it (its key as text, its size and SHA-256); not its payload."""
+    return {
+        "sourceTopic": letter.source_topic,
+        "sourcePartition": letter.source_partition,
+        "sourceOffset": letter.source_offset,
+        "errorType": letter.error_type,
+        "error": letter.error[:ERROR_SHOWN],
+        "failedAt": letter.failed_at.isoformat(),
+        "key": None if letter.key is None else letter.key[:200].decode("utf-8", "replace"),
+        "payloadSize": letter.payload_size,
+        "payloadSha256": letter.payload_sha256,
+    }
+
+
+class LatestDeadLetters:
+    """The ``capacity`` newest dead letters written (their JSON), newest first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._kept: deque[dict[str, Any]] = deque(maxlen=capacity)
+        self.written = 0  # since start, kept or not
+
+    def add(self, letter: DeadLetter) -> None:
+        self.written += 1
+        if self._kept.maxlen:
+            self._kept.appendleft(dead_letter_json(letter))
+
+    def latest(self, limit: int | None = None) -> list[dict[str, Any]]:
+        kept = list(self._kept)
+        return kept if limit is None else kept[:limit]

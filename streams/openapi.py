@@ -302,7 +302,35 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "get": {
                     "summary": "Prometheus metrics",
                     "responses": {
-                        "200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                        "200": {
+                            "description": "Prometheus text (OpenMetrics when the Accept header asks for it)",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/dead-letters/latest": {
+                "get": {
+                    "summary": "The newest dead letters this worker wrote since it started, newest first",
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "description": "At most this many (default: every one kept, dead_letters_shown)",
+                            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Dead letters (where the record was, errorType, error) and how many "
+                            "were written since start",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "400": {
+                            "description": "limit is not a whole number",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                        },
                     },
                 }
             },

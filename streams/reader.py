@@ -29,7 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
 from streams.answers import MAX_BATCH, error_json, position_json, sku_json
+from streams.metrics import render
 
 log = logging.getLogger("streams.reader")
 
@@ -268,21 +272,23 @@ _CODE_RE: Any = None
 
 
 class Server:
-    """The routes over one replica; ``answer(method, target, authorization)`` -> (status, body,
-    content type). Pure of sockets, so it can be tested without one."""
+    """The routes over one replica; ``answer(method, target, accept)`` -> (status, body, content
+    type). Pure of sockets, so it can be tested without one. ``/metrics`` renders this process's
+    registry (:class:`ReaderCollector`); ``answered`` counts every response by status."""
 
     def __init__(self, replica: Replica, freshness: Freshness, token: str | None) -> None:
         self.replica, self.freshness = replica, freshness
         self._bearer = None if token is None else f"Bearer {token}".encode()
-        self.requests = 0
+        self.answered: dict[int, int] = {}  # status -> responses sent (the protocol counts them)
+        self.registry = CollectorRegistry()
+        self.registry.register(ReaderCollector(self))
 
     def allowed(self, path: bytes, authorization: bytes | None) -> bool:
         if self._bearer is None or path in OPEN_PATHS:
             return True
         return authorization is not None and hmac.compare_digest(authorization.strip(), self._bearer)
 
-    def answer(self, method: bytes, target: bytes) -> tuple[int, bytes, bytes]:
-        self.requests += 1
+    def answer(self, method: bytes, target: bytes, accept: bytes | None = None) -> tuple[int, bytes, bytes]:
         path, _, query = target.partition(b"?")
         if method != b"GET":
             return 405, error(405, "only GET is served"), JSON
@@ -299,7 +305,8 @@ class Server:
             body = dumps({"ready": ready, "notReadyBecause": [] if ready else ["reading inventory-changes to its end"]})
             return (200 if ready else 503), body, JSON
         if path == b"/metrics":
-            return 200, self.metrics().encode(), TEXT
+            body, content_type = render(self.registry, None if accept is None else accept.decode("latin-1"))
+            return 200, body, content_type.encode()
         return 404, error(404, "no such path"), JSON
 
     def inventory(self, path: bytes) -> tuple[int, bytes, bytes]:
@@ -354,22 +361,59 @@ class Server:
             "partitions": {str(p): {"next": n, "highWatermark": h} for p, (n, h) in sorted(f.partitions.items())},
         }
 
-    def metrics(self) -> str:
-        f, r = self.freshness, self.replica
-        lines = [
-            ("inventory_reader_requests_total", self.requests),
-            ("inventory_reader_positions", len(r)),
-            ("inventory_reader_changes_applied_total", r.applied),
-            ("inventory_reader_changes_stale_total", r.stale),
-            ("inventory_reader_unreadable_total", f.unreadable),
-            ("inventory_reader_behind_records", f.behind),
-            ("inventory_reader_ready", int(f.ready)),
-        ]
-        return "".join(f"{name} {value}\n" for name, value in lines)
-
     def freshness_headers(self) -> bytes:
         f = self.freshness
         return b"X-Inventory-Behind: %d\r\nX-Inventory-Caught-Up-Ms: %d\r\n" % (f.behind, f.caught_up_ms())
+
+
+class ReaderCollector:
+    """A read process's metrics, read from its counters when scraped (the request path only
+    adds to plain ints). Each process of a ``--processes`` group counts its own."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> list[Metric]:
+        f, r = self.server.freshness, self.server.replica
+        requests = CounterMetricFamily(
+            "inventory_reader_requests_total", "HTTP responses sent by this process, by status.", labels=["status"]
+        )
+        for status, count in sorted(self.server.answered.items()):
+            requests.add_metric([str(status)], count)
+        caught_up_ms = f.caught_up_ms()
+        return [
+            requests,
+            GaugeMetricFamily("inventory_reader_positions", "Positions (sku, warehouse) held.", value=len(r)),
+            CounterMetricFamily(
+                "inventory_reader_changes_applied_total", "InventoryChanged records that moved a position.", r.applied
+            ),
+            CounterMetricFamily(
+                "inventory_reader_changes_stale_total",
+                "InventoryChanged records at or below the version held (read again or re-sent), skipped.",
+                r.stale,
+            ),
+            CounterMetricFamily(
+                "inventory_reader_unreadable_total",
+                "Records of inventory-changes that could not be decoded.",
+                f.unreadable,
+            ),
+            GaugeMetricFamily(
+                "inventory_reader_behind_records",
+                "Records of inventory-changes not yet read (all partitions).",
+                f.behind,
+            ),
+            GaugeMetricFamily(
+                "inventory_reader_caught_up_age_seconds",
+                "Seconds since this process last had read every partition to its end (-1: not yet).",
+                -1.0 if caught_up_ms < 0 else caught_up_ms / 1000,
+            ),
+            GaugeMetricFamily(
+                "inventory_reader_ready", "1 once inventory-changes was read to its end, else 0.", int(f.ready)
+            ),
+        ]
 
 
 JSON = b"application/json"
@@ -414,8 +458,10 @@ class HttpProtocol(asyncio.Protocol):
             method, target, version = request
             connection = _header(lower, lower, b"connection")
             close = connection == b"close" if version == b"HTTP/1.1" else connection != b"keep-alive"
-            if self.server.allowed(target.partition(b"?")[0], _header(headers, lower, b"authorization")):
-                status, body, kind = self.server.answer(method, target)
+            path = target.partition(b"?")[0]
+            if self.server.allowed(path, _header(headers, lower, b"authorization")):
+                accept = _header(headers, lower, b"accept") if path == b"/metrics" else None
+                status, body, kind = self.server.answer(method, target, accept)
             else:
                 status, body, kind = 401, error(401, "missing or wrong bearer token"), JSON
             out.append(self.response(status, body, kind, version, close))
@@ -428,6 +474,8 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def response(self, status: int, body: bytes, kind: bytes, version: bytes, close: bool) -> bytes:
+        answered = self.server.answered
+        answered[status] = answered.get(status, 0) + 1
         extra = b"WWW-Authenticate: Bearer\r\n" if status == 401 else b""
         return b"%s %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s%s\r\n%s" % (
             b"HTTP/1.1",

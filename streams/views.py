@@ -4,7 +4,9 @@ With several workers, ``table_route`` proxies a request for a key owned by anoth
 to that worker's canonical URL, its ``advertised_url`` (forwarding the request's headers), so
 any worker answers for every key. With ``read_token`` set, every view but the probes (/health, /ready) and the
 webhooks needs it (``streams/web_access.py``); a worker asking another for part of a batch
-sends the token itself. ``/debug/consumer`` exists only with ``debug_views``.
+sends the token itself. ``/debug/consumer`` exists only with ``debug_views``. ``/metrics`` is
+the worker's registry (streams/metrics.py) with its consumer lag and table sizes read when
+scraped; ``/dead-letters/latest`` the newest dead letters this worker wrote.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def register_views(pipeline: Pipeline) -> None:
     )
     meter = ThroughputMeter()
     stock_table_name = tables.stock.name
+    metrics.read_on_scrape(lambda: consumer_lag(app, tables), lambda: table_keys(tables))
 
     def load_stock(sku: str) -> SkuStock | None:
         raw = tables.stock.get(stock_key(sku))
@@ -157,11 +160,14 @@ def register_views(pipeline: Pipeline) -> None:
                         event, payload = await asyncio.wait_for(queue.get(), timeout=timeout)
                         await response.write(f"event: {event}\ndata: {payload}\n\n".encode())
                     except TimeoutError:
-                        total = sum(metrics.events_in.values())
+                        totals = metrics.totals()
+                        lag = _lag_json(app, tables)
                         stats = {
-                            "eventsPerSecond": round(meter.sample(total), 1),
-                            "eventsIn": dict(metrics.events_in),
-                            "deadLetters": sum(metrics.dead_letters.values()),
+                            "eventsPerSecond": round(meter.sample(sum(totals.events_in.values())), 1),
+                            "eventsIn": totals.events_in,
+                            "deadLetters": totals.dead_letters,
+                            "lag": lag,
+                            "lagTotal": sum(p["lag"] for p in lag),
                         }
                         await response.write(f"event: stats\ndata: {json.dumps(stats)}\n\n".encode())
                         next_tick = time.monotonic() + 1.0
@@ -253,8 +259,25 @@ def register_views(pipeline: Pipeline) -> None:
 
     @app.page("/metrics")
     class MetricsView(View):
+        """Prometheus exposition, in the format the scraper's Accept header asks for."""
+
         async def get(self, request: Request) -> Response:
-            return self.text(metrics.prometheus(_gauges(app, tables)), content_type="text/plain")
+            body, content_type = metrics.render(request.headers.get("Accept"))
+            # aiohttp refuses a charset inside content_type: give the whole header instead
+            return self.bytes(body, headers={"Content-Type": content_type})
+
+    @app.page("/dead-letters/latest")
+    class LatestDeadLettersView(View):
+        """The newest dead letters this worker wrote since it started (``dead_letters_shown``),
+        newest first; ``?limit=`` shows fewer. The dead-letter topic holds them all."""
+
+        async def get(self, request: Request) -> Response:
+            latest = pipeline.dead_letters.latest
+            raw = request.query.get("limit", "")
+            if raw and not raw.isdigit():
+                return _error(self.web, 400, "limit must be a whole number")
+            items = latest.latest(int(raw) if raw else None)
+            return self.json({"deadLetters": items, "writtenSinceStart": latest.written})
 
 
 def _install_json_errors(app: Any) -> None:
@@ -287,11 +310,12 @@ def _install_json_errors(app: Any) -> None:
     app.web.web_app.middlewares.append(json_errors)
 
 
-def _gauges(app: Any, tables: Any) -> dict[str, dict[str, float]]:
-    """Consumer lag per input partition and table size estimates, for /metrics. The tables'
+def consumer_lag(app: Any, tables: Any) -> dict[tuple[str, int], float]:
+    """(topic, partition) -> records not yet committed (high watermark - committed offset), for
+    every partition assigned to this worker whose high watermark is known. The tables'
     changelog partitions are assigned to the consumer too (recovery reads them), but the group
     never commits them: their "lag" would never reach 0, so they are left out."""
-    lag: dict[str, float] = {}
+    lag: dict[tuple[str, int], float] = {}
     consumer = app.consumer
     changelogs = {table.changelog_topic.get_topic_name() for table in (tables.orders, tables.stock)}
     for tp in sorted(consumer.assignment()):
@@ -303,7 +327,20 @@ def _gauges(app: Any, tables: Any) -> dict[str, dict[str, float]]:
             continue
         committed = faust_private.committed_offset(app, tp) or 0
         if highwater is not None:
-            lag[f'topic="{tp.topic}",partition="{tp.partition}"'] = max(0, highwater - committed)
+            lag[(tp.topic, tp.partition)] = max(0, highwater - committed)
+    return lag
+
+
+def _lag_json(app: Any, tables: Any) -> list[dict[str, Any]]:
+    try:
+        lag = consumer_lag(app, tables)
+    except Exception:  # noqa: BLE001 - no consumer yet (starting): no lag shown
+        return []
+    return [{"topic": t, "partition": p, "lag": n} for (t, p), n in sorted(lag.items())]
+
+
+def table_keys(tables: Any) -> dict[str, float]:
+    """Table name -> RocksDB's estimate of the keys in this worker's partitions of it."""
     sizes: dict[str, float] = {}
     for table in (tables.orders, tables.stock):
         total = 0
@@ -312,5 +349,5 @@ def _gauges(app: Any, tables: Any) -> dict[str, dict[str, float]]:
                 total += db.property_int_value("rocksdb.estimate-num-keys") or 0
             except Exception:  # noqa: BLE001 - a closed partition
                 continue
-        sizes[f'table="{table.name}"'] = total
-    return {"inventory_consumer_lag": lag, "inventory_table_keys": sizes}
+        sizes[table.name] = total
+    return sizes

@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 import threading
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +24,7 @@ from pydantic import SecretStr, ValidationError
 from schemas.base import Event, SourceSystem
 from schemas.events import parse_event
 from schemas.inputs import INPUT_EVENTS, MOVEMENT_EVENTS, SHIPMENT_EVENTS
+from streams.metrics import Metrics
 from streams.producer import produce
 from streams.topics import Topics, input_key
 from streams.web_access import authorized
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
     from config.settings import Settings
     from streams.app import Pipeline
-    from streams.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -312,16 +311,15 @@ class AckedProducer:
 
 @dataclass
 class Webhook:
-    """POST /webhooks/{tms,wms}: authenticate, bound, parse, validate, publish, answer."""
+    """POST /webhooks/{tms,wms}: authenticate, bound, parse, validate, publish, answer. Every
+    answer is counted in ``metrics`` by source, status and reason (``accepted`` for a 202)."""
 
     token: SecretStr | None
     max_bytes: int
     topics: Topics
     publisher: Publisher
     encode: Callable[[Event, str], bytes]  # the deployment's framing: Wire.encode(event, topic)
-    metrics: Metrics | None = None
-    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, reason)
-    accepted: Counter[str] = field(default_factory=Counter)  # source -> events
+    metrics: Metrics = field(default_factory=Metrics)
 
     def record(self, event: Event) -> Record:
         """The one place an event becomes a Kafka record: its input topic, key and bytes."""
@@ -331,7 +329,7 @@ class Webhook:
     def _refuse(self, source: str, rejection: Rejection) -> web.Response:
         from aiohttp import web
 
-        self.rejected[(source, rejection.reason)] += 1
+        self.metrics.webhook_answered(source, rejection.status, rejection.reason)
         log.info("webhook %s: %d %s", source, rejection.status, rejection.error)
         headers = {"WWW-Authenticate": "Bearer"} if rejection.status == 401 else None
         response = web.json_response(rejection.body(), status=rejection.status, headers=headers)
@@ -403,10 +401,9 @@ class Webhook:
                     reason="not_written",
                 ),
             )
-        self.accepted[source] += len(events)
-        if self.metrics is not None:
-            for record in records:
-                self.metrics.sent(record.topic)
+        self.metrics.webhook_answered(source, 202, "accepted", len(events))
+        for record in records:
+            self.metrics.sent(record.topic)
         return web.json_response(
             {
                 "accepted": len(events),

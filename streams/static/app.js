@@ -109,6 +109,8 @@
     alertsUnannounced: 0,
     lastAlert: null,
     announceTimer: null,
+    deadShown: -1, // the dead-letter count the list was last fetched for
+    deadFetching: false,
   };
 
   // ------------------------------------------------------------------ HTTP
@@ -557,6 +559,46 @@
     $('stat-dead').textContent = fmtNum(dead);
     $('stat-dead').dataset.tone = dead > 0 ? 'bad' : 'ok';
     drawThroughput();
+    showLag(Array.isArray(s.lag) ? s.lag : [], Number(s.lagTotal) || 0);
+    if (dead !== state.deadShown) loadDeadLetters(dead);
+  }
+
+  // ------------------------------------------------------------------ pipeline health
+  function showLag(partitions, total) {
+    $('lag-total').textContent = fmtNum(total);
+    $('lag-total').dataset.tone = total > 0 ? 'bad' : 'ok';
+    // the most behind first, then by topic and partition
+    const rows = [...partitions].sort((a, b) => (b.lag - a.lag) || String(a.topic).localeCompare(String(b.topic)) || (a.partition - b.partition));
+    $('lag-rows').replaceChildren(...rows.map((p) => el('tr', { 'data-topic': p.topic, 'data-partition': String(p.partition) },
+      el('td', { text: p.topic }),
+      el('td', { class: 'num', text: String(p.partition) }),
+      el('td', { class: 'num', 'data-field': 'lag', 'data-value': String(p.lag), 'data-tone': p.lag > 0 ? 'bad' : 'ok', text: fmtNum(p.lag) }))));
+  }
+
+  async function loadDeadLetters(count) {
+    if (state.deadFetching) return;
+    state.deadFetching = true;
+    try {
+      const body = await getJSON('/dead-letters/latest?limit=20');
+      state.deadShown = count;
+      showDeadLetters(body.deadLetters || []);
+    } catch (_) {
+      /* shown again on the next stats tick (the count still differs) */
+    } finally {
+      state.deadFetching = false;
+    }
+  }
+
+  function showDeadLetters(letters) {
+    $('dead-empty').hidden = letters.length > 0;
+    $('dead-list').replaceChildren(...letters.map((d) => el('li', {
+      class: 'dead-item', 'data-error-type': d.errorType, 'data-topic': d.sourceTopic,
+      'data-partition': String(d.sourcePartition), 'data-offset': String(d.sourceOffset),
+    },
+    el('time', { datetime: d.failedAt, text: fmtDateTime(d.failedAt) }),
+    el('span', { class: 'badge', text: d.errorType }),
+    el('span', { class: 'where', text: `${d.sourceTopic}[${d.sourcePartition}]@${d.sourceOffset}${d.key ? ` · key ${d.key}` : ''}` }),
+    el('span', { class: 'reason', title: d.error, text: d.error.length > 240 ? `${d.error.slice(0, 240)}…` : d.error }))));
   }
 
   // ------------------------------------------------------------------ feed

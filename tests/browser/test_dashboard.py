@@ -2,7 +2,8 @@
 
 One story, as an operator lives it: stock arrives, the operator looks the SKU up, an order
 reserves part of it and the page follows by itself (Server-Sent Events, no reload, no
-polling), the order is looked up, and when the worker dies the page says so.
+polling), the consumer lag and a dead letter show, the order is looked up, and when the worker
+dies the page says so.
 
 Screenshots go to tests/artifacts/ (ignored by git).
 """
@@ -195,6 +196,18 @@ def test_dashboard_follows_the_pipeline_live(browser: Any, screenshot: Any, depl
     assert newest.get_attribute("data-kind") in {"inventory", "order", "alert"}
     page.wait("throughput plotted", lambda: page.finds("#throughput-chart path[data-series]"))
     assert page.text("#stat-in") not in ("", "–")
+
+    # Pipeline health: the consumer lag of every partition this worker reads, and a record no
+    # agent can read listed as a dead letter with its reason, without a reload.
+    page.wait("the lag table", lambda: page.finds(f'#lag-rows tr[data-topic="{deployment.topics.orders}"]'))
+    page.wait("no lag once idle", lambda: page.find("#lag-total").text == "0", timeout_s=60)
+    assert page.find("#dead-empty").is_displayed()
+    deployment.produce_raw(deployment.topics.orders, b"OMS-POISON", b"not a record")
+    poison = f'#dead-list li[data-topic="{deployment.topics.orders}"][data-error-type="DECODE"]'
+    page.wait("the dead letter listed", lambda: page.finds(poison))
+    assert "OMS-POISON" in page.text(poison) and not page.find("#dead-empty").is_displayed()
+    assert page.find("#stat-dead").get_attribute("data-tone") == "bad"
+    screenshot("dashboard-1b-health")
 
     # The order: status, lines and timeline, as the API has them.
     page.search("order-input", "order-search", order_no)

@@ -64,7 +64,7 @@ def test_views_never_fail_and_match_the_document(api: schemathesis.schemas.BaseS
     # The read views are fuzzed here; the three webhooks (POST, bearer token, 503 by design while
     # no token is set) have their own tests: tests/unit/edges/test_webhook.py, tests/integration/test_webhook.py.
     views = [op for op in operations if op.method.upper() == "GET"]  # type: ignore[attr-defined]
-    assert (len(operations), len(views)) == (10, 7)
+    assert (len(operations), len(views)) == (11, 8)
     for operation in views:
 
         @given(case=operation.as_strategy())  # type: ignore[attr-defined]

@@ -76,6 +76,7 @@ def _check_one_worker(guarded: Deployment, worker: WorkerProcess) -> None:
         f"/inventory/{sku}",
         f"/inventory?skus={sku}",
         "/metrics",
+        "/dead-letters/latest",
         "/openapi.json",
         "/dashboard",
         "/static/app.js",
@@ -93,7 +94,7 @@ def _check_one_worker(guarded: Deployment, worker: WorkerProcess) -> None:
     assert status == 200 and b"inventory_events_in_total" in body
     status, body = get(f"{worker.url}/events/stream", BEARER, first_bytes=13)
     assert status == 200 and body.startswith(b": connected")
-    for path in ("/dashboard", "/static/app.js", "/openapi.json"):
+    for path in ("/dashboard", "/static/app.js", "/openapi.json", "/dead-letters/latest"):
         assert get(worker.url + path, BEARER)[0] == 200, path
 
     # The probes stay open (orchestrators call them without credentials).

@@ -10,6 +10,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.outputs import InventoryChanged
 from streams.answers import position_json, sku_json
@@ -227,10 +228,25 @@ def test_with_a_token_every_path_but_the_probes_needs_it() -> None:
 
 
 def test_ready_waits_for_the_topic_end_and_metrics_count() -> None:
-    s = server(ready=False)
-    (ready, metrics), _ = exchange(s, get("/ready") + get("/metrics"))
+    s = server(ready=False, token="s3cret")
+    auth = "Authorization: Bearer s3cret"
+    (ready, refused, metrics), _ = exchange(s, get("/ready") + get("/ping") + get("/metrics", auth))
     assert ready[0] == 503 and json.loads(ready[2])["ready"] is False
-    assert b"inventory_reader_positions 2\n" in metrics[2] and b"inventory_reader_requests_total 2\n" in metrics[2]
+    assert metrics[1]["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    families = {f.name: f for f in text_string_to_metric_families(metrics[2].decode())}
+    assert all(f.documentation for f in families.values())
+    assert families["inventory_reader_requests"].type == "counter"
+    requests = {s.labels["status"]: s.value for s in families["inventory_reader_requests"].samples}
+    assert requests == {"503": 1.0, "401": 1.0}  # a response is counted once sent: /metrics's own is not yet
+    assert families["inventory_reader_positions"].samples[0].value == 2
+    assert families["inventory_reader_ready"].samples[0].value == 0
+    assert families["inventory_reader_caught_up_age_seconds"].samples[0].value == -1
+
+
+def test_metrics_answer_in_openmetrics_when_asked() -> None:
+    (metrics,), _ = exchange(server(), get("/metrics", "Accept: application/openmetrics-text; version=1.0.0"))
+    assert metrics[1]["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert metrics[2].endswith(b"# EOF\n")
 
 
 def test_change_objects_are_immutable() -> None:

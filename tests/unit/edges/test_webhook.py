@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from config.settings import Settings
@@ -313,11 +314,23 @@ def test_accepted_events_are_published_keyed_and_encoded_and_answered_202_with_o
     records = sent(webhook)
     assert [r.key for r in records] == [b"WH001", b"WH002"]  # by warehouse; a transfer by its sender
     assert decode(records[0].value).event_id == "wms-rc-1"
-    assert webhook.accepted["wms"] == 2
+    assert answers(webhook) == {("wms", "202", "accepted"): 1}
+    assert webhook.metrics.value("inventory_webhook_events_accepted_total", source="wms") == 2
 
     status, body, _ = post(webhook, "/webhooks/tms", dumps(picked_up()))
     assert status == 202 and body["events"][0]["topic"] == "t.shipments"
     assert sent(webhook)[-1].key == b"OMS1"
+
+
+def answers(webhook: Webhook) -> dict[tuple[str, str, str], float]:
+    """(source, status, reason) -> requests, as the worker's /metrics exports them."""
+    body, _ = webhook.metrics.render()
+    return {
+        (s.labels["source"], s.labels["status"], s.labels["reason"]): s.value
+        for family in text_string_to_metric_families(body.decode())
+        if family.name == "inventory_webhook_requests"
+        for s in family.samples
+    }
 
 
 @pytest.mark.parametrize(
@@ -338,7 +351,7 @@ def test_unauthenticated_or_mistyped_requests_are_refused_and_publish_nothing(
     assert (got, body["status"]) == (status, status) and body["error"]
     if status == 401:
         assert response_headers["WWW-Authenticate"] == "Bearer"
-    assert sent(webhook) == [] and webhook.rejected == {("wms", reason): 1}
+    assert sent(webhook) == [] and answers(webhook) == {("wms", str(status), reason): 1}
 
 
 def test_charset_utf8_is_fine() -> None:
@@ -402,7 +415,8 @@ def test_a_batch_the_broker_did_not_acknowledge_is_503_asking_for_a_retry() -> N
     status, body, _ = post(webhook, "/webhooks/wms", dumps(receipt()))
     assert status == 503
     assert "retry" in body["error"] and "Message timed out" in body["error"]
-    assert webhook.rejected == {("wms", "not_written"): 1} and not webhook.accepted
+    assert answers(webhook) == {("wms", "503", "not_written"): 1}
+    assert webhook.metrics.value("inventory_webhook_events_accepted_total", source="wms") == 0
 
 
 def test_a_schema_registry_that_does_not_answer_is_503_and_nothing_is_sent() -> None:
@@ -418,7 +432,7 @@ def test_a_schema_registry_that_does_not_answer_is_503_and_nothing_is_sent() -> 
     webhook.encode = registry_down
     status, body, _ = post(webhook, "/webhooks/wms", dumps([receipt("a"), receipt("b")]))
     assert status == 503 and "retry" in body["error"] and "ConnectError" in body["error"]
-    assert sent(webhook) == [] and webhook.rejected == {("wms", "registry_unavailable"): 1}
+    assert sent(webhook) == [] and answers(webhook) == {("wms", "503", "registry_unavailable"): 1}
 
 
 # --- the producer's failure path, without a broker ----------------------------------------

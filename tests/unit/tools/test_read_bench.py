@@ -92,7 +92,8 @@ def test_the_worker_metrics_are_parsed_as_the_worker_writes_them() -> None:
     m.processed("order-agent", 0.001, False)
     m.processed("stock-agent", 0.002, False)
     m.processed("stock-agent", 0.002, True)
-    parsed = read_report.parse_metrics(m.prometheus({"inventory_consumer_lag": {'topic="p.orders"': 5}}))
+    m.read_on_scrape(lambda: {("p.orders", 0): 5}, lambda: {"stock": 3})
+    parsed = read_report.parse_metrics(m.render()[0].decode())
     assert parsed == {
         "in": {"p.orders": 3.0, "p.stock-commands": 1.0},
         "out": {"p.stock-commands": 2.0},
