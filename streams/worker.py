@@ -1,18 +1,11 @@
 """Run one pipeline worker: ``python -m streams.worker``.
 
-Creates the topics from their one declaration, then hands over to Faust's worker (recovery,
-agents, timer, web views). It starts no broker: with none answering it exits 69 with one line
-naming the fix (``make kafka-start``, or ``INVENTORY_BOOTSTRAP_SERVERS``). With an invalid
-setting, or listening on every interface with no ``INVENTORY_ADVERTISED_URL`` (the URL other
-workers call for the keys it owns), it exits 78 with one line per problem, naming the setting.
-Every way an existing topic differs from its declaration is logged, one WARNING line each
-(streams/topics.py).
-
-A worker that was not shut down cleanly (SIGKILL, OOM, power loss) keeps each table
-partition's local RocksDB that provably is not ahead of its changelog and deletes the others
-(streams/local_state.py, one log line per partition), so that a restart reads the changelog
-from where the local copy stands, not from its beginning. Local state ahead of a changelog
-that was deleted or recreated is deleted whatever the shutdown was.
+Creates the topics from their one declaration (every difference of an existing topic logged
+at WARNING, streams/topics.py), then hands over to Faust's worker. Exits with one line naming
+the fix: 69 when no broker answers, 78 for an invalid setting or every interface bound with
+no ``INVENTORY_ADVERTISED_URL``. After an unclean shutdown it keeps each table partition's
+local RocksDB that provably is not ahead of its changelog and deletes the others
+(streams/local_state.py), so a restart reads the changelog from where the local copy stands.
 """
 
 from __future__ import annotations
