@@ -35,7 +35,7 @@ from streams.agents import (
 from streams.checkpoint import ChangelogOffsets, Checkpoint
 from streams.expiry_clock import ExpiryClock
 from streams.health import BrokerWatch
-from streams.kafka_config import faust_broker_credentials
+from streams.kafka_config import faust_broker_credentials, faust_client_settings
 from streams.metrics import Metrics
 from streams.record_sink import RecordSink
 from streams.stores import OrderStore, StockStore
@@ -104,10 +104,20 @@ def _stop_loudly(failure: str) -> None:
 
 def create_app(settings: Settings) -> Pipeline:
     faust_private.install()  # refuses an unsupported faust-streaming; patches its defects (see the module)
+    client_settings: dict[str, Any] = dict(
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+    )
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
         broker_credentials=faust_broker_credentials(settings),
+        **{**client_settings, **faust_client_settings(settings)},  # the pass-through wins (docs/security.md)
         store="rocksdb://",
         datadir=str(settings.data_dir),
         processing_guarantee="at_least_once",
@@ -119,13 +129,6 @@ def create_app(settings: Settings) -> Pipeline:
         web_port=settings.web_port,
         web_tables_enabled=settings.debug_views,  # Faust's /table/...: raw table data, off unless asked
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
-        consumer_auto_offset_reset="earliest",
-        consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
-        producer_acks=-1,
-        producer_linger_ms=5,
-        broker_commit_interval=1.0,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.heartbeat_interval_s,
         table_standby_replicas=settings.standby_replicas,
     )
     faust_private.resume_buffered_partitions(app)

@@ -28,7 +28,6 @@ Guarantees kept:
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -58,7 +57,6 @@ class RecordSink:
                         "queue.buffering.max.messages": 500_000,
                         "message.max.bytes": settings.record_max_bytes,
                         "message.timeout.ms": 0,  # wait out any outage; only a permanent error fails a record
-                        "logger": logging.getLogger("librdkafka.sink"),
                         **overrides,
                     },
                 )

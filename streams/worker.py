@@ -122,19 +122,27 @@ def attach_edges(pipeline: Pipeline) -> None:
 
 
 EXIT_NO_BROKER = 69  # EX_UNAVAILABLE
+EXIT_REFUSED = 77  # EX_NOPERM: the brokers refused the credentials or the TLS handshake failed
 
 
-def broker_answers(settings: Settings, timeout_s: float = 15.0) -> bool:
-    """A broker answers a metadata request within ``timeout_s`` (librdkafka's retry log held back)."""
-    from confluent_kafka.admin import AdminClient
+def broker_refusal(settings: Settings, timeout_s: float = 15.0) -> tuple[int, str] | None:
+    """None when a broker answers with these credentials; else the exit code and one line:
+    ``EXIT_REFUSED`` at once for refused credentials or a failed TLS handshake (retrying
+    would not help), ``EXIT_NO_BROKER`` after ``timeout_s`` when nothing answers."""
+    from streams.kafka_config import check_connection
 
-    from streams.kafka_config import admin_config
-
-    try:
-        AdminClient({**admin_config(settings), "log_level": 0}).list_topics(timeout=timeout_s)
-    except Exception:  # noqa: BLE001 - KafkaException: no broker, or refused credentials
-        return False
-    return True
+    failed = check_connection(settings, timeout_s)
+    if failed is None:
+        return None
+    kind, reason = failed
+    if kind in ("authentication", "tls"):
+        return EXIT_REFUSED, f"{reason}: check the INVENTORY_SASL_* / INVENTORY_SSL_* settings (docs/security.md)"
+    hint = (
+        "start the local one: `inventory-center local kafka start` (or `make kafka-start`)"
+        if settings.uses_local_broker
+        else "check INVENTORY_BOOTSTRAP_SERVERS and the client settings (docs/security.md)"
+    )
+    return EXIT_NO_BROKER, f"{reason}: {hint}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,14 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     _, faust_options = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     settings = get_settings()
-    if not broker_answers(settings):
-        hint = (
-            "start the local one: `inventory-center local kafka start` (or `make kafka-start`)"
-            if settings.uses_local_broker
-            else "check INVENTORY_BOOTSTRAP_SERVERS and the client credentials"
-        )
-        print(f"no broker answers at {settings.bootstrap_servers}: {hint}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_NO_BROKER)
+    refused = broker_refusal(settings)
+    if refused is not None:
+        code, line = refused
+        print(line, file=sys.stderr, flush=True)
+        sys.exit(code)
     created = create_topics(settings)
     if created:
         print(f"created {len(created)} topics", flush=True)
