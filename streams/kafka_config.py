@@ -316,3 +316,26 @@ def check_connection(settings: Settings, timeout_s: float = 15.0) -> tuple[str, 
     found = fatal or errors
     kind = classify(found[-1]) if found else "unreachable"
     return kind, ErrorSummary.one_line(settings.bootstrap_servers, found, timeout_s)
+
+
+EXIT_NO_BROKER = 69  # EX_UNAVAILABLE: no broker answers
+EXIT_REFUSED = 77  # EX_NOPERM: the brokers refused the credentials, or the TLS handshake failed
+
+
+def refusal(settings: Settings, timeout_s: float = 15.0) -> tuple[int, str] | None:
+    """The start-up verdict of a process that needs the brokers: None when one answers with
+    these settings; else the exit code and one line saying why and what to check:
+    ``EXIT_REFUSED`` at once for refused credentials or a failed TLS handshake (retrying would
+    not help), ``EXIT_NO_BROKER`` after ``timeout_s`` when nothing answers."""
+    failed = check_connection(settings, timeout_s)
+    if failed is None:
+        return None
+    kind, reason = failed
+    if kind in ("authentication", "tls"):
+        return EXIT_REFUSED, f"{reason}: check the INVENTORY_SASL_* / INVENTORY_SSL_* settings (docs/security.md)"
+    hint = (
+        "start the local one: `inventory-center local kafka start` (or `make kafka-start`)"
+        if settings.uses_local_broker
+        else "check INVENTORY_BOOTSTRAP_SERVERS and the client settings (docs/security.md)"
+    )
+    return EXIT_NO_BROKER, f"{reason}: {hint}"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from config.settings import Settings, get_settings
 from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
+from streams.kafka_config import refusal
 from streams.local_state import reconcile_after_crash
 from streams.topics import TABLES, Topics, create_topics
 
@@ -121,30 +122,6 @@ def attach_edges(pipeline: Pipeline) -> None:
     register_views(pipeline)
 
 
-EXIT_NO_BROKER = 69  # EX_UNAVAILABLE
-EXIT_REFUSED = 77  # EX_NOPERM: the brokers refused the credentials or the TLS handshake failed
-
-
-def broker_refusal(settings: Settings, timeout_s: float = 15.0) -> tuple[int, str] | None:
-    """None when a broker answers with these credentials; else the exit code and one line:
-    ``EXIT_REFUSED`` at once for refused credentials or a failed TLS handshake (retrying
-    would not help), ``EXIT_NO_BROKER`` after ``timeout_s`` when nothing answers."""
-    from streams.kafka_config import check_connection
-
-    failed = check_connection(settings, timeout_s)
-    if failed is None:
-        return None
-    kind, reason = failed
-    if kind in ("authentication", "tls"):
-        return EXIT_REFUSED, f"{reason}: check the INVENTORY_SASL_* / INVENTORY_SSL_* settings (docs/security.md)"
-    hint = (
-        "start the local one: `inventory-center local kafka start` (or `make kafka-start`)"
-        if settings.uses_local_broker
-        else "check INVENTORY_BOOTSTRAP_SERVERS and the client settings (docs/security.md)"
-    )
-    return EXIT_NO_BROKER, f"{reason}: {hint}"
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m streams.worker [Faust worker options]``; ``--help`` starts nothing."""
     import argparse
@@ -157,8 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     _, faust_options = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     settings = get_settings()
-    refused = broker_refusal(settings)
-    if refused is not None:
+    refused = refusal(settings)
+    if refused is not None:  # one line, not librdkafka's retries; exit 77 (refused) or 69 (nobody answers)
         code, line = refused
         print(line, file=sys.stderr, flush=True)
         sys.exit(code)
