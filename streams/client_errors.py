@@ -139,6 +139,7 @@ class ErrorSummary:
             if of_kind:
                 reason = _text(of_kind[-1]).replace("\n", " ")
                 if kind == "unreachable":
-                    return f"{KIND_TEXT[kind]} at {bootstrap}, {len(of_kind)} tries in {waited_s:.0f} s: {reason}"
+                    tries = f"{len(of_kind)} failed attempts in {waited_s:.0f} s"
+                    return f"{KIND_TEXT[kind]} at {bootstrap}, {tries}: {reason}"
                 return f"{KIND_TEXT[kind]} at {bootstrap}: {reason}"
         return f"{KIND_TEXT['unreachable']} at {bootstrap}: no answer in {waited_s:.0f} s"

@@ -306,14 +306,15 @@ def check_connection(settings: Settings, timeout_s: float = 15.0) -> tuple[str, 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
             return None
         except KafkaException as exc:
-            errors.append(exc.args[0] if exc.args else exc)
+            failure = exc.args[0] if exc.args else exc
+        admin.poll(0.1)  # serves error_cb: the reason behind "Broker transport failure"
         fatal = [e for e in errors if classify(e) in ("authentication", "tls")]
         if fatal or time.monotonic() >= deadline:
             break
-    found = fatal or errors
+    found = fatal or errors or [failure]  # librdkafka's own reports say more than list_topics' exception
     kind = classify(found[-1]) if found else "unreachable"
     return kind, ErrorSummary.one_line(settings.bootstrap_servers, found, timeout_s)
 

@@ -1,0 +1,201 @@
+"""The pipeline on a secured cluster: a broker of this module's own with a SASL_SSL listener
+(a CA and a broker certificate made here with ``openssl``, a SCRAM-SHA-512 user created with
+the admin API on the plaintext listener), and every client through that listener: the topics
+created, the seed day published, a worker consuming and answering, the day ended and compared
+with the sequential model (tests/integration/day_end.py), the outputs read back.
+
+Then what a platform engineer sees when the settings are wrong: a wrong password or a CA that
+did not sign the broker's certificate stops the worker and the CLIs at once, with one line
+and exit 77, not a flood of retries.
+
+Skipped when ``openssl`` is missing, unless CI=true (then it fails: CI must run it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from config.settings import REPO_ROOT, Settings
+from connectors.traffic import replay
+from schemas.events import parse_event
+from streams.kafka_config import EXIT_REFUSED
+from tests.integration.conftest import PrivateBroker, _deployment, free_port
+from tests.integration.day_end import end_the_day_and_compare
+
+pytestmark = pytest.mark.kafka
+
+SEED_DAY = REPO_ROOT / "connectors" / "samples" / "seed-day.jsonl"
+USER, PASSWORD = "inventory-center", "s3cret-Scram-512"
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"openssl {' '.join(args)}:\n{done.stderr}"
+
+
+def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed CA: (certificate, key)."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout", str(key), "-out", str(cert),
+        cwd=folder,
+    )  # fmt: skip
+    return cert, key
+
+
+def make_server_cert(folder: Path, ca: tuple[Path, Path], name: str) -> tuple[Path, Path]:
+    """A server certificate for 127.0.0.1 and localhost signed by ``ca``: (certificate, key)."""
+    cert, key, csr, ext = (folder / f"{name}{suffix}" for suffix in (".pem", ".key", ".csr", ".ext"))
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+        "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n"
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        cwd=folder,
+    )
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
+        "-days", "2", "-extfile", str(ext), "-out", str(cert),
+        cwd=folder,
+    )  # fmt: skip
+    return cert, key
+
+
+@dataclass
+class Secured:
+    broker: PrivateBroker
+    bootstrap: str  # the SASL_SSL listener
+    env: dict[str, str]  # INVENTORY_* client settings for that listener
+    ca: Path
+    other_ca: Path
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("openssl is missing: CI must run the secured-cluster test (apt-get install openssl)")
+        pytest.skip("openssl is missing")
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    from streams import local_kafka
+
+    root = tmp_path_factory.mktemp("secured-kafka")
+    certs = root / "certs"
+    certs.mkdir()
+    ca = make_ca(certs, "test-ca")
+    other_ca, _ = make_ca(certs, "other-ca")
+    cert, key = make_server_cert(certs, ca, "broker")
+    keystore = certs / "broker-keystore.pem"  # the key, then the chain
+    keystore.write_text(key.read_text() + cert.read_text() + ca[0].read_text())
+
+    broker = PrivateBroker(root)
+    port = free_port()
+    service = local_kafka.LocalKafka(secure=local_kafka.SecureListener(port=port, keystore_pem=keystore))
+    assert service.start(broker.settings), "a broker already answered on the private port"
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})  # the plaintext listener
+        upsert = UserScramCredentialUpsertion(
+            USER, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), PASSWORD.encode()
+        )
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout=30)
+        bootstrap = f"127.0.0.1:{port}"
+        env = {
+            "INVENTORY_BOOTSTRAP_SERVERS": bootstrap,
+            "INVENTORY_SECURITY_PROTOCOL": "SASL_SSL",
+            "INVENTORY_SASL_MECHANISM": "SCRAM-SHA-512",
+            "INVENTORY_SASL_USERNAME": USER,
+            "INVENTORY_SASL_PASSWORD": PASSWORD,
+            "INVENTORY_SSL_CA_FILE": str(ca[0]),
+        }
+        yield Secured(broker, bootstrap, env, ca[0], other_ca)
+    finally:
+        service.stop(broker.settings)
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return Settings(**{name.removeprefix("INVENTORY_").lower(): value for name, value in env.items()})  # type: ignore[arg-type]
+
+
+def test_the_seed_day_runs_end_to_end_through_sasl_ssl(
+    secured: Secured, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    events = [parse_event(json.loads(line)) for line in SEED_DAY.read_text().splitlines() if line.strip()]
+    model = replay(events)
+    skus = sorted(model.tables.stock_by_sku)
+    for d in _deployment(secured.bootstrap, tmp_path_factory, extra_env=secured.env):
+        assert d.settings.security_protocol == "SASL_SSL" and not d.settings.uses_local_broker
+        worker = d.start_worker("secured")
+        d.publish(list(events))
+        end_the_day_and_compare(d, worker, events, model, skus, outputs=True)
+        assert d.read(d.topics.inventory_changes), "no output read back through SASL_SSL"
+        log = worker.log_tail(400)
+        assert "authentication refused" not in log and "TLS handshake failed" not in log, log
+        worker.stop()
+
+
+def run_refused(argv: list[str], env: dict[str, str]) -> tuple[int, str, float]:
+    """Run ``python <argv>`` with ``env``; (exit code, stderr, seconds)."""
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, *argv],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env, "INVENTORY_DATA_DIR": str(Path(env.get("HOME_TMP", "/tmp")) / "refused")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stderr, time.monotonic() - began
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [("wrong password", "authentication refused"), ("unknown CA", "TLS handshake failed")],
+)
+def test_refused_credentials_stop_the_worker_and_the_cli_with_one_line(
+    secured: Secured, tmp_path: Path, case: str, expected: str
+) -> None:
+    env = {**secured.env, "HOME_TMP": str(tmp_path), "INVENTORY_APP_ID": f"refused-{tmp_path.name}"}
+    if case == "wrong password":
+        env["INVENTORY_SASL_PASSWORD"] = "not-the-password"
+    else:
+        env["INVENTORY_SSL_CA_FILE"] = str(secured.other_ca)
+    settings_of({k: v for k, v in env.items() if k.startswith("INVENTORY_")})  # the settings themselves are valid
+    for argv in (["-m", "streams.worker"], ["-m", "connectors.tail", "orders", "--timeout", "5"]):
+        code, stderr, seconds = run_refused(argv, env)
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert code == EXIT_REFUSED, (argv, code, stderr)
+        assert len(lines) == 1, (argv, stderr)  # one line, no retry flood
+        assert expected in lines[0] and secured.bootstrap in lines[0], lines[0]
+        assert PASSWORD not in stderr and "not-the-password" not in stderr
+        assert seconds < 30, (argv, seconds)
