@@ -33,9 +33,10 @@ from streams.agents import (
     stateful_agent,
 )
 from streams.checkpoint import ChangelogOffsets, Checkpoint
+from streams.client_errors import RefusalWatch
 from streams.expiry_clock import ExpiryClock
 from streams.health import BrokerWatch
-from streams.kafka_config import faust_broker_credentials, faust_client_settings
+from streams.kafka_config import EXIT_REFUSED, faust_broker_credentials, faust_client_settings
 from streams.metrics import Metrics
 from streams.record_sink import RecordSink
 from streams.stores import OrderStore, StockStore
@@ -102,8 +103,20 @@ def _stop_loudly(failure: str) -> None:
     os._exit(EXIT_OUTPUT_FAILED)
 
 
+def _stop_refused(line: str) -> None:
+    """The brokers refused the worker's aiokafka client (credentials or TLS, e.g. rotated
+    while it ran): retrying would not help. One line, exit 77, as at start (streams/worker.py)."""
+    log.critical(
+        "%s: check the INVENTORY_SASL_* / INVENTORY_SSL_* settings (docs/security.md); exit %d", line, EXIT_REFUSED
+    )
+    logging.shutdown()
+    os._exit(EXIT_REFUSED)
+
+
 def create_app(settings: Settings) -> Pipeline:
     faust_private.install()  # refuses an unsupported faust-streaming; patches its defects (see the module)
+    if settings.security_protocol != "PLAINTEXT":
+        logging.getLogger("aiokafka").addHandler(RefusalWatch(settings.bootstrap_servers, _stop_refused))
     client_settings: dict[str, Any] = dict(
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=settings.consumer_max_fetch_bytes,

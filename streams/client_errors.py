@@ -143,3 +143,28 @@ class ErrorSummary:
                     return f"{KIND_TEXT[kind]} at {bootstrap}, {tries}: {reason}"
                 return f"{KIND_TEXT[kind]} at {bootstrap}: {reason}"
         return f"{KIND_TEXT['unreachable']} at {bootstrap}: no answer in {waited_s:.0f} s"
+
+
+class RefusalWatch(logging.Handler):
+    """A logging handler for aiokafka's logger: aiokafka logs a refused SASL authentication
+    or a failed certificate verification ("Unable connect to ...") and retries for ever.
+    The first such record calls ``on_refused`` with one line (the worker stops, exit 77:
+    streams/app.py); other records pass untouched."""
+
+    _SIGNS = ("SaslAuthenticationFailed", "CERTIFICATE_VERIFY_FAILED", "SSLCertVerificationError")
+
+    def __init__(self, bootstrap: str, on_refused: Callable[[str], None]) -> None:
+        super().__init__(level=logging.WARNING)
+        self.bootstrap, self.on_refused, self.fired = bootstrap, on_refused, False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.fired:
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is not ours to judge
+            return
+        if any(sign in message for sign in self._SIGNS):
+            self.fired = True
+            kind = "authentication" if "Sasl" in message else "tls"
+            self.on_refused(f"{KIND_TEXT[kind]} at {self.bootstrap} (worker's aiokafka client): {message}")

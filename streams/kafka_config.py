@@ -340,3 +340,52 @@ def refusal(settings: Settings, timeout_s: float = 15.0) -> tuple[int, str] | No
         else "check INVENTORY_BOOTSTRAP_SERVERS and the client settings (docs/security.md)"
     )
     return EXIT_NO_BROKER, f"{reason}: {hint}"
+
+
+# --- the schema registry (Confluent-compatible REST) ----------------------------------------
+
+
+def split_url_credentials(url: str) -> tuple[str, str | None]:
+    """``https://user:pass@host/path`` -> (``https://host/path``, ``"user:pass"``); a URL
+    without credentials -> (url, None)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    userinfo = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), userinfo
+
+
+def redacted_url(url: str | None) -> str | None:
+    """A URL safe to log: any credentials in it replaced by ``***``."""
+    if url is None:
+        return None
+    clean, userinfo = split_url_credentials(url)
+    if userinfo is None:
+        return url
+    parts = urllib.parse.urlsplit(clean)
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{parts.netloc}"))
+
+
+def registry_config(settings: Settings) -> dict[str, Any] | None:
+    """confluent-kafka's ``SchemaRegistryClient`` configuration, or None without a registry:
+    the URL without credentials; basic auth from ``schema_registry_username``/``_password``
+    or else from credentials written in the URL; the TLS CA and client certificate."""
+    if not settings.schema_registry_url:
+        return None
+    url, userinfo = split_url_credentials(settings.schema_registry_url)
+    if settings.schema_registry_username is not None and settings.schema_registry_password is not None:
+        userinfo = f"{settings.schema_registry_username}:{settings.schema_registry_password.get_secret_value()}"
+    cfg: dict[str, Any] = {"url": url}
+    if userinfo is not None:
+        cfg["basic.auth.credentials.source"] = "USER_INFO"
+        cfg["basic.auth.user.info"] = userinfo
+    if settings.schema_registry_ca_file is not None:
+        cfg["ssl.ca.location"] = str(settings.schema_registry_ca_file)
+    if settings.schema_registry_cert_file is not None and settings.schema_registry_key_file is not None:
+        cfg["ssl.certificate.location"] = str(settings.schema_registry_cert_file)
+        cfg["ssl.key.location"] = str(settings.schema_registry_key_file)
+    return cfg

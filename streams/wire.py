@@ -11,7 +11,9 @@
   stock commands, the order inbox, the WMS's outbound instructions and their recalls;
   ``subject_strategy``): a registry holding one schema per subject under
   BACKWARD compatibility refuses a second record type on ``<topic>-value``
-  (tests/integration/test_schema_registry.py shows the 409).
+  (tests/integration/test_schema_registry.py shows the 409). The client's URL, basic auth
+  and TLS come from ``kafka_config.registry_config``; ``registry_url`` is the URL with any
+  credentials redacted, the only form that is logged.
 
 Reading accepts both framings whatever the settings say (the first byte tells them apart), so
 records written before a registry was configured still decode. Table values (RocksDB and
@@ -26,6 +28,7 @@ from typing import Any
 
 from config.settings import Settings
 from schemas.codec import CONFLUENT_MAGIC, Codec, ConfluentFraming, decode, encode
+from streams.kafka_config import redacted_url, registry_config
 from streams.topics import Topics
 from tables import state as _state  # noqa: F401 - registers the state records (changelogs carry them)
 
@@ -49,12 +52,13 @@ class Wire:
     """encode(obj, topic) / decode(bytes) for this deployment's topics."""
 
     def __init__(self, settings: Settings) -> None:
-        self.registry_url = settings.schema_registry_url
+        self.registry_url = redacted_url(settings.schema_registry_url)  # what may be logged
         self._codec: Codec | None = None
-        if self.registry_url:
+        config = registry_config(settings)
+        if config is not None:
             from confluent_kafka.schema_registry import SchemaRegistryClient
 
-            client = SchemaRegistryClient({"url": self.registry_url})
+            client = SchemaRegistryClient(config)
             self._codec = Codec(ConfluentFraming(client, subject_strategy(Topics(settings))))
 
     def register_all(self, topics: Topics) -> int:

@@ -199,3 +199,39 @@ def test_refused_credentials_stop_the_worker_and_the_cli_with_one_line(
         assert expected in lines[0] and secured.bootstrap in lines[0], lines[0]
         assert PASSWORD not in stderr and "not-the-password" not in stderr
         assert seconds < 30, (argv, seconds)
+
+
+def test_the_connect_workers_client_properties_authenticate(secured: Secured, tmp_path: Path) -> None:
+    """The Java client settings local_connect writes for the Connect worker (from the same
+    settings, secrets through its file config provider) list topics through SASL_SSL with
+    Kafka's own TopicCommand; with a wrong password they are refused."""
+    from connectors import local_connect
+    from streams import local_kafka
+
+    libs = local_kafka.KafkaPaths.of(secured.broker.settings).libs
+    for password, expected in ((PASSWORD, 0), ("not-the-password", 1)):
+        env = {**secured.env, "INVENTORY_SASL_PASSWORD": password, "INVENTORY_LOCAL_DIR": str(tmp_path)}
+        settings = settings_of(env)
+        lines, secrets = local_connect.client_security(settings)
+        secrets_file = tmp_path / "secrets.properties"
+        secrets_file.write_text("".join(f"{k}={local_connect._property_value(v)}\n" for k, v in secrets.items()))
+        own = [line for line in lines if not line.startswith(("producer.", "consumer.", "admin."))]
+        assert len(lines) == 4 * len(own)  # the worker's clients and its tasks' alike
+        config = tmp_path / "client.properties"
+        config.write_text(
+            "config.providers=file\n"
+            "config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider\n"
+            + "\n".join(own).replace(local_connect.SECRETS_REFERENCE_PATH, str(secrets_file))
+            + "\n"
+        )
+        assert password not in config.read_text()
+        done = subprocess.run(
+            [
+                "java", "-cp", f"{libs}/*", "org.apache.kafka.tools.TopicCommand",
+                "--bootstrap-server", secured.bootstrap, "--command-config", str(config), "--list",
+            ],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == expected, (done.stdout + done.stderr)[-2000:]
+        if expected:
+            assert "SaslAuthenticationException" in done.stdout + done.stderr
