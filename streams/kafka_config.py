@@ -381,7 +381,6 @@ def registry_config(settings: Settings) -> dict[str, Any] | None:
         userinfo = f"{settings.schema_registry_username}:{settings.schema_registry_password.get_secret_value()}"
     cfg: dict[str, Any] = {"url": url}
     if userinfo is not None:
-        cfg["basic.auth.credentials.source"] = "USER_INFO"
         cfg["basic.auth.user.info"] = userinfo
     if settings.schema_registry_ca_file is not None:
         cfg["ssl.ca.location"] = str(settings.schema_registry_ca_file)
