@@ -33,7 +33,7 @@ from streams.agents import (
     stateful_agent,
 )
 from streams.checkpoint import ChangelogOffsets, Checkpoint
-from streams.client_errors import RefusalWatch
+from streams.client_errors import ConnectionFlood, RefusalWatch
 from streams.expiry_clock import ExpiryClock
 from streams.health import BrokerWatch
 from streams.kafka_config import EXIT_REFUSED, faust_broker_credentials, faust_client_settings
@@ -115,6 +115,7 @@ def _stop_refused(line: str) -> None:
 
 def create_app(settings: Settings) -> Pipeline:
     faust_private.install()  # refuses an unsupported faust-streaming; patches its defects (see the module)
+    ConnectionFlood().install()  # aiokafka's reconnect failures: one line per 30 s, not 25 a second
     if settings.security_protocol != "PLAINTEXT":
         logging.getLogger("aiokafka").addHandler(RefusalWatch(settings.bootstrap_servers, _stop_refused))
     client_settings: dict[str, Any] = dict(

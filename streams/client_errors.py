@@ -168,3 +168,45 @@ class RefusalWatch(logging.Handler):
             self.fired = True
             kind = "authentication" if "Sasl" in message else "tls"
             self.on_refused(f"{KIND_TEXT[kind]} at {self.bootstrap} (worker's aiokafka client): {message}")
+
+
+class ConnectionFlood(logging.Filter):
+    """A logging filter for aiokafka's loggers: while brokers are unreachable aiokafka logs
+    every reconnect, metadata and fetch failure (about 25 lines a second). The first such
+    record passes; the next ones are counted and dropped until ``window_s`` has passed, when
+    one passes with the count appended. Authentication and TLS failures always pass (the
+    worker's ``RefusalWatch`` must see them); so does everything else."""
+
+    AIOKAFKA_LOGGERS = ("aiokafka", "aiokafka.consumer.fetcher", "aiokafka.consumer.group_coordinator")
+    _SIGNS = ("Unable connect to", "Unable to update metadata", "NodeNotReadyError", "KafkaConnectionError")
+
+    def __init__(self, window_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.window_s, self._clock = window_s, clock
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - not ours to judge
+            return True
+        if not any(sign in message for sign in self._SIGNS) or classify(message) in ("authentication", "tls"):
+            return True
+        now = self._clock()
+        with self._lock:
+            if self._since is not None and now - self._since < self.window_s:
+                self._count += 1
+                return False
+            count, since, self._since, self._count = self._count, self._since, now, 0
+        if count and since is not None:
+            record.msg, record.args = f"{message} ({count} more connection errors in {now - since:.0f} s)", ()
+        return True
+
+    def install(self) -> None:
+        """Attach to aiokafka's loggers (once per logger)."""
+        for name in self.AIOKAFKA_LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, ConnectionFlood) for f in logger.filters):
+                logger.addFilter(self)

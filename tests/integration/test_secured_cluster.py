@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,6 +92,23 @@ class Secured:
     env: dict[str, str]  # INVENTORY_* client settings for that listener
     ca: Path
     other_ca: Path
+    service: Any  # streams.local_kafka.LocalKafka with the SASL_SSL listener
+
+    def set_password(self, user: str, password: str) -> None:
+        """Create or change a SCRAM-SHA-512 user, on the plaintext listener."""
+        from confluent_kafka.admin import (
+            AdminClient,
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialUpsertion,
+        )
+
+        admin = AdminClient({"bootstrap.servers": self.broker.bootstrap, "log_level": 0})
+        upsert = UserScramCredentialUpsertion(
+            user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password.encode()
+        )
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +117,6 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         if os.environ.get("CI") == "true":
             pytest.fail("openssl is missing: CI must run the secured-cluster test (apt-get install openssl)")
         pytest.skip("openssl is missing")
-    from confluent_kafka.admin import (
-        AdminClient,
-        ScramCredentialInfo,
-        ScramMechanism,
-        UserScramCredentialUpsertion,
-    )
-
     from streams import local_kafka
 
     root = tmp_path_factory.mktemp("secured-kafka")
@@ -122,12 +133,6 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     service = local_kafka.LocalKafka(secure=local_kafka.SecureListener(port=port, keystore_pem=keystore))
     assert service.start(broker.settings), "a broker already answered on the private port"
     try:
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap})  # the plaintext listener
-        upsert = UserScramCredentialUpsertion(
-            USER, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), PASSWORD.encode()
-        )
-        for future in admin.alter_user_scram_credentials([upsert]).values():
-            future.result(timeout=30)
         bootstrap = f"127.0.0.1:{port}"
         env = {
             "INVENTORY_BOOTSTRAP_SERVERS": bootstrap,
@@ -137,7 +142,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             "INVENTORY_SASL_PASSWORD": PASSWORD,
             "INVENTORY_SSL_CA_FILE": str(ca[0]),
         }
-        yield Secured(broker, bootstrap, env, ca[0], other_ca)
+        secured = Secured(broker, bootstrap, env, ca[0], other_ca, service)
+        secured.set_password(USER, PASSWORD)
+        yield secured
     finally:
         service.stop(broker.settings)
 
@@ -235,3 +242,30 @@ def test_the_connect_workers_client_properties_authenticate(secured: Secured, tm
         assert done.returncode == expected, (done.stdout + done.stderr)[-2000:]
         if expected:
             assert "SaslAuthenticationException" in done.stdout + done.stderr
+
+
+def test_a_worker_whose_credentials_are_revoked_while_it_runs_stops_with_one_line(
+    secured: Secured, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """aiokafka logs a refused authentication and retries for ever; the worker's watch on
+    its log (streams/client_errors.py RefusalWatch) stops it with one line and exit 77. The
+    password is changed while the worker runs, then the broker restarted: every client must
+    log in again. Runs last: it restarts the module's broker."""
+    user = "rotated-user"
+    secured.set_password(user, "first-password")
+    env = {**secured.env, "INVENTORY_SASL_USERNAME": user, "INVENTORY_SASL_PASSWORD": "first-password"}
+    for d in _deployment(secured.bootstrap, tmp_path_factory, extra_env=env):
+        worker = d.start_worker("rotated")
+        secured.set_password(user, "second-password")
+        secured.service.stop(secured.broker.settings)
+        secured.service.start(secured.broker.settings)
+        began = time.monotonic()
+        while worker.alive() and time.monotonic() - began < 90:
+            time.sleep(0.5)
+        assert worker.proc is not None and worker.proc.returncode == EXIT_REFUSED, worker.log_tail(60)
+        refused = [line for line in worker.log_tail(400).splitlines() if "authentication refused at" in line]
+        assert len(refused) == 1, refused
+        flood = [line for line in worker.log_tail(2000).splitlines() if "Unable connect to" in line]
+        assert len(flood) <= 4, flood  # aiokafka's reconnect failures summarised (ConnectionFlood)
+        assert "first-password" not in worker.log_tail(2000) and "second-password" not in worker.log_tail(2000)
+        secured.set_password(user, "first-password")  # the deployment's topics are deleted with it

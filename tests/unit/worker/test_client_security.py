@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from config.settings import Settings
 from streams import kafka_config
-from streams.client_errors import ErrorSummary, RefusalWatch, classify
+from streams.client_errors import ConnectionFlood, ErrorSummary, RefusalWatch, classify
 from streams.kafka_config import (
     BadClientOption,
     OidcToken,
@@ -470,3 +470,26 @@ def test_the_aiokafka_watch_stops_at_the_first_refusal() -> None:
     finally:
         log.removeHandler(watch)
     assert len(refused) == 1 and refused[0].startswith("authentication refused at h:1 (worker's aiokafka client)")
+
+
+def test_aiokafkas_reconnect_flood_is_summarised_but_refusals_pass() -> None:
+    now = [0.0]
+    flood = ConnectionFlood(window_s=30.0, clock=lambda: now[0])
+    passed: list[str] = []
+
+    def log(message: str) -> None:
+        record = logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, message, (), None)
+        if flood.filter(record):
+            passed.append(record.getMessage())
+
+    for _ in range(250):  # ten seconds of aiokafka during an outage
+        log("Unable connect to node with id 1: [Errno 111] Connect call failed ('127.0.0.1', 9092)")
+        log("Unable to update metadata from [1]")
+        now[0] += 0.04
+    assert len(passed) == 1
+    log("Unable connect to node with id 1: [Error 58] SaslAuthenticationFailed: Authentication failed")
+    log("Committing offsets: done")
+    assert len(passed) == 3
+    now[0] = 31.0
+    log("Unable to update metadata from [1]")
+    assert passed[-1] == "Unable to update metadata from [1] (499 more connection errors in 31 s)"
