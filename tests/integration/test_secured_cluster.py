@@ -56,12 +56,13 @@ def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def make_server_cert(folder: Path, ca: tuple[Path, Path], name: str) -> tuple[Path, Path]:
-    """A server certificate for 127.0.0.1 and localhost signed by ``ca``: (certificate, key)."""
+def make_server_cert(folder: Path, ca: tuple[Path, Path], name: str, usage: str = "serverAuth") -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost signed by ``ca`` (``usage``: serverAuth, or
+    clientAuth for a client of mutual TLS): (certificate, key)."""
     cert, key, csr, ext = (folder / f"{name}{suffix}" for suffix in (".pem", ".key", ".csr", ".ext"))
     ext.write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+        f"keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n"
         "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n"
     )
     _openssl(
@@ -93,6 +94,9 @@ class Secured:
     ca: Path
     other_ca: Path
     service: Any  # streams.local_kafka.LocalKafka with the SASL_SSL listener
+    mtls_bootstrap: str  # the SSL listener that requires a client certificate
+    client_cert: Path
+    client_key: Path
 
     def set_password(self, user: str, password: str) -> None:
         """Create or change a SCRAM-SHA-512 user, on the plaintext listener."""
@@ -125,12 +129,14 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     ca = make_ca(certs, "test-ca")
     other_ca, _ = make_ca(certs, "other-ca")
     cert, key = make_server_cert(certs, ca, "broker")
+    client_cert, client_key = make_server_cert(certs, ca, "client", usage="clientAuth")
     keystore = certs / "broker-keystore.pem"  # the key, then the chain
     keystore.write_text(key.read_text() + cert.read_text() + ca[0].read_text())
 
     broker = PrivateBroker(root)
-    port = free_port()
-    service = local_kafka.LocalKafka(secure=local_kafka.SecureListener(port=port, keystore_pem=keystore))
+    port, mtls_port = free_port(), free_port()
+    listener = local_kafka.SecureListener(port=port, keystore_pem=keystore, mtls_port=mtls_port, client_ca=ca[0])
+    service = local_kafka.LocalKafka(secure=listener)
     assert service.start(broker.settings), "a broker already answered on the private port"
     try:
         bootstrap = f"127.0.0.1:{port}"
@@ -142,7 +148,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             "INVENTORY_SASL_PASSWORD": PASSWORD,
             "INVENTORY_SSL_CA_FILE": str(ca[0]),
         }
-        secured = Secured(broker, bootstrap, env, ca[0], other_ca, service)
+        secured = Secured(
+            broker, bootstrap, env, ca[0], other_ca, service, f"127.0.0.1:{mtls_port}", client_cert, client_key
+        )
         secured.set_password(USER, PASSWORD)
         yield secured
     finally:
@@ -242,6 +250,64 @@ def test_the_connect_workers_client_properties_authenticate(secured: Secured, tm
         assert done.returncode == expected, (done.stdout + done.stderr)[-2000:]
         if expected:
             assert "SaslAuthenticationException" in done.stdout + done.stderr
+
+
+def test_mutual_tls_for_librdkafka_aiokafka_and_the_java_client(secured: Secured, tmp_path: Path) -> None:
+    """The SSL listener requires a client certificate: the settings' CA, certificate and key
+    let librdkafka (start-up check), aiokafka (the worker's SSL context) and the Java client
+    (Connect's PEM keystore) in; without the certificate the check says so in one line."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    from streams import local_kafka
+    from streams.kafka_config import (
+        check_connection,
+        faust_broker_credentials,
+        java_client_properties,
+        java_keystore_pem,
+    )
+
+    mtls = {
+        "INVENTORY_BOOTSTRAP_SERVERS": secured.mtls_bootstrap,
+        "INVENTORY_SECURITY_PROTOCOL": "SSL",
+        "INVENTORY_SSL_CA_FILE": str(secured.ca),
+        "INVENTORY_SSL_CERT_FILE": str(secured.client_cert),
+        "INVENTORY_SSL_KEY_FILE": str(secured.client_key),
+    }
+    settings = settings_of(mtls)
+    assert check_connection(settings, timeout_s=20) is None
+    without = settings_of({k: v for k, v in mtls.items() if "CERT" not in k and "KEY" not in k})
+    refused = check_connection(without, timeout_s=20)
+    assert refused is not None and refused[0] == "tls" and "\n" not in refused[1], refused
+
+    async def topics_through_aiokafka() -> set[str]:
+        credentials = faust_broker_credentials(settings)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers, security_protocol="SSL", ssl_context=credentials.context
+        )
+        await consumer.start()
+        try:
+            return set(await consumer.topics())
+        finally:
+            await consumer.stop()
+
+    assert isinstance(asyncio.run(topics_through_aiokafka()), set)
+
+    keystore = tmp_path / "keystore.pem"
+    keystore.write_text(java_keystore_pem(settings) or "")
+    config = tmp_path / "client.properties"
+    properties = java_client_properties(settings, keystore_pem=keystore)  # what Connect's clients get
+    config.write_text("".join(f"{name}={value}\n" for name, value in properties.items()))
+    libs = local_kafka.KafkaPaths.of(secured.broker.settings).libs
+    done = subprocess.run(
+        [
+            "java", "-cp", f"{libs}/*", "org.apache.kafka.tools.TopicCommand",
+            "--bootstrap-server", secured.mtls_bootstrap, "--command-config", str(config), "--list",
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
 
 
 def test_a_worker_whose_credentials_are_revoked_while_it_runs_stops_with_one_line(
