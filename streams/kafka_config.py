@@ -8,7 +8,8 @@ client's connection and security settings (docs/security.md).
   not one line per retry), and finally ``kafka_client_options``, which override everything.
 * Faust (aiokafka): ``faust_broker_credentials`` (an ``ssl.SSLContext`` built from the CA,
   client certificate and key; SASL PLAIN/SCRAM, or OAUTHBEARER through ``OidcTokenProvider``)
-  and ``faust_client_settings`` (the ``aiokafka_client_options`` pass-through, checked).
+  and ``faust_client_settings`` (the ``aiokafka_client_options`` pass-through, checked);
+  ``aiokafka_security`` for a raw aiokafka client (the benchmark probes).
 * Kafka Connect (Java client): ``java_client_properties``, the same settings in Java property
   names, for the worker itself and its ``producer.``/``consumer.``/``admin.`` clients.
 * ``check_connection``: one metadata request with the configured credentials, and a one-line
@@ -187,6 +188,22 @@ def faust_broker_credentials(settings: Settings) -> Any:
         )
     assert context is not None  # SSL without SASL
     return faust.SSLCredentials(context)
+
+
+def aiokafka_security(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of a raw aiokafka client (benchmark probes; Faust builds its own
+    from ``faust_broker_credentials``): the same protocol, TLS context and SASL settings."""
+    s = settings
+    kwargs: dict[str, Any] = {"security_protocol": s.security_protocol}
+    if s.security_protocol.endswith("SSL"):
+        kwargs["ssl_context"] = ssl_context(s)
+    if s.sasl_mechanism == "OAUTHBEARER":
+        kwargs.update(sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=oidc_token_provider(s))
+    elif s.sasl_mechanism is not None:
+        password = s.sasl_password.get_secret_value() if s.sasl_password else ""
+        kwargs.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username)
+        kwargs["sasl_plain_password"] = password
+    return kwargs
 
 
 FAUST_CLIENT_PREFIXES = ("broker_", "consumer_", "producer_")

@@ -282,10 +282,10 @@ def test_mutual_tls_for_librdkafka_aiokafka_and_the_java_client(secured: Secured
     assert refused is not None and refused[0] == "tls" and "\n" not in refused[1], refused
 
     async def topics_through_aiokafka() -> set[str]:
-        credentials = faust_broker_credentials(settings)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers, security_protocol="SSL", ssl_context=credentials.context
-        )
+        from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+        auth = credentials_to_aiokafka_auth(faust_broker_credentials(settings))  # what Faust hands aiokafka
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, **auth)
         await consumer.start()
         try:
             return set(await consumer.topics())

@@ -493,3 +493,23 @@ def test_aiokafkas_reconnect_flood_is_summarised_but_refusals_pass() -> None:
     now[0] = 31.0
     log("Unable to update metadata from [1]")
     assert passed[-1] == "Unable to update metadata from [1] (499 more connection errors in 31 s)"
+
+
+def test_raw_aiokafka_clients_get_the_same_security(pki: dict[str, Path]) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    kwargs = kafka_config.aiokafka_security(settings(**SCRAM, ssl_ca_file=pki["ca"]))
+    assert kwargs["security_protocol"] == "SASL_SSL" and kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (kwargs["sasl_plain_username"], kwargs["sasl_plain_password"]) == ("inventory", "hunter2-secret")
+    assert isinstance(kwargs["ssl_context"], ssl.SSLContext)
+    oidc = kafka_config.aiokafka_security(settings(**OIDC))
+    assert oidc["sasl_mechanism"] == "OAUTHBEARER" and oidc["sasl_oauth_token_provider"] is not None
+    assert kafka_config.aiokafka_security(Settings()) == {"security_protocol": "PLAINTEXT"}
+
+    async def construct() -> None:
+        for k in (kwargs, oidc):
+            AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", **k)  # aiokafka checks the combination
+
+    asyncio.run(construct())
