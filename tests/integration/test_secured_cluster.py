@@ -173,8 +173,9 @@ def test_the_seed_day_runs_end_to_end_through_sasl_ssl(
         d.publish(list(events))
         end_the_day_and_compare(d, worker, events, model, skus, outputs=True)
         assert d.read(d.topics.inventory_changes), "no output read back through SASL_SSL"
-        log = worker.log_tail(400)
-        assert "authentication refused" not in log and "TLS handshake failed" not in log, log
+        log = worker.log_tail(100_000)
+        assert "authentication refused" not in log and "TLS handshake failed" not in log, log[-5000:]
+        assert PASSWORD not in log
         worker.stop()
 
 
@@ -206,7 +207,14 @@ def test_refused_credentials_stop_the_worker_and_the_cli_with_one_line(
     else:
         env["INVENTORY_SSL_CA_FILE"] = str(secured.other_ca)
     settings_of({k: v for k, v in env.items() if k.startswith("INVENTORY_")})  # the settings themselves are valid
-    for argv in (["-m", "streams.worker"], ["-m", "connectors.tail", "orders", "--timeout", "5"]):
+    (tmp_path / "input").mkdir()
+    day = tmp_path / "input" / "day.jsonl"
+    day.write_text(SEED_DAY.read_text())
+    for argv in (
+        ["-m", "streams.worker"],
+        ["-m", "connectors.tail", "orders", "--timeout", "5"],
+        ["-m", "connectors.produce", str(day)],
+    ):
         code, stderr, seconds = run_refused(argv, env)
         lines = [line for line in stderr.splitlines() if line.strip()]
         assert code == EXIT_REFUSED, (argv, code, stderr)
@@ -214,6 +222,7 @@ def test_refused_credentials_stop_the_worker_and_the_cli_with_one_line(
         assert expected in lines[0] and secured.bootstrap in lines[0], lines[0]
         assert PASSWORD not in stderr and "not-the-password" not in stderr
         assert seconds < 30, (argv, seconds)
+    assert [p.name for p in day.parent.iterdir()] == ["day.jsonl"]  # produce sent nothing, wrote no unsent file
 
 
 def test_the_connect_workers_client_properties_authenticate(secured: Secured, tmp_path: Path) -> None:
