@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import RESULTS, Progress, cpu_seconds  # noqa: E402
 from config.settings import Settings, get_settings  # noqa: E402
 from streams import local_kafka, local_process  # noqa: E402
-from streams.kafka_config import admin_config, producer_config  # noqa: E402
+from streams.kafka_config import admin_config, aiokafka_security, producer_config  # noqa: E402
 
 OUT = RESULTS / "issue13" / "txn_probe.json"
 PARTITIONS = 8
@@ -236,22 +236,23 @@ class Member:
     """An ``AIOKafkaConsumer`` in group ``group`` subscribed to ``topic``, running on its own
     event loop thread; it keeps fetching (so it stays in the group) until ``close``."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str, client_id: str) -> None:
+    def __init__(self, settings: Settings, group: str, topic: str, client_id: str) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name=client_id, daemon=True)
         self.thread.start()
         self._fetching: Any = None
-        self.consumer: Any = self.call(self._start(bootstrap, group, topic, client_id))
+        self.consumer: Any = self.call(self._start(settings, group, topic, client_id))
 
     def call(self, coro: Any, timeout: float = 30.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    async def _start(self, bootstrap: str, group: str, topic: str, client_id: str) -> Any:
+    async def _start(self, settings: Settings, group: str, topic: str, client_id: str) -> Any:
         from aiokafka import AIOKafkaConsumer
 
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=bootstrap,
+            bootstrap_servers=settings.bootstrap_servers,
+            **aiokafka_security(settings),
             group_id=group,
             client_id=client_id,
             enable_auto_commit=False,
@@ -390,7 +391,7 @@ class Probe:
                 pass
 
     def member(self, name: str) -> Member:
-        member = Member(self.settings.bootstrap_servers, self.group, self.t_in, f"{self.group}-{name}")
+        member = Member(self.settings, self.group, self.t_in, f"{self.group}-{name}")
         self.members.append(member)
         return member
 
@@ -526,6 +527,7 @@ class Probe:
             tp = TopicPartition(self.t_feas, 0)
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.bootstrap_servers,
+                **aiokafka_security(self.settings),
                 isolation_level=isolation,
                 enable_auto_commit=False,
                 fetch_max_wait_ms=500,
@@ -634,6 +636,7 @@ class Probe:
             tp = TopicPartition(self.t_feas, 0)
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.bootstrap_servers,
+                **aiokafka_security(self.settings),
                 isolation_level=isolation,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",

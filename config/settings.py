@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -22,7 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Settings for the broker connection, the local stack, the worker and the core policy."""
 
-    model_config = SettingsConfigDict(env_prefix="INVENTORY_", env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="INVENTORY_", env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # --- Kafka connection -------------------------------------------------------------
     bootstrap_servers: str = Field(
@@ -30,14 +32,66 @@ class Settings(BaseSettings):
         description="Kafka bootstrap servers. When this is the local default, the local "
         "broker is started on demand; any other value means an existing cluster.",
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
     schema_registry_url: str | None = Field(
         None,
-        description="Confluent-compatible schema registry. Unset: Avro single-object encoding.",
+        description="Confluent-compatible schema registry. Unset: Avro single-object encoding. "
+        "Credentials written in it (https://user:pass@host) are taken out, used as basic auth and never logged.",
     )
+
+    # --- Security (client TLS/SASL; docs/security.md) ---------------------------------
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every Kafka client (worker, sink, CLIs, admin, Connect) talks to the brokers: "
+        "TLS (SSL, SASL_SSL) and/or SASL authentication (SASL_PLAINTEXT, SASL_SSL).",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = Field(
+        None,
+        description="SASL mechanism; required with SASL_PLAINTEXT/SASL_SSL. OAUTHBEARER fetches tokens from an "
+        "OIDC token endpoint with the client-credentials grant (sasl_oauthbearer_*).",
+    )
+    sasl_username: str | None = Field(None, description="SASL user (PLAIN, SCRAM-SHA-256/512).")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (PLAIN, SCRAM-SHA-256/512).")
+    sasl_oauthbearer_token_endpoint_url: str | None = Field(
+        None, description="OAUTHBEARER: the OIDC token endpoint (client-credentials grant)."
+    )
+    sasl_oauthbearer_client_id: str | None = Field(None, description="OAUTHBEARER: the OIDC client id.")
+    sasl_oauthbearer_client_secret: SecretStr | None = Field(None, description="OAUTHBEARER: the OIDC client secret.")
+    sasl_oauthbearer_scope: str | None = Field(None, description="OAUTHBEARER: scope requested with the token.")
+    ssl_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL); "
+        "unset: the system's trust store.",
+    )
+    ssl_cert_file: Path | None = Field(
+        None, description="PEM client certificate for mutual TLS (with ssl_key_file; SSL, SASL_SSL)."
+    )
+    ssl_key_file: Path | None = Field(None, description="PEM private key of ssl_cert_file (mutual TLS).")
+    ssl_key_password: SecretStr | None = Field(None, description="Password of an encrypted ssl_key_file.")
+    ssl_check_hostname: bool = Field(
+        True,
+        description="Check that a broker's certificate names the host connected to. Turn off only for "
+        "brokers whose certificates lack the right names (the chain is still verified).",
+    )
+    kafka_client_options: dict[str, str] = Field(
+        {},
+        description="Raw librdkafka properties applied last to every confluent-kafka client (sink, CLIs, "
+        'admin), e.g. {"client.rack": "use1-az1"}. Overrides what the settings above derive: an escape hatch.',
+    )
+    aiokafka_client_options: dict[str, Any] = Field(
+        {},
+        description="Faust's client settings for the worker's aiokafka consumer and producer (the broker_*, "
+        'consumer_* and producer_* settings of faust.App, e.g. {"producer_compression_type": "lz4"}); '
+        "they override the worker's own. Another key is refused at start.",
+    )
+    schema_registry_username: str | None = Field(None, description="Schema registry basic-auth user.")
+    schema_registry_password: SecretStr | None = Field(None, description="Schema registry basic-auth password.")
+    schema_registry_ca_file: Path | None = Field(
+        None, description="PEM CA file for an https schema registry; unset: the system's trust store."
+    )
+    schema_registry_cert_file: Path | None = Field(
+        None, description="PEM client certificate for the schema registry (with schema_registry_key_file)."
+    )
+    schema_registry_key_file: Path | None = Field(None, description="PEM private key of schema_registry_cert_file.")
 
     # --- Source-system connectors (Kafka Connect, CDC, webhooks) -----------------------
     outbox_topics: tuple[str, ...] = Field(
@@ -366,6 +420,13 @@ class Settings(BaseSettings):
             return f"INVENTORY_ADVERTISED_URL is unset and the URL derived from INVENTORY_WEB_HOST {problem}"
         return None
 
+    @model_validator(mode="after")
+    def _client_security(self) -> Self:
+        problems = security_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @property
     def uses_local_broker(self) -> bool:
         """True when the settings point at the embedded local broker, not a real cluster."""
@@ -435,3 +496,46 @@ def settings_errors(exc: ValidationError) -> list[str]:
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+def security_problems(settings: Settings) -> list[str]:
+    """What is inconsistent in the client security settings (empty when they hold together)."""
+    s = settings
+    problems: list[str] = []
+    sasl = s.security_protocol.startswith("SASL_")
+    tls = s.security_protocol.endswith("SSL")
+    if sasl and s.sasl_mechanism is None:
+        problems.append(f"security_protocol={s.security_protocol} needs sasl_mechanism")
+    if not sasl and s.sasl_mechanism is not None:
+        problems.append(f"sasl_mechanism is set but security_protocol={s.security_protocol} uses no SASL")
+    if sasl and s.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        if not s.sasl_username or s.sasl_password is None:
+            problems.append(f"sasl_mechanism={s.sasl_mechanism} needs sasl_username and sasl_password")
+    if sasl and s.sasl_mechanism == "OAUTHBEARER":
+        missing = [
+            name
+            for name in (
+                "sasl_oauthbearer_token_endpoint_url",
+                "sasl_oauthbearer_client_id",
+                "sasl_oauthbearer_client_secret",
+            )
+            if getattr(s, name) is None
+        ]
+        if missing:
+            problems.append(f"sasl_mechanism=OAUTHBEARER needs {', '.join(missing)} (OIDC client credentials)")
+    tls_files = ("ssl_ca_file", "ssl_cert_file", "ssl_key_file", "ssl_key_password")
+    if not tls and any(getattr(s, name) is not None for name in tls_files):
+        problems.append(f"ssl_* files are set but security_protocol={s.security_protocol} uses no TLS")
+    if (s.ssl_cert_file is None) != (s.ssl_key_file is None):
+        problems.append("mutual TLS needs both ssl_cert_file and ssl_key_file")
+    if s.ssl_key_password is not None and s.ssl_key_file is None:
+        problems.append("ssl_key_password is set without ssl_key_file")
+    if (s.schema_registry_cert_file is None) != (s.schema_registry_key_file is None):
+        problems.append("the schema registry's client certificate needs both schema_registry_cert_file and _key_file")
+    if (s.schema_registry_username is None) != (s.schema_registry_password is None):
+        problems.append("schema registry basic auth needs both schema_registry_username and _password")
+    for name in (*tls_files[:3], "schema_registry_ca_file", "schema_registry_cert_file", "schema_registry_key_file"):
+        path = getattr(s, name)
+        if path is not None and not Path(path).is_file():
+            problems.append(f"{name}={path} is not a readable file")
+    return problems

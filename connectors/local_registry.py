@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
+from streams.kafka_config import redacted_url, split_url_credentials
 from streams.local_process import (
     LocalService,
     LocalServiceError,
@@ -66,14 +67,15 @@ def registry_url(settings: Settings) -> str:
 def apicurio_native_url(settings: Settings) -> str:
     """Apicurio's own v2 API (what its Kafka Connect converter talks to) next to the
     Confluent-compatible URL the pipeline uses; the ids are the same contentIds on both."""
-    base = (settings.schema_registry_url or registry_url(settings)).rstrip("/")
+    configured = settings.schema_registry_url and split_url_credentials(settings.schema_registry_url)[0]
+    base = (configured or registry_url(settings)).rstrip("/")
     return f"{base.removesuffix(CCOMPAT_PATH)}/apis/registry/v2"
 
 
 def uses_local_registry(settings: Settings) -> bool:
     """False when the settings name some other registry (then we neither start nor stop)."""
     configured = settings.schema_registry_url
-    return configured is None or configured.rstrip("/") == registry_url(settings)
+    return configured is None or split_url_credentials(configured)[0].rstrip("/") == registry_url(settings)
 
 
 def ensure_app(settings: Settings) -> Path:
@@ -199,7 +201,7 @@ class LocalRegistry(LocalService):
         return f"Apicurio Registry {settings.registry_version}"
 
     def elsewhere(self, settings: Settings) -> str | None:
-        configured = f"another registry is configured ({settings.schema_registry_url})"
+        configured = f"another registry is configured ({redacted_url(settings.schema_registry_url)})"
         return None if uses_local_registry(settings) else configured
 
     def owns(self, settings: Settings, argv: list[str]) -> bool:

@@ -27,7 +27,7 @@ from config.settings import Settings, get_settings
 from schemas.base import Event
 from schemas.codec import Codec
 from schemas.events import InvalidLine, parse_line
-from streams.kafka_config import producer_config
+from streams.kafka_config import EXIT_REFUSED, producer_config, refusal
 from streams.producer import produce as produce_record
 from streams.topics import Topics, input_key
 from streams.wire import Wire
@@ -289,7 +289,8 @@ def line_ranges(numbers: Iterable[int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
-        epilog="Exit status: 0 all sent; 1 some lines invalid (every valid one sent); 75 some valid lines not "
+        epilog="Exit status: 0 all sent; 1 some lines invalid (every valid one sent); 77 the brokers refused the "
+        "credentials or the TLS handshake (nothing sent); 75 some valid lines not "
         "sent: they are listed and written to the unsent file, and producing that file resumes the run.",
     )
     parser.add_argument("file", help="JSON lines file, or - for standard input")
@@ -322,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_line < 1:
         parser.error("--from-line must be >= 1")
     settings = get_settings()
+    # An outage is waited out (--retry-for); refused credentials or a failed TLS handshake are not.
+    secured = settings.security_protocol != "PLAINTEXT" and not args.dry_run
+    refused = refusal(settings, timeout_s=10.0) if secured else None
+    if refused is not None and refused[0] == EXIT_REFUSED:
+        print(refused[1], file=sys.stderr)
+        return refused[0]
     unsent_path = Path(args.unsent) if args.unsent else default_unsent_path(args.file, datetime.now(UTC))
     stream: IO[str] = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
     publisher = None if args.dry_run else EventPublisher(settings, retry_for_s=args.retry_for, status=sys.stderr)

@@ -17,7 +17,7 @@ from typing import Any
 
 from config.settings import Settings, get_settings
 from schemas.codec import CodecError
-from streams.kafka_config import consumer_config
+from streams.kafka_config import consumer_config, refusal
 from streams.wire import RegistryUnavailable, Wire
 
 
@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     args = parser.parse_args(argv)
     settings = get_settings()
+    refused = refusal(settings)
+    if refused is not None:  # a consumer would retry in silence
+        print(refused[1], file=sys.stderr)
+        return refused[0]
     names = [f"{settings.topic_prefix}{t}" for t in args.topics]
     try:
         for record in tail(settings, names, not args.latest, args.timeout, args.max):

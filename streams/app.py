@@ -33,9 +33,10 @@ from streams.agents import (
     stateful_agent,
 )
 from streams.checkpoint import ChangelogOffsets, Checkpoint
+from streams.client_errors import ConnectionFlood, RefusalWatch
 from streams.expiry_clock import ExpiryClock
 from streams.health import BrokerWatch
-from streams.kafka_config import faust_broker_credentials
+from streams.kafka_config import EXIT_REFUSED, faust_broker_credentials, faust_client_settings
 from streams.metrics import Metrics
 from streams.record_sink import RecordSink
 from streams.stores import OrderStore, StockStore
@@ -120,12 +121,35 @@ class CommitTimer(faust.Sensor):
             self.metrics.committed(time.perf_counter() - started)
 
 
+def _stop_refused(line: str) -> None:
+    """The brokers refused the worker's aiokafka client (credentials or TLS, e.g. rotated
+    while it ran): retrying would not help. One line, exit 77, as at start (streams/worker.py)."""
+    log.critical(
+        "%s: check the INVENTORY_SASL_* / INVENTORY_SSL_* settings (docs/security.md); exit %d", line, EXIT_REFUSED
+    )
+    logging.shutdown()
+    os._exit(EXIT_REFUSED)
+
+
 def create_app(settings: Settings) -> Pipeline:
     faust_private.install()  # refuses an unsupported faust-streaming; patches its defects (see the module)
+    ConnectionFlood().install()  # aiokafka's reconnect failures: one line per 30 s, not 25 a second
+    if settings.security_protocol != "PLAINTEXT":
+        logging.getLogger("aiokafka").addHandler(RefusalWatch(settings.bootstrap_servers, _stop_refused))
+    client_settings: dict[str, Any] = dict(
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+    )
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
         broker_credentials=faust_broker_credentials(settings),
+        **{**client_settings, **faust_client_settings(settings)},  # the pass-through wins (docs/security.md)
         store="rocksdb://",
         datadir=str(settings.data_dir),
         processing_guarantee="at_least_once",
@@ -138,13 +162,6 @@ def create_app(settings: Settings) -> Pipeline:
         web_tables_enabled=settings.debug_views,  # Faust's /table/...: raw table data, off unless asked
         # What the other workers call (table routing, batch fan-out): the advertised URL, not the bind address.
         canonical_url=settings.worker_url,
-        consumer_auto_offset_reset="earliest",
-        consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
-        producer_acks=-1,
-        producer_linger_ms=5,
-        broker_commit_interval=1.0,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.heartbeat_interval_s,
         table_standby_replicas=settings.standby_replicas,
     )
     faust_private.resume_buffered_partitions(app)

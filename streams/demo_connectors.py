@@ -35,6 +35,7 @@ from pydantic import SecretStr
 
 from config.settings import REPO_ROOT, Settings, get_settings, url_with_port
 from streams.demo_support import delete_topics, kill_worker, print_inventory, stop_worker, wait_until_settled
+from streams.kafka_config import redacted_url
 from streams.worker_process import WorkerProcess, http_json
 
 PREFIX = "connectors-demo."
@@ -582,7 +583,7 @@ def _main() -> int:
             registry_tried.set()
         url = start_worker(settings, paths)
         print(
-            f"worker ready at {url}: registry {registry_url}, outbox topic {settings.outbox_topics[0]}, "
+            f"worker ready at {url}: registry {redacted_url(registry_url)}, outbox topic {settings.outbox_topics[0]}, "
             f"webhook token in {_shown(paths.token)} (mode 0600)",
             flush=True,
         )

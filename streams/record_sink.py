@@ -14,7 +14,6 @@ flush raises and ``on_fatal`` is told once (the worker stops on it). A failure i
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -44,7 +43,6 @@ class RecordSink:
                         "queue.buffering.max.messages": 500_000,
                         "message.max.bytes": settings.record_max_bytes,
                         "message.timeout.ms": 0,  # wait out any outage; only a permanent error fails a record
-                        "logger": logging.getLogger("librdkafka.sink"),
                         **overrides,
                     },
                 )

@@ -219,6 +219,8 @@ class AckedProducer:
         if err.fatal():  # e.g. the idempotent producer's sequence broke: start a new one
             self._fatal = str(err)
             log.error("webhook producer: fatal error, it will be replaced: %s", err)
+        elif callable(summary := self._config.get("error_cb")):  # kafka_config's: repeated failures summarised
+            summary(err)
         else:
             log.warning("webhook producer: %s", err)
 

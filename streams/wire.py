@@ -7,7 +7,9 @@ or reads (inputs, internal, outputs, dead letters), schemas registered on first 
 ``<topic>-value`` for a topic of one record type, ``<topic>-<record fullname>`` for one carrying
 several (``subject_strategy``; a BACKWARD registry refuses a second type under one subject:
 README, "Connecting a source system"). Reading accepts both framings whatever the settings (the
-first byte tells them apart). Table values stay single-object: the workers' private state.
+first byte tells them apart). Table values stay single-object: the workers' private state. The
+registry client's URL, basic auth and TLS come from ``kafka_config.registry_config``;
+``registry_url`` has any credentials redacted and is the only form logged.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from config.settings import Settings
 from schemas.codec import CONFLUENT_MAGIC, Codec, ConfluentFraming, decode, encode
+from streams.kafka_config import redacted_url, registry_config
 from streams.topics import Topics
 from tables import state as _state  # noqa: F401 - registers the state records (changelogs carry them)
 
@@ -40,12 +43,13 @@ class Wire:
     """encode(obj, topic) / decode(bytes) for this deployment's topics."""
 
     def __init__(self, settings: Settings) -> None:
-        self.registry_url = settings.schema_registry_url
+        self.registry_url = redacted_url(settings.schema_registry_url)  # what may be logged
         self._codec: Codec | None = None
-        if self.registry_url:
+        config = registry_config(settings)
+        if config is not None:
             from confluent_kafka.schema_registry import SchemaRegistryClient
 
-            client = SchemaRegistryClient({"url": self.registry_url})
+            client = SchemaRegistryClient(config)
             self._codec = Codec(ConfluentFraming(client, subject_strategy(Topics(settings))))
 
     def register_all(self, topics: Topics) -> int:

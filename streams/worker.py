@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from config.settings import Settings, get_settings, settings_errors
 from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
+from streams.kafka_config import refusal
 from streams.local_state import reconcile_after_crash
 from streams.topics import TABLES, Topics, TopicsNotCreated, create_topics
 
@@ -150,19 +151,6 @@ def load_settings() -> Settings:
     return settings
 
 
-def broker_answers(settings: Settings, timeout_s: float = 15.0) -> bool:
-    """A broker answers a metadata request within ``timeout_s`` (librdkafka's retry log held back)."""
-    from confluent_kafka.admin import AdminClient
-
-    from streams.kafka_config import admin_config
-
-    try:
-        AdminClient({**admin_config(settings), "log_level": 0}).list_topics(timeout=timeout_s)
-    except Exception:  # noqa: BLE001 - KafkaException: no broker, or refused credentials
-        return False
-    return True
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m streams.worker [Faust worker options]``; ``--help`` starts nothing."""
     import argparse
@@ -179,14 +167,11 @@ def main(argv: list[str] | None = None) -> None:
         if name in FAUST_WEB_OPTIONS:
             parser.error(f"{name} is a setting here: {FAUST_WEB_OPTIONS[name]}")
     settings = load_settings()
-    if not broker_answers(settings):
-        hint = (
-            "start the local one: `inventory-center local kafka start` (or `make kafka-start`)"
-            if settings.uses_local_broker
-            else "check INVENTORY_BOOTSTRAP_SERVERS and the client credentials"
-        )
-        print(f"no broker answers at {settings.bootstrap_servers}: {hint}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_NO_BROKER)
+    refused = refusal(settings)
+    if refused is not None:  # one line, not librdkafka's retries; exit 77 (refused) or 69 (nobody answers)
+        code, line = refused
+        print(line, file=sys.stderr, flush=True)
+        sys.exit(code)
     if not logging.root.handlers:  # until Faust's worker sets logging up: the topic report's lines with their level
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -104,7 +104,11 @@ def fresh_deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFact
     yield from _deployment(kafka_bootstrap, tmp_path_factory)
 
 
-def _deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def _deployment(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, extra_env: dict[str, str] | None = None
+) -> Iterator[Deployment]:
+    """A deployment on ``kafka_bootstrap``; ``extra_env``: more ``INVENTORY_*`` settings for
+    the test's clients and its workers alike (e.g. the client security settings)."""
     tag = uuid.uuid4().hex[:8]
     root = tmp_path_factory.mktemp(f"deploy-{tag}")
     env = {
@@ -117,13 +121,16 @@ def _deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
         # clock and expires what is due, as a test that waits for its outcome expects.
         "INVENTORY_EXPIRY_GRACE_S": "0",
         "INVENTORY_EXPIRY_WALL_CLOCK_FALLBACK_S": "2",
+        **(extra_env or {}),
     }
-    settings = Settings(
-        bootstrap_servers=kafka_bootstrap,
-        topic_prefix=env["INVENTORY_TOPIC_PREFIX"],
-        app_id=env["INVENTORY_APP_ID"],
-        partitions=4,
-    )
+    fields = {
+        "bootstrap_servers": kafka_bootstrap,
+        "topic_prefix": env["INVENTORY_TOPIC_PREFIX"],
+        "app_id": env["INVENTORY_APP_ID"],
+        "partitions": 4,
+        **{name.removeprefix("INVENTORY_").lower(): value for name, value in (extra_env or {}).items()},
+    }
+    settings = Settings(**fields)
     create_topics(settings)
     d = Deployment(settings=settings, env=env, root=root)
     yield d
