@@ -1,24 +1,13 @@
-"""Client configurations derived from the one Settings object: the one home of every Kafka
-client's connection and security settings (docs/security.md).
+"""The one home of every Kafka client's connection and security settings (docs/security.md).
 
-* librdkafka (confluent-kafka): ``admin_config``, ``producer_config``, ``consumer_config``.
-  Each carries bootstrap servers, the security settings (TLS files, SASL PLAIN/SCRAM, or
-  OAUTHBEARER through librdkafka's own OIDC client-credentials flow), a connection-error
-  summary (``streams.client_errors``: one line per kind of failure, then a count every 30 s,
-  not one line per retry), and finally ``kafka_client_options``, which override everything.
-* Faust (aiokafka): ``faust_broker_credentials`` (an ``ssl.SSLContext`` built from the CA,
-  client certificate and key; SASL PLAIN/SCRAM, or OAUTHBEARER through ``OidcTokenProvider``)
-  and ``faust_client_settings`` (the ``aiokafka_client_options`` pass-through, checked);
-  ``aiokafka_security`` for a raw aiokafka client (the benchmark probes).
-* Kafka Connect (Java client): ``java_client_properties``, the same settings in Java property
-  names, for the worker itself and its ``producer.``/``consumer.``/``admin.`` clients.
-* ``check_connection``: one metadata request with the configured credentials, and a one-line
-  reason when it fails (authentication refused, TLS handshake failed, no broker answers).
-
-One trap lives here: Faust (aiokafka) partitions keys with murmur2, like the Java client;
-librdkafka's default is CRC32. Our confluent-kafka producers set ``murmur2_random`` so that a
-key lands on the same partition whichever client wrote it: the order agent's three input
-topics must agree on where an orderNo lives.
+librdkafka: ``admin_config``, ``producer_config``, ``consumer_config`` (TLS files, SASL
+PLAIN/SCRAM/OAUTHBEARER-OIDC, a connection-error summary, then ``kafka_client_options``, which
+win). Faust/aiokafka: ``faust_broker_credentials`` (an ``ssl.SSLContext``; SASL, OAUTHBEARER
+through ``OidcTokenProvider``), ``faust_client_settings`` (``aiokafka_client_options``,
+checked), ``aiokafka_security``. Connect: ``java_client_properties``. ``check_connection``:
+one metadata request, a one-line reason when refused or unanswered. Our librdkafka producers
+partition with ``murmur2_random``, as Faust and Java do (librdkafka's default is CRC32): a key
+lands on the same partition whichever client wrote it.
 """
 
 from __future__ import annotations
