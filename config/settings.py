@@ -1,20 +1,34 @@
 """The one typed settings object of the inventory center.
 
-Every knob lives here; nothing else in the codebase reads ``os.environ``. Values come from
-the environment (prefix ``INVENTORY_``) or a ``.env`` file, and are passed down explicitly.
-Secrets are ``SecretStr`` and never logged.
+Every knob lives here; nothing else in the codebase reads ``os.environ``. Values come, first
+found wins, from the constructor's arguments, the environment (prefix ``INVENTORY_``), a ``.env``
+file in the working directory, then the secrets directory (``secrets_dir``: one file per
+setting, named like its variable, ``inventory_read_token``), and are passed down explicitly.
+Secrets are ``SecretStr`` and never logged. ``python -m config.settings_doc`` writes the table
+of every field into README.md.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where container platforms mount secrets as files (Docker/Compose secrets, a Kubernetes
+# Secret volume mounted there): read when it exists and secrets_dir is not set.
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
 
 
 class Settings(BaseSettings):
@@ -55,6 +69,25 @@ class Settings(BaseSettings):
         ge=1,
         description="How long `connectors.produce` keeps retrying a record the broker has not "
         "acknowledged (librdkafka message.timeout.ms) before it reports the line as not sent.",
+    )
+
+    # --- Operations: logging, secrets mounted as files ---------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO",
+        description="Level of the root logger in every process (worker, read processes, CLIs); any case. "
+        "A worker's `--loglevel` option overrides it for that worker.",
+    )
+    log_format: Literal["plain", "json"] = Field(
+        "plain",
+        description="`plain`: `time LEVEL logger: message` lines. `json`: one JSON object per line with time "
+        "(UTC, ISO 8601), level, logger, message and, for an exception, its traceback (config/logs.py).",
+    )
+    secrets_dir: Path | None = Field(
+        None,
+        description="Folder of secrets mounted as files, one file per setting named like its variable in "
+        "either case (`inventory_read_token` or `INVENTORY_READ_TOKEN`), its content the value (surrounding "
+        "whitespace stripped). Read after the environment and `.env`. Unset: `/run/secrets` when that folder "
+        "exists, otherwise none.",
     )
 
     # --- Local stack (development, tests, CI, demo) -----------------------------------
@@ -257,6 +290,33 @@ class Settings(BaseSettings):
         ),
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' order (arguments, environment, ``.env``, secrets files), with the
+        secrets folder itself a setting: ``secrets_dir`` from the first three sources, else
+        ``DEFAULT_SECRETS_DIR`` if it exists. The folder chosen is also the field's value."""
+        chosen = _secrets_dir(init_settings, env_settings, dotenv_settings)
+        secrets = SecretsSettingsSource(settings_cls, secrets_dir=chosen)
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            secrets,
+            InitSettingsSource(settings_cls, init_kwargs={"secrets_dir": chosen}),
+        )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _fallback_after_grace(self) -> Self:
         if self.expiry_wall_clock_fallback_s < self.expiry_grace_s:
@@ -267,6 +327,19 @@ class Settings(BaseSettings):
     def uses_local_broker(self) -> bool:
         """True when the settings point at the embedded local broker, not a real cluster."""
         return self.bootstrap_servers == f"127.0.0.1:{self.local_kafka_port}" and self.security_protocol == "PLAINTEXT"
+
+
+def _secrets_dir(*sources: PydanticBaseSettingsSource) -> Path | None:
+    """The secrets folder the first source naming ``secrets_dir`` gives, or the platform's
+    default when it exists; a folder named but missing is an error, not a silent default."""
+    for source in sources:
+        value = source().get("secrets_dir")
+        if value:
+            path = Path(os.fspath(value)).expanduser()
+            if not path.is_dir():
+                raise SettingsError(f"secrets_dir {path} is not a directory")
+            return path
+    return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
 
 
 @lru_cache(maxsize=1)
