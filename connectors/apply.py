@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config.logs import configure_logging
 from config.settings import REPO_ROOT, Settings, get_settings
 
 CONNECTORS_DIR = REPO_ROOT / "connectors"
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delete", nargs="+", metavar="NAME", help="delete these connectors")
     args = parser.parse_args(argv)
     settings = get_settings()
+    configure_logging(settings)
     url = (args.connect_url or rest_url(settings)).rstrip("/")
     try:
         if args.delete:

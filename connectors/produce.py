@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+from config.logs import configure_logging
 from config.settings import Settings, get_settings
 from schemas.base import Event
 from schemas.codec import Codec
@@ -328,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_line < 1:
         parser.error("--from-line must be >= 1")
     settings = get_settings()
+    configure_logging(settings)
     unsent_path = Path(args.unsent) if args.unsent else default_unsent_path(args.file, datetime.now(UTC))
     stream: IO[str] = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
     publisher = None if args.dry_run else EventPublisher(settings, retry_for_s=args.retry_for, status=sys.stderr)

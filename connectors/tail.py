@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from config.logs import configure_logging
 from config.settings import Settings, get_settings
 from schemas.codec import CodecError
 from streams.kafka_config import consumer_config
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     args = parser.parse_args(argv)
     settings = get_settings()
+    configure_logging(settings)
     names = [f"{settings.topic_prefix}{t}" for t in args.topics]
     try:
         for record in tail(settings, names, not args.latest, args.timeout, args.max):

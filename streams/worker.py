@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from config.logs import configure_logging, logging_config
 from config.settings import Settings, get_settings
 from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
 from streams.local_state import reconcile_after_crash
@@ -145,10 +146,20 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m streams.worker",
         description="One pipeline worker: creates the topics, recovers its tables, runs the agents and serves the "
         "views on INVENTORY_WEB_PORT. Settings come from INVENTORY_* variables (config/settings.py); "
-        "other options go to Faust's worker (e.g. --loglevel debug).",
+        "other options go to Faust's worker.",
     )
-    _, faust_options = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    parser.add_argument(
+        "--loglevel",
+        "-l",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        default=None,
+        help="log level of this worker (default: INVENTORY_LOG_LEVEL); INVENTORY_LOG_FORMAT sets the format",
+    )
+    args, faust_options = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     settings = get_settings()
+    level = args.loglevel or settings.log_level
+    configure_logging(settings, level)
     if not broker_answers(settings):
         hint = (
             "start the local one: `inventory-center local kafka start` (or `make kafka-start`)"
@@ -165,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     from streams.app import create_app
 
     pipeline = create_app(settings)
+    # Faust's worker applies this (dictConfig) when it starts, in place of its own handler.
+    pipeline.app.conf.logging_config = logging_config(settings, level)
     attach_edges(pipeline)
 
     def record_clean_shutdown() -> None:
@@ -183,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     # young generation less often. Measured on the core benchmark: 15k -> 23k commands/s.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "info", *faust_options]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", level.lower(), *faust_options]
     pipeline.app.main()
 
 
