@@ -105,8 +105,8 @@ class Settings(BaseSettings):
         "-XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true",
         description="Extra JVM options of the local broker (see streams/local_kafka.py).",
     )
-    local_kafka_port: int = 9092
-    local_controller_port: int = 9093
+    local_kafka_port: int = Field(9092, description="Client port of the local broker (127.0.0.1).")
+    local_controller_port: int = Field(9093, description="KRaft controller port of the local broker (127.0.0.1).")
     local_kafka_start_timeout_s: float = Field(
         60.0, gt=0, description="How long `start` waits for the local broker to answer."
     )
@@ -161,12 +161,16 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1)
 
     # --- Worker -----------------------------------------------------------------------
-    app_id: str = "inventory-center"
+    app_id: str = Field(
+        "inventory-center",
+        description="Faust application id: the consumer group of the workers and the prefix of their changelog "
+        "topics. Workers of one deployment share it; two deployments on one cluster need different ones.",
+    )
     web_host: str = Field("127.0.0.1", description="Host in the worker's canonical URL (what other workers call).")
     web_bind: str = Field(
         "127.0.0.1", description="Interface the worker's web server listens on (Faust's default is every interface)."
     )
-    web_port: int = 6066
+    web_port: int = Field(6066, description="Port of the worker's web server (views, webhooks, /metrics, /ready).")
     read_token: SecretStr | None = Field(
         None,
         description="Bearer token every read view needs (inventory, orders, metrics, the live feed, the dashboard "
@@ -184,8 +188,12 @@ class Settings(BaseSettings):
     rocksdb_block_cache_bytes: int = Field(
         8 * 1024 * 1024, description="Block cache per table partition (Faust default: 2 GiB)."
     )
-    rocksdb_write_buffer_bytes: int = Field(4 * 1024 * 1024)
-    rocksdb_max_write_buffers: int = Field(2)
+    rocksdb_write_buffer_bytes: int = Field(
+        4 * 1024 * 1024, description="Memtable size per table partition (Faust default: 64 MB)."
+    )
+    rocksdb_max_write_buffers: int = Field(
+        2, description="Memtables per table partition (Faust default: 3); memory is about this times the size."
+    )
     expiry_check_interval_s: float = Field(
         1.0, gt=0, description="How often the expiry timer looks for unpaid reservations that came due (wall seconds)."
     )
