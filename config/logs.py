@@ -8,7 +8,8 @@ tools' data, e.g. ``connectors.tail``'s JSON lines).
 
 Formats (``Settings.log_format``):
 
-* ``plain``: ``2026-12-07 10:15:02,123 INFO streams.app: message`` (and the traceback below);
+* ``plain``: ``[2026-12-07 10:15:02,123] [4242] [INFO] streams.app: message`` (and the traceback
+  below): Faust's own layout (time, process, level in brackets) with the logger's name added;
 * ``json``: one object per line, ``{"time": "2026-12-07T10:15:02.123Z", "level": "INFO",
   "logger": "streams.app", "message": "..."}`` plus ``"exception"`` (the formatted traceback)
   when the record carries one; the time is UTC, the message is rendered with its arguments,
@@ -27,7 +28,7 @@ from typing import Any, Literal
 
 from config.settings import Settings
 
-PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+PLAIN_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 

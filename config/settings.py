@@ -79,8 +79,9 @@ class Settings(BaseSettings):
     )
     log_format: Literal["plain", "json"] = Field(
         "plain",
-        description="`plain`: `time LEVEL logger: message` lines. `json`: one JSON object per line with time "
-        "(UTC, ISO 8601), level, logger, message and, for an exception, its traceback (config/logs.py).",
+        description="`plain`: `[time] [pid] [LEVEL] logger: message` lines (Faust's layout). `json`: one JSON "
+        "object per line with time (UTC, ISO 8601), level, logger, message and, for an exception, its traceback "
+        "(config/logs.py); the worker then leaves out Faust's banner.",
     )
     secrets_dir: Path | None = Field(
         None,

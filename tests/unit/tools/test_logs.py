@@ -40,7 +40,8 @@ def test_the_plain_format_is_time_level_logger_message(root: logging.Logger) -> 
     out = captured(Settings(log_format="plain"))
     logging.getLogger("streams.app").warning("partition %d: %s", 3, "late")
     line = out.getvalue().rstrip("\n")
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING streams\.app: partition 3: late", line), line
+    pattern = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] \[\d+\] \[WARNING\] streams\.app: partition 3: late"
+    assert re.fullmatch(pattern, line), line
 
 
 def test_the_json_format_is_one_object_per_line(root: logging.Logger) -> None:
@@ -80,7 +81,7 @@ def test_the_level_comes_from_the_settings_in_any_case_or_from_the_caller(root: 
     logging.getLogger("a").info("hidden")
     logging.getLogger("a").warning("shown")
     (line,) = out.getvalue().splitlines()
-    assert line.endswith(" WARNING a: shown")
+    assert line.endswith(" [WARNING] a: shown")
     out = captured(settings, "debug")
     logging.getLogger("a").debug("now shown")
     assert "a: now shown" in out.getvalue()
