@@ -189,7 +189,7 @@ def test_render_overrides_only_the_env_references_it_is_given() -> None:
         "name": "x",
         "config": {
             "connector.class": "C",
-            "p": "${file:/proc/self/cwd/secrets.properties:oms.password}",
+            "p": "${directory:/proc/self/cwd/secrets:oms.password}",
             "t": "${env:PIPELINE_TOPIC_PREFIX}oms.outbox.${routedByValue}",
             "u": "jdbc:postgresql://${env:ERP_DB_HOST}:${env:ERP_DB_PORT}/${env:ERP_DB_NAME}",
         },
