@@ -209,7 +209,10 @@ def _delete_topics(settings: Settings, names: list[str]) -> None:
     from streams.kafka_config import admin_config
 
     admin = AdminClient(admin_config(settings))
-    for future in admin.delete_topics(names, operation_timeout=30).values():
+    # Each name once: Topics.all() already lists the outbox topic, and confluent-kafka 2.16.1
+    # crashed the process (SIGSEGV) resolving the futures of a request naming a topic twice
+    # together with one that does not exist (seen here with the heartbeat topic added).
+    for future in admin.delete_topics(sorted(set(names)), operation_timeout=30).values():
         try:
             future.result()
         except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway deployment
