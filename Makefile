@@ -30,6 +30,10 @@ run-connectors: $(STAMP) ## the demo through the connectors: WMS/TMS webhooks, O
 lint: $(STAMP) ## ruff (lint and format check) and mypy (strict; pyproject.toml says what it checks)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy
 
+.PHONY: settings-doc
+settings-doc: $(STAMP) ## rewrite the README's table of every INVENTORY_* setting from config/settings.py (a unit test checks it)
+	$(PY) -m config.settings_doc
+
 test: $(STAMP) browser-deps lint ## lint, then the whole test suite: unit, property, golden, and integration on a real local Kafka
 	$(PY) -m pytest
 

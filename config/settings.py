@@ -1,22 +1,36 @@
 """The one typed settings object of the inventory center.
 
-Every knob lives here; nothing else in the codebase reads ``os.environ``. Values come from
-the environment (prefix ``INVENTORY_``) or a ``.env`` file, and are passed down explicitly.
-Secrets are ``SecretStr`` and never logged.
+Every knob lives here; nothing else in the codebase reads ``os.environ``. Values come, first
+found wins, from the constructor's arguments, the environment (prefix ``INVENTORY_``), a ``.env``
+file in the working directory, then the secrets directory (``secrets_dir``: one file per
+setting, named like its variable, ``inventory_read_token``), and are passed down explicitly.
+Secrets are ``SecretStr`` and never logged. ``python -m config.settings_doc`` writes the table
+of every field into README.md.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where container platforms mount secrets as files (Docker/Compose secrets, a Kubernetes
+# Secret volume mounted there): read when it exists and secrets_dir is not set.
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
 
 
 class Settings(BaseSettings):
@@ -113,6 +127,26 @@ class Settings(BaseSettings):
         "acknowledged (librdkafka message.timeout.ms) before it reports the line as not sent.",
     )
 
+    # --- Operations: logging, secrets mounted as files ---------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO",
+        description="Level of the root logger in every process (worker, read processes, CLIs); any case. "
+        "A worker's `--loglevel` option overrides it for that worker.",
+    )
+    log_format: Literal["plain", "json"] = Field(
+        "plain",
+        description="`plain`: `[time] [pid] [LEVEL] logger: message` lines (Faust's layout). `json`: one JSON "
+        "object per line with time (UTC, ISO 8601), level, logger, message and, for an exception, its traceback "
+        "(config/logs.py); the worker then leaves out Faust's banner.",
+    )
+    secrets_dir: Path | None = Field(
+        None,
+        description="Folder of secrets mounted as files, one file per setting named like its variable in "
+        "either case (`inventory_read_token` or `INVENTORY_READ_TOKEN`), its content the value (surrounding "
+        "whitespace stripped). Read after the environment and `.env`. Unset: `/run/secrets` when that folder "
+        "exists, otherwise none.",
+    )
+
     # --- Local stack (development, tests, CI, demo) -----------------------------------
     local_dir: Path = Field(
         REPO_ROOT / ".local",
@@ -128,8 +162,8 @@ class Settings(BaseSettings):
         "-XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true",
         description="Extra JVM options of the local broker (see streams/local_kafka.py).",
     )
-    local_kafka_port: int = 9092
-    local_controller_port: int = 9093
+    local_kafka_port: int = Field(9092, description="Client port of the local broker (127.0.0.1).")
+    local_controller_port: int = Field(9093, description="KRaft controller port of the local broker (127.0.0.1).")
     local_kafka_start_timeout_s: float = Field(
         60.0, gt=0, description="How long `start` waits for the local broker to answer."
     )
@@ -190,12 +224,16 @@ class Settings(BaseSettings):
     )
 
     # --- Worker -----------------------------------------------------------------------
-    app_id: str = "inventory-center"
+    app_id: str = Field(
+        "inventory-center",
+        description="Faust application id: the consumer group of the workers and the prefix of their changelog "
+        "topics. Workers of one deployment share it; two deployments on one cluster need different ones.",
+    )
     web_host: str = Field("127.0.0.1", description="Host in the worker's canonical URL (what other workers call).")
     web_bind: str = Field(
         "127.0.0.1", description="Interface the worker's web server listens on (Faust's default is every interface)."
     )
-    web_port: int = 6066
+    web_port: int = Field(6066, description="Port of the worker's web server (views, webhooks, /metrics, /ready).")
     read_token: SecretStr | None = Field(
         None,
         description="Bearer token every read view needs (inventory, orders, metrics, the live feed, the dashboard "
@@ -213,8 +251,12 @@ class Settings(BaseSettings):
     rocksdb_block_cache_bytes: int = Field(
         8 * 1024 * 1024, description="Block cache per table partition (Faust default: 2 GiB)."
     )
-    rocksdb_write_buffer_bytes: int = Field(4 * 1024 * 1024)
-    rocksdb_max_write_buffers: int = Field(2)
+    rocksdb_write_buffer_bytes: int = Field(
+        4 * 1024 * 1024, description="Memtable size per table partition (Faust default: 64 MB)."
+    )
+    rocksdb_max_write_buffers: int = Field(
+        2, description="Memtables per table partition (Faust default: 3); memory is about this times the size."
+    )
     expiry_check_interval_s: float = Field(
         1.0, gt=0, description="How often the expiry timer looks for unpaid reservations that came due (wall seconds)."
     )
@@ -349,6 +391,33 @@ class Settings(BaseSettings):
             "stock count read after movements that happened after it; an older count is reported, not applied."
         ),
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' order (arguments, environment, ``.env``, secrets files), with the
+        secrets folder itself a setting: ``secrets_dir`` from the first three sources, else
+        ``DEFAULT_SECRETS_DIR`` if it exists. The folder chosen is also the field's value."""
+        chosen = _secrets_dir(init_settings, env_settings, dotenv_settings)
+        secrets = SecretsSettingsSource(settings_cls, secrets_dir=chosen)
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            secrets,
+            InitSettingsSource(settings_cls, init_kwargs={"secrets_dir": chosen}),
+        )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _fallback_after_grace(self) -> Self:
@@ -490,6 +559,19 @@ def settings_errors(exc: ValidationError) -> list[str]:
         field = "_".join(str(part) for part in error["loc"][:1]).upper()
         lines.append(f"INVENTORY_{field}: {message}" if field else message)
     return lines
+
+
+def _secrets_dir(*sources: PydanticBaseSettingsSource) -> Path | None:
+    """The secrets folder the first source naming ``secrets_dir`` gives, or the platform's
+    default when it exists; a folder named but missing is an error, not a silent default."""
+    for source in sources:
+        value = source().get("secrets_dir")
+        if value:
+            path = Path(os.fspath(value)).expanduser()
+            if not path.is_dir():
+                raise SettingsError(f"secrets_dir {path} is not a directory")
+            return path
+    return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
 
 
 @lru_cache(maxsize=1)

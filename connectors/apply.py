@@ -3,12 +3,19 @@
     python -m connectors.apply [--connect-url URL] [--timeout S] [--var NAME=VALUE] [FILE.json ...]
     python -m connectors.apply --delete NAME ...
 
-Each file (``connectors/*.json`` by default) is ``{"name", "config"}``, sent as it is with
-``PUT /connectors/<name>/config`` (applying twice changes nothing); then it waits until the
-connector and its tasks are RUNNING or one FAILED, and prints each state (a failure with the
-first lines of its trace). Exit 0 when every connector runs; 1 when one FAILED, did not run in
-time, or was refused. Deployment values are ``${file:...}``/``${env:...}`` references resolved by
-the Connect worker; ``--var`` overrides an ``${env:...}`` one. Why and the choices: docs/connectors.md.
+Each file is ``{"name": ..., "config": {...}}``, the shape Connect's REST API accepts as is
+(``connectors/*.json`` when no file is given). ``PUT /connectors/<name>/config`` creates or
+updates the connector (so applying twice changes nothing); then the command waits until the
+connector and all its tasks are RUNNING, or one of them FAILED, and prints each state (with
+the first lines of the trace of a failure). Exit status: 0 when every connector runs, 1 when
+one FAILED, did not reach RUNNING in time, or was refused (invalid config).
+
+The files are sent as they are: what differs between deployments (database hosts and
+credentials, the topic prefix, the registry) is resolved by the Connect worker with Kafka's
+config providers (``${directory:...}`` for secrets mounted as files, ``${env:...}``);
+``--var NAME=VALUE`` overrides an ``${env:...}`` reference for a deployment sharing a worker,
+``--secrets-dir DIR`` points the secrets references at the folder where the worker has them.
+Why, and the choices in each file: docs/connectors.md.
 """
 
 from __future__ import annotations
@@ -26,11 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config.logs import configure_logging
 from config.settings import REPO_ROOT, Settings, get_settings
 
 CONNECTORS_DIR = REPO_ROOT / "connectors"
 # ${provider:[path:]key} - the syntax of Connect's ConfigTransformer, which resolves these.
 PROVIDER_REFERENCE = re.compile(r"\$\{([^}]*?):(?:([^}]*?):)?([^}]*?)\}")
+# Where connector files take secrets from: ${directory:SECRETS_DIRECTORY:<key>}, the file <key>
+# of the folder secrets/ in the Connect worker's working directory (docs/connectors.md).
+SECRETS_DIRECTORY = "/proc/self/cwd/secrets"
+SECRETS_REFERENCE = re.compile(rf"\$\{{directory:{re.escape(SECRETS_DIRECTORY)}:")
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 TERMINAL = {"RUNNING", "FAILED"}
 
@@ -77,13 +89,18 @@ def references(value: str) -> list[tuple[str, str, str]]:
     return [(m.group(1), m.group(2) or "", m.group(3)) for m in PROVIDER_REFERENCE.finditer(value)]
 
 
-def render(doc: Mapping[str, Any], variables: Mapping[str, str]) -> dict[str, Any]:
+def render(doc: Mapping[str, Any], variables: Mapping[str, str], secrets_dir: str | None = None) -> dict[str, Any]:
     """The document with the ``${env:NAME}`` references named in ``variables`` replaced by
-    their values: a per-deployment override (see the module docstring). Every other reference
-    and ``${...}`` stays for the worker; with no variables the document is unchanged."""
+    their values: a per-deployment override (see the module docstring); with ``secrets_dir``,
+    the secrets references read the same keys from that folder of the worker instead
+    (``${directory:<secrets_dir>:<key>}``: where the platform mounts them). Every other
+    reference and ``${...}`` stays for the worker; with neither the document is unchanged."""
 
     def fill(text: str) -> str:
-        return ENV_REFERENCE.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
+        text = ENV_REFERENCE.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
+        if secrets_dir is not None:
+            text = SECRETS_REFERENCE.sub(lambda m: "${directory:" + secrets_dir.rstrip("/") + ":", text)
+        return text
 
     return {"name": doc["name"], "config": {k: fill(v) for k, v in doc["config"].items()}}
 
@@ -237,9 +254,16 @@ def main(argv: list[str] | None = None) -> int:
         "PIPELINE_TOPIC_PREFIX=t1. for a second deployment on the same worker "
         "(default: the files go as they are)",
     )
+    parser.add_argument(
+        "--secrets-dir",
+        metavar="DIR",
+        help=f"absolute folder on the Connect worker where the secrets are mounted, one file per key "
+        f"(default: the files' {SECRETS_DIRECTORY}, the worker's working directory's secrets/)",
+    )
     parser.add_argument("--delete", nargs="+", metavar="NAME", help="delete these connectors")
     args = parser.parse_args(argv)
     settings = get_settings()
+    configure_logging(settings)
     url = (args.connect_url or rest_url(settings)).rstrip("/")
     try:
         if args.delete:
@@ -253,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             if not sep:
                 raise ApplyError(f"--var {item!r}: expected NAME=VALUE")
             variables[key] = value
-        docs = [render(load(path), variables) for path in files]
+        if args.secrets_dir is not None and not args.secrets_dir.startswith("/"):
+            raise ApplyError(f"--secrets-dir {args.secrets_dir!r}: an absolute path (allowed.paths needs one)")
+        docs = [render(load(path), variables, args.secrets_dir) for path in files]
         states = apply(url, docs, args.timeout)
     except ApplyError as exc:
         print(f"apply: error: {exc}", file=sys.stderr)

@@ -3,11 +3,12 @@
 Kafka's own Connect runtime (the broker's version), Debezium's plugin archives and Apicurio's
 Avro converter, resolved from Maven Central by generated poms into ``<local_dir>/connect``,
 which is also the worker's working directory: ``connect-distributed.properties`` and
-``log4j2.xml`` (written on every start), ``secrets.properties`` (0600, the databases'
-credentials), ``logs/connect.log``. REST on 127.0.0.1 only. Connector files take deployment
-values from the worker's config providers: ``${file:/proc/self/cwd/secrets.properties:<key>}``
-and ``${env:NAME}`` for the names in ``WORKER_ENV_NAMES`` (``worker_env``). ``start``
-restarts a worker it started whose properties or environment are outdated (``drift``).
+``log4j2.xml`` (written on every start), ``secrets/`` (0700, one 0600 file per credential of
+the databases, as a platform mounts secrets), ``logs/connect.log``. REST on 127.0.0.1 only.
+Connector files take deployment values from the worker's config providers:
+``${directory:/proc/self/cwd/secrets:<key>}`` (the file ``<key>`` in that folder) and
+``${env:NAME}`` for the names in ``WORKER_ENV_NAMES`` (``worker_env``). ``start`` restarts a
+worker it started whose properties or environment are outdated (``drift``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from config.settings import Settings, get_settings
 from connectors import local_postgres
-from connectors.apply import rest_url
+from connectors.apply import SECRETS_DIRECTORY, rest_url
 from connectors.local_registry import apicurio_native_url
 from streams import local_kafka
 from streams.kafka_config import JAVA_SECRET_PROPERTIES, java_client_properties, java_keystore_pem
@@ -52,9 +53,10 @@ PLUGINS = (
 # read the pipeline's registry-framed Avro with it.
 CONVERTER_DIR = "apicurio-registry-converter"
 CONVERTER_CLASS = "io.apicurio.registry.utils.converter.AvroConverter"
-# How connector files name the secrets file: an absolute path to the worker's working directory,
-# so that ``allowed.paths`` can still restrict the provider (it refuses relative references).
-SECRETS_REFERENCE_PATH = "/proc/self/cwd/secrets.properties"
+# How connector files name the secrets folder: an absolute path under the worker's working
+# directory, so that ``allowed.paths`` can still restrict the provider (it refuses relative
+# references). ``connectors.apply --secrets-dir`` points the references elsewhere.
+SECRETS_REFERENCE_PATH = SECRETS_DIRECTORY
 # The worker's environment variables connector files may read with ${env:NAME} (worker_env).
 WORKER_ENV_NAMES = (
     "OMS_DB_HOST",
@@ -81,15 +83,15 @@ class ConnectPaths(ServicePaths):
     marker = Under(".complete")  # versions and pom digests of what is there
     properties = Under("connect-distributed.properties")
     log4j = Under("log4j2.xml")
-    secrets = Under("secrets.properties")
+    secrets = Under("secrets")
     keystore = Under("kafka-client-keystore.pem")  # mutual TLS: the client key and its chain (0600)
     log = Under("logs", "connect.log")
     out = Under("logs", "connect.out")
     pid_file = Under("connect.pid")
 
 
-def secrets_file(settings: Settings) -> Path:
-    """Where the secrets file is (connector files name it ``SECRETS_REFERENCE_PATH``)."""
+def secrets_dir(settings: Settings) -> Path:
+    """Where the secrets folder is (connector files name it ``SECRETS_REFERENCE_PATH``)."""
     return ConnectPaths.of(settings).secrets
 
 
@@ -298,7 +300,7 @@ def ensure_jars(settings: Settings) -> ConnectPaths:
 
 # --- configuration ---------------------------------------------------------------------
 
-# Where the Kafka client secrets sit in the secrets file: kafka.<Java property name>.
+# The files of the Kafka client secrets in the secrets folder: kafka.<Java property name>.
 KAFKA_SECRET_PREFIX = "kafka."
 CLIENT_PREFIXES = ("", "producer.", "consumer.", "admin.")  # the worker's own clients, then its tasks'
 
@@ -312,7 +314,7 @@ def client_security(settings: Settings) -> tuple[list[str], dict[str, str]]:
     """The worker's Kafka client security (streams/kafka_config.py ``java_client_properties``,
     from the same settings as every other client) for the worker itself and the producers,
     consumers and admin clients of its connectors: the property lines and the secrets they
-    reference (``${file:<secrets>:kafka.<name>}``; never written in the properties file).
+    reference (``${directory:<secrets>:kafka.<name>}``; never written in the properties file).
     Nothing with PLAINTEXT: the local worker's properties stay as they were."""
     if settings.security_protocol == "PLAINTEXT":
         return [], {}
@@ -323,7 +325,7 @@ def client_security(settings: Settings) -> tuple[list[str], dict[str, str]]:
     for prefix in CLIENT_PREFIXES:
         for name, value in properties.items():
             shown = (
-                f"${{file:{SECRETS_REFERENCE_PATH}:{KAFKA_SECRET_PREFIX}{name}}}"
+                f"${{directory:{SECRETS_REFERENCE_PATH}:{KAFKA_SECRET_PREFIX}{name}}}"
                 if name in JAVA_SECRET_PROPERTIES
                 else _property_value(value)
             )
@@ -372,13 +374,14 @@ plugin.path={paths.plugins}
 plugin.discovery=service_load
 
 # Connector configs take what differs between deployments from this worker, at runtime:
-# ${{file:{SECRETS_REFERENCE_PATH}:<key>}} reads <key> from the secrets file in the worker's
-# working directory (this folder). Only files in this folder may be read (a connector cannot
-# ask for /etc/shadow), under either of its names: /proc/self/cwd, what connector files use,
-# and its absolute path.
-config.providers=file,env
-config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider
-config.providers.file.param.allowed.paths=/proc/self/cwd,{paths.root}
+# ${{directory:{SECRETS_REFERENCE_PATH}:<key>}} is the content of the file <key> in the
+# folder secrets/ of the worker's working directory (this folder), one file per secret, the
+# way Kubernetes and Docker mount secrets. Only that folder may be read (a connector cannot ask
+# for /etc/shadow), under either of its names: /proc/self/cwd/secrets, what connector files
+# use, and its absolute path.
+config.providers=directory,env
+config.providers.directory.class=org.apache.kafka.common.config.provider.DirectoryConfigProvider
+config.providers.directory.param.allowed.paths={SECRETS_REFERENCE_PATH},{paths.secrets}
 # ${{env:<NAME>}} reads the worker's environment variable NAME (the non-secret deployment
 # values local_connect.py sets); only these variables, not the rest of the environment.
 config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider
@@ -418,21 +421,23 @@ def log4j2_config(settings: Settings) -> str:
 
 
 def write_secrets(settings: Settings) -> Path:
-    """What ``${file:<secrets>:<key>}`` resolves to: the local databases' credentials and the
-    Kafka client secrets (0600, never printed; connector files and the worker's properties
-    name the keys, not the values). With mutual TLS, also the client keystore (0600)."""
-    values = local_postgres.credentials(settings)
+    """What ``${directory:<secrets>:<key>}`` resolves to: a folder (0700) with one file (0600)
+    per secret, named by its key, holding the bare value (no newline: DirectoryConfigProvider
+    reads a file's bytes as they are): the local databases' credentials and the Kafka client
+    secrets (``kafka.<property>``). With mutual TLS, also the client keystore (0600). Never
+    printed; connector files and the worker's properties name the keys, not the values.
+    Returns the folder."""
+    folder = secrets_dir(settings)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
     _, kafka_secrets = client_security(settings)
+    for key, value in sorted({**local_postgres.credentials(settings), **kafka_secrets}.items()):
+        write_private(folder / key, value)
     keystore = java_keystore_pem(settings) if settings.security_protocol != "PLAINTEXT" else None
     if keystore is not None:
         write_private(ConnectPaths.of(settings).keystore, keystore)
-    return write_private(
-        secrets_file(settings),
-        "# Generated by connectors/local_connect.py from "
-        "the local databases' credentials and the Kafka client settings.\n"
-        + "".join(f"{k}={v}\n" for k, v in sorted(values.items()))
-        + "".join(f"{k}={_property_value(v)}\n" for k, v in sorted(kafka_secrets.items())),
-    )
+    (folder.parent / "secrets.properties").unlink(missing_ok=True)  # the file provider's, before
+    return folder
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, Any]:

@@ -136,7 +136,7 @@ def _run(
 def credentials(settings: Settings) -> dict[str, str]:
     """The roles' names and passwords (``oms.user``, ``oms.password``, ``erp.user``,
     ``erp.password``), generated on first use, then kept. Only the local stack reads them:
-    Connect through its FileConfigProvider (local_connect copies them), never a connector file."""
+    Connect through its DirectoryConfigProvider (local_connect copies them), never a connector file."""
     path = PostgresPaths.of(settings).credentials
     if path.is_file():
         pairs = (line.strip().partition("=") for line in path.read_text().splitlines())

@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+from config.logs import configure_logging
 from config.settings import Settings, get_settings
 from schemas.base import Event
 from schemas.codec import Codec
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_line < 1:
         parser.error("--from-line must be >= 1")
     settings = get_settings()
+    configure_logging(settings)
     # An outage is waited out (--retry-for); refused credentials or a failed TLS handshake are not.
     secured = settings.security_protocol != "PLAINTEXT" and not args.dry_run
     refused = refusal(settings, timeout_s=10.0) if secured else None

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import IO, TYPE_CHECKING
 
+from config.logs import configure_logging
 from config.settings import get_settings
 from connectors.traffic import CALM, DAY_S, DayParams, DaySimulation, Mix, is_opening_stock, to_json_line
 
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate must be > 0")
+    configure_logging(get_settings())
     params = DayParams(
         seed=args.seed,
         orders=args.orders,

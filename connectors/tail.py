@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from config.logs import configure_logging
 from config.settings import Settings, get_settings
 from schemas.codec import CodecError
 from streams.kafka_config import consumer_config, refusal
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     args = parser.parse_args(argv)
     settings = get_settings()
+    configure_logging(settings)
     refused = refusal(settings)
     if refused is not None:  # a consumer would retry in silence
         print(refused[1], file=sys.stderr)

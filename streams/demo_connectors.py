@@ -265,15 +265,19 @@ class Stack:
         print(f"  POST /webhooks/{source}: 202, {body['accepted']} accepted ({written})", flush=True)
 
     def insert_outbox(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """OMS transactions' outbox rows (one INSERT each): (type, payload)."""
+        """OMS transactions' outbox rows: (type, payload). Each transaction inserts its row and
+        deletes it again, the outbox pattern's way to keep the table empty: Debezium reads the
+        insert from the WAL (docs/connectors.md)."""
         from connectors import local_postgres
 
         statements, shown = [], []
         for event_type, payload in rows:
+            row_id = _text(str(uuid.uuid4()))
             statements.append(
-                "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES "
-                f"({_text(str(uuid.uuid4()))}, {_text(OUTBOX_AGGREGATE)}, {_text(payload['orderNo'])}, "
-                f"{_text(event_type)}, {_text(json.dumps(payload, ensure_ascii=False))}::jsonb);"
+                "BEGIN; INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) VALUES "
+                f"({row_id}, {_text(OUTBOX_AGGREGATE)}, {_text(payload['orderNo'])}, "
+                f"{_text(event_type)}, {_text(json.dumps(payload, ensure_ascii=False))}::jsonb); "
+                f"DELETE FROM outbox WHERE id = {row_id}; COMMIT;"
             )
             shown.append(f"{event_type} {payload['orderNo']}")
         local_postgres.psql(self.settings, OMS_DB, "\n".join(statements))

@@ -573,10 +573,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    from config.logs import configure_logging
     from config.settings import get_settings
 
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     host = args.bind or settings.web_bind
     port = args.port if args.port is not None else settings.reader_port
     processes = args.processes if args.processes is not None else settings.reader_processes

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import logging
 import shutil
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from config.logs import configure_logging, logging_config
 from config.settings import Settings, get_settings, settings_errors
 from streams.faust_private import PERSISTED_OFFSET_KEY, local_partition_db_paths
 from streams.kafka_config import refusal
@@ -159,21 +159,29 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m streams.worker",
         description="One pipeline worker: creates the topics, recovers its tables, runs the agents and serves the "
         "views on INVENTORY_WEB_PORT. Settings come from INVENTORY_* variables (config/settings.py); "
-        "other options go to Faust's worker (e.g. --loglevel debug).",
+        "other options go to Faust's worker.",
     )
-    _, faust_options = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    parser.add_argument(
+        "--loglevel",
+        "-l",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        default=None,
+        help="log level of this worker (default: INVENTORY_LOG_LEVEL); INVENTORY_LOG_FORMAT sets the format",
+    )
+    args, faust_options = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     for option in faust_options:
         name = option.split("=", 1)[0] if option.startswith("--") else option[:2]
         if name in FAUST_WEB_OPTIONS:
             parser.error(f"{name} is a setting here: {FAUST_WEB_OPTIONS[name]}")
     settings = load_settings()
+    level = args.loglevel or settings.log_level
+    configure_logging(settings, level)
     refused = refusal(settings)
     if refused is not None:  # one line, not librdkafka's retries; exit 77 (refused) or 69 (nobody answers)
         code, line = refused
         print(line, file=sys.stderr, flush=True)
         sys.exit(code)
-    if not logging.root.handlers:  # until Faust's worker sets logging up: the topic report's lines with their level
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         created = create_topics(settings)
     except TopicsNotCreated as exc:
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     from streams.app import create_app
 
     pipeline = create_app(settings)
+    # Faust's worker applies this (dictConfig) when it starts, in place of its own handler.
+    pipeline.app.conf.logging_config = logging_config(settings, level)
     attach_edges(pipeline)
 
     def record_clean_shutdown() -> None:
@@ -204,7 +214,9 @@ def main(argv: list[str] | None = None) -> None:
     # young generation less often. Measured on the core benchmark: 15k -> 23k commands/s.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "info", *faust_options]
+    # JSON logs: leave out Faust's banner (a table on stdout, not a log record).
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    sys.argv = [sys.argv[0], *quiet, "worker", "--loglevel", level.lower(), *faust_options]
     pipeline.app.main()
 
 

@@ -1,11 +1,12 @@
 """The connector files (connectors/*.json) and the apply command, without a Connect cluster.
 
 The files must be postable to Connect as they are: every deployment value is a reference to a
-config provider of the worker (``${file:...}`` for secrets, ``${env:...}`` for the rest), each
-naming a key the local stack provides (connectors/local_connect.py's secrets file and worker
-environment). And they must agree with the contracts and tables they connect: the ERP tables
-have a column for every field of the records the sinks write, the outbox table has the columns
-the event router reads. Resolved here the way the worker resolves them (``resolve``).
+config provider of the worker (``${directory:...}`` for secrets, one file per secret as
+platforms mount them, ``${env:...}`` for the rest), each naming a key the local stack provides
+(connectors/local_connect.py's secrets folder and worker environment). And they must agree
+with the contracts and tables they connect: the ERP tables have a column for every field of
+the records the sinks write, the outbox table has the columns the event router reads.
+Resolved here the way the worker resolves them (``resolve``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from streams.topics import Topics
 
 FILES = sorted(apply.CONNECTORS_DIR.glob("*.json"))
 SECRET_KEY = re.compile(r"(password|secret|credential|token|jaas|user(name)?$)", re.IGNORECASE)
-SECRET_REFERENCE = re.compile(rf"^\$\{{file:{re.escape(local_connect.SECRETS_REFERENCE_PATH)}:[a-z][a-z0-9_.-]*\}}$")
+SECRET_REFERENCE = re.compile(
+    rf"^\$\{{directory:{re.escape(local_connect.SECRETS_REFERENCE_PATH)}:[a-z][a-z0-9_.-]*\}}$"
+)
 # ${...} that belong to a connector, not to Connect (no provider: Connect leaves them alone),
 # and the only keys they may appear in.
 CONNECTOR_PLACEHOLDERS = {"routedByValue": {"transforms.outbox.route.topic.replacement"}}
@@ -37,18 +40,20 @@ CONNECTOR_PLACEHOLDERS = {"routedByValue": {"transforms.outbox.route.topic.repla
 
 @pytest.fixture
 def local_stack(tmp_path: Path) -> Settings:
-    """The local stack's settings, its files (the secrets file) under a temporary folder."""
+    """The local stack's settings, its files (the secrets folder) under a temporary folder."""
     settings = Settings(local_dir=tmp_path / "local")
     local_connect.ConnectPaths.of(settings).root.mkdir(parents=True)
     return settings
 
 
 def provided(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
-    """What the local worker's providers read: the secrets file local_connect writes and the
-    environment it starts the worker with."""
-    path = local_connect.write_secrets(settings)
-    assert path.stat().st_mode & 0o777 == 0o600
-    secrets = dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    """What the local worker's providers read: the secrets folder local_connect writes (its
+    files' bytes as they are, as DirectoryConfigProvider reads them) and the environment it
+    starts the worker with."""
+    folder = local_connect.write_secrets(settings)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in folder.iterdir())
+    secrets = {f.name: f.read_bytes().decode() for f in folder.iterdir()}
     return secrets, local_connect.worker_env(settings)
 
 
@@ -57,7 +62,7 @@ def resolve(config: dict[str, str], secrets: dict[str, str], env: dict[str, str]
 
     def value(m: re.Match[str]) -> str:
         provider, path, key = m.group(1), m.group(2) or "", m.group(3)
-        if provider == "file" and path == local_connect.SECRETS_REFERENCE_PATH:
+        if provider == "directory" and path == local_connect.SECRETS_REFERENCE_PATH:
             return secrets.get(key, m.group(0))
         if provider == "env" and not path:
             return env.get(key, m.group(0))
@@ -97,32 +102,32 @@ def test_each_file_is_name_and_config_with_string_values_named_after_the_file(pa
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
-def test_no_literal_secrets_only_file_provider_references(path: Path) -> None:
+def test_no_literal_secrets_only_directory_provider_references(path: Path) -> None:
     config = apply.load(path)["config"]
     sensitive = {k: v for k, v in config.items() if SECRET_KEY.search(k)}
     assert sensitive, "a database connector has credentials"
     for key, value in sensitive.items():
         assert SECRET_REFERENCE.match(value), (
-            f"{key} must be ${{file:{local_connect.SECRETS_REFERENCE_PATH}:<key>}}, is {value!r}"
+            f"{key} must be ${{directory:{local_connect.SECRETS_REFERENCE_PATH}:<key>}}, is {value!r}"
         )
-    for key, value in config.items():  # and the secrets file is for secrets only
+    for key, value in config.items():  # and the secrets folder is for secrets only
         if not SECRET_KEY.search(key):
-            assert "${file:" not in value, key
+            assert "${directory:" not in value, key
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_only_provider_references_remain_and_the_local_stack_provides_each(path: Path, local_stack: Settings) -> None:
     """What Connect would not resolve reaches the connector literally: every ``${...}`` is a
-    ``${file:...}`` or ``${env:...}`` reference to a key the local worker has, or a
+    ``${directory:...}`` or ``${env:...}`` reference to a key the local worker has, or a
     placeholder of the connector itself where that connector reads it."""
     secrets, env = provided(local_stack)
     for key, value in apply.load(path)["config"].items():
         refs = apply.references(value)
         for provider, ref_path, name in refs:
-            assert provider in {"file", "env"}, f"{key}: no config provider {provider!r}"
-            if provider == "file":
+            assert provider in {"directory", "env"}, f"{key}: no config provider {provider!r}"
+            if provider == "directory":
                 assert ref_path == local_connect.SECRETS_REFERENCE_PATH, f"{key}: {ref_path}"
-                assert name in secrets, f"{key}: the secrets file has no {name}"
+                assert name in secrets, f"{key}: the secrets folder has no {name}"
             else:
                 assert ref_path == "", f"{key}: the env provider takes no path"
                 assert name in env, f"{key}: local_connect does not set {name}"
@@ -143,14 +148,18 @@ def test_the_local_worker_enables_both_providers_on_what_the_files_read(local_st
         for line in local_connect.worker_properties(local_stack).splitlines()
         if line and not line.startswith("#")
     )
-    assert props["config.providers"] == "file,env"
-    assert props["config.providers.file.class"] == "org.apache.kafka.common.config.provider.FileConfigProvider"
+    assert props["config.providers"] == "directory,env"
+    assert (
+        props["config.providers.directory.class"] == "org.apache.kafka.common.config.provider.DirectoryConfigProvider"
+    )
     assert props["config.providers.env.class"] == "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
-    # allowed.paths: absolute entries; the secrets file is under the first, the working directory.
-    allowed = props["config.providers.file.param.allowed.paths"].split(",")
-    assert allowed == ["/proc/self/cwd", str(local_connect.ConnectPaths.of(local_stack).root)]
-    assert local_connect.SECRETS_REFERENCE_PATH == "/proc/self/cwd/secrets.properties"
-    assert local_connect.secrets_file(local_stack).parent == local_connect.ConnectPaths.of(local_stack).root
+    # allowed.paths: absolute entries, the secrets folder under both its names (the worker's
+    # working directory is the local stack's connect/ folder); nothing else of that folder.
+    allowed = props["config.providers.directory.param.allowed.paths"].split(",")
+    root = local_connect.ConnectPaths.of(local_stack).root
+    assert allowed == ["/proc/self/cwd/secrets", str(root / "secrets")]
+    assert local_connect.SECRETS_REFERENCE_PATH == "/proc/self/cwd/secrets"
+    assert local_connect.secrets_dir(local_stack) == root / "secrets"
     # The env provider may read exactly the variables the worker is given (full match, as Java).
     allowlist = re.compile(props["config.providers.env.param.allowlist.pattern"])
     env = local_connect.worker_env(local_stack)
@@ -180,7 +189,7 @@ def test_render_overrides_only_the_env_references_it_is_given() -> None:
         "name": "x",
         "config": {
             "connector.class": "C",
-            "p": "${file:/proc/self/cwd/secrets.properties:oms.password}",
+            "p": "${directory:/proc/self/cwd/secrets:oms.password}",
             "t": "${env:PIPELINE_TOPIC_PREFIX}oms.outbox.${routedByValue}",
             "u": "jdbc:postgresql://${env:ERP_DB_HOST}:${env:ERP_DB_PORT}/${env:ERP_DB_NAME}",
         },
@@ -351,3 +360,64 @@ def test_the_command_exits_non_zero_when_one_failed(connect_url: str, tmp_path: 
     FakeConnect.states["ko"] = "FAILED"
     assert apply.main(["--connect-url", connect_url, str(tmp_path / "ok.json")]) == 0
     assert apply.main(["--connect-url", connect_url, str(tmp_path / "ok.json"), str(tmp_path / "ko.json")]) == 1
+
+
+# --- secrets mounted as files, and the outbox source's production defaults --------------------
+
+
+def test_each_secret_is_a_file_with_the_bare_value(local_stack: Settings) -> None:
+    """DirectoryConfigProvider reads a file's bytes as they are: a trailing newline would be part
+    of the password. The file provider's old secrets.properties does not linger."""
+    old = local_connect.ConnectPaths.of(local_stack).root / "secrets.properties"
+    old.write_text("oms.password=stale\n")
+    secrets, _ = provided(local_stack)
+    assert set(secrets) == {"oms.user", "oms.password", "erp.user", "erp.password"}
+    assert all(value and value == value.strip() for value in secrets.values())
+    assert not old.exists()
+
+
+def test_render_can_point_the_secrets_at_another_mounted_folder() -> None:
+    doc = {
+        "name": "x",
+        "config": {
+            "connector.class": "C",
+            "database.password": "${directory:/proc/self/cwd/secrets:oms.password}",
+            "other": "${directory:/elsewhere:k} ${env:OMS_DB_HOST}",
+        },
+    }
+    out = apply.render(doc, {}, secrets_dir="/opt/kafka/external-configuration/oms/")
+    assert out["config"]["database.password"] == "${directory:/opt/kafka/external-configuration/oms:oms.password}"
+    assert out["config"]["other"] == doc["config"]["other"]  # only the files' own secrets folder moves
+    assert apply.render(doc, {}) == doc
+
+
+def test_the_command_refuses_a_relative_secrets_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    assert apply.main(["--connect-url", "http://127.0.0.1:9", "--secrets-dir", "secrets"]) == 1
+    assert "an absolute path" in capsys.readouterr().err
+
+
+def test_the_outbox_source_heartbeats_so_a_quiet_outbox_does_not_hold_the_wal() -> None:
+    """Debezium 3.4's PostgreSQL connector confirms an LSN to the slot only when it has something
+    to commit (lsn.flush.mode=connector, the default): while the outbox is quiet the slot would
+    keep every WAL segment the rest of the database writes. The heartbeat commits the position
+    every interval, and its action query writes a logical decoding message, which reaches the
+    slot whatever the publication holds, so there is always a newer position to confirm. The
+    message itself is excluded (no record per heartbeat), and heartbeats go to a topic of this
+    deployment."""
+    config = docs()["oms-outbox-source"]["config"]
+    assert 1_000 <= int(config["heartbeat.interval.ms"]) <= 60_000
+    query = config["heartbeat.action.query"]
+    emitted = re.fullmatch(r"SELECT pg_logical_emit_message\(false, '([a-z-]+)', now\(\)::text\)", query)
+    assert emitted, query  # non-transactional: decoded at once, no transaction around it
+    assert re.fullmatch(config["message.prefix.exclude.list"], emitted.group(1))
+    assert "message.prefix.include.list" not in config
+    assert config["topic.heartbeat.prefix"] == "${env:PIPELINE_TOPIC_PREFIX}__debezium-heartbeat"
+    assert config.get("lsn.flush.mode", "connector") != "manual"
+
+
+def test_the_outbox_can_be_emptied_in_the_writing_transaction() -> None:
+    """The outbox pattern's way to keep the table small: the OMS deletes its row in the same
+    transaction that inserted it. Debezium reads the insert from the WAL, the publication
+    publishes inserts only (so the delete is not even decoded), and the event router would
+    skip a delete anyway."""
+    assert "CREATE PUBLICATION oms_outbox FOR TABLE public.outbox WITH (publish = 'insert')" in OMS_SCHEMA
