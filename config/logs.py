@@ -1,21 +1,11 @@
 """How every process logs: the root logger's level and format, from the settings.
 
-One home for the logging setup of every entry point: the worker hands ``logging_config`` to
-Faust (its worker applies it with ``logging.config.dictConfig`` when it starts, instead of its
-own coloured handler), the read processes and the command-line tools call
-``configure_logging`` first thing. Records go to standard error (standard output carries the
-tools' data, e.g. ``connectors.tail``'s JSON lines).
-
-Formats (``Settings.log_format``):
-
-* ``plain``: ``[2026-12-07 10:15:02,123] [4242] [INFO] streams.app: message`` (and the traceback
-  below): Faust's own layout (time, process, level in brackets) with the logger's name added;
-* ``json``: one object per line, ``{"time": "2026-12-07T10:15:02.123Z", "level": "INFO",
-  "logger": "streams.app", "message": "..."}`` plus ``"exception"`` (the formatted traceback)
-  when the record carries one; the time is UTC, the message is rendered with its arguments,
-  and a line never spans two lines (newlines inside are escaped by JSON).
-
-Standard library only (this is the settings floor).
+The worker hands ``logging_config`` to Faust (applied with ``dictConfig`` instead of its own
+handler); the read processes and the CLIs call ``configure_logging`` first thing. Records go
+to standard error (standard output carries the tools' data). ``plain``: Faust's layout,
+``[time] [pid] [LEVEL] logger: message``. ``json``: one object per line with ``time`` (UTC),
+``level``, ``logger``, ``message`` and, when the record carries one, ``exception``; a line
+never spans two. Standard library only (this is the settings floor).
 """
 
 from __future__ import annotations

@@ -3,19 +3,12 @@
     python -m connectors.apply [--connect-url URL] [--timeout S] [--var NAME=VALUE] [FILE.json ...]
     python -m connectors.apply --delete NAME ...
 
-Each file is ``{"name": ..., "config": {...}}``, the shape Connect's REST API accepts as is
-(``connectors/*.json`` when no file is given). ``PUT /connectors/<name>/config`` creates or
-updates the connector (so applying twice changes nothing); then the command waits until the
-connector and all its tasks are RUNNING, or one of them FAILED, and prints each state (with
-the first lines of the trace of a failure). Exit status: 0 when every connector runs, 1 when
-one FAILED, did not reach RUNNING in time, or was refused (invalid config).
-
-The files are sent as they are: what differs between deployments (database hosts and
-credentials, the topic prefix, the registry) is resolved by the Connect worker with Kafka's
-config providers (``${directory:...}`` for secrets mounted as files, ``${env:...}``);
-``--var NAME=VALUE`` overrides an ``${env:...}`` reference for a deployment sharing a worker,
-``--secrets-dir DIR`` points the secrets references at the folder where the worker has them.
-Why, and the choices in each file: docs/connectors.md.
+Each file (``connectors/*.json`` by default) is ``{"name", "config"}``, sent as it is with
+``PUT /connectors/<name>/config`` (applying twice changes nothing); then it waits until the
+connector and its tasks are RUNNING or one FAILED, and prints each state. Exit 0 when every
+connector runs; 1 when one FAILED, did not run in time, or was refused. Deployment values are
+``${directory:...}`` (secrets mounted as files; ``--secrets-dir`` names the worker's folder) and
+``${env:...}`` references (``--var`` overrides one) resolved by the worker: docs/connectors.md.
 """
 
 from __future__ import annotations
