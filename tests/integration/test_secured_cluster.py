@@ -227,7 +227,7 @@ def test_refused_credentials_stop_the_worker_and_the_cli_with_one_line(
 
 def test_the_connect_workers_client_properties_authenticate(secured: Secured, tmp_path: Path) -> None:
     """The Java client settings local_connect writes for the Connect worker (from the same
-    settings, secrets through its file config provider) list topics through SASL_SSL with
+    settings, secrets through its directory config provider) list topics through SASL_SSL with
     Kafka's own TopicCommand; with a wrong password they are refused."""
     from connectors import local_connect
     from streams import local_kafka
@@ -237,15 +237,17 @@ def test_the_connect_workers_client_properties_authenticate(secured: Secured, tm
         env = {**secured.env, "INVENTORY_SASL_PASSWORD": password, "INVENTORY_LOCAL_DIR": str(tmp_path)}
         settings = settings_of(env)
         lines, secrets = local_connect.client_security(settings)
-        secrets_file = tmp_path / "secrets.properties"
-        secrets_file.write_text("".join(f"{k}={local_connect._property_value(v)}\n" for k, v in secrets.items()))
+        folder = tmp_path / f"secrets-{expected}"
+        folder.mkdir()
+        for key, value in secrets.items():
+            (folder / key).write_text(value)  # as write_secrets does: the bare value
         own = [line for line in lines if not line.startswith(("producer.", "consumer.", "admin."))]
         assert len(lines) == 4 * len(own)  # the worker's clients and its tasks' alike
         config = tmp_path / "client.properties"
         config.write_text(
-            "config.providers=file\n"
-            "config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider\n"
-            + "\n".join(own).replace(local_connect.SECRETS_REFERENCE_PATH, str(secrets_file))
+            "config.providers=directory\n"
+            "config.providers.directory.class=org.apache.kafka.common.config.provider.DirectoryConfigProvider\n"
+            + "\n".join(own).replace(local_connect.SECRETS_REFERENCE_PATH, str(folder))
             + "\n"
         )
         assert password not in config.read_text()

@@ -323,9 +323,8 @@ def test_the_connect_worker_properties_reference_the_secrets(pki: dict[str, Path
     assert "hunter2-secret" not in text
     for prefix in local_connect.CLIENT_PREFIXES:
         assert f"{prefix}security.protocol=SASL_SSL\n" in text
-        assert (
-            f"{prefix}sasl.jaas.config=${{directory:{local_connect.SECRETS_REFERENCE_PATH}:kafka.sasl.jaas.config}}" in text
-        )
+        reference = f"${{directory:{local_connect.SECRETS_REFERENCE_PATH}:kafka.sasl.jaas.config}}"
+        assert f"{prefix}sasl.jaas.config={reference}" in text
     _, secrets = local_connect.client_security(s)
     assert "hunter2-secret" in secrets["kafka.sasl.jaas.config"]
 
