@@ -4,7 +4,7 @@ librdkafka retries a broker it cannot reach (or that refuses its credentials) ev
 so, reporting each try to ``error_cb`` and to its log. ``ErrorSummary`` (installed on every
 confluent-kafka client by streams/kafka_config.py) logs the first failure of each kind at
 once, then, while the failures go on, one line per ``window_s``:
-``kafka producer: broker unreachable at host:9092, 37 retries in 30 s: <last reason>``.
+``kafka producer: connection failed at host:9092, 37 retries in 30 s: <last reason>``.
 
 Kinds (``classify``): ``authentication`` (SASL refused), ``tls`` (handshake or certificate
 verification failed), ``unreachable`` (refused, resolve failure, timeout, all brokers down),
@@ -37,6 +37,9 @@ KIND_TEXT = {
     "unreachable": "broker unreachable",
     "other": "client error",
 }
+# A running client's lines: "broker unreachable" is the worker's outage line, said once per
+# outage by its broker watch (streams/health.py), which holds these back while it lasts.
+RUNNING_TEXT = {**KIND_TEXT, "unreachable": "connection failed"}
 
 
 def _text(error: Any) -> str:
@@ -114,12 +117,12 @@ class ErrorSummary:
             last = self._since.get(kind)
             if last is None:
                 self._since[kind], self._count[kind] = now, 0
-                line = f"{self.client}: {KIND_TEXT[kind]} at {self.bootstrap}: {_text(error)}"
+                line = f"{self.client}: {RUNNING_TEXT[kind]} at {self.bootstrap}: {_text(error)}"
             elif now - last >= self.window_s:
                 count = self._count[kind] + 1
                 self._since[kind], self._count[kind] = now, 0
                 line = (
-                    f"{self.client}: {KIND_TEXT[kind]} at {self.bootstrap}, {count} retries in "
+                    f"{self.client}: {RUNNING_TEXT[kind]} at {self.bootstrap}, {count} retries in "
                     f"{now - last:.0f} s: {_text(error)}"
                 )
             else:

@@ -97,6 +97,8 @@ _CONNECTION_NOISE = (
     "Unable to request metadata",
     "Failed to send",
     "Connection reset",
+    "brokers are down",
+    "connection failed at",  # streams/client_errors.py's summaries: the watch speaks for the outage
 )
 
 

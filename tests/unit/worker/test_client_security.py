@@ -421,10 +421,10 @@ def test_repeated_connection_errors_are_summarised() -> None:
         summary.on_error(REFUSED)
         now[0] += 1.0
     assert len(lines) == 1 and lines[0][0] == logging.WARNING
-    assert lines[0][1].startswith("kafka producer: broker unreachable at 127.0.0.1:9: ")
+    assert lines[0][1].startswith("kafka producer: connection failed at 127.0.0.1:9: ")
     summary.on_error(REFUSED)
     assert len(lines) == 2
-    assert lines[1][1].startswith("kafka producer: broker unreachable at 127.0.0.1:9, 30 retries in 30 s: ")
+    assert lines[1][1].startswith("kafka producer: connection failed at 127.0.0.1:9, 30 retries in 30 s: ")
     summary.on_error(FakeError(-169, "SASL authentication error: Authentication failed"))  # another kind: told at once
     assert len(lines) == 3 and lines[2][0] == logging.ERROR and "authentication refused" in lines[2][1]
     summary.on_error(FakeError(-170, "something else", fatal=True))  # not a connection error: passed on
