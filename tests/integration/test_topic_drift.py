@@ -120,8 +120,9 @@ def test_a_worker_start_logs_one_line_per_difference(settings: Settings, tmp_pat
     finally:
         worker.stop()
     lines = [line for line in worker.log_tail(2000).splitlines() if "differs from its declaration" in line]
-    assert len(lines) == 3 and all(line.startswith("WARNING streams.topics: topic ") for line in lines), lines
-    assert [line.split(": ")[2].split(" is ")[0] for line in lines] == [
+    # the worker's log format (config/logs.py): [time] [pid] [LEVEL] logger: message
+    assert len(lines) == 3 and all("[WARNING] streams.topics: topic " in line for line in lines), lines
+    assert [line.split("streams.topics: ", 1)[1].split(": ")[1].split(" is ")[0] for line in lines] == [
         "partitions",
         "min.insync.replicas",
         "retention.ms",
