@@ -48,7 +48,7 @@ def reach(point: str, detail: str = "", settle: Callable[[], object] | None = No
         return
     if settle is not None:
         settle()
-    sys.stderr.write(f"{ENV}: killed at {point} #{count}: {detail}\n")
+    sys.stderr.write(f"{ENV}: killed at {point} #{count}" + (f": {detail}" if detail else "") + "\n")
     sys.stderr.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 

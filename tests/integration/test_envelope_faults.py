@@ -168,7 +168,7 @@ def crash_then_restart(d: Deployment, point: str, n: int, seed: int) -> Crash:
     assert armed.proc is not None and armed.proc.returncode == -signal.SIGKILL, armed.log_tail(30)
     # Faust logs what the process writes to stderr: the kill line carries a log prefix
     line = next(x for x in armed.log_path.read_text(errors="replace").splitlines() if f"{faults.ENV}: killed at" in x)
-    killed_at, _, detail = line.split(f"{faults.ENV}: killed at ", 1)[1].partition(": ")
+    killed_at, _, detail = line.split(f"{faults.ENV}: killed at ", 1)[1].strip().partition(": ")
     unsent = [(m[1], int(m[2]), m[3]) for m in re.finditer(r"(\S+)\[(-?\d+)\]=([0-9a-f]{16})", detail)]
     assert killed_at == f"{point} #{n}" and (unsent or point == "flushed"), line
 

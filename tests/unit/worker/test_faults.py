@@ -36,7 +36,7 @@ def kills(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -
 
     def kill(pid: int, sig: int) -> None:
         assert (pid, sig) == (os.getpid(), signal.SIGKILL)
-        killed.append(capsys.readouterr().err.split(": ")[1])
+        killed.append(capsys.readouterr().err.strip().split(": ")[1])
 
     monkeypatch.setattr(faults.os, "kill", kill)
     return killed
