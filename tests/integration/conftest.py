@@ -10,6 +10,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,20 +134,22 @@ def _deployment(
     settings = Settings(**fields)
     create_topics(settings)
     d = Deployment(settings=settings, env=env, root=root)
-    yield d
-    for worker in d.workers:
-        worker.kill()
-    from confluent_kafka.admin import AdminClient
+    try:
+        yield d
+    finally:  # also when a test iterating this generator fails inside its loop (it is closed, not resumed)
+        for worker in d.workers:
+            worker.kill()
+        from confluent_kafka.admin import AdminClient
 
-    from streams.kafka_config import admin_config
+        from streams.kafka_config import admin_config
 
-    admin = AdminClient(admin_config(settings))
-    names = list(Topics(settings).all())
-    for future in admin.delete_topics(names, operation_timeout=30).values():
-        try:
-            future.result()
-        except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway deployment
-            pass
+        admin = AdminClient(admin_config(settings))
+        names = list(Topics(settings).all())
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway deployment
+                pass
 
 
 class PrivateBroker:
@@ -179,8 +182,10 @@ class PrivateBroker:
 
         local_kafka.stop(self.settings)
 
-    def deployment(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-        return _deployment(self.bootstrap, tmp_path_factory)
+    def deployment(self, tmp_path_factory: pytest.TempPathFactory) -> AbstractContextManager[Deployment]:
+        """``with private_broker.deployment(...) as d:`` its workers are killed and its topics
+        deleted when the block ends, however it ends."""
+        return contextmanager(_deployment)(self.bootstrap, tmp_path_factory)
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def test_a_long_broker_outage_is_waited_out(
 ) -> None:
     events = [json.loads(line) for line in SEED_DAY.read_text().splitlines() if line.strip()]
     first, rest = events[:10], events[10:]
-    for deployment in private_broker.deployment(tmp_path_factory):
+    with private_broker.deployment(tmp_path_factory) as deployment:
         worker = deployment.start_worker("outage")
         deployment.publish([*first, unpaid_order(expires_in_s=15)])
         wait_until(lambda: deployment.order(worker, "OMS202511220001"))

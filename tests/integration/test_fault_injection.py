@@ -111,7 +111,7 @@ def test_poison_records_cost_no_neighbour(fresh_deployment: Deployment) -> None:
 def test_kills_and_a_broker_restart_cost_nothing(
     private_broker: PrivateBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    for d in private_broker.deployment(tmp_path_factory):
+    with private_broker.deployment(tmp_path_factory) as d:
         d.env["INVENTORY_COUNT_HISTORY"] = COUNT_HISTORY
         events, model, skus = day(seed=32, **SIZE)
         bad = publish_with_poison(d, events)  # no worker yet: the day waits as a backlog
